@@ -1,0 +1,1 @@
+//! Configuration: model, validation, normalisation, storage.

@@ -1,0 +1,1 @@
+//! Routing index and decisions.
