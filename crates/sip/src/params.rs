@@ -1,1 +1,338 @@
-//! (in progress)
+//! `;name[=value]` parameters, as found after a URI (`uri-parameters`) or a header value
+//! (`generic-param`, Via params, Contact params...).
+//!
+//! [`Params::parse`] validates once; afterwards iteration and lookups are infallible and
+//! allocation-free. [`Params::new`] skips validation for text already known to be good; its
+//! iterator is best-effort on garbage but never panics.
+
+use std::borrow::Cow;
+
+use crate::error::Error;
+use crate::scan::{
+    eq_ignore_case, escapes_ok, find_unquoted, is_token, is_token_char, read_quoted, skip_lws,
+    trim_lws, unescape_quoted,
+};
+
+/// Which grammar the parameters follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamSyntax {
+    /// Header params: token names, values token / quoted-string / host (an IPv6 host with or
+    /// without brackets, since RFC 5118 §4.6 asks to accept `received=2001:db8::9:255`), LWS
+    /// allowed around `;` and `=`.
+    Header,
+    /// URI params: `paramchar` names and values (unreserved, `[]/:&+$`, `%XX`), no LWS, no
+    /// quoting.
+    Uri,
+}
+
+/// One parameter. For a quoted value, `value` is the content between the quotes with
+/// quoted-pairs still escaped; see [`Param::unescaped_value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param<'a> {
+    pub name: &'a [u8],
+    pub value: Option<&'a [u8]>,
+    pub quoted: bool,
+}
+
+impl<'a> Param<'a> {
+    /// Case-insensitive name match.
+    #[inline]
+    pub fn is(&self, name: &[u8]) -> bool {
+        eq_ignore_case(self.name, name)
+    }
+
+    /// The value with quoted-pairs resolved (borrows when there are none). URI param values
+    /// keep their `%XX` escapes; decode with [`crate::scan::unescape_percent`] if needed.
+    pub fn unescaped_value(&self) -> Option<Cow<'a, [u8]>> {
+        let v = self.value?;
+        Some(if self.quoted {
+            unescape_quoted(v)
+        } else {
+            Cow::Borrowed(v)
+        })
+    }
+}
+
+/// A parameter section: empty, or text starting (after optional LWS) with `;`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Params<'a> {
+    /// Wraps already-validated (or trusted) parameter text without checking it.
+    #[inline]
+    pub fn new(raw: &'a [u8]) -> Self {
+        Params { raw }
+    }
+
+    /// Validates `raw` against `syntax` and wraps it.
+    pub fn parse(raw: &'a [u8], syntax: ParamSyntax) -> Result<Self, Error> {
+        validate(raw, syntax)?;
+        Ok(Params { raw })
+    }
+
+    /// The parameter text as given (including the leading `;`).
+    #[inline]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    #[inline]
+    pub fn iter(&self) -> ParamIter<'a> {
+        ParamIter {
+            s: self.raw,
+            pos: find_unquoted(self.raw, b';'),
+        }
+    }
+
+    /// First parameter named `name` (case-insensitive).
+    pub fn get(&self, name: &[u8]) -> Option<Param<'a>> {
+        self.iter().find(|p| p.is(name))
+    }
+
+    /// Value of the first parameter named `name`; `None` if absent or valueless.
+    pub fn value(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.get(name).and_then(|p| p.value)
+    }
+
+    /// Is a parameter named `name` present (with or without value)?
+    pub fn has(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+impl<'a> IntoIterator for Params<'a> {
+    type Item = Param<'a>;
+    type IntoIter = ParamIter<'a>;
+    fn into_iter(self) -> ParamIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Params`]; skips empty segments (`;;`), which validation rejects anyway.
+#[derive(Debug, Clone)]
+pub struct ParamIter<'a> {
+    s: &'a [u8],
+    /// Index of the `;` opening the next segment.
+    pos: Option<usize>,
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = Param<'a>;
+
+    fn next(&mut self) -> Option<Param<'a>> {
+        loop {
+            let semi = self.pos?;
+            let rest = self.s.get(semi + 1..)?;
+            let seg_len = find_unquoted(rest, b';');
+            self.pos = seg_len.map(|n| semi + 1 + n);
+            let seg = &rest[..seg_len.unwrap_or(rest.len())];
+            if let Some(p) = split_param(seg) {
+                return Some(p);
+            }
+        }
+    }
+}
+
+/// Splits one `name [= value]` segment; `None` when it is empty.
+fn split_param(seg: &[u8]) -> Option<Param<'_>> {
+    let seg = trim_lws(seg);
+    if seg.is_empty() {
+        return None;
+    }
+    let Some(eq) = memchr::memchr(b'=', seg) else {
+        return Some(Param {
+            name: seg,
+            value: None,
+            quoted: false,
+        });
+    };
+    let name = trim_lws(&seg[..eq]);
+    let v = trim_lws(&seg[eq + 1..]);
+    let quoted = v.len() >= 2 && v.first() == Some(&b'"') && v.last() == Some(&b'"');
+    let value = if quoted { &v[1..v.len() - 1] } else { v };
+    Some(Param {
+        name,
+        value: Some(value),
+        quoted,
+    })
+}
+
+/// Characters of an unquoted header param value: token, plus what a host adds.
+#[inline]
+fn is_header_value_char(b: u8) -> bool {
+    is_token_char(b) || matches!(b, b':' | b'[' | b']')
+}
+
+/// RFC 3261 `paramchar` minus the `%` escape (checked separately).
+#[inline]
+pub(crate) fn is_uri_param_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'[' | b']'
+                | b'/'
+                | b':'
+                | b'&'
+                | b'+'
+                | b'$'
+                | b'-'
+                | b'_'
+                | b'.'
+                | b'!'
+                | b'~'
+                | b'*'
+                | b'\''
+                | b'('
+                | b')'
+                | b'%'
+        )
+}
+
+fn validate(raw: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
+    let start = match syntax {
+        ParamSyntax::Header => skip_lws(raw, 0),
+        ParamSyntax::Uri => 0,
+    };
+    let Some(rest) = raw.get(start..).filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
+    if rest.first() != Some(&b';') {
+        return Err(Error::BadSyntax("expected ';' before parameter"));
+    }
+    let mut pos = 1;
+    loop {
+        let tail = rest.get(pos..).unwrap_or(&[]);
+        let n = find_unquoted(tail, b';');
+        let seg = &tail[..n.unwrap_or(tail.len())];
+        validate_segment(seg, syntax)?;
+        match n {
+            Some(n) => pos += n + 1,
+            None => return Ok(()),
+        }
+    }
+}
+
+fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
+    let Some(p) = split_param(seg) else {
+        return Err(Error::BadSyntax("empty parameter"));
+    };
+    match syntax {
+        ParamSyntax::Header => {
+            if !is_token(p.name) {
+                return Err(Error::BadSyntax("bad parameter name"));
+            }
+            match p.value {
+                None => Ok(()),
+                Some(_) if p.quoted => check_quoted_value(seg),
+                Some(v) if !v.is_empty() && v.iter().all(|&b| is_header_value_char(b)) => Ok(()),
+                Some(_) => Err(Error::BadSyntax("bad parameter value")),
+            }
+        }
+        ParamSyntax::Uri => {
+            let ok = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| is_uri_param_char(b));
+            // split_param trims LWS, so compare lengths to catch any whitespace.
+            let value_len = p.value.map_or(0, |v| v.len() + 1);
+            if p.quoted || p.name.len() + value_len != seg.len() {
+                return Err(Error::BadSyntax("bad URI parameter"));
+            }
+            if !ok(p.name) || !p.value.map_or(true, ok) || !escapes_ok(seg) {
+                return Err(Error::BadSyntax("bad URI parameter"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The whole value after `=` must be exactly one well-formed quoted-string.
+fn check_quoted_value(seg: &[u8]) -> Result<(), Error> {
+    let eq = memchr::memchr(b'=', seg).ok_or(Error::BadSyntax("bad parameter"))?;
+    let v = trim_lws(&seg[eq + 1..]);
+    let (_, end) = read_quoted(v, 0)?;
+    if end == v.len() {
+        Ok(())
+    } else {
+        Err(Error::BadSyntax("text after quoted parameter value"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(s: &[u8]) -> Params<'_> {
+        Params::parse(s, ParamSyntax::Header).unwrap()
+    }
+
+    #[test]
+    fn lookup() {
+        let p = hdr(b";branch=z9hG4bK1;RPort;received=[2001:db8::9:255];Foo=\"a;b\\\"c\"");
+        assert_eq!(p.value(b"BRANCH"), Some(&b"z9hG4bK1"[..]));
+        assert!(p.has(b"rport"));
+        assert_eq!(p.get(b"rport").unwrap().value, None);
+        assert_eq!(p.value(b"received"), Some(&b"[2001:db8::9:255]"[..]));
+        let foo = p.get(b"foo").unwrap();
+        assert!(foo.quoted);
+        assert_eq!(foo.value, Some(&b"a;b\\\"c"[..]));
+        assert_eq!(&*foo.unescaped_value().unwrap(), b"a;b\"c");
+        assert_eq!(p.iter().count(), 4);
+        assert!(!p.has(b"lr"));
+    }
+
+    #[test]
+    fn folded_lws() {
+        // rfc4475 wsinv: LWS and folds around ';' and '='.
+        let p = hdr(b" ;\r\n  tag = 98asjd8");
+        assert_eq!(p.value(b"tag"), Some(&b"98asjd8"[..]));
+        let p = hdr(b" ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33");
+        assert_eq!(p.value(b"newparam"), Some(&b"newvalue"[..]));
+        assert!(p.has(b"secondparam"));
+        assert_eq!(p.value(b"q"), Some(&b"0.33"[..]));
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            &b";;"[..],
+            b";",
+            b"tag=1",
+            b";a=",
+            b";a b=1",
+            b";a=b c",
+            b";a=\"x",
+            b";a=\"x\"y",
+            b";a=<x>",
+            b";;;;",
+        ] {
+            assert!(Params::parse(bad, ParamSyntax::Header).is_err(), "{bad:?}");
+        }
+        for bad in [&b";lr;"[..], b"; lr", b";a=\"b\"", b";a=%4", b";a=b c", b"lr"] {
+            assert!(Params::parse(bad, ParamSyntax::Uri).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uri_params() {
+        // rfc4475 esc01: escaped param names and values.
+        let p = Params::parse(b";%6C%72;n%61me=v%61lue%25%34%31", ParamSyntax::Uri).unwrap();
+        assert!(p.has(b"%6C%72"));
+        assert_eq!(p.value(b"n%61me"), Some(&b"v%61lue%25%34%31"[..]));
+        let p = Params::parse(b";lr;maddr=[2001:db8::1];transport=tcp", ParamSyntax::Uri).unwrap();
+        assert_eq!(p.value(b"maddr"), Some(&b"[2001:db8::1]"[..]));
+        assert!(Params::parse(b"", ParamSyntax::Uri).unwrap().is_empty());
+    }
+
+    #[test]
+    fn garbage_iteration_never_panics() {
+        for s in [&b";"[..], b";=", b"=;=", b";\"", b";a=\"", b"\";a", b";;=;"] {
+            let _ = Params::new(s).iter().count();
+            let _ = Params::new(s).get(b"a");
+        }
+    }
+}
