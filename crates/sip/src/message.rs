@@ -1,1 +1,789 @@
-//! (in progress)
+//! A parsed SIP message: the original bytes plus an index of where things are.
+//!
+//! Nothing is copied out of the buffer. The header index lives inline for up to
+//! [`INLINE_HEADERS`] header lines, so parsing an ordinary message allocates nothing; only
+//! a message with more header lines spills the index to one `Vec`.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+/// Byte range inside a message buffer. `u32` keeps the index small; the parser refuses
+/// messages that do not fit (see [`Limits::message_size`](crate::limits::Limits::message_size)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// Callers guarantee `start <= end <= u32::MAX`; the parser checks the message size first.
+    #[inline]
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    #[inline]
+    pub fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    #[inline]
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// Request methods. Methods are case-sensitive (RFC 3261 §7.1), so `invite` is an
+/// extension method, reported as `Other`; its spelling is in [`Message::method_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Options,
+    Register,
+    Prack,
+    Subscribe,
+    Notify,
+    Publish,
+    Info,
+    Refer,
+    Message,
+    Update,
+    /// Any other token; compare spellings with [`Message::method_bytes`].
+    Other,
+}
+
+impl Method {
+    pub fn from_bytes(b: &[u8]) -> Method {
+        match b {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"OPTIONS" => Method::Options,
+            b"REGISTER" => Method::Register,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"PUBLISH" => Method::Publish,
+            b"INFO" => Method::Info,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"UPDATE" => Method::Update,
+            _ => Method::Other,
+        }
+    }
+
+    /// The spelling on the wire; empty for `Other`, whose spelling only the message knows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Prack => "PRACK",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            Method::Info => "INFO",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Update => "UPDATE",
+            Method::Other => "",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! header_names {
+    ($($variant:ident => $canon:literal),* $(,)?) => {
+        /// Headers a proxy looks at. Everything else is `Other` and is found by name with
+        /// [`Message::header_named`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum HeaderName {
+            $($variant,)*
+            Other,
+        }
+
+        impl HeaderName {
+            /// Every known name, for tests and tables.
+            pub const ALL: &'static [HeaderName] = &[$(HeaderName::$variant),*];
+
+            /// Canonical long spelling; empty for `Other`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(HeaderName::$variant => $canon,)*
+                    HeaderName::Other => "",
+                }
+            }
+        }
+    };
+}
+
+header_names! {
+    Accept => "Accept",
+    AcceptContact => "Accept-Contact",
+    Allow => "Allow",
+    AllowEvents => "Allow-Events",
+    Authorization => "Authorization",
+    CallId => "Call-ID",
+    Contact => "Contact",
+    ContentEncoding => "Content-Encoding",
+    ContentLength => "Content-Length",
+    ContentType => "Content-Type",
+    CSeq => "CSeq",
+    Diversion => "Diversion",
+    Event => "Event",
+    Expires => "Expires",
+    From => "From",
+    Identity => "Identity",
+    IdentityInfo => "Identity-Info",
+    MaxForwards => "Max-Forwards",
+    MinExpires => "Min-Expires",
+    MinSe => "Min-SE",
+    PAssertedIdentity => "P-Asserted-Identity",
+    PPreferredIdentity => "P-Preferred-Identity",
+    Path => "Path",
+    Privacy => "Privacy",
+    ProxyAuthenticate => "Proxy-Authenticate",
+    ProxyAuthorization => "Proxy-Authorization",
+    ProxyRequire => "Proxy-Require",
+    RAck => "RAck",
+    Reason => "Reason",
+    RecordRoute => "Record-Route",
+    ReferTo => "Refer-To",
+    ReferredBy => "Referred-By",
+    RejectContact => "Reject-Contact",
+    RequestDisposition => "Request-Disposition",
+    Require => "Require",
+    RetryAfter => "Retry-After",
+    Route => "Route",
+    RSeq => "RSeq",
+    Server => "Server",
+    ServiceRoute => "Service-Route",
+    SessionExpires => "Session-Expires",
+    Subject => "Subject",
+    Supported => "Supported",
+    Timestamp => "Timestamp",
+    To => "To",
+    Unsupported => "Unsupported",
+    UserAgent => "User-Agent",
+    Via => "Via",
+    WwwAuthenticate => "WWW-Authenticate",
+}
+
+impl HeaderName {
+    /// Classifies a header name: case-insensitive, compact forms map to their long names.
+    /// Dispatches on length first so a lookup costs one or two short comparisons.
+    pub fn from_bytes(name: &[u8]) -> HeaderName {
+        use HeaderName as H;
+        if let [c] = name {
+            return Self::from_compact(*c);
+        }
+        let candidates: &[H] = match name.len() {
+            2 => &[H::To],
+            3 => &[H::Via],
+            4 => &[H::From, H::CSeq, H::Path, H::RAck, H::RSeq],
+            5 => &[H::Allow, H::Route, H::Event],
+            6 => &[H::Accept, H::Server, H::Reason, H::MinSe],
+            7 => &[
+                H::CallId,
+                H::Contact,
+                H::Expires,
+                H::Subject,
+                H::Require,
+                H::Privacy,
+            ],
+            8 => &[H::Identity, H::ReferTo],
+            9 => &[H::Supported, H::Timestamp, H::Diversion],
+            10 => &[H::UserAgent],
+            11 => &[H::ReferredBy, H::Unsupported, H::RetryAfter, H::MinExpires],
+            12 => &[H::MaxForwards, H::ContentType, H::RecordRoute, H::AllowEvents],
+            13 => &[
+                H::IdentityInfo,
+                H::Authorization,
+                H::ProxyRequire,
+                H::ServiceRoute,
+            ],
+            14 => &[H::ContentLength, H::AcceptContact, H::RejectContact],
+            15 => &[H::SessionExpires],
+            16 => &[H::ContentEncoding, H::WwwAuthenticate],
+            18 => &[H::ProxyAuthenticate],
+            19 => &[
+                H::ProxyAuthorization,
+                H::RequestDisposition,
+                H::PAssertedIdentity,
+            ],
+            20 => &[H::PPreferredIdentity],
+            _ => &[],
+        };
+        for &h in candidates {
+            if h.as_str().as_bytes().eq_ignore_ascii_case(name) {
+                return h;
+            }
+        }
+        H::Other
+    }
+
+    /// RFC 3261 §7.3.3 and later RFCs' compact forms.
+    pub fn from_compact(c: u8) -> HeaderName {
+        use HeaderName as H;
+        match c.to_ascii_lowercase() {
+            b'i' => H::CallId,
+            b'm' => H::Contact,
+            b'e' => H::ContentEncoding,
+            b'l' => H::ContentLength,
+            b'c' => H::ContentType,
+            b'f' => H::From,
+            b's' => H::Subject,
+            b'k' => H::Supported,
+            b't' => H::To,
+            b'v' => H::Via,
+            b'o' => H::Event,
+            b'r' => H::ReferTo,
+            b'b' => H::ReferredBy,
+            b'x' => H::SessionExpires,
+            b'u' => H::AllowEvents,
+            b'y' => H::Identity,
+            b'a' => H::AcceptContact,
+            b'j' => H::RejectContact,
+            b'd' => H::RequestDisposition,
+            b'n' => H::IdentityInfo,
+            _ => H::Other,
+        }
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One header line in the index. 16 bytes, so 32 of them fit in 512 bytes inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeaderEntry {
+    /// Start of the name, which is also the start of the line.
+    pub name_start: u32,
+    /// Value without leading/trailing whitespace; may span folded continuation lines.
+    pub value_start: u32,
+    pub value_end: u32,
+    pub name_len: u16,
+    pub kind: HeaderName,
+}
+
+impl HeaderEntry {
+    const EMPTY: HeaderEntry = HeaderEntry {
+        name_start: 0,
+        value_start: 0,
+        value_end: 0,
+        name_len: 0,
+        kind: HeaderName::Other,
+    };
+
+    #[inline]
+    pub fn name_span(&self) -> Span {
+        Span {
+            start: self.name_start,
+            end: self.name_start + self.name_len as u32,
+        }
+    }
+
+    #[inline]
+    pub fn value_span(&self) -> Span {
+        Span {
+            start: self.value_start,
+            end: self.value_end,
+        }
+    }
+}
+
+/// Header lines kept inline before the index spills to the heap.
+pub const INLINE_HEADERS: usize = 32;
+
+/// Inline-first vector of header entries. Written by hand rather than pulling in a crate:
+/// the entries are `Copy`, so it needs no unsafe code and stays tiny.
+#[derive(Clone)]
+pub(crate) enum HeaderIndex {
+    Inline {
+        len: u8,
+        items: [HeaderEntry; INLINE_HEADERS],
+    },
+    Heap(Vec<HeaderEntry>),
+}
+
+impl HeaderIndex {
+    pub fn new() -> HeaderIndex {
+        HeaderIndex::Inline {
+            len: 0,
+            items: [HeaderEntry::EMPTY; INLINE_HEADERS],
+        }
+    }
+
+    pub fn push(&mut self, e: HeaderEntry) {
+        match self {
+            HeaderIndex::Inline { len, items } => {
+                let n = *len as usize;
+                if let Some(slot) = items.get_mut(n) {
+                    *slot = e;
+                    *len += 1;
+                } else {
+                    let mut v = Vec::with_capacity(INLINE_HEADERS * 4);
+                    v.extend_from_slice(items);
+                    v.push(e);
+                    *self = HeaderIndex::Heap(v);
+                }
+            }
+            HeaderIndex::Heap(v) => v.push(e),
+        }
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[HeaderEntry] {
+        match self {
+            HeaderIndex::Inline { len, items } => &items[..*len as usize],
+            HeaderIndex::Heap(v) => v,
+        }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
+impl fmt::Debug for HeaderIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// Request line or status line, as ranges into the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine {
+    Request {
+        method: Method,
+        method_span: Span,
+        uri: Span,
+    },
+    Response {
+        code: u16,
+        reason: Span,
+    },
+}
+
+/// A parsed message. Cloning is cheap-ish (the buffer is reference counted; the index is
+/// copied).
+#[derive(Clone)]
+pub struct Message {
+    buf: Bytes,
+    start: StartLine,
+    headers: HeaderIndex,
+    /// Offset where the body starts, just after the blank line.
+    head_len: u32,
+    content_length: Option<u32>,
+}
+
+/// One header line as seen through [`Message::fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub kind: HeaderName,
+    /// The name as spelled on the wire (may be a compact form).
+    pub name: &'a [u8],
+    /// The value, trimmed; folded lines keep their CRLF and leading whitespace, which
+    /// views must treat as linear whitespace.
+    pub value: &'a [u8],
+    pub name_span: Span,
+    pub value_span: Span,
+}
+
+impl Message {
+    /// `buf` holds exactly the message: start line, headers, blank line, body.
+    pub(crate) fn from_parts(
+        buf: Bytes,
+        start: StartLine,
+        headers: HeaderIndex,
+        head_len: usize,
+        content_length: Option<usize>,
+    ) -> Message {
+        Message {
+            buf,
+            start,
+            headers,
+            head_len: head_len as u32,
+            content_length: content_length.map(|n| n as u32),
+        }
+    }
+
+    /// The whole message as received (trailing bytes beyond the body excluded).
+    #[inline]
+    pub fn bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    #[inline]
+    pub fn start_line(&self) -> StartLine {
+        self.start
+    }
+
+    #[inline]
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    #[inline]
+    pub fn is_response(&self) -> bool {
+        !self.is_request()
+    }
+
+    /// The request method, `None` for a response.
+    #[inline]
+    pub fn method(&self) -> Option<Method> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The method as spelled on the wire (needed for `Method::Other`); empty for a response.
+    pub fn method_bytes(&self) -> &[u8] {
+        match self.start {
+            StartLine::Request { method_span, .. } => self.span(method_span),
+            StartLine::Response { .. } => b"",
+        }
+    }
+
+    /// The Request-URI as on the wire; empty for a response.
+    pub fn request_uri(&self) -> &[u8] {
+        match self.start {
+            StartLine::Request { uri, .. } => self.span(uri),
+            StartLine::Response { .. } => b"",
+        }
+    }
+
+    /// The status code (100..=699), `None` for a request.
+    #[inline]
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase (possibly empty, not necessarily UTF-8); empty for a request.
+    pub fn reason(&self) -> &[u8] {
+        match self.start {
+            StartLine::Response { reason, .. } => self.span(reason),
+            StartLine::Request { .. } => b"",
+        }
+    }
+
+    /// First value of a known header.
+    pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
+        self.headers(name).next()
+    }
+
+    /// Values of every line of a known header, in order. A line may hold several
+    /// comma-separated values; splitting them is the views' job.
+    pub fn headers(&self, name: HeaderName) -> Headers<'_, 'static> {
+        Headers {
+            buf: &self.buf,
+            entries: self.headers.as_slice().iter(),
+            want: Want::Kind(name),
+        }
+    }
+
+    /// First value of a header by name: compact forms and case are handled, and names the
+    /// parser does not know (`X-Foo`) are compared case-insensitively.
+    pub fn header_named(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers_named(name).next()
+    }
+
+    pub fn headers_named<'a, 'n>(&'a self, name: &'n [u8]) -> Headers<'a, 'n> {
+        let want = match HeaderName::from_bytes(name) {
+            HeaderName::Other => Want::Name(name),
+            kind => Want::Kind(kind),
+        };
+        Headers {
+            buf: &self.buf,
+            entries: self.headers.as_slice().iter(),
+            want,
+        }
+    }
+
+    /// Number of header lines of a known header.
+    pub fn header_count(&self, name: HeaderName) -> usize {
+        self.headers
+            .as_slice()
+            .iter()
+            .filter(|e| e.kind == name)
+            .count()
+    }
+
+    /// Every header line in order.
+    pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
+        self.headers.as_slice().iter().map(move |e| Field {
+            kind: e.kind,
+            name: self.span(e.name_span()),
+            value: self.span(e.value_span()),
+            name_span: e.name_span(),
+            value_span: e.value_span(),
+        })
+    }
+
+    /// Number of header lines.
+    pub fn field_count(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// The body: Content-Length bytes, or the rest of a datagram without Content-Length.
+    pub fn body(&self) -> &[u8] {
+        self.buf.get(self.head_len as usize..).unwrap_or(b"")
+    }
+
+    /// The Content-Length value, if the message had one.
+    pub fn content_length(&self) -> Option<usize> {
+        self.content_length.map(|n| n as usize)
+    }
+
+    /// Bytes of the start line and headers including the blank line.
+    pub fn head(&self) -> &[u8] {
+        self.buf.get(..self.head_len as usize).unwrap_or(b"")
+    }
+
+    #[inline]
+    pub(crate) fn head_len(&self) -> usize {
+        self.head_len as usize
+    }
+
+    #[inline]
+    pub(crate) fn entries(&self) -> &[HeaderEntry] {
+        self.headers.as_slice()
+    }
+
+    /// Bytes of a span; empty if the span is not inside the message (never panics).
+    #[inline]
+    pub fn span(&self, s: Span) -> &[u8] {
+        self.buf.get(s.range()).unwrap_or(b"")
+    }
+
+    /// A cheap owned handle on a sub-slice of this message (e.g. a header value), sharing
+    /// the buffer. `None` if `sub` does not point into this message's bytes.
+    pub fn slice_ref(&self, sub: &[u8]) -> Option<Bytes> {
+        if sub.is_empty() {
+            return Some(Bytes::new());
+        }
+        let base = self.buf.as_ptr() as usize;
+        let p = sub.as_ptr() as usize;
+        if p >= base && p + sub.len() <= base + self.buf.len() {
+            Some(self.buf.slice_ref(sub))
+        } else {
+            None
+        }
+    }
+
+    /// Owned handle on a span of this message.
+    pub fn slice(&self, s: Span) -> Bytes {
+        if s.start <= s.end && (s.end as usize) <= self.buf.len() {
+            self.buf.slice(s.range())
+        } else {
+            Bytes::new()
+        }
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("start", &self.start)
+            .field("headers", &self.headers)
+            .field("head_len", &self.head_len)
+            .field("content_length", &self.content_length)
+            .field("bytes", &String::from_utf8_lossy(&self.buf))
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Want<'n> {
+    Kind(HeaderName),
+    Name(&'n [u8]),
+}
+
+/// Iterator over the values of every line of one header.
+#[derive(Clone)]
+pub struct Headers<'a, 'n> {
+    buf: &'a [u8],
+    entries: std::slice::Iter<'a, HeaderEntry>,
+    want: Want<'n>,
+}
+
+impl<'a> Iterator for Headers<'a, '_> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        for e in self.entries.by_ref() {
+            let hit = match self.want {
+                Want::Kind(k) => e.kind == k,
+                Want::Name(n) => {
+                    e.kind == HeaderName::Other
+                        && self
+                            .buf
+                            .get(e.name_span().range())
+                            .is_some_and(|name| name.eq_ignore_ascii_case(n))
+                }
+            };
+            if hit {
+                return Some(self.buf.get(e.value_span().range()).unwrap_or(b""));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_canonical_name_round_trips() {
+        for &h in HeaderName::ALL {
+            assert_eq!(HeaderName::from_bytes(h.as_str().as_bytes()), h, "{h}");
+            let upper = h.as_str().to_ascii_uppercase();
+            assert_eq!(HeaderName::from_bytes(upper.as_bytes()), h, "{upper}");
+            let lower = h.as_str().to_ascii_lowercase();
+            assert_eq!(HeaderName::from_bytes(lower.as_bytes()), h, "{lower}");
+        }
+    }
+
+    #[test]
+    fn compact_forms_map_to_long_names() {
+        let table: &[(&[u8], HeaderName)] = &[
+            (b"i", HeaderName::CallId),
+            (b"M", HeaderName::Contact),
+            (b"e", HeaderName::ContentEncoding),
+            (b"l", HeaderName::ContentLength),
+            (b"c", HeaderName::ContentType),
+            (b"f", HeaderName::From),
+            (b"s", HeaderName::Subject),
+            (b"k", HeaderName::Supported),
+            (b"T", HeaderName::To),
+            (b"v", HeaderName::Via),
+            (b"o", HeaderName::Event),
+            (b"r", HeaderName::ReferTo),
+            (b"b", HeaderName::ReferredBy),
+            (b"x", HeaderName::SessionExpires),
+            (b"u", HeaderName::AllowEvents),
+            (b"y", HeaderName::Identity),
+            (b"a", HeaderName::AcceptContact),
+            (b"j", HeaderName::RejectContact),
+            (b"d", HeaderName::RequestDisposition),
+            (b"n", HeaderName::IdentityInfo),
+            (b"z", HeaderName::Other),
+        ];
+        for (n, h) in table {
+            assert_eq!(HeaderName::from_bytes(n), *h);
+        }
+    }
+
+    #[test]
+    fn unknown_and_near_miss_names_are_other() {
+        for n in [&b"X-Foo"[..], b"Vias", b"Tos", b"Call-Id-", b"", b"Max-Forward"] {
+            assert_eq!(HeaderName::from_bytes(n), HeaderName::Other);
+        }
+        assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
+    }
+
+    #[test]
+    fn methods_are_case_sensitive() {
+        assert_eq!(Method::from_bytes(b"INVITE"), Method::Invite);
+        assert_eq!(Method::from_bytes(b"invite"), Method::Other);
+        assert_eq!(Method::from_bytes(b"PRACK"), Method::Prack);
+        for m in [
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Register,
+            Method::Prack,
+            Method::Subscribe,
+            Method::Notify,
+            Method::Publish,
+            Method::Info,
+            Method::Refer,
+            Method::Message,
+            Method::Update,
+        ] {
+            assert_eq!(Method::from_bytes(m.as_str().as_bytes()), m);
+        }
+    }
+
+    fn entry(i: u32) -> HeaderEntry {
+        HeaderEntry {
+            name_start: i,
+            value_start: i + 1,
+            value_end: i + 2,
+            name_len: 1,
+            kind: HeaderName::Via,
+        }
+    }
+
+    #[test]
+    fn header_index_spills_to_heap_keeping_order() {
+        let mut idx = HeaderIndex::new();
+        for i in 0..(INLINE_HEADERS as u32 + 5) {
+            idx.push(entry(i));
+        }
+        assert!(matches!(idx, HeaderIndex::Heap(_)));
+        assert_eq!(idx.len(), INLINE_HEADERS + 5);
+        for (i, e) in idx.as_slice().iter().enumerate() {
+            assert_eq!(e.name_start, i as u32);
+        }
+    }
+
+    #[test]
+    fn header_entry_is_compact() {
+        assert_eq!(std::mem::size_of::<HeaderEntry>(), 16);
+    }
+
+    #[test]
+    fn span_accessors_never_panic() {
+        let m = Message::from_parts(
+            Bytes::from_static(b"abc"),
+            StartLine::Response {
+                code: 200,
+                reason: Span { start: 2, end: 9 },
+            },
+            HeaderIndex::new(),
+            10,
+            None,
+        );
+        assert_eq!(m.reason(), b"");
+        assert_eq!(m.body(), b"");
+        assert_eq!(m.slice(Span { start: 1, end: 9 }), Bytes::new());
+        assert_eq!(m.slice_ref(b"other"), None);
+        let inside = &m.bytes()[1..3];
+        assert_eq!(m.slice_ref(inside).unwrap(), &b"bc"[..]);
+    }
+}

@@ -1,1 +1,601 @@
-//! (in progress)
+//! Message parser: start line and header index in one pass over the head, no copies.
+//!
+//! [`parse_head`] is the core shared by datagrams ([`parse_datagram`]) and the stream
+//! framer; it stops at the blank line and leaves body framing to the caller, because the
+//! transports frame bodies differently (RFC 3261 §18.3).
+
+use bytes::{Buf, Bytes};
+use memchr::memchr;
+
+use crate::error::Error;
+use crate::limits::Limits;
+use crate::message::{HeaderEntry, HeaderIndex, HeaderName, Message, Method, Span, StartLine};
+
+/// The parsed head of a message, before body framing.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub(crate) start: StartLine,
+    pub(crate) headers: HeaderIndex,
+    /// Offset just past the blank line, where the body starts.
+    pub head_len: usize,
+    /// Content-Length, if present (all copies agree; the parser checked).
+    pub content_length: Option<usize>,
+}
+
+/// Parses one UDP datagram (or any buffer holding exactly one message).
+///
+/// Leading CRLFs are skipped. The body is Content-Length bytes and anything after it is
+/// discarded (RFC 3261 §18.3, RFC 4475 dblreq); without Content-Length the body is the
+/// rest of the datagram. A Content-Length larger than what arrived is a 400.
+pub fn parse_datagram(mut buf: Bytes, limits: &Limits) -> Result<Message, Error> {
+    if buf.len() > limits.message_size() {
+        return Err(Error::TooLarge("message size"));
+    }
+    let skip = skip_crlf(&buf);
+    if skip == buf.len() {
+        return Err(Error::BadSyntax("empty message"));
+    }
+    if skip > 0 {
+        // `advance` moves the view without cloning the buffer (a slice could allocate).
+        buf.advance(skip);
+    }
+    let head = parse_head(&buf, limits).map_err(|e| match e {
+        Error::Incomplete => Error::BadSyntax("header section not terminated"),
+        e => e,
+    })?;
+    let end = match head.content_length {
+        Some(cl) => {
+            let end = head.head_len.saturating_add(cl);
+            if end > buf.len() {
+                return Err(Error::BadSyntax("Content-Length exceeds message"));
+            }
+            end
+        }
+        None => buf.len(),
+    };
+    buf.truncate(end);
+    Ok(head.into_message(buf))
+}
+
+impl Head {
+    /// Attaches the buffer the head was parsed from; `buf` must start with the start line
+    /// and end where the body ends.
+    pub(crate) fn into_message(self, buf: Bytes) -> Message {
+        Message::from_parts(
+            buf,
+            self.start,
+            self.headers,
+            self.head_len,
+            self.content_length,
+        )
+    }
+
+    pub fn start_line(&self) -> StartLine {
+        self.start
+    }
+}
+
+/// Number of CR/LF bytes at the start of `buf` (keep-alives and stray line ends before the
+/// start line, RFC 3261 §7.5).
+pub fn skip_crlf(buf: &[u8]) -> usize {
+    buf.iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len())
+}
+
+/// Parses the start line and the header section of `buf`, which must begin with the start
+/// line. Returns `Error::Incomplete` if the blank line ending the header section is not in
+/// `buf`. Does not look at the body.
+pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Error> {
+    if buf.len() > limits.message_size() {
+        return Err(Error::TooLarge("message size"));
+    }
+    let (line_end, next) = next_line(buf, 0).ok_or(Error::Incomplete)?;
+    let start = parse_start_line(buf, line_end, limits)?;
+    let mut headers = HeaderIndex::new();
+    let mut cur: Option<HeaderEntry> = None;
+    let mut pos = next;
+    loop {
+        let (line_end, next) = next_line(buf, pos).ok_or(Error::Incomplete)?;
+        if line_end == pos {
+            if let Some(e) = cur.take() {
+                push_header(&mut headers, e, limits)?;
+            }
+            let content_length = content_length(buf, headers.as_slice())?;
+            return Ok(Head {
+                start,
+                headers,
+                head_len: next,
+                content_length,
+            });
+        }
+        let first = buf.get(pos).copied().unwrap_or(b'\r');
+        if first == b' ' || first == b'\t' {
+            let e = cur
+                .as_mut()
+                .ok_or(Error::BadSyntax("continuation line before first header"))?;
+            extend_folded(buf, e, pos, line_end);
+            if line_end - e.name_start as usize > limits.max_header_line {
+                return Err(Error::TooLarge("header line"));
+            }
+        } else {
+            if let Some(e) = cur.take() {
+                push_header(&mut headers, e, limits)?;
+            }
+            if line_end - pos > limits.max_header_line {
+                return Err(Error::TooLarge("header line"));
+            }
+            cur = Some(parse_header_line(buf, pos, line_end)?);
+        }
+        pos = next;
+    }
+}
+
+/// Finds the line starting at `pos`: returns (end of content, start of next line). A line
+/// ends at LF; a CR right before the LF is not content. `None` if no LF follows `pos`.
+#[inline]
+fn next_line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = buf.get(pos..)?;
+    let lf = pos + memchr(b'\n', rest)?;
+    let end = if lf > pos && buf.get(lf - 1) == Some(&b'\r') {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+#[inline]
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// RFC 3261 token characters.
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+fn push_header(headers: &mut HeaderIndex, e: HeaderEntry, limits: &Limits) -> Result<(), Error> {
+    if headers.len() >= limits.max_headers {
+        return Err(Error::TooLarge("header count"));
+    }
+    headers.push(e);
+    Ok(())
+}
+
+/// `Name *WS ":" *WS value`, value trimmed at the end.
+fn parse_header_line(buf: &[u8], pos: usize, end: usize) -> Result<HeaderEntry, Error> {
+    let line = buf.get(pos..end).unwrap_or(b"");
+    let colon = memchr(b':', line).ok_or(Error::BadSyntax("header line without colon"))?;
+    let name = trim_end(line.get(..colon).unwrap_or(b""));
+    if name.is_empty() {
+        return Err(Error::BadSyntax("empty header name"));
+    }
+    if !name.iter().all(|&b| is_token(b)) {
+        return Err(Error::BadSyntax("invalid header name"));
+    }
+    let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge("header line"))?;
+    let after = line.get(colon + 1..).unwrap_or(b"");
+    let lead = after.iter().take_while(|&&b| is_ws(b)).count();
+    let value = trim_end(after.get(lead..).unwrap_or(b""));
+    let value_start = pos + colon + 1 + lead;
+    // An empty first-line value starts where the line ends, so a fold can move it.
+    let value_start = if value.is_empty() { end } else { value_start };
+    Ok(HeaderEntry {
+        name_start: pos as u32,
+        value_start: value_start as u32,
+        value_end: (value_start + value.len()) as u32,
+        name_len,
+        kind: HeaderName::from_bytes(name),
+    })
+}
+
+/// A continuation line (starting with SP/HTAB) extends the previous value; the value range
+/// then covers the CRLF and indentation, which views read as LWS.
+fn extend_folded(buf: &[u8], e: &mut HeaderEntry, pos: usize, end: usize) {
+    let line = buf.get(pos..end).unwrap_or(b"");
+    let Some(first) = line.iter().position(|&b| !is_ws(b)) else {
+        return;
+    };
+    let last = trim_end(line).len();
+    if e.value_start == e.value_end {
+        e.value_start = (pos + first) as u32;
+    }
+    e.value_end = (pos + last) as u32;
+}
+
+#[inline]
+fn trim_end(s: &[u8]) -> &[u8] {
+    let n = s.iter().rposition(|&b| !is_ws(b)).map_or(0, |i| i + 1);
+    s.get(..n).unwrap_or(b"")
+}
+
+/// All Content-Length headers must agree (RFC 4475 mcl01) and be numeric (ncl).
+fn content_length(buf: &[u8], headers: &[HeaderEntry]) -> Result<Option<usize>, Error> {
+    let mut found: Option<usize> = None;
+    for e in headers.iter().filter(|e| e.kind == HeaderName::ContentLength) {
+        let v = buf.get(e.value_span().range()).unwrap_or(b"");
+        let n = parse_decimal(v).ok_or(Error::BadSyntax("invalid Content-Length"))?;
+        match found {
+            Some(prev) if prev != n => {
+                return Err(Error::BadSyntax("conflicting Content-Length values"))
+            }
+            _ => found = Some(n),
+        }
+    }
+    Ok(found)
+}
+
+/// `1*DIGIT`, saturating at `usize::MAX` so a huge value is "too big", never a wrap.
+pub(crate) fn parse_decimal(v: &[u8]) -> Option<usize> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.saturating_mul(10).saturating_add((b - b'0') as usize);
+    }
+    Some(n)
+}
+
+fn parse_start_line(buf: &[u8], end: usize, limits: &Limits) -> Result<StartLine, Error> {
+    let line = buf.get(..end).unwrap_or(b"");
+    if line.len() > limits.max_header_line.max(limits.max_uri_len + 64) {
+        return Err(Error::TooLarge("start line"));
+    }
+    // A method is a token and tokens cannot contain '/', so "SIP/" starts a status line.
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        parse_status_line(line)
+    } else {
+        parse_request_line(line, limits)
+    }
+}
+
+/// `Method SP Request-URI SP SIP-Version`, single spaces only (RFC 4475 lwsstart, lwsruri,
+/// trws are all rejected here).
+fn parse_request_line(line: &[u8], limits: &Limits) -> Result<StartLine, Error> {
+    let sp1 = memchr(b' ', line).ok_or(Error::BadSyntax("malformed request line"))?;
+    let method = line.get(..sp1).unwrap_or(b"");
+    if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+        return Err(Error::BadSyntax("invalid method"));
+    }
+    let rest = line.get(sp1 + 1..).unwrap_or(b"");
+    let sp2 = memchr(b' ', rest).ok_or(Error::BadSyntax("malformed request line"))?;
+    let uri = rest.get(..sp2).unwrap_or(b"");
+    if uri.is_empty() || !uri.iter().all(|&b| b > b' ' && b != 0x7f) {
+        return Err(Error::BadSyntax("invalid Request-URI"));
+    }
+    if uri.len() > limits.max_uri_len {
+        return Err(Error::TooLarge("Request-URI"));
+    }
+    check_version(rest.get(sp2 + 1..).unwrap_or(b""))?;
+    let uri_start = sp1 + 1;
+    Ok(StartLine::Request {
+        method: Method::from_bytes(method),
+        method_span: Span::new(0, sp1),
+        uri: Span::new(uri_start, uri_start + sp2),
+    })
+}
+
+/// `SIP-Version SP Status-Code SP Reason-Phrase`; the reason may be empty and any bytes.
+/// A missing SP after the code is tolerated.
+fn parse_status_line(line: &[u8]) -> Result<StartLine, Error> {
+    let sp = memchr(b' ', line).ok_or(Error::BadSyntax("malformed status line"))?;
+    check_version(line.get(..sp).unwrap_or(b""))?;
+    let rest = line.get(sp + 1..).unwrap_or(b"");
+    let code = match rest {
+        [a, b, c, tail @ ..]
+            if a.is_ascii_digit()
+                && b.is_ascii_digit()
+                && c.is_ascii_digit()
+                && (tail.is_empty() || tail[0] == b' ') =>
+        {
+            (a - b'0') as u16 * 100 + (b - b'0') as u16 * 10 + (c - b'0') as u16
+        }
+        _ => return Err(Error::BadSyntax("invalid status code")),
+    };
+    if !(100..=699).contains(&code) {
+        return Err(Error::BadSyntax("invalid status code"));
+    }
+    let reason_start = (sp + 1 + 4).min(line.len());
+    Ok(StartLine::Response {
+        code,
+        reason: Span::new(reason_start, line.len()),
+    })
+}
+
+/// Only SIP/2.0 (case-insensitive) is accepted. Something shaped like a SIP version is a
+/// 505; anything else is a syntax error.
+fn check_version(v: &[u8]) -> Result<(), Error> {
+    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Ok(());
+    }
+    if v.len() > 4 && v[..4].eq_ignore_ascii_case(b"SIP/") {
+        let num = &v[4..];
+        if let Some(dot) = memchr(b'.', num) {
+            let (major, minor) = (&num[..dot], &num[dot + 1..]);
+            let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+            if digits(major) && digits(minor) {
+                return Err(Error::VersionNotSupported);
+            }
+        }
+    }
+    Err(Error::BadSyntax("invalid SIP version"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<Message, Error> {
+        parse_datagram(Bytes::copy_from_slice(s), &Limits::default())
+    }
+
+    const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@example.com>\r\n\
+From: <sip:alice@example.com>;tag=1\r\n\
+Call-ID: abc@host\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 4\r\n\
+\r\n\
+body";
+
+    #[test]
+    fn parses_a_request() {
+        let m = parse(INVITE).unwrap();
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert_eq!(m.method_bytes(), b"INVITE");
+        assert_eq!(m.request_uri(), b"sip:bob@example.com");
+        assert_eq!(m.status(), None);
+        assert_eq!(m.header(HeaderName::CallId), Some(&b"abc@host"[..]));
+        assert_eq!(m.header(HeaderName::CSeq), Some(&b"1 INVITE"[..]));
+        assert_eq!(m.body(), b"body");
+        assert_eq!(m.content_length(), Some(4));
+        assert_eq!(m.field_count(), 7);
+    }
+
+    #[test]
+    fn parses_a_response_with_and_without_reason() {
+        let m = parse(b"SIP/2.0 180 Ringing\r\nCall-ID: x\r\n\r\n").unwrap();
+        assert_eq!(m.status(), Some(180));
+        assert_eq!(m.reason(), b"Ringing");
+        assert_eq!(m.method(), None);
+        assert_eq!(m.request_uri(), b"");
+        let m = parse(b"SIP/2.0 100 \r\n\r\n").unwrap();
+        assert_eq!(m.reason(), b"");
+        let m = parse(b"SIP/2.0 100\r\n\r\n").unwrap();
+        assert_eq!((m.status(), m.reason()), (Some(100), &b""[..]));
+        let m = parse(b"sip/2.0 200 OK \xff\xfe\r\n\r\n").unwrap();
+        assert_eq!(m.reason(), b"OK \xff\xfe");
+    }
+
+    #[test]
+    fn rejects_impossible_status_codes() {
+        for line in [
+            &b"SIP/2.0 4294967301 big\r\n\r\n"[..],
+            b"SIP/2.0 099 low\r\n\r\n",
+            b"SIP/2.0 700 high\r\n\r\n",
+            b"SIP/2.0 20 short\r\n\r\n",
+            b"SIP/2.0 2000\r\n\r\n",
+            b"SIP/2.0 abc x\r\n\r\n",
+        ] {
+            assert_eq!(parse(line).unwrap_err().status(), 400, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn version_errors() {
+        assert_eq!(
+            parse(b"OPTIONS sip:a SIP/7.0\r\n\r\n").unwrap_err(),
+            Error::VersionNotSupported
+        );
+        assert_eq!(
+            parse(b"SIP/3.1 200 OK\r\n\r\n").unwrap_err(),
+            Error::VersionNotSupported
+        );
+        assert!(parse(b"OPTIONS sip:a sip/2.0\r\n\r\n").is_ok());
+        for bad in [
+            &b"OPTIONS sip:a HTTP/1.1\r\n\r\n"[..],
+            b"OPTIONS sip:a SIP/2\r\n\r\n",
+            b"OPTIONS sip:a SIP/x.0\r\n\r\n",
+        ] {
+            assert_eq!(parse(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_line_needs_single_spaces() {
+        for bad in [
+            &b"INVITE  sip:a SIP/2.0\r\n\r\n"[..],
+            b"INVITE sip:a  SIP/2.0\r\n\r\n",
+            b"INVITE sip:a SIP/2.0 \r\n\r\n",
+            b"INVITE sip:a; lr SIP/2.0\r\n\r\n",
+            b"INVITE sip:a\r\n\r\n",
+            b" INVITE sip:a SIP/2.0\r\n\r\n",
+            b"INV@TE sip:a SIP/2.0\r\n\r\n",
+            b"INVITE sip:a\tb SIP/2.0\r\n\r\n",
+        ] {
+            assert_eq!(parse(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn extension_methods_are_other_with_spelling() {
+        let m = parse(b"FOO.bar sip:a SIP/2.0\r\n\r\n").unwrap();
+        assert_eq!(m.method(), Some(Method::Other));
+        assert_eq!(m.method_bytes(), b"FOO.bar");
+    }
+
+    #[test]
+    fn header_names_compact_case_and_space_before_colon() {
+        let m = parse(
+            b"OPTIONS sip:a SIP/2.0\r\nv: SIP/2.0/UDP h\r\nTO :\tx\r\nmax-FORWARDS:70\r\nX-Foo: 1\r\nx-foo: 2\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(m.header(HeaderName::Via), Some(&b"SIP/2.0/UDP h"[..]));
+        assert_eq!(m.header(HeaderName::To), Some(&b"x"[..]));
+        assert_eq!(m.header(HeaderName::MaxForwards), Some(&b"70"[..]));
+        let foos: Vec<_> = m.headers_named(b"X-FOO").collect();
+        assert_eq!(foos, vec![&b"1"[..], b"2"]);
+        assert_eq!(m.header_named(b"t"), Some(&b"x"[..]));
+        assert_eq!(m.header(HeaderName::Other), Some(&b"1"[..]));
+        let names: Vec<_> = m.fields().map(|f| f.name).collect();
+        assert_eq!(names, vec![&b"v"[..], b"TO", b"max-FORWARDS", b"X-Foo", b"x-foo"]);
+    }
+
+    #[test]
+    fn folded_values_span_the_fold() {
+        let m = parse(
+            b"OPTIONS sip:a SIP/2.0\r\nTo :\r\n sip:a@b ;tag=1\r\nSubject: one\r\n\t two  \r\n   \r\nVia: x\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(m.header(HeaderName::To), Some(&b"sip:a@b ;tag=1"[..]));
+        assert_eq!(m.header(HeaderName::Subject), Some(&b"one\r\n\t two"[..]));
+        assert_eq!(m.header(HeaderName::Via), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn empty_values_are_kept() {
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\ns :\r\nSubject:\r\nTo: a\r\n\r\n").unwrap();
+        let subjects: Vec<_> = m.headers(HeaderName::Subject).collect();
+        assert_eq!(subjects, vec![&b""[..], b""]);
+        assert_eq!(m.header(HeaderName::To), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn bare_lf_line_ends() {
+        let m = parse(b"OPTIONS sip:a SIP/2.0\nTo: a\nFrom: b\r\n\nxyz").unwrap();
+        assert_eq!(m.header(HeaderName::To), Some(&b"a"[..]));
+        assert_eq!(m.header(HeaderName::From), Some(&b"b"[..]));
+        assert_eq!(m.body(), b"xyz");
+    }
+
+    #[test]
+    fn malformed_header_lines() {
+        for bad in [
+            &b"OPTIONS sip:a SIP/2.0\r\nFoobar roobar\r\n\r\n"[..],
+            b"OPTIONS sip:a SIP/2.0\r\n: value\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\n  : value\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\n fold first\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\nBad Name: v\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\n",
+            b"OPTIONS sip:a SIP/2.0",
+        ] {
+            assert_eq!(parse(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn body_framing_over_datagrams() {
+        // Trailing bytes beyond Content-Length are not part of the message.
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\nl: 2\r\n\r\nabcdef").unwrap();
+        assert_eq!(m.body(), b"ab");
+        assert_eq!(m.bytes().len(), b"OPTIONS sip:a SIP/2.0\r\nl: 2\r\n\r\nab".len());
+        // No Content-Length: rest of the datagram.
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\n\r\nabc\r\n").unwrap();
+        assert_eq!(m.body(), b"abc\r\n");
+        assert_eq!(m.content_length(), None);
+        // Too long, non-numeric, negative, conflicting.
+        for bad in [
+            &b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 9\r\n\r\nabc"[..],
+            b"OPTIONS sip:a SIP/2.0\r\nContent-Length: x\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\nContent-Length: -1\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\nContent-Length:\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab",
+            b"OPTIONS sip:a SIP/2.0\r\nl: 99999999999999999999999999\r\n\r\nab",
+        ] {
+            assert_eq!(parse(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+        // Agreeing duplicates and a folded value are fine.
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\nContent-Length:\r\n 1\r\n\r\nab").unwrap();
+        assert_eq!(m.body(), b"a");
+    }
+
+    #[test]
+    fn leading_crlf_is_skipped() {
+        let m = parse(b"\r\n\r\nOPTIONS sip:a SIP/2.0\r\n\r\n").unwrap();
+        assert_eq!(m.request_uri(), b"sip:a");
+        assert!(m.bytes().starts_with(b"OPTIONS"));
+        assert_eq!(parse(b"\r\n\r\n").unwrap_err().status(), 400);
+        assert_eq!(parse(b"").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let small = Limits {
+            max_message_size: 40,
+            ..Limits::default()
+        };
+        let e = parse_datagram(Bytes::from_static(INVITE), &small).unwrap_err();
+        assert_eq!(e, Error::TooLarge("message size"));
+        assert_eq!(e.status(), 513);
+
+        let few = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let e = parse_datagram(Bytes::from_static(INVITE), &few).unwrap_err();
+        assert_eq!(e, Error::TooLarge("header count"));
+
+        let short = Limits {
+            max_header_line: 20,
+            ..Limits::default()
+        };
+        let e = parse_datagram(Bytes::from_static(INVITE), &short).unwrap_err();
+        assert_eq!(e, Error::TooLarge("header line"));
+        // A fold counts towards the same field.
+        let folded = b"OPTIONS sip:a SIP/2.0\r\nSubject: 0123456789\r\n 0123456789\r\n\r\n";
+        let e = parse_datagram(Bytes::from_static(folded), &short).unwrap_err();
+        assert_eq!(e, Error::TooLarge("header line"));
+
+        let uri = Limits {
+            max_uri_len: 10,
+            ..Limits::default()
+        };
+        let e = parse_datagram(Bytes::from_static(INVITE), &uri).unwrap_err();
+        assert_eq!(e, Error::TooLarge("Request-URI"));
+        assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn many_headers_spill_and_still_read_back() {
+        let mut s = b"OPTIONS sip:a SIP/2.0\r\n".to_vec();
+        for i in 0..100 {
+            s.extend_from_slice(format!("X-H{i}: v{i}\r\n").as_bytes());
+        }
+        s.extend_from_slice(b"\r\n");
+        let m = parse(&s).unwrap();
+        assert_eq!(m.field_count(), 100);
+        assert_eq!(m.header_named(b"x-h99"), Some(&b"v99"[..]));
+    }
+
+    #[test]
+    fn head_reports_incomplete_until_blank_line() {
+        let l = Limits::default();
+        assert_eq!(
+            parse_head(b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\n", &l).unwrap_err(),
+            Error::Incomplete
+        );
+        let h = parse_head(b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\n\r\nab", &l).unwrap();
+        assert_eq!(h.head_len, 31);
+        assert_eq!(h.content_length, Some(3));
+    }
+
+    #[test]
+    fn no_prefix_panics() {
+        for i in 0..=INVITE.len() {
+            let _ = parse(&INVITE[..i]);
+            let _ = parse_head(&INVITE[..i], &Limits::default());
+        }
+    }
+}
