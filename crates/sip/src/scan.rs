@@ -374,6 +374,20 @@ pub fn list_removal_range(s: &[u8], item: Range<usize>) -> Range<usize> {
     0..s.len()
 }
 
+/// Reads a file of the conformance corpus (`tests/conformance/<path>`), found by walking up
+/// from the crate directory.
+#[cfg(test)]
+pub(crate) fn test_corpus(path: &str) -> Vec<u8> {
+    let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let p = dir.join("tests/conformance").join(path);
+        if p.exists() {
+            return std::fs::read(p).unwrap();
+        }
+        assert!(dir.pop(), "conformance file {path} not found");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

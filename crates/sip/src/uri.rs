@@ -1,1 +1,957 @@
-//! (in progress)
+//! SIP/SIPS URIs (RFC 3261 §19.1, RFC 5118 IPv6 hosts), tel URIs (RFC 3966) and opaque
+//! absolute URIs, as borrowed views.
+//!
+//! - [`Uri::parse`] is the Request-URI parse: sip/sips/tel only (anything else is
+//!   [`Error::UnsupportedUriScheme`], 416), no `?headers` part (RFC 3261 §19.1.5; rfc4475
+//!   `escruri`), no whitespace or `<>` (rfc4475 `lwsruri`, `ltgtruri`).
+//! - [`Uri::parse_in_header`] is the same but allows `?headers` (a Contact may carry them,
+//!   rfc4475 `regescrt`).
+//! - [`AnyUri::parse`] accepts any absolute URI (`http:`, `isbn:`...) as found in a
+//!   name-addr, and gives a [`Uri`] for the three schemes we understand.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::error::Error;
+use crate::params::{ParamSyntax, Params};
+use crate::scan::{eq_ignore_case, escapes_ok, unescape_percent};
+
+// ---------------------------------------------------------------------------------------
+// Host
+// ---------------------------------------------------------------------------------------
+
+/// What a [`Host`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// A hostname (compare case-insensitively).
+    Domain,
+    Ipv4,
+    /// An IPv6 address; [`Host::as_bytes`] excludes the brackets.
+    Ipv6,
+}
+
+/// A validated host: hostname, IPv4 address, or IPv6 reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host<'a> {
+    kind: HostKind,
+    /// The address without brackets.
+    text: &'a [u8],
+}
+
+impl<'a> Host<'a> {
+    /// Parses `hostname / IPv4address / "[" IPv6address "]"`. An unbracketed IPv6 address is
+    /// rejected: in a URI or sent-by it would be ambiguous with a port (rfc5118 `ipv6-bad`).
+    pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
+        match s.first() {
+            None => Err(Error::BadSyntax("empty host")),
+            Some(b'[') => match s.strip_prefix(b"[").and_then(|r| r.strip_suffix(b"]")) {
+                Some(inner) if is_ipv6(inner) => Ok(Host {
+                    kind: HostKind::Ipv6,
+                    text: inner,
+                }),
+                _ => Err(Error::BadSyntax("bad IPv6 reference")),
+            },
+            Some(_) if is_ipv4(s) => Ok(Host {
+                kind: HostKind::Ipv4,
+                text: s,
+            }),
+            Some(_) if is_hostname(s) => Ok(Host {
+                kind: HostKind::Domain,
+                text: s,
+            }),
+            Some(_) => Err(Error::BadSyntax("bad host")),
+        }
+    }
+
+    /// Parses an IP address for Via `received`: IPv4, or IPv6 with or without brackets
+    /// (RFC 5118 §4.5/§4.6 ask to accept both forms).
+    pub fn parse_ip(s: &'a [u8]) -> Result<Self, Error> {
+        if is_ipv4(s) {
+            return Ok(Host {
+                kind: HostKind::Ipv4,
+                text: s,
+            });
+        }
+        let inner = match s.strip_prefix(b"[") {
+            Some(r) => r.strip_suffix(b"]").ok_or(Error::BadSyntax("bad IPv6 reference"))?,
+            None => s,
+        };
+        if is_ipv6(inner) {
+            Ok(Host {
+                kind: HostKind::Ipv6,
+                text: inner,
+            })
+        } else {
+            Err(Error::BadSyntax("bad IP address"))
+        }
+    }
+
+    #[inline]
+    pub fn kind(&self) -> HostKind {
+        self.kind
+    }
+
+    /// The host text; for IPv6, without brackets.
+    #[inline]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.text
+    }
+
+    #[inline]
+    pub fn is_ip(&self) -> bool {
+        self.kind != HostKind::Domain
+    }
+
+    /// The address, for IP hosts. The RFC 3261 ABNF's three-colon form
+    /// (`2001:db8:::192.0.2.1`, RFC 5118 §4.10) is read as its two-colon equivalent.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self.kind {
+            HostKind::Domain => None,
+            HostKind::Ipv4 => std::str::from_utf8(self.text)
+                .ok()?
+                .parse::<Ipv4Addr>()
+                .ok()
+                .map(IpAddr::V4),
+            HostKind::Ipv6 => parse_ipv6_addr(self.text).map(IpAddr::V6),
+        }
+    }
+
+    /// Case-insensitive for hostnames; textual for addresses (use [`Host::ip`] to compare
+    /// differently written IPv6 addresses).
+    pub fn eq_host(&self, other: &Host<'_>) -> bool {
+        self.kind == other.kind && eq_ignore_case(self.text, other.text)
+    }
+
+    /// Writes the host as it appears in a URI or Via (IPv6 bracketed).
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        if self.kind == HostKind::Ipv6 {
+            buf.push(b'[');
+            buf.extend_from_slice(self.text);
+            buf.push(b']');
+        } else {
+            buf.extend_from_slice(self.text);
+        }
+    }
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = String::from_utf8_lossy(self.text);
+        if self.kind == HostKind::Ipv6 {
+            write!(f, "[{t}]")
+        } else {
+            f.write_str(&t)
+        }
+    }
+}
+
+/// A host and optional port, as in a URI or Via sent-by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPort<'a> {
+    pub host: Host<'a>,
+    pub port: Option<u16>,
+}
+
+impl HostPort<'_> {
+    /// The port, or `default` (5060 / 5061 by transport) when absent.
+    #[inline]
+    pub fn port_or(&self, default: u16) -> u16 {
+        self.port.unwrap_or(default)
+    }
+
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        self.host.write_to(buf);
+        if let Some(p) = self.port {
+            buf.push(b':');
+            write_u16(buf, p);
+        }
+    }
+}
+
+impl fmt::Display for HostPort<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.host),
+            None => write!(f, "{}", self.host),
+        }
+    }
+}
+
+pub(crate) fn write_u16(buf: &mut Vec<u8>, v: u16) {
+    let mut tmp = [0u8; 5];
+    let mut n = v;
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// `1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255.
+pub fn is_ipv4(s: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in s.split(|&b| b == b'.') {
+        parts += 1;
+        if parts > 4 || part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit)
+        {
+            return false;
+        }
+        let v = part.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
+        if v > 255 {
+            return false;
+        }
+    }
+    parts == 4
+}
+
+/// An IPv6 address (without brackets) per RFC 4291 text forms, also accepting the
+/// RFC 3261 ABNF's `hexpart ":" IPv4address` with a `::`-terminated hexpart, i.e.
+/// `2001:db8:::192.0.2.1` (RFC 5118 §4.10 asks receivers to accept both).
+pub fn is_ipv6(s: &[u8]) -> bool {
+    if s.len() < 2 || s.len() > 45 {
+        return false;
+    }
+    if memchr::memchr(b'.', s).is_none() {
+        return hexpart_ok(s, 8);
+    }
+    // An embedded IPv4 tail takes the room of two groups.
+    let Some(colon) = memchr::memrchr(b':', s) else {
+        return false;
+    };
+    if !is_ipv4(&s[colon + 1..]) {
+        return false;
+    }
+    let head = &s[..=colon];
+    let head = if head.ends_with(b":::") {
+        &head[..head.len() - 1]
+    } else if head.ends_with(b"::") {
+        head
+    } else {
+        &head[..head.len() - 1]
+    };
+    hexpart_ok(head, 6)
+}
+
+/// `hexseq | hexseq "::" [hexseq] | "::" [hexseq]` with exactly `groups` 16-bit groups
+/// (fewer when compressed).
+fn hexpart_ok(s: &[u8], groups: usize) -> bool {
+    match find_double_colon(s) {
+        Some(p) => {
+            let (l, r) = (&s[..p], &s[p + 2..]);
+            let (Some(nl), Some(nr)) = (hexseq_len(l), hexseq_len(r)) else {
+                return false;
+            };
+            nl + nr < groups
+        }
+        None => hexseq_len(s) == Some(groups),
+    }
+}
+
+fn find_double_colon(s: &[u8]) -> Option<usize> {
+    s.windows(2).position(|w| w == b"::")
+}
+
+/// Number of groups in `hex4 *(":" hex4)` (0 for empty), or `None` when malformed.
+fn hexseq_len(s: &[u8]) -> Option<usize> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let mut n = 0;
+    for g in s.split(|&b| b == b':') {
+        if g.is_empty() || g.len() > 4 || !g.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
+}
+
+fn parse_ipv6_addr(text: &[u8]) -> Option<Ipv6Addr> {
+    // Only the three-colon quirk needs rewriting; a 45-byte stack buffer is enough.
+    let mut tmp = [0u8; 45];
+    let s = if let Some(p) = text.windows(3).position(|w| w == b":::") {
+        let n = text.len().checked_sub(1)?;
+        let dst = tmp.get_mut(..n)?;
+        dst[..p].copy_from_slice(&text[..p]);
+        dst[p..].copy_from_slice(&text[p + 1..]);
+        &tmp[..n]
+    } else {
+        text
+    };
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Hostname: labels of alphanumerics and `-` separated by dots, optional trailing dot.
+/// Underscore is tolerated because real devices send it. An all-numeric name is not a
+/// hostname (the last label must start with a letter), which rejects bad IPv4 like `1.2.3`.
+fn is_hostname(s: &[u8]) -> bool {
+    let s = s.strip_suffix(b".").unwrap_or(s);
+    if s.is_empty() {
+        return false;
+    }
+    let mut last_label: &[u8] = &[];
+    for label in s.split(|&b| b == b'.') {
+        if label.is_empty()
+            || label.first() == Some(&b'-')
+            || label.last() == Some(&b'-')
+            || !label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+        last_label = label;
+    }
+    !last_label.iter().all(u8::is_ascii_digit)
+}
+
+/// Parses a port: `1*DIGIT`, 1..=65535.
+pub fn parse_port(s: &[u8]) -> Result<u16, Error> {
+    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
+        return Err(Error::BadSyntax("bad port"));
+    }
+    let v = s.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
+    match u16::try_from(v) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(Error::BadSyntax("port out of range")),
+    }
+}
+
+/// Splits `host [":" port]` where the host may be a bracketed IPv6 reference.
+pub fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
+    let host_end = if s.first() == Some(&b'[') {
+        memchr::memchr(b']', s).ok_or(Error::BadSyntax("unterminated IPv6 reference"))? + 1
+    } else {
+        memchr::memchr(b':', s).unwrap_or(s.len())
+    };
+    let host = Host::parse(&s[..host_end])?;
+    let port = match &s[host_end..] {
+        [] => None,
+        [b':', p @ ..] => Some(parse_port(p)?),
+        _ => return Err(Error::BadSyntax("junk after host")),
+    };
+    Ok(HostPort { host, port })
+}
+
+// ---------------------------------------------------------------------------------------
+// SIP / SIPS / tel URI
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Sip,
+    Sips,
+    Tel,
+}
+
+impl Scheme {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scheme::Sip => "sip",
+            Scheme::Sips => "sips",
+            Scheme::Tel => "tel",
+        }
+    }
+
+    fn from_bytes(s: &[u8]) -> Option<Scheme> {
+        if eq_ignore_case(s, b"sip") {
+            Some(Scheme::Sip)
+        } else if eq_ignore_case(s, b"sips") {
+            Some(Scheme::Sips)
+        } else if eq_ignore_case(s, b"tel") {
+            Some(Scheme::Tel)
+        } else {
+            None
+        }
+    }
+}
+
+/// A parsed sip:, sips: or tel: URI. All fields borrow from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    raw: &'a [u8],
+    scheme: Scheme,
+    user: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+    host: Option<Host<'a>>,
+    port: Option<u16>,
+    params: Params<'a>,
+    headers: Option<&'a [u8]>,
+}
+
+/// Splits `scheme ":" rest` if `s` starts with a syntactically valid scheme
+/// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`).
+pub fn split_scheme(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = memchr::memchr(b':', s)?;
+    let scheme = &s[..colon];
+    let ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    ok.then(|| (scheme, &s[colon + 1..]))
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a Request-URI: sip/sips/tel, no `?headers`. Other well-formed schemes give
+    /// [`Error::UnsupportedUriScheme`] (416); malformed text gives `BadSyntax` (400).
+    pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
+        Self::parse_impl(s, false)
+    }
+
+    /// Like [`Uri::parse`], but allows the `?headers` component (URIs inside name-addrs).
+    pub fn parse_in_header(s: &'a [u8]) -> Result<Self, Error> {
+        Self::parse_impl(s, true)
+    }
+
+    fn parse_impl(s: &'a [u8], allow_headers: bool) -> Result<Self, Error> {
+        let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
+        let scheme = Scheme::from_bytes(scheme).ok_or(Error::UnsupportedUriScheme)?;
+        match scheme {
+            Scheme::Tel => parse_tel(s, rest),
+            _ => parse_sip(s, scheme, rest, allow_headers),
+        }
+    }
+
+    #[inline]
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The whole URI text.
+    #[inline]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The user part, still `%`-escaped. For tel URIs, the telephone-subscriber number.
+    #[inline]
+    pub fn user(&self) -> Option<&'a [u8]> {
+        self.user
+    }
+
+    /// The user part with `%XX` decoded (may contain any byte, even NUL: rfc4475 `escnull`).
+    pub fn user_unescaped(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(unescape_percent)
+    }
+
+    #[inline]
+    pub fn password(&self) -> Option<&'a [u8]> {
+        self.password
+    }
+
+    /// The host; `None` only for tel URIs.
+    #[inline]
+    pub fn host(&self) -> Option<Host<'a>> {
+        self.host
+    }
+
+    #[inline]
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// Host and port; `None` only for tel URIs.
+    pub fn host_port(&self) -> Option<HostPort<'a>> {
+        self.host.map(|host| HostPort {
+            host,
+            port: self.port,
+        })
+    }
+
+    /// URI parameters (validated).
+    #[inline]
+    pub fn params(&self) -> Params<'a> {
+        self.params
+    }
+
+    /// The `?headers` part without the `?`.
+    #[inline]
+    pub fn headers(&self) -> Option<&'a [u8]> {
+        self.headers
+    }
+
+    /// Loose-routing flag `;lr`.
+    pub fn has_lr(&self) -> bool {
+        self.params.has(b"lr")
+    }
+
+    pub fn transport(&self) -> Option<&'a [u8]> {
+        self.params.value(b"transport")
+    }
+
+    /// `;maddr=`, validated as a host.
+    pub fn maddr(&self) -> Option<Host<'a>> {
+        self.params.value(b"maddr").and_then(|v| Host::parse(v).ok())
+    }
+
+    /// `;user=phone` (the user part is a telephone number).
+    pub fn is_user_phone(&self) -> bool {
+        self.params
+            .value(b"user")
+            .is_some_and(|v| eq_ignore_case(v, b"phone"))
+    }
+
+    /// Writes the URI text unchanged.
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.raw);
+    }
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.raw))
+    }
+}
+
+/// unreserved = alphanum / mark
+#[inline]
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+#[inline]
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+        )
+}
+
+#[inline]
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+#[inline]
+fn is_header_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+}
+
+fn parse_sip<'a>(
+    raw: &'a [u8],
+    scheme: Scheme,
+    rest: &'a [u8],
+    allow_headers: bool,
+) -> Result<Uri<'a>, Error> {
+    // '@' cannot appear unescaped after the userinfo, so the first one ends it. The user
+    // part itself may hold ';', '?', ',' (rfc4475 semiuri, intmeth).
+    let (user, password, after) = match memchr::memchr(b'@', rest) {
+        Some(at) => {
+            let (u, p) = split_userinfo(&rest[..at])?;
+            (Some(u), p, &rest[at + 1..])
+        }
+        None => (None, None, rest),
+    };
+    let (before_headers, headers) = match memchr::memchr(b'?', after) {
+        Some(_) if !allow_headers => {
+            return Err(Error::BadSyntax("headers not allowed in Request-URI"));
+        }
+        Some(q) => {
+            let h = &after[q + 1..];
+            validate_uri_headers(h)?;
+            (&after[..q], Some(h))
+        }
+        None => (after, None),
+    };
+    let hp_end = hostport_end(before_headers);
+    let hp = parse_host_port(&before_headers[..hp_end])?;
+    let params = Params::parse(&before_headers[hp_end..], ParamSyntax::Uri)?;
+    Ok(Uri {
+        raw,
+        scheme,
+        user,
+        password,
+        host: Some(hp.host),
+        port: hp.port,
+        params,
+        headers,
+    })
+}
+
+/// End of `hostport` (start of `;params`), skipping over a bracketed IPv6 reference.
+fn hostport_end(s: &[u8]) -> usize {
+    let from = if s.first() == Some(&b'[') {
+        memchr::memchr(b']', s).unwrap_or(0)
+    } else {
+        0
+    };
+    memchr::memchr(b';', &s[from..]).map_or(s.len(), |p| from + p)
+}
+
+fn split_userinfo(ui: &[u8]) -> Result<(&[u8], Option<&[u8]>), Error> {
+    let (user, password) = match memchr::memchr(b':', ui) {
+        Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+        None => (ui, None),
+    };
+    if user.is_empty() || !user.iter().all(|&b| is_user_char(b)) || !escapes_ok(user) {
+        return Err(Error::BadSyntax("bad URI user"));
+    }
+    if let Some(p) = password {
+        if !p.iter().all(|&b| is_password_char(b)) || !escapes_ok(p) {
+            return Err(Error::BadSyntax("bad URI password"));
+        }
+    }
+    Ok((user, password))
+}
+
+/// `hname "=" hvalue *("&" hname "=" hvalue)`.
+fn validate_uri_headers(h: &[u8]) -> Result<(), Error> {
+    for pair in h.split(|&b| b == b'&') {
+        let eq = memchr::memchr(b'=', pair).ok_or(Error::BadSyntax("bad URI header"))?;
+        let (name, value) = (&pair[..eq], &pair[eq + 1..]);
+        if name.is_empty()
+            || !name.iter().all(|&b| is_header_char(b))
+            || !value.iter().all(|&b| is_header_char(b))
+            || !escapes_ok(pair)
+        {
+            return Err(Error::BadSyntax("bad URI header"));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3966 `telephone-subscriber *par`, checked loosely: a global number (`+` then digits
+/// and visual separators) or a local one (hex digits, `*`, `#`, separators), then params.
+fn parse_tel<'a>(raw: &'a [u8], rest: &'a [u8]) -> Result<Uri<'a>, Error> {
+    let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+    let number = &rest[..end];
+    let digits = number.strip_prefix(b"+").unwrap_or(number);
+    let is_sep = |b: u8| matches!(b, b'-' | b'.' | b'(' | b')');
+    let ok = if digits.len() < number.len() {
+        digits.iter().any(u8::is_ascii_digit)
+            && digits.iter().all(|&b| b.is_ascii_digit() || is_sep(b))
+    } else {
+        digits
+            .iter()
+            .any(|&b| b.is_ascii_hexdigit() || b == b'*' || b == b'#')
+            && digits
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b'*' || b == b'#' || is_sep(b))
+    };
+    if !ok {
+        return Err(Error::BadSyntax("bad tel number"));
+    }
+    let params = Params::parse(&rest[end..], ParamSyntax::Uri)?;
+    Ok(Uri {
+        raw,
+        scheme: Scheme::Tel,
+        user: Some(number),
+        password: None,
+        host: None,
+        port: None,
+        params,
+        headers: None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Any absolute URI
+// ---------------------------------------------------------------------------------------
+
+/// A URI inside a name-addr: one of ours, or any other absolute URI kept opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyUri<'a> {
+    Sip(Uri<'a>),
+    Other { scheme: &'a [u8], raw: &'a [u8] },
+}
+
+impl<'a> AnyUri<'a> {
+    /// Parses an absolute URI. sip/sips/tel are fully validated (headers allowed); other
+    /// schemes only need a valid scheme and a non-empty body free of whitespace, controls,
+    /// `<`, `>` and `"`.
+    pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
+        let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
+        if Scheme::from_bytes(scheme).is_some() {
+            return Uri::parse_in_header(s).map(AnyUri::Sip);
+        }
+        let ok = !rest.is_empty()
+            && rest
+                .iter()
+                .all(|&b| b > b' ' && b != 0x7f && !matches!(b, b'<' | b'>' | b'"'));
+        if ok {
+            Ok(AnyUri::Other { scheme, raw: s })
+        } else {
+            Err(Error::BadSyntax("bad URI"))
+        }
+    }
+
+    /// The scheme as written (compare case-insensitively).
+    pub fn scheme(&self) -> &'a [u8] {
+        match self {
+            AnyUri::Sip(u) => split_scheme(u.raw).map_or(&[][..], |(s, _)| s),
+            AnyUri::Other { scheme, .. } => scheme,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            AnyUri::Sip(u) => u.raw,
+            AnyUri::Other { raw, .. } => raw,
+        }
+    }
+
+    /// The sip/sips/tel view, if that is what this is.
+    pub fn as_uri(&self) -> Option<&Uri<'a>> {
+        match self {
+            AnyUri::Sip(u) => Some(u),
+            AnyUri::Other { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for AnyUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Building
+// ---------------------------------------------------------------------------------------
+
+/// Appends `sip:user@host:port` (or `sips:` when `secure`) to `buf`. The user is
+/// `%`-escaped where needed; an IPv6 host is bracketed unless it already is.
+pub fn write_sip_uri(
+    buf: &mut Vec<u8>,
+    secure: bool,
+    user: Option<&[u8]>,
+    host: &[u8],
+    port: Option<u16>,
+) {
+    buf.extend_from_slice(if secure { b"sips:" } else { b"sip:" });
+    if let Some(u) = user {
+        write_escaped_user(buf, u);
+        buf.push(b'@');
+    }
+    let bracket = host.first() != Some(&b'[') && memchr::memchr(b':', host).is_some();
+    if bracket {
+        buf.push(b'[');
+    }
+    buf.extend_from_slice(host);
+    if bracket {
+        buf.push(b']');
+    }
+    if let Some(p) = port {
+        buf.push(b':');
+        write_u16(buf, p);
+    }
+}
+
+fn write_escaped_user(buf: &mut Vec<u8>, user: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in user {
+        if is_user_char(b) && b != b'%' {
+            buf.push(b);
+        } else {
+            buf.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::scan::test_corpus as conformance;
+
+    /// The Request-URI of a corpus message (second token of the first line).
+    fn request_uri(msg: &[u8]) -> Vec<u8> {
+        let line = msg.split(|&b| b == b'\n').next().unwrap();
+        line.split(|&b| b == b' ').nth(1).unwrap().to_vec()
+    }
+
+    #[test]
+    fn basic_sip() {
+        let u = Uri::parse(b"sip:alice:secret@Example.COM:5070;transport=tcp;lr").unwrap();
+        assert_eq!(u.scheme(), Scheme::Sip);
+        assert_eq!(u.user(), Some(&b"alice"[..]));
+        assert_eq!(u.password(), Some(&b"secret"[..]));
+        assert_eq!(u.host().unwrap().as_bytes(), b"Example.COM");
+        assert_eq!(u.host().unwrap().kind(), HostKind::Domain);
+        assert_eq!(u.port(), Some(5070));
+        assert_eq!(u.transport(), Some(&b"tcp"[..]));
+        assert!(u.has_lr());
+        assert_eq!(u.host_port().unwrap().to_string(), "Example.COM:5070");
+        let u = Uri::parse(b"SIPS:host").unwrap();
+        assert_eq!(u.scheme(), Scheme::Sips);
+        assert_eq!(u.user(), None);
+        assert_eq!(u.port(), None);
+    }
+
+    #[test]
+    fn rfc4475_valid_request_uris() {
+        // semiuri: ';' inside the user part.
+        let u = Uri::parse(b"sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user(), Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host().unwrap().as_bytes(), b"example.com");
+        assert!(u.params().is_empty());
+        // esc01: escaped user.
+        let u = Uri::parse(b"sip:sips%3Auser%40example.com@example.net").unwrap();
+        assert_eq!(&*u.user_unescaped().unwrap(), b"sips:user@example.com");
+        // escnull
+        let u = Uri::parse(b"sip:null-%00-null@example.com").unwrap();
+        assert_eq!(&*u.user_unescaped().unwrap(), b"null-\0-null");
+        // wsinv: unknown param.
+        let u = Uri::parse(b"sip:vivekg@chair-dnrc.example.com;unknownparam").unwrap();
+        assert!(u.params().has(b"unknownparam"));
+        // intmeth: the craziest user/password the RFC could think of.
+        let intmeth = conformance("rfc4475/intmeth.dat");
+        let ruri = request_uri(&intmeth);
+        let u = Uri::parse(&ruri).unwrap();
+        assert_eq!(u.user(), Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
+        assert_eq!(u.password(), Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
+        assert_eq!(u.host().unwrap().as_bytes(), b"example.com");
+    }
+
+    #[test]
+    fn rfc4475_invalid_request_uris() {
+        for (file, want) in [
+            ("ltgtruri", Error::BadSyntax("bad URI")),
+            ("escruri", Error::BadSyntax("headers not allowed in Request-URI")),
+            ("unkscm", Error::UnsupportedUriScheme),
+            ("novelsc", Error::UnsupportedUriScheme),
+        ] {
+            let m = conformance(&format!("rfc4475/{file}.dat"));
+            assert_eq!(Uri::parse(&request_uri(&m)), Err(want), "{file}");
+        }
+        // lwsruri: "sip:user@example.com; lr" (the parser may hand us the whole span).
+        assert!(Uri::parse(b"sip:user@example.com; lr").is_err());
+        assert!(Uri::parse(b"sip:user@example.com;").is_err());
+        assert!(Uri::parse(b"sip:user@exa mple.com").is_err());
+        assert!(Uri::parse(b"sip:@example.com").is_err());
+        assert!(Uri::parse(b"sip:").is_err());
+        assert!(Uri::parse(b"sip:a@b:0").is_err());
+        assert!(Uri::parse(b"sip:a@b:65536").is_err());
+        assert!(Uri::parse(b"sip:a@b:5o60").is_err());
+        assert!(Uri::parse(b"sip:a@b:").is_err());
+        assert!(Uri::parse(b"sip:a%4@b").is_err());
+        assert!(Uri::parse(b"sip:a@b@c").is_err());
+        assert!(Uri::parse(b"sip:a@1.2.3").is_err());
+        assert!(Uri::parse(b"sip:a@256.1.1.1").is_err());
+        assert!(Uri::parse(b"sip:a@-").is_err());
+        assert!(Uri::parse(b"sip:a@b..c").is_err());
+        assert_eq!(Uri::parse(b"http://x"), Err(Error::UnsupportedUriScheme));
+        assert!(Uri::parse(b"").is_err());
+        assert!(Uri::parse(b":x").is_err());
+    }
+
+    #[test]
+    fn rfc5118_hosts() {
+        let cases: &[(&str, Option<(&str, Option<u16>)>)] = &[
+            ("ipv6-good", Some(("2001:db8::10", None))),
+            ("ipv6-bad", None),
+            ("port-ambiguous", Some(("2001:db8::10:5070", None))),
+            ("port-unambiguous", Some(("2001:db8::10", Some(5070)))),
+            ("ipv6-bug-abnf-3-colons", Some(("2001:db8:::192.0.2.1", None))),
+            ("ipv6-correct-abnf-2-colons", Some(("2001:db8::192.0.2.1", None))),
+            ("ipv6-in-sdp", Some(("2001:db8::10", None))),
+        ];
+        for (file, want) in cases {
+            let m = conformance(&format!("rfc5118/{file}"));
+            let ruri = request_uri(&m);
+            let got = Uri::parse(&ruri);
+            match want {
+                None => assert!(got.is_err(), "{file}"),
+                Some((host, port)) => {
+                    let u = got.unwrap_or_else(|e| panic!("{file}: {e}"));
+                    let h = u.host().unwrap();
+                    assert_eq!(h.kind(), HostKind::Ipv6, "{file}");
+                    assert_eq!(h.as_bytes(), host.as_bytes(), "{file}");
+                    assert_eq!(u.port(), *port, "{file}");
+                }
+            }
+        }
+        let three = Host::parse(b"[2001:db8:::192.0.2.1]").unwrap();
+        let two = Host::parse(b"[2001:db8::192.0.2.1]").unwrap();
+        assert_eq!(three.ip(), two.ip());
+        assert!(two.ip().is_some());
+        let mapped = Host::parse(b"[::ffff:192.0.2.10]").unwrap();
+        assert_eq!(mapped.ip().unwrap().to_string(), "::ffff:192.0.2.10");
+    }
+
+    #[test]
+    fn ipv6_validation() {
+        for good in [
+            "::", "::1", "1::", "2001:db8::10", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4",
+            "::ffff:1.2.3.4", "::1.2.3.4", "1::2:3:4:5:6:7", "fe80::1:2",
+        ] {
+            assert!(is_ipv6(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "", ":", ":::", "1:2:3:4:5:6:7:8:9", "1::2::3", "12345::", "g::", "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:1.2.3.4", "::1.2.3", "1:", ":1", "1::2:3:4:5:6:7:8", "::1.2.3.4:5",
+        ] {
+            assert!(!is_ipv6(bad.as_bytes()), "{bad}");
+        }
+        assert!(Host::parse(b"[2001:db8::1").is_err());
+        assert!(Host::parse(b"[]").is_err());
+        assert!(Host::parse(b"2001:db8::1").is_err());
+        assert!(Host::parse_ip(b"2001:db8::1").is_ok());
+        assert!(Host::parse_ip(b"[2001:db8::1]").is_ok());
+        assert!(Host::parse_ip(b"example.com").is_err());
+    }
+
+    #[test]
+    fn tel_uris() {
+        let u = Uri::parse(b"tel:+1-415-555-1212;phone-context=example.com").unwrap();
+        assert_eq!(u.scheme(), Scheme::Tel);
+        assert_eq!(u.user(), Some(&b"+1-415-555-1212"[..]));
+        assert!(u.host().is_none());
+        assert_eq!(u.params().value(b"phone-context"), Some(&b"example.com"[..]));
+        assert!(Uri::parse(b"tel:7042;phone-context=+1415").is_ok());
+        assert!(Uri::parse(b"tel:+").is_err());
+        assert!(Uri::parse(b"tel:").is_err());
+        assert!(Uri::parse(b"tel:+1 415").is_err());
+    }
+
+    #[test]
+    fn headers_part() {
+        // rfc4475 regescrt: allowed in a Contact's bracketed URI.
+        let u = Uri::parse_in_header(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E")
+            .unwrap();
+        assert_eq!(u.headers(), Some(&b"Route=%3Csip:sip.example.com%3E"[..]));
+        assert!(Uri::parse_in_header(b"sip:a@b?x").is_err());
+        assert!(Uri::parse_in_header(b"sip:a@b?x=<y>").is_err());
+    }
+
+    #[test]
+    fn any_uri() {
+        let u = AnyUri::parse(b"http://www.example.com").unwrap();
+        assert_eq!(u.scheme(), b"http");
+        assert!(u.as_uri().is_none());
+        assert_eq!(AnyUri::parse(b"name:John_Smith").unwrap().scheme(), b"name");
+        assert_eq!(AnyUri::parse(b"isbn:2983792873").unwrap().scheme(), b"isbn");
+        assert_eq!(AnyUri::parse(b"SIP:a@b").unwrap().scheme(), b"SIP");
+        assert!(AnyUri::parse(b"sip:a@b").unwrap().as_uri().is_some());
+        assert!(AnyUri::parse(b"x:").is_err());
+        assert!(AnyUri::parse(b"x:a b").is_err());
+        assert!(AnyUri::parse(b"alan@jasomi.com").is_err());
+    }
+
+    #[test]
+    fn build() {
+        let mut b = Vec::new();
+        write_sip_uri(&mut b, false, Some(b"al ice"), b"2001:db8::1", Some(5060));
+        assert_eq!(b, b"sip:al%20ice@[2001:db8::1]:5060");
+        let u = Uri::parse(&b).unwrap();
+        assert_eq!(&*u.user_unescaped().unwrap(), b"al ice");
+        b.clear();
+        write_sip_uri(&mut b, true, None, b"example.com", None);
+        assert_eq!(b, b"sips:example.com");
+        let mut w = Vec::new();
+        Uri::parse(&b).unwrap().write_to(&mut w);
+        assert_eq!(w, b);
+        assert_eq!(Uri::parse(&b).unwrap().to_string(), "sips:example.com");
+    }
+}
