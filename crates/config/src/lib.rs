@@ -1,1 +1,47 @@
-//! Configuration: model, validation, normalisation, storage.
+//! Configuration of trunkstore: the proxy settings file, connectivity documents (model,
+//! validation, storage) and number normalisation, implementing the product spec
+//! (behaviour.md §1–2).
+//!
+//! Typical use:
+//!
+//! ```no_run
+//! let catalog = trunkstore_config::load_all("config/trunkstore.json".as_ref())
+//!     .expect("valid configuration");
+//! println!("{}", catalog.summary());
+//! ```
+//!
+//! * [`Settings`]: proxy settings ([`Settings::load`]).
+//! * [`validate_document`]: one connectivity document → [`Document`] or
+//!   [`ValidationErrors`] (the REST API's error body).
+//! * [`Catalog`]: settings + documents with the system-wide checks (DID and IP uniqueness,
+//!   carrier overlap); immutable, rebuilt for every change.
+//! * [`numbers`]: E.164 normalisation and Request-URI user formats.
+//! * storage: [`load_connectivity_dir`], [`write_document_atomically`], [`delete_document`].
+
+mod catalog;
+mod document;
+mod error;
+pub mod ids;
+pub mod numbers;
+mod settings;
+mod storage;
+mod validate;
+mod walk;
+
+pub use catalog::{Catalog, DidMatch, DidRef, Summary};
+pub use document::{
+    merged_sip_headers, Account, Auth, AuthMethod, CallOptions, CallerId, Did, Document,
+    EffectiveOptions, Failover, FailoverTarget, MediaHandling, Secret, Server, ServerOptions,
+    SipHeader,
+};
+pub use error::{FileErrors, ValidationError, ValidationErrors};
+pub use numbers::NumberFormat;
+pub use settings::{
+    Api, ApiToken, Carrier, Cdr, FailoverOn, FailoverTrigger, Gateway, Host, HostPort, Limits,
+    Listen, Log, LogFormat, Metrics, Settings, Source, Timers, Transport, DEFAULT_SETTINGS_PATH,
+};
+pub use storage::{
+    delete_document, document_path, load_all, load_connectivity_dir, load_document, read_json,
+    relative_document_path, write_document_atomically, MAX_DOCUMENT_BYTES,
+};
+pub use validate::{is_sip_token, is_sip_uri, validate_document, MAX_TIMER_SECS};

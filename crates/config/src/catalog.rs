@@ -1,0 +1,383 @@
+//! The whole system: settings plus every valid connectivity document, with the rules that
+//! span documents (behaviour.md §1): a DID is claimed once in the whole system, two IP-auth
+//! servers never share an address, and no IP-auth server hides behind a carrier's trusted
+//! sources.
+//!
+//! Documents are taken *in order*: when two conflict, the error is reported on the later
+//! one and names the earlier one. [`load_connectivity_dir`](crate::load_connectivity_dir)
+//! sorts by account then document id; [`Catalog::replace`] puts the document being written
+//! last, so an API write that conflicts is refused rather than breaking an existing one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::document::{AuthMethod, Did, Document, Server};
+use crate::error::{FileErrors, ValidationErrors};
+use crate::settings::{Carrier, Settings};
+use crate::walk::join;
+
+/// Where a claim (a DID or an IP address) was made.
+#[derive(Debug, Clone)]
+struct Claimant {
+    account: String,
+    document: String,
+    /// Dotted path inside the document (`servers.0.DIDs.4155551234`).
+    path: String,
+}
+
+impl Claimant {
+    fn describe(&self) -> String {
+        format!(
+            "account '{}', document '{}', {}",
+            self.account, self.document, self.path
+        )
+    }
+    fn to_json(&self) -> serde_json::Value {
+        json!({"account": self.account, "document": self.document, "path": self.path})
+    }
+}
+
+/// First-come registry of DIDs and IP-auth addresses.
+#[derive(Default)]
+pub(crate) struct Claims {
+    dids: HashMap<String, Claimant>,
+    ips: Vec<(IpAddr, Option<u16>, Claimant)>,
+}
+
+impl Claims {
+    /// Registers every DID and IP-auth address of `doc`, reporting conflicts with earlier
+    /// claims into `errors` (paths are relative to `doc`).
+    pub(crate) fn claim_document(&mut self, doc: &Document, errors: &mut ValidationErrors) {
+        for server in &doc.servers {
+            let base = join("servers", server.index);
+            for did in &server.dids {
+                self.claim_did(doc, &base, did, errors);
+            }
+            if server.auth.method() == AuthMethod::Ip {
+                self.claim_ip(doc, &base, server, errors);
+            }
+        }
+    }
+
+    fn claim_did(&mut self, doc: &Document, base: &str, did: &Did, errors: &mut ValidationErrors) {
+        let path = join(&join(base, "DIDs"), &did.key);
+        if let Some(first) = self.dids.get(&did.number) {
+            errors.add(
+                path,
+                "unique",
+                format!(
+                    "DID {} is already claimed by {}",
+                    did.number,
+                    first.describe()
+                ),
+                Some(first.to_json()),
+                Some(json!(did.key)),
+            );
+            return;
+        }
+        let claimant = Claimant {
+            account: doc.account_id.clone(),
+            document: doc.id.clone(),
+            path,
+        };
+        self.dids.insert(did.number.clone(), claimant);
+    }
+
+    fn claim_ip(
+        &mut self,
+        doc: &Document,
+        base: &str,
+        server: &Server,
+        errors: &mut ValidationErrors,
+    ) {
+        let (Some(ip), port) = (server.auth.ip(), server.auth.port()) else {
+            return;
+        };
+        let path = join(base, "auth.ip");
+        // No port means "any port on that ip", which overlaps every port.
+        let clash = self
+            .ips
+            .iter()
+            .find(|(i, p, _)| *i == ip && (p.is_none() || port.is_none() || *p == port));
+        if let Some((_, _, first)) = clash {
+            errors.add(
+                path,
+                "unique",
+                format!(
+                    "IP-auth address {} is already used by {}",
+                    show_addr(ip, port),
+                    first.describe()
+                ),
+                Some(first.to_json()),
+                Some(json!(ip.to_string())),
+            );
+            return;
+        }
+        let claimant = Claimant {
+            account: doc.account_id.clone(),
+            document: doc.id.clone(),
+            path,
+        };
+        self.ips.push((ip, port, claimant));
+    }
+}
+
+fn show_addr(ip: IpAddr, port: Option<u16>) -> String {
+    match port {
+        Some(p) => SocketAddr::new(ip, p).to_string(),
+        None => format!("{ip} (any port)"),
+    }
+}
+
+/// An IP-auth server whose address a carrier trusts could never be told apart from that
+/// carrier (§3 checks carriers first), so it is refused.
+fn check_carrier_overlap(doc: &Document, carriers: &[Carrier], errors: &mut ValidationErrors) {
+    for server in &doc.servers {
+        if server.auth.method() != AuthMethod::Ip {
+            continue;
+        }
+        let (Some(ip), port) = (server.auth.ip(), server.auth.port()) else {
+            continue;
+        };
+        for carrier in carriers {
+            if let Some(src) = carrier.sources.iter().find(|s| s.overlaps(ip, port)) {
+                errors.add(
+                    join(&join("servers", server.index), "auth.ip"),
+                    "unique",
+                    format!(
+                        "IP-auth address {} is covered by source {} of carrier '{}'",
+                        show_addr(ip, port),
+                        src,
+                        carrier.name
+                    ),
+                    Some(json!({"carrier": carrier.name, "source": src.to_string()})),
+                    Some(json!(ip.to_string())),
+                );
+                break;
+            }
+        }
+    }
+}
+
+/// Position of one DID in a [`Catalog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DidRef {
+    pub document: usize,
+    pub server: usize,
+    pub did: usize,
+}
+
+/// A DID with everything needed to route to it.
+#[derive(Debug, Clone, Copy)]
+pub struct DidMatch<'a> {
+    pub document: &'a Document,
+    pub server: &'a Server,
+    pub did: &'a Did,
+}
+
+/// Settings and every document, consistent with each other. Immutable: changes build a
+/// new catalog ([`Catalog::replace`], [`Catalog::remove`]) to swap in atomically.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    settings: Arc<Settings>,
+    documents: Vec<Arc<Document>>,
+    dids: HashMap<String, DidRef>,
+}
+
+impl Catalog {
+    /// Checks the system-wide rules over already-validated documents, in the given order.
+    /// Every conflict is reported on the later document's file, naming the earlier one.
+    pub fn build(
+        settings: impl Into<Arc<Settings>>,
+        documents: impl IntoIterator<Item = Document>,
+    ) -> Result<Catalog, Vec<FileErrors>> {
+        let docs = documents.into_iter().map(Arc::new).collect();
+        Self::build_shared(settings.into(), docs)
+    }
+
+    fn build_shared(
+        settings: Arc<Settings>,
+        documents: Vec<Arc<Document>>,
+    ) -> Result<Catalog, Vec<FileErrors>> {
+        let mut claims = Claims::default();
+        let mut failures = Vec::new();
+        for (i, doc) in documents.iter().enumerate() {
+            let mut errors = ValidationErrors::new();
+            let duplicate = documents[..i]
+                .iter()
+                .any(|d| d.account_id == doc.account_id && d.id == doc.id);
+            if duplicate {
+                errors.add("", "unique", "Document is listed twice", None, None);
+            } else {
+                claims.claim_document(doc, &mut errors);
+                check_carrier_overlap(doc, &settings.carriers, &mut errors);
+            }
+            if !errors.is_empty() {
+                failures.push(document_errors(doc, errors));
+            }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
+        }
+        let dids = index_dids(&documents);
+        Ok(Catalog {
+            settings,
+            documents,
+            dids,
+        })
+    }
+
+    /// A catalog with `doc` added, or replacing the document with the same account and id.
+    /// `doc` is checked last, so conflicts are reported on it (this is the API write path,
+    /// after [`validate_document`](crate::validate_document)).
+    pub fn replace(&self, doc: Document) -> Result<Catalog, ValidationErrors> {
+        let mut docs: Vec<Arc<Document>> = self
+            .documents
+            .iter()
+            .filter(|d| !(d.account_id == doc.account_id && d.id == doc.id))
+            .cloned()
+            .collect();
+        docs.push(Arc::new(doc));
+        Self::build_shared(self.settings.clone(), docs).map_err(|failures| {
+            let mut all = ValidationErrors::new();
+            for f in failures {
+                all.extend(f.errors);
+            }
+            all
+        })
+    }
+
+    /// A catalog without document `account/id` (unchanged if it is not there).
+    pub fn remove(&self, account: &str, id: &str) -> Catalog {
+        let documents: Vec<Arc<Document>> = self
+            .documents
+            .iter()
+            .filter(|d| !(d.account_id == account && d.id == id))
+            .cloned()
+            .collect();
+        let dids = index_dids(&documents);
+        Catalog {
+            settings: self.settings.clone(),
+            documents,
+            dids,
+        }
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    /// Documents in precedence order.
+    pub fn documents(&self) -> &[Arc<Document>] {
+        &self.documents
+    }
+
+    /// A document by account and id.
+    pub fn document(&self, account: &str, id: &str) -> Option<&Arc<Document>> {
+        self.documents
+            .iter()
+            .find(|d| d.account_id == account && d.id == id)
+    }
+
+    /// Ids of an account's documents, in order.
+    pub fn account_documents<'a>(&'a self, account: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.documents
+            .iter()
+            .filter(move |d| d.account_id == account)
+            .map(|d| d.id.as_str())
+    }
+
+    /// The owner of a normalised DID.
+    pub fn did(&self, number: &str) -> Option<DidMatch<'_>> {
+        let r = self.dids.get(number)?;
+        let document = &self.documents[r.document];
+        let server = &document.servers[r.server];
+        Some(DidMatch {
+            document,
+            server,
+            did: &server.dids[r.did],
+        })
+    }
+
+    /// Counts for the `check` summary (and the API/metrics later).
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            carriers: self.settings.carriers.len(),
+            documents: self.documents.len(),
+            dids: self.dids.len(),
+            ..Summary::default()
+        };
+        let mut accounts: Vec<&str> = self
+            .documents
+            .iter()
+            .map(|d| d.account_id.as_str())
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        s.accounts = accounts.len();
+        for server in self.documents.iter().flat_map(|d| &d.servers) {
+            match server.auth.method() {
+                AuthMethod::Password => s.password_servers += 1,
+                AuthMethod::Ip => s.ip_servers += 1,
+            }
+            if !server.enabled() {
+                s.disabled_servers += 1;
+            }
+        }
+        s
+    }
+}
+
+fn document_errors(doc: &Document, errors: ValidationErrors) -> FileErrors {
+    let file = doc.source.clone().unwrap_or_else(|| doc.relative_path());
+    FileErrors::for_document(file, &doc.account_id, &doc.id, errors)
+}
+
+fn index_dids(documents: &[Arc<Document>]) -> HashMap<String, DidRef> {
+    let mut dids = HashMap::new();
+    for (d, doc) in documents.iter().enumerate() {
+        for (s, server) in doc.servers.iter().enumerate() {
+            for (i, did) in server.dids.iter().enumerate() {
+                dids.entry(did.number.clone()).or_insert(DidRef {
+                    document: d,
+                    server: s,
+                    did: i,
+                });
+            }
+        }
+    }
+    dids
+}
+
+/// Counts shown by `trunkstore check`. Contains no secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub accounts: usize,
+    pub documents: usize,
+    pub password_servers: usize,
+    pub ip_servers: usize,
+    pub disabled_servers: usize,
+    pub dids: usize,
+    pub carriers: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "accounts:  {}", self.accounts)?;
+        writeln!(f, "documents: {}", self.documents)?;
+        writeln!(
+            f,
+            "servers:   {} ({} password, {} ip; {} disabled)",
+            self.password_servers + self.ip_servers,
+            self.password_servers,
+            self.ip_servers,
+            self.disabled_servers
+        )?;
+        writeln!(f, "DIDs:      {}", self.dids)?;
+        write!(f, "carriers:  {}", self.carriers)
+    }
+}

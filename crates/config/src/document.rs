@@ -1,0 +1,395 @@
+//! Typed model of a connectivity document (connectivity-schema.md), as produced by
+//! [`validate_document`](crate::validate_document).
+//!
+//! Every value here has been validated: ids are safe path components, DIDs are normalised
+//! to E.164, IP-auth servers have an address, password servers have credentials, and no
+//! string that can reach a SIP message contains CR, LF or NUL. Fields that cascade
+//! (DID → server → proxy default) stay `Option` so that the router can tell "not set"
+//! from "set to the default"; [`Server::effective`] does the cascade.
+//!
+//! The exact JSON the document was read from is kept in [`Document::raw`], so unknown
+//! fields written by other tools round-trip unchanged.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::numbers::NumberFormat;
+use crate::settings::Timers;
+
+/// A string that must never be printed (passwords, API tokens). `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for comparing credentials. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One connectivity document: `<connectivity_dir>/<account_id>/<id>.json`.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Owning account (the directory name).
+    pub account_id: String,
+    /// Document id (the file name without `.json`).
+    pub id: String,
+    /// The file it was loaded from, when it came from disk.
+    pub source: Option<PathBuf>,
+    /// `name`: human-friendly name of the trunkstore account.
+    pub name: Option<String>,
+    pub account: Account,
+    pub servers: Vec<Server>,
+    raw: Value,
+}
+
+impl Document {
+    pub(crate) fn new(
+        account_id: String,
+        id: String,
+        name: Option<String>,
+        account: Account,
+        servers: Vec<Server>,
+        raw: Value,
+    ) -> Self {
+        Document {
+            account_id,
+            id,
+            source: None,
+            name,
+            account,
+            servers,
+            raw,
+        }
+    }
+
+    /// The JSON exactly as it was read or submitted, unknown fields included. This is what
+    /// the API returns and writes back.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// `<account_id>/<id>.json`, the path relative to the connectivity directory.
+    pub fn relative_path(&self) -> PathBuf {
+        crate::storage::relative_document_path(&self.account_id, &self.id)
+    }
+}
+
+/// `account`: settings for the account as a whole.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Account {
+    /// `account.auth_realm`: realm of digest challenges when the From host matches it.
+    pub auth_realm: Option<String>,
+    /// `account.caller_id` (parts 0..35 characters).
+    pub caller_id: Option<CallerId>,
+    /// `account.emergency_caller_id` (parts 0..35 characters).
+    pub emergency_caller_id: Option<CallerId>,
+    /// `account.trunks`: two-way trunks; `None` = unlimited, 0 = no carrier calls.
+    pub trunks: Option<u32>,
+    /// `account.sip_headers` (not in the schema; the lowest level of §4.4's cascade).
+    pub sip_headers: Vec<SipHeader>,
+}
+
+/// `caller_id` / `emergency_caller_id`. A part left out is not changed (§5.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerId {
+    /// `cid_name`: From display name.
+    pub name: Option<String>,
+    /// `cid_number`: From user.
+    pub number: Option<String>,
+}
+
+impl CallerId {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.number.is_none()
+    }
+}
+
+/// `servers[]`: one customer PBX.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// Position in `servers[]` (used in error paths and log lines).
+    pub index: usize,
+    pub name: Option<String>,
+    pub auth: Auth,
+    pub options: ServerOptions,
+    /// `DIDs`, in document order.
+    pub dids: Vec<Did>,
+}
+
+/// `auth_method` as written in JSON (`password`/`Password` and `IP`/`ip` are synonyms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    Password,
+    Ip,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::Ip => "ip",
+        }
+    }
+}
+
+/// `servers[].auth`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// Digest authentication with `auth_user`/`auth_password`. `ip`/`port`, if present, say
+    /// where inbound calls go; otherwise the registered contact is used.
+    Password {
+        user: String,
+        password: Secret,
+        ip: Option<IpAddr>,
+        port: Option<u16>,
+    },
+    /// Identified by source address: `ip`, and `port` when given (no port = any port).
+    /// `user` (`auth_user`) is optional here and only used by the `username` format.
+    Ip {
+        ip: IpAddr,
+        port: Option<u16>,
+        user: Option<String>,
+    },
+}
+
+impl Auth {
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Auth::Password { .. } => AuthMethod::Password,
+            Auth::Ip { .. } => AuthMethod::Ip,
+        }
+    }
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Auth::Password { ip, .. } => *ip,
+            Auth::Ip { ip, .. } => Some(*ip),
+        }
+    }
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Auth::Password { port, .. } | Auth::Ip { port, .. } => *port,
+        }
+    }
+    /// `auth_user`, if any.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Auth::Password { user, .. } => Some(user),
+            Auth::Ip { user, .. } => user.as_deref(),
+        }
+    }
+}
+
+/// `servers[].options`: the cascading call options plus the server-only target address.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerOptions {
+    pub call: CallOptions,
+    /// `options.ip`: target host when `auth.ip` is absent.
+    pub ip: Option<IpAddr>,
+    /// `options.port`: target port when `auth.port` is absent.
+    pub port: Option<u16>,
+}
+
+/// Options that exist at server level and (honoured when present) at DID level. `None`
+/// means "not set here": look at the next level.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallOptions {
+    pub caller_id: Option<CallerId>,
+    /// Not in the schema at server/DID level, honoured when present (§5.3).
+    pub emergency_caller_id: Option<CallerId>,
+    /// Seconds to wait before sending the INVITE.
+    pub delay: Option<u32>,
+    /// Seconds to wait for a non-100 provisional response (>= 1).
+    pub progress_timeout: Option<u32>,
+    /// Seconds to wait for a 2xx.
+    pub timeout: Option<u32>,
+    pub ignore_early_media: Option<bool>,
+    pub media_handling: Option<MediaHandling>,
+    pub inbound_format: Option<NumberFormat>,
+    /// Headers added to INVITEs, in document order.
+    pub sip_headers: Vec<SipHeader>,
+    /// `None` when absent or when the object was empty (an empty failover is "not set").
+    pub failover: Option<Failover>,
+    pub force_outbound: Option<bool>,
+    pub enabled: Option<bool>,
+}
+
+/// `media_handling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MediaHandling {
+    /// Leave SDP untouched (default).
+    #[default]
+    Bypass,
+    /// Anchor RTP at the proxy's media relay.
+    Process,
+}
+
+impl MediaHandling {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaHandling::Bypass => "bypass",
+            MediaHandling::Process => "process",
+        }
+    }
+}
+
+/// One header to add: a SIP token name and a value free of CR/LF/NUL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipHeader {
+    pub name: String,
+    pub value: String,
+}
+
+/// `failover`: at least one of the two is set (an empty object becomes `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// `failover.e164`, normalised (§2).
+    pub e164: Option<String>,
+    /// `failover.sip`: a `sip:`/`sips:` URI.
+    pub sip: Option<String>,
+}
+
+/// What a failover does; `e164` wins over `sip` (§4.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverTarget<'a> {
+    Number(&'a str),
+    Uri(&'a str),
+}
+
+impl Failover {
+    pub fn target(&self) -> FailoverTarget<'_> {
+        match (&self.e164, &self.sip) {
+            (Some(n), _) => FailoverTarget::Number(n),
+            (None, Some(u)) => FailoverTarget::Uri(u),
+            (None, None) => unreachable!("validation never builds an empty failover"),
+        }
+    }
+}
+
+/// One key of `servers[].DIDs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Did {
+    /// The key as written in the document (used in error paths).
+    pub key: String,
+    /// The key normalised to E.164 (§2); unique in the whole system.
+    pub number: String,
+    pub options: CallOptions,
+    /// `DIDs.<key>.options`: free-form strings (kept, no behaviour attached).
+    pub flags: Vec<String>,
+}
+
+/// The result of the DID → server → proxy-default cascade for one inbound attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveOptions<'a> {
+    pub delay: u32,
+    pub progress_timeout: u32,
+    pub timeout: u32,
+    pub ignore_early_media: bool,
+    pub media_handling: MediaHandling,
+    pub inbound_format: NumberFormat,
+    /// First non-empty failover of DID, then server.
+    pub failover: Option<&'a Failover>,
+    /// True when the DID *or* its server says so (§5.2).
+    pub force_outbound: bool,
+    /// False when the server, or the DID, is disabled.
+    pub enabled: bool,
+}
+
+impl Server {
+    /// Is the server enabled (default true)?
+    pub fn enabled(&self) -> bool {
+        self.options.call.enabled.unwrap_or(true)
+    }
+
+    /// Host to send inbound calls to: `auth.ip`, else `options.ip` (§4.2). `None` means
+    /// "use the registered contact" (password servers).
+    pub fn target_ip(&self) -> Option<IpAddr> {
+        self.auth.ip().or(self.options.ip)
+    }
+
+    /// Port to send inbound calls to: `auth.port`, else `options.port`, else 5060.
+    pub fn target_port(&self) -> u16 {
+        self.auth.port().or(self.options.port).unwrap_or(5060)
+    }
+
+    /// Looks up one of this server's DIDs by its normalised number.
+    pub fn did(&self, number: &str) -> Option<&Did> {
+        self.dids.iter().find(|d| d.number == number)
+    }
+
+    /// Per-attempt options for a call to `did` (or to the server without a DID), with the
+    /// proxy `defaults` as the last level.
+    pub fn effective<'a>(
+        &'a self,
+        did: Option<&'a Did>,
+        defaults: &Timers,
+    ) -> EffectiveOptions<'a> {
+        let s = &self.options.call;
+        let d = did.map(|d| &d.options);
+        let pick = |f: fn(&CallOptions) -> Option<u32>, default: u32| {
+            d.and_then(f).or(f(s)).unwrap_or(default)
+        };
+        EffectiveOptions {
+            delay: pick(|o| o.delay, defaults.delay),
+            progress_timeout: pick(|o| o.progress_timeout, defaults.progress_timeout),
+            timeout: pick(|o| o.timeout, defaults.timeout),
+            ignore_early_media: d
+                .and_then(|o| o.ignore_early_media)
+                .or(s.ignore_early_media)
+                .unwrap_or(false),
+            media_handling: d
+                .and_then(|o| o.media_handling)
+                .or(s.media_handling)
+                .unwrap_or_default(),
+            inbound_format: d
+                .and_then(|o| o.inbound_format)
+                .or(s.inbound_format)
+                .unwrap_or_default(),
+            failover: d.and_then(|o| o.failover.as_ref()).or(s.failover.as_ref()),
+            force_outbound: d.and_then(|o| o.force_outbound).unwrap_or(false)
+                || s.force_outbound.unwrap_or(false),
+            enabled: self.enabled() && d.and_then(|o| o.enabled).unwrap_or(true),
+        }
+    }
+}
+
+/// Headers for a call: DID level, then server, then account; for the same header name
+/// (case-insensitive) the most specific level wins and the others are dropped (§4.4).
+pub fn merged_sip_headers<'a>(
+    did: Option<&'a Did>,
+    server: &'a Server,
+    account: &'a Account,
+) -> Vec<&'a SipHeader> {
+    let levels: [&'a [SipHeader]; 3] = [
+        did.map(|d| d.options.sip_headers.as_slice()).unwrap_or(&[]),
+        &server.options.call.sip_headers,
+        &account.sip_headers,
+    ];
+    let mut out: Vec<&SipHeader> = Vec::new();
+    for (level, headers) in levels.iter().enumerate() {
+        // Names already set by a more specific level (earlier in `out`) shadow this level;
+        // repeats within one level are all kept (a header may legitimately repeat).
+        let shadowed = out.len();
+        for h in headers.iter() {
+            let taken = out[..shadowed]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&h.name));
+            if level == 0 || !taken {
+                out.push(h);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1002 @@
+//! Proxy settings: one JSON file, `config/trunkstore.json` by default (behaviour.md §1).
+//!
+//! Unlike connectivity documents, unknown keys are an error here (`additionalProperties`):
+//! the file is written by hand, and a misspelt key silently falling back to a default is
+//! the worse failure. Every key except `carriers` has a default, so `{}` is a valid file
+//! (no carriers: only on-net calls).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde_json::{json, Map, Value};
+
+use crate::document::Secret;
+use crate::error::{FileErrors, ValidationErrors};
+use crate::ids;
+use crate::numbers::NumberFormat;
+use crate::validate::is_sip_token;
+use crate::walk::{join, Str, Walker};
+
+/// Where the settings file is looked for when none is given.
+pub const DEFAULT_SETTINGS_PATH: &str = "config/trunkstore.json";
+
+/// All proxy settings, validated, with relative paths resolved against the settings file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file these settings came from (`None` when built from a value).
+    pub path: Option<PathBuf>,
+    pub listen: Listen,
+    /// `advertise`: host and port put in Via/Record-Route.
+    pub advertise: HostPort,
+    /// `connectivity_dir`, resolved.
+    pub connectivity_dir: PathBuf,
+    /// `default_realm`: digest realm when the From host matches no account realm.
+    pub default_realm: String,
+    pub carriers: Vec<Carrier>,
+    /// `emergency_numbers`, matched before normalisation.
+    pub emergency_numbers: Vec<String>,
+    pub failover_on: FailoverOn,
+    /// `max_call_duration` in seconds: dialogs whose BYE never came are ended after this.
+    pub max_call_duration: u32,
+    pub timers: Timers,
+    pub api: Api,
+    pub cdr: Cdr,
+    pub log: Log,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    /// `nonce_ttl`: seconds a digest nonce stays valid.
+    pub nonce_ttl: u32,
+}
+
+/// `listen`: addresses per transport. At least one address in total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
+
+/// A host (IP literal or DNS name) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: Host,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            host => write!(f, "{host}:{}", self.port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    /// A DNS name (validated as letters, digits, `-` and `.`).
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// `carriers[]`: an upstream SIP provider.
+#[derive(Debug, Clone)]
+pub struct Carrier {
+    /// Unique SIP-token name (used in logs, metrics and CDRs).
+    pub name: String,
+    /// Where calls are sent, in order; at least one.
+    pub gateways: Vec<Gateway>,
+    /// Sources trusted as this carrier.
+    pub sources: Vec<Source>,
+    /// Lower is tried first (default 10).
+    pub priority: u32,
+    /// Relative share within one priority (default 1; 0 = only when the others failed).
+    pub weight: u32,
+    /// Request-URI user format: e164 (default), npan or 1npan.
+    pub format: NumberFormat,
+    /// `rule`: the carrier only takes numbers (E.164) this matches; `None` = all numbers.
+    pub rule: Option<Regex>,
+    /// Emergency carriers are tried first for emergency numbers.
+    pub emergency: bool,
+}
+
+impl Carrier {
+    /// Does this carrier take `number` (normalised)?
+    pub fn accepts(&self, number: &str) -> bool {
+        self.rule.as_ref().is_none_or(|r| r.is_match(number))
+    }
+
+    /// Is `addr` one of this carrier's trusted sources?
+    pub fn trusts(&self, addr: SocketAddr) -> bool {
+        self.sources.iter().any(|s| s.matches(addr))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub host: Host,
+    /// Default 5060.
+    pub port: u16,
+    /// Default udp.
+    pub transport: Transport,
+}
+
+/// A trusted carrier source: a CIDR (a bare IP is a /32 or /128) or one exact `ip:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Net(IpNet),
+    Exact(SocketAddr),
+}
+
+impl Source {
+    pub fn parse(s: &str) -> Option<Source> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Some(Source::Exact(addr));
+        }
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Some(Source::Net(net.trunc()));
+        }
+        s.parse::<IpAddr>()
+            .ok()
+            .map(|ip| Source::Net(IpNet::from(ip)))
+    }
+
+    /// Does a packet from `addr` come from this source?
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        match self {
+            Source::Net(net) => net.contains(&addr.ip()),
+            Source::Exact(exact) => *exact == addr,
+        }
+    }
+
+    /// Could a packet from `ip` (on `port`, or on any port when `None`) match this source?
+    /// Used to refuse IP-auth servers that a carrier source would shadow.
+    pub fn overlaps(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        match self {
+            Source::Net(net) => net.contains(&ip),
+            Source::Exact(exact) => exact.ip() == ip && port.is_none_or(|p| p == exact.port()),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Net(n) => write!(f, "{n}"),
+            Source::Exact(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// `failover_on`: which failures of an inbound attempt trigger the failover (§4.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailoverOn {
+    /// `"any"`: every failure, busy included (the original behaviour).
+    Any,
+    List(Vec<FailoverTrigger>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverTrigger {
+    /// An exact final status, e.g. `"404"`.
+    Status(u16),
+    /// A class, e.g. `"5xx"` (the hundreds digit).
+    Class(u16),
+    /// `"timeout"`: delay/progress/answer timers expired.
+    Timeout,
+    /// `"unreachable"`: no response or a transport error.
+    Unreachable,
+}
+
+impl FailoverOn {
+    /// Default: `["404","408","480","5xx","timeout","unreachable"]`.
+    pub fn default_list() -> Self {
+        use FailoverTrigger::*;
+        FailoverOn::List(vec![
+            Status(404),
+            Status(408),
+            Status(480),
+            Class(5),
+            Timeout,
+            Unreachable,
+        ])
+    }
+
+    /// Does a final response `status` (>= 300) trigger failover?
+    pub fn on_status(&self, status: u16) -> bool {
+        match self {
+            FailoverOn::Any => status >= 300,
+            FailoverOn::List(l) => l.iter().any(|t| match t {
+                FailoverTrigger::Status(s) => *s == status,
+                FailoverTrigger::Class(c) => status / 100 == *c,
+                _ => false,
+            }),
+        }
+    }
+
+    pub fn on_timeout(&self) -> bool {
+        self.has(FailoverTrigger::Timeout)
+    }
+
+    pub fn on_unreachable(&self) -> bool {
+        self.has(FailoverTrigger::Unreachable)
+    }
+
+    fn has(&self, t: FailoverTrigger) -> bool {
+        match self {
+            FailoverOn::Any => true,
+            FailoverOn::List(l) => l.contains(&t),
+        }
+    }
+}
+
+/// `timers`: per-attempt defaults (seconds) and SIP transaction timers (milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timers {
+    /// Default `delay` (s), 0.
+    pub delay: u32,
+    /// Default `progress_timeout` (s), 10.
+    pub progress_timeout: u32,
+    /// Default `timeout` (s) for an answer, 60.
+    pub timeout: u32,
+    /// RFC 3261 T1 (ms), 500.
+    pub t1_ms: u32,
+    /// RFC 3261 T2 (ms), 4000.
+    pub t2_ms: u32,
+    /// RFC 3261 T4 (ms), 5000.
+    pub t4_ms: u32,
+    /// Proxy timer C (s), 185 (RFC 3261 §16.6: more than 3 minutes).
+    pub timer_c: u32,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            delay: 0,
+            progress_timeout: 10,
+            timeout: 60,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            timer_c: 185,
+        }
+    }
+}
+
+/// `api`: the admin REST API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Api {
+    /// Default `127.0.0.1:8000`.
+    pub listen: SocketAddr,
+    pub tokens: Vec<ApiToken>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    /// At least 16 visible ASCII characters. Never printed.
+    pub token: Secret,
+    /// `None`: admin (every account); `Some(id)`: only that account.
+    pub account: Option<String>,
+}
+
+/// `cdr`: one JSON line per finished call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cdr {
+    /// `cdr.file`, resolved; `None` (default) disables CDRs.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// A `tracing` env-filter directive, default `info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `metrics`: Prometheus exposition.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Metrics {
+    /// `metrics.listen`; `None` (default) disables the endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `limits`: bounds on what peers can make us hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest SIP message accepted, bytes (65536).
+    pub max_message_size: u32,
+    /// Most header fields in one message (256).
+    pub max_headers: u32,
+    /// Most simultaneous inbound TCP connections (1024).
+    pub max_tcp_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 65536,
+            max_headers: 256,
+            max_tcp_connections: 1024,
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "listen",
+    "advertise",
+    "connectivity_dir",
+    "default_realm",
+    "carriers",
+    "emergency_numbers",
+    "failover_on",
+    "max_call_duration",
+    "timers",
+    "api",
+    "cdr",
+    "log",
+    "metrics",
+    "limits",
+    "nonce_ttl",
+];
+
+impl Settings {
+    /// Reads and validates a settings file; errors are reported against that file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Settings, FileErrors> {
+        let path = path.as_ref();
+        let value = crate::storage::read_json(path).map_err(|e| FileErrors::new(path, e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut settings =
+            Settings::from_value(&value, base).map_err(|e| FileErrors::new(path, e))?;
+        settings.path = Some(path.to_path_buf());
+        Ok(settings)
+    }
+
+    /// Validates settings given as JSON; relative paths are resolved against `base_dir`.
+    pub fn from_value(value: &Value, base_dir: &Path) -> Result<Settings, ValidationErrors> {
+        let mut w = Walker::default();
+        let empty = Map::new();
+        let root = w.object(value, "").unwrap_or(&empty);
+        w.no_unknown_keys(root, "", KEYS);
+        let listen = listen(&mut w, root);
+        let advertise = Walker::field(root, "advertise")
+            .and_then(|v| host_port(&mut w, v, "advertise"))
+            .or_else(|| default_advertise(&listen));
+        let connectivity_dir = w
+            .opt_string(root, "connectivity_dir", "", Str::NON_EMPTY)
+            .unwrap_or_else(|| "connectivity".into());
+        let default_realm = w
+            .opt_string(root, "default_realm", "", Str::NON_EMPTY)
+            .or_else(|| advertise.as_ref().map(|a| a.host.to_string()))
+            .unwrap_or_else(|| "trunkstore".into());
+        let settings = Settings {
+            path: None,
+            carriers: carriers(&mut w, root),
+            emergency_numbers: emergency_numbers(&mut w, root),
+            failover_on: failover_on(&mut w, root),
+            max_call_duration: w
+                .opt_integer(root, "max_call_duration", "", 1, u32::MAX as i64)
+                .map_or(43_200, |n| n as u32),
+            timers: timers(&mut w, root),
+            api: api(&mut w, root),
+            cdr: cdr(&mut w, root, base_dir),
+            log: log(&mut w, root),
+            metrics: metrics(&mut w, root),
+            limits: limits(&mut w, root),
+            nonce_ttl: w
+                .opt_integer(root, "nonce_ttl", "", 1, 86_400)
+                .map_or(300, |n| n as u32),
+            listen,
+            advertise: advertise.unwrap_or(HostPort {
+                host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
+                port: 5060,
+            }),
+            connectivity_dir: base_dir.join(connectivity_dir),
+            default_realm,
+        };
+        w.errors.into_result(settings)
+    }
+
+    /// Is `number` (as dialled, before normalisation) an emergency number?
+    pub fn is_emergency(&self, number: &str) -> bool {
+        self.emergency_numbers.iter().any(|n| n == number)
+    }
+}
+
+fn default_advertise(listen: &Listen) -> Option<HostPort> {
+    let first = listen.udp.first().or(listen.tcp.first())?;
+    Some(HostPort {
+        host: Host::Ip(first.ip()),
+        port: first.port(),
+    })
+}
+
+fn socket_addr(w: &mut Walker, v: &Value, path: &str) -> Option<SocketAddr> {
+    let s = w.string(v, path, Str::NON_EMPTY)?;
+    let parsed = s.parse::<SocketAddr>().ok();
+    if parsed.is_none() {
+        w.error(
+            path,
+            "format",
+            "Value must be an ip:port address ([v6]:port for IPv6)",
+            Some(json!("ip:port")),
+            Some(json!(s)),
+        );
+    }
+    parsed
+}
+
+fn addr_list(w: &mut Walker, obj: &Map<String, Value>, key: &str, base: &str) -> Vec<SocketAddr> {
+    let path = join(base, key);
+    let Some(list) = Walker::field(obj, key).and_then(|v| w.array(v, &path)) else {
+        return Vec::new();
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, v)| socket_addr(w, v, &join(&path, i)))
+        .collect()
+}
+
+fn listen(w: &mut Walker, root: &Map<String, Value>) -> Listen {
+    let Some(v) = Walker::field(root, "listen") else {
+        let local = SocketAddr::from(([127, 0, 0, 1], 5060));
+        return Listen {
+            udp: vec![local],
+            tcp: vec![local],
+        };
+    };
+    let Some(obj) = w.object(v, "listen") else {
+        return Listen {
+            udp: vec![],
+            tcp: vec![],
+        };
+    };
+    w.no_unknown_keys(obj, "listen", &["udp", "tcp"]);
+    let before = w.errors.len();
+    let listen = Listen {
+        udp: addr_list(w, obj, "udp", "listen"),
+        tcp: addr_list(w, obj, "tcp", "listen"),
+    };
+    if listen.udp.is_empty() && listen.tcp.is_empty() && w.errors.len() == before {
+        w.error(
+            "listen",
+            "minItems",
+            "At least one listen address is needed",
+            Some(json!(1)),
+            Some(v.clone()),
+        );
+    }
+    listen
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn parse_host(s: &str) -> Option<Host> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Some(Host::Ip(ip));
+    }
+    is_dns_name(s).then(|| Host::Name(s.to_ascii_lowercase()))
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` (port defaults to 5060).
+fn host_port(w: &mut Walker, v: &Value, path: &str) -> Option<HostPort> {
+    let s = w.string(v, path, Str::NON_EMPTY)?;
+    let parsed = if let Ok(a) = s.parse::<SocketAddr>() {
+        Some(HostPort {
+            host: Host::Ip(a.ip()),
+            port: a.port(),
+        })
+    } else if let Some(host) = parse_host(&s) {
+        Some(HostPort { host, port: 5060 })
+    } else {
+        s.rsplit_once(':').and_then(|(h, p)| {
+            let port = p.parse::<u16>().ok().filter(|p| *p > 0)?;
+            Some(HostPort {
+                host: parse_host(h)?,
+                port,
+            })
+        })
+    };
+    if parsed.is_none() {
+        w.error(
+            path,
+            "format",
+            "Value must be host or host:port",
+            Some(json!("host[:port]")),
+            Some(json!(s)),
+        );
+    }
+    parsed
+}
+
+fn carriers(w: &mut Walker, root: &Map<String, Value>) -> Vec<Carrier> {
+    let Some(list) = Walker::field(root, "carriers").and_then(|v| w.array(v, "carriers")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Carrier> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let path = join("carriers", i);
+        let Some(obj) = w.object(v, &path) else {
+            continue;
+        };
+        let Some(c) = carrier(w, obj, &path) else {
+            continue;
+        };
+        if let Some(first) = out.iter().position(|o| o.name == c.name) {
+            w.error(
+                &join(&path, "name"),
+                "unique",
+                format!(
+                    "Carrier name '{}' is already used by carriers.{first}",
+                    c.name
+                ),
+                Some(json!(format!("carriers.{first}"))),
+                Some(json!(c.name)),
+            );
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+const CARRIER_KEYS: &[&str] = &[
+    "name",
+    "gateways",
+    "sources",
+    "priority",
+    "weight",
+    "format",
+    "rule",
+    "emergency",
+];
+
+fn carrier(w: &mut Walker, obj: &Map<String, Value>, path: &str) -> Option<Carrier> {
+    w.no_unknown_keys(obj, path, CARRIER_KEYS);
+    let before = w.errors.len();
+    let name = match Walker::field(obj, "name") {
+        Some(v) => w.string(
+            v,
+            &join(path, "name"),
+            Str::len(1, 64).pattern((is_sip_token, "a SIP token")),
+        ),
+        None => {
+            w.required(&join(path, "name"));
+            None
+        }
+    };
+    let gateways = gateways(w, obj, path);
+    let sources = sources(w, obj, path);
+    let format = Walker::field(obj, "format")
+        .and_then(|v| {
+            w.enumeration(
+                v,
+                &join(path, "format"),
+                &[
+                    ("e164", NumberFormat::E164),
+                    ("npan", NumberFormat::Npan),
+                    ("1npan", NumberFormat::OneNpan),
+                ],
+            )
+        })
+        .unwrap_or(NumberFormat::E164);
+    let rule = w
+        .opt_string(obj, "rule", path, Str::NON_EMPTY)
+        .and_then(|r| match Regex::new(&r) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                w.error(
+                    &join(path, "rule"),
+                    "format",
+                    format!("Invalid regular expression: {e}"),
+                    Some(json!("regex")),
+                    Some(json!(r)),
+                );
+                None
+            }
+        });
+    let carrier = Carrier {
+        name: name.unwrap_or_default(),
+        gateways,
+        sources,
+        priority: w
+            .opt_integer(obj, "priority", path, 0, u32::MAX as i64)
+            .map_or(10, |n| n as u32),
+        weight: w
+            .opt_integer(obj, "weight", path, 0, u32::MAX as i64)
+            .map_or(1, |n| n as u32),
+        format,
+        rule,
+        emergency: w.opt_bool(obj, "emergency", path).unwrap_or(false),
+    };
+    (w.errors.len() == before).then_some(carrier)
+}
+
+fn gateways(w: &mut Walker, obj: &Map<String, Value>, base: &str) -> Vec<Gateway> {
+    let path = join(base, "gateways");
+    let Some(list) = Walker::field(obj, "gateways").and_then(|v| w.array(v, &path)) else {
+        w.required(&path);
+        return Vec::new();
+    };
+    if list.is_empty() {
+        w.error(
+            &path,
+            "minItems",
+            "At least one gateway is needed",
+            Some(json!(1)),
+            None,
+        );
+    }
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let gw_path = join(&path, i);
+        let Some(g) = w.object(v, &gw_path) else {
+            continue;
+        };
+        w.no_unknown_keys(g, &gw_path, &["host", "port", "transport"]);
+        let host = match Walker::field(g, "host") {
+            Some(h) => w
+                .string(h, &join(&gw_path, "host"), Str::NON_EMPTY)
+                .and_then(|s| {
+                    let host = parse_host(&s);
+                    if host.is_none() {
+                        w.error(
+                            &join(&gw_path, "host"),
+                            "format",
+                            "Value must be an IP address or a DNS name",
+                            Some(json!("hostname")),
+                            Some(json!(s)),
+                        );
+                    }
+                    host
+                }),
+            None => {
+                w.required(&join(&gw_path, "host"));
+                None
+            }
+        };
+        let port = w
+            .opt_integer(g, "port", &gw_path, 1, 65535)
+            .map_or(5060, |p| p as u16);
+        let transport = Walker::field(g, "transport")
+            .and_then(|t| {
+                w.enumeration(
+                    t,
+                    &join(&gw_path, "transport"),
+                    &[("udp", Transport::Udp), ("tcp", Transport::Tcp)],
+                )
+            })
+            .unwrap_or_default();
+        if let Some(host) = host {
+            out.push(Gateway {
+                host,
+                port,
+                transport,
+            });
+        }
+    }
+    out
+}
+
+fn sources(w: &mut Walker, obj: &Map<String, Value>, base: &str) -> Vec<Source> {
+    let path = join(base, "sources");
+    let Some(list) = Walker::field(obj, "sources").and_then(|v| w.array(v, &path)) else {
+        return Vec::new();
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let p = join(&path, i);
+            let s = w.string(v, &p, Str::NON_EMPTY)?;
+            let src = Source::parse(&s);
+            if src.is_none() {
+                w.error(
+                    &p,
+                    "format",
+                    "Value must be a CIDR (10.0.0.0/24), an IP, or ip:port",
+                    Some(json!("cidr or ip:port")),
+                    Some(json!(s)),
+                );
+            }
+            src
+        })
+        .collect()
+}
+
+fn emergency_numbers(w: &mut Walker, root: &Map<String, Value>) -> Vec<String> {
+    let Some(list) =
+        Walker::field(root, "emergency_numbers").and_then(|v| w.array(v, "emergency_numbers"))
+    else {
+        return vec!["911".into(), "933".into()];
+    };
+    let digits = (
+        (|s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'+')) as fn(&str) -> bool,
+        "digits",
+    );
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            w.string(
+                v,
+                &join("emergency_numbers", i),
+                Str::len(1, 32).pattern(digits),
+            )
+        })
+        .collect()
+}
+
+fn failover_on(w: &mut Walker, root: &Map<String, Value>) -> FailoverOn {
+    let Some(v) = Walker::field(root, "failover_on") else {
+        return FailoverOn::default_list();
+    };
+    if v.as_str() == Some("any") {
+        return FailoverOn::Any;
+    }
+    let Value::Array(list) = v else {
+        w.type_error("failover_on", "array", v);
+        return FailoverOn::default_list();
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let path = join("failover_on", i);
+        let Some(s) = w.string(item, &path, Str::NON_EMPTY) else {
+            continue;
+        };
+        match parse_trigger(&s) {
+            Some(t) => out.push(t),
+            None => w.error(
+                &path,
+                "enum",
+                "Value must be a status 300-699, a class like '5xx', 'timeout' or 'unreachable'",
+                Some(json!(["3xx-6xx", "300-699", "timeout", "unreachable"])),
+                Some(item.clone()),
+            ),
+        }
+    }
+    FailoverOn::List(out)
+}
+
+fn parse_trigger(s: &str) -> Option<FailoverTrigger> {
+    match s {
+        "timeout" => return Some(FailoverTrigger::Timeout),
+        "unreachable" => return Some(FailoverTrigger::Unreachable),
+        _ => {}
+    }
+    let b = s.as_bytes();
+    if b.len() == 3 && (b'3'..=b'6').contains(&b[0]) {
+        if b[1..].eq_ignore_ascii_case(b"xx") {
+            return Some(FailoverTrigger::Class((b[0] - b'0') as u16));
+        }
+        if b[1..].iter().all(u8::is_ascii_digit) {
+            return s.parse().ok().map(FailoverTrigger::Status);
+        }
+    }
+    None
+}
+
+fn sub_object<'v>(
+    w: &mut Walker,
+    root: &'v Map<String, Value>,
+    key: &str,
+    known: &[&str],
+) -> Option<&'v Map<String, Value>> {
+    let obj = w.object(Walker::field(root, key)?, key)?;
+    w.no_unknown_keys(obj, key, known);
+    Some(obj)
+}
+
+fn timers(w: &mut Walker, root: &Map<String, Value>) -> Timers {
+    let d = Timers::default();
+    let known = [
+        "delay",
+        "progress_timeout",
+        "timeout",
+        "t1_ms",
+        "t2_ms",
+        "t4_ms",
+        "timer_c",
+    ];
+    let Some(obj) = sub_object(w, root, "timers", &known) else {
+        return d;
+    };
+    let max = crate::validate::MAX_TIMER_SECS;
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "timers", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    let t = Timers {
+        delay: get("delay", 0, max, d.delay),
+        progress_timeout: get("progress_timeout", 1, max, d.progress_timeout),
+        timeout: get("timeout", 0, max, d.timeout),
+        t1_ms: get("t1_ms", 1, 60_000, d.t1_ms),
+        t2_ms: get("t2_ms", 1, 600_000, d.t2_ms),
+        t4_ms: get("t4_ms", 1, 600_000, d.t4_ms),
+        timer_c: get("timer_c", 1, max, d.timer_c),
+    };
+    if t.t2_ms < t.t1_ms {
+        w.error(
+            "timers.t2_ms",
+            "minimum",
+            format!("T2 must be at least T1 ({} ms)", t.t1_ms),
+            Some(json!(t.t1_ms)),
+            Some(json!(t.t2_ms)),
+        );
+    }
+    t
+}
+
+fn is_token_text(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn api(w: &mut Walker, root: &Map<String, Value>) -> Api {
+    let default_listen = SocketAddr::from(([127, 0, 0, 1], 8000));
+    let Some(obj) = sub_object(w, root, "api", &["listen", "tokens"]) else {
+        return Api {
+            listen: default_listen,
+            tokens: Vec::new(),
+        };
+    };
+    let listen = Walker::field(obj, "listen")
+        .and_then(|v| socket_addr(w, v, "api.listen"))
+        .unwrap_or(default_listen);
+    let mut tokens: Vec<ApiToken> = Vec::new();
+    if let Some(list) = Walker::field(obj, "tokens").and_then(|v| w.array(v, "api.tokens")) {
+        for (i, v) in list.iter().enumerate() {
+            let path = join("api.tokens", i);
+            let Some(t) = w.object(v, &path) else {
+                continue;
+            };
+            w.no_unknown_keys(t, &path, &["token", "account"]);
+            let token = match Walker::field(t, "token") {
+                Some(v) => w.string(
+                    v,
+                    &join(&path, "token"),
+                    Str::len(16, 256)
+                        .pattern((is_token_text, "visible ASCII without spaces"))
+                        .secret(),
+                ),
+                None => {
+                    w.required(&join(&path, "token"));
+                    None
+                }
+            };
+            let account = w.opt_string(
+                t,
+                "account",
+                &path,
+                Str::NON_EMPTY.pattern((ids::is_valid_id, ids::ID_PATTERN)),
+            );
+            let Some(token) = token else { continue };
+            if tokens.iter().any(|o| o.token.expose() == token) {
+                // The value is a secret: say which entry, not what.
+                w.error(
+                    &join(&path, "token"),
+                    "unique",
+                    "Token is listed twice",
+                    None,
+                    None,
+                );
+                continue;
+            }
+            tokens.push(ApiToken {
+                token: Secret::new(token),
+                account,
+            });
+        }
+    }
+    Api { listen, tokens }
+}
+
+fn cdr(w: &mut Walker, root: &Map<String, Value>, base_dir: &Path) -> Cdr {
+    let Some(obj) = sub_object(w, root, "cdr", &["file"]) else {
+        return Cdr::default();
+    };
+    Cdr {
+        file: w
+            .opt_string(obj, "file", "cdr", Str::NON_EMPTY)
+            .map(|f| base_dir.join(f)),
+    }
+}
+
+fn log(w: &mut Walker, root: &Map<String, Value>) -> Log {
+    let default = || Log {
+        level: "info".into(),
+        format: LogFormat::Text,
+    };
+    let Some(obj) = sub_object(w, root, "log", &["level", "format"]) else {
+        return default();
+    };
+    Log {
+        level: w
+            .opt_string(obj, "level", "log", Str::NON_EMPTY)
+            .unwrap_or_else(|| default().level),
+        format: Walker::field(obj, "format")
+            .and_then(|v| {
+                w.enumeration(
+                    v,
+                    "log.format",
+                    &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+                )
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn metrics(w: &mut Walker, root: &Map<String, Value>) -> Metrics {
+    let Some(obj) = sub_object(w, root, "metrics", &["listen"]) else {
+        return Metrics::default();
+    };
+    Metrics {
+        listen: Walker::field(obj, "listen").and_then(|v| socket_addr(w, v, "metrics.listen")),
+    }
+}
+
+fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
+    let d = Limits::default();
+    let known = ["max_message_size", "max_headers", "max_tcp_connections"];
+    let Some(obj) = sub_object(w, root, "limits", &known) else {
+        return d;
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "limits", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    Limits {
+        max_message_size: get(
+            "max_message_size",
+            1024,
+            16 * 1024 * 1024,
+            d.max_message_size,
+        ),
+        max_headers: get("max_headers", 16, 65_535, d.max_headers),
+        max_tcp_connections: get("max_tcp_connections", 1, 1_000_000, d.max_tcp_connections),
+    }
+}
