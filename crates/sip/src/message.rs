@@ -218,7 +218,12 @@ impl HeaderName {
             9 => &[H::Supported, H::Timestamp, H::Diversion],
             10 => &[H::UserAgent],
             11 => &[H::ReferredBy, H::Unsupported, H::RetryAfter, H::MinExpires],
-            12 => &[H::MaxForwards, H::ContentType, H::RecordRoute, H::AllowEvents],
+            12 => &[
+                H::MaxForwards,
+                H::ContentType,
+                H::RecordRoute,
+                H::AllowEvents,
+            ],
             13 => &[
                 H::IdentityInfo,
                 H::Authorization,
@@ -324,6 +329,8 @@ pub const INLINE_HEADERS: usize = 32;
 /// Inline-first vector of header entries. Written by hand rather than pulling in a crate:
 /// the entries are `Copy`, so it needs no unsafe code and stays tiny.
 #[derive(Clone)]
+// Boxing the inline array would defeat its purpose (no allocation per parse).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum HeaderIndex {
     Inline {
         len: u8,
@@ -708,7 +715,14 @@ mod tests {
 
     #[test]
     fn unknown_and_near_miss_names_are_other() {
-        for n in [&b"X-Foo"[..], b"Vias", b"Tos", b"Call-Id-", b"", b"Max-Forward"] {
+        for n in [
+            &b"X-Foo"[..],
+            b"Vias",
+            b"Tos",
+            b"Call-Id-",
+            b"",
+            b"Max-Forward",
+        ] {
             assert_eq!(HeaderName::from_bytes(n), HeaderName::Other);
         }
         assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);

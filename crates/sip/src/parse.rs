@@ -218,7 +218,10 @@ fn trim_end(s: &[u8]) -> &[u8] {
 /// All Content-Length headers must agree (RFC 4475 mcl01) and be numeric (ncl).
 fn content_length(buf: &[u8], headers: &[HeaderEntry]) -> Result<Option<usize>, Error> {
     let mut found: Option<usize> = None;
-    for e in headers.iter().filter(|e| e.kind == HeaderName::ContentLength) {
+    for e in headers
+        .iter()
+        .filter(|e| e.kind == HeaderName::ContentLength)
+    {
         let v = buf.get(e.value_span().range()).unwrap_or(b"");
         let n = parse_decimal(v).ok_or(Error::BadSyntax("invalid Content-Length"))?;
         match found {
@@ -450,7 +453,10 @@ body";
         assert_eq!(m.header_named(b"t"), Some(&b"x"[..]));
         assert_eq!(m.header(HeaderName::Other), Some(&b"1"[..]));
         let names: Vec<_> = m.fields().map(|f| f.name).collect();
-        assert_eq!(names, vec![&b"v"[..], b"TO", b"max-FORWARDS", b"X-Foo", b"x-foo"]);
+        assert_eq!(
+            names,
+            vec![&b"v"[..], b"TO", b"max-FORWARDS", b"X-Foo", b"x-foo"]
+        );
     }
 
     #[test]
@@ -500,7 +506,10 @@ body";
         // Trailing bytes beyond Content-Length are not part of the message.
         let m = parse(b"OPTIONS sip:a SIP/2.0\r\nl: 2\r\n\r\nabcdef").unwrap();
         assert_eq!(m.body(), b"ab");
-        assert_eq!(m.bytes().len(), b"OPTIONS sip:a SIP/2.0\r\nl: 2\r\n\r\nab".len());
+        assert_eq!(
+            m.bytes().len(),
+            b"OPTIONS sip:a SIP/2.0\r\nl: 2\r\n\r\nab".len()
+        );
         // No Content-Length: rest of the datagram.
         let m = parse(b"OPTIONS sip:a SIP/2.0\r\n\r\nabc\r\n").unwrap();
         assert_eq!(m.body(), b"abc\r\n");
