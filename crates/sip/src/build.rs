@@ -66,7 +66,7 @@ pub fn ack_for_non_2xx(invite: &Message, resp: &Message) -> Result<Bytes, Error>
     if invite.method() != Some(Method::Invite) {
         return Err(Error::BadSyntax("ACK is only for INVITE"));
     }
-    if !resp.status().is_some_and(|c| c >= 300) {
+    if !matches!(resp.status(), Some(c) if c >= 300) {
         return Err(Error::BadSyntax("ACK here is for non-2xx final responses"));
     }
     let parts = Parts::of(invite)?;
