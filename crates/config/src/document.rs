@@ -40,7 +40,9 @@ impl fmt::Debug for Secret {
 }
 
 /// One connectivity document: `<connectivity_dir>/<account_id>/<id>.json`.
-#[derive(Debug, Clone)]
+///
+/// `Debug` leaves out [`raw`](Document::raw), which holds passwords in clear.
+#[derive(Clone)]
 pub struct Document {
     /// Owning account (the directory name).
     pub account_id: String,
@@ -84,6 +86,19 @@ impl Document {
     /// `<account_id>/<id>.json`, the path relative to the connectivity directory.
     pub fn relative_path(&self) -> PathBuf {
         crate::storage::relative_document_path(&self.account_id, &self.id)
+    }
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document")
+            .field("account_id", &self.account_id)
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("name", &self.name)
+            .field("account", &self.account)
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
     }
 }
 

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use trunkstore_config::{load_all, FileErrors, DEFAULT_SETTINGS_PATH};
 
 #[derive(Parser)]
-#[command(name = "trunkstore", version, about = "Edge SIP proxy for SIP trunking")]
+#[command(
+    name = "trunkstore",
+    version,
+    about = "Edge SIP proxy for SIP trunking"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
