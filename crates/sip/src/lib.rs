@@ -13,6 +13,7 @@ pub mod framing;
 pub mod limits;
 pub mod message;
 pub mod parse;
+pub mod validate;
 
 // Typed views over header values (each works on a `&[u8]` header value).
 pub mod digest;

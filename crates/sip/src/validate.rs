@@ -1,0 +1,334 @@
+//! What a proxy must check before routing a request (RFC 3261 §16.3) or matching a
+//! response, using the typed views. Pure functions over a parsed [`Message`]: they report
+//! the status to answer with and never touch the message.
+//!
+//! Deliberately not checked: Require (only the UAS acts on it, §16.3 item 5 covers only
+//! Proxy-Require), bodies, Date/Expires syntax (rfc4475 `baddate` is accepted liberally),
+//! and header semantics that belong to a registrar.
+
+use crate::error::Error;
+use crate::headers::{call_id, max_forwards, option_tags, CSeq};
+use crate::message::{HeaderName, Message};
+use crate::nameaddr::{contacts, NameAddr};
+use crate::uri::Uri;
+use crate::via::vias;
+
+/// Why a message was refused, with the status of the response to send (a response that
+/// fails validation is dropped instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection<'m> {
+    pub status: u16,
+    pub reason: &'static str,
+    /// For 420: the Proxy-Require option tags this proxy does not support, to list in
+    /// an Unsupported header. Empty (and unallocated) otherwise.
+    pub unsupported: Vec<&'m [u8]>,
+}
+
+impl<'m> Rejection<'m> {
+    pub fn new(status: u16, reason: &'static str) -> Rejection<'m> {
+        Rejection {
+            status,
+            reason,
+            unsupported: Vec::new(),
+        }
+    }
+
+    /// Value for the Unsupported header of a 420.
+    pub fn unsupported_value(&self) -> Vec<u8> {
+        self.unsupported.join(&b", "[..])
+    }
+}
+
+impl From<Error> for Rejection<'_> {
+    fn from(e: Error) -> Self {
+        Rejection::new(e.status(), e.reason())
+    }
+}
+
+/// Options for [`validate_request_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidateOptions<'a> {
+    /// Option tags this proxy implements; any other tag in Proxy-Require gets a 420.
+    pub proxy_supported: &'a [&'a [u8]],
+}
+
+/// [`validate_request_with`] for a proxy that supports no Proxy-Require extension.
+pub fn validate_request(msg: &Message) -> Result<(), Rejection<'_>> {
+    validate_request_with(msg, &ValidateOptions::default())
+}
+
+/// Checks a request before routing:
+/// - Request-URI parses, scheme sip/sips/tel (else 416);
+/// - Via, From, To, Call-ID, CSeq present; From, To, Call-ID, CSeq, Max-Forwards and
+///   Content-Length at most once;
+/// - every Via value, From, To, every Contact value and the Call-ID parse;
+/// - CSeq number ≤ 2^31-1 and its method equal to the request method;
+/// - Max-Forwards, if present, 0..=255, and 0 gives 483 (for OPTIONS the caller may answer
+///   itself instead, §16.3 item 3). A missing Max-Forwards passes: §16.3 says so and
+///   RFC 2543 peers (rfc4475 `inv2543`) omit it; the editor adds one when forwarding;
+/// - Proxy-Require tags all in `opts.proxy_supported` (else 420 listing the others).
+pub fn validate_request_with<'m>(
+    msg: &'m Message,
+    opts: &ValidateOptions<'_>,
+) -> Result<(), Rejection<'m>> {
+    if !msg.is_request() {
+        return Err(Rejection::new(400, "not a request"));
+    }
+    Uri::parse(msg.request_uri()).map_err(|e| match e {
+        Error::UnsupportedUriScheme => Rejection::from(e),
+        _ => Rejection::new(400, "Bad Request-URI"),
+    })?;
+    check_common(msg)?;
+    let cseq = CSeq::parse(msg.header(HeaderName::CSeq).unwrap_or(b""))?;
+    if cseq.method != msg.method_bytes() {
+        return Err(Rejection::new(400, "CSeq method does not match request"));
+    }
+    if let Some(v) = msg.header(HeaderName::MaxForwards) {
+        if max_forwards(v)? == 0 {
+            return Err(Rejection::new(483, "Too Many Hops"));
+        }
+    }
+    for v in msg.headers(HeaderName::Contact) {
+        for c in contacts(v) {
+            c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
+        }
+    }
+    check_proxy_require(msg, opts)
+}
+
+/// Checks a response before matching it to a transaction: the headers matching uses must
+/// be present, single and well formed. A failing response is dropped (§18.1.2).
+pub fn validate_response(msg: &Message) -> Result<(), Rejection<'_>> {
+    if msg.is_request() {
+        return Err(Rejection::new(400, "not a response"));
+    }
+    check_common(msg)?;
+    CSeq::parse(msg.header(HeaderName::CSeq).unwrap_or(b""))?;
+    Ok(())
+}
+
+/// Presence, uniqueness and syntax of the headers every message needs.
+fn check_common(msg: &Message) -> Result<(), Rejection<'_>> {
+    const REQUIRED: [(HeaderName, &str); 5] = [
+        (HeaderName::Via, "Missing Via"),
+        (HeaderName::From, "Missing From"),
+        (HeaderName::To, "Missing To"),
+        (HeaderName::CallId, "Missing Call-ID"),
+        (HeaderName::CSeq, "Missing CSeq"),
+    ];
+    const SINGLE: [(HeaderName, &str); 6] = [
+        (HeaderName::From, "Multiple From"),
+        (HeaderName::To, "Multiple To"),
+        (HeaderName::CallId, "Multiple Call-ID"),
+        (HeaderName::CSeq, "Multiple CSeq"),
+        (HeaderName::MaxForwards, "Multiple Max-Forwards"),
+        (HeaderName::ContentLength, "Multiple Content-Length"),
+    ];
+    // One pass over the index counts everything the two tables ask about.
+    let mut counts = [0usize; 7];
+    for f in msg.fields() {
+        let slot = match f.kind {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            HeaderName::MaxForwards => 5,
+            HeaderName::ContentLength => 6,
+            _ => continue,
+        };
+        counts[slot] += 1;
+    }
+    for (i, (_, why)) in REQUIRED.iter().enumerate() {
+        if counts[i] == 0 {
+            return Err(Rejection::new(400, why));
+        }
+    }
+    for (i, (_, why)) in SINGLE.iter().enumerate() {
+        if counts[i + 1] > 1 {
+            return Err(Rejection::new(400, why));
+        }
+    }
+    for v in msg.headers(HeaderName::Via) {
+        for via in vias(v) {
+            via.map_err(|_| Rejection::new(400, "Bad Via"))?;
+        }
+    }
+    let from = msg.header(HeaderName::From).unwrap_or(b"");
+    NameAddr::parse(from).map_err(|_| Rejection::new(400, "Bad From"))?;
+    let to = msg.header(HeaderName::To).unwrap_or(b"");
+    NameAddr::parse(to).map_err(|_| Rejection::new(400, "Bad To"))?;
+    call_id(msg.header(HeaderName::CallId).unwrap_or(b""))
+        .map_err(|_| Rejection::new(400, "Bad Call-ID"))?;
+    Ok(())
+}
+
+fn check_proxy_require<'m>(
+    msg: &'m Message,
+    opts: &ValidateOptions<'_>,
+) -> Result<(), Rejection<'m>> {
+    let mut rejection: Option<Rejection<'m>> = None;
+    for v in msg.headers(HeaderName::ProxyRequire) {
+        for tag in option_tags(v) {
+            let tag = tag.map_err(|_| Rejection::new(400, "Bad Proxy-Require"))?;
+            let known = opts
+                .proxy_supported
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(tag));
+            if !known {
+                rejection
+                    .get_or_insert_with(|| Rejection::new(420, "Bad Extension"))
+                    .unsupported
+                    .push(tag);
+            }
+        }
+    }
+    rejection.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+    use crate::parse::parse_datagram;
+    use bytes::Bytes;
+
+    fn parse(s: &str) -> Message {
+        parse_datagram(Bytes::copy_from_slice(s.as_bytes()), &Limits::default()).unwrap()
+    }
+
+    const OK: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@example.com>\r\n\
+From: <sip:alice@example.com>;tag=1\r\n\
+Call-ID: abc@host\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@192.0.2.1>\r\n\
+\r\n";
+
+    fn status(s: &str) -> u16 {
+        match validate_request(&parse(s)) {
+            Ok(()) => 200,
+            Err(r) => r.status,
+        }
+    }
+
+    fn with(header: &str, value: &str) -> String {
+        OK.lines()
+            .map(|l| {
+                if l.split(':').next() == Some(header) {
+                    if value.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{header}: {value}\r\n")
+                    }
+                } else {
+                    format!("{l}\r\n")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_good_request_passes() {
+        assert_eq!(status(OK), 200);
+    }
+
+    #[test]
+    fn missing_headers() {
+        for h in ["Via", "To", "From", "Call-ID", "CSeq"] {
+            assert_eq!(status(&with(h, "")), 400, "{h}");
+        }
+        assert_eq!(status(&with("Max-Forwards", "")), 200);
+    }
+
+    #[test]
+    fn duplicate_single_headers() {
+        let dup = OK.replace("CSeq: 1 INVITE\r\n", "CSeq: 1 INVITE\r\nCSeq: 2 INVITE\r\n");
+        let m = parse(&dup);
+        let r = validate_request(&m).unwrap_err();
+        assert_eq!((r.status, r.reason), (400, "Multiple CSeq"));
+        let two_vias = OK.replace("Via:", "Via: SIP/2.0/TCP h;branch=z9hG4bK2\r\nVia:");
+        assert_eq!(status(&two_vias), 200);
+    }
+
+    #[test]
+    fn request_uri_and_scheme() {
+        let unk = OK.replace("sip:bob@example.com SIP", "foo:bar SIP");
+        assert_eq!(status(&unk), 416);
+        let bad = OK.replace("sip:bob@example.com SIP", "<sip:bob@example.com> SIP");
+        assert_eq!(status(&bad), 400);
+        let tel = OK.replace("sip:bob@example.com SIP", "tel:+15551234 SIP");
+        assert_eq!(status(&tel), 200);
+    }
+
+    #[test]
+    fn cseq_checks() {
+        assert_eq!(status(&with("CSeq", "1 BYE")), 400);
+        assert_eq!(status(&with("CSeq", "1 invite")), 400);
+        assert_eq!(status(&with("CSeq", "2147483647 INVITE")), 200);
+        assert_eq!(status(&with("CSeq", "2147483648 INVITE")), 400);
+        assert_eq!(status(&with("CSeq", "INVITE")), 400);
+    }
+
+    #[test]
+    fn max_forwards_checks() {
+        assert_eq!(status(&with("Max-Forwards", "0")), 483);
+        assert_eq!(status(&with("Max-Forwards", "255")), 200);
+        assert_eq!(status(&with("Max-Forwards", "256")), 400);
+        assert_eq!(status(&with("Max-Forwards", "-1")), 400);
+        assert_eq!(status(&with("Max-Forwards", "ten")), 400);
+    }
+
+    #[test]
+    fn address_headers() {
+        assert_eq!(status(&with("To", "\"unbalanced <sip:a@b>")), 400);
+        assert_eq!(
+            status(&with("From", "Bell, Alexander <sip:a@b>;tag=1")),
+            400
+        );
+        assert_eq!(status(&with("Via", "SIP/2.0/UDP host;;,")), 400);
+        assert_eq!(status(&with("Contact", "sip:a@b?Route=x")), 400);
+        assert_eq!(status(&with("Contact", "*")), 200);
+        assert_eq!(status(&with("Call-ID", "a b")), 400);
+    }
+
+    #[test]
+    fn proxy_require_gives_420_with_tags() {
+        let s = OK.replace(
+            "Contact:",
+            "Require: ignored\r\nProxy-Require: foo, bar\r\nProxy-Require: baz\r\nContact:",
+        );
+        let m = parse(&s);
+        let r = validate_request(&m).unwrap_err();
+        assert_eq!(r.status, 420);
+        assert_eq!(r.unsupported, vec![&b"foo"[..], b"bar", b"baz"]);
+        assert_eq!(r.unsupported_value(), b"foo, bar, baz");
+        let opts = ValidateOptions {
+            proxy_supported: &[b"FOO", b"bar"],
+        };
+        let r = validate_request_with(&m, &opts).unwrap_err();
+        assert_eq!(r.unsupported, vec![&b"baz"[..]]);
+        let opts = ValidateOptions {
+            proxy_supported: &[b"foo", b"bar", b"baz"],
+        };
+        assert!(validate_request_with(&m, &opts).is_ok());
+    }
+
+    #[test]
+    fn responses() {
+        let r = parse(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n",
+        );
+        assert!(validate_response(&r).is_ok());
+        assert_eq!(validate_request(&r).unwrap_err().status, 400);
+        let big = parse(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 9292394834772304023312 OPTIONS\r\n\r\n",
+        );
+        assert!(validate_response(&big).is_err());
+        assert!(validate_response(&parse(OK)).is_err());
+    }
+}
