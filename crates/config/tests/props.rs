@@ -6,12 +6,14 @@ use serde_json::{json, Map, Value};
 use trunkstore_config::*;
 
 fn caller_id() -> impl Strategy<Value = Value> {
-    ("[A-Za-z ]{1,35}", "\\+?[0-9]{1,15}").prop_map(|(n, c)| json!({"cid_name": n, "cid_number": c}))
+    ("[A-Za-z ]{1,35}", "\\+?[0-9]{1,15}")
+        .prop_map(|(n, c)| json!({"cid_name": n, "cid_number": c}))
 }
 
 /// A timer written as a number or as a string (coercion).
 fn timer(min: u32) -> impl Strategy<Value = Value> {
-    (min..=3600u32, any::<bool>()).prop_map(|(n, s)| if s { json!(n.to_string()) } else { json!(n) })
+    (min..=3600u32, any::<bool>())
+        .prop_map(|(n, s)| if s { json!(n.to_string()) } else { json!(n) })
 }
 
 fn options() -> impl Strategy<Value = Value> {
@@ -19,7 +21,12 @@ fn options() -> impl Strategy<Value = Value> {
         proptest::option::of(timer(0)),
         proptest::option::of(timer(1)),
         proptest::option::of(timer(0)),
-        proptest::option::of(prop_oneof![Just("e164"), Just("npan"), Just("1npan"), Just("username")]),
+        proptest::option::of(prop_oneof![
+            Just("e164"),
+            Just("npan"),
+            Just("1npan"),
+            Just("username")
+        ]),
         proptest::option::of(prop_oneof![Just("process"), Just("bypass")]),
         proptest::option::of(caller_id()),
         proptest::option::of(prop_oneof![
@@ -32,24 +39,26 @@ fn options() -> impl Strategy<Value = Value> {
         ]),
         proptest::option::of(any::<bool>()),
     )
-        .prop_map(|(delay, progress, timeout, format, media, cid, failover, headers, enabled)| {
-            let mut o = Map::new();
-            let mut put = |k: &str, v: Option<Value>| {
-                if let Some(v) = v {
-                    o.insert(k.to_string(), v);
-                }
-            };
-            put("delay", delay);
-            put("progress_timeout", progress);
-            put("timeout", timeout);
-            put("inbound_format", format.map(|f| json!(f)));
-            put("media_handling", media.map(|m| json!(m)));
-            put("caller_id", cid);
-            put("failover", failover);
-            put("sip_headers", headers);
-            put("enabled", enabled.map(|e| json!(e)));
-            Value::Object(o)
-        })
+        .prop_map(
+            |(delay, progress, timeout, format, media, cid, failover, headers, enabled)| {
+                let mut o = Map::new();
+                let mut put = |k: &str, v: Option<Value>| {
+                    if let Some(v) = v {
+                        o.insert(k.to_string(), v);
+                    }
+                };
+                put("delay", delay);
+                put("progress_timeout", progress);
+                put("timeout", timeout);
+                put("inbound_format", format.map(|f| json!(f)));
+                put("media_handling", media.map(|m| json!(m)));
+                put("caller_id", cid);
+                put("failover", failover);
+                put("sip_headers", headers);
+                put("enabled", enabled.map(|e| json!(e)));
+                Value::Object(o)
+            },
+        )
 }
 
 fn auth(index: usize) -> impl Strategy<Value = Value> {
@@ -67,8 +76,13 @@ fn auth(index: usize) -> impl Strategy<Value = Value> {
 }
 
 fn server(index: usize) -> impl Strategy<Value = Value> {
-    (auth(index), options(), proptest::collection::vec(options(), 0..4), "[A-Za-z0-9 ]{1,20}").prop_map(
-        move |(auth, options, did_opts, name)| {
+    (
+        auth(index),
+        options(),
+        proptest::collection::vec(options(), 0..4),
+        "[A-Za-z0-9 ]{1,20}",
+    )
+        .prop_map(move |(auth, options, did_opts, name)| {
             let dids: Map<String, Value> = did_opts
                 .into_iter()
                 .enumerate()
@@ -76,8 +90,7 @@ fn server(index: usize) -> impl Strategy<Value = Value> {
                 .map(|(i, o)| (format!("+1415{:03}{:04}", index + 200, i), o))
                 .collect();
             json!({"name": name, "auth": auth, "options": options, "DIDs": dids})
-        },
-    )
+        })
 }
 
 fn document() -> impl Strategy<Value = Value> {
@@ -169,18 +182,30 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         "[ -~]{0,10}".prop_map(Value::String),
-        prop_oneof![Just("servers"), Just("auth"), Just("DIDs"), Just("options")].prop_map(|s| json!(s)),
+        prop_oneof![Just("servers"), Just("auth"), Just("DIDs"), Just("options")]
+            .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 64, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             proptest::collection::vec(
-                (prop_oneof![
-                    Just("servers".to_string()), Just("auth".to_string()), Just("auth_method".to_string()),
-                    Just("DIDs".to_string()), Just("options".to_string()), Just("ip".to_string()),
-                    Just("sip_headers".to_string()), Just("failover".to_string()), Just("caller_id".to_string()),
-                    Just("carriers".to_string()), Just("listen".to_string()), "[+0-9a-z]{0,6}"
-                ], inner),
+                (
+                    prop_oneof![
+                        Just("servers".to_string()),
+                        Just("auth".to_string()),
+                        Just("auth_method".to_string()),
+                        Just("DIDs".to_string()),
+                        Just("options".to_string()),
+                        Just("ip".to_string()),
+                        Just("sip_headers".to_string()),
+                        Just("failover".to_string()),
+                        Just("caller_id".to_string()),
+                        Just("carriers".to_string()),
+                        Just("listen".to_string()),
+                        "[+0-9a-z]{0,6}"
+                    ],
+                    inner
+                ),
                 0..6
             )
             .prop_map(|kv| Value::Object(kv.into_iter().collect())),

@@ -13,7 +13,10 @@ fn parse(v: Value) -> Result<Settings, ValidationErrors> {
 fn rejects(v: Value, path: &str, keyword: &str) {
     match parse(v.clone()) {
         Ok(_) => panic!("accepted {v}"),
-        Err(e) => assert!(e.has(path, keyword), "expected {path}: {keyword}, got:\n{e}"),
+        Err(e) => assert!(
+            e.has(path, keyword),
+            "expected {path}: {keyword}, got:\n{e}"
+        ),
     }
 }
 
@@ -32,13 +35,22 @@ fn defaults() {
     assert_eq!(s.listen.udp, vec![local]);
     assert_eq!(s.listen.tcp, vec![local]);
     assert_eq!(s.advertise.to_string(), "127.0.0.1:5060");
-    assert_eq!(s.connectivity_dir, Path::new("/etc/trunkstore/connectivity"));
+    assert_eq!(
+        s.connectivity_dir,
+        Path::new("/etc/trunkstore/connectivity")
+    );
     assert_eq!(s.emergency_numbers, ["911", "933"]);
     assert_eq!(s.failover_on, FailoverOn::default_list());
     assert_eq!(s.max_call_duration, 43_200);
     assert_eq!(s.timers, Timers::default());
-    assert_eq!((s.timers.t1_ms, s.timers.t2_ms, s.timers.t4_ms), (500, 4000, 5000));
-    assert_eq!(s.api.listen, "127.0.0.1:8000".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        (s.timers.t1_ms, s.timers.t2_ms, s.timers.t4_ms),
+        (500, 4000, 5000)
+    );
+    assert_eq!(
+        s.api.listen,
+        "127.0.0.1:8000".parse::<SocketAddr>().unwrap()
+    );
     assert!(s.api.tokens.is_empty());
     assert_eq!(s.cdr.file, None);
     assert_eq!(s.log.level, "info");
@@ -50,7 +62,10 @@ fn defaults() {
 
 #[test]
 fn advertise_defaults_to_first_udp_listen_address() {
-    let s = parse(json!({"listen": {"udp": ["10.0.0.1:5080", "10.0.0.2:5060"], "tcp": ["10.0.0.3:5060"]}})).unwrap();
+    let s = parse(
+        json!({"listen": {"udp": ["10.0.0.1:5080", "10.0.0.2:5060"], "tcp": ["10.0.0.3:5060"]}}),
+    )
+    .unwrap();
     assert_eq!(s.advertise.to_string(), "10.0.0.1:5080");
     let s = parse(json!({"listen": {"tcp": ["[::1]:5070"]}})).unwrap();
     assert_eq!(s.advertise.to_string(), "[::1]:5070");
@@ -63,17 +78,33 @@ fn advertise_defaults_to_first_udp_listen_address() {
 
 #[test]
 fn listen() {
-    rejects(json!({"listen": {"udp": ["127.0.0.1"]}}), "listen.udp.0", "format");
+    rejects(
+        json!({"listen": {"udp": ["127.0.0.1"]}}),
+        "listen.udp.0",
+        "format",
+    );
     rejects(json!({"listen": {"udp": []}}), "listen", "minItems");
-    rejects(json!({"listen": {"sctp": ["127.0.0.1:5060"]}}), "listen.sctp", "additionalProperties");
+    rejects(
+        json!({"listen": {"sctp": ["127.0.0.1:5060"]}}),
+        "listen.sctp",
+        "additionalProperties",
+    );
     rejects(json!({"listen": "127.0.0.1:5060"}), "listen", "type");
 }
 
 #[test]
 fn unknown_keys_are_errors() {
     rejects(json!({"carrier": []}), "carrier", "additionalProperties");
-    rejects(json!({"timers": {"t3_ms": 1}}), "timers.t3_ms", "additionalProperties");
-    rejects(carrier(json!({"gateway": []})), "carriers.0.gateway", "additionalProperties");
+    rejects(
+        json!({"timers": {"t3_ms": 1}}),
+        "timers.t3_ms",
+        "additionalProperties",
+    );
+    rejects(
+        carrier(json!({"gateway": []})),
+        "carriers.0.gateway",
+        "additionalProperties",
+    );
 }
 
 #[test]
@@ -87,9 +118,18 @@ fn carriers() {
     .unwrap();
     let c = &s.carriers[0];
     assert_eq!(c.gateways[0].host, Host::Name("gw.example.com".into()));
-    assert_eq!((c.gateways[0].port, c.gateways[0].transport), (5080, Transport::Tcp));
-    assert_eq!((c.gateways[1].port, c.gateways[1].transport), (5060, Transport::Udp));
-    assert_eq!((c.priority, c.weight, c.format, c.emergency), (5, 3, NumberFormat::OneNpan, true));
+    assert_eq!(
+        (c.gateways[0].port, c.gateways[0].transport),
+        (5080, Transport::Tcp)
+    );
+    assert_eq!(
+        (c.gateways[1].port, c.gateways[1].transport),
+        (5060, Transport::Udp)
+    );
+    assert_eq!(
+        (c.priority, c.weight, c.format, c.emergency),
+        (5, 3, NumberFormat::OneNpan, true)
+    );
     assert!(c.accepts("+14155551234") && !c.accepts("+442071234567"));
     assert!(c.trusts("192.0.2.55:1234".parse().unwrap()));
     assert!(c.trusts("198.51.100.7:5060".parse().unwrap()));
@@ -98,28 +138,88 @@ fn carriers() {
     assert!(c.trusts("[2001:db8::1]:5060".parse().unwrap()));
     let d = parse(carrier(json!({}))).unwrap();
     assert_eq!(d.carriers[0].format, NumberFormat::E164);
-    assert_eq!((d.carriers[0].priority, d.carriers[0].weight, d.carriers[0].emergency), (10, 1, false));
+    assert_eq!(
+        (
+            d.carriers[0].priority,
+            d.carriers[0].weight,
+            d.carriers[0].emergency
+        ),
+        (10, 1, false)
+    );
 
-    rejects(json!({"carriers": [{"gateways": [{"host": "a"}]}]}), "carriers.0.name", "required");
-    rejects(carrier(json!({"name": "has space"})), "carriers.0.name", "pattern");
-    rejects(carrier(json!({"gateways": []})), "carriers.0.gateways", "minItems");
-    rejects(json!({"carriers": [{"name": "x"}]}), "carriers.0.gateways", "required");
-    rejects(carrier(json!({"gateways": [{"port": 5060}]})), "carriers.0.gateways.0.host", "required");
-    rejects(carrier(json!({"gateways": [{"host": "a b"}]})), "carriers.0.gateways.0.host", "format");
-    rejects(carrier(json!({"gateways": [{"host": "a", "port": 0}]})), "carriers.0.gateways.0.port", "minimum");
-    rejects(carrier(json!({"gateways": [{"host": "a", "transport": "tls"}]})), "carriers.0.gateways.0.transport", "enum");
-    rejects(carrier(json!({"sources": ["10.0.0.0/33"]})), "carriers.0.sources.0", "format");
-    rejects(carrier(json!({"format": "username"})), "carriers.0.format", "enum");
-    rejects(carrier(json!({"rule": "(unclosed"})), "carriers.0.rule", "format");
-    rejects(carrier(json!({"priority": -1})), "carriers.0.priority", "minimum");
+    rejects(
+        json!({"carriers": [{"gateways": [{"host": "a"}]}]}),
+        "carriers.0.name",
+        "required",
+    );
+    rejects(
+        carrier(json!({"name": "has space"})),
+        "carriers.0.name",
+        "pattern",
+    );
+    rejects(
+        carrier(json!({"gateways": []})),
+        "carriers.0.gateways",
+        "minItems",
+    );
+    rejects(
+        json!({"carriers": [{"name": "x"}]}),
+        "carriers.0.gateways",
+        "required",
+    );
+    rejects(
+        carrier(json!({"gateways": [{"port": 5060}]})),
+        "carriers.0.gateways.0.host",
+        "required",
+    );
+    rejects(
+        carrier(json!({"gateways": [{"host": "a b"}]})),
+        "carriers.0.gateways.0.host",
+        "format",
+    );
+    rejects(
+        carrier(json!({"gateways": [{"host": "a", "port": 0}]})),
+        "carriers.0.gateways.0.port",
+        "minimum",
+    );
+    rejects(
+        carrier(json!({"gateways": [{"host": "a", "transport": "tls"}]})),
+        "carriers.0.gateways.0.transport",
+        "enum",
+    );
+    rejects(
+        carrier(json!({"sources": ["10.0.0.0/33"]})),
+        "carriers.0.sources.0",
+        "format",
+    );
+    rejects(
+        carrier(json!({"format": "username"})),
+        "carriers.0.format",
+        "enum",
+    );
+    rejects(
+        carrier(json!({"rule": "(unclosed"})),
+        "carriers.0.rule",
+        "format",
+    );
+    rejects(
+        carrier(json!({"priority": -1})),
+        "carriers.0.priority",
+        "minimum",
+    );
     let two = json!({"carriers": [{"name": "a", "gateways": [{"host": "x"}]}, {"name": "a", "gateways": [{"host": "y"}]}]});
     rejects(two, "carriers.1.name", "unique");
 }
 
 #[test]
 fn failover_on() {
-    assert_eq!(parse(json!({"failover_on": "any"})).unwrap().failover_on, FailoverOn::Any);
-    let f = parse(json!({"failover_on": ["486", "6xx", "timeout"]})).unwrap().failover_on;
+    assert_eq!(
+        parse(json!({"failover_on": "any"})).unwrap().failover_on,
+        FailoverOn::Any
+    );
+    let f = parse(json!({"failover_on": ["486", "6xx", "timeout"]}))
+        .unwrap()
+        .failover_on;
     assert!(f.on_status(486) && f.on_status(603) && !f.on_status(404));
     assert!(f.on_timeout() && !f.on_unreachable());
     let d = FailoverOn::default_list();
@@ -137,13 +237,29 @@ fn failover_on() {
 
 #[test]
 fn timers_and_numbers() {
-    rejects(json!({"timers": {"progress_timeout": 0}}), "timers.progress_timeout", "minimum");
+    rejects(
+        json!({"timers": {"progress_timeout": 0}}),
+        "timers.progress_timeout",
+        "minimum",
+    );
     rejects(json!({"timers": {"delay": -1}}), "timers.delay", "minimum");
     rejects(json!({"timers": {"t1_ms": 0}}), "timers.t1_ms", "minimum");
-    rejects(json!({"timers": {"t1_ms": 5000, "t2_ms": 4000}}), "timers.t2_ms", "minimum");
-    rejects(json!({"max_call_duration": 0}), "max_call_duration", "minimum");
+    rejects(
+        json!({"timers": {"t1_ms": 5000, "t2_ms": 4000}}),
+        "timers.t2_ms",
+        "minimum",
+    );
+    rejects(
+        json!({"max_call_duration": 0}),
+        "max_call_duration",
+        "minimum",
+    );
     rejects(json!({"nonce_ttl": "x"}), "nonce_ttl", "type");
-    rejects(json!({"emergency_numbers": ["91 1"]}), "emergency_numbers.0", "pattern");
+    rejects(
+        json!({"emergency_numbers": ["91 1"]}),
+        "emergency_numbers.0",
+        "pattern",
+    );
     let s = parse(json!({"timers": {"timeout": "45"}, "emergency_numbers": ["112"]})).unwrap();
     assert_eq!(s.timers.timeout, 45);
     assert!(s.is_emergency("112") && !s.is_emergency("911"));
@@ -159,25 +275,48 @@ fn api_tokens_are_secret() {
     assert_eq!(s.api.tokens[0].account, None);
     assert_eq!(s.api.tokens[1].account.as_deref(), Some("acme"));
     assert_eq!(s.api.tokens[1].token.expose(), "0123456789abcdef-acme");
-    assert!(!format!("{s:?}").contains("0123456789abcdef"), "Debug must not show tokens");
+    assert!(
+        !format!("{s:?}").contains("0123456789abcdef"),
+        "Debug must not show tokens"
+    );
 
     let short = json!({"api": {"tokens": [{"token": "short-secret"}]}});
     let e = parse(short).unwrap_err();
     assert!(e.has("api.tokens.0.token", "minLength"));
     assert!(!format!("{e}{}", e.to_json()).contains("short-secret"));
-    rejects(json!({"api": {"tokens": [{"account": "a"}]}}), "api.tokens.0.token", "required");
-    rejects(json!({"api": {"tokens": [{"token": "0123456789abcdef x"}]}}), "api.tokens.0.token", "pattern");
-    rejects(json!({"api": {"tokens": [{"token": "0123456789abcdef", "account": "../x"}]}}), "api.tokens.0.account", "pattern");
-    let dup = json!({"api": {"tokens": [{"token": "0123456789abcdef"}, {"token": "0123456789abcdef"}]}});
+    rejects(
+        json!({"api": {"tokens": [{"account": "a"}]}}),
+        "api.tokens.0.token",
+        "required",
+    );
+    rejects(
+        json!({"api": {"tokens": [{"token": "0123456789abcdef x"}]}}),
+        "api.tokens.0.token",
+        "pattern",
+    );
+    rejects(
+        json!({"api": {"tokens": [{"token": "0123456789abcdef", "account": "../x"}]}}),
+        "api.tokens.0.account",
+        "pattern",
+    );
+    let dup =
+        json!({"api": {"tokens": [{"token": "0123456789abcdef"}, {"token": "0123456789abcdef"}]}});
     rejects(dup, "api.tokens.1.token", "unique");
-    rejects(json!({"api": {"listen": "localhost"}}), "api.listen", "format");
+    rejects(
+        json!({"api": {"listen": "localhost"}}),
+        "api.listen",
+        "format",
+    );
 }
 
 #[test]
 fn relative_paths_resolve_against_the_settings_file() {
     let s = parse(json!({"connectivity_dir": "docs", "cdr": {"file": "var/cdr.jsonl"}})).unwrap();
     assert_eq!(s.connectivity_dir, Path::new("/etc/trunkstore/docs"));
-    assert_eq!(s.cdr.file.as_deref(), Some(Path::new("/etc/trunkstore/var/cdr.jsonl")));
+    assert_eq!(
+        s.cdr.file.as_deref(),
+        Some(Path::new("/etc/trunkstore/var/cdr.jsonl"))
+    );
     let s = parse(json!({"connectivity_dir": "/srv/conn"})).unwrap();
     assert_eq!(s.connectivity_dir, Path::new("/srv/conn"));
 }
@@ -186,18 +325,31 @@ fn relative_paths_resolve_against_the_settings_file() {
 fn load_reports_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trunkstore.json");
-    std::fs::write(&path, r#"{"timers": {"progress_timeout": 0}, "nonce_ttl": 0}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"timers": {"progress_timeout": 0}, "nonce_ttl": 0}"#,
+    )
+    .unwrap();
     let e = Settings::load(&path).unwrap_err();
     assert_eq!(e.file, path);
     assert_eq!(e.errors.len(), 2);
     let lines: Vec<String> = e.lines().collect();
-    assert!(lines[0].starts_with(&format!("{}: timers.progress_timeout: minimum:", path.display())), "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}: timers.progress_timeout: minimum:",
+            path.display()
+        )),
+        "{lines:?}"
+    );
     std::fs::write(&path, "{not json").unwrap();
     assert!(Settings::load(&path).unwrap_err().errors.has("", "format"));
     std::fs::write(&path, "{}").unwrap();
     let s = Settings::load(&path).unwrap();
     assert_eq!(s.connectivity_dir, dir.path().join("connectivity"));
-    assert!(Settings::load(dir.path().join("missing.json")).unwrap_err().errors.has("", "io"));
+    assert!(Settings::load(dir.path().join("missing.json"))
+        .unwrap_err()
+        .errors
+        .has("", "io"));
 }
 
 #[test]
