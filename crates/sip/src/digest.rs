@@ -550,8 +550,17 @@ mod tests {
         let wrong = c.expected_response(b"circle of life", b"GET", b"");
         assert!(!c.response_matches(&wrong));
         // Stored-HA1 path gives the same.
-        let h = ha1(Algorithm::Md5, b"Mufasa", b"testrealm@host.com", b"Circle Of Life");
-        let r = response_from_ha1(Algorithm::Md5, h.as_bytes(), &c.response_params(b"GET", b""));
+        let h = ha1(
+            Algorithm::Md5,
+            b"Mufasa",
+            b"testrealm@host.com",
+            b"Circle Of Life",
+        );
+        let r = response_from_ha1(
+            Algorithm::Md5,
+            h.as_bytes(),
+            &c.response_params(b"GET", b""),
+        );
         assert_eq!(r, exp);
     }
 
@@ -601,14 +610,19 @@ mod tests {
         let h1 = ha1(Algorithm::Md5, b"u", b"r", b"p");
         let ha2 = hash(Algorithm::Md5, &[b"REGISTER", b"sip:example.com"]);
         let want = hash(Algorithm::Md5, &[h1.as_bytes(), b"abc", ha2.as_bytes()]);
-        assert_eq!(expected_response(Algorithm::Md5, b"u", b"r", b"p", &p), want);
+        assert_eq!(
+            expected_response(Algorithm::Md5, b"u", b"r", b"p", &p),
+            want
+        );
         // -sess differs from plain, and Unknown never verifies.
         let s = expected_response(Algorithm::Md5Sess, b"u", b"r", b"p", &p);
         assert_ne!(s, want);
         let unk = expected_response(Algorithm::Unknown, b"u", b"r", b"p", &p);
         assert!(!ct_eq_hex(unk.as_bytes(), b""));
         assert_eq!(
-            expected_response(Algorithm::Sha256Sess, b"u", b"r", b"p", &p).as_bytes().len(),
+            expected_response(Algorithm::Sha256Sess, b"u", b"r", b"p", &p)
+                .as_bytes()
+                .len(),
             64
         );
     }
@@ -668,9 +682,14 @@ mod tests {
             b"Digest realm, nonce=\"y\"",
             b"Digest realm=\"x\", nonce=",
         ] {
-            assert!(Challenge::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Challenge::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        let base = "Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"sip:x\", response=\"00\"";
+        let base =
+            "Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"sip:x\", response=\"00\"";
         assert!(Credentials::parse(base.as_bytes()).is_ok());
         for extra in [", nc=1", ", nc=0000000g", ", nc=\"00000001\"", ", qop=auth"] {
             let v = format!("{base}{extra}");

@@ -48,7 +48,18 @@ fn is_word_char(b: u8) -> bool {
     crate::scan::is_token_char(b)
         || matches!(
             b,
-            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
         )
 }
 
@@ -60,7 +71,7 @@ pub fn call_id(s: &[u8]) -> Result<&[u8], Error> {
         None => (s, None),
     };
     let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| is_word_char(b));
-    if word(left) && right.map_or(true, word) {
+    if word(left) && right.into_iter().all(word) {
         Ok(s)
     } else {
         Err(Error::BadSyntax("bad Call-ID"))
@@ -202,7 +213,7 @@ mod tests {
         assert_eq!(CSeq::parse(b"2147483647 ACK").unwrap().seq, CSEQ_MAX);
         for bad in [
             &b"2147483648 ACK"[..],
-            b"36893488147419103232 REGISTER", // scalar02
+            b"36893488147419103232 REGISTER",  // scalar02
             b"9292394834772304023312 OPTIONS", // scalarlg
             b"INVITE",
             b"1",
@@ -218,7 +229,10 @@ mod tests {
 
     #[test]
     fn call_ids() {
-        assert_eq!(call_id(b" a84b4c76e66710@pc33.atlanta.com "), Ok(&b"a84b4c76e66710@pc33.atlanta.com"[..]));
+        assert_eq!(
+            call_id(b" a84b4c76e66710@pc33.atlanta.com "),
+            Ok(&b"a84b4c76e66710@pc33.atlanta.com"[..])
+        );
         assert!(call_id(b"intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{").is_ok());
         assert!(call_id(b"").is_err());
         assert!(call_id(b"a b").is_err());
@@ -269,7 +283,10 @@ mod tests {
     fn option_tag_lists() {
         let v = b"nothingSupportsThis, nothingSupportsThisEither"; // bext01
         let tags: Vec<_> = option_tags(v).map(Result::unwrap).collect();
-        assert_eq!(tags, [&b"nothingSupportsThis"[..], b"nothingSupportsThisEither"]);
+        assert_eq!(
+            tags,
+            [&b"nothingSupportsThis"[..], b"nothingSupportsThisEither"]
+        );
         assert!(has_option_tag(b"100rel,\r\n timer", b"TIMER"));
         assert_eq!(option_tags(b"  ").count(), 0);
         assert!(option_tags(b"a,,b").any(|t| t.is_err()));
@@ -281,6 +298,9 @@ mod tests {
         let v = b"\"Cullen Jennings\" <sip:fluffy@cisco.com>, <tel:+14085264000>";
         let ids: Vec<_> = p_asserted_identities(v).map(Result::unwrap).collect();
         assert_eq!(ids.len(), 2);
-        assert_eq!(ids[1].0.sip_uri().unwrap().user(), Some(&b"+14085264000"[..]));
+        assert_eq!(
+            ids[1].0.sip_uri().unwrap().user(),
+            Some(&b"+14085264000"[..])
+        );
     }
 }

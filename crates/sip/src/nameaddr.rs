@@ -251,7 +251,8 @@ mod tests {
                 continue;
             }
             if let Some(c) = line.iter().position(|&b| b == b':') {
-                if std::str::from_utf8(&line[..c]).is_ok_and(|n| n.trim().eq_ignore_ascii_case(name))
+                if std::str::from_utf8(&line[..c])
+                    .is_ok_and(|n| n.trim().eq_ignore_ascii_case(name))
                 {
                     start = Some(at + c + 1);
                 }
@@ -286,7 +287,10 @@ mod tests {
         assert_eq!(to.tag(), Some(&b"1918181833n"[..]));
         assert_eq!(to.sip_uri().unwrap().user(), Some(&b"vivekg"[..]));
         let from = NameAddr::parse(header(&m, "from")).unwrap();
-        assert_eq!(&*from.display_name_unescaped().unwrap(), b"J Rosenberg \\\"");
+        assert_eq!(
+            &*from.display_name_unescaped().unwrap(),
+            b"J Rosenberg \\\""
+        );
         assert_eq!(from.tag(), Some(&b"98asjd8"[..]));
         let c = NameAddr::parse(header(&m, "m")).unwrap();
         assert_eq!(&*c.display_name_unescaped().unwrap(), b"Quoted string \"\"");
@@ -305,7 +309,10 @@ mod tests {
     fn rfc4475_intmeth_and_lwsdisp() {
         let m = test_corpus("rfc4475/intmeth.dat");
         let to = NameAddr::parse(header(&m, "To")).unwrap();
-        assert_eq!(&*to.display_name_unescaped().unwrap(), b"BEL:\x07 NUL:\x00 DEL:\x7f");
+        assert_eq!(
+            &*to.display_name_unescaped().unwrap(),
+            b"BEL:\x07 NUL:\x00 DEL:\x7f"
+        );
         assert_eq!(
             to.sip_uri().unwrap().user(),
             Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])

@@ -242,7 +242,7 @@ fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
             if p.quoted || p.name.len() + value_len != seg.len() {
                 return Err(Error::BadSyntax("bad URI parameter"));
             }
-            if !ok(p.name) || !p.value.map_or(true, ok) || !escapes_ok(seg) {
+            if !ok(p.name) || !p.value.into_iter().all(ok) || !escapes_ok(seg) {
                 return Err(Error::BadSyntax("bad URI parameter"));
             }
             Ok(())
@@ -312,7 +312,14 @@ mod tests {
         ] {
             assert!(Params::parse(bad, ParamSyntax::Header).is_err(), "{bad:?}");
         }
-        for bad in [&b";lr;"[..], b"; lr", b";a=\"b\"", b";a=%4", b";a=b c", b"lr"] {
+        for bad in [
+            &b";lr;"[..],
+            b"; lr",
+            b";a=\"b\"",
+            b";a=%4",
+            b";a=b c",
+            b"lr",
+        ] {
             assert!(Params::parse(bad, ParamSyntax::Uri).is_err(), "{bad:?}");
         }
     }

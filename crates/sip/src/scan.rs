@@ -93,7 +93,10 @@ pub fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 #[inline]
 pub fn read_token(s: &[u8], i: usize) -> Option<(&[u8], usize)> {
     let rest = s.get(i..)?;
-    let n = rest.iter().position(|&b| !is_token_char(b)).unwrap_or(rest.len());
+    let n = rest
+        .iter()
+        .position(|&b| !is_token_char(b))
+        .unwrap_or(rest.len());
     if n == 0 {
         None
     } else {

@@ -74,7 +74,9 @@ impl<'a> Host<'a> {
             });
         }
         let inner = match s.strip_prefix(b"[") {
-            Some(r) => r.strip_suffix(b"]").ok_or(Error::BadSyntax("bad IPv6 reference"))?,
+            Some(r) => r
+                .strip_suffix(b"]")
+                .ok_or(Error::BadSyntax("bad IPv6 reference"))?,
             None => s,
         };
         if is_ipv6(inner) {
@@ -198,8 +200,7 @@ pub fn is_ipv4(s: &[u8]) -> bool {
     let mut parts = 0;
     for part in s.split(|&b| b == b'.') {
         parts += 1;
-        if parts > 4 || part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit)
-        {
+        if parts > 4 || part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
             return false;
         }
         let v = part.iter().fold(0u16, |a, &d| a * 10 + u16::from(d - b'0'));
@@ -487,7 +488,9 @@ impl<'a> Uri<'a> {
 
     /// `;maddr=`, validated as a host.
     pub fn maddr(&self) -> Option<Host<'a>> {
-        self.params.value(b"maddr").and_then(|v| Host::parse(v).ok())
+        self.params
+            .value(b"maddr")
+            .and_then(|v| Host::parse(v).ok())
     }
 
     /// `;user=phone` (the user part is a telephone number).
@@ -809,8 +812,14 @@ mod tests {
         let intmeth = conformance("rfc4475/intmeth.dat");
         let ruri = request_uri(&intmeth);
         let u = Uri::parse(&ruri).unwrap();
-        assert_eq!(u.user(), Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
-        assert_eq!(u.password(), Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
+        assert_eq!(
+            u.user(),
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
+        assert_eq!(
+            u.password(),
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
         assert_eq!(u.host().unwrap().as_bytes(), b"example.com");
     }
 
@@ -818,7 +827,10 @@ mod tests {
     fn rfc4475_invalid_request_uris() {
         for (file, want) in [
             ("ltgtruri", Error::BadSyntax("bad URI")),
-            ("escruri", Error::BadSyntax("headers not allowed in Request-URI")),
+            (
+                "escruri",
+                Error::BadSyntax("headers not allowed in Request-URI"),
+            ),
             ("unkscm", Error::UnsupportedUriScheme),
             ("novelsc", Error::UnsupportedUriScheme),
         ] {
@@ -848,13 +860,20 @@ mod tests {
 
     #[test]
     fn rfc5118_hosts() {
-        let cases: &[(&str, Option<(&str, Option<u16>)>)] = &[
+        type Expect = Option<(&'static str, Option<u16>)>;
+        let cases: &[(&str, Expect)] = &[
             ("ipv6-good", Some(("2001:db8::10", None))),
             ("ipv6-bad", None),
             ("port-ambiguous", Some(("2001:db8::10:5070", None))),
             ("port-unambiguous", Some(("2001:db8::10", Some(5070)))),
-            ("ipv6-bug-abnf-3-colons", Some(("2001:db8:::192.0.2.1", None))),
-            ("ipv6-correct-abnf-2-colons", Some(("2001:db8::192.0.2.1", None))),
+            (
+                "ipv6-bug-abnf-3-colons",
+                Some(("2001:db8:::192.0.2.1", None)),
+            ),
+            (
+                "ipv6-correct-abnf-2-colons",
+                Some(("2001:db8::192.0.2.1", None)),
+            ),
             ("ipv6-in-sdp", Some(("2001:db8::10", None))),
         ];
         for (file, want) in cases {
@@ -883,14 +902,34 @@ mod tests {
     #[test]
     fn ipv6_validation() {
         for good in [
-            "::", "::1", "1::", "2001:db8::10", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4",
-            "::ffff:1.2.3.4", "::1.2.3.4", "1::2:3:4:5:6:7", "fe80::1:2",
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::10",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:1.2.3.4",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "1::2:3:4:5:6:7",
+            "fe80::1:2",
         ] {
             assert!(is_ipv6(good.as_bytes()), "{good}");
         }
         for bad in [
-            "", ":", ":::", "1:2:3:4:5:6:7:8:9", "1::2::3", "12345::", "g::", "1:2:3:4:5:6:7",
-            "1:2:3:4:5:6:7:1.2.3.4", "::1.2.3", "1:", ":1", "1::2:3:4:5:6:7:8", "::1.2.3.4:5",
+            "",
+            ":",
+            ":::",
+            "1:2:3:4:5:6:7:8:9",
+            "1::2::3",
+            "12345::",
+            "g::",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:1.2.3.4",
+            "::1.2.3",
+            "1:",
+            ":1",
+            "1::2:3:4:5:6:7:8",
+            "::1.2.3.4:5",
         ] {
             assert!(!is_ipv6(bad.as_bytes()), "{bad}");
         }
@@ -908,7 +947,10 @@ mod tests {
         assert_eq!(u.scheme(), Scheme::Tel);
         assert_eq!(u.user(), Some(&b"+1-415-555-1212"[..]));
         assert!(u.host().is_none());
-        assert_eq!(u.params().value(b"phone-context"), Some(&b"example.com"[..]));
+        assert_eq!(
+            u.params().value(b"phone-context"),
+            Some(&b"example.com"[..])
+        );
         assert!(Uri::parse(b"tel:7042;phone-context=+1415").is_ok());
         assert!(Uri::parse(b"tel:+").is_err());
         assert!(Uri::parse(b"tel:").is_err());
@@ -918,8 +960,8 @@ mod tests {
     #[test]
     fn headers_part() {
         // rfc4475 regescrt: allowed in a Contact's bracketed URI.
-        let u = Uri::parse_in_header(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E")
-            .unwrap();
+        let u =
+            Uri::parse_in_header(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").unwrap();
         assert_eq!(u.headers(), Some(&b"Route=%3Csip:sip.example.com%3E"[..]));
         assert!(Uri::parse_in_header(b"sip:a@b?x").is_err());
         assert!(Uri::parse_in_header(b"sip:a@b?x=<y>").is_err());

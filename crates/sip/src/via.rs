@@ -109,17 +109,26 @@ impl<'a> Via<'a> {
         for p in self.params.iter() {
             let v = p.value;
             if p.is(b"branch") && self.branch.is_none() {
-                self.branch = Some(v.filter(|v| !p.quoted && !v.is_empty()).ok_or(Error::BadSyntax("Via: bad branch"))?);
+                self.branch = Some(
+                    v.filter(|v| !p.quoted && !v.is_empty())
+                        .ok_or(Error::BadSyntax("Via: bad branch"))?,
+                );
             } else if p.is(b"received") && self.received.is_none() {
-                let v = v.filter(|_| !p.quoted).ok_or(Error::BadSyntax("Via: bad received"))?;
+                let v = v
+                    .filter(|_| !p.quoted)
+                    .ok_or(Error::BadSyntax("Via: bad received"))?;
                 self.received = Some(Host::parse_ip(v)?);
             } else if p.is(b"rport") && self.rport == Rport::Absent {
                 self.rport = match v {
                     None => Rport::Requested,
-                    Some(v) => Rport::Value(parse_port(v).map_err(|_| Error::BadSyntax("Via: bad rport"))?),
+                    Some(v) => {
+                        Rport::Value(parse_port(v).map_err(|_| Error::BadSyntax("Via: bad rport"))?)
+                    }
                 };
             } else if p.is(b"maddr") && self.maddr.is_none() {
-                let v = v.filter(|_| !p.quoted).ok_or(Error::BadSyntax("Via: bad maddr"))?;
+                let v = v
+                    .filter(|_| !p.quoted)
+                    .ok_or(Error::BadSyntax("Via: bad maddr"))?;
                 self.maddr = Some(Host::parse(v)?);
             } else if p.is(b"ttl") && self.ttl.is_none() {
                 self.ttl = Some(parse_ttl(v).ok_or(Error::BadSyntax("Via: bad ttl"))?);
@@ -447,9 +456,16 @@ mod tests {
             b"SIP/2.0/UDP 2001:db8::1",
             b"SIP/2.0/UDP 192.0.2.15;;,;,,",
         ] {
-            assert!(Via::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Via::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         // LWS around the sent-by colon is legal.
-        assert_eq!(Via::parse(b"SIP/2.0/UDP h : 5060").unwrap().port(), Some(5060));
+        assert_eq!(
+            Via::parse(b"SIP/2.0/UDP h : 5060").unwrap().port(),
+            Some(5060)
+        );
     }
 }

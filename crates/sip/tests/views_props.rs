@@ -17,7 +17,12 @@ use trunkstore_sip::via::{vias, Rport, Via};
 /// Runs every view over `b`; only a panic fails.
 fn exercise(b: &[u8]) {
     if let Ok(u) = Uri::parse(b) {
-        let _ = (u.host_port(), u.user_unescaped(), u.params().iter().count(), u.maddr());
+        let _ = (
+            u.host_port(),
+            u.user_unescaped(),
+            u.params().iter().count(),
+            u.maddr(),
+        );
     }
     let _ = Uri::parse_in_header(b);
     let _ = AnyUri::parse(b).map(|u| u.scheme().len());
@@ -62,7 +67,8 @@ fn exercise(b: &[u8]) {
 
 /// Bytes biased towards SIP syntax so parsers get past their first checks.
 fn sipish() -> impl Strategy<Value = Vec<u8>> {
-    let alphabet: &[u8] = b"sip:SIP/2.0UDP@;=,<>\"\\[]. \r\n\t0123456789abcdefz%?&*tag;branch=z9hG4bK";
+    let alphabet: &[u8] =
+        b"sip:SIP/2.0UDP@;=,<>\"\\[]. \r\n\t0123456789abcdefz%?&*tag;branch=z9hG4bK";
     prop::collection::vec(prop::sample::select(alphabet.to_vec()), 0..80)
 }
 
@@ -124,7 +130,10 @@ fn host() -> impl Strategy<Value = GenHost> {
 /// Lowercase/uppercase param names and optional values, URI-safe.
 fn uri_params() -> impl Strategy<Value = Vec<(String, Option<String>)>> {
     prop::collection::vec(
-        ("[a-z][a-z0-9-]{0,8}", prop::option::of("[a-zA-Z0-9.~_-]{1,10}")),
+        (
+            "[a-z][a-z0-9-]{0,8}",
+            prop::option::of("[a-zA-Z0-9.~_-]{1,10}"),
+        ),
         0..4,
     )
 }
