@@ -130,7 +130,11 @@ pub struct Carrier {
 impl Carrier {
     /// Does this carrier take `number` (normalised)?
     pub fn accepts(&self, number: &str) -> bool {
-        self.rule.as_ref().is_none_or(|r| r.is_match(number))
+        // (`Option::is_none_or` would need Rust 1.82; the workspace targets 1.80.)
+        match &self.rule {
+            Some(r) => r.is_match(number),
+            None => true,
+        }
     }
 
     /// Is `addr` one of this carrier's trusted sources?
@@ -181,7 +185,7 @@ impl Source {
     pub fn overlaps(&self, ip: IpAddr, port: Option<u16>) -> bool {
         match self {
             Source::Net(net) => net.contains(&ip),
-            Source::Exact(exact) => exact.ip() == ip && port.is_none_or(|p| p == exact.port()),
+            Source::Exact(exact) => exact.ip() == ip && port.unwrap_or(exact.port()) == exact.port(),
         }
     }
 }
