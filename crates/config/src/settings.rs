@@ -185,7 +185,9 @@ impl Source {
     pub fn overlaps(&self, ip: IpAddr, port: Option<u16>) -> bool {
         match self {
             Source::Net(net) => net.contains(&ip),
-            Source::Exact(exact) => exact.ip() == ip && port.unwrap_or(exact.port()) == exact.port(),
+            Source::Exact(exact) => {
+                exact.ip() == ip && port.unwrap_or(exact.port()) == exact.port()
+            }
         }
     }
 }

@@ -87,7 +87,6 @@ fn is_number(s: &str) -> bool {
 const SIP_USER: CharRule = (is_sip_user, "made of SIP URI user characters");
 const CID_NUMBER: CharRule = (is_cid_number, "letters, digits and + * # - _ .");
 const REALM: CharRule = (is_realm, "a domain name (letters, digits, '-', '.', '_')");
-const SIP_URI: CharRule = (is_sip_uri, "a sip: or sips: URI");
 const E164: CharRule = (is_number, "a number: digits with an optional leading '+'");
 
 /// Validates one connectivity document on its own: schema, coercions, DIDs unique within
@@ -315,8 +314,25 @@ fn failover(w: &mut Walker, parent: &Map<String, Value>, base: &str) -> Option<F
     let e164 = w
         .opt_string(obj, "e164", &path, Str::NON_EMPTY.pattern(E164))
         .map(|n| numbers::normalize(&n).into_owned());
-    let sip = w.opt_string(obj, "sip", &path, Str::NON_EMPTY.pattern(SIP_URI));
+    let sip = w
+        .opt_string(obj, "sip", &path, Str::NON_EMPTY)
+        .filter(|uri| sip_uri_format(w, &join(&path, "sip"), uri));
     (e164.is_some() || sip.is_some()).then_some(Failover { e164, sip })
+}
+
+/// A failover URI is a `format` (JSON-schema `uri` style) rather than a `pattern` error.
+fn sip_uri_format(w: &mut Walker, path: &str, uri: &str) -> bool {
+    let ok = is_sip_uri(uri);
+    if !ok {
+        w.error(
+            path,
+            "format",
+            "Value must be a sip: or sips: URI (sip:user@host)",
+            Some(json!("sip-uri")),
+            Some(json!(uri)),
+        );
+    }
+    ok
 }
 
 /// `sip_headers`: the schema's array of `{name: value}` objects, or one object (§1).
