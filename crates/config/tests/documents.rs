@@ -643,22 +643,22 @@ fn failover() {
     rejects(
         doc_with_server(json!({"options": {"failover": {"sip": "http://x"}}})),
         "servers.0.options.failover.sip",
-        "pattern",
+        "format",
     );
     rejects(
         doc_with_server(json!({"options": {"failover": {"sip": "sip:"}}})),
         "servers.0.options.failover.sip",
-        "pattern",
+        "format",
     );
     rejects(
         doc_with_server(json!({"options": {"failover": {"sip": "sip:a b@c"}}})),
         "servers.0.options.failover.sip",
-        "pattern",
+        "format",
     );
     rejects(
         doc_with_server(json!({"options": {"failover": {"sip": "sip:a@c>"}}})),
         "servers.0.options.failover.sip",
-        "pattern",
+        "format",
     );
     rejects(
         doc_with_server(json!({"options": {"failover": {"e164": "voicemail"}}})),
