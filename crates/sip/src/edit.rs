@@ -386,6 +386,16 @@ impl<'a> Editor<'a> {
             };
             n += 1;
         }
+        if self.lacks_blank_line() && n < ops.len() {
+            // Added last, so the stable sort keeps it after other insertions there.
+            let at = self.head_end() as u32;
+            ops[n] = Splice {
+                start: at,
+                end: at,
+                parts: [Part::Bytes(b"\r\n"), Part::Empty, Part::Empty, Part::Empty],
+            };
+            n += 1;
+        }
         (ops, n)
     }
 
@@ -491,15 +501,23 @@ impl<'a> Editor<'a> {
         }
     }
 
-    /// Offset of the blank line ending the header section.
+    /// Offset of the blank line ending the header section (the end of the head if a
+    /// datagram came without one).
     fn head_end(&self) -> usize {
         let h = self.msg.head();
-        let n = h.len();
-        if n >= 2 && h[n - 2] == b'\r' {
-            n - 2
+        if h.ends_with(b"\n\r\n") {
+            h.len() - 2
+        } else if h.ends_with(b"\n\n") {
+            h.len() - 1
         } else {
-            n.saturating_sub(1)
+            h.len()
         }
+    }
+
+    /// A datagram without the blank line after its headers; the output gets one.
+    fn lacks_blank_line(&self) -> bool {
+        let h = self.msg.head();
+        !(h.ends_with(b"\n\r\n") || h.ends_with(b"\n\n"))
     }
 }
 
@@ -867,6 +885,22 @@ body";
         assert_eq!(
             received(b"SIP/2.0/UDP [2001:db8::1]", b"2001:db8::2", 5060),
             b"SIP/2.0/UDP [2001:db8::1];received=2001:db8::2"
+        );
+    }
+
+    #[test]
+    fn datagram_without_blank_line_gets_one() {
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\n");
+        let mut ed = Editor::new(&m);
+        ed.add_header(b"X", b"y").unwrap();
+        assert_eq!(
+            out(&ed),
+            b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\nX: y\r\nContent-Length: 0\r\n\r\n"
+        );
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\nl: 0\r\n");
+        assert_eq!(
+            out(&Editor::new(&m)),
+            b"OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n"
         );
     }
 

@@ -39,7 +39,7 @@ pub fn parse_datagram(mut buf: Bytes, limits: &Limits) -> Result<Message, Error>
         // `advance` moves the view without cloning the buffer (a slice could allocate).
         buf.advance(skip);
     }
-    let head = parse_head(&buf, limits).map_err(|e| match e {
+    let head = parse_head_impl(&buf, limits, true).map_err(|e| match e {
         Error::Incomplete => Error::BadSyntax("header section not terminated"),
         e => e,
     })?;
@@ -87,6 +87,13 @@ pub fn skip_crlf(buf: &[u8]) -> usize {
 /// line. Returns `Error::Incomplete` if the blank line ending the header section is not in
 /// `buf`. Does not look at the body.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Error> {
+    parse_head_impl(buf, limits, false)
+}
+
+/// `eof_ends_head`: a buffer ending right after a complete header line counts as having
+/// its blank line. Only for datagrams, whose end is authoritative: some senders (and
+/// rfc4475 `baddn`) omit the empty line when there is no body.
+fn parse_head_impl(buf: &[u8], limits: &Limits, eof_ends_head: bool) -> Result<Head, Error> {
     if buf.len() > limits.message_size() {
         return Err(Error::TooLarge("message size"));
     }
@@ -96,7 +103,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Error> {
     let mut cur: Option<HeaderEntry> = None;
     let mut pos = next;
     loop {
-        let (line_end, next) = next_line(buf, pos).ok_or(Error::Incomplete)?;
+        let (line_end, next) = match next_line(buf, pos) {
+            Some(l) => l,
+            None if eof_ends_head && pos == buf.len() => (pos, pos),
+            None => return Err(Error::Incomplete),
+        };
         if line_end == pos {
             if let Some(e) = cur.take() {
                 push_header(&mut headers, e, limits)?;
@@ -494,7 +505,8 @@ body";
             b"OPTIONS sip:a SIP/2.0\r\n  : value\r\n\r\n",
             b"OPTIONS sip:a SIP/2.0\r\n fold first\r\n\r\n",
             b"OPTIONS sip:a SIP/2.0\r\nBad Name: v\r\n\r\n",
-            b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\nTo: a",
+            b"OPTIONS sip:a SIP/2.0\r\nTo: a\r",
             b"OPTIONS sip:a SIP/2.0",
         ] {
             assert_eq!(parse(bad).unwrap_err().status(), 400, "{bad:?}");
@@ -528,6 +540,23 @@ body";
         // Agreeing duplicates and a folded value are fine.
         let m = parse(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\nContent-Length:\r\n 1\r\n\r\nab").unwrap();
         assert_eq!(m.body(), b"a");
+    }
+
+    #[test]
+    fn datagram_may_end_without_blank_line() {
+        let m = parse(b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\n").unwrap();
+        assert_eq!(m.header(HeaderName::To), Some(&b"a"[..]));
+        assert_eq!(m.body(), b"");
+        let m = parse(b"OPTIONS sip:a SIP/2.0\n").unwrap();
+        assert_eq!(m.field_count(), 0);
+        // ...but then there is no body for a Content-Length to count.
+        assert!(parse(b"OPTIONS sip:a SIP/2.0\r\nl: 1\r\n").is_err());
+        // Streams still wait for the blank line.
+        let l = Limits::default();
+        assert_eq!(
+            parse_head(b"OPTIONS sip:a SIP/2.0\r\nTo: a\r\n", &l).unwrap_err(),
+            Error::Incomplete
+        );
     }
 
     #[test]
