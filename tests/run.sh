@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's one test command (README, CI). Installs what the tests need on a fresh
+# Debian machine, then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_sipp() {
+    # End-to-end tests drive the real binary with SIPp (Debian package sip-tester).
+    grep -rqs --include='*.rs' 'sipp' tests crates/*/tests 2>/dev/null
+}
+
+if need_sipp && ! command -v sipp >/dev/null 2>&1; then
+    echo "installing SIPp (sip-tester)…"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq sip-tester
+fi
+
+cargo test --workspace --locked "$@"
