@@ -68,7 +68,19 @@ impl<'a> Params<'a> {
 
     /// Validates `raw` against `syntax` and wraps it.
     pub fn parse(raw: &'a [u8], syntax: ParamSyntax) -> Result<Self, Error> {
-        validate(raw, syntax)?;
+        validate(raw, syntax, |_| Ok(()))?;
+        Ok(Params { raw })
+    }
+
+    /// Validates like [`Params::parse`] and hands each parameter to `f` in the same pass
+    /// (how Via picks out branch/received/rport without a second scan). Stops at the first
+    /// error from the syntax or from `f`.
+    pub fn parse_each(
+        raw: &'a [u8],
+        syntax: ParamSyntax,
+        f: impl FnMut(Param<'a>) -> Result<(), Error>,
+    ) -> Result<Self, Error> {
+        validate(raw, syntax, f)?;
         Ok(Params { raw })
     }
 
@@ -195,7 +207,11 @@ pub(crate) fn is_uri_param_char(b: u8) -> bool {
         )
 }
 
-fn validate(raw: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
+fn validate<'a>(
+    raw: &'a [u8],
+    syntax: ParamSyntax,
+    mut f: impl FnMut(Param<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
     let start = match syntax {
         ParamSyntax::Header => skip_lws(raw, 0),
         ParamSyntax::Uri => 0,
@@ -211,7 +227,7 @@ fn validate(raw: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
         let tail = rest.get(pos..).unwrap_or(&[]);
         let n = find_unquoted(tail, b';');
         let seg = &tail[..n.unwrap_or(tail.len())];
-        validate_segment(seg, syntax)?;
+        f(validate_segment(seg, syntax)?)?;
         match n {
             Some(n) => pos += n + 1,
             None => return Ok(()),
@@ -219,7 +235,7 @@ fn validate(raw: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
     }
 }
 
-fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
+fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<Param<'_>, Error> {
     let Some(p) = split_param(seg) else {
         return Err(Error::BadSyntax("empty parameter"));
     };
@@ -229,9 +245,9 @@ fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
                 return Err(Error::BadSyntax("bad parameter name"));
             }
             match p.value {
-                None => Ok(()),
-                Some(_) if p.quoted => check_quoted_value(seg),
-                Some(v) if !v.is_empty() && v.iter().all(|&b| is_header_value_char(b)) => Ok(()),
+                None => Ok(p),
+                Some(_) if p.quoted => check_quoted_value(seg).map(|_| p),
+                Some(v) if !v.is_empty() && v.iter().all(|&b| is_header_value_char(b)) => Ok(p),
                 Some(_) => Err(Error::BadSyntax("bad parameter value")),
             }
         }
@@ -245,7 +261,7 @@ fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<(), Error> {
             if !ok(p.name) || !p.value.into_iter().all(ok) || !escapes_ok(seg) {
                 return Err(Error::BadSyntax("bad URI parameter"));
             }
-            Ok(())
+            Ok(p)
         }
     }
 }

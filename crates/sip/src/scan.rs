@@ -246,21 +246,27 @@ fn hex_val(c: u8) -> Option<u8> {
 /// Position of the first `needle` in `s` that is not inside a quoted-string. An unterminated
 /// quote hides the rest of the input.
 pub fn find_unquoted(s: &[u8], needle: u8) -> Option<usize> {
-    let mut in_q = false;
+    // Plain byte loops: values are short, and memchr's setup costs more than it saves here.
     let mut i = 0;
     while let Some(&b) = s.get(i) {
-        if in_q {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_q = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_q = true;
-        } else if b == needle {
+        if b == needle {
             return Some(i);
         }
-        i += 1;
+        i = if b == b'"' { skip_quoted(s, i)? } else { i + 1 };
+    }
+    None
+}
+
+/// Index just past the quoted-string whose opening quote is at `open`, or `None` if it is
+/// unterminated.
+fn skip_quoted(s: &[u8], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
     }
     None
 }
@@ -322,30 +328,15 @@ impl<'a> Iterator for ListIter<'a> {
 
 /// Index of the next element-separating comma at or after `from`.
 fn next_list_comma(s: &[u8], from: usize) -> Option<usize> {
-    let mut in_q = false;
-    let mut in_angle = false;
     let mut i = from;
     while let Some(&b) = s.get(i) {
-        if in_q {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_q = false,
-                _ => {}
-            }
-        } else if in_angle {
+        i = match b {
+            b',' => return Some(i),
+            b'"' => skip_quoted(s, i)?,
             // URIs cannot contain quotes or '>', so only the closing bracket matters.
-            if b == b'>' {
-                in_angle = false;
-            }
-        } else {
-            match b {
-                b'"' => in_q = true,
-                b'<' => in_angle = true,
-                b',' => return Some(i),
-                _ => {}
-            }
-        }
-        i += 1;
+            b'<' => i + 1 + memchr::memchr(b'>', s.get(i + 1..)?)? + 1,
+            _ => i + 1,
+        };
     }
     None
 }

@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use crate::error::Error;
-use crate::params::{ParamSyntax, Params};
+use crate::params::{Param, ParamSyntax, Params};
 use crate::scan::{eq_ignore_case, is_lws, read_token, skip_lws, split_list, trim_lws, ListIter};
 use crate::uri::{parse_port, Host, HostPort};
 
@@ -86,53 +86,50 @@ impl<'a> Via<'a> {
             return Err(Error::BadSyntax("Via: expected LWS before sent-by"));
         }
         let (sent_by, i) = sent_by(s, host_start)?;
-        let params = Params::parse(&s[i..], ParamSyntax::Header)?;
         let mut via = Via {
             protocol,
             version,
             transport,
             sent_by,
-            params,
+            params: Params::default(),
             branch: None,
             received: None,
             rport: Rport::Absent,
             maddr: None,
             ttl: None,
         };
-        via.read_params()?;
+        via.params = Params::parse_each(&s[i..], ParamSyntax::Header, |p| via.read_param(p))?;
         Ok(via)
     }
 
-    /// Picks out and validates the parameters with a defined syntax; the first occurrence
-    /// of each wins.
-    fn read_params(&mut self) -> Result<(), Error> {
-        for p in self.params.iter() {
-            let v = p.value;
-            if p.is(b"branch") && self.branch.is_none() {
-                self.branch = Some(
-                    v.filter(|v| !p.quoted && !v.is_empty())
-                        .ok_or(Error::BadSyntax("Via: bad branch"))?,
-                );
-            } else if p.is(b"received") && self.received.is_none() {
-                let v = v
-                    .filter(|_| !p.quoted)
-                    .ok_or(Error::BadSyntax("Via: bad received"))?;
-                self.received = Some(Host::parse_ip(v)?);
-            } else if p.is(b"rport") && self.rport == Rport::Absent {
-                self.rport = match v {
-                    None => Rport::Requested,
-                    Some(v) => {
-                        Rport::Value(parse_port(v).map_err(|_| Error::BadSyntax("Via: bad rport"))?)
-                    }
-                };
-            } else if p.is(b"maddr") && self.maddr.is_none() {
-                let v = v
-                    .filter(|_| !p.quoted)
-                    .ok_or(Error::BadSyntax("Via: bad maddr"))?;
-                self.maddr = Some(Host::parse(v)?);
-            } else if p.is(b"ttl") && self.ttl.is_none() {
-                self.ttl = Some(parse_ttl(v).ok_or(Error::BadSyntax("Via: bad ttl"))?);
-            }
+    /// Picks out and validates a parameter with a defined syntax; the first occurrence of
+    /// each wins.
+    fn read_param(&mut self, p: Param<'a>) -> Result<(), Error> {
+        let v = p.value;
+        if p.is(b"branch") && self.branch.is_none() {
+            self.branch = Some(
+                v.filter(|v| !p.quoted && !v.is_empty())
+                    .ok_or(Error::BadSyntax("Via: bad branch"))?,
+            );
+        } else if p.is(b"received") && self.received.is_none() {
+            let v = v
+                .filter(|_| !p.quoted)
+                .ok_or(Error::BadSyntax("Via: bad received"))?;
+            self.received = Some(Host::parse_ip(v)?);
+        } else if p.is(b"rport") && self.rport == Rport::Absent {
+            self.rport = match v {
+                None => Rport::Requested,
+                Some(v) => {
+                    Rport::Value(parse_port(v).map_err(|_| Error::BadSyntax("Via: bad rport"))?)
+                }
+            };
+        } else if p.is(b"maddr") && self.maddr.is_none() {
+            let v = v
+                .filter(|_| !p.quoted)
+                .ok_or(Error::BadSyntax("Via: bad maddr"))?;
+            self.maddr = Some(Host::parse(v)?);
+        } else if p.is(b"ttl") && self.ttl.is_none() {
+            self.ttl = Some(parse_ttl(v).ok_or(Error::BadSyntax("Via: bad ttl"))?);
         }
         Ok(())
     }
