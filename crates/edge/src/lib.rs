@@ -1,0 +1,1 @@
+//! The I/O edge: sockets, threads and the clock.
