@@ -1,0 +1,1 @@
+//! End-to-end tests: the real `trunkstore` binary with real SIPp peers on loopback.
