@@ -200,50 +200,60 @@ impl HeaderName {
         if let [c] = name {
             return Self::from_compact(*c);
         }
-        let candidates: &[H] = match name.len() {
-            2 => &[H::To],
-            3 => &[H::Via],
-            4 => &[H::From, H::CSeq, H::Path, H::RAck, H::RSeq],
-            5 => &[H::Allow, H::Route, H::Event],
-            6 => &[H::Accept, H::Server, H::Reason, H::MinSe],
-            7 => &[
-                H::CallId,
-                H::Contact,
-                H::Expires,
-                H::Subject,
-                H::Require,
-                H::Privacy,
-            ],
-            8 => &[H::Identity, H::ReferTo],
-            9 => &[H::Supported, H::Timestamp, H::Diversion],
-            10 => &[H::UserAgent],
-            11 => &[H::ReferredBy, H::Unsupported, H::RetryAfter, H::MinExpires],
-            12 => &[
-                H::MaxForwards,
-                H::ContentType,
-                H::RecordRoute,
-                H::AllowEvents,
-            ],
-            13 => &[
-                H::IdentityInfo,
-                H::Authorization,
-                H::ProxyRequire,
-                H::ServiceRoute,
-            ],
-            14 => &[H::ContentLength, H::AcceptContact, H::RejectContact],
-            15 => &[H::SessionExpires],
-            16 => &[H::ContentEncoding, H::WwwAuthenticate],
-            18 => &[H::ProxyAuthenticate],
-            19 => &[
-                H::ProxyAuthorization,
-                H::RequestDisposition,
-                H::PAssertedIdentity,
-            ],
-            20 => &[H::PPreferredIdentity],
+        let Some(&first) = name.first() else {
+            return H::Other;
+        };
+        // (length, first letter) leaves at most two candidates to compare.
+        let candidates: &[H] = match (name.len(), first.to_ascii_lowercase()) {
+            (2, b't') => &[H::To],
+            (3, b'v') => &[H::Via],
+            (4, b'f') => &[H::From],
+            (4, b'c') => &[H::CSeq],
+            (4, b'p') => &[H::Path],
+            (4, b'r') => &[H::RAck, H::RSeq],
+            (5, b'a') => &[H::Allow],
+            (5, b'r') => &[H::Route],
+            (5, b'e') => &[H::Event],
+            (6, b'a') => &[H::Accept],
+            (6, b's') => &[H::Server],
+            (6, b'r') => &[H::Reason],
+            (6, b'm') => &[H::MinSe],
+            (7, b'c') => &[H::CallId, H::Contact],
+            (7, b'e') => &[H::Expires],
+            (7, b's') => &[H::Subject],
+            (7, b'r') => &[H::Require],
+            (7, b'p') => &[H::Privacy],
+            (8, b'i') => &[H::Identity],
+            (8, b'r') => &[H::ReferTo],
+            (9, b's') => &[H::Supported],
+            (9, b't') => &[H::Timestamp],
+            (9, b'd') => &[H::Diversion],
+            (10, b'u') => &[H::UserAgent],
+            (11, b'r') => &[H::ReferredBy, H::RetryAfter],
+            (11, b'u') => &[H::Unsupported],
+            (11, b'm') => &[H::MinExpires],
+            (12, b'm') => &[H::MaxForwards],
+            (12, b'c') => &[H::ContentType],
+            (12, b'r') => &[H::RecordRoute],
+            (12, b'a') => &[H::AllowEvents],
+            (13, b'i') => &[H::IdentityInfo],
+            (13, b'a') => &[H::Authorization],
+            (13, b'p') => &[H::ProxyRequire],
+            (13, b's') => &[H::ServiceRoute],
+            (14, b'c') => &[H::ContentLength],
+            (14, b'a') => &[H::AcceptContact],
+            (14, b'r') => &[H::RejectContact],
+            (15, b's') => &[H::SessionExpires],
+            (16, b'c') => &[H::ContentEncoding],
+            (16, b'w') => &[H::WwwAuthenticate],
+            (18, b'p') => &[H::ProxyAuthenticate],
+            (19, b'p') => &[H::ProxyAuthorization, H::PAssertedIdentity],
+            (19, b'r') => &[H::RequestDisposition],
+            (20, b'p') => &[H::PPreferredIdentity],
             _ => &[],
         };
         for &h in candidates {
-            if h.as_str().as_bytes().eq_ignore_ascii_case(name) {
+            if eq_ignore_case(h.as_str().as_bytes(), name) {
                 return h;
             }
         }
@@ -277,6 +287,16 @@ impl HeaderName {
             _ => H::Other,
         }
     }
+}
+
+/// Short names make the library's chunked comparison slower than a plain loop.
+#[inline]
+#[allow(clippy::manual_ignore_case_cmp)]
+fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_ascii_lowercase() == y.to_ascii_lowercase())
 }
 
 impl fmt::Display for HeaderName {

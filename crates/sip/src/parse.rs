@@ -39,7 +39,10 @@ pub fn parse_datagram(mut buf: Bytes, limits: &Limits) -> Result<Message, Error>
         // `advance` moves the view without cloning the buffer (a slice could allocate).
         buf.advance(skip);
     }
-    let head = parse_head_impl(&buf, limits, true).map_err(|e| match e {
+    // The index is filled in place: it is the bulk of a Message, and every move of it
+    // is a memcpy on the hot path.
+    let mut headers = HeaderIndex::new();
+    let head = parse_into(&buf, limits, true, &mut headers).map_err(|e| match e {
         Error::Incomplete => Error::BadSyntax("header section not terminated"),
         e => e,
     })?;
@@ -54,7 +57,20 @@ pub fn parse_datagram(mut buf: Bytes, limits: &Limits) -> Result<Message, Error>
         None => buf.len(),
     };
     buf.truncate(end);
-    Ok(head.into_message(buf))
+    Ok(Message::from_parts(
+        buf,
+        head.start,
+        headers,
+        head.head_len,
+        head.content_length,
+    ))
+}
+
+/// What [`parse_into`] learns besides the header index.
+struct HeadInfo {
+    start: StartLine,
+    head_len: usize,
+    content_length: Option<usize>,
 }
 
 impl Head {
@@ -87,19 +103,30 @@ pub fn skip_crlf(buf: &[u8]) -> usize {
 /// line. Returns `Error::Incomplete` if the blank line ending the header section is not in
 /// `buf`. Does not look at the body.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Error> {
-    parse_head_impl(buf, limits, false)
+    let mut headers = HeaderIndex::new();
+    let info = parse_into(buf, limits, false, &mut headers)?;
+    Ok(Head {
+        start: info.start,
+        headers,
+        head_len: info.head_len,
+        content_length: info.content_length,
+    })
 }
 
 /// `eof_ends_head`: a buffer ending right after a complete header line counts as having
 /// its blank line. Only for datagrams, whose end is authoritative: some senders (and
 /// rfc4475 `baddn`) omit the empty line when there is no body.
-fn parse_head_impl(buf: &[u8], limits: &Limits, eof_ends_head: bool) -> Result<Head, Error> {
+fn parse_into(
+    buf: &[u8],
+    limits: &Limits,
+    eof_ends_head: bool,
+    headers: &mut HeaderIndex,
+) -> Result<HeadInfo, Error> {
     if buf.len() > limits.message_size() {
         return Err(Error::TooLarge("message size"));
     }
     let (line_end, next) = next_line(buf, 0).ok_or(Error::Incomplete)?;
     let start = parse_start_line(buf, line_end, limits)?;
-    let mut headers = HeaderIndex::new();
     let mut cur: Option<HeaderEntry> = None;
     let mut pos = next;
     loop {
@@ -110,12 +137,11 @@ fn parse_head_impl(buf: &[u8], limits: &Limits, eof_ends_head: bool) -> Result<H
         };
         if line_end == pos {
             if let Some(e) = cur.take() {
-                push_header(&mut headers, e, limits)?;
+                push_header(headers, e, limits)?;
             }
             let content_length = content_length(buf, headers.as_slice())?;
-            return Ok(Head {
+            return Ok(HeadInfo {
                 start,
-                headers,
                 head_len: next,
                 content_length,
             });
@@ -131,7 +157,7 @@ fn parse_head_impl(buf: &[u8], limits: &Limits, eof_ends_head: bool) -> Result<H
             }
         } else {
             if let Some(e) = cur.take() {
-                push_header(&mut headers, e, limits)?;
+                push_header(headers, e, limits)?;
             }
             if line_end - pos > limits.max_header_line {
                 return Err(Error::TooLarge("header line"));
