@@ -99,6 +99,11 @@ impl RouteInfo {
         format_user(e164, self.inbound_format, self.server.auth_user.as_deref())
     }
 
+    /// The merged headers as a shared `Arc` (entries that inherit them share one).
+    pub fn sip_headers_arc(&self) -> &Arc<[SipHeader]> {
+        &self.sip_headers
+    }
+
     /// What the failover does, if any (e164 wins over sip).
     pub fn failover_target(&self) -> Option<FailoverTarget<'_>> {
         self.failover.as_deref().map(Failover::target)
