@@ -49,6 +49,41 @@ pub struct Settings {
     pub limits: Limits,
     /// `nonce_ttl`: seconds a digest nonce stays valid.
     pub nonce_ttl: u32,
+    /// `workers`: UDP worker threads per UDP listen address; 0 (default) = one per CPU the
+    /// process may run on.
+    pub workers: u32,
+    /// `shutdown_grace`: seconds in-progress transactions are still served after SIGTERM or
+    /// SIGINT before the proxy exits (default 5).
+    pub shutdown_grace: u32,
+    pub transport: TransportOptions,
+}
+
+/// `transport`: socket and connection tuning of the I/O edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// `udp_recv_buffer`: SO_RCVBUF of each UDP socket, bytes (4 MiB, as Kamailio's
+    /// config: absorbs bursts while a worker is busy instead of dropping datagrams).
+    pub udp_recv_buffer: u32,
+    /// `tcp_idle_timeout`: seconds without traffic after which an inbound TCP connection
+    /// is closed (300).
+    pub tcp_idle_timeout: u32,
+    /// `tcp_outbound_idle_timeout`: the same for connections we opened (60): we can
+    /// reopen them whenever needed, so they are not kept as long.
+    pub tcp_outbound_idle_timeout: u32,
+    /// `tcp_connect_timeout_ms`: how long an outgoing connect may take before the
+    /// destination counts as unreachable (3000).
+    pub tcp_connect_timeout_ms: u32,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            udp_recv_buffer: 4 * 1024 * 1024,
+            tcp_idle_timeout: 300,
+            tcp_outbound_idle_timeout: 60,
+            tcp_connect_timeout_ms: 3000,
+        }
+    }
 }
 
 /// `listen`: addresses per transport. At least one address in total.
@@ -377,6 +412,9 @@ const KEYS: &[&str] = &[
     "metrics",
     "limits",
     "nonce_ttl",
+    "workers",
+    "shutdown_grace",
+    "transport",
 ];
 
 impl Settings {
@@ -425,6 +463,13 @@ impl Settings {
             nonce_ttl: w
                 .opt_integer(root, "nonce_ttl", "", 1, 86_400)
                 .map_or(300, |n| n as u32),
+            workers: w
+                .opt_integer(root, "workers", "", 0, 1024)
+                .map_or(0, |n| n as u32),
+            shutdown_grace: w
+                .opt_integer(root, "shutdown_grace", "", 0, 3600)
+                .map_or(5, |n| n as u32),
+            transport: transport(&mut w, root),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1004,5 +1049,108 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
         ),
         max_headers: get("max_headers", 16, 65_535, d.max_headers),
         max_tcp_connections: get("max_tcp_connections", 1, 1_000_000, d.max_tcp_connections),
+    }
+}
+
+fn transport(w: &mut Walker, root: &Map<String, Value>) -> TransportOptions {
+    let d = TransportOptions::default();
+    let known = [
+        "udp_recv_buffer",
+        "tcp_idle_timeout",
+        "tcp_outbound_idle_timeout",
+        "tcp_connect_timeout_ms",
+    ];
+    let Some(obj) = sub_object(w, root, "transport", &known) else {
+        return d;
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "transport", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    TransportOptions {
+        // Below 64 KiB a burst of a few INVITEs already overflows; the kernel caps large
+        // values at net.core.rmem_max unless the process may force them.
+        udp_recv_buffer: get(
+            "udp_recv_buffer",
+            64 * 1024,
+            256 * 1024 * 1024,
+            d.udp_recv_buffer,
+        ),
+        tcp_idle_timeout: get("tcp_idle_timeout", 1, 86_400, d.tcp_idle_timeout),
+        tcp_outbound_idle_timeout: get(
+            "tcp_outbound_idle_timeout",
+            1,
+            86_400,
+            d.tcp_outbound_idle_timeout,
+        ),
+        tcp_connect_timeout_ms: get(
+            "tcp_connect_timeout_ms",
+            1,
+            600_000,
+            d.tcp_connect_timeout_ms,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod edge_keys_tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Settings, ValidationErrors> {
+        Settings::from_value(&v, Path::new("/"))
+    }
+
+    fn error_paths(v: Value) -> String {
+        format!("{:?}", parse(v).err().expect("settings must be rejected"))
+    }
+
+    #[test]
+    fn edge_keys_default() {
+        let s = parse(json!({})).unwrap();
+        assert_eq!(s.workers, 0);
+        assert_eq!(s.shutdown_grace, 5);
+        assert_eq!(s.transport, TransportOptions::default());
+        assert_eq!(s.transport.udp_recv_buffer, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn edge_keys_are_read() {
+        let s = parse(json!({
+            "workers": 3,
+            "shutdown_grace": 0,
+            "transport": {
+                "udp_recv_buffer": 1048576,
+                "tcp_idle_timeout": 30,
+                "tcp_outbound_idle_timeout": 10,
+                "tcp_connect_timeout_ms": 250
+            }
+        }))
+        .unwrap();
+        assert_eq!((s.workers, s.shutdown_grace), (3, 0));
+        assert_eq!(
+            s.transport,
+            TransportOptions {
+                udp_recv_buffer: 1048576,
+                tcp_idle_timeout: 30,
+                tcp_outbound_idle_timeout: 10,
+                tcp_connect_timeout_ms: 250,
+            }
+        );
+    }
+
+    #[test]
+    fn edge_keys_are_validated() {
+        for (v, path) in [
+            (json!({"workers": -1}), "workers"),
+            (json!({"workers": 5000}), "workers"),
+            (json!({"shutdown_grace": 7200}), "shutdown_grace"),
+            (json!({"transport": {"udp_recv_buffer": 10}}), "transport.udp_recv_buffer"),
+            (json!({"transport": {"tcp_idle_timeout": 0}}), "transport.tcp_idle_timeout"),
+            (json!({"transport": {"tcp_connect": 1}}), "transport.tcp_connect"),
+            (json!({"transport": 1}), "transport"),
+        ] {
+            let errors = error_paths(v.clone());
+            assert!(errors.contains(path), "{v}: {errors}");
+        }
     }
 }
