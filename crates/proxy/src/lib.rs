@@ -14,8 +14,25 @@
 //! moved on is ignored.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
+use trunkstore_sip::message::Message;
+
+mod branch;
+pub mod config;
+mod engine;
+mod keys;
+pub mod route;
+mod shard;
+mod state;
+pub mod transaction;
+mod util;
+
+pub use config::{Advertise, ProxyConfig};
+pub use route::{Attempt, AttemptPlan, Decision, Directory, FailoverRule, StaticDirectory};
+pub use shard::Shard;
 
 /// The transport a message arrived on or must leave on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,4 +58,92 @@ pub struct Transmit {
     /// `None` lets the edge pick the first listener of that transport and address family.
     pub from: Option<SocketAddr>,
     pub data: Bytes,
+}
+
+/// Table sizes, for leak tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Server transactions (one per request being handled statefully, CANCEL included).
+    pub server_transactions: usize,
+    /// Client transactions (one per branch sent, CANCEL included).
+    pub client_transactions: usize,
+    /// Dialogs established by a 2xx and not yet ended.
+    pub calls: usize,
+}
+
+/// The proxy core, shared by every worker thread.
+pub struct Proxy {
+    state: Arc<state::State>,
+}
+
+impl Proxy {
+    /// A proxy over `directory` (the routing index implements [`Directory`]; pass
+    /// `Arc<Router>` and it coerces).
+    pub fn new(config: ProxyConfig, directory: Arc<dyn Directory>) -> Proxy {
+        Proxy {
+            state: Arc::new(state::State::new(config, directory)),
+        }
+    }
+
+    /// Per-worker state: its timer queue and outgoing queue.
+    pub fn new_shard(&self) -> Shard {
+        Shard::new(self.state.clone())
+    }
+
+    /// A UDP datagram (or anything not yet framed): parse, then handle. Unparseable
+    /// requests get a 400 when a response can be built; anything else is dropped.
+    pub fn handle_datagram(
+        &self,
+        shard: &mut Shard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        data: Bytes,
+    ) {
+        engine::handle_datagram(&self.state, shard, now, from, local, data)
+    }
+
+    /// A message already framed and parsed by the TCP stream framer.
+    pub fn handle_message(
+        &self,
+        shard: &mut Shard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        msg: Message,
+    ) {
+        engine::handle_message(&self.state, shard, now, from, local, msg)
+    }
+
+    /// Fire every timer of this shard due at or before `now`.
+    pub fn handle_timeouts(&self, shard: &mut Shard, now: Instant) {
+        engine::handle_timeouts(&self.state, shard, now)
+    }
+
+    /// A send to `peer` failed (connect refused/reset, ICMP unreachable): the client
+    /// transactions towards it see a 503 (RFC 3261 §16.9).
+    pub fn handle_transport_error(&self, shard: &mut Shard, now: Instant, peer: Peer) {
+        engine::handle_transport_error(&self.state, shard, now, peer)
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// From now on, new out-of-dialog requests get 503; transactions and dialogs in
+    /// progress finish normally.
+    pub fn begin_shutdown(&self) {
+        self.state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The edge shares one `Proxy` between threads and moves a `Shard` into each.
+#[allow(dead_code)]
+fn assert_thread_safety() {
+    fn sync_send<T: Sync + Send>() {}
+    fn send<T: Send>() {}
+    sync_send::<Proxy>();
+    send::<Shard>();
 }

@@ -1,0 +1,138 @@
+//! What the core needs to know about itself: the addresses it advertises and listens on,
+//! the RFC 3261 timers and the bounds on what peers can make it hold.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use trunkstore_config::Settings;
+use trunkstore_sip::limits::Limits;
+
+use crate::Transport;
+
+/// The host and port we put in Via and Record-Route for one transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertise {
+    /// Host as written in SIP (IPv6 in brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+/// Configuration of the proxy core. Build it with [`ProxyConfig::from_settings`] or, in
+/// tests, [`ProxyConfig::for_tests`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Advertised address for UDP (Via `SIP/2.0/UDP`, Record-Route without transport).
+    pub advertise_udp: Advertise,
+    /// Advertised address for TCP (Via `SIP/2.0/TCP`, Record-Route `;transport=tcp`).
+    pub advertise_tcp: Advertise,
+    /// Local listener messages leave from (the `from` of a [`crate::Transmit`]).
+    pub local_udp: Option<SocketAddr>,
+    pub local_tcp: Option<SocketAddr>,
+    /// Other host:port pairs that also mean "us" in a Route or Request-URI (the listen
+    /// addresses themselves, aliases).
+    pub aliases: Vec<(String, u16)>,
+    /// RFC 3261 T1 (RTT estimate), T2 (cap of non-INVITE retransmit interval), T4
+    /// (network lifetime of a message).
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    /// Proxy timer C (RFC 3261 §16.6 step 11: more than 3 minutes).
+    pub timer_c: Duration,
+    /// Dialogs whose BYE never came are dropped from the call table after this.
+    pub max_call_duration: Duration,
+    /// Parser limits for datagrams.
+    pub limits: Limits,
+    /// Hard cap on server transactions; new requests beyond it get 503 (stateless).
+    pub max_transactions: usize,
+    /// Hard cap on the call table; new INVITEs beyond it get 503.
+    pub max_calls: usize,
+    /// Option tags accepted in Proxy-Require (none by default).
+    pub proxy_supported: Vec<&'static str>,
+}
+
+impl ProxyConfig {
+    /// Configuration from the proxy settings file.
+    pub fn from_settings(settings: &Settings) -> ProxyConfig {
+        let host = match &settings.advertise.host {
+            trunkstore_config::Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            h => h.to_string(),
+        };
+        let port = settings.advertise.port;
+        let mut aliases = Vec::new();
+        for a in settings.listen.udp.iter().chain(settings.listen.tcp.iter()) {
+            aliases.push((host_text(a), a.port()));
+        }
+        let t = &settings.timers;
+        ProxyConfig {
+            advertise_udp: Advertise {
+                host: host.clone(),
+                port,
+            },
+            advertise_tcp: Advertise { host, port },
+            local_udp: settings.listen.udp.first().copied(),
+            local_tcp: settings.listen.tcp.first().copied(),
+            aliases,
+            t1: Duration::from_millis(u64::from(t.t1_ms.max(1))),
+            t2: Duration::from_millis(u64::from(t.t2_ms.max(1))),
+            t4: Duration::from_millis(u64::from(t.t4_ms)),
+            timer_c: Duration::from_secs(u64::from(t.timer_c.max(181))),
+            max_call_duration: Duration::from_secs(u64::from(settings.max_call_duration.max(1))),
+            limits: Limits {
+                max_message_size: settings.limits.max_message_size as usize,
+                max_headers: settings.limits.max_headers as usize,
+                ..Limits::default()
+            },
+            max_transactions: 200_000,
+            max_calls: 200_000,
+            proxy_supported: Vec::new(),
+        }
+    }
+
+    /// A configuration advertising `host:port` on both transports, with default timers.
+    pub fn for_tests(host: &str, port: u16) -> ProxyConfig {
+        let local: Option<SocketAddr> = format!("{host}:{port}").parse().ok();
+        ProxyConfig {
+            advertise_udp: Advertise {
+                host: host.to_string(),
+                port,
+            },
+            advertise_tcp: Advertise {
+                host: host.to_string(),
+                port,
+            },
+            local_udp: local,
+            local_tcp: local,
+            aliases: Vec::new(),
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            timer_c: Duration::from_secs(185),
+            max_call_duration: Duration::from_secs(12 * 3600),
+            limits: Limits::default(),
+            max_transactions: 200_000,
+            max_calls: 200_000,
+            proxy_supported: Vec::new(),
+        }
+    }
+
+    pub fn advertise(&self, t: Transport) -> &Advertise {
+        match t {
+            Transport::Udp => &self.advertise_udp,
+            Transport::Tcp => &self.advertise_tcp,
+        }
+    }
+
+    pub fn local(&self, t: Transport) -> Option<SocketAddr> {
+        match t {
+            Transport::Udp => self.local_udp,
+            Transport::Tcp => self.local_tcp,
+        }
+    }
+}
+
+fn host_text(a: &SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+    }
+}

@@ -1,0 +1,94 @@
+//! Transaction and dialog keys.
+//!
+//! Server transactions are keyed by a 128-bit keyed hash (SipHash with per-process random
+//! keys, so peers cannot aim collisions) of the top Via branch, sent-by and method class
+//! (RFC 3261 §17.2.3), or of the RFC 2543 fields for branchless Vias (§17.2.3 last
+//! paragraph: Request-URI, From tag, Call-ID, CSeq number, top Via; the To tag too for
+//! non-INVITE classes). Hashing the key instead of storing the texts keeps the lookup
+//! allocation-free. Client transactions are keyed by the branch id we generated.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+/// Which transactions a request can match: ACK and CANCEL share the INVITE's branch but
+/// CANCEL has its own transaction (§9.2); ACK matches the INVITE's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MethodClass {
+    Invite,
+    Cancel,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxKey(pub u128);
+
+/// A client transaction: our branch id, and whether it is the CANCEL sent on that branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientKey {
+    pub id: u64,
+    pub cancel: bool,
+}
+
+/// Dialog table key: a hash of the Call-ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(pub u128);
+
+/// What a timer refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerTarget {
+    Server(TxKey),
+    /// A branch of the server transaction `TxKey`: index in its branch list.
+    Branch(TxKey, u16),
+}
+
+/// Keyed hashing for table keys.
+#[derive(Debug, Clone)]
+pub struct KeyHasher {
+    a: RandomState,
+    b: RandomState,
+}
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        KeyHasher {
+            a: RandomState::new(),
+            b: RandomState::new(),
+        }
+    }
+}
+
+impl KeyHasher {
+    /// 128-bit hash of `parts` (each length-prefixed so boundaries matter).
+    pub fn hash(&self, parts: &[&[u8]]) -> u128 {
+        let mut ha = self.a.build_hasher();
+        let mut hb = self.b.build_hasher();
+        for p in parts {
+            ha.write_usize(p.len());
+            ha.write(p);
+            hb.write_usize(p.len());
+            hb.write(p);
+        }
+        (u128::from(ha.finish()) << 64) | u128::from(hb.finish())
+    }
+
+    pub fn u64(&self, parts: &[&[u8]]) -> u64 {
+        let mut ha = self.a.build_hasher();
+        for p in parts {
+            ha.write_usize(p.len());
+            ha.write(p);
+        }
+        ha.finish()
+    }
+}
+
+impl TxKey {
+    /// The key of the same branch in another method class.
+    pub fn with_class(base: u128, class: MethodClass) -> TxKey {
+        let salt: u128 = match class {
+            MethodClass::Invite => 0,
+            MethodClass::Cancel => 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834,
+            MethodClass::Other => 0x6a09_e667_f3bc_c908_bb67_ae85_84ca_a73b,
+        };
+        TxKey(base ^ salt)
+    }
+}

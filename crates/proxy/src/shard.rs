@@ -1,0 +1,87 @@
+//! Per-worker state: the timer queue and the outgoing queue.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::keys::TimerTarget;
+use crate::state::State;
+use crate::transaction::TimerKind;
+use crate::Transmit;
+
+/// One scheduled timer. `seq` keeps equal deadlines in scheduling order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Entry {
+    pub at: Instant,
+    pub seq: u64,
+    pub target: TimerTarget,
+    pub kind: TimerKind,
+}
+
+/// One worker's timers and pending transmits. Create with [`crate::Proxy::new_shard`].
+pub struct Shard {
+    pub(crate) state: Arc<State>,
+    pub(crate) timers: BinaryHeap<Reverse<Entry>>,
+    seq: u64,
+    pub(crate) out: VecDeque<Transmit>,
+    /// When this shard next sweeps the call table for dialogs past their maximum age.
+    pub(crate) next_sweep: Option<Instant>,
+}
+
+impl Shard {
+    pub(crate) fn new(state: Arc<State>) -> Shard {
+        Shard {
+            state,
+            timers: BinaryHeap::new(),
+            seq: 0,
+            out: VecDeque::new(),
+            next_sweep: None,
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Earliest pending deadline of this shard: call `handle_timeouts` then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.peek().map(|Reverse(e)| e.at);
+        match (t, self.sweep_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Timers still queued on this shard (stale ones included), for leak tests.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    fn sweep_deadline(&self) -> Option<Instant> {
+        self.next_sweep.filter(|_| !self.state.calls.is_empty())
+    }
+
+    pub(crate) fn schedule(&mut self, target: TimerTarget, kind: TimerKind, at: Instant) {
+        self.seq += 1;
+        self.timers.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            target,
+            kind,
+        }));
+    }
+
+    /// Pops the next timer due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Entry> {
+        match self.timers.peek() {
+            Some(Reverse(e)) if e.at <= now => self.timers.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn send(&mut self, t: Transmit) {
+        self.out.push_back(t);
+    }
+}

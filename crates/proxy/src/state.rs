@@ -1,0 +1,270 @@
+//! The shared tables: server transactions (each with its branches), the client
+//! transaction index, and the call (dialog) table.
+//!
+//! One proxy transaction (§16: a server transaction and the client transactions of its
+//! branches) is one `Arc<Mutex<ProxyTxn>>`: the lock is per transaction, never global,
+//! and the maps are only touched briefly (clone the Arc, drop the map guard, then lock).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use trunkstore_sip::message::Message;
+
+use crate::keys::{CallKey, ClientKey, KeyHasher, TxKey};
+use crate::route::{AttemptPlan, Directory};
+use crate::transaction::{
+    ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
+};
+use crate::{Peer, ProxyConfig, Stats};
+
+pub(crate) type TxnRef = Arc<Mutex<ProxyTxn>>;
+
+pub(crate) struct State {
+    pub cfg: ProxyConfig,
+    pub timers: TimerConfig,
+    pub dir: Arc<dyn Directory>,
+    pub hasher: KeyHasher,
+    pub servers: DashMap<TxKey, TxnRef>,
+    pub clients: DashMap<ClientKey, ClientEntry>,
+    pub calls: DashMap<CallKey, CallRecord>,
+    pub shutting_down: AtomicBool,
+    /// Precomputed pieces of our Via and Record-Route, per transport.
+    pub via_prefix: [Box<[u8]>; 2],
+    pub record_route: [Box<[u8]>; 2],
+}
+
+/// Where a client transaction lives.
+#[derive(Clone)]
+pub(crate) struct ClientEntry {
+    pub txn: TxnRef,
+    pub server: TxKey,
+    pub branch: u16,
+    pub peer: Peer,
+}
+
+/// An established dialog (a 2xx went through), for logs, limits and the sweep.
+#[derive(Debug, Clone)]
+pub(crate) struct CallRecord {
+    pub call_id: Bytes,
+    pub info: CallInfo,
+    pub started: Instant,
+}
+
+/// What we log about a call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallInfo {
+    pub did: Option<Arc<str>>,
+    pub account: Option<Arc<str>>,
+    pub server: Option<Arc<str>>,
+}
+
+pub(crate) enum ServerSide {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+impl ServerSide {
+    pub fn is_terminated(&self) -> bool {
+        match self {
+            ServerSide::Invite(s) => s.is_terminated(),
+            ServerSide::NonInvite(s) => s.is_terminated(),
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        match self {
+            ServerSide::Invite(s) => s.is_final(),
+            ServerSide::NonInvite(s) => s.is_final(),
+        }
+    }
+
+    pub fn on_retransmission(&self) -> Option<Bytes> {
+        match self {
+            ServerSide::Invite(s) => s.on_retransmission(),
+            ServerSide::NonInvite(s) => s.on_retransmission(),
+        }
+    }
+}
+
+pub(crate) enum ClientSide {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+impl ClientSide {
+    pub fn is_terminated(&self) -> bool {
+        match self {
+            ClientSide::Invite(c) => c.is_terminated(),
+            ClientSide::NonInvite(c) => c.is_terminated(),
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        match self {
+            ClientSide::Invite(c) => c.is_pending(),
+            ClientSide::NonInvite(c) => c.is_pending(),
+        }
+    }
+
+    pub fn terminate(&mut self) {
+        match self {
+            ClientSide::Invite(c) => c.terminate(),
+            ClientSide::NonInvite(c) => c.terminate(),
+        }
+    }
+}
+
+/// The CANCEL of one branch.
+pub(crate) enum CancelState {
+    None,
+    /// Asked for, but the branch has had no provisional yet (§9.1: wait for one).
+    Pending,
+    Sent {
+        request: Bytes,
+        client: ClientNonInvite,
+    },
+}
+
+/// One branch: a client transaction to one attempt's target.
+pub(crate) struct Branch {
+    pub id: u64,
+    pub peer: Peer,
+    pub from: Option<SocketAddr>,
+    /// The request as sent (retransmitted as is; CANCEL and ACK are built from it).
+    pub request: Bytes,
+    pub client: ClientSide,
+    pub cancel: CancelState,
+    /// Any provisional (100 included) seen: CANCEL may be sent.
+    pub provisional: bool,
+    /// A provisional other than 100 seen (progress timeout).
+    pub progress: bool,
+    /// We cancelled it ourselves (timer, failover), not the caller: a late 2xx is ACKed
+    /// and BYEd here instead of forwarded.
+    pub cancelled_by_proxy: bool,
+    pub timer_c: Option<Instant>,
+    /// Timer C fired after the CANCEL: next expiry gives up on the branch.
+    pub c_after_cancel: bool,
+    pub progress_deadline: Option<Instant>,
+    pub answer_deadline: Option<Instant>,
+}
+
+impl Branch {
+    pub fn is_done(&self) -> bool {
+        self.client.is_terminated()
+            && !matches!(&self.cancel, CancelState::Sent { client, .. } if !client.is_terminated())
+    }
+}
+
+/// The best final response so far (§16.7 step 6).
+pub(crate) enum Best {
+    /// A response received from a branch.
+    Received(Message),
+    /// One we make up (408 timeout, 503 transport error, 480 unreachable).
+    Local(u16),
+}
+
+impl Best {
+    pub fn status(&self) -> u16 {
+        match self {
+            Best::Received(m) => m.status().unwrap_or(500),
+            Best::Local(c) => *c,
+        }
+    }
+}
+
+/// One proxied request: its server transaction and its branches.
+pub(crate) struct ProxyTxn {
+    pub key: TxKey,
+    /// The request as received.
+    pub request: Message,
+    pub source: Peer,
+    pub local: SocketAddr,
+    pub server: ServerSide,
+    pub branches: Vec<Branch>,
+    pub plan: Option<AttemptPlan>,
+    /// Index of the next attempt of `plan` to start.
+    pub next_attempt: usize,
+    /// Deadline of the attempt delay (an attempt waiting to be sent).
+    pub delay: Option<Instant>,
+    pub best: Option<Best>,
+    /// The caller CANCELled.
+    pub cancelled: bool,
+    /// Route edits decided once for all attempts.
+    pub pop_route: bool,
+    pub record_route: bool,
+    pub loop_hash: u32,
+    pub call: CallInfo,
+    /// Dialog-creating INVITE (no To tag): a 2xx creates a call record.
+    pub initial_invite: bool,
+    /// BYE: its final response ends the call.
+    pub is_bye: bool,
+}
+
+impl ProxyTxn {
+    pub fn is_finished(&self) -> bool {
+        self.server.is_terminated()
+            && self.delay.is_none()
+            && self.branches.iter().all(Branch::is_done)
+    }
+}
+
+impl State {
+    pub fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
+        let timers = TimerConfig {
+            t1: cfg.t1,
+            t2: cfg.t2,
+            t4: cfg.t4,
+        };
+        let via_prefix = [
+            via_prefix(b"UDP", &cfg.advertise_udp.host, cfg.advertise_udp.port),
+            via_prefix(b"TCP", &cfg.advertise_tcp.host, cfg.advertise_tcp.port),
+        ];
+        let record_route = [
+            record_route(&cfg.advertise_udp.host, cfg.advertise_udp.port, false),
+            record_route(&cfg.advertise_tcp.host, cfg.advertise_tcp.port, true),
+        ];
+        State {
+            cfg,
+            timers,
+            dir,
+            hasher: KeyHasher::default(),
+            servers: DashMap::new(),
+            clients: DashMap::new(),
+            calls: DashMap::new(),
+            shutting_down: AtomicBool::new(false),
+            via_prefix,
+            record_route,
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            server_transactions: self.servers.len(),
+            client_transactions: self.clients.len(),
+            calls: self.calls.len(),
+        }
+    }
+}
+
+/// `SIP/2.0/UDP host:port;rport;branch=`: the branch follows.
+fn via_prefix(transport: &[u8], host: &str, port: u16) -> Box<[u8]> {
+    let mut v = Vec::new();
+    v.extend_from_slice(b"SIP/2.0/");
+    v.extend_from_slice(transport);
+    v.push(b' ');
+    v.extend_from_slice(host.as_bytes());
+    v.push(b':');
+    v.extend_from_slice(port.to_string().as_bytes());
+    v.extend_from_slice(b";rport;branch=");
+    v.into_boxed_slice()
+}
+
+/// `<sip:host:port;lr>` (`;transport=tcp` for TCP).
+fn record_route(host: &str, port: u16, tcp: bool) -> Box<[u8]> {
+    let t = if tcp { ";transport=tcp" } else { "" };
+    format!("<sip:{host}:{port}{t};lr>").into_bytes().into_boxed_slice()
+}

@@ -1,0 +1,225 @@
+//! Client INVITE transaction (RFC 3261 §17.1.1, RFC 6026 §7.2).
+//!
+//! ```text
+//! Calling --1xx--> Proceeding --2xx--> Accepted --M--> Terminated
+//!    |  (A: retransmit over UDP,   `--3xx-6xx--> Completed --D--> Terminated
+//!    |   B: timeout)                               (ACK each response copy)
+//!    `--2xx / 3xx-6xx: as from Proceeding
+//! ```
+//! The ACK for a non-2xx is built by the caller (it needs the request); this machine says
+//! when to send it. Retransmissions stop at the first provisional response.
+
+use std::time::{Duration, Instant};
+
+use super::{Timer, TimerConfig, TimerKind, Timers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+    Terminated,
+}
+
+#[derive(Debug)]
+pub struct ClientInvite {
+    state: State,
+    reliable: bool,
+    cfg: TimerConfig,
+    a_interval: Duration,
+    a: Option<Instant>,
+    b: Option<Instant>,
+    d: Option<Instant>,
+    m: Option<Instant>,
+}
+
+/// What a response means for the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseAction {
+    /// A provisional: hand it to the proxy core.
+    Provisional,
+    /// A 2xx (first or retransmitted): forward upstream.
+    Success,
+    /// The first non-2xx final: send the ACK, hand the response to the core.
+    Final,
+    /// A retransmitted non-2xx final: send the ACK again, nothing else.
+    AckAgain,
+    /// Not for this state (e.g. a 1xx after the final): ignore.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerAction {
+    None,
+    /// Send the INVITE again (timer A).
+    Retransmit,
+    /// No response at all (timer B): the branch failed as 408.
+    Timeout,
+    Terminated,
+}
+
+impl ClientInvite {
+    /// The INVITE has just been sent: arms A (UDP) and B.
+    pub fn start(reliable: bool, cfg: TimerConfig, now: Instant, timers: &mut Timers) -> Self {
+        let mut c = ClientInvite {
+            state: State::Calling,
+            reliable,
+            cfg,
+            a_interval: cfg.t1,
+            a: None,
+            b: None,
+            d: None,
+            m: None,
+        };
+        if !reliable {
+            c.a = timers.arm(TimerKind::A, now + cfg.t1);
+        }
+        c.b = timers.arm(TimerKind::B, now + cfg.t1x64());
+        c
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == State::Terminated
+    }
+
+    /// Calling or Proceeding: no final response yet.
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, State::Calling | State::Proceeding)
+    }
+
+    pub fn on_response(&mut self, status: u16, now: Instant, timers: &mut Timers) -> ResponseAction {
+        match (self.state, status) {
+            (State::Calling | State::Proceeding, 100..=199) => {
+                self.state = State::Proceeding;
+                self.a = None;
+                ResponseAction::Provisional
+            }
+            (State::Calling | State::Proceeding, 200..=299) => {
+                self.state = State::Accepted;
+                self.a = None;
+                self.m = timers.arm(TimerKind::M, now + self.cfg.t1x64());
+                ResponseAction::Success
+            }
+            (State::Accepted, 200..=299) => ResponseAction::Success,
+            (State::Calling | State::Proceeding, _) if status >= 300 => {
+                self.state = State::Completed;
+                self.a = None;
+                if self.reliable {
+                    // Timer D is 0 on reliable transports: nothing to absorb.
+                    self.state = State::Terminated;
+                } else {
+                    self.d = timers.arm(TimerKind::D, now + self.cfg.t1x64());
+                }
+                ResponseAction::Final
+            }
+            (State::Completed, 300..=699) => ResponseAction::AckAgain,
+            _ => ResponseAction::Ignore,
+        }
+    }
+
+    pub fn on_timer(
+        &mut self,
+        kind: TimerKind,
+        at: Instant,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> TimerAction {
+        match kind {
+            TimerKind::A if Timer::matches(&self.a, at) && self.state == State::Calling => {
+                self.a_interval *= 2;
+                self.a = timers.arm(TimerKind::A, now + self.a_interval);
+                TimerAction::Retransmit
+            }
+            TimerKind::B if Timer::matches(&self.b, at) && self.state == State::Calling => {
+                self.state = State::Terminated;
+                TimerAction::Timeout
+            }
+            TimerKind::D if Timer::matches(&self.d, at) && self.state == State::Completed => {
+                self.state = State::Terminated;
+                TimerAction::Terminated
+            }
+            TimerKind::M if Timer::matches(&self.m, at) && self.state == State::Accepted => {
+                self.state = State::Terminated;
+                TimerAction::Terminated
+            }
+            _ => TimerAction::None,
+        }
+    }
+
+    /// The branch is given up without a final response (timer C after CANCEL, transport
+    /// error).
+    pub fn terminate(&mut self) {
+        self.state = State::Terminated;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmits_doubling_until_provisional() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let mut c = ClientInvite::start(false, TimerConfig::default(), now, &mut t);
+        let armed: Vec<_> = t.drain().collect();
+        let mut a = armed[0];
+        assert_eq!(a.kind, TimerKind::A);
+        assert_eq!(armed[1].at, now + Duration::from_secs(32));
+        let mut at = Vec::new();
+        for _ in 0..3 {
+            assert_eq!(c.on_timer(a.kind, a.at, a.at, &mut t), TimerAction::Retransmit);
+            at.push((a.at - now).as_millis());
+            a = t.drain().next().unwrap();
+        }
+        assert_eq!(at, vec![500, 1500, 3500]);
+        assert_eq!(c.on_response(180, a.at, &mut t), ResponseAction::Provisional);
+        assert_eq!(c.on_timer(a.kind, a.at, a.at, &mut t), TimerAction::None);
+        // B does not fire in Proceeding (timer C covers it).
+        assert_eq!(
+            c.on_timer(TimerKind::B, armed[1].at, armed[1].at, &mut t),
+            TimerAction::None
+        );
+    }
+
+    #[test]
+    fn non_2xx_acked_each_copy_then_d() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let mut c = ClientInvite::start(false, TimerConfig::default(), now, &mut t);
+        t.drain().count();
+        assert_eq!(c.on_response(486, now, &mut t), ResponseAction::Final);
+        assert_eq!(c.on_response(486, now, &mut t), ResponseAction::AckAgain);
+        let d = t.drain().next().unwrap();
+        assert_eq!(d.kind, TimerKind::D);
+        assert_eq!(c.on_timer(d.kind, d.at, d.at, &mut t), TimerAction::Terminated);
+    }
+
+    #[test]
+    fn timeout_in_calling() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let mut c = ClientInvite::start(true, TimerConfig::default(), now, &mut t);
+        let armed: Vec<_> = t.drain().collect();
+        assert_eq!(armed.len(), 1, "no A over TCP");
+        assert_eq!(
+            c.on_timer(TimerKind::B, armed[0].at, armed[0].at, &mut t),
+            TimerAction::Timeout
+        );
+    }
+
+    #[test]
+    fn accepted_forwards_2xx_retransmissions() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let mut c = ClientInvite::start(false, TimerConfig::default(), now, &mut t);
+        assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Success);
+        assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Success);
+        assert_eq!(c.on_response(486, now, &mut t), ResponseAction::Ignore);
+    }
+}

@@ -1,0 +1,169 @@
+//! Client non-INVITE transaction (RFC 3261 §17.1.2), also used for the CANCELs we send.
+//!
+//! ```text
+//! Trying --1xx--> Proceeding --final--> Completed --K--> Terminated
+//!   (E: retransmit over UDP, doubling from T1 capped at T2; T2 in Proceeding;
+//!    F: timeout)
+//! ```
+
+use std::time::{Duration, Instant};
+
+use super::{Timer, TimerConfig, TimerKind, Timers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Trying,
+    Proceeding,
+    Completed,
+    Terminated,
+}
+
+#[derive(Debug)]
+pub struct ClientNonInvite {
+    state: State,
+    reliable: bool,
+    cfg: TimerConfig,
+    e_interval: Duration,
+    e: Option<Instant>,
+    f: Option<Instant>,
+    k: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseAction {
+    Provisional,
+    /// The first final response: hand it to the core.
+    Final,
+    /// A retransmission, or a response after the final: absorbed.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerAction {
+    None,
+    Retransmit,
+    /// Timer F: no final response.
+    Timeout,
+    Terminated,
+}
+
+impl ClientNonInvite {
+    pub fn start(reliable: bool, cfg: TimerConfig, now: Instant, timers: &mut Timers) -> Self {
+        let mut c = ClientNonInvite {
+            state: State::Trying,
+            reliable,
+            cfg,
+            e_interval: cfg.t1,
+            e: None,
+            f: None,
+            k: None,
+        };
+        if !reliable {
+            c.e = timers.arm(TimerKind::E, now + cfg.t1);
+        }
+        c.f = timers.arm(TimerKind::F, now + cfg.t1x64());
+        c
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == State::Terminated
+    }
+
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, State::Trying | State::Proceeding)
+    }
+
+    pub fn on_response(&mut self, status: u16, now: Instant, timers: &mut Timers) -> ResponseAction {
+        match (self.state, status) {
+            (State::Trying | State::Proceeding, 100..=199) => {
+                self.state = State::Proceeding;
+                ResponseAction::Provisional
+            }
+            (State::Trying | State::Proceeding, _) => {
+                self.e = None;
+                if self.reliable {
+                    self.state = State::Terminated;
+                } else {
+                    self.state = State::Completed;
+                    self.k = timers.arm(TimerKind::K, now + self.cfg.t4);
+                }
+                ResponseAction::Final
+            }
+            _ => ResponseAction::Ignore,
+        }
+    }
+
+    pub fn on_timer(
+        &mut self,
+        kind: TimerKind,
+        at: Instant,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> TimerAction {
+        match kind {
+            TimerKind::E if Timer::matches(&self.e, at) && self.is_pending() => {
+                self.e_interval = if self.state == State::Proceeding {
+                    self.cfg.t2
+                } else {
+                    (self.e_interval * 2).min(self.cfg.t2)
+                };
+                self.e = timers.arm(TimerKind::E, now + self.e_interval);
+                TimerAction::Retransmit
+            }
+            TimerKind::F if Timer::matches(&self.f, at) && self.is_pending() => {
+                self.state = State::Terminated;
+                TimerAction::Timeout
+            }
+            TimerKind::K if Timer::matches(&self.k, at) && self.state == State::Completed => {
+                self.state = State::Terminated;
+                TimerAction::Terminated
+            }
+            _ => TimerAction::None,
+        }
+    }
+
+    pub fn terminate(&mut self) {
+        self.state = State::Terminated;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmits_capped_at_t2_then_f() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let mut c = ClientNonInvite::start(false, TimerConfig::default(), now, &mut t);
+        let armed: Vec<_> = t.drain().collect();
+        let f = armed[1];
+        let mut e = armed[0];
+        let mut offsets = Vec::new();
+        while e.at < f.at {
+            offsets.push((e.at - now).as_millis());
+            assert_eq!(c.on_timer(e.kind, e.at, e.at, &mut t), TimerAction::Retransmit);
+            e = t.drain().next().unwrap();
+        }
+        assert_eq!(&offsets[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
+        assert_eq!(c.on_timer(f.kind, f.at, f.at, &mut t), TimerAction::Timeout);
+    }
+
+    #[test]
+    fn final_then_k() {
+        let now = Instant::now();
+        let mut t = Timers::new();
+        let mut c = ClientNonInvite::start(false, TimerConfig::default(), now, &mut t);
+        t.drain().count();
+        assert_eq!(c.on_response(100, now, &mut t), ResponseAction::Provisional);
+        assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Final);
+        assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Ignore);
+        let k = t.drain().next().unwrap();
+        assert_eq!(k.at, now + Duration::from_secs(5));
+        assert_eq!(c.on_timer(k.kind, k.at, k.at, &mut t), TimerAction::Terminated);
+    }
+}

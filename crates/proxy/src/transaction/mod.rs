@@ -1,0 +1,127 @@
+//! RFC 3261 §17 transaction state machines (with RFC 6026's Accepted states), as plain
+//! values: they hold their state and deadlines, and each event method says what the
+//! caller must do. They never send, never read the clock and never look anything up.
+//!
+//! Timers are not cancelled when a machine moves on: each machine remembers the deadline
+//! of every timer it armed, and [`Timer::matches`] tells whether a fired timer is still the
+//! current one. The proxy schedules what [`Timers`] collects.
+
+use std::time::{Duration, Instant};
+
+pub mod client_invite;
+pub mod client_non_invite;
+pub mod server_invite;
+pub mod server_non_invite;
+
+pub use client_invite::ClientInvite;
+pub use client_non_invite::ClientNonInvite;
+pub use server_invite::ServerInvite;
+pub use server_non_invite::ServerNonInvite;
+
+/// RFC 3261 timer values the machines use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+impl TimerConfig {
+    /// 64·T1: timers B, F, H, J (UDP), L, M.
+    pub fn t1x64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The timers of RFC 3261 §17 and RFC 6026, plus the proxy's own per-branch and
+/// per-transaction timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// Client INVITE retransmit.
+    A,
+    /// Client INVITE timeout.
+    B,
+    /// Client INVITE: wait for response retransmissions after a non-2xx.
+    D,
+    /// Client non-INVITE retransmit.
+    E,
+    /// Client non-INVITE timeout.
+    F,
+    /// Server INVITE: retransmit the final non-2xx response.
+    G,
+    /// Server INVITE: give up waiting for the ACK.
+    H,
+    /// Server INVITE: absorb ACK retransmissions.
+    I,
+    /// Server non-INVITE: absorb request retransmissions.
+    J,
+    /// Client non-INVITE: absorb response retransmissions.
+    K,
+    /// Server INVITE (RFC 6026): absorb INVITE retransmissions after a 2xx.
+    L,
+    /// Client INVITE (RFC 6026): forward 2xx retransmissions.
+    M,
+    /// Proxy timer C (§16.6 step 11) on an INVITE branch.
+    C,
+    /// Attempt plan: no provisional (other than 100) in time.
+    Progress,
+    /// Attempt plan: no answer in time.
+    Answer,
+    /// Attempt plan: the delay before sending the next attempt is over.
+    Delay,
+}
+
+/// A deadline armed by a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub at: Instant,
+}
+
+impl Timer {
+    /// Is a fired `(kind, at)` this timer, still armed?
+    pub fn matches(slot: &Option<Instant>, at: Instant) -> bool {
+        *slot == Some(at)
+    }
+}
+
+/// Timers armed during one event, for the caller to schedule.
+#[derive(Debug, Default)]
+pub struct Timers {
+    items: [Option<Timer>; 4],
+    n: usize,
+}
+
+impl Timers {
+    pub fn new() -> Timers {
+        Timers::default()
+    }
+
+    /// Arms `kind` at `at` and returns the deadline to store in the machine's slot.
+    pub fn arm(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
+        if self.n < self.items.len() {
+            self.items[self.n] = Some(Timer { kind, at });
+            self.n += 1;
+        }
+        Some(at)
+    }
+
+    pub fn drain(&mut self) -> impl Iterator<Item = Timer> + '_ {
+        let n = std::mem::take(&mut self.n);
+        self.items[..n].iter_mut().filter_map(Option::take)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}

@@ -1,0 +1,113 @@
+//! Small allocation-free helpers for the packet path.
+
+use std::net::{IpAddr, SocketAddr};
+
+use trunkstore_sip::uri::Host;
+
+/// Decimal text of `n` in `buf`.
+pub fn u16_decimal(n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `v` into `out` (16 digits).
+pub fn hex64(v: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().take(16).enumerate() {
+        *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// Lower-case hex of `v` into `out` (8 digits).
+pub fn hex32(v: u32, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().take(8).enumerate() {
+        *b = HEX[((v >> (28 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// Parses exactly `s.len()` (≤ 16) hex digits.
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(d))
+    })
+}
+
+/// An IP address as it appears in a `received` parameter (IPv6 without brackets), written
+/// into `buf`; returns the used part.
+pub fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    // Writing an IpAddr into 64 bytes cannot fail (the longest is 45 bytes).
+    let _ = write!(cur, "{ip}");
+    let n = cur.position() as usize;
+    &buf[..n]
+}
+
+/// The IP of a host that is an IP literal (DNS names are not resolved by the core).
+pub fn host_ip(h: &Host<'_>) -> Option<IpAddr> {
+    h.ip()
+}
+
+/// `ip:port` from an IP-literal host.
+pub fn socket(h: &Host<'_>, port: u16) -> Option<SocketAddr> {
+    host_ip(h).map(|ip| SocketAddr::new(ip, port))
+}
+
+/// FNV-1a style fold, used for hashes that need no secret (loop detection, tags).
+#[inline]
+pub fn fold(mut h: u64, data: &[u8]) -> u64 {
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Separator, so ("ab","c") and ("a","bc") differ.
+    h ^= 0xff;
+    h.wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// splitmix64 finaliser.
+#[inline]
+pub fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let mut b = [0u8; 16];
+        hex64(0x0123_4567_89ab_cdef, &mut b);
+        assert_eq!(&b, b"0123456789abcdef");
+        assert_eq!(parse_hex(&b), Some(0x0123_4567_89ab_cdef));
+        assert_eq!(parse_hex(b"xyz"), None);
+        let mut d = [0u8; 5];
+        assert_eq!(u16_decimal(5060, &mut d), b"5060");
+        assert_eq!(u16_decimal(0, &mut d), b"0");
+        assert_eq!(u16_decimal(65535, &mut d), b"65535");
+    }
+}
