@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use trunkstore_benches::{
-    did_number, generate, miss_numbers, rss_bytes, settings_of, shuffled, validate_all,
-    catalog_of, DatasetSpec, NumberList,
+    catalog_of, did_number, generate, miss_numbers, rss_bytes, settings_of, shuffled, validate_all,
+    DatasetSpec, NumberList,
 };
 use trunkstore_config::Catalog;
 use trunkstore_routing::Snapshot;
@@ -37,7 +37,11 @@ fn setup(spec: DatasetSpec) -> (Catalog, Snapshot) {
     let snap = Snapshot::build(&catalog);
     let build = start.elapsed();
     let rss_index = rss();
-    println!("== routing index: {} DIDs, {} servers ==", snap.did_count(), snap.server_count());
+    println!(
+        "== routing index: {} DIDs, {} servers ==",
+        snap.did_count(),
+        snap.server_count()
+    );
     println!(
         "validation (validate_document x{}): {:.3} s; Catalog::build: {:.3} s; total {:.3} s",
         spec.documents,
@@ -99,7 +103,10 @@ fn index(c: &mut Criterion) {
         b.iter(|| black_box(snap.source(black_box(carrier))).is_some())
     });
     g.bench_function("password_user", |b| {
-        b.iter(|| snap.password_servers(black_box("acct00001.example.net"), black_box("USER3")).len())
+        b.iter(|| {
+            snap.password_servers(black_box("acct00001.example.net"), black_box("USER3"))
+                .len()
+        })
     });
     g.finish();
 

@@ -158,8 +158,11 @@ pub fn generate(spec: DatasetSpec) -> Dataset {
 
 fn document_json(spec: DatasetSpec, d: usize, rng: &mut Rng) -> Value {
     let mut account = Map::new();
-    if (d / 2) % 2 == 0 {
-        account.insert("auth_realm".into(), json!(format!("{}.example.net", account_of(d))));
+    if (d / 2) & 1 == 0 {
+        account.insert(
+            "auth_realm".into(),
+            json!(format!("{}.example.net", account_of(d))),
+        );
     }
     if rng.percent(70) {
         account.insert("trunks".into(), json!(1 + rng.below(100)));
@@ -175,7 +178,7 @@ fn document_json(spec: DatasetSpec, d: usize, rng: &mut Rng) -> Value {
 }
 
 fn server_json(spec: DatasetSpec, g: usize, rng: &mut Rng) -> Value {
-    let auth = if g % 2 == 0 {
+    let auth = if g & 1 == 0 {
         let mut a = json!({"auth_method": "IP", "ip": server_ip(g)});
         if rng.percent(50) {
             a["port"] = json!(5060 + rng.below(100));
@@ -188,13 +191,19 @@ fn server_json(spec: DatasetSpec, g: usize, rng: &mut Rng) -> Value {
     let mut options = Map::new();
     if rng.percent(33) {
         let formats = ["e164", "npan", "1npan", "username"];
-        options.insert("inbound_format".into(), json!(formats[rng.below(4) as usize]));
+        options.insert(
+            "inbound_format".into(),
+            json!(formats[rng.below(4) as usize]),
+        );
         options.insert("timeout".into(), json!(20 + rng.below(60)));
         options.insert("failover".into(), json!({"e164": "+14155550199"}));
         options.insert("sip_headers".into(), json!([{"X-Server": format!("s{g}")}]));
     }
     if g % 2 == 1 && rng.percent(30) {
-        options.insert("ip".into(), json!(format!("172.16.{}.{}", (g >> 8) & 255, g & 255)));
+        options.insert(
+            "ip".into(),
+            json!(format!("172.16.{}.{}", (g >> 8) & 255, g & 255)),
+        );
     }
     let first = g * spec.dids_per_server;
     let mut dids = Map::new();
@@ -225,8 +234,9 @@ pub fn validate_all(ds: &Dataset) -> (Vec<Document>, Duration) {
         .documents
         .iter()
         .map(|g| {
-            validate_document(&g.account, &g.id, &g.value)
-                .unwrap_or_else(|e| panic!("generated document {}/{} invalid: {e:?}", g.account, g.id))
+            validate_document(&g.account, &g.id, &g.value).unwrap_or_else(|e| {
+                panic!("generated document {}/{} invalid: {e:?}", g.account, g.id)
+            })
         })
         .collect();
     (docs, start.elapsed())

@@ -44,7 +44,9 @@ mod tests {
 
     #[test]
     fn distinct_spellings_get_distinct_keys() {
-        let spellings = ["+1000", "1000", "01000", "001000", "+01000", "", "+", "0", "+0"];
+        let spellings = [
+            "+1000", "1000", "01000", "001000", "+01000", "", "+", "0", "+0",
+        ];
         let keys: Vec<u64> = spellings.iter().map(|s| pack(s).unwrap()).collect();
         for i in 0..keys.len() {
             assert_ne!(keys[i], 0);

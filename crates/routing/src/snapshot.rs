@@ -374,7 +374,8 @@ fn carrier_sources(carriers: &[Carrier]) -> CarrierSources {
         }
     }
     // Stable: equal prefix lengths keep carrier order.
-    out.nets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+    out.nets
+        .sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
     out
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use trunkstore_config::{
-    validate_document, AuthMethod, CallerId, Catalog, FailoverTarget, MediaHandling,
-    NumberFormat, Settings,
+    validate_document, AuthMethod, CallerId, Catalog, FailoverTarget, MediaHandling, NumberFormat,
+    Settings,
 };
 use trunkstore_routing::{Router, ServerId, Snapshot, SourceMatch};
 
@@ -128,7 +128,10 @@ fn did_identifies_account_document_and_server() {
     assert_eq!(r.server.id, ServerId(1));
     assert!(!r.did_specific);
     let g = s.did("+33123456789").unwrap();
-    assert_eq!((&*g.server.account, &*g.server.document), ("globex", "trunk"));
+    assert_eq!(
+        (&*g.server.account, &*g.server.document),
+        ("globex", "trunk")
+    );
     assert_eq!(g.server.index, 1);
     assert_eq!(s.did_count(), 11);
 }
@@ -145,12 +148,19 @@ fn defaults_apply_when_nothing_is_set() {
     assert!(!r.force_outbound);
     assert!(r.enabled);
     // Caller id and headers come from the account.
-    assert_eq!(r.caller_id.as_deref().unwrap().name.as_deref(), Some("Acme"));
+    assert_eq!(
+        r.caller_id.as_deref().unwrap().name.as_deref(),
+        Some("Acme")
+    );
     assert_eq!(
         r.emergency_caller_id.as_deref().unwrap().number.as_deref(),
         Some("+14155550911")
     );
-    let h: Vec<(&str, &str)> = r.sip_headers.iter().map(|h| (&*h.name, &*h.value)).collect();
+    let h: Vec<(&str, &str)> = r
+        .sip_headers
+        .iter()
+        .map(|h| (&*h.name, &*h.value))
+        .collect();
     assert_eq!(h, [("X-Account", "acme"), ("X-Site", "account")]);
     assert_eq!(r.request_user("+14155551001"), "4155551001");
 }
@@ -165,7 +175,10 @@ fn server_options_override_defaults() {
     assert_eq!(r.media_handling, MediaHandling::Process);
     assert!(r.ignore_early_media);
     // e164 wins over sip; the number is normalised.
-    assert_eq!(r.failover_target(), Some(FailoverTarget::Number("+14155559999")));
+    assert_eq!(
+        r.failover_target(),
+        Some(FailoverTarget::Number("+14155559999"))
+    );
     assert_eq!(
         r.caller_id.as_deref(),
         Some(&CallerId {
@@ -177,10 +190,18 @@ fn server_options_override_defaults() {
         r.emergency_caller_id.as_deref().unwrap().number.as_deref(),
         Some("+14155550912")
     );
-    let h: Vec<(&str, &str)> = r.sip_headers.iter().map(|h| (&*h.name, &*h.value)).collect();
+    let h: Vec<(&str, &str)> = r
+        .sip_headers
+        .iter()
+        .map(|h| (&*h.name, &*h.value))
+        .collect();
     assert_eq!(
         h,
-        [("X-Site", "server"), ("X-Server", "bob"), ("X-Account", "acme")]
+        [
+            ("X-Site", "server"),
+            ("X-Server", "bob"),
+            ("X-Account", "acme")
+        ]
     );
     // The server-level entry is shared, not copied per DID.
     assert!(std::ptr::eq(r, s.server_route(ServerId(1))));
@@ -196,16 +217,27 @@ fn did_options_override_server_per_field() {
     assert_eq!(r.inbound_format, NumberFormat::Username);
     assert_eq!(r.media_handling, MediaHandling::Process);
     assert!(r.ignore_early_media);
-    assert_eq!(r.failover_target(), Some(FailoverTarget::Uri("sip:did@10.0.0.11")));
+    assert_eq!(
+        r.failover_target(),
+        Some(FailoverTarget::Uri("sip:did@10.0.0.11"))
+    );
     assert_eq!(
         r.caller_id.as_deref().unwrap().number.as_deref(),
         Some("+14155552002")
     );
     assert!(r.force_outbound);
-    let h: Vec<(&str, &str)> = r.sip_headers.iter().map(|h| (&*h.name, &*h.value)).collect();
+    let h: Vec<(&str, &str)> = r
+        .sip_headers
+        .iter()
+        .map(|h| (&*h.name, &*h.value))
+        .collect();
     assert_eq!(
         h,
-        [("X-Server", "did"), ("X-Site", "server"), ("X-Account", "acme")]
+        [
+            ("X-Server", "did"),
+            ("X-Site", "server"),
+            ("X-Account", "acme")
+        ]
     );
 
     let r = s.did("+14155552003").unwrap();
@@ -216,7 +248,10 @@ fn did_options_override_server_per_field() {
     assert!(!r.ignore_early_media);
     assert!(!r.enabled);
     // Not overridden here: inherited from the server, sharing its values.
-    assert_eq!(r.failover_target(), Some(FailoverTarget::Number("+14155559999")));
+    assert_eq!(
+        r.failover_target(),
+        Some(FailoverTarget::Number("+14155559999"))
+    );
     assert!(Arc::ptr_eq(
         r.sip_headers_arc(),
         s.server_route(ServerId(1)).sip_headers_arc()
@@ -315,19 +350,34 @@ fn source_lookup() {
     let s = both();
     // CIDR carriers; the most specific net wins.
     assert_eq!(carrier_name(&s, "192.0.2.5:5060").as_deref(), Some("wide"));
-    assert_eq!(carrier_name(&s, "192.0.2.200:1234").as_deref(), Some("narrow"));
+    assert_eq!(
+        carrier_name(&s, "192.0.2.200:1234").as_deref(),
+        Some("narrow")
+    );
     // Exact ip:port carrier sources match that port only.
-    assert_eq!(carrier_name(&s, "198.51.100.7:5060").as_deref(), Some("narrow"));
+    assert_eq!(
+        carrier_name(&s, "198.51.100.7:5060").as_deref(),
+        Some("narrow")
+    );
     assert!(s.source(addr("198.51.100.7:5061")).is_none());
     // IPv6 carrier net, and IPv4-mapped IPv6 sources.
-    assert_eq!(carrier_name(&s, "[2001:db8:c::1]:5060").as_deref(), Some("narrow"));
-    assert_eq!(carrier_name(&s, "[::ffff:192.0.2.5]:5060").as_deref(), Some("wide"));
+    assert_eq!(
+        carrier_name(&s, "[2001:db8:c::1]:5060").as_deref(),
+        Some("narrow")
+    );
+    assert_eq!(
+        carrier_name(&s, "[::ffff:192.0.2.5]:5060").as_deref(),
+        Some("wide")
+    );
     // IP server with a port: exact ip and port only.
     assert_eq!(server_name(&s, "10.1.0.1:5080").as_deref(), Some("ip-port"));
     assert!(s.source(addr("10.1.0.1:5081")).is_none());
     // IP server without a port: any port.
     assert_eq!(server_name(&s, "10.1.0.2:1").as_deref(), Some("ip-any"));
-    assert_eq!(server_name(&s, "[::ffff:10.1.0.2]:7").as_deref(), Some("ip-any"));
+    assert_eq!(
+        server_name(&s, "[::ffff:10.1.0.2]:7").as_deref(),
+        Some("ip-any")
+    );
     assert_eq!(server_name(&s, "[2001:db8::6]:5060").as_deref(), Some("#5"));
     // Password servers' addresses are targets, not identities.
     assert!(s.source(addr("10.0.0.9:5090")).is_none());
@@ -342,7 +392,10 @@ fn carriers_take_precedence_over_ip_servers() {
     // on the lookup itself: an address that is only a server is a server, one that is
     // a carrier is a carrier.
     let s = both();
-    assert!(matches!(s.source(addr("10.1.0.1:5080")), Some(SourceMatch::Server(_))));
+    assert!(matches!(
+        s.source(addr("10.1.0.1:5080")),
+        Some(SourceMatch::Server(_))
+    ));
     assert!(matches!(
         s.source(addr("192.0.2.77:5080")),
         Some(SourceMatch::Carrier { index: 0, .. })
@@ -364,7 +417,10 @@ fn credentials_are_case_insensitive() {
     assert!(s.password_servers("acme.example", "nobody").is_empty());
     assert!(s.password_servers("other.realm", "alice").is_empty());
     // Across realms.
-    assert_eq!(s.password_servers_any_realm("Alice"), [ServerId(0), ServerId(4)]);
+    assert_eq!(
+        s.password_servers_any_realm("Alice"),
+        [ServerId(0), ServerId(4)]
+    );
     // IP servers' auth_user is not a credential.
     assert!(s.password_servers_any_realm("pbx-any").is_empty());
     assert_eq!(s.challenge_realm("ACME.example"), "ACME.example");
@@ -382,7 +438,11 @@ fn trunk_limits() {
         ("globex", "trunk", globex()),
         ("initech", "x", zero),
     ]);
-    assert_eq!(s.trunk_limit("acme"), Some(5), "smallest of the account's documents");
+    assert_eq!(
+        s.trunk_limit("acme"),
+        Some(5),
+        "smallest of the account's documents"
+    );
     assert_eq!(s.trunk_limit("globex"), None, "unlimited");
     assert_eq!(s.trunk_limit("initech"), Some(0));
     assert_eq!(s.trunk_limit("nobody"), None);

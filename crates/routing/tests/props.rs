@@ -37,7 +37,11 @@ fn build(set: &[(String, usize, usize)]) -> Snapshot {
         docs.insert(d, (0..3).map(|_| Map::new()).collect());
     }
     for (key, d, s) in set {
-        let opts = if key.len() % 3 == 0 { json!({"delay": 2}) } else { json!({}) };
+        let opts = if key.len() % 3 == 0 {
+            json!({"delay": 2})
+        } else {
+            json!({})
+        };
         docs.get_mut(d).unwrap()[*s].insert(key.clone(), opts);
     }
     let documents = docs.into_iter().map(|(d, servers)| {
