@@ -1,0 +1,102 @@
+//! The interface the edge drives, so transports can be tested with a fake core.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use trunkstore_proxy::{Peer, Transmit};
+use trunkstore_sip::message::Message;
+
+/// What the edge needs from the sans-IO core. [`trunkstore_proxy::Proxy`] implements it;
+/// tests use small fakes. One value is shared by every worker (`Sync`); each worker owns
+/// one `Shard` (its timers and outgoing queue).
+pub trait Core: Send + Sync + 'static {
+    type Shard: Send + 'static;
+
+    fn new_shard(&self) -> Self::Shard;
+    /// A UDP datagram as received (the core parses it).
+    fn handle_datagram(
+        &self,
+        shard: &mut Self::Shard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        data: Bytes,
+    );
+    /// A message framed on a TCP connection.
+    fn handle_message(
+        &self,
+        shard: &mut Self::Shard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        msg: Message,
+    );
+    fn handle_timeouts(&self, shard: &mut Self::Shard, now: Instant);
+    /// A send to `peer` failed (refused or timed-out connect, unreachable network).
+    fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer);
+    fn poll_transmit(shard: &mut Self::Shard) -> Option<Transmit>;
+    fn poll_timeout(shard: &Self::Shard) -> Option<Instant>;
+    /// New requests are refused from now on; transactions in progress continue.
+    fn begin_shutdown(&self);
+    /// True when nothing is in progress any more, so a graceful shutdown may end early.
+    fn is_idle(&self) -> bool {
+        false
+    }
+}
+
+impl Core for trunkstore_proxy::Proxy {
+    type Shard = trunkstore_proxy::Shard;
+
+    fn new_shard(&self) -> Self::Shard {
+        trunkstore_proxy::Proxy::new_shard(self)
+    }
+
+    fn handle_datagram(
+        &self,
+        shard: &mut Self::Shard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        data: Bytes,
+    ) {
+        trunkstore_proxy::Proxy::handle_datagram(self, shard, now, from, local, data)
+    }
+
+    fn handle_message(
+        &self,
+        shard: &mut Self::Shard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        msg: Message,
+    ) {
+        trunkstore_proxy::Proxy::handle_message(self, shard, now, from, local, msg)
+    }
+
+    fn handle_timeouts(&self, shard: &mut Self::Shard, now: Instant) {
+        trunkstore_proxy::Proxy::handle_timeouts(self, shard, now)
+    }
+
+    fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer) {
+        trunkstore_proxy::Proxy::handle_transport_error(self, shard, now, peer)
+    }
+
+    fn poll_transmit(shard: &mut Self::Shard) -> Option<Transmit> {
+        shard.poll_transmit()
+    }
+
+    fn poll_timeout(shard: &Self::Shard) -> Option<Instant> {
+        shard.poll_timeout()
+    }
+
+    fn begin_shutdown(&self) {
+        trunkstore_proxy::Proxy::begin_shutdown(self)
+    }
+
+    fn is_idle(&self) -> bool {
+        let s = self.stats();
+        // Dialogs count too: their BYE still has to pass through us.
+        s.server_transactions == 0 && s.client_transactions == 0 && s.calls == 0
+    }
+}

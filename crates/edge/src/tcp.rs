@@ -1,0 +1,451 @@
+//! TCP: listeners, connections, framing, and the task that drives the TCP shard.
+//!
+//! TCP connections are few and long-lived, so they run as tokio tasks on a one-thread
+//! runtime. Each connection task reads into its own [`StreamFramer`] and writes what is
+//! queued for it. Framed messages go to one driver task that owns the TCP side's shard
+//! (its timers too) and calls the core. Any thread sends to a TCP peer through
+//! [`TcpShared::send`]: the message is queued on the open connection to that address
+//! (replies thus leave on the connection the request came in on) or a connection is opened
+//! on demand. A framing error, an idle period or a stuck write closes only that connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use trunkstore_proxy::{Peer, Transmit, Transport};
+use trunkstore_sip::framing::StreamFramer;
+use trunkstore_sip::limits::Limits;
+use trunkstore_sip::message::Message;
+
+use crate::core::Core;
+use crate::outbound::{Flusher, Outbound};
+
+/// Messages queued for one connection; beyond that the peer is not reading and further
+/// sends fail (bounded memory per connection).
+const CONN_QUEUE: usize = 256;
+/// Framed messages waiting for the driver; readers wait when it is full.
+pub(crate) const EVENT_QUEUE: usize = 1024;
+/// Events the driver handles before it sends what they produced.
+const EVENT_BATCH: usize = 64;
+/// Why a connection closed when a message could not be written (reported to the core).
+const WRITE_FAILED: &str = "write failed";
+/// Read buffer headroom reserved before each read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// TCP tuning, from the settings.
+#[derive(Debug, Clone)]
+pub(crate) struct TcpConfig {
+    pub idle: Duration,
+    pub outbound_idle: Duration,
+    pub connect_timeout: Duration,
+    /// Cap on inbound connections, and separately on outbound ones.
+    pub max_connections: usize,
+    /// A write that makes no progress this long closes the connection.
+    pub write_timeout: Duration,
+    pub limits: Limits,
+}
+
+/// What a connection reports to the driver.
+pub(crate) enum TcpEvent {
+    Message {
+        from: Peer,
+        local: SocketAddr,
+        msg: Message,
+    },
+    Error(Peer),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Inbound,
+    Outbound,
+}
+
+struct ConnEntry {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// State shared by connection tasks and every thread that sends over TCP.
+pub(crate) struct TcpShared {
+    cfg: TcpConfig,
+    /// Bound listener addresses (ephemeral ports resolved).
+    listeners: Vec<SocketAddr>,
+    conns: Mutex<HashMap<SocketAddr, ConnEntry>>,
+    next_id: AtomicU64,
+    inbound: AtomicUsize,
+    outbound: AtomicUsize,
+    events: mpsc::Sender<TcpEvent>,
+    rt: tokio::runtime::Handle,
+}
+
+impl TcpShared {
+    pub fn new(
+        cfg: TcpConfig,
+        listeners: Vec<SocketAddr>,
+        events: mpsc::Sender<TcpEvent>,
+        rt: tokio::runtime::Handle,
+    ) -> TcpShared {
+        TcpShared {
+            cfg,
+            listeners,
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            inbound: AtomicUsize::new(0),
+            outbound: AtomicUsize::new(0),
+            events,
+            rt,
+        }
+    }
+
+    /// Open connections (inbound, outbound).
+    pub fn connection_counts(&self) -> (usize, usize) {
+        (
+            self.inbound.load(Ordering::Relaxed),
+            self.outbound.load(Ordering::Relaxed),
+        )
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<SocketAddr, ConnEntry>> {
+        // A panic elsewhere while holding the lock leaves a consistent map.
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a message for `t.to` on its open connection, or opens one. Never blocks.
+    /// `Err` names the peer when the message cannot be sent (too many connections, or the
+    /// peer stopped reading).
+    pub fn send(self: &Arc<Self>, t: Transmit) -> Result<(), Peer> {
+        let remote = t.to.addr;
+        let mut conns = self.conns();
+        let mut data = t.data;
+        if let Some(c) = conns.get(&remote) {
+            match c.tx.try_send(data) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    tracing::debug!(%remote, "TCP send queue full");
+                    return Err(t.to);
+                }
+                Err(TrySendError::Closed(d)) => {
+                    conns.remove(&remote);
+                    data = d;
+                }
+            }
+        }
+        if self.outbound.load(Ordering::Relaxed) >= self.cfg.max_connections {
+            tracing::debug!(%remote, "outbound TCP connection cap reached");
+            return Err(t.to);
+        }
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        // A new channel has room for the first message.
+        let _ = tx.try_send(data);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        conns.insert(remote, ConnEntry { id, tx });
+        self.outbound.fetch_add(1, Ordering::Relaxed);
+        drop(conns);
+        self.rt
+            .spawn(outbound_connection(self.clone(), remote, t.from, rx, id));
+        Ok(())
+    }
+
+    /// Registers a connection to `remote`; returns its id and its send queue.
+    fn register(&self, remote: SocketAddr) -> (u64, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.conns().insert(remote, ConnEntry { id, tx });
+        (id, rx)
+    }
+
+    /// Forgets a closed connection (unless another one to that address replaced it).
+    fn forget(&self, remote: SocketAddr, id: u64, dir: Direction) {
+        let mut conns = self.conns();
+        if conns.get(&remote).is_some_and(|c| c.id == id) {
+            conns.remove(&remote);
+        }
+        drop(conns);
+        let count = match dir {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        };
+        count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The listener address an outbound connection speaks for: the one asked for, else the
+    /// first TCP listener of the family, else the socket's own address.
+    fn local_for(&self, from: Option<SocketAddr>, remote: SocketAddr, stream: &TcpStream) -> SocketAddr {
+        let same_family = |a: &SocketAddr| a.is_ipv4() == remote.is_ipv4();
+        from.filter(same_family)
+            .or_else(|| self.listeners.iter().copied().find(same_family))
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(remote)
+    }
+
+    async fn connect(&self, remote: SocketAddr, from: Option<SocketAddr>) -> io::Result<TcpStream> {
+        let socket = if remote.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Leave from the listener's address (its port is in use, so any port).
+        if let Some(f) = from.filter(|f| f.is_ipv4() == remote.is_ipv4() && !f.ip().is_unspecified()) {
+            socket.bind(SocketAddr::new(f.ip(), 0))?;
+        }
+        match timeout(self.cfg.connect_timeout, socket.connect(remote)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
+    }
+
+    async fn report_error(&self, peer: Peer) {
+        let _ = self.events.send(TcpEvent::Error(peer)).await;
+    }
+}
+
+/// Binds a TCP listener (non-blocking, for the runtime to adopt).
+pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Restart at once although old connections linger in TIME_WAIT.
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Accepts connections on one listener until the runtime stops.
+pub(crate) async fn accept_loop(
+    shared: Arc<TcpShared>,
+    listener: std::net::TcpListener,
+    local: SocketAddr,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%local, error = %e, "cannot use TCP listener");
+            return;
+        }
+    };
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors or a connection reset before accept: wait a little.
+                tracing::warn!(%local, error = %e, "TCP accept failed");
+                sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if shared.inbound.load(Ordering::Relaxed) >= shared.cfg.max_connections {
+            tracing::debug!(%remote, "TCP connection cap reached, closing new connection");
+            drop(stream);
+            continue;
+        }
+        shared.inbound.fetch_add(1, Ordering::Relaxed);
+        let (id, rx) = shared.register(remote);
+        let conn = Connection {
+            shared: shared.clone(),
+            remote,
+            local,
+            id,
+            dir: Direction::Inbound,
+        };
+        tokio::spawn(conn.run(stream, rx));
+    }
+}
+
+async fn outbound_connection(
+    shared: Arc<TcpShared>,
+    remote: SocketAddr,
+    from: Option<SocketAddr>,
+    rx: mpsc::Receiver<Bytes>,
+    id: u64,
+) {
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr: remote,
+    };
+    match shared.connect(remote, from).await {
+        Ok(stream) => {
+            let local = shared.local_for(from, remote, &stream);
+            let conn = Connection {
+                shared,
+                remote,
+                local,
+                id,
+                dir: Direction::Outbound,
+            };
+            conn.run(stream, rx).await;
+        }
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "TCP connect failed");
+            shared.forget(remote, id, Direction::Outbound);
+            shared.report_error(peer).await;
+        }
+    }
+}
+
+/// One open connection.
+struct Connection {
+    shared: Arc<TcpShared>,
+    remote: SocketAddr,
+    /// The listener address handed to the core as where the message arrived.
+    local: SocketAddr,
+    id: u64,
+    dir: Direction,
+}
+
+impl Connection {
+    async fn run(self, mut stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) {
+        let _ = stream.set_nodelay(true);
+        let idle = match self.dir {
+            Direction::Inbound => self.shared.cfg.idle,
+            Direction::Outbound => self.shared.cfg.outbound_idle,
+        };
+        let mut framer = StreamFramer::new(self.shared.cfg.limits);
+        let mut deadline = Instant::now() + idle;
+        let why = loop {
+            reserve(framer.buffer_mut());
+            tokio::select! {
+                r = stream.read_buf(framer.buffer_mut()) => match r {
+                    Ok(0) => break "closed by peer",
+                    Ok(_) => {
+                        deadline = Instant::now() + idle;
+                        if let Err(why) = self.take_messages(&mut framer, &mut stream).await {
+                            break why;
+                        }
+                    }
+                    Err(_) => break "read error",
+                },
+                m = rx.recv() => match m {
+                    Some(data) => {
+                        deadline = Instant::now() + idle;
+                        if let Err(why) = self.write(&mut stream, &data).await {
+                            break why;
+                        }
+                    }
+                    // Our queue was replaced by another connection to the same address.
+                    None => break "superseded",
+                },
+                _ = sleep_until(deadline) => break "idle",
+            }
+        };
+        tracing::debug!(remote = %self.remote, why, "TCP connection closed");
+        // Forget first, so a retry after the error opens a new connection.
+        self.shared.forget(self.remote, self.id, self.dir);
+        if why == WRITE_FAILED {
+            let peer = Peer {
+                transport: Transport::Tcp,
+                addr: self.remote,
+            };
+            self.shared.report_error(peer).await;
+        }
+    }
+
+    /// Hands every complete message to the driver and answers keep-alive pings.
+    async fn take_messages(
+        &self,
+        framer: &mut StreamFramer,
+        stream: &mut TcpStream,
+    ) -> Result<(), &'static str> {
+        let from = Peer {
+            transport: Transport::Tcp,
+            addr: self.remote,
+        };
+        loop {
+            match framer.next_message() {
+                Ok(Some(msg)) => {
+                    let ev = TcpEvent::Message {
+                        from,
+                        local: self.local,
+                        msg,
+                    };
+                    self.shared
+                        .events
+                        .send(ev)
+                        .await
+                        .map_err(|_| "shutting down")?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(remote = %self.remote, error = %e, "TCP framing error");
+                    return Err("framing error");
+                }
+            }
+        }
+        // RFC 5626 §4.4.1: each double-CRLF ping is answered with one CRLF.
+        for _ in 0..framer.take_pings() {
+            self.write(stream, b"\r\n").await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&self, stream: &mut TcpStream, data: &[u8]) -> Result<(), &'static str> {
+        let ok = matches!(
+            timeout(self.shared.cfg.write_timeout, stream.write_all(data)).await,
+            Ok(Ok(()))
+        );
+        if ok {
+            Ok(())
+        } else {
+            Err(WRITE_FAILED)
+        }
+    }
+}
+
+/// Makes room for the next read without growing the buffer byte by byte. The framer
+/// bounds the total (an unterminated head over the message size limit is an error).
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// The task owning the TCP side's shard: feeds it framed messages, transport errors and
+/// timer expiries, and sends what it produces.
+pub(crate) async fn drive<C: Core>(
+    core: Arc<C>,
+    out: Arc<Outbound>,
+    mut events: mpsc::Receiver<TcpEvent>,
+) {
+    let mut shard = core.new_shard();
+    let mut flusher = Flusher::new(&out);
+    loop {
+        let deadline = C::poll_timeout(&shard).map(Instant::from_std);
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                handle_event(&*core, &mut shard, ev);
+                // Whatever else is queued, before sending (fewer wake-ups under load).
+                for _ in 1..EVENT_BATCH {
+                    let Ok(ev) = events.try_recv() else { break };
+                    handle_event(&*core, &mut shard, ev);
+                }
+            }
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+        }
+        let now = std::time::Instant::now();
+        if C::poll_timeout(&shard).is_some_and(|d| d <= now) {
+            core.handle_timeouts(&mut shard, now);
+        }
+        flusher.flush(&*core, &mut shard, &out, None);
+    }
+}
+
+fn handle_event<C: Core>(core: &C, shard: &mut C::Shard, ev: TcpEvent) {
+    let now = std::time::Instant::now();
+    match ev {
+        TcpEvent::Message { from, local, msg } => core.handle_message(shard, now, from, local, msg),
+        TcpEvent::Error(peer) => core.handle_transport_error(shard, now, peer),
+    }
+}

@@ -1,0 +1,459 @@
+//! The edge against a fake core, on 127.0.0.1 with ephemeral ports.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use trunkstore_edge::{Core, Edge, EdgeConfig, UdpMode};
+use trunkstore_proxy::{Peer, Transmit, Transport};
+use trunkstore_sip::limits::Limits;
+use trunkstore_sip::message::Message;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// What the fake core saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Datagram(Peer, String),
+    Message(Peer, SocketAddr, String),
+    TransportError(Peer),
+}
+
+/// A scriptable core. UDP: `PING x` → `PONG x` back; `TIMER ms` → `FIRED` back after
+/// `ms`; `TCP addr text` → `text` sent over TCP to addr. TCP: every request is answered
+/// `SIP/2.0 200 OK` on the same peer.
+struct FakeCore {
+    seen: Mutex<Sender<Seen>>,
+}
+
+#[derive(Default)]
+struct FakeShard {
+    out: VecDeque<Transmit>,
+    timers: Vec<(Instant, Peer, SocketAddr)>,
+}
+
+impl FakeCore {
+    fn new() -> (Arc<FakeCore>, Receiver<Seen>) {
+        let (tx, rx) = channel();
+        (
+            Arc::new(FakeCore {
+                seen: Mutex::new(tx),
+            }),
+            rx,
+        )
+    }
+
+    fn note(&self, s: Seen) {
+        let _ = self.seen.lock().unwrap().send(s);
+    }
+}
+
+fn udp_reply(to: Peer, from: SocketAddr, text: String) -> Transmit {
+    Transmit {
+        to,
+        from: Some(from),
+        data: Bytes::from(text),
+    }
+}
+
+impl Core for FakeCore {
+    type Shard = FakeShard;
+
+    fn new_shard(&self) -> FakeShard {
+        FakeShard::default()
+    }
+
+    fn handle_datagram(
+        &self,
+        shard: &mut FakeShard,
+        now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        data: Bytes,
+    ) {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        self.note(Seen::Datagram(from, text.clone()));
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("PING"), Some(x), _) => shard.out.push_back(udp_reply(from, local, format!("PONG {x}"))),
+            (Some("TIMER"), Some(ms), _) => {
+                let ms: u64 = ms.parse().unwrap();
+                shard
+                    .timers
+                    .push((now + Duration::from_millis(ms), from, local));
+            }
+            (Some("TCP"), Some(addr), Some(payload)) => shard.out.push_back(Transmit {
+                to: Peer {
+                    transport: Transport::Tcp,
+                    addr: addr.parse().unwrap(),
+                },
+                from: None,
+                data: Bytes::from(payload.to_owned()),
+            }),
+            _ => {}
+        }
+    }
+
+    fn handle_message(
+        &self,
+        shard: &mut FakeShard,
+        _now: Instant,
+        from: Peer,
+        local: SocketAddr,
+        msg: Message,
+    ) {
+        let text = String::from_utf8_lossy(msg.bytes()).into_owned();
+        self.note(Seen::Message(from, local, text));
+        if msg.is_request() {
+            shard.out.push_back(Transmit {
+                to: from,
+                from: None,
+                data: Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            });
+        }
+    }
+
+    fn handle_timeouts(&self, shard: &mut FakeShard, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = shard.timers.drain(..).partition(|t| t.0 <= now);
+        shard.timers = later;
+        for (_, peer, local) in due {
+            shard.out.push_back(udp_reply(peer, local, "FIRED".into()));
+        }
+    }
+
+    fn handle_transport_error(&self, _shard: &mut FakeShard, _now: Instant, peer: Peer) {
+        self.note(Seen::TransportError(peer));
+    }
+
+    fn poll_transmit(shard: &mut FakeShard) -> Option<Transmit> {
+        shard.out.pop_front()
+    }
+
+    fn poll_timeout(shard: &FakeShard) -> Option<Instant> {
+        shard.timers.iter().map(|t| t.0).min()
+    }
+
+    fn begin_shutdown(&self) {}
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn config() -> EdgeConfig {
+    EdgeConfig {
+        udp: vec![loopback()],
+        tcp: vec![loopback()],
+        workers: 2,
+        udp_mode: UdpMode::ReusePort,
+        udp_batch: 8,
+        udp_recv_buffer: 1 << 20,
+        tcp_idle: Duration::from_secs(30),
+        tcp_outbound_idle: Duration::from_secs(30),
+        tcp_connect_timeout: Duration::from_secs(2),
+        tcp_write_timeout: Duration::from_secs(2),
+        max_tcp_connections: 64,
+        limits: Limits::default(),
+    }
+}
+
+fn start(config: EdgeConfig) -> (Edge, Receiver<Seen>) {
+    let (core, seen) = FakeCore::new();
+    (Edge::start(config, core).expect("edge starts"), seen)
+}
+
+fn client() -> UdpSocket {
+    let s = UdpSocket::bind(loopback()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+fn recv_text(s: &UdpSocket) -> String {
+    let mut buf = [0u8; 2048];
+    let (n, _) = s.recv_from(&mut buf).expect("a reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Waits for the first event matching `pred`.
+fn wait_for(seen: &Receiver<Seen>, pred: impl Fn(&Seen) -> bool) -> Seen {
+    let end = Instant::now() + WAIT;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(s) if pred(&s) => return s,
+            Ok(_) => continue,
+            Err(e) => panic!("expected event not seen: {e}"),
+        }
+    }
+}
+
+fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads until `needle` has arrived; returns everything read.
+fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed before {needle:?}; got {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// True if the server closed the connection (EOF or reset) within the wait.
+fn is_closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+const OPTIONS: &[u8] = b"OPTIONS sip:p@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
+
+#[test]
+fn udp_requests_are_answered_by_every_worker() {
+    for mode in [UdpMode::ReusePort, UdpMode::Shared] {
+        let (edge, _seen) = start(EdgeConfig {
+            udp_mode: mode,
+            ..config()
+        });
+        let server = edge.udp_addrs()[0];
+        assert_ne!(server.port(), 0);
+        // Several clients: with SO_REUSEPORT they hash onto different worker sockets.
+        for c in 0..8 {
+            let s = client();
+            for i in 0..20 {
+                s.send_to(format!("PING {c}-{i}").as_bytes(), server).unwrap();
+                assert_eq!(recv_text(&s), format!("PONG {c}-{i}"));
+            }
+        }
+        edge.stop();
+    }
+}
+
+#[test]
+fn udp_bursts_are_received_in_batches_and_all_answered() {
+    let (edge, _seen) = start(config());
+    let server = edge.udp_addrs()[0];
+    let s = client();
+    for i in 0..200 {
+        s.send_to(format!("PING {i}").as_bytes(), server).unwrap();
+    }
+    let mut got: Vec<String> = (0..200).map(|_| recv_text(&s)).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..200).map(|i| format!("PONG {i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    edge.stop();
+}
+
+#[test]
+fn udp_keepalives_do_not_reach_the_core() {
+    let (edge, seen) = start(config());
+    let server = edge.udp_addrs()[0];
+    let s = client();
+    s.send_to(b"\r\n\r\n", server).unwrap();
+    s.send_to(b"PING k", server).unwrap();
+    assert_eq!(recv_text(&s), "PONG k");
+    let first = wait_for(&seen, |_| true);
+    assert!(matches!(first, Seen::Datagram(_, ref t) if t == "PING k"), "{first:?}");
+    edge.stop();
+}
+
+#[test]
+fn a_worker_wakes_up_for_its_timer_without_traffic() {
+    let (edge, _seen) = start(config());
+    let server = edge.udp_addrs()[0];
+    let s = client();
+    let t0 = Instant::now();
+    s.send_to(b"TIMER 150", server).unwrap();
+    assert_eq!(recv_text(&s), "FIRED");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(150), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    edge.stop();
+}
+
+#[test]
+fn tcp_messages_split_across_writes_are_framed_and_answered_on_the_same_connection() {
+    let (edge, seen) = start(config());
+    let server = edge.tcp_addrs()[0];
+    let mut c = tcp_connect(server);
+    c.set_nodelay(true).unwrap();
+    // A ping first, then the request in three pieces (head split mid-line, body split).
+    c.write_all(b"\r\n\r\n").unwrap();
+    assert_eq!(read_until(&mut c, "\r\n"), "\r\n");
+    for piece in [&OPTIONS[..20], &OPTIONS[20..OPTIONS.len() - 2], &OPTIONS[OPTIONS.len() - 2..]] {
+        c.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reply = read_until(&mut c, "\r\n\r\n");
+    assert!(reply.starts_with("SIP/2.0 200 OK"), "{reply}");
+    let Seen::Message(from, local, text) = wait_for(&seen, |s| matches!(s, Seen::Message(..)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, Peer { transport: Transport::Tcp, addr: c.local_addr().unwrap() });
+    assert_eq!(local, server);
+    assert_eq!(text.as_bytes(), OPTIONS);
+    edge.stop();
+}
+
+#[test]
+fn tcp_to_a_peer_opens_one_connection_and_reuses_it() {
+    let (edge, seen) = start(config());
+    let target = TcpListener::bind(loopback()).unwrap();
+    let target_addr = target.local_addr().unwrap();
+    let udp = client();
+    let first = format!("TCP {target_addr} OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+    udp.send_to(first.as_bytes(), edge.udp_addrs()[0]).unwrap();
+    let (mut conn, _) = target.accept().unwrap();
+    conn.set_read_timeout(Some(WAIT)).unwrap();
+    read_until(&mut conn, "sip:a");
+    let second = format!("TCP {target_addr} OPTIONS sip:b SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+    udp.send_to(second.as_bytes(), edge.udp_addrs()[0]).unwrap();
+    read_until(&mut conn, "sip:b");
+    assert_eq!(edge.tcp_connections(), (0, 1));
+    // A response on that connection reaches the core as coming from the peer.
+    conn.write_all(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let Seen::Message(from, ..) = wait_for(&seen, |s| matches!(s, Seen::Message(..))) else {
+        unreachable!()
+    };
+    assert_eq!(from, Peer { transport: Transport::Tcp, addr: target_addr });
+    // No second connection was attempted.
+    target.set_nonblocking(true).unwrap();
+    assert!(target.accept().is_err());
+    edge.stop();
+}
+
+#[test]
+fn refused_connect_is_reported_as_a_transport_error() {
+    let (edge, seen) = start(config());
+    let closed = {
+        let l = TcpListener::bind(loopback()).unwrap();
+        l.local_addr().unwrap()
+    };
+    let udp = client();
+    udp.send_to(format!("TCP {closed} hello").as_bytes(), edge.udp_addrs()[0])
+        .unwrap();
+    let e = wait_for(&seen, |s| matches!(s, Seen::TransportError(_)));
+    assert_eq!(
+        e,
+        Seen::TransportError(Peer {
+            transport: Transport::Tcp,
+            addr: closed
+        })
+    );
+    assert_eq!(edge.tcp_connections(), (0, 0));
+    edge.stop();
+}
+
+#[test]
+fn connections_over_the_cap_are_closed() {
+    let (edge, _seen) = start(EdgeConfig {
+        max_tcp_connections: 2,
+        ..config()
+    });
+    let server = edge.tcp_addrs()[0];
+    let mut open: Vec<TcpStream> = (0..2).map(|_| tcp_connect(server)).collect();
+    for c in &mut open {
+        c.write_all(OPTIONS).unwrap();
+        read_until(c, "200 OK");
+    }
+    let mut third = tcp_connect(server);
+    assert!(is_closed(&mut third));
+    for c in &mut open {
+        c.write_all(OPTIONS).unwrap();
+        read_until(c, "200 OK");
+    }
+    edge.stop();
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let (edge, _seen) = start(config());
+    let server = edge.tcp_addrs()[0];
+    let mut good = tcp_connect(server);
+    let mut bad = tcp_connect(server);
+    bad.write_all(b"\x00\x01garbage here\r\n\r\n").unwrap();
+    assert!(is_closed(&mut bad));
+    good.write_all(OPTIONS).unwrap();
+    read_until(&mut good, "200 OK");
+    edge.stop();
+}
+
+#[test]
+fn oversized_head_closes_the_connection() {
+    let (edge, _seen) = start(EdgeConfig {
+        limits: Limits {
+            max_message_size: 2048,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let mut c = tcp_connect(edge.tcp_addrs()[0]);
+    let flood = vec![b'a'; 64 * 1024];
+    // The write may fail part-way once the edge has closed the connection.
+    let _ = c.write_all(&flood);
+    assert!(is_closed(&mut c));
+    edge.stop();
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let (edge, _seen) = start(EdgeConfig {
+        tcp_idle: Duration::from_millis(200),
+        ..config()
+    });
+    let mut c = tcp_connect(edge.tcp_addrs()[0]);
+    let t0 = Instant::now();
+    assert!(is_closed(&mut c));
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    edge.stop();
+}
+
+#[test]
+fn ipv6_loopback_listeners_work_when_available() {
+    let v6: SocketAddr = "[::1]:0".parse().unwrap();
+    if UdpSocket::bind(v6).is_err() {
+        return; // no IPv6 on this machine
+    }
+    let (edge, _seen) = start(EdgeConfig {
+        udp: vec![loopback(), v6],
+        tcp: vec![v6],
+        ..config()
+    });
+    let s = UdpSocket::bind(v6).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.send_to(b"PING six", edge.udp_addrs()[1]).unwrap();
+    assert_eq!(recv_text(&s), "PONG six");
+    let mut c = tcp_connect(edge.tcp_addrs()[0]);
+    c.write_all(OPTIONS).unwrap();
+    read_until(&mut c, "200 OK");
+    edge.stop();
+}
+
+#[test]
+fn stop_returns_promptly_with_idle_workers() {
+    let (edge, _seen) = start(EdgeConfig {
+        workers: 3,
+        ..config()
+    });
+    let t0 = Instant::now();
+    edge.stop();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
