@@ -59,7 +59,8 @@ pub(crate) enum TcpEvent {
     Message {
         from: Peer,
         local: SocketAddr,
-        msg: Message,
+        // Boxed: a parsed message carries its header index inline (~650 bytes).
+        msg: Box<Message>,
     },
     Error(Peer),
 }
@@ -180,7 +181,12 @@ impl TcpShared {
 
     /// The listener address an outbound connection speaks for: the one asked for, else the
     /// first TCP listener of the family, else the socket's own address.
-    fn local_for(&self, from: Option<SocketAddr>, remote: SocketAddr, stream: &TcpStream) -> SocketAddr {
+    fn local_for(
+        &self,
+        from: Option<SocketAddr>,
+        remote: SocketAddr,
+        stream: &TcpStream,
+    ) -> SocketAddr {
         let same_family = |a: &SocketAddr| a.is_ipv4() == remote.is_ipv4();
         from.filter(same_family)
             .or_else(|| self.listeners.iter().copied().find(same_family))
@@ -195,7 +201,9 @@ impl TcpShared {
             TcpSocket::new_v6()?
         };
         // Leave from the listener's address (its port is in use, so any port).
-        if let Some(f) = from.filter(|f| f.is_ipv4() == remote.is_ipv4() && !f.ip().is_unspecified()) {
+        if let Some(f) =
+            from.filter(|f| f.is_ipv4() == remote.is_ipv4() && !f.ip().is_unspecified())
+        {
             socket.bind(SocketAddr::new(f.ip(), 0))?;
         }
         match timeout(self.cfg.connect_timeout, socket.connect(remote)).await {
@@ -368,7 +376,7 @@ impl Connection {
                     let ev = TcpEvent::Message {
                         from,
                         local: self.local,
-                        msg,
+                        msg: Box::new(msg),
                     };
                     self.shared
                         .events
@@ -445,7 +453,9 @@ pub(crate) async fn drive<C: Core>(
 fn handle_event<C: Core>(core: &C, shard: &mut C::Shard, ev: TcpEvent) {
     let now = std::time::Instant::now();
     match ev {
-        TcpEvent::Message { from, local, msg } => core.handle_message(shard, now, from, local, msg),
+        TcpEvent::Message { from, local, msg } => {
+            core.handle_message(shard, now, from, local, *msg)
+        }
         TcpEvent::Error(peer) => core.handle_transport_error(shard, now, peer),
     }
 }

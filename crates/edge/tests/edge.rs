@@ -79,7 +79,11 @@ impl Core for FakeCore {
         self.note(Seen::Datagram(from, text.clone()));
         let mut words = text.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
-            (Some("PING"), Some(x), _) => shard.out.push_back(udp_reply(from, local, format!("PONG {x}"))),
+            (Some("PING"), Some(x), _) => {
+                shard
+                    .out
+                    .push_back(udp_reply(from, local, format!("PONG {x}")))
+            }
             (Some("TIMER"), Some(ms), _) => {
                 let ms: u64 = ms.parse().unwrap();
                 shard
@@ -203,7 +207,11 @@ fn read_until(s: &mut TcpStream, needle: &str) -> String {
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains(needle) {
         let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "closed before {needle:?}; got {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "closed before {needle:?}; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&got).into_owned()
@@ -237,7 +245,8 @@ fn udp_requests_are_answered_by_every_worker() {
         for c in 0..8 {
             let s = client();
             for i in 0..20 {
-                s.send_to(format!("PING {c}-{i}").as_bytes(), server).unwrap();
+                s.send_to(format!("PING {c}-{i}").as_bytes(), server)
+                    .unwrap();
                 assert_eq!(recv_text(&s), format!("PONG {c}-{i}"));
             }
         }
@@ -270,7 +279,10 @@ fn udp_keepalives_do_not_reach_the_core() {
     s.send_to(b"PING k", server).unwrap();
     assert_eq!(recv_text(&s), "PONG k");
     let first = wait_for(&seen, |_| true);
-    assert!(matches!(first, Seen::Datagram(_, ref t) if t == "PING k"), "{first:?}");
+    assert!(
+        matches!(first, Seen::Datagram(_, ref t) if t == "PING k"),
+        "{first:?}"
+    );
     edge.stop();
 }
 
@@ -297,7 +309,11 @@ fn tcp_messages_split_across_writes_are_framed_and_answered_on_the_same_connecti
     // A ping first, then the request in three pieces (head split mid-line, body split).
     c.write_all(b"\r\n\r\n").unwrap();
     assert_eq!(read_until(&mut c, "\r\n"), "\r\n");
-    for piece in [&OPTIONS[..20], &OPTIONS[20..OPTIONS.len() - 2], &OPTIONS[OPTIONS.len() - 2..]] {
+    for piece in [
+        &OPTIONS[..20],
+        &OPTIONS[20..OPTIONS.len() - 2],
+        &OPTIONS[OPTIONS.len() - 2..],
+    ] {
         c.write_all(piece).unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -307,7 +323,13 @@ fn tcp_messages_split_across_writes_are_framed_and_answered_on_the_same_connecti
     else {
         unreachable!()
     };
-    assert_eq!(from, Peer { transport: Transport::Tcp, addr: c.local_addr().unwrap() });
+    assert_eq!(
+        from,
+        Peer {
+            transport: Transport::Tcp,
+            addr: c.local_addr().unwrap()
+        }
+    );
     assert_eq!(local, server);
     assert_eq!(text.as_bytes(), OPTIONS);
     edge.stop();
@@ -329,11 +351,18 @@ fn tcp_to_a_peer_opens_one_connection_and_reuses_it() {
     read_until(&mut conn, "sip:b");
     assert_eq!(edge.tcp_connections(), (0, 1));
     // A response on that connection reaches the core as coming from the peer.
-    conn.write_all(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+    conn.write_all(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
     let Seen::Message(from, ..) = wait_for(&seen, |s| matches!(s, Seen::Message(..))) else {
         unreachable!()
     };
-    assert_eq!(from, Peer { transport: Transport::Tcp, addr: target_addr });
+    assert_eq!(
+        from,
+        Peer {
+            transport: Transport::Tcp,
+            addr: target_addr
+        }
+    );
     // No second connection was attempted.
     target.set_nonblocking(true).unwrap();
     assert!(target.accept().is_err());
@@ -348,8 +377,11 @@ fn refused_connect_is_reported_as_a_transport_error() {
         l.local_addr().unwrap()
     };
     let udp = client();
-    udp.send_to(format!("TCP {closed} hello").as_bytes(), edge.udp_addrs()[0])
-        .unwrap();
+    udp.send_to(
+        format!("TCP {closed} hello").as_bytes(),
+        edge.udp_addrs()[0],
+    )
+    .unwrap();
     let e = wait_for(&seen, |s| matches!(s, Seen::TransportError(_)));
     assert_eq!(
         e,
