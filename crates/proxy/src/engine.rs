@@ -1,13 +1,42 @@
-//! The proxy logic: requests, responses, timers and transport errors.
+//! Entry points of the core: a message arrived, timers are due, a transport failed.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use trunkstore_sip::framing::is_keepalive;
 use trunkstore_sip::message::Message;
+use trunkstore_sip::parse::parse_datagram;
 
-use crate::state::State;
-use crate::{Peer, Shard};
+use crate::keys::{TimerTarget, TxKey};
+use crate::state::{State, TxnRef};
+use crate::transaction::Timers;
+use crate::{proxying, request, response, Peer, Shard, Transmit};
+
+/// What every handler needs: the shared tables, this worker's queues and the time.
+pub(crate) struct Ctx<'a> {
+    pub state: &'a State,
+    pub shard: &'a mut Shard,
+    pub now: Instant,
+}
+
+impl Ctx<'_> {
+    pub fn send(&mut self, to: Peer, from: Option<SocketAddr>, data: Bytes) {
+        self.shard.send(Transmit { to, from, data });
+    }
+
+    /// Schedules what a state machine armed.
+    pub fn schedule(&mut self, target: TimerTarget, timers: &mut Timers) {
+        for t in timers.drain() {
+            self.shard.schedule(target, t.kind, t.at);
+        }
+    }
+
+    pub fn lookup(&self, key: TxKey) -> Option<TxnRef> {
+        self.state.servers.get(&key).map(|e| Arc::clone(e.value()))
+    }
+}
 
 pub(crate) fn handle_datagram(
     state: &State,
@@ -17,7 +46,13 @@ pub(crate) fn handle_datagram(
     local: SocketAddr,
     data: Bytes,
 ) {
-    let _ = (state, shard, now, from, local, data);
+    if is_keepalive(&data) {
+        return;
+    }
+    // Unparseable input is dropped: without a parsed request there is no Via to answer.
+    if let Ok(msg) = parse_datagram(data, &state.cfg.limits) {
+        handle_message(state, shard, now, from, local, msg);
+    }
 }
 
 pub(crate) fn handle_message(
@@ -28,13 +63,83 @@ pub(crate) fn handle_message(
     local: SocketAddr,
     msg: Message,
 ) {
-    let _ = (state, shard, now, from, local, msg);
+    let mut cx = Ctx { state, shard, now };
+    if msg.is_request() {
+        request::on_request(&mut cx, from, local, msg);
+    } else {
+        response::on_response(&mut cx, msg);
+    }
+    arm_sweep(&mut cx);
 }
 
 pub(crate) fn handle_timeouts(state: &State, shard: &mut Shard, now: Instant) {
-    let _ = (state, shard, now);
+    let mut cx = Ctx { state, shard, now };
+    while let Some(e) = cx.shard.pop_due(now) {
+        let key = match e.target {
+            TimerTarget::Server(k) | TimerTarget::Branch(k, _) => k,
+        };
+        let Some(txn) = cx.lookup(key) else { continue };
+        let mut t = lock(&txn);
+        match e.target {
+            TimerTarget::Server(_) => proxying::on_server_timer(&mut cx, &mut t, e.kind, e.at),
+            TimerTarget::Branch(_, i) => {
+                proxying::on_branch_timer(&mut cx, &mut t, usize::from(i), e.kind, e.at)
+            }
+        }
+        proxying::remove_if_finished(cx.state, &t);
+    }
+    sweep_calls(&mut cx);
 }
 
 pub(crate) fn handle_transport_error(state: &State, shard: &mut Shard, now: Instant, peer: Peer) {
-    let _ = (state, shard, now, peer);
+    let mut cx = Ctx { state, shard, now };
+    // Rare event: a scan of the client index is fine, and no map guard is held while
+    // a transaction is locked.
+    let hit: Vec<_> = state
+        .clients
+        .iter()
+        .filter(|e| e.value().peer == peer && !e.key().cancel)
+        .map(|e| e.value().clone())
+        .collect();
+    for entry in hit {
+        let mut t = lock(&entry.txn);
+        proxying::on_branch_transport_error(&mut cx, &mut t, usize::from(entry.branch));
+        proxying::remove_if_finished(cx.state, &t);
+    }
+}
+
+/// A poisoned lock means a panic elsewhere; the data is still consistent enough to go on.
+pub(crate) fn lock(t: &TxnRef) -> std::sync::MutexGuard<'_, crate::state::ProxyTxn> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sweep_interval(state: &State) -> Duration {
+    state.cfg.max_call_duration.min(Duration::from_secs(60))
+}
+
+/// Make sure a sweep is pending while there are calls.
+fn arm_sweep(cx: &mut Ctx<'_>) {
+    if cx.shard.next_sweep.is_none() && !cx.state.calls.is_empty() {
+        cx.shard.next_sweep = Some(cx.now + sweep_interval(cx.state));
+    }
+}
+
+/// Drops dialogs older than the maximum call duration (their BYE never came).
+fn sweep_calls(cx: &mut Ctx<'_>) {
+    arm_sweep(cx);
+    let Some(at) = cx.shard.next_sweep else { return };
+    if at > cx.now {
+        return;
+    }
+    cx.shard.next_sweep = None;
+    let max = cx.state.cfg.max_call_duration;
+    let now = cx.now;
+    cx.state.calls.retain(|_, c| {
+        let keep = now.saturating_duration_since(c.started) < max;
+        if !keep {
+            crate::calls::log_end(c, "max_duration");
+        }
+        keep
+    });
+    arm_sweep(cx);
 }

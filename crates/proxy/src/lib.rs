@@ -21,11 +21,17 @@ use bytes::Bytes;
 use trunkstore_sip::message::Message;
 
 mod branch;
+mod calls;
 pub mod config;
 mod engine;
 mod keys;
+mod local;
+mod proxying;
+mod request;
+mod response;
 pub mod route;
 mod shard;
+mod sipview;
 mod state;
 pub mod transaction;
 mod util;

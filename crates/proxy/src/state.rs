@@ -41,7 +41,6 @@ pub(crate) struct State {
 #[derive(Clone)]
 pub(crate) struct ClientEntry {
     pub txn: TxnRef,
-    pub server: TxKey,
     pub branch: u16,
     pub peer: Peer,
 }
@@ -195,6 +194,8 @@ pub(crate) struct ProxyTxn {
     pub cancelled: bool,
     /// Route edits decided once for all attempts.
     pub pop_route: bool,
+    /// Strict-router fix-up: the Request-URI to restore (and Route to drop).
+    pub strict_uri: Option<Bytes>,
     pub record_route: bool,
     pub loop_hash: u32,
     pub call: CallInfo,
@@ -205,6 +206,37 @@ pub(crate) struct ProxyTxn {
 }
 
 impl ProxyTxn {
+    /// A server transaction answered locally (CANCEL's 200), kept to absorb
+    /// retransmissions.
+    pub fn local_only(
+        key: TxKey,
+        request: Message,
+        source: Peer,
+        local: SocketAddr,
+        server: ServerSide,
+    ) -> ProxyTxn {
+        ProxyTxn {
+            key,
+            request,
+            source,
+            local,
+            server,
+            branches: Vec::new(),
+            plan: None,
+            next_attempt: 0,
+            delay: None,
+            best: None,
+            cancelled: false,
+            pop_route: false,
+            strict_uri: None,
+            record_route: false,
+            loop_hash: 0,
+            call: CallInfo::default(),
+            initial_invite: false,
+            is_bye: false,
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.server.is_terminated()
             && self.delay.is_none()

@@ -1,8 +1,6 @@
 //! Small allocation-free helpers for the packet path.
 
-use std::net::{IpAddr, SocketAddr};
-
-use trunkstore_sip::uri::Host;
+use std::net::IpAddr;
 
 /// Decimal text of `n` in `buf`.
 pub fn u16_decimal(n: u16, buf: &mut [u8; 5]) -> &[u8] {
@@ -60,28 +58,6 @@ pub fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     let _ = write!(cur, "{ip}");
     let n = cur.position() as usize;
     &buf[..n]
-}
-
-/// The IP of a host that is an IP literal (DNS names are not resolved by the core).
-pub fn host_ip(h: &Host<'_>) -> Option<IpAddr> {
-    h.ip()
-}
-
-/// `ip:port` from an IP-literal host.
-pub fn socket(h: &Host<'_>, port: u16) -> Option<SocketAddr> {
-    host_ip(h).map(|ip| SocketAddr::new(ip, port))
-}
-
-/// FNV-1a style fold, used for hashes that need no secret (loop detection, tags).
-#[inline]
-pub fn fold(mut h: u64, data: &[u8]) -> u64 {
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // Separator, so ("ab","c") and ("a","bc") differ.
-    h ^= 0xff;
-    h.wrapping_mul(0x0000_0100_0000_01b3)
 }
 
 /// splitmix64 finaliser.

@@ -1,0 +1,716 @@
+//! Stateful proxying (§16.6–16.10) over one [`ProxyTxn`]: attempts, branch responses,
+//! best-response selection, CANCEL and the proxy's own timers.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use trunkstore_sip::build;
+use trunkstore_sip::edit::Editor;
+use trunkstore_sip::message::{HeaderName, Message};
+use trunkstore_sip::nameaddr::contacts;
+use trunkstore_sip::parse::parse_datagram;
+
+use crate::engine::Ctx;
+use crate::keys::{ClientKey, TimerTarget, TxKey};
+use crate::request::Routing;
+use crate::route::Attempt;
+use crate::state::{Best, Branch, CancelState, ClientEntry, ClientSide, ProxyTxn, ServerSide, State};
+use crate::transaction::{
+    client_invite, client_non_invite, server_invite, ClientInvite, ClientNonInvite, TimerKind,
+    Timers,
+};
+use crate::util::{ip_text, mix};
+use crate::{branch, calls, local, sipview, Peer, Transport};
+
+fn tidx(t: Transport) -> usize {
+    match t {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+    }
+}
+
+/// §16.7 step 1 / §16.2: our own 100 Trying for an INVITE, at once.
+pub(crate) fn send_trying(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
+    let Some(resp) = local::build(cx, &t.request, 100, b"Trying", &[]) else {
+        return;
+    };
+    if let ServerSide::Invite(s) = &mut t.server {
+        s.on_provisional(resp.clone());
+    }
+    cx.send(t.source, Some(t.local), resp);
+}
+
+/// Starts the next attempt if none is in flight; answers the caller when the plan is
+/// exhausted and every branch is done.
+pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
+    loop {
+        if t.server.is_final() || t.delay.is_some() || t.branches.iter().any(branch_pending) {
+            return;
+        }
+        if t.cancelled {
+            break;
+        }
+        let Some(attempt) = t
+            .plan
+            .as_ref()
+            .and_then(|p| p.attempts.get(t.next_attempt))
+            .cloned()
+        else {
+            break;
+        };
+        if let Some(d) = attempt.delay.filter(|d| !d.is_zero()) {
+            // The delay timer sends this attempt (see `on_server_timer`).
+            let at = cx.now + d;
+            t.delay = Some(at);
+            cx.shard.schedule(TimerTarget::Server(t.key), TimerKind::Delay, at);
+            return;
+        }
+        t.next_attempt += 1;
+        if start_attempt(cx, t, &attempt) {
+            return;
+        }
+    }
+    finish(cx, t);
+}
+
+fn branch_pending(b: &Branch) -> bool {
+    b.client.is_pending()
+}
+
+/// Sends one attempt. False when it failed at once (no next hop, unbuildable).
+fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool {
+    let Some(peer) = attempt.next_hop else {
+        record(t, Best::Local(480));
+        return false;
+    };
+    let idx = t.branches.len();
+    let Ok(idx16) = u16::try_from(idx) else {
+        record(t, Best::Local(500));
+        return false;
+    };
+    let id = mix(t.key.0 as u64 ^ (t.key.0 >> 64) as u64 ^ (idx as u64).wrapping_mul(0x9e37_79b9));
+    let Some(request) = build_forward(cx, t, attempt, peer, id) else {
+        record(t, Best::Local(500));
+        return false;
+    };
+    let reliable = peer.transport == Transport::Tcp;
+    let mut timers = Timers::new();
+    let is_invite = matches!(t.server, ServerSide::Invite(_));
+    let client = if is_invite {
+        ClientSide::Invite(ClientInvite::start(reliable, cx.state.timers, cx.now, &mut timers))
+    } else {
+        ClientSide::NonInvite(ClientNonInvite::start(
+            reliable,
+            cx.state.timers,
+            cx.now,
+            &mut timers,
+        ))
+    };
+    let now = cx.now;
+    let timer_c = is_invite.then(|| timers_arm(&mut timers, TimerKind::C, now + cx.state.cfg.timer_c));
+    let progress_deadline = attempt
+        .progress_timeout
+        .filter(|_| is_invite)
+        .map(|d| timers_arm(&mut timers, TimerKind::Progress, now + d));
+    let answer_deadline = attempt
+        .answer_timeout
+        .filter(|_| is_invite)
+        .map(|d| timers_arm(&mut timers, TimerKind::Answer, now + d));
+    let from = cx.state.cfg.local(peer.transport);
+    t.branches.push(Branch {
+        id,
+        peer,
+        from,
+        request: request.clone(),
+        client,
+        cancel: CancelState::None,
+        provisional: false,
+        progress: false,
+        cancelled_by_proxy: false,
+        timer_c,
+        c_after_cancel: false,
+        progress_deadline,
+        answer_deadline,
+    });
+    cx.schedule(TimerTarget::Branch(t.key, idx16), &mut timers);
+    // The transaction is in the server table while it runs (inserted before the first
+    // attempt); the client index points back at it.
+    if let Some(txn) = cx.lookup(t.key) {
+        cx.state.clients.insert(
+            ClientKey { id, cancel: false },
+            ClientEntry {
+                txn,
+                branch: idx16,
+                peer,
+            },
+        );
+    }
+    cx.send(peer, from, request);
+    true
+}
+
+/// Timers beyond the four a machine arms go straight to the shard through `Timers` too;
+/// `Timers` holds four, and a branch arms at most A, B, C and one attempt timer at once,
+/// so the progress/answer pair shares the last slot only when both are set.
+fn timers_arm(timers: &mut Timers, kind: TimerKind, at: Instant) -> Instant {
+    timers.arm(kind, at);
+    at
+}
+
+/// §16.6: the request for one branch, built in one buffer by the splice editor.
+fn build_forward(
+    cx: &Ctx<'_>,
+    t: &ProxyTxn,
+    attempt: &Attempt,
+    peer: Peer,
+    id: u64,
+) -> Option<Bytes> {
+    let state = cx.state;
+    let branch_text = branch::write(id, t.loop_hash);
+    let prefix = &state.via_prefix[tidx(peer.transport)];
+    let mut via = [0u8; 512];
+    let via_len = join_into(&mut via, prefix, &branch_text)?;
+    let mut ip_buf = [0u8; 64];
+    let src_ip = ip_text(t.source.addr.ip(), &mut ip_buf);
+    let mut ed = Editor::new(&t.request);
+    if let Some(uri) = &attempt.request_uri {
+        ed.set_request_uri(uri).ok()?;
+    } else if let Some(uri) = &t.strict_uri {
+        ed.set_request_uri(uri).ok()?;
+    }
+    if t.strict_uri.is_some() {
+        ed.remove_header(b"Route").ok()?;
+    } else if t.pop_route {
+        ed.pop_route().ok()?;
+    }
+    ed.set_via_received(src_ip, t.source.addr.port()).ok()?;
+    ed.push_via(&via[..via_len]).ok()?;
+    ed.decrement_max_forwards().ok()?;
+    if t.record_route {
+        ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
+            .ok()?;
+    }
+    Some(ed.finish())
+}
+
+/// Keeps the better of the best response so far and `new` (§16.7 step 6): 6xx first, then
+/// the lowest class; among 4xx prefer 401/407/415/420/484; prefer anything over 503;
+/// on a tie a received response beats one we made up, and the earlier one wins.
+pub(crate) fn record(t: &mut ProxyTxn, new: Best) {
+    fn rank(b: &Best) -> (u8, u8, u8) {
+        let code = b.status();
+        let class = match code / 100 {
+            6 => 0,
+            2 => 1,
+            3 => 2,
+            4 => 3,
+            _ => 4,
+        };
+        let pref = match code {
+            401 | 407 | 415 | 420 | 484 => 0,
+            503 => 2,
+            _ => 1,
+        };
+        (class, pref, u8::from(matches!(b, Best::Local(_))))
+    }
+    let better = match &t.best {
+        None => true,
+        Some(old) => rank(&new) < rank(old),
+    };
+    if better {
+        t.best = Some(new);
+    }
+}
+
+/// A branch ended with a final non-2xx (received, or made up for a timeout or transport
+/// error): fail over or answer.
+fn on_branch_final(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, best: Best) {
+    let by_proxy = t.branches.get(idx).is_some_and(|b| b.cancelled_by_proxy);
+    // A branch we gave up on counts as a timeout, whatever its 487 says.
+    let best = if by_proxy && best.status() == 487 {
+        Best::Local(408)
+    } else {
+        best
+    };
+    let status = best.status();
+    record(t, best);
+    if status >= 600 {
+        cancel_branches(cx, t, true);
+    }
+    let failover = !t.cancelled
+        && status < 600
+        && t.plan.as_ref().is_some_and(|p| p.failover.on_status(status));
+    if !failover {
+        if let Some(p) = &t.plan {
+            t.next_attempt = p.attempts.len();
+        }
+    }
+    advance(cx, t);
+}
+
+/// Every attempt is done: the caller gets the best response (§16.7 step 6).
+fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
+    if t.server.is_final() {
+        return;
+    }
+    let best = t.best.take();
+    let code = match (&best, t.cancelled) {
+        (_, true) => 487,
+        (Some(b), false) => b.status(),
+        (None, false) => 480,
+    };
+    let now = cx.now;
+    let mut timers = Timers::new();
+    match &mut t.server {
+        ServerSide::Invite(_) => {
+            let resp = final_response(cx, &t.request, best.as_ref(), code);
+            let Some(resp) = resp else { return };
+            if let ServerSide::Invite(s) = &mut t.server {
+                s.on_final(resp.clone(), now, &mut timers);
+            }
+            cx.send(t.source, Some(t.local), resp);
+            if t.initial_invite {
+                calls::failed(t, code);
+            }
+        }
+        ServerSide::NonInvite(_) => {
+            // RFC 4320: no 408 to a non-INVITE; the client has given up by now.
+            let made_up_timeout = matches!(best, None | Some(Best::Local(408)));
+            if made_up_timeout && !t.cancelled {
+                if let ServerSide::NonInvite(s) = &mut t.server {
+                    s.abandon();
+                }
+            } else if let Some(resp) = final_response(cx, &t.request, best.as_ref(), code) {
+                if let ServerSide::NonInvite(s) = &mut t.server {
+                    s.on_final(resp.clone(), now, &mut timers);
+                }
+                cx.send(t.source, Some(t.local), resp);
+            }
+            if t.is_bye {
+                calls::ended(cx, &t.request, code);
+            }
+        }
+    }
+    cx.schedule(TimerTarget::Server(t.key), &mut timers);
+}
+
+/// The final response to relay: the received one minus our Via, or one we make; a 503 is
+/// relayed as 500 (§16.7 step 6: a 503 would make the caller think *we* are down).
+fn final_response(cx: &Ctx<'_>, req: &Message, best: Option<&Best>, code: u16) -> Option<Bytes> {
+    match best {
+        Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => relay(m),
+        _ => {
+            let code = if code == 503 { 500 } else { code };
+            local::build(cx, req, code, local::reason(code), &[])
+        }
+    }
+}
+
+/// A response without our (top) Via.
+pub(crate) fn relay(m: &Message) -> Option<Bytes> {
+    let mut ed = Editor::new(m);
+    ed.remove_top_via().ok()?;
+    Some(ed.finish())
+}
+
+/// The caller CANCELled (§16.10): cancel every pending branch, answer 487 if nothing is
+/// in flight.
+pub(crate) fn cancel_by_caller(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
+    if t.server.is_final() || !matches!(t.server, ServerSide::Invite(_)) {
+        return;
+    }
+    t.cancelled = true;
+    t.delay = None;
+    cancel_branches(cx, t, false);
+    advance(cx, t);
+}
+
+fn cancel_branches(cx: &mut Ctx<'_>, t: &mut ProxyTxn, by_proxy: bool) {
+    for i in 0..t.branches.len() {
+        cancel_branch(cx, t, i, by_proxy);
+    }
+}
+
+/// CANCELs one INVITE branch: now if it has had a provisional, else as soon as one
+/// arrives (§9.1).
+fn cancel_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, by_proxy: bool) {
+    let key = t.key;
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    if !matches!(&b.client, ClientSide::Invite(c) if c.is_pending()) {
+        return;
+    }
+    if !matches!(b.cancel, CancelState::None) {
+        return;
+    }
+    b.cancelled_by_proxy = by_proxy;
+    b.cancel = CancelState::Pending;
+    if b.provisional {
+        send_cancel(cx, key, idx, b);
+    }
+}
+
+fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
+    if !matches!(b.cancel, CancelState::Pending) {
+        return;
+    }
+    let Some(cancel) = parse_own(cx.state, &b.request).and_then(|m| build::cancel(&m).ok()) else {
+        return;
+    };
+    let mut timers = Timers::new();
+    let reliable = b.peer.transport == Transport::Tcp;
+    let client = ClientNonInvite::start(reliable, cx.state.timers, cx.now, &mut timers);
+    // If the INVITE never gets its final response, give up 64·T1 after the CANCEL
+    // (§9.1); timer C carries that deadline.
+    let at = cx.now + cx.state.timers.t1x64();
+    b.timer_c = Some(at);
+    b.c_after_cancel = true;
+    timers.arm(TimerKind::C, at);
+    b.cancel = CancelState::Sent {
+        request: cancel.clone(),
+        client,
+    };
+    let idx16 = u16::try_from(idx).unwrap_or(u16::MAX);
+    if let Some(entry) = cx.state.clients.get(&ClientKey { id: b.id, cancel: false }).map(|e| e.clone()) {
+        cx.state.clients.insert(ClientKey { id: b.id, cancel: true }, entry);
+    }
+    cx.schedule(TimerTarget::Branch(key, idx16), &mut timers);
+    cx.send(b.peer, b.from, cancel);
+}
+
+/// Our own forwarded request, parsed again (only for the rare CANCEL/ACK/BYE we build).
+fn parse_own(state: &State, bytes: &Bytes) -> Option<Message> {
+    parse_datagram(bytes.clone(), &state.cfg.limits).ok()
+}
+
+/// A response to one of our branches.
+pub(crate) fn on_branch_response(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    is_cancel: bool,
+    msg: Message,
+) {
+    let status = msg.status().unwrap_or(500);
+    let key = t.key;
+    let now = cx.now;
+    let mut timers = Timers::new();
+    let target = TimerTarget::Branch(key, u16::try_from(idx).unwrap_or(u16::MAX));
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    if is_cancel {
+        if let CancelState::Sent { client, .. } = &mut b.cancel {
+            client.on_response(status, now, &mut timers);
+        }
+        cx.schedule(target, &mut timers);
+        return;
+    }
+    match &mut b.client {
+        ClientSide::Invite(c) => {
+            let action = c.on_response(status, now, &mut timers);
+            cx.schedule(target, &mut timers);
+            match action {
+                client_invite::ResponseAction::Provisional => on_provisional(cx, t, idx, msg),
+                client_invite::ResponseAction::Success => on_2xx(cx, t, idx, msg),
+                client_invite::ResponseAction::Final => {
+                    send_ack(cx, b, &msg);
+                    b.timer_c = None;
+                    on_branch_final(cx, t, idx, Best::Received(msg));
+                }
+                client_invite::ResponseAction::AckAgain => send_ack(cx, b, &msg),
+                client_invite::ResponseAction::Ignore => {}
+            }
+        }
+        ClientSide::NonInvite(c) => {
+            let action = c.on_response(status, now, &mut timers);
+            cx.schedule(target, &mut timers);
+            // RFC 4320: provisionals other than our own 100 never go upstream.
+            if action == client_non_invite::ResponseAction::Final {
+                on_branch_final(cx, t, idx, Best::Received(msg));
+            }
+        }
+    }
+}
+
+fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
+    let status = msg.status().unwrap_or(100);
+    let key = t.key;
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    b.provisional = true;
+    if status > 100 {
+        b.progress = true;
+        // §16.7 step 2: a provisional restarts timer C.
+        if !b.c_after_cancel {
+            let at = cx.now + cx.state.cfg.timer_c;
+            b.timer_c = Some(at);
+            cx.shard
+                .schedule(TimerTarget::Branch(key, idx as u16), TimerKind::C, at);
+        }
+    }
+    if matches!(b.cancel, CancelState::Pending) {
+        send_cancel(cx, key, idx, b);
+    }
+    let forward = status > 100 && !b.cancelled_by_proxy;
+    // 100 is hop-by-hop: never forwarded.
+    if forward {
+        if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, relay(&msg)) {
+            if s.on_provisional(resp.clone()) {
+                cx.send(t.source, Some(t.local), resp);
+            }
+        }
+    }
+}
+
+/// A 2xx goes upstream at once, retransmissions too (RFC 6026); the server transaction
+/// moves to Accepted. On a branch the proxy itself cancelled, the dialog is ours to end:
+/// ACK and BYE it.
+fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    b.timer_c = None;
+    if b.cancelled_by_proxy {
+        let b = &t.branches[idx];
+        ack_and_bye(cx, b, &msg);
+        return;
+    }
+    let Some(resp) = relay(&msg) else { return };
+    let mut timers = Timers::new();
+    let first = !t.server.is_final();
+    if let ServerSide::Invite(s) = &mut t.server {
+        s.on_2xx(cx.now, &mut timers);
+    }
+    cx.schedule(TimerTarget::Server(t.key), &mut timers);
+    cx.send(t.source, Some(t.local), resp);
+    if first && t.initial_invite {
+        calls::established(cx, t, cx.now);
+    }
+}
+
+/// Hop-by-hop ACK for a non-2xx final (§17.1.1.3), sent to the branch's hop.
+fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
+    let Some(req) = parse_own(cx.state, &b.request) else { return };
+    if let Ok(ack) = build::ack_for_non_2xx(&req, resp) {
+        cx.send(b.peer, b.from, ack);
+    }
+}
+
+/// ACK and BYE for a 2xx on a branch we cancelled ourselves: nobody upstream wants it.
+fn ack_and_bye(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
+    let Some(req) = parse_own(cx.state, &b.request) else { return };
+    let target = resp
+        .header(HeaderName::Contact)
+        .and_then(|v| contacts(v).next())
+        .and_then(|c| c.ok())
+        .and_then(|c| c.0.addr().map(|a| a.uri().as_bytes()))
+        .unwrap_or_else(|| req.request_uri());
+    let cseq = sipview::cseq(&req).map_or(1, |c| c.seq);
+    let via_prefix = &cx.state.via_prefix[tidx(b.peer.transport)];
+    for (n, method) in [(0u32, &b"ACK"[..]), (1, b"BYE")] {
+        let id = mix(b.id ^ (0xa5a5 + u64::from(n)));
+        let branch_text = branch::write(id, 0);
+        let mut out = BytesMut::with_capacity(512);
+        let parts: [&[u8]; 4] = [method, b" ", target, b" SIP/2.0\r\nVia: "];
+        for p in parts {
+            out.put_slice(p);
+        }
+        out.put_slice(via_prefix);
+        out.put_slice(&branch_text);
+        out.put_slice(b"\r\nMax-Forwards: 70\r\nFrom: ");
+        out.put_slice(req.header(HeaderName::From).unwrap_or(b""));
+        out.put_slice(b"\r\nTo: ");
+        out.put_slice(resp.header(HeaderName::To).unwrap_or(b""));
+        out.put_slice(b"\r\nCall-ID: ");
+        out.put_slice(sipview::call_id(&req));
+        out.put_slice(b"\r\nCSeq: ");
+        out.put_slice((cseq.saturating_add(n)).to_string().as_bytes());
+        out.put_slice(b" ");
+        out.put_slice(method);
+        out.put_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        cx.send(b.peer, b.from, out.freeze());
+    }
+}
+
+/// Timers of the server side (and the attempt delay).
+pub(crate) fn on_server_timer(cx: &mut Ctx<'_>, t: &mut ProxyTxn, kind: TimerKind, at: Instant) {
+    let now = cx.now;
+    let mut timers = Timers::new();
+    if kind == TimerKind::Delay {
+        if t.delay == Some(at) {
+            t.delay = None;
+            let attempt = t
+                .plan
+                .as_ref()
+                .and_then(|p| p.attempts.get(t.next_attempt))
+                .cloned();
+            if let Some(a) = attempt {
+                t.next_attempt += 1;
+                if !start_attempt(cx, t, &a) {
+                    advance(cx, t);
+                }
+            }
+        }
+        return;
+    }
+    match &mut t.server {
+        ServerSide::Invite(s) => {
+            if let server_invite::TimerAction::Retransmit(resp) =
+                s.on_timer(kind, at, now, &mut timers)
+            {
+                cx.send(t.source, Some(t.local), resp);
+            }
+        }
+        ServerSide::NonInvite(s) => {
+            s.on_timer(kind, at);
+        }
+    }
+    cx.schedule(TimerTarget::Server(t.key), &mut timers);
+}
+
+/// Timers of one branch: its client transaction, its CANCEL, timer C and the attempt
+/// timers.
+pub(crate) fn on_branch_timer(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    kind: TimerKind,
+    at: Instant,
+) {
+    let now = cx.now;
+    let key = t.key;
+    let target = TimerTarget::Branch(key, u16::try_from(idx).unwrap_or(u16::MAX));
+    let mut timers = Timers::new();
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    match (kind, &mut b.client) {
+        (TimerKind::C, ClientSide::Invite(c)) if b.timer_c == Some(at) && c.is_pending() => {
+            b.timer_c = None;
+            if b.c_after_cancel || !b.provisional {
+                // §16.8: no provisional (or no answer to our CANCEL): the branch is a 408.
+                c.terminate();
+                on_branch_final(cx, t, idx, Best::Local(408));
+            } else {
+                cancel_branch(cx, t, idx, true);
+            }
+        }
+        (TimerKind::Progress, ClientSide::Invite(c))
+            if b.progress_deadline == Some(at) && c.is_pending() && !b.progress =>
+        {
+            give_up_branch(cx, t, idx);
+        }
+        (TimerKind::Answer, ClientSide::Invite(c))
+            if b.answer_deadline == Some(at) && c.is_pending() =>
+        {
+            give_up_branch(cx, t, idx);
+        }
+        (TimerKind::E | TimerKind::F | TimerKind::K, ClientSide::Invite(_)) => {
+            if let CancelState::Sent { request, client } = &mut b.cancel {
+                if client.on_timer(kind, at, now, &mut timers)
+                    == client_non_invite::TimerAction::Retransmit
+                {
+                    let r = request.clone();
+                    cx.send(b.peer, b.from, r);
+                }
+            }
+        }
+        (_, ClientSide::Invite(c)) => match c.on_timer(kind, at, now, &mut timers) {
+            client_invite::TimerAction::Retransmit => {
+                let r = b.request.clone();
+                cx.send(b.peer, b.from, r);
+            }
+            client_invite::TimerAction::Timeout => on_branch_final(cx, t, idx, Best::Local(408)),
+            _ => {}
+        },
+        (_, ClientSide::NonInvite(c)) => match c.on_timer(kind, at, now, &mut timers) {
+            client_non_invite::TimerAction::Retransmit => {
+                let r = b.request.clone();
+                cx.send(b.peer, b.from, r);
+            }
+            client_non_invite::TimerAction::Timeout => {
+                on_branch_final(cx, t, idx, Best::Local(408))
+            }
+            _ => {}
+        },
+    }
+    cx.schedule(target, &mut timers);
+}
+
+/// An attempt timer expired: CANCEL the branch if it can be cancelled (its 487 then
+/// counts as a timeout), else abandon it as a 408 and move on.
+fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    if b.provisional {
+        cancel_branch(cx, t, idx, true);
+    } else {
+        b.cancelled_by_proxy = true;
+        b.client.terminate();
+        on_branch_final(cx, t, idx, Best::Local(408));
+    }
+}
+
+/// §16.9: a transport error is a 503 for the branch (relayed as 500 if it is the best).
+pub(crate) fn on_branch_transport_error(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
+    let Some(b) = t.branches.get_mut(idx) else { return };
+    if !b.client.is_pending() {
+        return;
+    }
+    b.client.terminate();
+    b.timer_c = None;
+    on_branch_final(cx, t, idx, Best::Local(503));
+}
+
+/// Removes a finished proxy transaction and its client transactions from the tables.
+pub(crate) fn remove_if_finished(state: &State, t: &ProxyTxn) {
+    if !t.is_finished() {
+        return;
+    }
+    state.servers.remove(&t.key);
+    for b in &t.branches {
+        state.clients.remove(&ClientKey { id: b.id, cancel: false });
+        state.clients.remove(&ClientKey { id: b.id, cancel: true });
+    }
+}
+
+/// Forwards a request without a transaction (the ACK for a 2xx): our Via with a branch
+/// derived from the request's key (the same for a retransmitted ACK), Route popped,
+/// Max-Forwards decremented.
+pub(crate) fn forward_stateless(
+    cx: &mut Ctx<'_>,
+    msg: &Message,
+    from: Peer,
+    hop: Peer,
+    routing: &Routing,
+    key: TxKey,
+) {
+    let id = mix(key.0 as u64 ^ (key.0 >> 64) as u64 ^ 0x41434b);
+    let branch_text = branch::write(id, 0);
+    let prefix = &cx.state.via_prefix[tidx(hop.transport)];
+    let mut via = [0u8; 512];
+    let Some(via_len) = join_into(&mut via, prefix, &branch_text) else {
+        return;
+    };
+    let mut ip_buf = [0u8; 64];
+    let src_ip = ip_text(from.addr.ip(), &mut ip_buf);
+    let mut ed = Editor::new(msg);
+    let ok = (|| -> Result<(), trunkstore_sip::Error> {
+        if let Some(uri) = &routing.strict_uri {
+            ed.set_request_uri(uri)?;
+            ed.remove_header(b"Route")?;
+        } else if routing.pop_route {
+            ed.pop_route()?;
+        }
+        ed.set_via_received(src_ip, from.addr.port())?;
+        ed.push_via(&via[..via_len])?;
+        ed.decrement_max_forwards()?;
+        Ok(())
+    })();
+    if ok.is_ok() {
+        let data = ed.finish();
+        let local: Option<SocketAddr> = cx.state.cfg.local(hop.transport);
+        cx.send(hop, local, data);
+    }
+}
+
+/// `a` then `b` into `buf` (a Via value on the stack); `None` if it does not fit.
+fn join_into(buf: &mut [u8], a: &[u8], b: &[u8]) -> Option<usize> {
+    let n = a.len() + b.len();
+    buf.get_mut(..a.len())?.copy_from_slice(a);
+    buf.get_mut(a.len()..n)?.copy_from_slice(b);
+    Some(n)
+}

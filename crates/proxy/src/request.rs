@@ -1,0 +1,375 @@
+//! Requests: retransmission absorption, CANCEL, hop-by-hop ACK, validation (§16.3),
+//! route pre-processing (§16.4) and the routing decision.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use trunkstore_sip::message::{HeaderName, Message, Method};
+use trunkstore_sip::uri::Uri;
+use trunkstore_sip::validate::{validate_request_with, ValidateOptions};
+use trunkstore_sip::via::{Via, MAGIC_COOKIE};
+
+use crate::engine::{lock, Ctx};
+use crate::keys::{MethodClass, TxKey};
+use crate::route::{self, Attempt, AttemptPlan, Decision, SourceClass};
+use crate::state::{CallInfo, ProxyTxn, ServerSide};
+use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
+use crate::{branch, calls, local, proxying, sipview, Peer, Transport};
+
+fn class_of(m: Method) -> MethodClass {
+    match m {
+        Method::Invite | Method::Ack => MethodClass::Invite,
+        Method::Cancel => MethodClass::Cancel,
+        _ => MethodClass::Other,
+    }
+}
+
+/// The server transaction key (§17.2.3), for `class`.
+pub(crate) fn server_key(cx: &Ctx<'_>, msg: &Message, via: &Via<'_>, class: MethodClass) -> TxKey {
+    let method: &[u8] = if class == MethodClass::Other {
+        msg.method_bytes()
+    } else {
+        b""
+    };
+    let h = &cx.state.hasher;
+    let base = match via.branch() {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => {
+            let sb = via.sent_by();
+            let port = sb.port.unwrap_or(0).to_be_bytes();
+            h.hash(&[b, sb.host.as_bytes(), &port, method])
+        }
+        // RFC 2543 (§17.2.3 last paragraph). The To tag is left out of the INVITE class:
+        // the ACK carries the tag of our response, the INVITE had none.
+        _ => {
+            let cseq = sipview::cseq(msg).map_or(0, |c| c.seq).to_be_bytes();
+            let to_tag = if class == MethodClass::Other {
+                sipview::to_tag(msg).unwrap_or(b"")
+            } else {
+                b""
+            };
+            let top = msg
+                .header(HeaderName::Via)
+                .and_then(|v| trunkstore_sip::scan::split_list(v).next())
+                .map_or(&b""[..], |i| i.value);
+            h.hash(&[
+                b"2543",
+                msg.request_uri(),
+                sipview::from_tag(msg).unwrap_or(b""),
+                sipview::call_id(msg),
+                &cseq,
+                top,
+                to_tag,
+                method,
+            ])
+        }
+    };
+    TxKey::with_class(base, class)
+}
+
+pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: Message) {
+    let method = msg.method().unwrap_or(Method::Other);
+    let Some(via) = sipview::top_via(&msg) else {
+        if method != Method::Ack {
+            local::respond(cx, from, local, &msg, 400, b"Bad Via", &[]);
+        }
+        return;
+    };
+    let key = server_key(cx, &msg, &via, class_of(method));
+    if method == Method::Ack {
+        return on_ack(cx, from, local, &msg, key);
+    }
+    if let Some(txn) = cx.lookup(key) {
+        return absorb_retransmission(cx, &txn);
+    }
+    // Empty (no allocation) unless the settings list extensions.
+    let supported: Vec<&[u8]> = cx
+        .state
+        .cfg
+        .proxy_supported
+        .iter()
+        .map(|s| s.as_bytes())
+        .collect();
+    let opts = ValidateOptions {
+        proxy_supported: &supported,
+    };
+    if let Err(rej) = validate_request_with(&msg, &opts) {
+        let unsupported = rej.unsupported_value();
+        let extra: &[(&[u8], &[u8])] = if rej.status == 420 {
+            &[(b"Unsupported", &unsupported)]
+        } else {
+            &[]
+        };
+        local::respond(cx, from, local, &msg, rej.status, rej.reason.as_bytes(), extra);
+        return;
+    }
+    if method == Method::Cancel {
+        let invite_key = server_key(cx, &msg, &via, MethodClass::Invite);
+        return on_cancel(cx, from, local, msg, invite_key, key);
+    }
+    let loop_hash = loop_hash(cx, &msg);
+    if is_loop(cx, &msg, loop_hash) {
+        local::respond(cx, from, local, &msg, 482, b"Loop Detected", &[]);
+        return;
+    }
+    let routing = preprocess_routes(cx, &msg);
+    let in_dialog = sipview::to_tag(&msg).is_some();
+    let plan = if in_dialog {
+        in_dialog_plan(cx, from, &msg, &routing)
+    } else if routing.to_us_without_user && routing.next_route.is_none() {
+        if method == Method::Options {
+            local::respond(cx, from, local, &msg, 200, b"OK", &[]);
+            return;
+        }
+        Decision::Reject(404, "Not Found")
+    } else if cx.state.shutting_down.load(Ordering::Relaxed) {
+        Decision::Reject(503, "Service Unavailable")
+    } else if let Some(hop) = routing.next_route {
+        preloaded_route_plan(cx, from, hop)
+    } else {
+        let user = Uri::parse(msg.request_uri()).ok().and_then(|u| u.user());
+        route::decide(&*cx.state.dir, from.addr, user, method == Method::Invite)
+    };
+    let plan = match plan {
+        Decision::Forward(p) => p,
+        Decision::Reject(code, reason) => {
+            local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
+            return;
+        }
+    };
+    if cx.state.servers.len() >= cx.state.cfg.max_transactions {
+        local::respond(cx, from, local, &msg, 503, b"Service Unavailable", &[]);
+        return;
+    }
+    let record_route = !in_dialog
+        && matches!(
+            method,
+            Method::Invite | Method::Subscribe | Method::Refer
+        );
+    let call = CallInfo {
+        did: plan.did.clone(),
+        account: plan.account.clone(),
+        server: plan.server.clone(),
+    };
+    let reliable = from.transport == Transport::Tcp;
+    let server = if method == Method::Invite {
+        ServerSide::Invite(ServerInvite::new(reliable, cx.state.timers))
+    } else {
+        ServerSide::NonInvite(ServerNonInvite::new(reliable, cx.state.timers))
+    };
+    let txn = ProxyTxn {
+        key,
+        request: msg,
+        source: from,
+        local,
+        server,
+        branches: Vec::new(),
+        plan: Some(plan),
+        next_attempt: 0,
+        delay: None,
+        best: None,
+        cancelled: false,
+        pop_route: routing.pop_route,
+        strict_uri: routing.strict_uri,
+        record_route,
+        loop_hash,
+        call,
+        initial_invite: method == Method::Invite && !in_dialog,
+        is_bye: method == Method::Bye,
+    };
+    let txn = Arc::new(Mutex::new(txn));
+    match cx.state.servers.entry(key) {
+        // A copy of the request won the race on another worker: this one is a
+        // retransmission.
+        dashmap::mapref::entry::Entry::Occupied(_) => return,
+        dashmap::mapref::entry::Entry::Vacant(v) => {
+            v.insert(Arc::clone(&txn));
+        }
+    }
+    let mut t = lock(&txn);
+    if method == Method::Invite {
+        proxying::send_trying(cx, &mut t);
+    }
+    proxying::advance(cx, &mut t);
+    proxying::remove_if_finished(cx.state, &t);
+}
+
+fn absorb_retransmission(cx: &mut Ctx<'_>, txn: &crate::state::TxnRef) {
+    let t = lock(txn);
+    if let Some(resp) = t.server.on_retransmission() {
+        let (to, from) = (t.source, Some(t.local));
+        drop(t);
+        cx.send(to, from, resp);
+    }
+}
+
+/// ACK: the hop-by-hop ACK of our non-2xx final is absorbed by its INVITE server
+/// transaction; any other ACK (for a 2xx) is end-to-end and follows the route set,
+/// statelessly. An ACK is never answered.
+fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: TxKey) {
+    if let Some(txn) = cx.lookup(key) {
+        let mut t = lock(&txn);
+        if let ServerSide::Invite(s) = &mut t.server {
+            let mut timers = Timers::new();
+            let absorbed = s.on_ack(cx.now, &mut timers);
+            cx.schedule(crate::keys::TimerTarget::Server(key), &mut timers);
+            if absorbed {
+                proxying::remove_if_finished(cx.state, &t);
+                return;
+            }
+        }
+    }
+    let _ = local;
+    if validate_request_with(msg, &ValidateOptions::default()).is_err() {
+        return;
+    }
+    let routing = preprocess_routes(cx, msg);
+    let Decision::Forward(plan) = in_dialog_plan(cx, from, msg, &routing) else {
+        return;
+    };
+    let Some(hop) = plan.attempts.first().and_then(|a| a.next_hop) else {
+        return;
+    };
+    proxying::forward_stateless(cx, msg, from, hop, &routing, key);
+}
+
+/// CANCEL (§16.10): its own server transaction answers 200 at once (a retransmitted
+/// CANCEL finds it and gets the 200 again); the INVITE's branches are cancelled.
+fn on_cancel(
+    cx: &mut Ctx<'_>,
+    from: Peer,
+    local: SocketAddr,
+    msg: Message,
+    invite_key: TxKey,
+    key: TxKey,
+) {
+    let Some(invite) = cx.lookup(invite_key) else {
+        local::respond(cx, from, local, &msg, 481, local::reason(481), &[]);
+        return;
+    };
+    let Some(ok) = local::build(cx, &msg, 200, b"OK", &[]) else {
+        return;
+    };
+    let reliable = from.transport == Transport::Tcp;
+    let mut server = ServerNonInvite::new(reliable, cx.state.timers);
+    let mut timers = Timers::new();
+    server.on_final(ok.clone(), cx.now, &mut timers);
+    cx.send(from, Some(local), ok);
+    if !server.is_terminated() {
+        let txn = ProxyTxn::local_only(key, msg, from, local, ServerSide::NonInvite(server));
+        cx.state.servers.insert(key, Arc::new(Mutex::new(txn)));
+        cx.schedule(crate::keys::TimerTarget::Server(key), &mut timers);
+    }
+    let mut t = lock(&invite);
+    proxying::cancel_by_caller(cx, &mut t);
+    proxying::remove_if_finished(cx.state, &t);
+}
+
+/// The hash a looping request would carry in our Via (see [`crate::branch`]).
+fn loop_hash(cx: &Ctx<'_>, msg: &Message) -> u32 {
+    let cseq = sipview::cseq(msg).map_or(0, |c| c.seq).to_be_bytes();
+    cx.state.hasher.u64(&[
+        msg.request_uri(),
+        sipview::call_id(msg),
+        sipview::from_tag(msg).unwrap_or(b""),
+        sipview::to_tag(msg).unwrap_or(b""),
+        &cseq,
+        msg.header(HeaderName::ProxyRequire).unwrap_or(b""),
+    ]) as u32
+}
+
+/// §16.3 step 4: one of our Vias carrying the same loop hash means the request came back
+/// unchanged. A spiral (changed Request-URI) has a different hash.
+fn is_loop(cx: &Ctx<'_>, msg: &Message, hash: u32) -> bool {
+    sipview::all_vias(msg).any(|v| {
+        sipview::via_is_us(&cx.state.cfg, &v)
+            && v.branch()
+                .and_then(branch::parse)
+                .is_some_and(|(_, h)| h == hash)
+    })
+}
+
+/// Route pre-processing (§16.4) decided once per request.
+pub(crate) struct Routing {
+    /// The top Route is ours: pop it when forwarding.
+    pub pop_route: bool,
+    /// Strict-router fix-up: the Request-URI was ours, the (only) Route value is the
+    /// real Request-URI.
+    pub strict_uri: Option<bytes::Bytes>,
+    /// The Route the request goes to after ours is popped.
+    pub next_route: Option<Peer>,
+    /// Request-URI is us, with no user part (OPTIONS ping target).
+    pub to_us_without_user: bool,
+}
+
+fn preprocess_routes(cx: &Ctx<'_>, msg: &Message) -> Routing {
+    let cfg = &cx.state.cfg;
+    let ruri = Uri::parse(msg.request_uri()).ok();
+    let ruri_is_us = ruri.as_ref().is_some_and(|u| sipview::uri_is_us(cfg, u));
+    let mut routes = sipview::routes(msg);
+    let first = routes.next();
+    let second = routes.next();
+    let mut r = Routing {
+        pop_route: false,
+        strict_uri: None,
+        next_route: None,
+        to_us_without_user: ruri_is_us && ruri.as_ref().is_some_and(|u| u.user().is_none()),
+    };
+    if ruri_is_us && first.is_some() && second.is_none() {
+        // A strict router put our address in the Request-URI and the real one in the
+        // last Route (§16.4); with one Route value that is the first.
+        if let Some(u) = first.and_then(sipview::route_uri) {
+            if !sipview::uri_is_us(cfg, &u) {
+                r.strict_uri = msg.slice_ref(u.as_bytes());
+                r.next_route = None;
+                r.pop_route = true;
+                r.to_us_without_user = false;
+                return r;
+            }
+        }
+    }
+    let first_uri = first.and_then(sipview::route_uri);
+    if first_uri.as_ref().is_some_and(|u| sipview::uri_is_us(cfg, u)) {
+        r.pop_route = true;
+        r.next_route = second
+            .and_then(sipview::route_uri)
+            .and_then(|u| sipview::uri_next_hop(&u));
+    } else if let Some(u) = first_uri {
+        r.next_route = sipview::uri_next_hop(&u);
+    }
+    r
+}
+
+fn source_known(cx: &Ctx<'_>, from: Peer) -> bool {
+    cx.state.dir.classify_source(from.addr) != SourceClass::Unknown
+}
+
+/// In-dialog requests follow the route set we recorded: only when our own Route was on
+/// top, and only for a known source or a dialog we admitted (we are no open relay).
+fn in_dialog_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, routing: &Routing) -> Decision {
+    if !routing.pop_route {
+        return Decision::Reject(403, "Forbidden");
+    }
+    if !source_known(cx, from) && !calls::exists(cx, sipview::call_id(msg)) {
+        return Decision::Reject(403, "Forbidden");
+    }
+    let hop = match (&routing.next_route, &routing.strict_uri) {
+        (Some(p), _) => Some(*p),
+        (None, Some(u)) => Uri::parse(u).ok().and_then(|u| sipview::uri_next_hop(&u)),
+        (None, None) => Uri::parse(msg.request_uri())
+            .ok()
+            .and_then(|u| sipview::uri_next_hop(&u)),
+    };
+    if hop.is_none() {
+        return Decision::Reject(404, "Not Found");
+    }
+    Decision::Forward(AttemptPlan::single(Attempt::to(None, hop)))
+}
+
+/// An out-of-dialog request with a pre-loaded Route beyond ours: only for known sources.
+fn preloaded_route_plan(cx: &Ctx<'_>, from: Peer, hop: Peer) -> Decision {
+    if !source_known(cx, from) {
+        return Decision::Reject(403, "Forbidden");
+    }
+    Decision::Forward(AttemptPlan::single(Attempt::to(None, Some(hop))))
+}

@@ -1,0 +1,127 @@
+//! Small reads of a parsed message the proxy logic needs, over the codec's views.
+
+use std::net::SocketAddr;
+
+use trunkstore_sip::headers::CSeq;
+use trunkstore_sip::message::{HeaderName, Message};
+use trunkstore_sip::nameaddr::NameAddr;
+use trunkstore_sip::scan::{eq_ignore_case, split_list};
+use trunkstore_sip::uri::{Host, Uri};
+use trunkstore_sip::via::{self, Rport, Via};
+
+use crate::config::ProxyConfig;
+use crate::{Peer, Transport};
+
+/// The top Via value (the first value of the first Via line).
+pub fn top_via(msg: &Message) -> Option<Via<'_>> {
+    let line = msg.header(HeaderName::Via)?;
+    via::vias(line).next()?.ok().map(|(v, _)| v)
+}
+
+/// Every Via value, across lines (comma-joined values included).
+pub fn all_vias(msg: &Message) -> impl Iterator<Item = Via<'_>> + '_ {
+    msg.headers(HeaderName::Via)
+        .flat_map(via::vias)
+        .filter_map(|r| r.ok().map(|(v, _)| v))
+}
+
+/// The second Via value: where a response goes after we remove ours.
+pub fn second_via(msg: &Message) -> Option<Via<'_>> {
+    msg.headers(HeaderName::Via)
+        .flat_map(via::vias)
+        .nth(1)?
+        .ok()
+        .map(|(v, _)| v)
+}
+
+/// Every Route value, across lines.
+pub fn routes(msg: &Message) -> impl Iterator<Item = &[u8]> + '_ {
+    msg.headers(HeaderName::Route)
+        .flat_map(split_list)
+        .map(|i| i.value)
+}
+
+pub fn tag_of(v: Option<&[u8]>) -> Option<&[u8]> {
+    NameAddr::parse(v?).ok()?.tag()
+}
+
+pub fn from_tag(msg: &Message) -> Option<&[u8]> {
+    tag_of(msg.header(HeaderName::From))
+}
+
+pub fn to_tag(msg: &Message) -> Option<&[u8]> {
+    tag_of(msg.header(HeaderName::To))
+}
+
+pub fn cseq(msg: &Message) -> Option<CSeq<'_>> {
+    CSeq::parse(msg.header(HeaderName::CSeq)?).ok()
+}
+
+pub fn call_id(msg: &Message) -> &[u8] {
+    msg.header(HeaderName::CallId).unwrap_or(b"")
+}
+
+/// Is `host:port` (port defaulting to 5060) one of our addresses?
+pub fn is_us(cfg: &ProxyConfig, host: &Host<'_>, port: Option<u16>) -> bool {
+    let port = port.unwrap_or(5060);
+    let text = host.as_bytes();
+    let same = |h: &str, p: u16| {
+        p == port && eq_ignore_case(h.trim_start_matches('[').trim_end_matches(']').as_bytes(), text)
+    };
+    same(&cfg.advertise_udp.host, cfg.advertise_udp.port)
+        || same(&cfg.advertise_tcp.host, cfg.advertise_tcp.port)
+        || cfg.aliases.iter().any(|(h, p)| same(h, *p))
+}
+
+pub fn via_is_us(cfg: &ProxyConfig, v: &Via<'_>) -> bool {
+    let sb = v.sent_by();
+    is_us(cfg, &sb.host, sb.port)
+}
+
+/// The URI inside a Route/Record-Route value.
+pub fn route_uri(value: &[u8]) -> Option<Uri<'_>> {
+    NameAddr::parse(value).ok()?.sip_uri().copied()
+}
+
+pub fn uri_is_us(cfg: &ProxyConfig, uri: &Uri<'_>) -> bool {
+    match uri.host() {
+        Some(h) => is_us(cfg, &h, uri.port()),
+        None => false,
+    }
+}
+
+/// The next hop a SIP URI names: its host (an IP literal; the core does no DNS), port
+/// (5060 by default) and `transport` parameter.
+pub fn uri_next_hop(uri: &Uri<'_>) -> Option<Peer> {
+    let ip = uri.host()?.ip()?;
+    let transport = match uri.transport() {
+        Some(t) if eq_ignore_case(t, b"tcp") => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
+    })
+}
+
+/// Where a response goes by a Via (§18.2.2 with RFC 3581): `received` (else the
+/// sent-by host, which must be an IP), `rport` (else the sent-by port, else 5060).
+pub fn via_destination(v: &Via<'_>) -> Option<Peer> {
+    let ip = match v.received() {
+        Some(h) => h.ip()?,
+        None => v.host().ip()?,
+    };
+    let port = match v.rport() {
+        Rport::Value(p) => p,
+        _ => v.port().unwrap_or(5060),
+    };
+    let transport = match v.transport_kind() {
+        via::Transport::Tcp => Transport::Tcp,
+        via::Transport::Udp => Transport::Udp,
+        _ => return None,
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+    })
+}
