@@ -1,0 +1,103 @@
+//! Settings and connectivity documents written by each test into its own directory
+//! (format: config/README.md). Everything points at loopback ports of that test only.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value};
+
+use crate::harness::TestDir;
+
+/// The account directory every test document goes into.
+const ACCOUNT: &str = "e2e";
+
+/// One IP-auth PBX (a SIPp UAS) at 127.0.0.1:`port` with its DIDs.
+pub struct Pbx {
+    pub name: &'static str,
+    pub port: u16,
+    /// `inbound_format`: "e164", "npan", "1npan" or "username".
+    pub format: &'static str,
+    /// `auth.auth_user`, what the "username" format sends.
+    pub auth_user: Option<&'static str>,
+    pub dids: Vec<String>,
+}
+
+impl Pbx {
+    pub fn new(name: &'static str, port: u16, format: &'static str, dids: Vec<String>) -> Pbx {
+        Pbx {
+            name,
+            port,
+            format,
+            auth_user: None,
+            dids,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut auth = json!({"auth_method": "IP", "ip": "127.0.0.1", "port": self.port});
+        if let Some(user) = self.auth_user {
+            auth["auth_user"] = json!(user);
+        }
+        let dids: Map<String, Value> = self.dids.iter().map(|d| (d.clone(), json!({}))).collect();
+        json!({
+            "name": self.name,
+            "auth": auth,
+            "options": {"inbound_format": self.format},
+            "DIDs": dids,
+        })
+    }
+}
+
+/// The proxy side of a test: where it listens and which carrier source it trusts.
+pub struct ProxySetup {
+    /// UDP and TCP listen port (same number).
+    pub port: u16,
+    /// The trusted carrier source port on 127.0.0.1 (exact `ip:port`, so any other
+    /// loopback port is an unknown source).
+    pub carrier_port: u16,
+    /// The admin API must not clash with other tests' proxies either.
+    pub api_port: u16,
+}
+
+/// Writes `trunkstore.json` and `connectivity/e2e/pbx.json`; returns the settings path.
+pub fn write(dir: &TestDir, proxy: &ProxySetup, pbxs: &[Pbx]) -> PathBuf {
+    let settings = settings_json(proxy);
+    let path = dir.file("trunkstore.json");
+    write_json(&path, &settings);
+    let docs = dir.path().join("connectivity").join(ACCOUNT);
+    fs::create_dir_all(&docs).expect("create connectivity dir");
+    let servers: Vec<Value> = pbxs.iter().map(Pbx::to_json).collect();
+    write_json(
+        &docs.join("pbx.json"),
+        &json!({"name": "end-to-end", "servers": servers}),
+    );
+    path
+}
+
+fn settings_json(proxy: &ProxySetup) -> Value {
+    let listen = format!("127.0.0.1:{}", proxy.port);
+    json!({
+        "listen": {"udp": [listen], "tcp": [listen]},
+        "advertise": listen,
+        "connectivity_dir": "connectivity",
+        "carriers": [{
+            "name": "e2e-carrier",
+            "gateways": [{"host": "127.0.0.1", "port": proxy.carrier_port, "transport": "udp"}],
+            "sources": [format!("127.0.0.1:{}", proxy.carrier_port)],
+        }],
+        "api": {"listen": format!("127.0.0.1:{}", proxy.api_port), "tokens": []},
+        "log": {"level": "info", "format": "text"},
+    })
+}
+
+fn write_json(path: &std::path::Path, value: &Value) {
+    let text = serde_json::to_string_pretty(value).expect("serialise json");
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// `count` consecutive NANP DIDs in E.164 from +1415555`first`.
+pub fn dids(first: u32, count: u32) -> Vec<String> {
+    (first..first + count)
+        .map(|n| format!("+1415555{n:04}"))
+        .collect()
+}
