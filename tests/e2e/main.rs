@@ -326,3 +326,55 @@ fn sipp_scenarios_self_check() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
+
+/// The checks in the scenarios must be able to fail: a Request-URI user other than the
+/// expected one fails both peers, a final status other than the expected one fails the
+/// carrier (the PBX did its part).
+#[test]
+fn sipp_scenarios_self_check_detects_mismatches() {
+    let _sipp = sipp::sipp_binary();
+    let dir = TestDir::new("self-check-neg");
+    let cases: [(&str, &str, &str, Vec<String>, bool); 2] = [
+        (
+            "wrong-user",
+            "uas-answer.xml",
+            "uac-call.xml",
+            vec!["+14155550000;4155550000".into()],
+            true,
+        ),
+        (
+            "wrong-status",
+            "uas-busy.xml",
+            "uac-reject.xml",
+            vec!["+14155550000;404;70".into()],
+            false,
+        ),
+    ];
+    for (name, uas_scenario, uac_scenario, lines, uas_fails) in cases {
+        let uas_port = free_port();
+        let uac_port = free_port();
+        let uas_name = format!("{name}-uas");
+        let uas = Uas::start(&dir, &uas_name, uas_scenario, uas_port, 1, 30);
+        let uac_name = format!("{name}-uac");
+        let run = Uac {
+            name: &uac_name,
+            scenario: uac_scenario,
+            proxy_port: uas_port,
+            local_port: uac_port,
+            transport: Transport::Udp,
+            lines,
+            rate: 10,
+            extra: vec![
+                "-key".into(),
+                "extra_header".into(),
+                format!("Record-Route: <sip:127.0.0.1:{uac_port};lr>"),
+            ],
+        }
+        .run(&dir);
+        assert!(run.check().is_err(), "{name}: the carrier run passed");
+        let uas_result = uas.finish(UAS_FINISH);
+        if uas_fails {
+            assert!(uas_result.is_err(), "{name}: the PBX run passed");
+        }
+    }
+}
