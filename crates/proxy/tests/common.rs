@@ -1,0 +1,272 @@
+//! Test harness: a proxy on a virtual clock, fed real SIP text.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use trunkstore_config::NumberFormat;
+use trunkstore_proxy::route::InboundRoute;
+use trunkstore_proxy::{Peer, Proxy, ProxyConfig, Shard, StaticDirectory, Transmit, Transport};
+use trunkstore_sip::build::{self, ResponseOptions};
+use trunkstore_sip::limits::Limits;
+use trunkstore_sip::message::{HeaderName, Message};
+use trunkstore_sip::parse::parse_datagram;
+
+pub const US: &str = "10.0.0.1:5060";
+pub const CARRIER: &str = "192.0.2.10:5060";
+pub const SERVER: &str = "10.0.0.5:5080";
+pub const DID: &str = "+14155551234";
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+pub fn udp(s: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: addr(s),
+    }
+}
+
+pub fn tcp(s: &str) -> Peer {
+    Peer {
+        transport: Transport::Tcp,
+        addr: addr(s),
+    }
+}
+
+pub fn route_to(host: &str, port: u16, enabled: bool, transport: Transport) -> InboundRoute {
+    InboundRoute {
+        account: "acc1".into(),
+        server: "pbx1".into(),
+        enabled,
+        host: host.into(),
+        port,
+        next_hop: Some(Peer {
+            transport,
+            addr: SocketAddr::new(host.parse().unwrap(), port),
+        }),
+        format: NumberFormat::Npan,
+        auth_user: None,
+    }
+}
+
+pub fn directory() -> StaticDirectory {
+    StaticDirectory::new()
+        .with_carrier(addr(CARRIER), "carrier1")
+        .with_did(DID, route_to("10.0.0.5", 5080, true, Transport::Udp))
+        .with_did("+14155550000", route_to("10.0.0.6", 5060, false, Transport::Udp))
+}
+
+pub struct H {
+    pub proxy: Proxy,
+    pub shard: Shard,
+    pub t0: Instant,
+    pub now: Instant,
+}
+
+impl H {
+    pub fn new() -> H {
+        H::with(ProxyConfig::for_tests("10.0.0.1", 5060), directory())
+    }
+
+    pub fn with(cfg: ProxyConfig, dir: StaticDirectory) -> H {
+        let proxy = Proxy::new(cfg, Arc::new(dir));
+        let shard = proxy.new_shard();
+        let t0 = Instant::now();
+        H {
+            proxy,
+            shard,
+            t0,
+            now: t0,
+        }
+    }
+
+    pub fn feed(&mut self, from: Peer, text: &str) -> Vec<Transmit> {
+        let data = Bytes::from(text.replace('\n', "\r\n"));
+        self.proxy
+            .handle_datagram(&mut self.shard, self.now, from, addr(US), data);
+        self.drain()
+    }
+
+    pub fn feed_bytes(&mut self, from: Peer, data: Bytes) -> Vec<Transmit> {
+        self.proxy
+            .handle_datagram(&mut self.shard, self.now, from, addr(US), data);
+        self.drain()
+    }
+
+    pub fn drain(&mut self) -> Vec<Transmit> {
+        let mut v = Vec::new();
+        while let Some(t) = self.shard.poll_transmit() {
+            v.push(t);
+        }
+        v
+    }
+
+    /// Advances the virtual clock to `t0 + ms`, firing timers at their deadlines; returns
+    /// what was sent, with the offset (ms from t0) at which it was sent.
+    pub fn advance_to(&mut self, ms: u64) -> Vec<(u64, Transmit)> {
+        let end = self.t0 + Duration::from_millis(ms);
+        let mut out = Vec::new();
+        while let Some(at) = self.shard.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.proxy.handle_timeouts(&mut self.shard, self.now);
+            let off = (self.now - self.t0).as_millis() as u64;
+            out.extend(self.drain().into_iter().map(|t| (off, t)));
+        }
+        self.now = self.now.max(end);
+        out
+    }
+
+    pub fn advance_by(&mut self, ms: u64) -> Vec<(u64, Transmit)> {
+        let cur = (self.now - self.t0).as_millis() as u64;
+        self.advance_to(cur + ms)
+    }
+}
+
+pub fn parse(t: &Transmit) -> Message {
+    parse_datagram(t.data.clone(), &Limits::default()).expect("our output parses")
+}
+
+pub fn text(t: &Transmit) -> String {
+    String::from_utf8_lossy(&t.data).into_owned()
+}
+
+pub fn status(t: &Transmit) -> Option<u16> {
+    parse(t).status()
+}
+
+pub fn method(t: &Transmit) -> String {
+    String::from_utf8_lossy(parse(t).method_bytes()).into_owned()
+}
+
+pub fn header(t: &Transmit, name: HeaderName) -> Option<String> {
+    parse(t)
+        .header(name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+pub fn vias(t: &Transmit) -> Vec<String> {
+    let m = parse(t);
+    m.headers(HeaderName::Via)
+        .flat_map(|l| String::from_utf8_lossy(l).split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// A response from the callee to a request we forwarded: its Vias, To with a tag,
+/// Record-Route copied, a Contact.
+pub fn answer(req: &Transmit, code: u16, contact: &str) -> String {
+    let m = parse(req);
+    let rr: Vec<&[u8]> = m.headers(HeaderName::RecordRoute).collect();
+    let contact_v = format!("<{contact}>");
+    let mut headers: Vec<(&[u8], &[u8])> = rr.iter().map(|v| (&b"Record-Route"[..], *v)).collect();
+    headers.push((b"Contact", contact_v.as_bytes()));
+    let reason: &[u8] = match code {
+        100 => b"Trying",
+        180 => b"Ringing",
+        200 => b"OK",
+        486 => b"Busy Here",
+        487 => b"Request Terminated",
+        503 => b"Service Unavailable",
+        _ => b"Whatever",
+    };
+    let opts = ResponseOptions {
+        to_tag: (code > 100).then_some(&b"callee1"[..]),
+        headers: &headers,
+        body: None,
+    };
+    String::from_utf8(build::response(&m, code, reason, &opts).unwrap().to_vec())
+        .unwrap()
+        .replace("\r\n", "\n")
+}
+
+pub fn invite(call: &str, branch: &str) -> String {
+    format!(
+        "INVITE sip:{DID}@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch};rport
+Max-Forwards: 70
+From: <sip:+12125550100@192.0.2.10>;tag=f-{call}
+To: <sip:{DID}@10.0.0.1>
+Call-ID: {call}
+CSeq: 1 INVITE
+Contact: <sip:+12125550100@192.0.2.10:5060>
+Content-Length: 0
+
+"
+    )
+}
+
+pub fn cancel(call: &str, branch: &str) -> String {
+    format!(
+        "CANCEL sip:{DID}@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch};rport
+Max-Forwards: 70
+From: <sip:+12125550100@192.0.2.10>;tag=f-{call}
+To: <sip:{DID}@10.0.0.1>
+Call-ID: {call}
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+    )
+}
+
+/// The carrier's ACK for a non-2xx (same branch as the INVITE).
+pub fn ack_non2xx(call: &str, branch: &str, to_tag: &str) -> String {
+    format!(
+        "ACK sip:{DID}@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch};rport
+Max-Forwards: 70
+From: <sip:+12125550100@192.0.2.10>;tag=f-{call}
+To: <sip:{DID}@10.0.0.1>;tag={to_tag}
+Call-ID: {call}
+CSeq: 1 ACK
+Content-Length: 0
+
+"
+    )
+}
+
+/// The carrier's in-dialog request (ACK for 2xx, BYE) through our Record-Route.
+pub fn in_dialog_from_carrier(method: &str, call: &str, branch: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:4155551234@10.0.0.5:5080 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch};rport
+Route: <sip:10.0.0.1:5060;lr>
+Max-Forwards: 70
+From: <sip:+12125550100@192.0.2.10>;tag=f-{call}
+To: <sip:{DID}@10.0.0.1>;tag=callee1
+Call-ID: {call}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+"
+    )
+}
+
+/// The callee's BYE towards the carrier (reversed route set).
+pub fn bye_from_server(call: &str, branch: &str) -> String {
+    format!(
+        "BYE sip:+12125550100@192.0.2.10:5060 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.5:5080;branch={branch};rport
+Route: <sip:10.0.0.1:5060;lr>
+Max-Forwards: 70
+From: <sip:{DID}@10.0.0.1>;tag=callee1
+To: <sip:+12125550100@192.0.2.10>;tag=f-{call}
+Call-ID: {call}
+CSeq: 1 BYE
+Content-Length: 0
+
+"
+    )
+}
+
+/// A response to a request we forwarded, as its next hop would send it (no Contact).
+pub fn reply(req: &Transmit, code: u16) -> String {
+    answer(req, code, "sip:x@10.0.0.5:5080")
+}
