@@ -1,7 +1,7 @@
 //! The proxy under test: `trunkstore serve --config <settings>` in the test directory,
 //! started and stopped like in production (ready when it answers OPTIONS, SIGTERM).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,14 @@ const START_LIMIT: Duration = Duration::from_secs(15);
 /// A clean shutdown (SIGTERM) must not take longer than this.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 
+/// The binary under test: this build's, or `TRUNKSTORE_E2E_BIN` (e.g. a release build
+/// for a run at full speed).
+fn binary() -> PathBuf {
+    std::env::var_os("TRUNKSTORE_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_trunkstore")))
+}
+
 pub struct Proxy {
     pub proc: Proc,
     pub port: u16,
@@ -23,7 +31,7 @@ impl Proxy {
     /// Starts the proxy and waits until it answers an OPTIONS from the trusted carrier
     /// source (the SIPp carrier binds that port only later, so it is free now).
     pub fn start(dir: &TestDir, settings: &Path, setup: &ProxySetup) -> Proxy {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trunkstore"));
+        let mut cmd = Command::new(binary());
         cmd.arg("serve").arg("--config").arg(settings);
         let mut proxy = Proxy {
             proc: Proc::spawn("proxy", cmd, dir.path()),
