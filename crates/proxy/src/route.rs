@@ -41,6 +41,9 @@ pub struct InboundRoute {
     pub next_hop: Option<Peer>,
     pub format: NumberFormat,
     pub auth_user: Option<Arc<str>>,
+    /// Further targets tried in order when an attempt fails (host, port, next hop): the
+    /// hook the failover issue fills from `failover`.
+    pub alternates: Vec<(Arc<str>, u16, Option<Peer>)>,
 }
 
 /// The routing data the core reads. Implemented by the routing index (an atomically
@@ -204,9 +207,19 @@ fn inbound(dir: &dyn Directory, request_user: Option<&[u8]>, is_invite: bool) ->
         return Decision::Reject(480, "Temporarily Unavailable");
     }
     let user = format_user(&did, route.format, route.auth_user.as_deref());
-    let uri = inbound_request_uri(user, &route.host, route.port);
+    let mut attempts = Vec::with_capacity(1 + route.alternates.len());
+    attempts.push(Attempt::to(
+        Some(inbound_request_uri(user, &route.host, route.port)),
+        route.next_hop,
+    ));
+    for (host, port, hop) in &route.alternates {
+        attempts.push(Attempt::to(
+            Some(inbound_request_uri(user, host, *port)),
+            *hop,
+        ));
+    }
     AttemptPlan {
-        attempts: vec![Attempt::to(Some(uri), route.next_hop)],
+        attempts,
         failover: FailoverRule::Default,
         did: Some(Arc::from(&*did)),
         account: Some(route.account.clone()),

@@ -50,6 +50,7 @@ pub fn route_to(host: &str, port: u16, enabled: bool, transport: Transport) -> I
         }),
         format: NumberFormat::Npan,
         auth_user: None,
+        alternates: Vec::new(),
     }
 }
 
