@@ -127,7 +127,9 @@ fn arm_sweep(cx: &mut Ctx<'_>) {
 /// Drops dialogs older than the maximum call duration (their BYE never came).
 fn sweep_calls(cx: &mut Ctx<'_>) {
     arm_sweep(cx);
-    let Some(at) = cx.shard.next_sweep else { return };
+    let Some(at) = cx.shard.next_sweep else {
+        return;
+    };
     if at > cx.now {
         return;
     }

@@ -15,7 +15,9 @@ use crate::engine::Ctx;
 use crate::keys::{ClientKey, TimerTarget, TxKey};
 use crate::request::Routing;
 use crate::route::Attempt;
-use crate::state::{Best, Branch, CancelState, ClientEntry, ClientSide, ProxyTxn, ServerSide, State};
+use crate::state::{
+    Best, Branch, CancelState, ClientEntry, ClientSide, ProxyTxn, ServerSide, State,
+};
 use crate::transaction::{
     client_invite, client_non_invite, server_invite, ClientInvite, ClientNonInvite, TimerKind,
     Timers,
@@ -63,7 +65,8 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             // The delay timer sends this attempt (see `on_server_timer`).
             let at = cx.now + d;
             t.delay = Some(at);
-            cx.shard.schedule(TimerTarget::Server(t.key), TimerKind::Delay, at);
+            cx.shard
+                .schedule(TimerTarget::Server(t.key), TimerKind::Delay, at);
             return;
         }
         t.next_attempt += 1;
@@ -98,7 +101,12 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
     let mut timers = Timers::new();
     let is_invite = matches!(t.server, ServerSide::Invite(_));
     let client = if is_invite {
-        ClientSide::Invite(ClientInvite::start(reliable, cx.state.timers, cx.now, &mut timers))
+        ClientSide::Invite(ClientInvite::start(
+            reliable,
+            cx.state.timers,
+            cx.now,
+            &mut timers,
+        ))
     } else {
         ClientSide::NonInvite(ClientNonInvite::start(
             reliable,
@@ -108,7 +116,8 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         ))
     };
     let now = cx.now;
-    let timer_c = is_invite.then(|| timers_arm(&mut timers, TimerKind::C, now + cx.state.cfg.timer_c));
+    let timer_c =
+        is_invite.then(|| timers_arm(&mut timers, TimerKind::C, now + cx.state.cfg.timer_c));
     let progress_deadline = attempt
         .progress_timeout
         .filter(|_| is_invite)
@@ -240,7 +249,9 @@ fn on_branch_final(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, best: Best) {
     }
     let failover = !t.cancelled
         && status < 600
-        && t.plan.as_ref().is_some_and(|p| p.failover.on_status(status));
+        && t.plan
+            .as_ref()
+            .is_some_and(|p| p.failover.on_status(status));
     if !failover {
         if let Some(p) = &t.plan {
             t.next_attempt = p.attempts.len();
@@ -336,7 +347,9 @@ fn cancel_branches(cx: &mut Ctx<'_>, t: &mut ProxyTxn, by_proxy: bool) {
 /// arrives (§9.1).
 fn cancel_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, by_proxy: bool) {
     let key = t.key;
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     if !matches!(&b.client, ClientSide::Invite(c) if c.is_pending()) {
         return;
     }
@@ -371,8 +384,22 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
         client,
     };
     let idx16 = u16::try_from(idx).unwrap_or(u16::MAX);
-    if let Some(entry) = cx.state.clients.get(&ClientKey { id: b.id, cancel: false }).map(|e| e.clone()) {
-        cx.state.clients.insert(ClientKey { id: b.id, cancel: true }, entry);
+    if let Some(entry) = cx
+        .state
+        .clients
+        .get(&ClientKey {
+            id: b.id,
+            cancel: false,
+        })
+        .map(|e| e.clone())
+    {
+        cx.state.clients.insert(
+            ClientKey {
+                id: b.id,
+                cancel: true,
+            },
+            entry,
+        );
     }
     cx.schedule(TimerTarget::Branch(key, idx16), &mut timers);
     cx.send(b.peer, b.from, cancel);
@@ -396,7 +423,9 @@ pub(crate) fn on_branch_response(
     let now = cx.now;
     let mut timers = Timers::new();
     let target = TimerTarget::Branch(key, u16::try_from(idx).unwrap_or(u16::MAX));
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     if is_cancel {
         if let CancelState::Sent { client, .. } = &mut b.cancel {
             client.on_response(status, now, &mut timers);
@@ -414,7 +443,7 @@ pub(crate) fn on_branch_response(
                 client_invite::ResponseAction::Final => {
                     send_ack(cx, b, &msg);
                     b.timer_c = None;
-                    on_branch_final(cx, t, idx, Best::Received(msg));
+                    on_branch_final(cx, t, idx, Best::Received(Box::new(msg)));
                 }
                 client_invite::ResponseAction::AckAgain => send_ack(cx, b, &msg),
                 client_invite::ResponseAction::Ignore => {}
@@ -425,7 +454,7 @@ pub(crate) fn on_branch_response(
             cx.schedule(target, &mut timers);
             // RFC 4320: provisionals other than our own 100 never go upstream.
             if action == client_non_invite::ResponseAction::Final {
-                on_branch_final(cx, t, idx, Best::Received(msg));
+                on_branch_final(cx, t, idx, Best::Received(Box::new(msg)));
             }
         }
     }
@@ -434,7 +463,9 @@ pub(crate) fn on_branch_response(
 fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     let status = msg.status().unwrap_or(100);
     let key = t.key;
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     b.provisional = true;
     if status > 100 {
         b.progress = true;
@@ -464,7 +495,9 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
 /// moves to Accepted. On a branch the proxy itself cancelled, the dialog is ours to end:
 /// ACK and BYE it.
 fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     b.timer_c = None;
     if b.cancelled_by_proxy {
         let b = &t.branches[idx];
@@ -486,7 +519,9 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
 
 /// Hop-by-hop ACK for a non-2xx final (§17.1.1.3), sent to the branch's hop.
 fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
-    let Some(req) = parse_own(cx.state, &b.request) else { return };
+    let Some(req) = parse_own(cx.state, &b.request) else {
+        return;
+    };
     if let Ok(ack) = build::ack_for_non_2xx(&req, resp) {
         cx.send(b.peer, b.from, ack);
     }
@@ -494,7 +529,9 @@ fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
 
 /// ACK and BYE for a 2xx on a branch we cancelled ourselves: nobody upstream wants it.
 fn ack_and_bye(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
-    let Some(req) = parse_own(cx.state, &b.request) else { return };
+    let Some(req) = parse_own(cx.state, &b.request) else {
+        return;
+    };
     let target = resp
         .header(HeaderName::Contact)
         .and_then(|v| contacts(v).next())
@@ -577,7 +614,9 @@ pub(crate) fn on_branch_timer(
     let key = t.key;
     let target = TimerTarget::Branch(key, u16::try_from(idx).unwrap_or(u16::MAX));
     let mut timers = Timers::new();
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     match (kind, &mut b.client) {
         (TimerKind::C, ClientSide::Invite(c)) if b.timer_c == Some(at) && c.is_pending() => {
             b.timer_c = None;
@@ -634,7 +673,9 @@ pub(crate) fn on_branch_timer(
 /// An attempt timer expired: CANCEL the branch if it can be cancelled (its 487 then
 /// counts as a timeout), else abandon it as a 408 and move on.
 fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     if b.provisional {
         cancel_branch(cx, t, idx, true);
     } else {
@@ -646,7 +687,9 @@ fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
 
 /// §16.9: a transport error is a 503 for the branch (relayed as 500 if it is the best).
 pub(crate) fn on_branch_transport_error(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
-    let Some(b) = t.branches.get_mut(idx) else { return };
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
     if !b.client.is_pending() {
         return;
     }
@@ -662,8 +705,14 @@ pub(crate) fn remove_if_finished(state: &State, t: &ProxyTxn) {
     }
     state.servers.remove(&t.key);
     for b in &t.branches {
-        state.clients.remove(&ClientKey { id: b.id, cancel: false });
-        state.clients.remove(&ClientKey { id: b.id, cancel: true });
+        state.clients.remove(&ClientKey {
+            id: b.id,
+            cancel: false,
+        });
+        state.clients.remove(&ClientKey {
+            id: b.id,
+            cancel: true,
+        });
     }
 }
 

@@ -100,7 +100,15 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         } else {
             &[]
         };
-        local::respond(cx, from, local, &msg, rej.status, rej.reason.as_bytes(), extra);
+        local::respond(
+            cx,
+            from,
+            local,
+            &msg,
+            rej.status,
+            rej.reason.as_bytes(),
+            extra,
+        );
         return;
     }
     if method == Method::Cancel {
@@ -141,11 +149,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         local::respond(cx, from, local, &msg, 503, b"Service Unavailable", &[]);
         return;
     }
-    let record_route = !in_dialog
-        && matches!(
-            method,
-            Method::Invite | Method::Subscribe | Method::Refer
-        );
+    let record_route =
+        !in_dialog && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
     let call = CallInfo {
         did: plan.did.clone(),
         account: plan.account.clone(),
@@ -329,7 +334,10 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message) -> Routing {
         }
     }
     let first_uri = first.and_then(sipview::route_uri);
-    if first_uri.as_ref().is_some_and(|u| sipview::uri_is_us(cfg, u)) {
+    if first_uri
+        .as_ref()
+        .is_some_and(|u| sipview::uri_is_us(cfg, u))
+    {
         r.pop_route = true;
         r.next_route = second
             .and_then(sipview::route_uri)

@@ -13,7 +13,9 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
     if validate_response(&msg).is_err() {
         return;
     }
-    let Some(via) = sipview::top_via(&msg) else { return };
+    let Some(via) = sipview::top_via(&msg) else {
+        return;
+    };
     if !sipview::via_is_us(&cx.state.cfg, &via) {
         return;
     }

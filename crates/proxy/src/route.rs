@@ -22,7 +22,10 @@ pub enum SourceClass {
     /// A carrier's trusted source; the carrier's name.
     Carrier(Arc<str>),
     /// An IP-authenticated server (account id, server name).
-    Server { account: Arc<str>, server: Arc<str> },
+    Server {
+        account: Arc<str>,
+        server: Arc<str>,
+    },
     Unknown,
 }
 

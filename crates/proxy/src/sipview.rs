@@ -66,7 +66,11 @@ pub fn is_us(cfg: &ProxyConfig, host: &Host<'_>, port: Option<u16>) -> bool {
     let port = port.unwrap_or(5060);
     let text = host.as_bytes();
     let same = |h: &str, p: u16| {
-        p == port && eq_ignore_case(h.trim_start_matches('[').trim_end_matches(']').as_bytes(), text)
+        p == port
+            && eq_ignore_case(
+                h.trim_start_matches('[').trim_end_matches(']').as_bytes(),
+                text,
+            )
     };
     same(&cfg.advertise_udp.host, cfg.advertise_udp.port)
         || same(&cfg.advertise_tcp.host, cfg.advertise_tcp.port)

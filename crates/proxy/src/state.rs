@@ -161,7 +161,7 @@ impl Branch {
 /// The best final response so far (§16.7 step 6).
 pub(crate) enum Best {
     /// A response received from a branch.
-    Received(Message),
+    Received(Box<Message>),
     /// One we make up (408 timeout, 503 transport error, 480 unreachable).
     Local(u16),
 }
@@ -298,5 +298,7 @@ fn via_prefix(transport: &[u8], host: &str, port: u16) -> Box<[u8]> {
 /// `<sip:host:port;lr>` (`;transport=tcp` for TCP).
 fn record_route(host: &str, port: u16, tcp: bool) -> Box<[u8]> {
     let t = if tcp { ";transport=tcp" } else { "" };
-    format!("<sip:{host}:{port}{t};lr>").into_bytes().into_boxed_slice()
+    format!("<sip:{host}:{port}{t};lr>")
+        .into_bytes()
+        .into_boxed_slice()
 }

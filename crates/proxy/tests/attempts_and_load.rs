@@ -11,7 +11,8 @@ const BACKUP: &str = "10.0.0.7:5060";
 
 fn with_backup() -> H {
     let mut r = route_to("10.0.0.5", 5080, true, Transport::Udp);
-    r.alternates.push((Arc::from("10.0.0.7"), 5060, Some(udp(BACKUP))));
+    r.alternates
+        .push((Arc::from("10.0.0.7"), 5060, Some(udp(BACKUP))));
     let dir = directory().with_did(DID, r);
     H::with(ProxyConfig::for_tests("10.0.0.1", 5060), dir)
 }
@@ -21,12 +22,19 @@ fn transport_error_moves_to_next_attempt() {
     let mut h = with_backup();
     let out = h.feed(udp(CARRIER), &invite("c1", "z9hG4bK-a1"));
     assert_eq!(out[1].to, udp(SERVER));
-    h.proxy.handle_transport_error(&mut h.shard, h.now, udp(SERVER));
+    h.proxy
+        .handle_transport_error(&mut h.shard, h.now, udp(SERVER));
     let out = h.drain();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, udp(BACKUP));
-    assert_eq!(parse(&out[0]).request_uri(), b"sip:4155551234@10.0.0.7:5060");
-    assert_ne!(vias(&out[0])[0], vias(&h.feed(udp(CARRIER), &invite("c2", "z9hG4bK-b"))[1])[0]);
+    assert_eq!(
+        parse(&out[0]).request_uri(),
+        b"sip:4155551234@10.0.0.7:5060"
+    );
+    assert_ne!(
+        vias(&out[0])[0],
+        vias(&h.feed(udp(CARRIER), &invite("c2", "z9hG4bK-b"))[1])[0]
+    );
 }
 
 #[test]
@@ -36,7 +44,9 @@ fn server_error_fails_over_busy_does_not() {
     let first = out[1].clone();
     let out = h.feed(udp(SERVER), &reply(&first, 503));
     // ACK to the first target, the INVITE to the backup with a new branch.
-    assert!(out.iter().any(|t| t.to == udp(SERVER) && method(t) == "ACK"));
+    assert!(out
+        .iter()
+        .any(|t| t.to == udp(SERVER) && method(t) == "ACK"));
     let second = out.iter().find(|t| t.to == udp(BACKUP)).unwrap().clone();
     assert_eq!(method(&second), "INVITE");
     assert_ne!(vias(&second)[0], vias(&first)[0]);
@@ -48,8 +58,13 @@ fn server_error_fails_over_busy_does_not() {
     let mut h = with_backup();
     let out = h.feed(udp(CARRIER), &invite("c1", "z9hG4bK-a1"));
     let out = h.feed(udp(SERVER), &reply(&out[1], 486));
-    assert!(out.iter().all(|t| t.to != udp(BACKUP)), "486 does not fail over");
-    assert!(out.iter().any(|t| t.to == udp(CARRIER) && status(t) == Some(486)));
+    assert!(
+        out.iter().all(|t| t.to != udp(BACKUP)),
+        "486 does not fail over"
+    );
+    assert!(out
+        .iter()
+        .any(|t| t.to == udp(CARRIER) && status(t) == Some(486)));
 }
 
 #[test]
@@ -57,8 +72,16 @@ fn timeout_then_backup_answers() {
     let mut h = with_backup();
     h.feed(udp(CARRIER), &invite("c1", "z9hG4bK-a1"));
     let out = h.advance_to(32_000);
-    let second = out.iter().find(|(_, t)| t.to == udp(BACKUP)).unwrap().1.clone();
-    let out = h.feed(udp(BACKUP), &answer(&second, 200, "sip:4155551234@10.0.0.7:5060"));
+    let second = out
+        .iter()
+        .find(|(_, t)| t.to == udp(BACKUP))
+        .unwrap()
+        .1
+        .clone();
+    let out = h.feed(
+        udp(BACKUP),
+        &answer(&second, 200, "sip:4155551234@10.0.0.7:5060"),
+    );
     assert_eq!(status(&out[0]), Some(200));
     assert_eq!(out[0].to, udp(CARRIER));
 }
@@ -87,7 +110,10 @@ fn ten_thousand_calls_leave_nothing_behind() {
                 h.feed(udp(CARRIER), &ack_non2xx(&call, &br, "callee1"));
             }
             _ => {
-                let out = h.feed(udp(SERVER), &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"));
+                let out = h.feed(
+                    udp(SERVER),
+                    &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"),
+                );
                 assert_eq!(status(&out[0]), Some(200));
                 let out = h.feed(
                     udp(CARRIER),
@@ -124,7 +150,10 @@ fn calls_past_max_duration_are_swept() {
     cfg.max_call_duration = std::time::Duration::from_secs(120);
     let mut h = H::with(cfg, directory());
     let out = h.feed(udp(CARRIER), &invite("c1", "z9hG4bK-a1"));
-    h.feed(udp(SERVER), &answer(&out[1], 200, "sip:4155551234@10.0.0.5:5080"));
+    h.feed(
+        udp(SERVER),
+        &answer(&out[1], 200, "sip:4155551234@10.0.0.5:5080"),
+    );
     assert_eq!(h.proxy.stats().calls, 1);
     h.advance_by(200_000);
     assert_eq!(h.proxy.stats().calls, 0);

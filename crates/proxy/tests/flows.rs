@@ -8,7 +8,12 @@ use trunkstore_sip::message::HeaderName;
 /// INVITE from the carrier: 100 at once, INVITE to the server with the DID in npan.
 fn start_call(h: &mut H, call: &str, br: &str) -> trunkstore_proxy::Transmit {
     let out = h.feed(udp(CARRIER), &invite(call, br));
-    assert_eq!(out.len(), 2, "{:?}", out.iter().map(text).collect::<Vec<_>>());
+    assert_eq!(
+        out.len(),
+        2,
+        "{:?}",
+        out.iter().map(text).collect::<Vec<_>>()
+    );
     assert_eq!(status(&out[0]), Some(100));
     assert_eq!(out[0].to, udp(CARRIER));
     assert_eq!(method(&out[1]), "INVITE");
@@ -23,7 +28,10 @@ fn invite_is_forwarded_per_rfc_3261_16_6() {
     let m = parse(&fwd);
     assert_eq!(m.request_uri(), b"sip:4155551234@10.0.0.5:5080");
     let v = vias(&fwd);
-    assert!(v[0].starts_with("SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK"), "{v:?}");
+    assert!(
+        v[0].starts_with("SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK"),
+        "{v:?}"
+    );
     assert!(v[1].contains("rport=5060"), "{v:?}");
     assert!(v[1].contains("received=192.0.2.10"), "{v:?}");
     assert_eq!(header(&fwd, HeaderName::MaxForwards).as_deref(), Some("69"));
@@ -32,7 +40,10 @@ fn invite_is_forwarded_per_rfc_3261_16_6() {
         Some("<sip:10.0.0.1:5060;lr>")
     );
     // To/From/Call-ID untouched.
-    assert_eq!(header(&fwd, HeaderName::To).as_deref(), Some("<sip:+14155551234@10.0.0.1>"));
+    assert_eq!(
+        header(&fwd, HeaderName::To).as_deref(),
+        Some("<sip:+14155551234@10.0.0.1>")
+    );
     assert_eq!(header(&fwd, HeaderName::CallId).as_deref(), Some("c1"));
 }
 
@@ -57,12 +68,18 @@ fn full_call_and_tables_empty_afterwards() {
     assert_eq!(out.len(), 1);
     assert_eq!(status(&out[0]), Some(200));
     // ACK through the Record-Route: Route popped, to the R-URI's host.
-    let out = h.feed(udp(CARRIER), &in_dialog_from_carrier("ACK", "c1", "z9hG4bK-ack1", 1));
+    let out = h.feed(
+        udp(CARRIER),
+        &in_dialog_from_carrier("ACK", "c1", "z9hG4bK-ack1", 1),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(method(&out[0]), "ACK");
     assert_eq!(out[0].to, udp(SERVER));
     assert_eq!(header(&out[0], HeaderName::Route), None);
-    assert_eq!(header(&out[0], HeaderName::MaxForwards).as_deref(), Some("69"));
+    assert_eq!(
+        header(&out[0], HeaderName::MaxForwards).as_deref(),
+        Some("69")
+    );
     // BYE from the callee goes to the carrier.
     let out = h.feed(udp(SERVER), &bye_from_server("c1", "z9hG4bK-bye1"));
     assert_eq!(out.len(), 1);
@@ -76,7 +93,10 @@ fn full_call_and_tables_empty_afterwards() {
     assert_eq!(h.proxy.stats().calls, 0);
     h.advance_by(10 * 60 * 1000);
     let s = h.proxy.stats();
-    assert_eq!((s.server_transactions, s.client_transactions, s.calls), (0, 0, 0));
+    assert_eq!(
+        (s.server_transactions, s.client_transactions, s.calls),
+        (0, 0, 0)
+    );
     assert_eq!(h.shard.pending_timers(), 0);
 }
 
@@ -98,9 +118,16 @@ fn our_invite_retransmissions_stop_at_first_provisional() {
     let mut h = H::new();
     let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
     let out = h.advance_to(3600);
-    let at: Vec<u64> = out.iter().filter(|(_, t)| t.to == udp(SERVER)).map(|(o, _)| *o).collect();
+    let at: Vec<u64> = out
+        .iter()
+        .filter(|(_, t)| t.to == udp(SERVER))
+        .map(|(o, _)| *o)
+        .collect();
     assert_eq!(at, vec![500, 1500, 3500]);
-    assert!(out.iter().all(|(_, t)| t.data == fwd.data), "identical retransmissions");
+    assert!(
+        out.iter().all(|(_, t)| t.data == fwd.data),
+        "identical retransmissions"
+    );
     h.feed(udp(SERVER), &reply(&fwd, 100));
     let out = h.advance_to(20_000);
     assert!(out.is_empty(), "{out:?}");
@@ -128,7 +155,12 @@ fn busy_is_relayed_and_acked_hop_by_hop() {
     let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
     let busy = reply(&fwd, 486);
     let out = h.feed(udp(SERVER), &busy);
-    assert_eq!(out.len(), 2, "{:?}", out.iter().map(text).collect::<Vec<_>>());
+    assert_eq!(
+        out.len(),
+        2,
+        "{:?}",
+        out.iter().map(text).collect::<Vec<_>>()
+    );
     let ack = out.iter().find(|t| t.to == udp(SERVER)).unwrap();
     assert_eq!(method(ack), "ACK");
     assert_eq!(vias(ack)[0], vias(&fwd)[0], "ACK has the INVITE's branch");
@@ -182,7 +214,9 @@ fn cancel_flow() {
     // 487 from the server: we ACK it and relay 487.
     let out = h.feed(udp(SERVER), &reply(&fwd, 487));
     assert_eq!(out.len(), 2);
-    assert!(out.iter().any(|t| t.to == udp(SERVER) && method(t) == "ACK"));
+    assert!(out
+        .iter()
+        .any(|t| t.to == udp(SERVER) && method(t) == "ACK"));
     let up = out.iter().find(|t| t.to == udp(CARRIER)).unwrap();
     assert_eq!(status(up), Some(487));
     h.feed(udp(CARRIER), &ack_non2xx("c1", "z9hG4bK-a1", "callee1"));
@@ -216,7 +250,10 @@ fn late_2xx_after_caller_cancel_is_forwarded() {
     let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
     h.feed(udp(SERVER), &reply(&fwd, 180));
     h.feed(udp(CARRIER), &cancel("c1", "z9hG4bK-a1"));
-    let out = h.feed(udp(SERVER), &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"));
+    let out = h.feed(
+        udp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(status(&out[0]), Some(200));
     assert_eq!(out[0].to, udp(CARRIER));
@@ -231,7 +268,10 @@ fn timer_c_cancels_then_late_2xx_is_acked_and_byed() {
     let cancels: Vec<_> = out.iter().filter(|(_, t)| method(t) == "CANCEL").collect();
     assert_eq!(cancels.len(), 1);
     assert_eq!(cancels[0].0, 185_000);
-    let out = h.feed(udp(SERVER), &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"));
+    let out = h.feed(
+        udp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"),
+    );
     let methods: Vec<String> = out.iter().map(method).collect();
     assert_eq!(methods, vec!["ACK", "BYE"]);
     assert!(out.iter().all(|t| t.to == udp(SERVER)));
@@ -286,14 +326,19 @@ fn validation_responses() {
     let mut h = H::new();
     let mf0 = invite("c1", "z9hG4bK-a1").replace("Max-Forwards: 70", "Max-Forwards: 0");
     assert_eq!(status(&h.feed(udp(CARRIER), &mf0)[0]), Some(483));
-    let pr = invite("c2", "z9hG4bK-a2").replace("CSeq: 1 INVITE", "CSeq: 1 INVITE\nProxy-Require: foo");
+    let pr =
+        invite("c2", "z9hG4bK-a2").replace("CSeq: 1 INVITE", "CSeq: 1 INVITE\nProxy-Require: foo");
     let out = h.feed(udp(CARRIER), &pr);
     assert_eq!(status(&out[0]), Some(420));
-    assert_eq!(header(&out[0], HeaderName::Unsupported).as_deref(), Some("foo"));
+    assert_eq!(
+        header(&out[0], HeaderName::Unsupported).as_deref(),
+        Some("foo")
+    );
     // Require is for the UAS: ignored by the proxy.
     let rq = invite("c3", "z9hG4bK-a3").replace("CSeq: 1 INVITE", "CSeq: 1 INVITE\nRequire: foo");
     assert_eq!(status(&h.feed(udp(CARRIER), &rq)[0]), Some(100));
-    let scheme = invite("c4", "z9hG4bK-a4").replace("INVITE sip:+14155551234@10.0.0.1:5060", "INVITE http://x");
+    let scheme = invite("c4", "z9hG4bK-a4")
+        .replace("INVITE sip:+14155551234@10.0.0.1:5060", "INVITE http://x");
     assert_eq!(status(&h.feed(udp(CARRIER), &scheme)[0]), Some(416));
     let bad = invite("c5", "z9hG4bK-a5").replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
     assert_eq!(status(&h.feed(udp(CARRIER), &bad)[0]), Some(400));
@@ -304,7 +349,10 @@ fn missing_max_forwards_gets_70() {
     let mut h = H::new();
     let inv = invite("c1", "z9hG4bK-a1").replace("Max-Forwards: 70\n", "");
     let out = h.feed(udp(CARRIER), &inv);
-    assert_eq!(header(&out[1], HeaderName::MaxForwards).as_deref(), Some("70"));
+    assert_eq!(
+        header(&out[1], HeaderName::MaxForwards).as_deref(),
+        Some("70")
+    );
 }
 
 #[test]
@@ -355,10 +403,17 @@ fn unknown_method_is_forwarded_and_non_invite_never_gets_408() {
     assert_eq!(method(&out[0]), "FOO");
     assert_eq!(header(&out[0], HeaderName::RecordRoute), None);
     let out = h.advance_to(40_000);
-    let at: Vec<u64> = out.iter().filter(|(_, t)| t.to == udp(SERVER)).map(|(o, _)| *o).collect();
+    let at: Vec<u64> = out
+        .iter()
+        .filter(|(_, t)| t.to == udp(SERVER))
+        .map(|(o, _)| *o)
+        .collect();
     // E: 500, 1000, 2000, 4000, then every T2 until F at 32 s.
     assert_eq!(&at[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
-    assert!(out.iter().all(|(_, t)| t.to != udp(CARRIER)), "never 408 to non-INVITE");
+    assert!(
+        out.iter().all(|(_, t)| t.to != udp(CARRIER)),
+        "never 408 to non-INVITE"
+    );
     assert_eq!(h.proxy.stats(), Default::default());
 }
 
@@ -398,8 +453,14 @@ Content-Length: 0
         "10.0.0.1:5060;branch=z9hG4bK00000000000000010000000",
     );
     // Comma-joined with the next Via on one line.
-    let ours = ours.replace("z9hG4bK00000000000000010000000\nVia:", "z9hG4bK00000000000000010000000,");
-    let ours = ours.replace("z9hG4bK00000000000000010000000", "z9hG4bK000000000000000100000000");
+    let ours = ours.replace(
+        "z9hG4bK00000000000000010000000\nVia:",
+        "z9hG4bK00000000000000010000000,",
+    );
+    let ours = ours.replace(
+        "z9hG4bK00000000000000010000000",
+        "z9hG4bK000000000000000100000000",
+    );
     let out = h.feed(udp(SERVER), &ours);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, udp(CARRIER));
@@ -447,7 +508,8 @@ fn rfc2543_branchless_matching() {
 #[test]
 fn tcp_has_no_retransmissions_and_transport_param() {
     let mut h = H::new();
-    let inv = invite("c1", "z9hG4bK-a1").replace("SIP/2.0/UDP 192.0.2.10", "SIP/2.0/TCP 192.0.2.10");
+    let inv =
+        invite("c1", "z9hG4bK-a1").replace("SIP/2.0/UDP 192.0.2.10", "SIP/2.0/TCP 192.0.2.10");
     h.proxy.handle_datagram(
         &mut h.shard,
         h.now,
@@ -476,7 +538,8 @@ fn shutdown_rejects_new_requests() {
 #[test]
 fn in_dialog_without_our_route_is_refused() {
     let mut h = H::new();
-    let bye = in_dialog_from_carrier("BYE", "c9", "z9hG4bK-b9", 2).replace("Route: <sip:10.0.0.1:5060;lr>\n", "");
+    let bye = in_dialog_from_carrier("BYE", "c9", "z9hG4bK-b9", 2)
+        .replace("Route: <sip:10.0.0.1:5060;lr>\n", "");
     let out = h.feed(udp(CARRIER), &bye);
     assert_eq!(status(&out[0]), Some(403));
 }

@@ -92,7 +92,12 @@ impl ClientInvite {
         matches!(self.state, State::Calling | State::Proceeding)
     }
 
-    pub fn on_response(&mut self, status: u16, now: Instant, timers: &mut Timers) -> ResponseAction {
+    pub fn on_response(
+        &mut self,
+        status: u16,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> ResponseAction {
         match (self.state, status) {
             (State::Calling | State::Proceeding, 100..=199) => {
                 self.state = State::Proceeding;
@@ -173,12 +178,18 @@ mod tests {
         assert_eq!(armed[1].at, now + Duration::from_secs(32));
         let mut at = Vec::new();
         for _ in 0..3 {
-            assert_eq!(c.on_timer(a.kind, a.at, a.at, &mut t), TimerAction::Retransmit);
+            assert_eq!(
+                c.on_timer(a.kind, a.at, a.at, &mut t),
+                TimerAction::Retransmit
+            );
             at.push((a.at - now).as_millis());
             a = t.drain().next().unwrap();
         }
         assert_eq!(at, vec![500, 1500, 3500]);
-        assert_eq!(c.on_response(180, a.at, &mut t), ResponseAction::Provisional);
+        assert_eq!(
+            c.on_response(180, a.at, &mut t),
+            ResponseAction::Provisional
+        );
         assert_eq!(c.on_timer(a.kind, a.at, a.at, &mut t), TimerAction::None);
         // B does not fire in Proceeding (timer C covers it).
         assert_eq!(
@@ -197,7 +208,10 @@ mod tests {
         assert_eq!(c.on_response(486, now, &mut t), ResponseAction::AckAgain);
         let d = t.drain().next().unwrap();
         assert_eq!(d.kind, TimerKind::D);
-        assert_eq!(c.on_timer(d.kind, d.at, d.at, &mut t), TimerAction::Terminated);
+        assert_eq!(
+            c.on_timer(d.kind, d.at, d.at, &mut t),
+            TimerAction::Terminated
+        );
     }
 
     #[test]

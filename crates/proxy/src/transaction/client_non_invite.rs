@@ -77,7 +77,12 @@ impl ClientNonInvite {
         matches!(self.state, State::Trying | State::Proceeding)
     }
 
-    pub fn on_response(&mut self, status: u16, now: Instant, timers: &mut Timers) -> ResponseAction {
+    pub fn on_response(
+        &mut self,
+        status: u16,
+        now: Instant,
+        timers: &mut Timers,
+    ) -> ResponseAction {
         match (self.state, status) {
             (State::Trying | State::Proceeding, 100..=199) => {
                 self.state = State::Proceeding;
@@ -146,7 +151,10 @@ mod tests {
         let mut offsets = Vec::new();
         while e.at < f.at {
             offsets.push((e.at - now).as_millis());
-            assert_eq!(c.on_timer(e.kind, e.at, e.at, &mut t), TimerAction::Retransmit);
+            assert_eq!(
+                c.on_timer(e.kind, e.at, e.at, &mut t),
+                TimerAction::Retransmit
+            );
             e = t.drain().next().unwrap();
         }
         assert_eq!(&offsets[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
@@ -164,6 +172,9 @@ mod tests {
         assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Ignore);
         let k = t.drain().next().unwrap();
         assert_eq!(k.at, now + Duration::from_secs(5));
-        assert_eq!(c.on_timer(k.kind, k.at, k.at, &mut t), TimerAction::Terminated);
+        assert_eq!(
+            c.on_timer(k.kind, k.at, k.at, &mut t),
+            TimerAction::Terminated
+        );
     }
 }

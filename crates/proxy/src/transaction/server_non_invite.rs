@@ -95,8 +95,7 @@ impl ServerNonInvite {
 
     /// Returns true when the timer ended the transaction.
     pub fn on_timer(&mut self, kind: TimerKind, at: Instant) -> bool {
-        if kind == TimerKind::J && Timer::matches(&self.j, at) && self.state == State::Completed
-        {
+        if kind == TimerKind::J && Timer::matches(&self.j, at) && self.state == State::Completed {
             self.state = State::Terminated;
             self.last = None;
             return true;

@@ -1,5 +1,5 @@
 //! Test harness: a proxy on a virtual clock, fed real SIP text.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,7 +58,10 @@ pub fn directory() -> StaticDirectory {
     StaticDirectory::new()
         .with_carrier(addr(CARRIER), "carrier1")
         .with_did(DID, route_to("10.0.0.5", 5080, true, Transport::Udp))
-        .with_did("+14155550000", route_to("10.0.0.6", 5060, false, Transport::Udp))
+        .with_did(
+            "+14155550000",
+            route_to("10.0.0.6", 5060, false, Transport::Udp),
+        )
 }
 
 pub struct H {
@@ -155,7 +158,12 @@ pub fn header(t: &Transmit, name: HeaderName) -> Option<String> {
 pub fn vias(t: &Transmit) -> Vec<String> {
     let m = parse(t);
     m.headers(HeaderName::Via)
-        .flat_map(|l| String::from_utf8_lossy(l).split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+        .flat_map(|l| {
+            String::from_utf8_lossy(l)
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
