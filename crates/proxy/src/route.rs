@@ -249,3 +249,46 @@ fn inbound_request_uri(user: &str, host: &str, port: u16) -> Bytes {
     v.extend_from_slice(crate::util::u16_decimal(port, &mut buf));
     Bytes::from(v)
 }
+
+/// The routing index is the production [`Directory`]: each call reads the current
+/// snapshot (an atomic load; a reload swaps it without touching calls in progress).
+impl Directory for trunkstore_routing::Router {
+    fn classify_source(&self, source: SocketAddr) -> SourceClass {
+        use trunkstore_routing::SourceMatch;
+        match self.load().source(source) {
+            Some(SourceMatch::Carrier { carrier, .. }) => {
+                SourceClass::Carrier(Arc::from(carrier.name.as_str()))
+            }
+            Some(SourceMatch::Server(s)) => SourceClass::Server {
+                account: s.account.clone(),
+                server: s.name.clone().unwrap_or_else(|| Arc::from("-")),
+            },
+            None => SourceClass::Unknown,
+        }
+    }
+
+    fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {
+        let snap = self.load();
+        let r = snap.did(did)?;
+        let t = r.server.target;
+        let host: Arc<str> = match t.ip {
+            Some(std::net::IpAddr::V6(ip)) => Arc::from(format!("[{ip}]")),
+            Some(ip) => Arc::from(ip.to_string()),
+            None => Arc::from("invalid"),
+        };
+        Some(Arc::new(InboundRoute {
+            account: r.server.account.clone(),
+            server: r.server.name.clone().unwrap_or_else(|| Arc::from("-")),
+            enabled: r.enabled,
+            host,
+            port: t.port,
+            next_hop: t.socket_addr().map(|addr| Peer {
+                transport: crate::Transport::Udp,
+                addr,
+            }),
+            format: r.inbound_format,
+            auth_user: r.server.auth_user.clone(),
+            alternates: Vec::new(),
+        }))
+    }
+}
