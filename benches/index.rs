@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use trunkstore_benches::{
-    catalog_of, did_number, generate, miss_numbers, rss_bytes, settings_of, shuffled, validate_all,
-    DatasetSpec, NumberList,
+    anon_huge_pages_kib, catalog_of, did_number, generate, miss_numbers, release_free_memory,
+    rss_bytes, settings_of, shuffled, validate_all, DatasetSpec, NumberList,
 };
 use trunkstore_config::Catalog;
 use trunkstore_routing::Snapshot;
@@ -25,18 +25,32 @@ fn rss() -> u64 {
 }
 
 /// Builds the data set, printing times and memory; returns the catalog and the snapshot.
+///
+/// Memory: RSS deltas would undercount whatever reuses memory freed earlier (validation
+/// temporaries, the catalog's claim maps), so freed memory is returned to the kernel
+/// (`malloc_trim`) before each measurement. The index is also measured as the RSS growth
+/// of two more snapshots held at once (as during a reload).
 fn setup(spec: DatasetSpec) -> (Catalog, Snapshot) {
     let n = spec.did_count() as f64;
+    let per_did = |bytes: i64| bytes as f64 / n;
+    let rss0 = rss() as i64;
     let ds = generate(spec);
-    let rss_json = rss();
+    let rss_json = rss() as i64;
     let (docs, validate) = validate_all(&ds);
     let (catalog, check) = catalog_of(settings_of(&ds), docs);
-    drop(ds);
-    let rss_catalog = rss();
+    release_free_memory();
+    let rss_catalog = rss() as i64;
     let start = Instant::now();
     let snap = Snapshot::build(&catalog);
     let build = start.elapsed();
-    let rss_index = rss();
+    release_free_memory();
+    let rss_first = rss() as i64;
+    let extra: Vec<Snapshot> = (0..2).map(|_| Snapshot::build(&catalog)).collect();
+    release_free_memory();
+    let rss_extra = rss() as i64;
+    let index = (rss_extra - rss_first) / extra.len() as i64;
+    let huge = anon_huge_pages_kib();
+    drop(extra);
     println!(
         "== routing index: {} DIDs, {} servers ==",
         snap.did_count(),
@@ -51,18 +65,25 @@ fn setup(spec: DatasetSpec) -> (Catalog, Snapshot) {
     );
     println!("Snapshot::build (one shot): {:.3} s", build.as_secs_f64());
     println!(
-        "RSS: index +{:.1} MiB = {:.1} B/DID (DID table {:.1} MiB = {:.1} B/DID; {} routes); \
-         catalog (incl. raw JSON kept per document) +{:.1} MiB = {:.1} B/DID; \
-         catalog+index {:.1} B/DID",
-        (rss_index as f64 - rss_catalog as f64) / MIB,
-        (rss_index as f64 - rss_catalog as f64) / n,
+        "RSS of generated JSON: {:.1} MiB; catalog (documents incl. the raw JSON each keeps): \
+         +{:.1} MiB = {:.1} B/DID",
+        (rss_json - rss0) as f64 / MIB,
+        (rss_catalog - rss_json) as f64 / MIB,
+        per_did(rss_catalog - rss_json)
+    );
+    println!(
+        "RSS of one index (mean of 2 extra builds): {:.1} MiB = {:.1} B/DID (first build: +{:.1} MiB); DID table {:.1} MiB \
+         = {:.1} B/DID; {} route entries; catalog+index {:.1} B/DID",
+        index as f64 / MIB,
+        per_did(index),
+        (rss_first - rss_catalog) as f64 / MIB,
         snap.did_table_bytes() as f64 / MIB,
         snap.did_table_bytes() as f64 / n,
         snap.route_count(),
-        (rss_catalog as f64 - rss_json as f64) / MIB,
-        (rss_catalog as f64 - rss_json as f64) / n,
-        (rss_index as f64 - rss_json as f64) / n,
+        per_did(rss_catalog - rss_json + index),
     );
+    println!("AnonHugePages with 3 indexes: {huge:?} KiB");
+    drop(ds);
     (catalog, snap)
 }
 

@@ -279,6 +279,23 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * page_size())
 }
 
+/// Gives memory freed so far back to the kernel (glibc `malloc_trim`), so that RSS
+/// deltas measured afterwards count new allocations even when they reuse freed chunks.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// `AnonHugePages` of this process in KiB (from /proc/self/smaps_rollup), if known.
+pub fn anon_huge_pages_kib() -> Option<u64> {
+    let text = fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The page size; 4 KiB on the platforms we run on (avoids a libc dependency for
 /// `sysconf`).
 fn page_size() -> u64 {

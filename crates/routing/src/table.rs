@@ -10,7 +10,7 @@
 //! an attacker can only pick *which* cluster to probe, and cluster lengths at load ≤ 0.7
 //! with a well-mixed hash stay short. A multiply-xorshift mix is enough.
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Slot {
     key_lo: u32,
@@ -26,7 +26,7 @@ impl Slot {
 }
 
 pub struct DidTable {
-    slots: Box<[Slot]>,
+    slots: Slots,
     /// `64 - log2(slots.len())`: the hash's top bits pick the home slot.
     shift: u32,
     len: usize,
@@ -52,7 +52,7 @@ impl DidTable {
         let needed = (expected * MAX_LOAD_DEN).div_ceil(MAX_LOAD_NUM).max(8);
         let cap = needed.next_power_of_two();
         DidTable {
-            slots: vec![Slot::default(); cap].into_boxed_slice(),
+            slots: Slots::zeroed(cap),
             shift: 64 - cap.trailing_zeros(),
             len: 0,
         }
@@ -64,7 +64,7 @@ impl DidTable {
 
     /// Bytes held by the table (for memory reports).
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.slots)
+        self.slots.len * std::mem::size_of::<Slot>()
     }
 
     #[inline]
@@ -115,6 +115,131 @@ impl DidTable {
                 return None;
             }
             i = (i + 1) & mask;
+        }
+    }
+}
+
+/// The slot array: zeroed memory (a zero key is an empty slot). A lookup is one random
+/// access into tens of MiB; with 4 KiB pages it also misses the TLB and pays a page walk
+/// that itself misses cache. So on Linux a large table gets its own 2 MiB-aligned
+/// anonymous mapping marked for transparent huge pages (fresh pages: memory recycled from
+/// the heap would already be faulted in as small pages); elsewhere, or when small, plain
+/// zeroed heap memory.
+struct Slots {
+    ptr: std::ptr::NonNull<Slot>,
+    len: usize,
+    alloc: Allocation,
+}
+
+enum Allocation {
+    Heap(std::alloc::Layout),
+    /// `base`/`len` of the whole mapping (the slots start at the first 2 MiB boundary).
+    #[cfg(target_os = "linux")]
+    Mapped {
+        base: *mut u8,
+        len: usize,
+    },
+}
+
+// SAFETY: `Slots` owns its memory like a `Box<[Slot]>`; `Slot` is plain data.
+unsafe impl Send for Slots {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for Slots {}
+
+const HUGE_PAGE: usize = 2 * 1024 * 1024;
+
+impl Slots {
+    fn zeroed(len: usize) -> Slots {
+        assert!(len > 0);
+        let bytes = len
+            .checked_mul(std::mem::size_of::<Slot>())
+            .expect("DidTable too large");
+        #[cfg(target_os = "linux")]
+        if bytes >= HUGE_PAGE {
+            if let Some(slots) = Self::mapped(len, bytes) {
+                return slots;
+            }
+        }
+        Self::heap(len, bytes)
+    }
+
+    fn heap(len: usize, bytes: usize) -> Slots {
+        use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+        let layout =
+            Layout::from_size_align(bytes, std::mem::align_of::<Slot>()).expect("valid layout");
+        // SAFETY: `layout` has a non-zero size; all-zero bytes are a valid `Slot`.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(raw.cast::<Slot>()) else {
+            handle_alloc_error(layout)
+        };
+        Slots {
+            ptr,
+            len,
+            alloc: Allocation::Heap(layout),
+        }
+    }
+
+    /// A fresh anonymous mapping (zero-filled by the kernel), over-allocated by one huge
+    /// page so the slots can start on a 2 MiB boundary. `None` if mmap fails.
+    #[cfg(target_os = "linux")]
+    fn mapped(len: usize, bytes: usize) -> Option<Slots> {
+        let map_len = bytes.checked_add(HUGE_PAGE)?;
+        // SAFETY: a private anonymous mapping touches no existing memory.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let base = base.cast::<u8>();
+        let offset = base.align_offset(HUGE_PAGE);
+        // SAFETY: `offset < HUGE_PAGE`, so `start..start+bytes` is inside the mapping.
+        let start = unsafe { base.add(offset) };
+        // Best effort: with THP off this is refused, which only costs speed.
+        // SAFETY: the range is inside our mapping; MADV_HUGEPAGE changes no contents.
+        unsafe { libc::madvise(start.cast(), bytes, libc::MADV_HUGEPAGE) };
+        Some(Slots {
+            ptr: std::ptr::NonNull::new(start.cast::<Slot>())?,
+            len,
+            alloc: Allocation::Mapped { base, len: map_len },
+        })
+    }
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [Slot];
+    fn deref(&self) -> &[Slot] {
+        // SAFETY: `ptr` points to `len` initialised (zeroed or written) slots we own.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    fn deref_mut(&mut self) -> &mut [Slot] {
+        // SAFETY: as in `deref`, and `&mut self` gives exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        match self.alloc {
+            // SAFETY: allocated in `heap` with exactly this layout.
+            Allocation::Heap(layout) => unsafe {
+                std::alloc::dealloc(self.ptr.as_ptr().cast(), layout)
+            },
+            // SAFETY: the whole mapping made in `mapped`, unmapped once.
+            #[cfg(target_os = "linux")]
+            Allocation::Mapped { base, len } => unsafe {
+                libc::munmap(base.cast(), len);
+            },
         }
     }
 }
