@@ -42,25 +42,10 @@ impl<'a> CSeq<'a> {
     }
 }
 
-/// RFC 3261 `word` characters (Call-ID): token characters plus `()<>:\"/[]?{}`.
+/// RFC 3261 `word` characters (Call-ID): token characters plus `()<>:\\"/[]?{}`.
 #[inline]
 fn is_word_char(b: u8) -> bool {
-    crate::scan::is_token_char(b)
-        || matches!(
-            b,
-            b'(' | b')'
-                | b'<'
-                | b'>'
-                | b':'
-                | b'\\'
-                | b'"'
-                | b'/'
-                | b'['
-                | b']'
-                | b'?'
-                | b'{'
-                | b'}'
-        )
+    crate::scan::is(b, crate::scan::class::WORD)
 }
 
 /// Validates a Call-ID (`word ["@" word]`) and returns it trimmed.

@@ -15,7 +15,7 @@ use std::ops::Range;
 use crate::error::Error;
 use crate::params::{ParamSyntax, Params};
 use crate::scan::{
-    find_unquoted, is_lws, is_token_char, read_quoted, skip_lws, split_list, trim_lws,
+    all_in, class, find_unquoted, is_lws, read_quoted, skip_lws, split_list, trim_lws,
     unescape_quoted, ListIter,
 };
 use crate::uri::{AnyUri, Uri};
@@ -113,7 +113,7 @@ impl<'a> NameAddr<'a> {
 /// `*1(token *(LWS token))`: an unquoted display name may be empty, and may not contain
 /// separators such as `,` (rfc4475 `baddn`).
 fn is_token_words(s: &[u8]) -> bool {
-    s.iter().all(|&b| is_token_char(b) || is_lws(b))
+    all_in(s, class::TOKEN | class::LWS)
 }
 
 /// `"<" addr-spec ">" *(SEMI param)`, with `lt` the index of `<`. No LWS is allowed inside

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::error::Error;
 use crate::scan::{
-    eq_ignore_case, escapes_ok, find_unquoted, is_token, is_token_char, read_quoted, skip_lws,
+    all_in, class, eq_ignore_case, escapes_ok, find_unquoted, is, is_token, read_quoted, skip_lws,
     trim_lws, unescape_quoted,
 };
 
@@ -68,7 +68,11 @@ impl<'a> Params<'a> {
 
     /// Validates `raw` against `syntax` and wraps it.
     pub fn parse(raw: &'a [u8], syntax: ParamSyntax) -> Result<Self, Error> {
-        validate(raw, syntax, |_| Ok(()))?;
+        match syntax {
+            // Every URI carries these: a single pass with no Param built per segment.
+            ParamSyntax::Uri => validate_uri(raw)?,
+            ParamSyntax::Header => validate(raw, syntax, |_| Ok(()))?,
+        }
         Ok(Params { raw })
     }
 
@@ -158,7 +162,8 @@ fn split_param(seg: &[u8]) -> Option<Param<'_>> {
     if seg.is_empty() {
         return None;
     }
-    let Some(eq) = memchr::memchr(b'=', seg) else {
+    // Segments are a few bytes long: a loop beats a memchr call here.
+    let Some(eq) = seg.iter().position(|&b| b == b'=') else {
         return Some(Param {
             name: seg,
             value: None,
@@ -176,35 +181,52 @@ fn split_param(seg: &[u8]) -> Option<Param<'_>> {
     })
 }
 
-/// Characters of an unquoted header param value: token, plus what a host adds.
-#[inline]
-fn is_header_value_char(b: u8) -> bool {
-    is_token_char(b) || matches!(b, b':' | b'[' | b']')
-}
-
-/// RFC 3261 `paramchar` minus the `%` escape (checked separately).
+/// RFC 3261 `paramchar` (the `%` escapes are checked separately).
 #[inline]
 pub(crate) fn is_uri_param_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'[' | b']'
-                | b'/'
-                | b':'
-                | b'&'
-                | b'+'
-                | b'$'
-                | b'-'
-                | b'_'
-                | b'.'
-                | b'!'
-                | b'~'
-                | b'*'
-                | b'\''
-                | b'('
-                | b')'
-                | b'%'
-        )
+    is(b, class::URI_PARAM)
+}
+
+/// [`ParamSyntax::Uri`] validation in one pass per segment. Equivalent to the generic
+/// [`validate_segment`] path: URI params have no quoting and no LWS, so a `"` or any LWS
+/// makes the segment bad whichever way the segments are cut, and the first bad segment
+/// gives the same error.
+fn validate_uri(raw: &[u8]) -> Result<(), Error> {
+    let Some((&first, rest)) = raw.split_first() else {
+        return Ok(());
+    };
+    if first != b';' {
+        return Err(Error::BadSyntax("expected ';' before parameter"));
+    }
+    rest.split(|&b| b == b';')
+        .try_for_each(validate_uri_segment)
+}
+
+/// `paramchar+ ["=" paramchar+]` with well-formed `%XX` escapes.
+fn validate_uri_segment(seg: &[u8]) -> Result<(), Error> {
+    let bad = Error::BadSyntax("bad URI parameter");
+    let mut eq = None;
+    for (i, &b) in seg.iter().enumerate() {
+        if is_uri_param_char(b) {
+            continue;
+        }
+        if b == b'=' && eq.is_none() {
+            eq = Some(i);
+            continue;
+        }
+        if all_in(seg, class::LWS) {
+            return Err(Error::BadSyntax("empty parameter"));
+        }
+        return Err(bad);
+    }
+    let name_len = eq.unwrap_or(seg.len());
+    if seg.is_empty() {
+        return Err(Error::BadSyntax("empty parameter"));
+    }
+    if name_len == 0 || name_len + 1 == seg.len() || !escapes_ok(seg) {
+        return Err(bad);
+    }
+    Ok(())
 }
 
 fn validate<'a>(
@@ -225,14 +247,69 @@ fn validate<'a>(
     let mut pos = 1;
     loop {
         let tail = rest.get(pos..).unwrap_or(&[]);
-        let n = find_unquoted(tail, b';');
-        let seg = &tail[..n.unwrap_or(tail.len())];
-        f(validate_segment(seg, syntax)?)?;
+        let (p, n) = match plain_header_segment(tail, syntax) {
+            Some(fast) => fast,
+            None => {
+                let n = find_unquoted(tail, b';');
+                let seg = &tail[..n.unwrap_or(tail.len())];
+                (validate_segment(seg, syntax)?, n)
+            }
+        };
+        f(p)?;
         match n {
             Some(n) => pos += n + 1,
             None => return Ok(()),
         }
     }
+}
+
+/// The common header parameter, `token ["=" value]` with no LWS and no quoting, read in
+/// one pass: the parameter and the length of its segment (`None`: it runs to the end).
+/// `None` for anything else (LWS, quotes, errors), which the general path then handles;
+/// when this succeeds the general path would have produced the same parameter, since
+/// trimming is a no-op and neither ';' nor '"' is a token or value character.
+#[inline]
+fn plain_header_segment(tail: &[u8], syntax: ParamSyntax) -> Option<(Param<'_>, Option<usize>)> {
+    if syntax != ParamSyntax::Header {
+        return None;
+    }
+    let name_len = tail
+        .iter()
+        .position(|&b| !is(b, class::TOKEN))
+        .unwrap_or(tail.len());
+    if name_len == 0 {
+        return None;
+    }
+    let name = &tail[..name_len];
+    let (value, end) = match tail.get(name_len) {
+        None => (None, None),
+        Some(b';') => (None, Some(name_len)),
+        Some(b'=') => {
+            let v = &tail[name_len + 1..];
+            let v_len = v
+                .iter()
+                .position(|&b| !is(b, class::PARAM_VALUE))
+                .unwrap_or(v.len());
+            let end = match v.get(v_len) {
+                None => None,
+                Some(b';') => Some(name_len + 1 + v_len),
+                Some(_) => return None,
+            };
+            if v_len == 0 {
+                return None;
+            }
+            (Some(&v[..v_len]), end)
+        }
+        Some(_) => return None,
+    };
+    Some((
+        Param {
+            name,
+            value,
+            quoted: false,
+        },
+        end,
+    ))
 }
 
 fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<Param<'_>, Error> {
@@ -247,12 +324,12 @@ fn validate_segment(seg: &[u8], syntax: ParamSyntax) -> Result<Param<'_>, Error>
             match p.value {
                 None => Ok(p),
                 Some(_) if p.quoted => check_quoted_value(seg).map(|_| p),
-                Some(v) if !v.is_empty() && v.iter().all(|&b| is_header_value_char(b)) => Ok(p),
+                Some(v) if !v.is_empty() && all_in(v, class::PARAM_VALUE) => Ok(p),
                 Some(_) => Err(Error::BadSyntax("bad parameter value")),
             }
         }
         ParamSyntax::Uri => {
-            let ok = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| is_uri_param_char(b));
+            let ok = |s: &[u8]| !s.is_empty() && all_in(s, class::URI_PARAM);
             // split_param trims LWS, so compare lengths to catch any whitespace.
             let value_len = p.value.map_or(0, |v| v.len() + 1);
             if p.quoted || p.name.len() + value_len != seg.len() {

@@ -10,39 +10,159 @@ use std::ops::Range;
 
 use crate::error::Error;
 
-/// RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
-/// "'" / "~". A 256-entry table because this is the hottest predicate in the codec.
-static TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
+/// Byte classes of the SIP grammar, one bit each in [`CLASS`]. The views check most
+/// bytes they see against one of these, so one table load replaces chains of range and
+/// `matches!` comparisons (the codec's hottest predicates).
+pub(crate) mod class {
+    /// RFC 3261 `token`: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+    pub const TOKEN: u16 = 1 << 0;
+    /// URI `user` characters: unreserved / escaped ("%") / user-unreserved.
+    pub const USER: u16 = 1 << 1;
+    /// URI `password` characters.
+    pub const PASSWORD: u16 = 1 << 2;
+    /// URI `hname` / `hvalue` characters.
+    pub const URI_HEADER: u16 = 1 << 3;
+    /// URI `paramchar` (with "%"; escapes are checked separately).
+    pub const URI_PARAM: u16 = 1 << 4;
+    /// Unquoted header-param value: token plus what an IPv6 host adds (":" "[" "]").
+    pub const PARAM_VALUE: u16 = 1 << 5;
+    /// Hostname label characters: alphanum / "-" / "_" (tolerated, real devices send it).
+    pub const HOST: u16 = 1 << 6;
+    /// Call-ID `word`: token plus `()<>:\"/[]?{}`.
+    pub const WORD: u16 = 1 << 7;
+    /// Characters after the first of a URI scheme: alphanum / "+" / "-" / ".".
+    pub const SCHEME: u16 = 1 << 8;
+    pub const DIGIT: u16 = 1 << 9;
+    pub const HEX: u16 = 1 << 10;
+    /// LWS including the CR/LF of a fold (see the module docs).
+    pub const LWS: u16 = 1 << 11;
+    /// Bytes that end a run in a comma list: `,`, `"` and `<` (see `next_list_comma`).
+    pub const LIST_SPECIAL: u16 = 1 << 12;
+}
+
+const fn is_unreserved_const(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+const fn is_token_const(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// The classes of one byte, spelled out from the RFC 3261 ABNF.
+const fn classes_of(b: u8) -> u16 {
+    use class::*;
     let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
-        c += 1;
+    if is_token_const(b) {
+        c |= TOKEN;
+    }
+    let unreserved = is_unreserved_const(b);
+    if unreserved
+        || matches!(
+            b,
+            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+        )
+    {
+        c |= USER;
+    }
+    if unreserved || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',') {
+        c |= PASSWORD;
+    }
+    if unreserved || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+        c |= URI_HEADER;
+    }
+    if unreserved || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'%') {
+        c |= URI_PARAM;
+    }
+    if is_token_const(b) || matches!(b, b':' | b'[' | b']') {
+        c |= PARAM_VALUE;
+    }
+    if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+        c |= HOST;
+    }
+    if is_token_const(b)
+        || matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        )
+    {
+        c |= WORD;
+    }
+    if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
+        c |= SCHEME;
+    }
+    if b.is_ascii_digit() {
+        c |= DIGIT;
+    }
+    if b.is_ascii_hexdigit() {
+        c |= HEX;
+    }
+    if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+        c |= LWS;
+    }
+    if matches!(b, b',' | b'"' | b'<') {
+        c |= LIST_SPECIAL;
+    }
+    c
+}
+
+/// [`class`] bits of every byte value.
+pub(crate) static CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = classes_of(i as u8);
+        i += 1;
     }
     t
 };
 
+/// Does `b` belong to any of the classes in `mask`?
+#[inline(always)]
+pub(crate) fn is(b: u8, mask: u16) -> bool {
+    CLASS[b as usize] & mask != 0
+}
+
+/// Does every byte of `s` belong to `mask`? (True for an empty `s`.)
+#[inline]
+pub(crate) fn all_in(s: &[u8], mask: u16) -> bool {
+    s.iter().all(|&b| is(b, mask))
+}
+
 /// Is `b` an RFC 3261 token character?
 #[inline]
 pub fn is_token_char(b: u8) -> bool {
-    TOKEN[b as usize]
+    is(b, class::TOKEN)
 }
 
 /// Is every byte of a non-empty `s` a token character?
 #[inline]
 pub fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_token_char(b))
+    !s.is_empty() && all_in(s, class::TOKEN)
 }
 
 /// Linear whitespace, including the CR/LF of a fold (see module docs).
 #[inline]
 pub fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    is(b, class::LWS)
 }
 
 /// Index of the first non-LWS byte at or after `i` (or `s.len()`).
@@ -195,14 +315,19 @@ pub fn parse_u32(s: &[u8]) -> Result<u32, Error> {
 }
 
 /// Is every `%` in `s` followed by two hex digits? Used for the escaped parts of URIs.
+/// A plain loop: the parts are short and usually escape-free, where a memchr call costs
+/// more than the scan.
 #[inline]
 pub fn escapes_ok(s: &[u8]) -> bool {
     let mut i = 0;
-    while let Some(p) = memchr::memchr(b'%', &s[i..]) {
-        let at = i + p;
-        match (s.get(at + 1), s.get(at + 2)) {
-            (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => i = at + 3,
-            _ => return false,
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            match (s.get(i + 1), s.get(i + 2)) {
+                (Some(&h), Some(&l)) if is(h, class::HEX) && is(l, class::HEX) => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
         }
     }
     true
@@ -329,7 +454,10 @@ impl<'a> Iterator for ListIter<'a> {
 /// Index of the next element-separating comma at or after `from`.
 fn next_list_comma(s: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(&b) = s.get(i) {
+    // memchr3 jumps over the long runs of ordinary bytes (a Via value is ~100 of them).
+    while let Some(p) = memchr::memchr3(b',', b'"', b'<', s.get(i..)?) {
+        i += p;
+        let b = s[i];
         i = match b {
             b',' => return Some(i),
             b'"' => skip_quoted(s, i)?,

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::Error;
 use crate::params::{ParamSyntax, Params};
-use crate::scan::{eq_ignore_case, escapes_ok, unescape_percent};
+use crate::scan::{all_in, class, eq_ignore_case, escapes_ok, is, unescape_percent, CLASS};
 
 // ---------------------------------------------------------------------------------------
 // Host
@@ -52,15 +52,10 @@ impl<'a> Host<'a> {
                 }),
                 _ => Err(Error::BadSyntax("bad IPv6 reference")),
             },
-            Some(_) if is_ipv4(s) => Ok(Host {
-                kind: HostKind::Ipv4,
-                text: s,
-            }),
-            Some(_) if is_hostname(s) => Ok(Host {
-                kind: HostKind::Domain,
-                text: s,
-            }),
-            Some(_) => Err(Error::BadSyntax("bad host")),
+            Some(_) => match classify_host(s) {
+                Some(kind) => Ok(Host { kind, text: s }),
+                None => Err(Error::BadSyntax("bad host")),
+            },
         }
     }
 
@@ -195,6 +190,78 @@ pub(crate) fn write_u16(buf: &mut Vec<u8>, v: u16) {
     buf.extend_from_slice(&tmp[i..]);
 }
 
+/// What an unbracketed host is: IPv4 if [`is_ipv4`], else a hostname if it is one (see
+/// [`is_hostname`]), else `None`. One pass over the bytes decides both, since every byte of
+/// either form is a hostname character or a dot.
+fn classify_host(s: &[u8]) -> Option<HostKind> {
+    let mut dots = 0usize;
+    let mut label_start = 0usize;
+    // Is the label being read all digits?
+    let mut digits_only = true;
+    // The IPv4 reading survives while every label so far is a 1..=3-digit number ≤ 255;
+    // the hostname reading while every finished label is non-empty with no leading or
+    // trailing '-'. Labels are only looked at when a dot ends them, so the per-byte work
+    // is one table load and a branch or two.
+    let mut ipv4 = true;
+    let mut hostname = true;
+    for (i, &b) in s.iter().enumerate() {
+        let c = CLASS[usize::from(b)];
+        if c & class::DIGIT != 0 {
+            continue;
+        }
+        if c & class::HOST != 0 {
+            digits_only = false;
+            continue;
+        }
+        if b != b'.' {
+            return None;
+        }
+        let label = &s[label_start..i];
+        ipv4 &= digits_only && ipv4_octet_ok(label);
+        hostname &= host_label_ok(label);
+        dots += 1;
+        label_start = i + 1;
+        digits_only = true;
+    }
+    let last = &s[label_start..];
+    if ipv4 && dots == 3 && digits_only && ipv4_octet_ok(last) {
+        return Some(HostKind::Ipv4);
+    }
+    if !hostname {
+        return None;
+    }
+    if last.is_empty() {
+        // One trailing dot is allowed ("example.com."); the label before it is the last
+        // one, and it must exist.
+        if dots == 0 {
+            return None;
+        }
+        let before = &s[..label_start - 1];
+        let prev_start = memchr::memrchr(b'.', before).map_or(0, |d| d + 1);
+        let prev = &before[prev_start..];
+        // `hostname` already vouches for `prev` unless it is the empty label of "a..".
+        return (!prev.is_empty() && !prev.iter().all(u8::is_ascii_digit))
+            .then_some(HostKind::Domain);
+    }
+    // An all-numeric last label means a malformed IPv4 address (`1.2.3`), not a name.
+    (host_label_ok(last) && !digits_only).then_some(HostKind::Domain)
+}
+
+/// A label of only digits: is it a valid IPv4 octet (1 to 3 digits, at most 255)?
+#[inline]
+fn ipv4_octet_ok(label: &[u8]) -> bool {
+    (1..=3).contains(&label.len())
+        && label
+            .iter()
+            .fold(0u16, |a, &d| a * 10 + u16::from(d.wrapping_sub(b'0')))
+            <= 255
+}
+
+#[inline]
+fn host_label_ok(label: &[u8]) -> bool {
+    matches!((label.first(), label.last()), (Some(&f), Some(&l)) if f != b'-' && l != b'-')
+}
+
 /// `1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255.
 pub fn is_ipv4(s: &[u8]) -> bool {
     let mut parts = 0;
@@ -291,6 +358,8 @@ fn parse_ipv6_addr(text: &[u8]) -> Option<Ipv6Addr> {
 /// Hostname: labels of alphanumerics and `-` separated by dots, optional trailing dot.
 /// Underscore is tolerated because real devices send it. An all-numeric name is not a
 /// hostname (the last label must start with a letter), which rejects bad IPv4 like `1.2.3`.
+/// (The reference definition; [`classify_host`] is the fast equivalent the parser uses.)
+#[cfg(test)]
 fn is_hostname(s: &[u8]) -> bool {
     let s = s.strip_suffix(b".").unwrap_or(s);
     if s.is_empty() {
@@ -301,9 +370,7 @@ fn is_hostname(s: &[u8]) -> bool {
         if label.is_empty()
             || label.first() == Some(&b'-')
             || label.last() == Some(&b'-')
-            || !label
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !label.iter().all(|&b| is(b, class::HOST))
         {
             return false;
         }
@@ -361,7 +428,8 @@ impl Scheme {
     }
 
     fn from_bytes(s: &[u8]) -> Option<Scheme> {
-        if eq_ignore_case(s, b"sip") {
+        // Length first: almost every URI is "sip", and the others are cheap to reject.
+        if s.len() == 3 && eq_ignore_case(s, b"sip") {
             Some(Scheme::Sip)
         } else if eq_ignore_case(s, b"sips") {
             Some(Scheme::Sips)
@@ -389,13 +457,12 @@ pub struct Uri<'a> {
 /// Splits `scheme ":" rest` if `s` starts with a syntactically valid scheme
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`).
 pub fn split_scheme(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = memchr::memchr(b':', s)?;
-    let scheme = &s[..colon];
-    let ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    ok.then(|| (scheme, &s[colon + 1..]))
+    if !s.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    // ':' is not a scheme character, so the scheme is the run of them that ':' ends.
+    let colon = s.iter().position(|&b| !is(b, class::SCHEME))?;
+    (s[colon] == b':').then(|| (&s[..colon], &s[colon + 1..]))
 }
 
 impl<'a> Uri<'a> {
@@ -413,6 +480,16 @@ impl<'a> Uri<'a> {
     fn parse_impl(s: &'a [u8], allow_headers: bool) -> Result<Self, Error> {
         let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
         let scheme = Scheme::from_bytes(scheme).ok_or(Error::UnsupportedUriScheme)?;
+        Self::parse_known(s, scheme, rest, allow_headers)
+    }
+
+    /// The part after `scheme ":"`, once the scheme is known to be one of ours.
+    fn parse_known(
+        s: &'a [u8],
+        scheme: Scheme,
+        rest: &'a [u8],
+        allow_headers: bool,
+    ) -> Result<Self, Error> {
         match scheme {
             Scheme::Tel => parse_tel(s, rest),
             _ => parse_sip(s, scheme, rest, allow_headers),
@@ -512,33 +589,9 @@ impl fmt::Display for Uri<'_> {
     }
 }
 
-/// unreserved = alphanum / mark
-#[inline]
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
-}
-
 #[inline]
 fn is_user_char(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-        )
-}
-
-#[inline]
-fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
-}
-
-#[inline]
-fn is_header_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+    is(b, class::USER)
 }
 
 fn parse_sip<'a>(
@@ -593,15 +646,23 @@ fn hostport_end(s: &[u8]) -> usize {
 }
 
 fn split_userinfo(ui: &[u8]) -> Result<(&[u8], Option<&[u8]>), Error> {
-    let (user, password) = match memchr::memchr(b':', ui) {
-        Some(c) => (&ui[..c], Some(&ui[c + 1..])),
-        None => (ui, None),
+    // ':' is not a user character, so the user part is the run of user characters; the
+    // escapes are only looked at when there is a '%'.
+    let user_len = ui
+        .iter()
+        .position(|&b| !is(b, class::USER))
+        .unwrap_or(ui.len());
+    let user = &ui[..user_len];
+    let password = match ui.get(user_len) {
+        None => None,
+        Some(b':') => Some(&ui[user_len + 1..]),
+        Some(_) => return Err(Error::BadSyntax("bad URI user")),
     };
-    if user.is_empty() || !user.iter().all(|&b| is_user_char(b)) || !escapes_ok(user) {
+    if user.is_empty() || !escapes_ok(user) {
         return Err(Error::BadSyntax("bad URI user"));
     }
     if let Some(p) = password {
-        if !p.iter().all(|&b| is_password_char(b)) || !escapes_ok(p) {
+        if !all_in(p, class::PASSWORD) || !escapes_ok(p) {
             return Err(Error::BadSyntax("bad URI password"));
         }
     }
@@ -614,8 +675,8 @@ fn validate_uri_headers(h: &[u8]) -> Result<(), Error> {
         let eq = memchr::memchr(b'=', pair).ok_or(Error::BadSyntax("bad URI header"))?;
         let (name, value) = (&pair[..eq], &pair[eq + 1..]);
         if name.is_empty()
-            || !name.iter().all(|&b| is_header_char(b))
-            || !value.iter().all(|&b| is_header_char(b))
+            || !all_in(name, class::URI_HEADER)
+            || !all_in(value, class::URI_HEADER)
             || !escapes_ok(pair)
         {
             return Err(Error::BadSyntax("bad URI header"));
@@ -675,8 +736,8 @@ impl<'a> AnyUri<'a> {
     /// `<`, `>` and `"`.
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
-        if Scheme::from_bytes(scheme).is_some() {
-            return Uri::parse_in_header(s).map(AnyUri::Sip);
+        if let Some(known) = Scheme::from_bytes(scheme) {
+            return Uri::parse_known(s, known, rest, true).map(AnyUri::Sip);
         }
         let ok = !rest.is_empty()
             && rest
@@ -939,6 +1000,48 @@ mod tests {
         assert!(Host::parse_ip(b"2001:db8::1").is_ok());
         assert!(Host::parse_ip(b"[2001:db8::1]").is_ok());
         assert!(Host::parse_ip(b"example.com").is_err());
+    }
+
+    /// The one-pass host classifier agrees with the reference definitions on every string
+    /// of up to six bytes over an alphabet with every kind of edge.
+    #[test]
+    fn classify_host_matches_reference() {
+        const ALPHA: &[u8] = b"1a-._9";
+        let mut s = Vec::new();
+        for len in 1..=6u32 {
+            for mut n in 0..ALPHA.len().pow(len) {
+                s.clear();
+                for _ in 0..len {
+                    s.push(ALPHA[n % ALPHA.len()]);
+                    n /= ALPHA.len();
+                }
+                let want = if is_ipv4(&s) {
+                    Some(HostKind::Ipv4)
+                } else if is_hostname(&s) {
+                    Some(HostKind::Domain)
+                } else {
+                    None
+                };
+                assert_eq!(classify_host(&s), want, "{:?}", String::from_utf8_lossy(&s));
+            }
+        }
+        for s in [
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3.4.",
+            "example.com.",
+            "a..",
+            "999.1.1.1",
+        ] {
+            let want = if is_ipv4(s.as_bytes()) {
+                Some(HostKind::Ipv4)
+            } else if is_hostname(s.as_bytes()) {
+                Some(HostKind::Domain)
+            } else {
+                None
+            };
+            assert_eq!(classify_host(s.as_bytes()), want, "{s}");
+        }
     }
 
     #[test]

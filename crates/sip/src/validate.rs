@@ -78,12 +78,12 @@ pub fn validate_request_with<'m>(
         Error::UnsupportedUriScheme => Rejection::from(e),
         _ => Rejection::new(400, "Bad Request-URI"),
     })?;
-    check_common(msg)?;
-    let cseq = CSeq::parse(msg.header(HeaderName::CSeq).unwrap_or(b""))?;
+    let common = check_common(msg)?;
+    let cseq = CSeq::parse(common.cseq)?;
     if cseq.method != msg.method_bytes() {
         return Err(Rejection::new(400, "CSeq method does not match request"));
     }
-    if let Some(v) = msg.header(HeaderName::MaxForwards) {
+    if let Some(v) = common.max_forwards {
         if max_forwards(v)? == 0 {
             return Err(Rejection::new(483, "Too Many Hops"));
         }
@@ -102,13 +102,20 @@ pub fn validate_response(msg: &Message) -> Result<(), Rejection<'_>> {
     if msg.is_request() {
         return Err(Rejection::new(400, "not a response"));
     }
-    check_common(msg)?;
-    CSeq::parse(msg.header(HeaderName::CSeq).unwrap_or(b""))?;
+    let common = check_common(msg)?;
+    CSeq::parse(common.cseq)?;
     Ok(())
 }
 
+/// Values [`check_common`] found on its pass over the header index, so the callers need
+/// not look them up again.
+struct Common<'m> {
+    cseq: &'m [u8],
+    max_forwards: Option<&'m [u8]>,
+}
+
 /// Presence, uniqueness and syntax of the headers every message needs.
-fn check_common(msg: &Message) -> Result<(), Rejection<'_>> {
+fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
     const REQUIRED: [(HeaderName, &str); 5] = [
         (HeaderName::Via, "Missing Via"),
         (HeaderName::From, "Missing From"),
@@ -124,8 +131,10 @@ fn check_common(msg: &Message) -> Result<(), Rejection<'_>> {
         (HeaderName::MaxForwards, "Multiple Max-Forwards"),
         (HeaderName::ContentLength, "Multiple Content-Length"),
     ];
-    // One pass over the index counts everything the two tables ask about.
+    // One pass over the index counts everything the two tables ask about and keeps the
+    // first value of each.
     let mut counts = [0usize; 7];
+    let mut first: [&[u8]; 7] = [b""; 7];
     for f in msg.fields() {
         let slot = match f.kind {
             HeaderName::Via => 0,
@@ -137,6 +146,9 @@ fn check_common(msg: &Message) -> Result<(), Rejection<'_>> {
             HeaderName::ContentLength => 6,
             _ => continue,
         };
+        if counts[slot] == 0 {
+            first[slot] = f.value;
+        }
         counts[slot] += 1;
     }
     for (i, (_, why)) in REQUIRED.iter().enumerate() {
@@ -154,13 +166,13 @@ fn check_common(msg: &Message) -> Result<(), Rejection<'_>> {
             via.map_err(|_| Rejection::new(400, "Bad Via"))?;
         }
     }
-    let from = msg.header(HeaderName::From).unwrap_or(b"");
-    NameAddr::parse(from).map_err(|_| Rejection::new(400, "Bad From"))?;
-    let to = msg.header(HeaderName::To).unwrap_or(b"");
-    NameAddr::parse(to).map_err(|_| Rejection::new(400, "Bad To"))?;
-    call_id(msg.header(HeaderName::CallId).unwrap_or(b""))
-        .map_err(|_| Rejection::new(400, "Bad Call-ID"))?;
-    Ok(())
+    NameAddr::parse(first[1]).map_err(|_| Rejection::new(400, "Bad From"))?;
+    NameAddr::parse(first[2]).map_err(|_| Rejection::new(400, "Bad To"))?;
+    call_id(first[3]).map_err(|_| Rejection::new(400, "Bad Call-ID"))?;
+    Ok(Common {
+        cseq: first[4],
+        max_forwards: (counts[5] > 0).then_some(first[5]),
+    })
 }
 
 fn check_proxy_require<'m>(
