@@ -131,6 +131,30 @@ fn tcp_200_answered_calls_cross_the_proxy() {
     answered_calls("tcp-calls", Transport::Tcp, 200, 100);
 }
 
+/// The PBX hangs up: its BYE follows the route set from the INVITE's Record-Route back
+/// through the proxy to the carrier (over the carrier's transport).
+fn callee_hangs_up(test: &str, transport: Transport) {
+    const CALLS: usize = 20;
+    let pbx = Pbx::new("pbx", free_port(), "npan", dids(0, 5));
+    let scene = Scene::start(test, std::slice::from_ref(&pbx));
+    let uas = scene.uas("uas", "uas-hangup.xml", pbx.port, CALLS as u64);
+    let mut uac = scene.carrier("uac", "uac-callee-hangs-up.xml", call_lines(&pbx, CALLS));
+    uac.transport = transport;
+    let run = uac.run(&scene.dir);
+    let results = vec![run.check(), uas.finish(UAS_FINISH)];
+    scene.finish(results);
+}
+
+#[test]
+fn callee_hangs_up_udp() {
+    callee_hangs_up("hangup-udp", Transport::Udp);
+}
+
+#[test]
+fn callee_hangs_up_tcp() {
+    callee_hangs_up("hangup-tcp", Transport::Tcp);
+}
+
 #[test]
 fn request_uri_user_follows_inbound_format() {
     let mut username = Pbx::new("pbx-username", free_port(), "username", dids(30, 1));
@@ -275,11 +299,17 @@ fn options_to_the_proxy_gets_200() {
 fn sipp_scenarios_self_check() {
     let _sipp = sipp::sipp_binary();
     let dir = TestDir::new("self-check");
-    let pairs: [(&str, &str, &str, Vec<String>); 3] = [
+    let pairs: [(&str, &str, &str, Vec<String>); 4] = [
         (
             "answer",
             "uas-answer.xml",
             "uac-call.xml",
+            vec!["+14155550000;+14155550000".into(); 5],
+        ),
+        (
+            "hangup",
+            "uas-hangup.xml",
+            "uac-callee-hangs-up.xml",
             vec!["+14155550000;+14155550000".into(); 5],
         ),
         (
