@@ -206,11 +206,9 @@ fn classify_host(s: &[u8]) -> Option<HostKind> {
     let mut hostname = true;
     for (i, &b) in s.iter().enumerate() {
         let c = CLASS[usize::from(b)];
-        if c & class::DIGIT != 0 {
-            continue;
-        }
+        // Digits are host characters too: one branch for both.
         if c & class::HOST != 0 {
-            digits_only = false;
+            digits_only &= c & class::DIGIT != 0;
             continue;
         }
         if b != b'.' {

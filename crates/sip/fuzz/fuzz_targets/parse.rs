@@ -50,17 +50,30 @@ fn views(b: &[u8]) {
     let _ = Uri::parse_in_header(b);
     let _ = AnyUri::parse(b).map(|u| u.scheme().len());
     if let Ok(n) = NameAddr::parse(b) {
-        let _ = (n.tag(), n.display_name_unescaped(), n.params().iter().count());
+        let _ = (
+            n.tag(),
+            n.display_name_unescaped(),
+            n.params().iter().count(),
+        );
     }
     let _ = name_addrs(b).count();
     let _ = contacts(b).count();
     let _ = p_asserted_identities(b).count();
     for (v, r) in vias(b).flatten() {
         let _ = (v.received().and_then(|h| h.ip()), v.has_magic_cookie());
-        let _ = (v.transport_kind(), v.sent_by().to_string(), v.params().iter().count());
+        let _ = (
+            v.transport_kind(),
+            v.sent_by().to_string(),
+            v.params().iter().count(),
+        );
         let _ = list_removal_range(b, r);
     }
-    let _ = (CSeq::parse(b), call_id(b), max_forwards(b), content_length(b));
+    let _ = (
+        CSeq::parse(b),
+        call_id(b),
+        max_forwards(b),
+        content_length(b),
+    );
     let _ = (expires(b), single_token(b), option_tags(b).count());
     if let Ok(ct) = ContentType::parse(b) {
         let _ = (ct.is_sdp(), ct.boundary());
