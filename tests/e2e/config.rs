@@ -20,6 +20,8 @@ pub struct Pbx {
     /// `auth.auth_user`, what the "username" format sends.
     pub auth_user: Option<&'static str>,
     pub dids: Vec<String>,
+    /// `options.failover.sip`, tried once when this PBX fails (behaviour.md 4.8).
+    pub failover_sip: Option<String>,
 }
 
 impl Pbx {
@@ -30,6 +32,7 @@ impl Pbx {
             format,
             auth_user: None,
             dids,
+            failover_sip: None,
         }
     }
 
@@ -38,11 +41,15 @@ impl Pbx {
         if let Some(user) = self.auth_user {
             auth["auth_user"] = json!(user);
         }
+        let mut options = json!({"inbound_format": self.format});
+        if let Some(uri) = &self.failover_sip {
+            options["failover"] = json!({"sip": uri});
+        }
         let dids: Map<String, Value> = self.dids.iter().map(|d| (d.clone(), json!({}))).collect();
         json!({
             "name": self.name,
             "auth": auth,
-            "options": {"inbound_format": self.format},
+            "options": options,
             "DIDs": dids,
         })
     }
