@@ -20,6 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use trunkstore_sip::message::Message;
 
+pub mod auth;
 mod branch;
 mod calls;
 pub mod config;

@@ -1,0 +1,37 @@
+//! Authentication of password servers and protection of the proxy (behaviour.md §3, §5.1,
+//! §8), as sans-IO building blocks: no sockets, no clock. Times come in as arguments:
+//! `now: Instant` for rate limits and bans, wall-clock seconds (`now_secs`) for nonces.
+//!
+//! * [`Authenticator`]: 407 challenges ([`Authenticator::challenge`]) and verification
+//!   of `Proxy-Authorization` ([`Authenticator::verify`] → [`AuthOutcome`]), with
+//!   stateless HMAC nonces ([`nonce`]) and a bounded nonce-count table ([`replay`]).
+//! * [`Protection`]: per-source rate limit, bans after repeated auth failures, scanner
+//!   user agents.
+//!
+//! Intended use by the engine, for an out-of-dialog request from a source that is not a
+//! carrier or IP-auth server (those pass `exempt = true` to [`Protection`] and skip
+//! digest auth):
+//!
+//! 1. [`Protection::check_request`]: `Drop` → send nothing.
+//! 2. No `Proxy-Authorization` → 407 with [`Authenticator::challenge`] (`stale = false`).
+//! 3. [`Authenticator::verify`]: `Ok` → [`Protection::record_success`], route as that
+//!    server; `Challenge`/`Stale`/`Replay` → 407 with `challenge(.., outcome.stale())`;
+//!    `Forbidden` → 403 and [`Protection::record_failure`].
+//!
+//! Verify new requests only, after the transaction layer has absorbed retransmissions: a
+//! retransmitted INVITE carries the same nonce-count and would be refused as a replay.
+//! Passwords are never logged or formatted here; `Forbidden` reasons are for logs only.
+
+pub mod nonce;
+pub mod protect;
+pub mod replay;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use nonce::NonceKey;
+pub use protect::{DropReason, Protection, ProtectionConfig, ProtectionStats, Verdict};
+pub use verify::{
+    AuthOutcome, AuthRequest, Authenticator, ChallengeHeaders, Forbidden, PROXY_AUTHENTICATE,
+};

@@ -1,0 +1,400 @@
+//! Per-source protection (behaviour.md §8): token-bucket rate limits for traffic that is
+//! not from a carrier or IP-auth server, bans after repeated auth failures, and scanner
+//! user-agent blocking.
+//!
+//! Decisions:
+//! * Everything refused here is **dropped silently**: a banned source, a scanner or a
+//!   source over its rate gets no response. Answering costs us packets and tells a
+//!   scanner it found a SIP server; an honest client over its rate retransmits (UDP) and
+//!   gets through once tokens are back.
+//! * Exempt sources (carriers and IP-auth servers: the caller knows, by source address)
+//!   skip every check and are never tracked.
+//! * A source that authenticated recently ([`Protection::record_success`]) skips the rate
+//!   limit for [`TRUSTED_SECS`]: a busy PBX sends many requests per call (INVITE, 407's
+//!   ACK, INVITE again, ACK, BYE) and must not be throttled like a stranger. Bans and
+//!   user-agent blocking still apply to it.
+//! * IPv6 sources are tracked per /64: a single host usually owns a whole /64, so counting
+//!   per address would let it rotate addresses forever.
+//! * Memory: at most `max_sources` entries. When full, idle entries (no ban, no recent
+//!   failure, bucket full again) are swept; if that is not enough, arbitrary non-banned
+//!   entries are evicted down to 7/8 of the cap. Sweeps run at most once a second; in
+//!   between, sources that find no room share one overflow bucket (same rate and burst),
+//!   so a flood of distinct addresses can neither grow the table nor bypass the limit.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+/// How long a successful authentication exempts its source from the rate limit.
+pub const TRUSTED_SECS: u64 = 300;
+/// Least time between two sweeps of a full table.
+const SWEEP_INTERVAL_MS: u64 = 1000;
+/// One request in milli-tokens.
+const TOKEN: u64 = 1000;
+
+/// Default scanner user agents (matched as case-insensitive substrings). `sipsak` is a
+/// legitimate test tool and is not in the list.
+pub const DEFAULT_SCANNERS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "VaxSIPUserAgent",
+    "pplsip",
+    "sundayddr",
+    "iWar",
+];
+
+/// Limits; see `protection` in the settings (config/README.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionConfig {
+    /// Auth failures (403s) within `ban_window_secs` that ban a source; 0 = never ban.
+    pub ban_threshold: u32,
+    pub ban_window_secs: u32,
+    /// How long a ban lasts.
+    pub ban_secs: u32,
+    /// Sustained requests per second per source; 0 = no rate limit.
+    pub rate: u32,
+    /// Requests a source may send at once before the rate applies.
+    pub burst: u32,
+    /// Most sources tracked at once.
+    pub max_sources: usize,
+    /// User-agent substrings that mark a scanner (case-insensitive).
+    pub scanner_user_agents: Vec<String>,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            ban_threshold: 10,
+            ban_window_secs: 60,
+            ban_secs: 600,
+            rate: 50,
+            burst: 100,
+            max_sources: 100_000,
+            scanner_user_agents: DEFAULT_SCANNERS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Drop without a response.
+    Drop(DropReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Banned,
+    Scanner,
+    RateLimited,
+}
+
+/// Counters for metrics (monotonic, except the gauges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtectionStats {
+    pub auth_failures: u64,
+    pub bans_total: u64,
+    /// Gauge: sources banned now.
+    pub bans_active: usize,
+    pub dropped_banned: u64,
+    pub dropped_scanner: u64,
+    pub dropped_rate_limited: u64,
+    /// Gauge: sources tracked now.
+    pub tracked_sources: usize,
+}
+
+/// Times are milliseconds since the `epoch` given to [`Protection::new`].
+#[derive(Debug, Clone, Copy)]
+struct SourceState {
+    /// Milli-tokens in the bucket as of `refilled`.
+    tokens: u64,
+    refilled: u64,
+    failures: u32,
+    window_start: u64,
+    /// 0 = not banned.
+    banned_until: u64,
+    /// Rate-limit exemption after a successful authentication.
+    trusted_until: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    auth_failures: AtomicU64,
+    bans_total: AtomicU64,
+    dropped_banned: AtomicU64,
+    dropped_scanner: AtomicU64,
+    dropped_rate_limited: AtomicU64,
+}
+
+/// Shared by all workers.
+#[derive(Debug)]
+pub struct Protection {
+    config: ProtectionConfig,
+    /// Lower-case scanner patterns.
+    scanners: Vec<Vec<u8>>,
+    epoch: Instant,
+    sources: DashMap<IpAddr, SourceState>,
+    /// Bucket shared by the sources that found no room in the table: (tokens, refilled).
+    overflow: Mutex<(u64, u64)>,
+    last_sweep: AtomicU64,
+    counters: Counters,
+}
+
+impl Protection {
+    /// `epoch`: any instant not after the first `now` passed in (times are kept relative
+    /// to it).
+    pub fn new(config: ProtectionConfig, epoch: Instant) -> Protection {
+        let scanners = config
+            .scanner_user_agents
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_ascii_lowercase())
+            .collect();
+        let full = u64::from(config.burst) * TOKEN;
+        Protection {
+            scanners,
+            epoch,
+            sources: DashMap::new(),
+            overflow: Mutex::new((full, 0)),
+            last_sweep: AtomicU64::new(0),
+            counters: Counters::default(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &ProtectionConfig {
+        &self.config
+    }
+
+    /// Should a new request from `source` be handled? `exempt`: it comes from a carrier
+    /// or an IP-auth server. Call once per received request (not per response).
+    pub fn check_request(
+        &self,
+        source: IpAddr,
+        exempt: bool,
+        user_agent: Option<&[u8]>,
+        now: Instant,
+    ) -> Verdict {
+        if exempt {
+            return Verdict::Allow;
+        }
+        let now = self.ms(now);
+        let key = source_key(source);
+        if let Some(s) = self.sources.get(&key) {
+            if s.banned_until > now {
+                return self.drop(DropReason::Banned);
+            }
+        }
+        if user_agent.is_some_and(|ua| self.is_scanner(ua)) {
+            return self.drop(DropReason::Scanner);
+        }
+        if self.config.rate == 0 || self.take_token(key, now) {
+            Verdict::Allow
+        } else {
+            self.drop(DropReason::RateLimited)
+        }
+    }
+
+    /// A 403 was sent to `source` (wrong password, unknown user...). Returns true when
+    /// this failure bans the source.
+    pub fn record_failure(&self, source: IpAddr, exempt: bool, now: Instant) -> bool {
+        self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+        if exempt || self.config.ban_threshold == 0 {
+            return false;
+        }
+        let now = self.ms(now);
+        let window = u64::from(self.config.ban_window_secs) * 1000;
+        let Some(mut s) = self.entry(source_key(source), now) else {
+            return false;
+        };
+        if s.failures == 0 || now.saturating_sub(s.window_start) >= window {
+            s.failures = 0;
+            s.window_start = now;
+        }
+        s.failures += 1;
+        if s.failures < self.config.ban_threshold || s.banned_until > now {
+            return false;
+        }
+        s.banned_until = now + u64::from(self.config.ban_secs) * 1000;
+        s.failures = 0;
+        self.counters.bans_total.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// `source` authenticated: no rate limit for it for [`TRUSTED_SECS`].
+    pub fn record_success(&self, source: IpAddr, now: Instant) {
+        let now = self.ms(now);
+        if let Some(mut s) = self.entry(source_key(source), now) {
+            s.trusted_until = now + TRUSTED_SECS * 1000;
+        }
+    }
+
+    pub fn is_banned(&self, source: IpAddr, now: Instant) -> bool {
+        let now = self.ms(now);
+        self.sources
+            .get(&source_key(source))
+            .is_some_and(|s| s.banned_until > now)
+    }
+
+    /// Does this User-Agent value contain a scanner pattern (case-insensitive)?
+    pub fn is_scanner(&self, user_agent: &[u8]) -> bool {
+        self.scanners
+            .iter()
+            .any(|p| contains_ignore_case(user_agent, p))
+    }
+
+    /// Counters and gauges (the gauges scan the table: call at scrape time, not per
+    /// packet).
+    pub fn stats(&self, now: Instant) -> ProtectionStats {
+        let now = self.ms(now);
+        let c = &self.counters;
+        ProtectionStats {
+            auth_failures: c.auth_failures.load(Ordering::Relaxed),
+            bans_total: c.bans_total.load(Ordering::Relaxed),
+            bans_active: self.sources.iter().filter(|s| s.banned_until > now).count(),
+            dropped_banned: c.dropped_banned.load(Ordering::Relaxed),
+            dropped_scanner: c.dropped_scanner.load(Ordering::Relaxed),
+            dropped_rate_limited: c.dropped_rate_limited.load(Ordering::Relaxed),
+            tracked_sources: self.sources.len(),
+        }
+    }
+
+    fn drop(&self, reason: DropReason) -> Verdict {
+        let counter = match reason {
+            DropReason::Banned => &self.counters.dropped_banned,
+            DropReason::Scanner => &self.counters.dropped_scanner,
+            DropReason::RateLimited => &self.counters.dropped_rate_limited,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Verdict::Drop(reason)
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Takes one token from the source's bucket (or the shared overflow bucket when the
+    /// table has no room for it).
+    fn take_token(&self, key: IpAddr, now: u64) -> bool {
+        match self.entry(key, now) {
+            Some(mut s) => {
+                if s.trusted_until > now {
+                    return true;
+                }
+                let (tokens, refilled) = (s.tokens, s.refilled);
+                let (ok, tokens) = self.spend(tokens, refilled, now);
+                (s.tokens, s.refilled) = (tokens, now.max(refilled));
+                ok
+            }
+            None => {
+                let mut b = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+                let (ok, tokens) = self.spend(b.0, b.1, now);
+                *b = (tokens, now.max(b.1));
+                ok
+            }
+        }
+    }
+
+    /// Refills a bucket for the time since `refilled`, then spends one token if there is
+    /// one. Returns (allowed, tokens left).
+    fn spend(&self, tokens: u64, refilled: u64, now: u64) -> (bool, u64) {
+        let full = u64::from(self.config.burst) * TOKEN;
+        // rate tokens/s = rate milli-tokens/ms.
+        let gained = now.saturating_sub(refilled) * u64::from(self.config.rate);
+        let tokens = tokens.saturating_add(gained).min(full);
+        match tokens.checked_sub(TOKEN) {
+            Some(left) => (true, left),
+            None => (false, tokens),
+        }
+    }
+
+    /// The source's entry, created when missing if there is room (see the module doc).
+    fn entry(
+        &self,
+        key: IpAddr,
+        now: u64,
+    ) -> Option<dashmap::mapref::one::RefMut<'_, IpAddr, SourceState>> {
+        if let Some(s) = self.sources.get_mut(&key) {
+            return Some(s);
+        }
+        if self.sources.len() >= self.config.max_sources && !self.sweep(now) {
+            return None;
+        }
+        let fresh = SourceState {
+            tokens: u64::from(self.config.burst) * TOKEN,
+            refilled: now,
+            failures: 0,
+            window_start: now,
+            banned_until: 0,
+            trusted_until: 0,
+        };
+        Some(self.sources.entry(key).or_insert(fresh))
+    }
+
+    /// Makes room in a full table; false if a sweep ran too recently or bans fill it.
+    fn sweep(&self, now: u64) -> bool {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last + SWEEP_INTERVAL_MS && last != 0 {
+            return false;
+        }
+        if self
+            .last_sweep
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false; // another worker is sweeping
+        }
+        self.sources.retain(|_, s| !self.is_idle(s, now));
+        let target = self.config.max_sources - self.config.max_sources / 8;
+        let mut excess = self.sources.len().saturating_sub(target);
+        if excess > 0 {
+            self.sources.retain(|_, s| {
+                if excess > 0 && s.banned_until <= now {
+                    excess -= 1;
+                    return false;
+                }
+                true
+            });
+        }
+        self.sources.len() < self.config.max_sources
+    }
+
+    /// Nothing would be lost by forgetting this source.
+    fn is_idle(&self, s: &SourceState, now: u64) -> bool {
+        let window = u64::from(self.config.ban_window_secs) * 1000;
+        let refill_ms = if self.config.rate == 0 {
+            0
+        } else {
+            u64::from(self.config.burst) * TOKEN / u64::from(self.config.rate)
+        };
+        s.banned_until <= now
+            && s.trusted_until <= now
+            && (s.failures == 0 || now.saturating_sub(s.window_start) >= window)
+            && now.saturating_sub(s.refilled) >= refill_ms
+    }
+}
+
+/// IPv4 (and IPv4-mapped IPv6) per address, IPv6 per /64.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+/// `needle` is lower case.
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= haystack.len()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
