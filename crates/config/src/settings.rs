@@ -56,6 +56,59 @@ pub struct Settings {
     /// SIGINT before the proxy exits (default 5).
     pub shutdown_grace: u32,
     pub transport: TransportOptions,
+    pub protection: Protection,
+}
+
+/// Scanner user agents blocked by default (case-insensitive substrings). `sipsak` is a
+/// legitimate test tool and is left out.
+pub const DEFAULT_SCANNER_USER_AGENTS: &[&str] = &[
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "VaxSIPUserAgent",
+    "pplsip",
+    "sundayddr",
+    "iWar",
+];
+
+/// `protection`: per-source limits for traffic that is not from a carrier or an IP-auth
+/// server (behaviour.md §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protection {
+    /// `ban_threshold`: auth failures (403s) within `ban_window` that ban a source (10);
+    /// 0 = never ban.
+    pub ban_threshold: u32,
+    /// `ban_window`: seconds over which failures are counted (60).
+    pub ban_window: u32,
+    /// `ban_time`: seconds a ban lasts (600).
+    pub ban_time: u32,
+    /// `rate`: sustained requests per second per source (50); 0 = no rate limit.
+    pub rate: u32,
+    /// `burst`: requests a source may send at once (100).
+    pub burst: u32,
+    /// `max_sources`: most sources tracked at once (100000).
+    pub max_sources: u32,
+    /// `scanner_user_agents`: User-Agent substrings (case-insensitive) whose requests are
+    /// dropped; `[]` disables the check.
+    pub scanner_user_agents: Vec<String>,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Protection {
+            ban_threshold: 10,
+            ban_window: 60,
+            ban_time: 600,
+            rate: 50,
+            burst: 100,
+            max_sources: 100_000,
+            scanner_user_agents: DEFAULT_SCANNER_USER_AGENTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 /// `transport`: socket and connection tuning of the I/O edge.
@@ -415,6 +468,7 @@ const KEYS: &[&str] = &[
     "workers",
     "shutdown_grace",
     "transport",
+    "protection",
 ];
 
 impl Settings {
@@ -470,6 +524,7 @@ impl Settings {
                 .opt_integer(root, "shutdown_grace", "", 0, 3600)
                 .map_or(5, |n| n as u32),
             transport: transport(&mut w, root),
+            protection: protection(&mut w, root),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1092,6 +1147,124 @@ fn transport(w: &mut Walker, root: &Map<String, Value>) -> TransportOptions {
     }
 }
 
+fn protection(w: &mut Walker, root: &Map<String, Value>) -> Protection {
+    let d = Protection::default();
+    let known = [
+        "ban_threshold",
+        "ban_window",
+        "ban_time",
+        "rate",
+        "burst",
+        "max_sources",
+        "scanner_user_agents",
+    ];
+    let Some(obj) = sub_object(w, root, "protection", &known) else {
+        return d;
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "protection", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    let mut p = Protection {
+        ban_threshold: get("ban_threshold", 0, 1_000_000, d.ban_threshold),
+        ban_window: get("ban_window", 1, 86_400, d.ban_window),
+        ban_time: get("ban_time", 1, 30 * 86_400, d.ban_time),
+        rate: get("rate", 0, 1_000_000, d.rate),
+        burst: get("burst", 1, 1_000_000, d.burst),
+        // Below a thousand sources a handful of PBXs behind NAT could crowd each other out.
+        max_sources: get("max_sources", 1000, 10_000_000, d.max_sources),
+        scanner_user_agents: d.scanner_user_agents,
+    };
+    let path = "protection.scanner_user_agents";
+    if let Some(list) = Walker::field(obj, "scanner_user_agents").and_then(|v| w.array(v, path)) {
+        p.scanner_user_agents = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| w.string(v, &join(path, i), Str::len(1, 128)))
+            .collect();
+    }
+    p
+}
+
+#[cfg(test)]
+mod protection_tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Settings, ValidationErrors> {
+        Settings::from_value(&v, Path::new("/"))
+    }
+
+    #[test]
+    fn protection_defaults() {
+        let p = parse(json!({})).unwrap().protection;
+        assert_eq!(p, Protection::default());
+        assert_eq!((p.ban_threshold, p.ban_window, p.ban_time), (10, 60, 600));
+        assert_eq!((p.rate, p.burst, p.max_sources), (50, 100, 100_000));
+        assert!(p
+            .scanner_user_agents
+            .iter()
+            .any(|s| s == "friendly-scanner"));
+        assert!(!p.scanner_user_agents.iter().any(|s| s == "sipsak"));
+    }
+
+    #[test]
+    fn protection_keys_are_read() {
+        let p = parse(json!({"protection": {
+            "ban_threshold": 0, "ban_window": "30", "ban_time": 3600,
+            "rate": 0, "burst": 5, "max_sources": 2000,
+            "scanner_user_agents": ["EvilBot"]
+        }}))
+        .unwrap()
+        .protection;
+        assert_eq!(
+            p,
+            Protection {
+                ban_threshold: 0,
+                ban_window: 30,
+                ban_time: 3600,
+                rate: 0,
+                burst: 5,
+                max_sources: 2000,
+                scanner_user_agents: vec!["EvilBot".into()],
+            }
+        );
+        let p = parse(json!({"protection": {"scanner_user_agents": []}})).unwrap();
+        assert!(p.protection.scanner_user_agents.is_empty());
+    }
+
+    #[test]
+    fn protection_keys_are_validated() {
+        for (v, path) in [
+            (
+                json!({"protection": {"ban_window": 0}}),
+                "protection.ban_window",
+            ),
+            (
+                json!({"protection": {"ban_time": -1}}),
+                "protection.ban_time",
+            ),
+            (json!({"protection": {"burst": 0}}), "protection.burst"),
+            (
+                json!({"protection": {"max_sources": 10}}),
+                "protection.max_sources",
+            ),
+            (
+                json!({"protection": {"scanner_user_agents": [""]}}),
+                "protection.scanner_user_agents.0",
+            ),
+            (
+                json!({"protection": {"scanner_user_agents": "x"}}),
+                "protection.scanner_user_agents",
+            ),
+            (json!({"protection": {"bans": 1}}), "protection.bans"),
+            (json!({"protection": 1}), "protection"),
+        ] {
+            let errors = format!("{:?}", parse(v.clone()).expect_err("rejected"));
+            assert!(errors.contains(path), "{v}: {errors}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod edge_keys_tests {
     use super::*;
@@ -1101,7 +1274,7 @@ mod edge_keys_tests {
     }
 
     fn error_paths(v: Value) -> String {
-        format!("{:?}", parse(v).err().expect("settings must be rejected"))
+        format!("{:?}", parse(v).expect_err("settings must be rejected"))
     }
 
     #[test]
@@ -1144,9 +1317,18 @@ mod edge_keys_tests {
             (json!({"workers": -1}), "workers"),
             (json!({"workers": 5000}), "workers"),
             (json!({"shutdown_grace": 7200}), "shutdown_grace"),
-            (json!({"transport": {"udp_recv_buffer": 10}}), "transport.udp_recv_buffer"),
-            (json!({"transport": {"tcp_idle_timeout": 0}}), "transport.tcp_idle_timeout"),
-            (json!({"transport": {"tcp_connect": 1}}), "transport.tcp_connect"),
+            (
+                json!({"transport": {"udp_recv_buffer": 10}}),
+                "transport.udp_recv_buffer",
+            ),
+            (
+                json!({"transport": {"tcp_idle_timeout": 0}}),
+                "transport.tcp_idle_timeout",
+            ),
+            (
+                json!({"transport": {"tcp_connect": 1}}),
+                "transport.tcp_connect",
+            ),
             (json!({"transport": 1}), "transport"),
         ] {
             let errors = error_paths(v.clone());

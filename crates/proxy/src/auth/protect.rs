@@ -35,18 +35,9 @@ const SWEEP_INTERVAL_MS: u64 = 1000;
 /// One request in milli-tokens.
 const TOKEN: u64 = 1000;
 
-/// Default scanner user agents (matched as case-insensitive substrings). `sipsak` is a
-/// legitimate test tool and is not in the list.
-pub const DEFAULT_SCANNERS: &[&str] = &[
-    "friendly-scanner",
-    "sipvicious",
-    "sipcli",
-    "sip-scan",
-    "VaxSIPUserAgent",
-    "pplsip",
-    "sundayddr",
-    "iWar",
-];
+/// Default scanner user agents (case-insensitive substrings; `sipsak`, a legitimate test
+/// tool, is not one of them).
+pub use trunkstore_config::DEFAULT_SCANNER_USER_AGENTS as DEFAULT_SCANNERS;
 
 /// Limits; see `protection` in the settings (config/README.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +59,21 @@ pub struct ProtectionConfig {
 
 impl Default for ProtectionConfig {
     fn default() -> Self {
+        ProtectionConfig::from(&trunkstore_config::Protection::default())
+    }
+}
+
+/// From the settings' `protection` object.
+impl From<&trunkstore_config::Protection> for ProtectionConfig {
+    fn from(p: &trunkstore_config::Protection) -> Self {
         ProtectionConfig {
-            ban_threshold: 10,
-            ban_window_secs: 60,
-            ban_secs: 600,
-            rate: 50,
-            burst: 100,
-            max_sources: 100_000,
-            scanner_user_agents: DEFAULT_SCANNERS.iter().map(|s| s.to_string()).collect(),
+            ban_threshold: p.ban_threshold,
+            ban_window_secs: p.ban_window,
+            ban_secs: p.ban_time,
+            rate: p.rate,
+            burst: p.burst,
+            max_sources: p.max_sources as usize,
+            scanner_user_agents: p.scanner_user_agents.clone(),
         }
     }
 }
