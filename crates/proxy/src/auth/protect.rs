@@ -215,7 +215,7 @@ impl Protection {
             s.failures = 0;
             s.window_start = now;
         }
-        s.failures += 1;
+        s.failures = s.failures.saturating_add(1);
         if s.failures < self.config.ban_threshold || s.banned_until > now {
             return false;
         }

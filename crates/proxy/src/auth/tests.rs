@@ -161,6 +161,35 @@ fn server_name(snap: &Snapshot, outcome: AuthOutcome) -> String {
     }
 }
 
+/// One of each is shared by every worker thread.
+#[test]
+fn auth_types_are_shared_between_threads() {
+    fn sync_send<T: Sync + Send>() {}
+    sync_send::<Authenticator>();
+    sync_send::<Protection>();
+    let (a, snap) = (std::sync::Arc::new(auth()), std::sync::Arc::new(snapshot()));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (a, snap) = (a.clone(), snap.clone());
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
+                    let creds = answer(&h, &Answer::default());
+                    assert!(matches!(
+                        verify_at(&a, &snap, &creds, PBX, T0),
+                        AuthOutcome::Ok { .. }
+                    ));
+                    assert_eq!(verify_at(&a, &snap, &creds, PBX, T0), AuthOutcome::Replay);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(a.tracked_nonces(), 200);
+}
+
 #[test]
 fn auth_challenge_offers_md5_then_sha256_with_qop() {
     let (a, snap) = (auth(), snapshot());
