@@ -1,14 +1,48 @@
-//! The call (dialog) table: a record per dialog established by a 2xx, removed by the
-//! BYE's final response or by the maximum-duration sweep, and the one log line per call.
+//! The call (dialog) table: an entry per dialog established by a 2xx, removed by the
+//! BYE's final response or by the maximum-duration sweep; the one log line per call and,
+//! when enabled, the [`CallRecord`] per call for the CDR writer of the edge.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use trunkstore_sip::message::Message;
 
 use crate::engine::Ctx;
 use crate::keys::CallKey;
 use crate::sipview;
-use crate::state::{CallInfo, CallRecord, ProxyTxn};
+use crate::state::{CallInfo, Dialog, ProxyTxn};
+
+/// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
+/// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call_id: Bytes,
+    /// `"inbound"` (carrier → server); outbound arrives with its issue.
+    pub direction: &'static str,
+    pub account: Option<Arc<str>>,
+    pub document: Option<Arc<str>>,
+    pub server: Option<Arc<str>>,
+    /// The dialled DID, normalised.
+    pub did: Option<Arc<str>>,
+    /// From URI user and Request-URI user, as received.
+    pub from: Bytes,
+    pub to: Bytes,
+    /// INVITE received, 2xx relayed (if answered), call over.
+    pub started: Instant,
+    pub answered: Option<Instant>,
+    pub ended: Instant,
+    /// The final status of the INVITE the caller got.
+    pub status: u16,
+    /// How it ended: `failed`, `bye`, `bye_failed`, `max_duration`.
+    pub reason: &'static str,
+    /// 1-based number of the attempt that answered.
+    pub answered_attempt: Option<u16>,
+    /// The failover attempt was tried.
+    pub failover: bool,
+    /// The call held a trunk (trunk limits arrive with their issue).
+    pub trunk_held: bool,
+}
 
 pub fn key(cx: &Ctx<'_>, call_id: &[u8]) -> CallKey {
     CallKey(cx.state.hasher.hash(&[call_id]))
@@ -18,35 +52,107 @@ pub fn exists(cx: &Ctx<'_>, call_id: &[u8]) -> bool {
     cx.state.calls.contains_key(&key(cx, call_id))
 }
 
-/// A 2xx to an initial INVITE went upstream: the dialog exists.
-pub fn established(cx: &Ctx<'_>, t: &ProxyTxn, now: Instant) {
+/// The From user and Request-URI user of `req`, as slices of it.
+pub fn numbers(req: &Message) -> (Bytes, Bytes) {
+    let from = sipview::from_user(req)
+        .and_then(|u| req.slice_ref(u))
+        .unwrap_or_default();
+    let to = sipview::request_user(req)
+        .and_then(|u| req.slice_ref(u))
+        .unwrap_or_default();
+    (from, to)
+}
+
+/// A 2xx to an initial INVITE went upstream from branch `attempt`: the dialog exists.
+pub fn established(cx: &Ctx<'_>, t: &ProxyTxn, now: Instant, attempt: u16, failover: bool) {
     if cx.state.calls.len() >= cx.state.cfg.max_calls {
         return;
     }
     let cid = sipview::call_id(&t.request);
     let k = key(cx, cid);
-    cx.state.calls.entry(k).or_insert_with(|| CallRecord {
+    cx.state.calls.entry(k).or_insert_with(|| Dialog {
         call_id: t.request.slice_ref(cid).unwrap_or_default(),
         info: t.call.clone(),
         started: now,
+        invited: t.started,
+        attempt,
+        failover,
     });
 }
 
 /// The BYE of a dialog got its final response: the call is over.
-pub fn ended(cx: &Ctx<'_>, bye: &Message, status: u16) {
+pub fn ended(cx: &mut Ctx<'_>, bye: &Message, status: u16) {
     let cid = sipview::call_id(bye);
-    if let Some((_, rec)) = cx.state.calls.remove(&key(cx, cid)) {
-        log_end(&rec, if status < 300 { "bye" } else { "bye_failed" });
+    if let Some((_, d)) = cx.state.calls.remove(&key(cx, cid)) {
+        let how = if status < 300 { "bye" } else { "bye_failed" };
+        log_end(&d, how);
+        let now = cx.now;
+        emit(cx, || dialog_record(&d, now, how));
     }
 }
 
-/// An initial INVITE ended without a dialog.
-pub fn failed(t: &ProxyTxn, status: u16) {
+/// An initial INVITE ended without a dialog, with `status` to the caller.
+pub fn failed(cx: &mut Ctx<'_>, t: &ProxyTxn, status: u16) {
     log_line(sipview::call_id(&t.request), &t.call, status, "failed");
+    let now = cx.now;
+    emit(cx, || {
+        let call_id = t.request.slice_ref(sipview::call_id(&t.request));
+        let mut r = record(&t.call, call_id.unwrap_or_default(), t.started, now);
+        r.status = status;
+        r.reason = "failed";
+        r.failover = t.failover_ran;
+        r
+    });
 }
 
-pub fn log_end(rec: &CallRecord, how: &str) {
-    log_line(&rec.call_id, &rec.info, 200, how);
+/// A dialog swept after the maximum call duration.
+pub fn expired(cx: &mut Ctx<'_>, d: &Dialog) {
+    log_end(d, "max_duration");
+    let now = cx.now;
+    emit(cx, || dialog_record(d, now, "max_duration"));
+}
+
+/// Queues a record on the shard, only when the edge asked for them.
+fn emit(cx: &mut Ctx<'_>, make: impl FnOnce() -> CallRecord) {
+    if cx.state.cfg.call_records {
+        cx.shard.records.push_back(make());
+    }
+}
+
+/// A record of an unanswered call; the callers fill in the rest.
+fn record(info: &CallInfo, call_id: Bytes, started: Instant, ended: Instant) -> CallRecord {
+    CallRecord {
+        call_id,
+        direction: "inbound",
+        account: info.account.clone(),
+        document: info.document.clone(),
+        server: info.server.clone(),
+        did: info.did.clone(),
+        from: info.from.clone(),
+        to: info.to.clone(),
+        started,
+        answered: None,
+        ended,
+        status: 0,
+        reason: "",
+        answered_attempt: None,
+        failover: false,
+        trunk_held: false,
+    }
+}
+
+fn dialog_record(d: &Dialog, now: Instant, how: &'static str) -> CallRecord {
+    let mut r = record(&d.info, d.call_id.clone(), d.invited, now);
+    r.answered = Some(d.started);
+    r.status = 200;
+    r.reason = how;
+    r.answered_attempt = Some(d.attempt);
+    r.failover = d.failover;
+    r
+}
+
+pub fn log_end(d: &Dialog, how: &str) {
+    log_line(&d.call_id, &d.info, 200, how);
 }
 
 fn log_line(call_id: &[u8], info: &CallInfo, status: u16, how: &str) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
+use crate::route::FailoverRule;
 use crate::Transport;
 
 /// The host and port we put in Via and Record-Route for one transport.
@@ -48,6 +49,11 @@ pub struct ProxyConfig {
     pub max_calls: usize,
     /// Option tags accepted in Proxy-Require (none by default).
     pub proxy_supported: Vec<&'static str>,
+    /// The settings' `failover_on`: which failures of an inbound attempt run the failover.
+    pub failover_on: FailoverRule,
+    /// Queue a [`crate::CallRecord`] per finished call on the shard (the edge must drain
+    /// them with [`crate::Shard::poll_call_record`]); off unless CDRs are configured.
+    pub call_records: bool,
 }
 
 impl ProxyConfig {
@@ -85,6 +91,8 @@ impl ProxyConfig {
             max_transactions: 200_000,
             max_calls: 200_000,
             proxy_supported: Vec::new(),
+            failover_on: FailoverRule::from_settings(&settings.failover_on),
+            call_records: settings.cdr.file.is_some(),
         }
     }
 
@@ -112,6 +120,8 @@ impl ProxyConfig {
             max_transactions: 200_000,
             max_calls: 200_000,
             proxy_supported: Vec::new(),
+            failover_on: FailoverRule::default_inbound(),
+            call_records: false,
         }
     }
 

@@ -136,12 +136,16 @@ fn sweep_calls(cx: &mut Ctx<'_>) {
     cx.shard.next_sweep = None;
     let max = cx.state.cfg.max_call_duration;
     let now = cx.now;
+    let mut expired = Vec::new();
     cx.state.calls.retain(|_, c| {
         let keep = now.saturating_duration_since(c.started) < max;
         if !keep {
-            crate::calls::log_end(c, "max_duration");
+            expired.push(c.clone());
         }
         keep
     });
+    for d in &expired {
+        crate::calls::expired(cx, d);
+    }
     arm_sweep(cx);
 }

@@ -37,8 +37,11 @@ mod state;
 pub mod transaction;
 mod util;
 
+pub use calls::CallRecord;
 pub use config::{Advertise, ProxyConfig};
-pub use route::{Attempt, AttemptPlan, Decision, Directory, FailoverRule, StaticDirectory};
+pub use route::{
+    Attempt, AttemptPlan, Decision, Directory, FailoverRule, Failure, StaticDirectory,
+};
 pub use shard::Shard;
 
 /// The transport a message arrived on or must leave on.

@@ -14,7 +14,7 @@ use trunkstore_sip::parse::parse_datagram;
 use crate::engine::Ctx;
 use crate::keys::{ClientKey, TimerTarget, TxKey};
 use crate::request::Routing;
-use crate::route::Attempt;
+use crate::route::{self, Attempt, Failure};
 use crate::state::{
     Best, Branch, CancelState, ClientEntry, ClientSide, ProxyTxn, ServerSide, State,
 };
@@ -53,16 +53,13 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         if t.cancelled {
             break;
         }
-        let Some(attempt) = t
-            .plan
-            .as_ref()
-            .and_then(|p| p.attempts.get(t.next_attempt))
-            .cloned()
-        else {
+        let Some(attempt) = next_attempt(cx, t) else {
             break;
         };
-        if let Some(d) = attempt.delay.filter(|d| !d.is_zero()) {
-            // The delay timer sends this attempt (see `on_server_timer`).
+        let delay = attempt.delay.filter(|d| !d.is_zero());
+        if let Some(d) = delay.filter(|_| t.delay_elapsed != Some(t.next_attempt)) {
+            // The delay timer comes back here (see `on_server_timer`). The carrier has had
+            // our 100 Trying; the target sees nothing until then (§4.5).
             let at = cx.now + d;
             t.delay = Some(at);
             cx.shard
@@ -73,17 +70,54 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         if start_attempt(cx, t, &attempt) {
             return;
         }
+        // No address, or unbuildable: a failure of this attempt, at once.
+        if !may_go_on(t, Failure::Unreachable) {
+            close_plan(t);
+        }
     }
     finish(cx, t);
 }
 
+/// The attempt to start next: the plan's next one, else (once) its failover, resolved
+/// now (§4.8: exactly one failover attempt).
+fn next_attempt(cx: &Ctx<'_>, t: &mut ProxyTxn) -> Option<Attempt> {
+    let plan = t.plan.as_mut()?;
+    if t.next_attempt >= plan.attempts.len() && !t.plan_closed {
+        t.plan_closed = true;
+        let failover = route::failover_attempts(&*cx.state.dir, plan);
+        t.failover_ran = !failover.is_empty();
+        plan.attempts.extend(failover);
+    }
+    plan.attempts.get(t.next_attempt).cloned()
+}
+
+/// No more attempts for this request: the best response so far goes to the caller.
+fn close_plan(t: &mut ProxyTxn) {
+    t.plan_closed = true;
+    if let Some(p) = &t.plan {
+        t.next_attempt = p.attempts.len();
+    }
+}
+
+/// Does `failure` of the current attempt let the plan go on (§4.8)? Never after the
+/// caller's CANCEL.
+fn may_go_on(t: &ProxyTxn, failure: Failure) -> bool {
+    !t.cancelled
+        && t.plan
+            .as_ref()
+            .is_some_and(|p| p.failover.triggers(failure))
+}
+
+/// Still deciding the call's outcome: a branch given up on by a timer is only waiting
+/// for its CANCEL to complete and does not hold the plan back.
 fn branch_pending(b: &Branch) -> bool {
-    b.client.is_pending()
+    b.client.is_pending() && !b.given_up
 }
 
 /// Sends one attempt. False when it failed at once (no next hop, unbuildable).
 fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool {
     let Some(peer) = attempt.next_hop else {
+        // §4.8: 480 when the target could not be reached.
         record(t, Best::Local(480));
         return false;
     };
@@ -141,6 +175,10 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         c_after_cancel: false,
         progress_deadline,
         answer_deadline,
+        given_up: false,
+        attempt: t.next_attempt.min(usize::from(u16::MAX)) as u16,
+        is_failover: attempt.is_failover,
+        ignore_early_media: attempt.ignore_early_media,
     });
     cx.schedule(TimerTarget::Branch(t.key, idx16), &mut timers);
     // The transaction is in the server table while it runs (inserted before the first
@@ -200,7 +238,40 @@ fn build_forward(
         ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
             .ok()?;
     }
+    let Some(headers) = attempt.headers.as_deref() else {
+        return Some(ed.finish());
+    };
+    // One splice per header while the editor has room (no allocation); a long list is
+    // written as one block instead.
+    let block;
+    if headers.len() <= HEADER_SPLICES {
+        for h in headers {
+            ed.add_header(h.name.as_bytes(), h.value.as_bytes()).ok()?;
+        }
+    } else {
+        block = header_block(headers);
+        let (name, value) = block.split_once(": ")?;
+        ed.add_header(name.as_bytes(), value.as_bytes()).ok()?;
+    }
     Some(ed.finish())
+}
+
+/// Editor splices left for `sip_headers` after the forwarding edits (6 of 16).
+const HEADER_SPLICES: usize = 8;
+
+/// `A: 1\r\nB: 2` (the editor adds the last CRLF). Values were checked free of CR/LF at
+/// load, so this cannot inject anything the configuration did not say.
+fn header_block(headers: &[trunkstore_config::SipHeader]) -> String {
+    let mut out = String::new();
+    for (i, h) in headers.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str(&h.name);
+        out.push_str(": ");
+        out.push_str(&h.value);
+    }
+    out
 }
 
 /// Keeps the better of the best response so far and `new` (§16.7 step 6): 6xx first, then
@@ -234,28 +305,28 @@ pub(crate) fn record(t: &mut ProxyTxn, new: Best) {
 
 /// A branch ended with a final non-2xx (received, or made up for a timeout or transport
 /// error): fail over or answer.
-fn on_branch_final(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, best: Best) {
-    let by_proxy = t.branches.get(idx).is_some_and(|b| b.cancelled_by_proxy);
-    // A branch we gave up on counts as a timeout, whatever its 487 says.
-    let best = if by_proxy && best.status() == 487 {
-        Best::Local(408)
+fn on_branch_final(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, best: Best, failure: Failure) {
+    let Some(b) = t.branches.get(idx) else {
+        return;
+    };
+    if b.given_up {
+        // Counted as a timeout when the timer gave up on it; the plan has moved on.
+        return;
+    }
+    // A branch we cancelled ourselves (timer C) counts as a timeout, whatever its 487
+    // says.
+    let (best, failure) = if b.cancelled_by_proxy && best.status() == 487 {
+        (Best::Local(408), Failure::Timeout)
     } else {
-        best
+        (best, failure)
     };
     let status = best.status();
     record(t, best);
     if status >= 600 {
         cancel_branches(cx, t, true);
     }
-    let failover = !t.cancelled
-        && status < 600
-        && t.plan
-            .as_ref()
-            .is_some_and(|p| p.failover.on_status(status));
-    if !failover {
-        if let Some(p) = &t.plan {
-            t.next_attempt = p.attempts.len();
-        }
+    if !may_go_on(t, failure) {
+        close_plan(t);
     }
     advance(cx, t);
 }
@@ -282,7 +353,8 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             }
             cx.send(t.source, Some(t.local), resp);
             if t.initial_invite {
-                calls::failed(t, code);
+                let code = if code == 503 { 500 } else { code };
+                calls::failed(cx, t, code);
             }
         }
         ServerSide::NonInvite(_) => {
@@ -443,7 +515,8 @@ pub(crate) fn on_branch_response(
                 client_invite::ResponseAction::Final => {
                     send_ack(cx, b, &msg);
                     b.timer_c = None;
-                    on_branch_final(cx, t, idx, Best::Received(Box::new(msg)));
+                    let failure = Failure::Status(status);
+                    on_branch_final(cx, t, idx, Best::Received(Box::new(msg)), failure);
                 }
                 client_invite::ResponseAction::AckAgain => send_ack(cx, b, &msg),
                 client_invite::ResponseAction::Ignore => {}
@@ -454,7 +527,8 @@ pub(crate) fn on_branch_response(
             cx.schedule(target, &mut timers);
             // RFC 4320: provisionals other than our own 100 never go upstream.
             if action == client_non_invite::ResponseAction::Final {
-                on_branch_final(cx, t, idx, Best::Received(Box::new(msg)));
+                let failure = Failure::Status(status);
+                on_branch_final(cx, t, idx, Best::Received(Box::new(msg)), failure);
             }
         }
     }
@@ -481,14 +555,47 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
         send_cancel(cx, key, idx, b);
     }
     let forward = status > 100 && !b.cancelled_by_proxy;
+    let plain_ringing = b.ignore_early_media && is_early_media(&msg, status);
     // 100 is hop-by-hop: never forwarded.
     if forward {
-        if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, relay(&msg)) {
+        let resp = if plain_ringing {
+            relay_as_ringing(&msg)
+        } else {
+            relay(&msg)
+        };
+        if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, resp) {
             if s.on_provisional(resp.clone()) {
                 cx.send(t.source, Some(t.local), resp);
             }
         }
     }
+}
+
+/// §4.6: a 183, or any provisional with a body (SDP), is early media.
+fn is_early_media(msg: &Message, status: u16) -> bool {
+    status == 183 || !msg.body().is_empty()
+}
+
+/// The provisional as a `180 Ringing` without body, Content-Type or our Via; its other
+/// headers (To tag, Record-Route, Contact) are kept so the early dialog is the same.
+fn relay_as_ringing(m: &Message) -> Option<Bytes> {
+    let mut ed = Editor::new(m);
+    ed.remove_top_via().ok()?;
+    ed.remove_header(b"Content-Type").ok()?;
+    ed.remove_header(b"Content-Disposition").ok()?;
+    ed.set_body(b"").ok()?;
+    let edited = ed.finish();
+    // The editor keeps the status line; replace it here (rare path: one more copy).
+    let line_end = memchr_crlf(&edited)?;
+    const RINGING: &[u8] = b"SIP/2.0 180 Ringing";
+    let mut out = BytesMut::with_capacity(edited.len() - line_end + RINGING.len());
+    out.put_slice(RINGING);
+    out.put_slice(&edited[line_end..]);
+    Some(out.freeze())
+}
+
+fn memchr_crlf(b: &[u8]) -> Option<usize> {
+    b.windows(2).position(|w| w == b"\r\n")
 }
 
 /// A 2xx goes upstream at once, retransmissions too (RFC 6026); the server transaction
@@ -513,7 +620,8 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.schedule(TimerTarget::Server(t.key), &mut timers);
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
-        calls::established(cx, t, cx.now);
+        let b = &t.branches[idx];
+        calls::established(cx, t, cx.now, b.attempt + 1, b.is_failover);
     }
 }
 
@@ -572,17 +680,8 @@ pub(crate) fn on_server_timer(cx: &mut Ctx<'_>, t: &mut ProxyTxn, kind: TimerKin
     if kind == TimerKind::Delay {
         if t.delay == Some(at) {
             t.delay = None;
-            let attempt = t
-                .plan
-                .as_ref()
-                .and_then(|p| p.attempts.get(t.next_attempt))
-                .cloned();
-            if let Some(a) = attempt {
-                t.next_attempt += 1;
-                if !start_attempt(cx, t, &a) {
-                    advance(cx, t);
-                }
-            }
+            t.delay_elapsed = Some(t.next_attempt);
+            advance(cx, t);
         }
         return;
     }
@@ -622,8 +721,13 @@ pub(crate) fn on_branch_timer(
             b.timer_c = None;
             if b.c_after_cancel || !b.provisional {
                 // §16.8: no provisional (or no answer to our CANCEL): the branch is a 408.
+                let failure = if b.provisional {
+                    Failure::Timeout
+                } else {
+                    Failure::Unreachable
+                };
                 c.terminate();
-                on_branch_final(cx, t, idx, Best::Local(408));
+                on_branch_final(cx, t, idx, Best::Local(408), failure);
             } else {
                 cancel_branch(cx, t, idx, true);
             }
@@ -638,6 +742,7 @@ pub(crate) fn on_branch_timer(
         {
             give_up_branch(cx, t, idx);
         }
+        (TimerKind::Progress | TimerKind::Answer, _) => {}
         (TimerKind::E | TimerKind::F | TimerKind::K, ClientSide::Invite(_)) => {
             if let CancelState::Sent { request, client } = &mut b.cancel {
                 if client.on_timer(kind, at, now, &mut timers)
@@ -653,7 +758,10 @@ pub(crate) fn on_branch_timer(
                 let r = b.request.clone();
                 cx.send(b.peer, b.from, r);
             }
-            client_invite::TimerAction::Timeout => on_branch_final(cx, t, idx, Best::Local(408)),
+            // Timer B: no response at all.
+            client_invite::TimerAction::Timeout => {
+                on_branch_final(cx, t, idx, Best::Local(408), Failure::Unreachable)
+            }
             _ => {}
         },
         (_, ClientSide::NonInvite(c)) => match c.on_timer(kind, at, now, &mut timers) {
@@ -662,7 +770,7 @@ pub(crate) fn on_branch_timer(
                 cx.send(b.peer, b.from, r);
             }
             client_non_invite::TimerAction::Timeout => {
-                on_branch_final(cx, t, idx, Best::Local(408))
+                on_branch_final(cx, t, idx, Best::Local(408), Failure::Unreachable)
             }
             _ => {}
         },
@@ -670,19 +778,24 @@ pub(crate) fn on_branch_timer(
     cx.schedule(target, &mut timers);
 }
 
-/// An attempt timer expired: CANCEL the branch if it can be cancelled (its 487 then
-/// counts as a timeout), else abandon it as a 408 and move on.
+/// An attempt timer expired (§4.5): the attempt counts as a timeout now and the plan
+/// moves on at once (failover, or 408 to the caller). The branch itself is CANCELled
+/// (after its first provisional, if it has had none: §9.1) and kept until it ends, so a
+/// 200 it sends anyway is ACKed and BYEd here and never reaches the caller.
 fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
-    let Some(b) = t.branches.get_mut(idx) else {
+    if t.branches.get(idx).map_or(true, |b| b.given_up) {
         return;
-    };
-    if b.provisional {
-        cancel_branch(cx, t, idx, true);
-    } else {
-        b.cancelled_by_proxy = true;
-        b.client.terminate();
-        on_branch_final(cx, t, idx, Best::Local(408));
     }
+    cancel_branch(cx, t, idx, true);
+    if let Some(b) = t.branches.get_mut(idx) {
+        b.given_up = true;
+        b.cancelled_by_proxy = true;
+    }
+    record(t, Best::Local(408));
+    if !may_go_on(t, Failure::Timeout) {
+        close_plan(t);
+    }
+    advance(cx, t);
 }
 
 /// §16.9: a transport error is a 503 for the branch (relayed as 500 if it is the best).
@@ -695,7 +808,7 @@ pub(crate) fn on_branch_transport_error(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx:
     }
     b.client.terminate();
     b.timer_c = None;
-    on_branch_final(cx, t, idx, Best::Local(503));
+    on_branch_final(cx, t, idx, Best::Local(503), Failure::Unreachable);
 }
 
 /// Removes a finished proxy transaction and its client transactions from the tables.

@@ -136,7 +136,13 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         preloaded_route_plan(cx, from, hop)
     } else {
         let user = Uri::parse(msg.request_uri()).ok().and_then(|u| u.user());
-        route::decide(&*cx.state.dir, from.addr, user, method == Method::Invite)
+        route::decide(
+            &*cx.state.dir,
+            from.addr,
+            user,
+            method == Method::Invite,
+            cx.state.cfg.failover_on,
+        )
     };
     let plan = match plan {
         Decision::Forward(p) => p,
@@ -151,10 +157,20 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     }
     let record_route =
         !in_dialog && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
+    let initial_invite = method == Method::Invite && !in_dialog;
+    // The numbers are only read for calls (slices of the INVITE: no copy).
+    let (from_user, to_user) = if initial_invite {
+        calls::numbers(&msg)
+    } else {
+        Default::default()
+    };
     let call = CallInfo {
         did: plan.did.clone(),
         account: plan.account.clone(),
         server: plan.server.clone(),
+        document: plan.document.clone(),
+        from: from_user,
+        to: to_user,
     };
     let reliable = from.transport == Transport::Tcp;
     let server = if method == Method::Invite {
@@ -172,6 +188,10 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         plan: Some(plan),
         next_attempt: 0,
         delay: None,
+        delay_elapsed: None,
+        plan_closed: false,
+        failover_ran: false,
+        started: cx.now,
         best: None,
         cancelled: false,
         pop_route: routing.pop_route,
@@ -179,7 +199,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         record_route,
         loop_hash,
         call,
-        initial_invite: method == Method::Invite && !in_dialog,
+        initial_invite,
         is_bye: method == Method::Bye,
     };
     let txn = Arc::new(Mutex::new(txn));
@@ -261,7 +281,8 @@ fn on_cancel(
     server.on_final(ok.clone(), cx.now, &mut timers);
     cx.send(from, Some(local), ok);
     if !server.is_terminated() {
-        let txn = ProxyTxn::local_only(key, msg, from, local, ServerSide::NonInvite(server));
+        let txn =
+            ProxyTxn::local_only(key, msg, from, local, ServerSide::NonInvite(server), cx.now);
         cx.state.servers.insert(key, Arc::new(Mutex::new(txn)));
         cx.schedule(crate::keys::TimerTarget::Server(key), &mut timers);
     }

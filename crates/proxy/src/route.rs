@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trunkstore_config::numbers::{format_user, normalize, NumberFormat};
+use trunkstore_config::{Failover, FailoverOn, FailoverTarget, FailoverTrigger, SipHeader};
+use trunkstore_sip::uri::Uri;
 
 use crate::Peer;
 
@@ -44,9 +46,55 @@ pub struct InboundRoute {
     pub next_hop: Option<Peer>,
     pub format: NumberFormat,
     pub auth_user: Option<Arc<str>>,
-    /// Further targets tried in order when an attempt fails (host, port, next hop): the
-    /// hook the failover issue fills from `failover`.
+    /// Further targets tried in order when an attempt fails (host, port, next hop), before
+    /// the `failover` (tests and future multi-target servers use it).
     pub alternates: Vec<(Arc<str>, u16, Option<Peer>)>,
+    /// The document the server is in (for the call record).
+    pub document: Option<Arc<str>>,
+    /// Per-attempt timers, DID → server → settings default (behaviour.md §4.5); `None`
+    /// (or zero for `delay`/`answer_timeout`) disables one.
+    pub delay: Option<Duration>,
+    pub progress_timeout: Option<Duration>,
+    pub answer_timeout: Option<Duration>,
+    /// 183 / 1xx with SDP reaches the caller as 180 without body (§4.6).
+    pub ignore_early_media: bool,
+    /// Merged DID → server → account (§4.4), shared by every call of the route.
+    pub sip_headers: Option<Arc<[SipHeader]>>,
+    /// First non-empty failover of DID, then server (§4.8); resolved only when needed.
+    pub failover: Option<Arc<Failover>>,
+    /// DID or server says so: on-net calls (and e164 failovers) to it go over carriers.
+    pub force_outbound: bool,
+}
+
+impl InboundRoute {
+    /// A route with no timers, headers or failover.
+    pub fn new(
+        account: &str,
+        server: &str,
+        host: &str,
+        port: u16,
+        next_hop: Option<Peer>,
+    ) -> InboundRoute {
+        InboundRoute {
+            account: account.into(),
+            server: server.into(),
+            enabled: true,
+            host: host.into(),
+            port,
+            next_hop,
+            format: NumberFormat::Npan,
+            auth_user: None,
+            alternates: Vec::new(),
+            document: None,
+            delay: None,
+            progress_timeout: None,
+            answer_timeout: None,
+            ignore_early_media: false,
+            sip_headers: None,
+            failover: None,
+            force_outbound: false,
+        }
+    }
 }
 
 /// The routing data the core reads. Implemented by the routing index (an atomically
@@ -114,6 +162,12 @@ pub struct Attempt {
     pub progress_timeout: Option<Duration>,
     /// Give up if no 2xx came by then.
     pub answer_timeout: Option<Duration>,
+    /// Headers added to the request (behaviour.md §4.4).
+    pub headers: Option<Arc<[SipHeader]>>,
+    /// Early media from this target reaches the caller as a plain 180 (§4.6).
+    pub ignore_early_media: bool,
+    /// This is the route's failover attempt (for the call record).
+    pub is_failover: bool,
 }
 
 impl Attempt {
@@ -124,28 +178,113 @@ impl Attempt {
             delay: None,
             progress_timeout: None,
             answer_timeout: None,
+            headers: None,
+            ignore_early_media: false,
+            is_failover: false,
+        }
+    }
+
+    /// An attempt to `route` with its timers, headers and early-media rule.
+    fn inbound(request_uri: Bytes, next_hop: Option<Peer>, route: &InboundRoute) -> Attempt {
+        Attempt {
+            request_uri: Some(request_uri),
+            next_hop,
+            delay: route.delay.filter(|d| !d.is_zero()),
+            progress_timeout: route.progress_timeout.filter(|d| !d.is_zero()),
+            answer_timeout: route.answer_timeout.filter(|d| !d.is_zero()),
+            headers: route.sip_headers.clone().filter(|h| !h.is_empty()),
+            ignore_early_media: route.ignore_early_media,
+            is_failover: false,
         }
     }
 }
 
-/// When a failed attempt is followed by the next one.
+/// Why an attempt failed, for the failover rule (behaviour.md §4.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailoverRule {
-    /// Only on no response / transport error / timers (the default for in-dialog hops).
+pub enum Failure {
+    /// A final response (>= 300) received from the target.
+    Status(u16),
+    /// `progress_timeout` or `timeout` expired (the proxy gave up on the attempt).
+    Timeout,
+    /// No response at all (timer B, timer C without a provisional), a transport error, or
+    /// no address to send to.
     Unreachable,
-    /// Also on 404, 408, 480 and 5xx (behaviour.md §4.8).
-    Default,
-    /// On every final failure.
-    Any,
+}
+
+/// When a failed attempt is followed by the next one: a set of final statuses plus the
+/// timeout and unreachable conditions (the settings' `failover_on`). `Copy` and
+/// allocation-free: one bit per status 300..=699.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverRule {
+    statuses: [u64; 7],
+    timeout: bool,
+    unreachable: bool,
 }
 
 impl FailoverRule {
-    /// Should a final `status` from an attempt move on to the next one?
+    /// Only when the target cannot be reached or times out (in-dialog hops).
+    pub const UNREACHABLE: FailoverRule = FailoverRule {
+        statuses: [0; 7],
+        timeout: true,
+        unreachable: true,
+    };
+
+    /// The default `failover_on`: 404, 408, 480, 5xx, timeout, unreachable.
+    pub fn default_inbound() -> FailoverRule {
+        FailoverRule::from_settings(&FailoverOn::default_list())
+    }
+
+    /// `any`: every failure, busy included.
+    pub fn any() -> FailoverRule {
+        FailoverRule {
+            statuses: [u64::MAX; 7],
+            timeout: true,
+            unreachable: true,
+        }
+    }
+
+    /// The settings' `failover_on`, compiled once.
+    pub fn from_settings(on: &FailoverOn) -> FailoverRule {
+        let list = match on {
+            FailoverOn::Any => return FailoverRule::any(),
+            FailoverOn::List(l) => l,
+        };
+        let mut r = FailoverRule {
+            statuses: [0; 7],
+            timeout: false,
+            unreachable: false,
+        };
+        for t in list {
+            match *t {
+                FailoverTrigger::Status(s) => r.set(s),
+                FailoverTrigger::Class(c) => (c * 100..c * 100 + 100).for_each(|s| r.set(s)),
+                FailoverTrigger::Timeout => r.timeout = true,
+                FailoverTrigger::Unreachable => r.unreachable = true,
+            }
+        }
+        r
+    }
+
+    fn set(&mut self, status: u16) {
+        if let Some(i) = status.checked_sub(300).filter(|i| *i < 400) {
+            self.statuses[usize::from(i / 64)] |= 1 << (i % 64);
+        }
+    }
+
+    /// Should a final `status` from an attempt move on to the next one? Never for a 2xx
+    /// (or anything below 300).
     pub fn on_status(self, status: u16) -> bool {
-        match self {
-            FailoverRule::Unreachable => status == 408 || status == 503,
-            FailoverRule::Default => matches!(status, 404 | 408 | 480 | 500..=599),
-            FailoverRule::Any => status >= 300,
+        match status.checked_sub(300).filter(|i| *i < 400) {
+            Some(i) => self.statuses[usize::from(i / 64)] & (1 << (i % 64)) != 0,
+            None => false,
+        }
+    }
+
+    pub fn triggers(self, failure: Failure) -> bool {
+        match failure {
+            Failure::Status(s) => self.on_status(s),
+            Failure::Timeout => self.timeout,
+            Failure::Unreachable => self.unreachable,
         }
     }
 }
@@ -159,6 +298,10 @@ pub struct AttemptPlan {
     pub did: Option<Arc<str>>,
     pub account: Option<Arc<str>>,
     pub server: Option<Arc<str>>,
+    pub document: Option<Arc<str>>,
+    /// Tried once, after every attempt failed in a way `failover` accepts (§4.8);
+    /// resolved by [`failover_attempts`] only then.
+    pub failover_to: Option<Arc<Failover>>,
 }
 
 impl AttemptPlan {
@@ -166,10 +309,12 @@ impl AttemptPlan {
     pub fn single(attempt: Attempt) -> AttemptPlan {
         AttemptPlan {
             attempts: vec![attempt],
-            failover: FailoverRule::Unreachable,
+            failover: FailoverRule::UNREACHABLE,
             did: None,
             account: None,
             server: None,
+            document: None,
+            failover_to: None,
         }
     }
 }
@@ -183,22 +328,28 @@ pub enum Decision {
 }
 
 /// Inbound routing (behaviour.md §3–4): a request from a carrier's source to one of our
-/// DIDs goes to the DID's server.
+/// DIDs goes to the DID's server. `rule` is the settings' `failover_on`.
 pub fn decide(
     dir: &dyn Directory,
     source: SocketAddr,
     request_user: Option<&[u8]>,
     is_invite: bool,
+    rule: FailoverRule,
 ) -> Decision {
     match dir.classify_source(source) {
-        SourceClass::Carrier(_) => inbound(dir, request_user, is_invite),
+        SourceClass::Carrier(_) => inbound(dir, request_user, is_invite, rule),
         // Outbound routing and digest auth arrive with later issues.
         SourceClass::Server { .. } => Decision::Reject(403, "Forbidden"),
         SourceClass::Unknown => Decision::Reject(403, "Forbidden"),
     }
 }
 
-fn inbound(dir: &dyn Directory, request_user: Option<&[u8]>, is_invite: bool) -> Decision {
+fn inbound(
+    dir: &dyn Directory,
+    request_user: Option<&[u8]>,
+    is_invite: bool,
+    rule: FailoverRule,
+) -> Decision {
     let Some(user) = request_user.and_then(|u| std::str::from_utf8(u).ok()) else {
         return Decision::Reject(404, "Not Found");
     };
@@ -206,29 +357,101 @@ fn inbound(dir: &dyn Directory, request_user: Option<&[u8]>, is_invite: bool) ->
     let Some(route) = dir.inbound(&did) else {
         return Decision::Reject(404, "Not Found");
     };
+    // §3: a disabled server takes no inbound call, and no failover runs for it.
     if !route.enabled && is_invite {
         return Decision::Reject(480, "Temporarily Unavailable");
     }
-    let user = format_user(&did, route.format, route.auth_user.as_deref());
     let mut attempts = Vec::with_capacity(1 + route.alternates.len());
-    attempts.push(Attempt::to(
-        Some(inbound_request_uri(user, &route.host, route.port)),
-        route.next_hop,
-    ));
+    attempts.push(attempt_to_route(&did, &route));
     for (host, port, hop) in &route.alternates {
-        attempts.push(Attempt::to(
-            Some(inbound_request_uri(user, host, *port)),
-            *hop,
-        ));
+        let user = format_user(&did, route.format, route.auth_user.as_deref());
+        let mut a = Attempt::inbound(inbound_request_uri(user, host, *port), *hop, &route);
+        // The delay is paid once, before the first attempt.
+        a.delay = None;
+        attempts.push(a);
     }
     AttemptPlan {
         attempts,
-        failover: FailoverRule::Default,
+        failover: rule,
         did: Some(Arc::from(&*did)),
         account: Some(route.account.clone()),
         server: Some(route.server.clone()),
+        document: route.document.clone(),
+        failover_to: route.failover.clone(),
     }
     .into()
+}
+
+/// The attempt for a call to `did` (normalised) on `route`: Request-URI
+/// `sip:<user per inbound_format>@<target>` (§4.3), the route's timers and headers.
+fn attempt_to_route(did: &str, route: &InboundRoute) -> Attempt {
+    let user = format_user(did, route.format, route.auth_user.as_deref());
+    let uri = inbound_request_uri(user, &route.host, route.port);
+    Attempt::inbound(uri, route.next_hop, route)
+}
+
+/// The failover of a plan whose attempts all failed (§4.8), resolved now because it is
+/// rarely needed. Always at least one attempt: one that cannot be sent (no next hop)
+/// fails at once as unreachable, so the caller still gets an answer.
+///
+/// * `sip`: the INVITE goes to that URI (its host must be an IP literal: the core does no
+///   DNS), with the primary attempt's timers, headers and early-media rule.
+/// * `e164`: the number, normalised, routed like an outbound call of the account: to our
+///   own server when it is one of our DIDs (and not `force_outbound`), else over the
+///   carriers ([`outbound_targets`]).
+pub fn failover_attempts(dir: &dyn Directory, plan: &AttemptPlan) -> Vec<Attempt> {
+    let Some(failover) = plan.failover_to.as_deref() else {
+        return Vec::new();
+    };
+    let mut out = match failover.target() {
+        FailoverTarget::Uri(uri) => vec![uri_attempt(uri, plan.attempts.first())],
+        FailoverTarget::Number(number) => number_attempts(dir, plan, number),
+    };
+    if out.is_empty() {
+        out.push(Attempt::to(None, None));
+    }
+    for a in &mut out {
+        a.is_failover = true;
+    }
+    out
+}
+
+fn uri_attempt(uri: &str, primary: Option<&Attempt>) -> Attempt {
+    let next_hop = Uri::parse(uri.as_bytes())
+        .ok()
+        .and_then(|u| crate::sipview::uri_next_hop(&u));
+    let mut a = Attempt::to(Some(Bytes::copy_from_slice(uri.as_bytes())), next_hop);
+    if let Some(p) = primary {
+        a.progress_timeout = p.progress_timeout;
+        a.answer_timeout = p.answer_timeout;
+        a.headers = p.headers.clone();
+        a.ignore_early_media = p.ignore_early_media;
+    }
+    a
+}
+
+fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec<Attempt> {
+    let number = normalize(number);
+    match dir.inbound(&number) {
+        Some(route) if !route.force_outbound => {
+            if !route.enabled {
+                return vec![Attempt::to(None, None)];
+            }
+            vec![attempt_to_route(&number, &route)]
+        }
+        _ => outbound_targets(dir, plan.account.as_deref(), &number),
+    }
+}
+
+/// Hook for the outbound issue (behaviour.md §5.2): the carrier attempts for a call of
+/// `account` to `number` (normalised), in priority order. Carrier routing does not exist
+/// yet, so there are none and an off-net failover fails as unreachable.
+pub fn outbound_targets(
+    _dir: &dyn Directory,
+    _account: Option<&str>,
+    _number: &str,
+) -> Vec<Attempt> {
+    Vec::new()
 }
 
 impl From<AttemptPlan> for Decision {
@@ -248,6 +471,11 @@ fn inbound_request_uri(user: &str, host: &str, port: u16) -> Bytes {
     let mut buf = [0u8; 5];
     v.extend_from_slice(crate::util::u16_decimal(port, &mut buf));
     Bytes::from(v)
+}
+
+/// Seconds from the routing index as a timer; 0 means "not set" for the optional ones.
+fn secs(s: u32) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(u64::from(s)))
 }
 
 /// The routing index is the production [`Directory`]: each call reads the current
@@ -289,6 +517,38 @@ impl Directory for trunkstore_routing::Router {
             format: r.inbound_format,
             auth_user: r.server.auth_user.clone(),
             alternates: Vec::new(),
+            document: Some(r.server.document.clone()),
+            delay: secs(r.delay),
+            // `progress_timeout` is at least 1 s by validation; 0 would mean "none".
+            progress_timeout: secs(r.progress_timeout),
+            answer_timeout: secs(r.timeout),
+            ignore_early_media: r.ignore_early_media,
+            sip_headers: Some(r.sip_headers.clone()).filter(|h| !h.is_empty()),
+            failover: r.failover.clone(),
+            force_outbound: r.force_outbound,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_rule_from_settings() {
+        let d = FailoverRule::default_inbound();
+        for s in [404, 408, 480, 500, 503, 599] {
+            assert!(d.on_status(s), "{s}");
+        }
+        for s in [200, 302, 403, 486, 487, 600, 603] {
+            assert!(!d.on_status(s), "{s}");
+        }
+        assert!(d.triggers(Failure::Timeout) && d.triggers(Failure::Unreachable));
+        let any = FailoverRule::any();
+        assert!(any.on_status(486) && any.on_status(603) && !any.on_status(200));
+        let only =
+            FailoverRule::from_settings(&FailoverOn::List(vec![FailoverTrigger::Status(486)]));
+        assert!(only.on_status(486) && !only.on_status(503));
+        assert!(!only.triggers(Failure::Timeout) && !only.triggers(Failure::Unreachable));
     }
 }

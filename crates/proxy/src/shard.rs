@@ -5,6 +5,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::calls::CallRecord;
 use crate::keys::TimerTarget;
 use crate::state::State;
 use crate::transaction::TimerKind;
@@ -25,6 +26,8 @@ pub struct Shard {
     pub(crate) timers: BinaryHeap<Reverse<Entry>>,
     seq: u64,
     pub(crate) out: VecDeque<Transmit>,
+    /// Finished calls, when [`crate::ProxyConfig::call_records`] is on.
+    pub(crate) records: VecDeque<CallRecord>,
     /// When this shard next sweeps the call table for dialogs past their maximum age.
     pub(crate) next_sweep: Option<Instant>,
 }
@@ -36,6 +39,7 @@ impl Shard {
             timers: BinaryHeap::new(),
             seq: 0,
             out: VecDeque::new(),
+            records: VecDeque::new(),
             next_sweep: None,
         }
     }
@@ -43,6 +47,12 @@ impl Shard {
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
+    }
+
+    /// The next finished call, for the CDR writer (only queued when
+    /// [`crate::ProxyConfig::call_records`] is on). Drain after every call into the core.
+    pub fn poll_call_record(&mut self) -> Option<CallRecord> {
+        self.records.pop_front()
     }
 
     /// Earliest pending deadline of this shard: call `handle_timeouts` then.

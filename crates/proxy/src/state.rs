@@ -30,7 +30,7 @@ pub(crate) struct State {
     pub hasher: KeyHasher,
     pub servers: DashMap<TxKey, TxnRef>,
     pub clients: DashMap<ClientKey, ClientEntry>,
-    pub calls: DashMap<CallKey, CallRecord>,
+    pub calls: DashMap<CallKey, Dialog>,
     pub shutting_down: AtomicBool,
     /// Precomputed pieces of our Via and Record-Route, per transport.
     pub via_prefix: [Box<[u8]>; 2],
@@ -45,20 +45,32 @@ pub(crate) struct ClientEntry {
     pub peer: Peer,
 }
 
-/// An established dialog (a 2xx went through), for logs, limits and the sweep.
+/// An established dialog (a 2xx went through), for logs, limits, the sweep and its
+/// call record.
 #[derive(Debug, Clone)]
-pub(crate) struct CallRecord {
+pub(crate) struct Dialog {
     pub call_id: Bytes,
     pub info: CallInfo,
+    /// When the 2xx went upstream (the maximum duration counts from here).
     pub started: Instant,
+    /// When the INVITE arrived.
+    pub invited: Instant,
+    /// 1-based number of the attempt that answered.
+    pub attempt: u16,
+    pub failover: bool,
 }
 
-/// What we log about a call.
+/// What we log about a call. The numbers are slices of the INVITE (no copy).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CallInfo {
     pub did: Option<Arc<str>>,
     pub account: Option<Arc<str>>,
     pub server: Option<Arc<str>>,
+    pub document: Option<Arc<str>>,
+    /// From URI user.
+    pub from: Bytes,
+    /// Request-URI user as received.
+    pub to: Bytes,
 }
 
 pub(crate) enum ServerSide {
@@ -149,6 +161,14 @@ pub(crate) struct Branch {
     pub c_after_cancel: bool,
     pub progress_deadline: Option<Instant>,
     pub answer_deadline: Option<Instant>,
+    /// An attempt timer gave up on it: its outcome is already counted (as a timeout) and
+    /// the plan has moved on; it is only being cancelled.
+    pub given_up: bool,
+    /// 1-based attempt number and whether it is the failover (call record).
+    pub attempt: u16,
+    pub is_failover: bool,
+    /// Relay early media from it as a plain 180 (§4.6).
+    pub ignore_early_media: bool,
 }
 
 impl Branch {
@@ -189,6 +209,14 @@ pub(crate) struct ProxyTxn {
     pub next_attempt: usize,
     /// Deadline of the attempt delay (an attempt waiting to be sent).
     pub delay: Option<Instant>,
+    /// The attempt (index) whose delay is over: it is sent without waiting again.
+    pub delay_elapsed: Option<usize>,
+    /// The plan may not grow any more: its failover ran, or a failure did not allow it.
+    pub plan_closed: bool,
+    /// The failover attempt was added to the plan (call record).
+    pub failover_ran: bool,
+    /// When the request arrived (call record).
+    pub started: Instant,
     pub best: Option<Best>,
     /// The caller CANCELled.
     pub cancelled: bool,
@@ -214,6 +242,7 @@ impl ProxyTxn {
         source: Peer,
         local: SocketAddr,
         server: ServerSide,
+        now: Instant,
     ) -> ProxyTxn {
         ProxyTxn {
             key,
@@ -225,6 +254,10 @@ impl ProxyTxn {
             plan: None,
             next_attempt: 0,
             delay: None,
+            delay_elapsed: None,
+            plan_closed: true,
+            failover_ran: false,
+            started: now,
             best: None,
             cancelled: false,
             pop_route: false,

@@ -38,20 +38,14 @@ pub fn tcp(s: &str) -> Peer {
 }
 
 pub fn route_to(host: &str, port: u16, enabled: bool, transport: Transport) -> InboundRoute {
-    InboundRoute {
-        account: "acc1".into(),
-        server: "pbx1".into(),
-        enabled,
-        host: host.into(),
-        port,
-        next_hop: Some(Peer {
-            transport,
-            addr: SocketAddr::new(host.parse().unwrap(), port),
-        }),
-        format: NumberFormat::Npan,
-        auth_user: None,
-        alternates: Vec::new(),
-    }
+    let hop = Peer {
+        transport,
+        addr: SocketAddr::new(host.parse().unwrap(), port),
+    };
+    let mut r = InboundRoute::new("acc1", "pbx1", host, port, Some(hop));
+    r.enabled = enabled;
+    r.format = NumberFormat::Npan;
+    r
 }
 
 pub fn directory() -> StaticDirectory {
