@@ -152,14 +152,17 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
     let now = cx.now;
     let timer_c =
         is_invite.then(|| timers_arm(&mut timers, TimerKind::C, now + cx.state.cfg.timer_c));
-    let progress_deadline = attempt
-        .progress_timeout
-        .filter(|_| is_invite)
-        .map(|d| timers_arm(&mut timers, TimerKind::Progress, now + d));
-    let answer_deadline = attempt
-        .answer_timeout
-        .filter(|_| is_invite)
-        .map(|d| timers_arm(&mut timers, TimerKind::Answer, now + d));
+    // The attempt timers go straight to the shard: `Timers` holds the four a
+    // transaction arms (A, B, C and one more).
+    let target = TimerTarget::Branch(t.key, idx16);
+    let progress_deadline = attempt.progress_timeout.filter(|_| is_invite).map(|d| {
+        cx.shard.schedule(target, TimerKind::Progress, now + d);
+        now + d
+    });
+    let answer_deadline = attempt.answer_timeout.filter(|_| is_invite).map(|d| {
+        cx.shard.schedule(target, TimerKind::Answer, now + d);
+        now + d
+    });
     let from = cx.state.cfg.local(peer.transport);
     t.branches.push(Branch {
         id,
@@ -176,6 +179,7 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         progress_deadline,
         answer_deadline,
         given_up: false,
+        // `next_attempt` was already moved past this one: the 1-based number.
         attempt: t.next_attempt.min(usize::from(u16::MAX)) as u16,
         is_failover: attempt.is_failover,
         ignore_early_media: attempt.ignore_early_media,
@@ -197,9 +201,7 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
     true
 }
 
-/// Timers beyond the four a machine arms go straight to the shard through `Timers` too;
-/// `Timers` holds four, and a branch arms at most A, B, C and one attempt timer at once,
-/// so the progress/answer pair shares the last slot only when both are set.
+/// Arms a timer and returns its deadline.
 fn timers_arm(timers: &mut Timers, kind: TimerKind, at: Instant) -> Instant {
     timers.arm(kind, at);
     at
@@ -621,7 +623,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
         let b = &t.branches[idx];
-        calls::established(cx, t, cx.now, b.attempt + 1, b.is_failover);
+        calls::established(cx, t, cx.now, b.attempt, b.is_failover);
     }
 }
 
@@ -783,7 +785,7 @@ pub(crate) fn on_branch_timer(
 /// (after its first provisional, if it has had none: §9.1) and kept until it ends, so a
 /// 200 it sends anyway is ACKed and BYEd here and never reaches the caller.
 fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
-    if t.branches.get(idx).map_or(true, |b| b.given_up) {
+    if !matches!(t.branches.get(idx), Some(b) if !b.given_up) {
         return;
     }
     cancel_branch(cx, t, idx, true);
