@@ -14,6 +14,7 @@
 //! `examples/udp_syscalls.rs`: the numbers and the choice are in the repository's commit
 //! message and `README` of this crate.
 
+pub mod cdr;
 mod core;
 mod outbound;
 mod rcvtimeo;

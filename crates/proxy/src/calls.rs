@@ -112,9 +112,12 @@ pub fn expired(cx: &mut Ctx<'_>, d: &Dialog) {
     emit(cx, || dialog_record(d, now, "max_duration"));
 }
 
+/// Records a shard keeps for an edge that does not drain them: bounded memory even then.
+const MAX_QUEUED_RECORDS: usize = 65_536;
+
 /// Queues a record on the shard, only when the edge asked for them.
 fn emit(cx: &mut Ctx<'_>, make: impl FnOnce() -> CallRecord) {
-    if cx.state.cfg.call_records {
+    if cx.state.cfg.call_records && cx.shard.records.len() < MAX_QUEUED_RECORDS {
         cx.shard.records.push_back(make());
     }
 }
