@@ -141,9 +141,9 @@ pub fn format_record(r: &CallRecord, clock: (SystemTime, Instant), out: &mut Str
         }
         None => out.push_str("\"answered_attempt\":null,"),
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "\"failover\":{},\"trunk_held\":{}}}\n",
+        "\"failover\":{},\"trunk_held\":{}}}",
         r.failover, r.trunk_held
     );
 }
