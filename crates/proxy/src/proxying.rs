@@ -756,6 +756,9 @@ pub(crate) fn on_branch_timer(
             }
         }
         (_, ClientSide::Invite(c)) => match c.on_timer(kind, at, now, &mut timers) {
+            // A branch given up on is not pushed any more; if it answers late, it is
+            // CANCELled or ACKed and BYEd.
+            client_invite::TimerAction::Retransmit if b.given_up => {}
             client_invite::TimerAction::Retransmit => {
                 let r = b.request.clone();
                 cx.send(b.peer, b.from, r);
