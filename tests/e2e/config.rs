@@ -22,6 +22,10 @@ pub struct Pbx {
     pub dids: Vec<String>,
     /// `options.failover.sip`, tried once when this PBX fails (behaviour.md 4.8).
     pub failover_sip: Option<String>,
+    /// More `options` (timers, failover, enabled, sip_headers...), merged over the above.
+    pub options: Map<String, Value>,
+    /// Options of every DID of this PBX (DID level of the cascade).
+    pub did_options: Map<String, Value>,
 }
 
 impl Pbx {
@@ -33,6 +37,8 @@ impl Pbx {
             auth_user: None,
             dids,
             failover_sip: None,
+            options: Map::new(),
+            did_options: Map::new(),
         }
     }
 
@@ -45,7 +51,15 @@ impl Pbx {
         if let Some(uri) = &self.failover_sip {
             options["failover"] = json!({"sip": uri});
         }
-        let dids: Map<String, Value> = self.dids.iter().map(|d| (d.clone(), json!({}))).collect();
+        for (k, v) in &self.options {
+            options[k] = v.clone();
+        }
+        let did_options = Value::Object(self.did_options.clone());
+        let dids: Map<String, Value> = self
+            .dids
+            .iter()
+            .map(|d| (d.clone(), did_options.clone()))
+            .collect();
         json!({
             "name": self.name,
             "auth": auth,
@@ -64,10 +78,18 @@ pub struct ProxySetup {
     pub carrier_port: u16,
     /// The admin API must not clash with other tests' proxies either.
     pub api_port: u16,
+    /// More settings (timers, failover_on, cdr...), merged over the defaults.
+    pub extra: Map<String, Value>,
 }
 
-/// Writes `trunkstore.json` and `connectivity/e2e/pbx.json`; returns the settings path.
-pub fn write(dir: &TestDir, proxy: &ProxySetup, pbxs: &[Pbx]) -> PathBuf {
+/// Writes `trunkstore.json` and `connectivity/e2e/pbx.json` with the document's
+/// `account` object (e.g. its `sip_headers`); returns the settings path.
+pub fn write_with_account(
+    dir: &TestDir,
+    proxy: &ProxySetup,
+    pbxs: &[Pbx],
+    account: Value,
+) -> PathBuf {
     let settings = settings_json(proxy);
     let path = dir.file("trunkstore.json");
     write_json(&path, &settings);
@@ -76,14 +98,14 @@ pub fn write(dir: &TestDir, proxy: &ProxySetup, pbxs: &[Pbx]) -> PathBuf {
     let servers: Vec<Value> = pbxs.iter().map(Pbx::to_json).collect();
     write_json(
         &docs.join("pbx.json"),
-        &json!({"name": "end-to-end", "servers": servers}),
+        &json!({"name": "end-to-end", "account": account, "servers": servers}),
     );
     path
 }
 
 fn settings_json(proxy: &ProxySetup) -> Value {
     let listen = format!("127.0.0.1:{}", proxy.port);
-    json!({
+    let mut settings = json!({
         "listen": {"udp": [listen], "tcp": [listen]},
         "advertise": listen,
         "connectivity_dir": "connectivity",
@@ -94,7 +116,11 @@ fn settings_json(proxy: &ProxySetup) -> Value {
         }],
         "api": {"listen": format!("127.0.0.1:{}", proxy.api_port), "tokens": []},
         "log": {"level": "info", "format": "text"},
-    })
+    });
+    for (k, v) in &proxy.extra {
+        settings[k] = v.clone();
+    }
+    settings
 }
 
 fn write_json(path: &std::path::Path, value: &Value) {

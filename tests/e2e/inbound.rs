@@ -1,0 +1,353 @@
+//! Inbound trunk routing end to end (behaviour.md §4, issue 5): delay, progress and
+//! answer timeouts, no response, failover (sip and e164), early media, sip_headers,
+//! disabled servers, and the 5,000-call failover run.
+//!
+//! Timers are measured by the carrier scenario (uac-timed.xml logs gettimeofday when
+//! the INVITE leaves and when its final response arrives) and must be within 10% +
+//! 100 ms of their configured values.
+
+use std::fs;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{dids, Pbx};
+use crate::harness::{self, free_port, TestDir};
+use crate::sipp::Uas;
+use crate::{Scene, UAS_FINISH};
+
+/// The failover URI's user: uas-answer.xml at the failover target checks it.
+const BACKUP_USER: &str = "backup-line";
+
+fn backup_uri(port: u16) -> String {
+    format!("sip:{BACKUP_USER}@127.0.0.1:{port}")
+}
+
+/// The primary PBX (npan, one DID) with `options`.
+fn pbx(options: Value) -> Pbx {
+    let mut p = Pbx::new("pbx", free_port(), "npan", dids(0, 1));
+    if let Value::Object(o) = options {
+        p.options = o;
+    }
+    p
+}
+
+fn npan(did: &str) -> String {
+    did.trim_start_matches("+1").to_string()
+}
+
+/// `calls` lines for uac-timed.xml: the PBX's DID, the user the answering PBX must see,
+/// the final status.
+fn timed_lines(pbx: &Pbx, expect_user: &str, status: u16, calls: usize) -> Vec<String> {
+    vec![format!("{};{expect_user};{status}", pbx.dids[0]); calls]
+}
+
+/// Elapsed milliseconds (INVITE sent → final response) of every call of a uac-timed run.
+fn timings(dir: &TestDir, uac: &str) -> Vec<f64> {
+    let text = fs::read_to_string(dir.file(&format!("{uac}.log"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let i = f.iter().position(|w| *w == "TIMING")?;
+            let n = |k: usize| f.get(i + k)?.parse::<f64>().ok();
+            let start = n(2)? * 1000.0 + n(3)? / 1000.0;
+            let end = n(4)? * 1000.0 + n(5)? / 1000.0;
+            Some(end - start)
+        })
+        .collect()
+}
+
+/// Every call took `expected` within 10% + 100 ms; says the measured range.
+fn check_timer(dir: &TestDir, uac: &str, expected_ms: f64, calls: usize) -> Result<(), String> {
+    let t = timings(dir, uac);
+    let tolerance = expected_ms * 0.1 + 100.0;
+    let (min, max) = t
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    eprintln!(
+        "[{uac}] {} calls, expected {expected_ms} ms, measured {min:.1}..{max:.1} ms",
+        t.len()
+    );
+    if t.len() != calls {
+        return Err(format!("{uac}: {} timings logged, expected {calls}", t.len()));
+    }
+    if t.iter().any(|x| (x - expected_ms).abs() > tolerance) {
+        return Err(format!(
+            "{uac}: timer off by more than {tolerance} ms: {min:.1}..{max:.1} ms, expected {expected_ms} ms"
+        ));
+    }
+    Ok(())
+}
+
+/// A carrier run of uac-timed.xml, serial (one call at a time) so every call sees the
+/// timers alone.
+fn run_timed(scene: &Scene, lines: Vec<String>) -> Result<(), String> {
+    let mut uac = scene.carrier("uac", "uac-timed.xml", lines);
+    uac.rate = 2;
+    uac.extra = vec!["-l".into(), "1".into()];
+    uac.run(&scene.dir).check()
+}
+
+fn uas(scene: &Scene, name: &str, scenario: &str, port: u16, calls: u64) -> Uas {
+    scene.uas(name, scenario, port, calls)
+}
+
+#[test]
+fn delay_holds_the_invite() {
+    const CALLS: usize = 4;
+    let p = pbx(json!({"delay": 1}));
+    let scene = Scene::start("delay", std::slice::from_ref(&p));
+    let server = uas(&scene, "uas", "uas-answer.xml", p.port, CALLS as u64);
+    let run = run_timed(&scene, timed_lines(&p, &npan(&p.dids[0]), 200, CALLS));
+    let timer = check_timer(&scene.dir, "uac", 1000.0, CALLS);
+    scene.finish(vec![run, timer, server.finish(UAS_FINISH)]);
+}
+
+/// The caller CANCELs while the proxy holds the INVITE: 487, and the PBX never sees a
+/// packet (a plain socket on its port proves it).
+#[test]
+fn cancel_during_delay_gets_487_and_the_server_sees_nothing() {
+    const CALLS: usize = 3;
+    let p = pbx(json!({"delay": 3}));
+    let listener = UdpSocket::bind(("127.0.0.1", p.port)).expect("bind the PBX port");
+    let scene = Scene::start("cancel-delay", std::slice::from_ref(&p));
+    let lines = vec![p.dids[0].clone(); CALLS];
+    let run = scene
+        .carrier("uac", "uac-cancel-early.xml", lines)
+        .run(&scene.dir)
+        .check();
+    // Past the delay of the last call: anything sent would have arrived by now.
+    std::thread::sleep(Duration::from_secs(3));
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    let seen = match listener.recv(&mut buf) {
+        Ok(n) => Err(format!(
+            "the PBX got a packet:\n{}",
+            String::from_utf8_lossy(&buf[..n])
+        )),
+        Err(_) => Ok(()),
+    };
+    scene.finish(vec![run, seen]);
+}
+
+/// Primary `scenario` fails (per its kind), the failover target answers; the caller's
+/// 200 arrives `expected_ms` after the INVITE.
+fn fails_over_after(test: &str, scenario: &str, options: Value, expected_ms: f64) {
+    const CALLS: usize = 3;
+    let backup_port = free_port();
+    let mut p = pbx(options);
+    p.failover_sip = Some(backup_uri(backup_port));
+    let scene = Scene::start(test, std::slice::from_ref(&p));
+    let primary = uas(&scene, "primary", scenario, p.port, CALLS as u64);
+    let backup = uas(&scene, "backup", "uas-answer.xml", backup_port, CALLS as u64);
+    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let timer = check_timer(&scene.dir, "uac", expected_ms, CALLS);
+    scene.finish(vec![
+        run,
+        timer,
+        primary.finish(UAS_FINISH),
+        backup.finish(UAS_FINISH),
+    ]);
+}
+
+#[test]
+fn progress_timeout_after_100_cancels_and_fails_over() {
+    fails_over_after(
+        "progress-timeout",
+        "uas-trying.xml",
+        json!({"progress_timeout": 1}),
+        1000.0,
+    );
+}
+
+#[test]
+fn silent_server_fails_over_at_progress_timeout() {
+    fails_over_after(
+        "silent",
+        "uas-silent.xml",
+        json!({"progress_timeout": 1}),
+        1000.0,
+    );
+}
+
+/// The PBX rings, the answer timeout CANCELs it, it answers anyway: the proxy ACKs and
+/// BYEs that 200 (uas-ring-late.xml requires both) and the caller gets the failover's.
+#[test]
+fn answer_timeout_fails_over_and_a_late_200_is_hung_up() {
+    fails_over_after(
+        "answer-timeout",
+        "uas-ring-late.xml",
+        json!({"progress_timeout": 1, "timeout": 2}),
+        2000.0,
+    );
+}
+
+/// Nobody listens at the PBX's address: timer B (64·T1, T1 = 50 ms here) ends the
+/// attempt and the failover runs.
+#[test]
+fn no_response_fails_over_after_timer_b() {
+    const CALLS: usize = 2;
+    let backup_port = free_port();
+    let mut p = pbx(json!({"progress_timeout": 30, "timeout": 60}));
+    p.failover_sip = Some(backup_uri(backup_port));
+    let settings: Map<String, Value> = [("timers".to_string(), json!({"t1_ms": 50}))]
+        .into_iter()
+        .collect();
+    let scene = Scene::start_with("timer-b", std::slice::from_ref(&p), settings, json!({}));
+    let backup = uas(&scene, "backup", "uas-answer.xml", backup_port, CALLS as u64);
+    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let timer = check_timer(&scene.dir, "uac", 3200.0, CALLS);
+    scene.finish(vec![run, timer, backup.finish(UAS_FINISH)]);
+}
+
+/// Timers expire and no failover is configured: 408 at the progress timeout.
+#[test]
+fn timeout_without_failover_is_408() {
+    const CALLS: usize = 3;
+    let p = pbx(json!({"progress_timeout": 1}));
+    let scene = Scene::start("timeout-408", std::slice::from_ref(&p));
+    let primary = uas(&scene, "primary", "uas-trying.xml", p.port, CALLS as u64);
+    let run = run_timed(&scene, timed_lines(&p, "-", 408, CALLS));
+    let timer = check_timer(&scene.dir, "uac", 1000.0, CALLS);
+    scene.finish(vec![run, timer, primary.finish(UAS_FINISH)]);
+}
+
+/// The failover fails too (503 → 500 for the caller); exactly one failover attempt.
+#[test]
+fn failover_failing_too_gives_the_best_response() {
+    const CALLS: usize = 3;
+    let backup_port = free_port();
+    let mut p = pbx(json!({}));
+    p.failover_sip = Some(backup_uri(backup_port));
+    let scene = Scene::start("failover-fails", std::slice::from_ref(&p));
+    let primary = uas(&scene, "primary", "uas-unavailable.xml", p.port, CALLS as u64);
+    let backup = uas(&scene, "backup", "uas-unavailable.xml", backup_port, CALLS as u64);
+    let run = run_timed(&scene, timed_lines(&p, "-", 500, CALLS));
+    scene.finish(vec![
+        run,
+        primary.finish(UAS_FINISH),
+        backup.finish(UAS_FINISH),
+    ]);
+}
+
+/// `failover.e164` naming one of our own DIDs: the call goes to that DID's server with
+/// its inbound format (1npan here); e164 wins over sip.
+#[test]
+fn e164_failover_to_our_own_did() {
+    const CALLS: usize = 3;
+    let other = Pbx::new("other", free_port(), "1npan", dids(50, 1));
+    let failover = json!({"e164": other.dids[0], "sip": "sip:nobody@127.0.0.1:9"});
+    let mut p = pbx(json!({ "failover": failover }));
+    p.name = "primary";
+    let (primary_port, target_port) = (p.port, other.port);
+    let user = other.dids[0].trim_start_matches('+').to_string();
+    let pbxs = [p, other];
+    let scene = Scene::start("failover-e164", &pbxs);
+    let p = &pbxs[0];
+    let primary = uas(&scene, "primary", "uas-unavailable.xml", primary_port, CALLS as u64);
+    let target = uas(&scene, "other", "uas-answer.xml", target_port, CALLS as u64);
+    let run = run_timed(&scene, timed_lines(p, &user, 200, CALLS));
+    scene.finish(vec![
+        run,
+        primary.finish(UAS_FINISH),
+        target.finish(UAS_FINISH),
+    ]);
+}
+
+#[test]
+fn disabled_server_gets_480_without_failover() {
+    let backup_port = free_port();
+    let mut p = pbx(json!({"enabled": false}));
+    p.failover_sip = Some(backup_uri(backup_port));
+    // Anything at the failover target would be a failover that must not happen.
+    let listener = UdpSocket::bind(("127.0.0.1", backup_port)).expect("bind backup port");
+    let scene = Scene::start("disabled", std::slice::from_ref(&p));
+    let lines = vec![format!("{};480;70", p.dids[0]); 3];
+    let run = scene
+        .carrier("uac", "uac-reject.xml", lines)
+        .run(&scene.dir)
+        .check();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 64];
+    let quiet = match listener.recv(&mut buf) {
+        Ok(_) => Err("a disabled server's call was failed over".to_string()),
+        Err(_) => Ok(()),
+    };
+    scene.finish(vec![run, quiet]);
+}
+
+#[test]
+fn early_media_reaches_the_caller_as_plain_ringing() {
+    const CALLS: usize = 5;
+    let p = pbx(json!({"ignore_early_media": true}));
+    let scene = Scene::start("early-media", std::slice::from_ref(&p));
+    let server = uas(&scene, "uas", "uas-early-media.xml", p.port, CALLS as u64);
+    let lines = vec![format!("{};{}", p.dids[0], npan(&p.dids[0])); CALLS];
+    let run = scene
+        .carrier("uac", "uac-early-media.xml", lines)
+        .run(&scene.dir)
+        .check();
+    scene.finish(vec![run, server.finish(UAS_FINISH)]);
+}
+
+/// sip_headers of DID, server and account are merged (most specific wins per name)
+/// and added to the INVITE towards the server.
+#[test]
+fn sip_headers_reach_the_server() {
+    const CALLS: usize = 3;
+    let mut p = pbx(json!({"sip_headers": [{"X-Trunk": "server-level"}]}));
+    p.did_options
+        .insert("sip_headers".into(), json!({"X-Trunk": "did-level"}));
+    let account = json!({"sip_headers": {"X-Trunk": "account-level", "X-Account": "e2e"}});
+    let scene = Scene::start_with("sip-headers", std::slice::from_ref(&p), Map::new(), account);
+    let server = uas(&scene, "uas", "uas-headers.xml", p.port, CALLS as u64);
+    let lines = vec![format!("{};{}", p.dids[0], npan(&p.dids[0])); CALLS];
+    let run = scene
+        .carrier("uac", "uac-call.xml", lines)
+        .run(&scene.dir)
+        .check();
+    scene.finish(vec![run, server.finish(UAS_FINISH)]);
+}
+
+/// 5,000 calls at 250/s; the primary rejects every other one with 503 and the failover
+/// target answers exactly those: zero failed calls on every side.
+#[test]
+fn five_thousand_calls_half_failed_over() {
+    const CALLS: usize = 5000;
+    let _serial = harness::load_lock();
+    let backup_port = free_port();
+    let mut p = pbx(json!({}));
+    p.failover_sip = Some(backup_uri(backup_port));
+    let scene = Scene::start("failover-5000", std::slice::from_ref(&p));
+    let primary = uas(&scene, "primary", "uas-alternate.xml", p.port, CALLS as u64);
+    let backup = uas(
+        &scene,
+        "backup",
+        "uas-answer.xml",
+        backup_port,
+        (CALLS / 2) as u64,
+    );
+    let lines = (0..CALLS)
+        .map(|i| {
+            let user = if i % 2 == 1 {
+                BACKUP_USER.to_string()
+            } else {
+                npan(&p.dids[0])
+            };
+            format!("{};{user}", p.dids[0])
+        })
+        .collect();
+    let mut uac = scene.carrier("uac", "uac-call.xml", lines);
+    uac.rate = 250;
+    let started = std::time::Instant::now();
+    let run = uac.run(&scene.dir);
+    let elapsed = started.elapsed();
+    let counts = run.files.call_counts();
+    eprintln!("[failover-5000] {CALLS} calls in {elapsed:?}; UAC (successful, failed) = {counts:?}");
+    scene.finish(vec![
+        run.check(),
+        primary.finish(UAS_FINISH),
+        backup.finish(UAS_FINISH),
+    ]);
+}
