@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod serve;
+
 use clap::{Parser, Subcommand};
 use trunkstore_config::{load_all, FileErrors, DEFAULT_SETTINGS_PATH};
 
@@ -26,11 +28,27 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_SETTINGS_PATH)]
         config: PathBuf,
     },
+    /// Run the proxy in the foreground: load and validate like `check` (exit 1 listing
+    /// every error), build the routing index, listen, proxy. SIGTERM or SIGINT stops
+    /// accepting new requests, serves transactions in progress for `shutdown_grace`
+    /// seconds, then exits 0.
+    Serve {
+        /// Proxy settings file.
+        #[arg(long, short, default_value = DEFAULT_SETTINGS_PATH)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { config } => check(&config),
+        Command::Serve { config } => match load_all(&config) {
+            Ok(catalog) => serve::run(&catalog),
+            Err(failures) => {
+                print_failures(&failures);
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -147,8 +147,4 @@ fn broken_settings_file() {
     assert!(stdout(&out).contains("missing.json: (document): io:"));
 }
 
-#[test]
-fn no_serve_subcommand_yet() {
-    let out = trunkstore(&["serve"], &repo_root());
-    assert!(!out.status.success());
-}
+// `serve` exists now: its end-to-end tests are in tests/serve.rs.

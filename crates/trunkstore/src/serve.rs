@@ -1,0 +1,139 @@
+//! `trunkstore serve`: the proxy in the foreground.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::{sleep, Instant};
+use trunkstore_config::{Catalog, LogFormat, Settings};
+use trunkstore_edge::{Core, Edge, EdgeConfig};
+use trunkstore_proxy::{Proxy, ProxyConfig};
+use trunkstore_routing::{Router, Snapshot};
+
+/// How often a graceful shutdown checks whether nothing is left in progress.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Runs the proxy over a loaded, valid catalog until SIGTERM/SIGINT.
+pub fn run(catalog: &Catalog) -> ExitCode {
+    let settings = catalog.settings().clone();
+    init_logging(&settings);
+    let snapshot = Snapshot::build(catalog);
+    let (dids, servers, routes) = (
+        snapshot.did_count(),
+        snapshot.server_count(),
+        snapshot.route_count(),
+    );
+    let router = Arc::new(Router::new(snapshot));
+    let proxy = Arc::new(Proxy::new(ProxyConfig::from_settings(&settings), router));
+    let edge_config = EdgeConfig::from_settings(&settings);
+    let workers = edge_config.workers;
+    let edge = match Edge::start(edge_config, proxy.clone()) {
+        Ok(edge) => edge,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start listeners");
+            eprintln!("trunkstore: cannot start listeners: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Handlers are installed before the startup line, so a signal sent as soon as it is
+    // seen is never lost (or fatal by default).
+    let mut signals = match install_signals(&edge) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            edge.stop();
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = catalog.summary();
+    tracing::info!(
+        udp = ?edge.udp_addrs(),
+        tcp = ?edge.tcp_addrs(),
+        advertise = %settings.advertise,
+        workers,
+        accounts = summary.accounts,
+        documents = summary.documents,
+        dids,
+        servers,
+        routes,
+        carriers = settings.carriers.len(),
+        "trunkstore serving"
+    );
+    let signal_name = edge.handle().block_on(signals.next());
+    let grace = Duration::from_secs(settings.shutdown_grace.into());
+    tracing::info!(
+        signal = signal_name,
+        grace_secs = grace.as_secs(),
+        "shutting down: new requests refused, finishing those in progress"
+    );
+    proxy.begin_shutdown();
+    let early = edge.handle().block_on(drain(&*proxy, grace, &mut signals));
+    edge.stop();
+    tracing::info!(reason = early, "trunkstore stopped");
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+fn install_signals(edge: &Edge) -> std::io::Result<Signals> {
+    let _runtime = edge.handle().enter();
+    Ok(Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    })
+}
+
+/// Waits until nothing is in progress, the grace period is over, or a second signal
+/// asks to stop at once. Returns why it stopped waiting.
+async fn drain<C: Core>(core: &C, grace: Duration, signals: &mut Signals) -> &'static str {
+    let end = Instant::now() + grace;
+    let idle = async {
+        while !core.is_idle() && Instant::now() < end {
+            sleep(DRAIN_POLL).await;
+        }
+        if core.is_idle() {
+            "nothing in progress"
+        } else {
+            "grace period over"
+        }
+    };
+    tokio::select! {
+        why = idle => why,
+        _ = signals.next() => "second signal",
+    }
+}
+
+/// `log.level` (a `tracing` filter; `RUST_LOG` overrides it) and `log.format` (text or
+/// JSON lines), on standard error.
+fn init_logging(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match settings.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("trunkstore: logging not initialised: {e}");
+    }
+}
