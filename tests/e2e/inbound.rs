@@ -70,7 +70,10 @@ fn check_timer(dir: &TestDir, uac: &str, expected_ms: f64, calls: usize) -> Resu
         t.len()
     );
     if t.len() != calls {
-        return Err(format!("{uac}: {} timings logged, expected {calls}", t.len()));
+        return Err(format!(
+            "{uac}: {} timings logged, expected {calls}",
+            t.len()
+        ));
     }
     if t.iter().any(|x| (x - expected_ms).abs() > tolerance) {
         return Err(format!(
@@ -89,6 +92,43 @@ fn run_timed(scene: &Scene, lines: Vec<String>) -> Result<(), String> {
     uac.run(&scene.dir).check()
 }
 
+/// Settings that write CDRs to `cdr.jsonl` in the test directory.
+fn with_cdr() -> Map<String, Value> {
+    [("cdr".to_string(), json!({"file": "cdr.jsonl"}))]
+        .into_iter()
+        .collect()
+}
+
+/// The CDR lines once `expected` are there (the writer flushes within milliseconds).
+fn cdr_lines(dir: &TestDir, expected: usize) -> Result<Vec<Value>, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = fs::read_to_string(dir.file("cdr.jsonl")).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("bad CDR line {l}: {e}")))
+            .collect::<Result<_, _>>()?;
+        if lines.len() >= expected || std::time::Instant::now() > deadline {
+            return match lines.len() == expected {
+                true => Ok(lines),
+                false => Err(format!(
+                    "{} CDR lines, expected {expected}:\n{text}",
+                    lines.len()
+                )),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every CDR line has `field` equal to `value`.
+fn cdr_all(lines: &[Value], field: &str, value: Value) -> Result<(), String> {
+    match lines.iter().find(|l| l[field] != value) {
+        Some(l) => Err(format!("CDR {field} should be {value}: {l}")),
+        None => Ok(()),
+    }
+}
+
 fn uas(scene: &Scene, name: &str, scenario: &str, port: u16, calls: u64) -> Uas {
     scene.uas(name, scenario, port, calls)
 }
@@ -97,11 +137,29 @@ fn uas(scene: &Scene, name: &str, scenario: &str, port: u16, calls: u64) -> Uas 
 fn delay_holds_the_invite() {
     const CALLS: usize = 4;
     let p = pbx(json!({"delay": 1}));
-    let scene = Scene::start("delay", std::slice::from_ref(&p));
+    let scene = Scene::start_with("delay", std::slice::from_ref(&p), with_cdr(), json!({}));
     let server = uas(&scene, "uas", "uas-answer.xml", p.port, CALLS as u64);
     let run = run_timed(&scene, timed_lines(&p, &npan(&p.dids[0]), 200, CALLS));
     let timer = check_timer(&scene.dir, "uac", 1000.0, CALLS);
-    scene.finish(vec![run, timer, server.finish(UAS_FINISH)]);
+    // One line per call: answered by the first attempt, after the delay.
+    let cdr = cdr_lines(&scene.dir, CALLS).and_then(|lines| {
+        cdr_all(&lines, "final_code", json!(200))?;
+        cdr_all(&lines, "direction", json!("inbound"))?;
+        cdr_all(&lines, "did", json!(p.dids[0]))?;
+        cdr_all(&lines, "account", json!("e2e"))?;
+        cdr_all(&lines, "server", json!("pbx"))?;
+        cdr_all(&lines, "answered_attempt", json!(1))?;
+        cdr_all(&lines, "failover", json!(false))?;
+        cdr_all(&lines, "trunk_held", json!(false))?;
+        match lines
+            .iter()
+            .find(|l| !l["answer"].is_string() || !l["end"].is_string())
+        {
+            Some(l) => Err(format!("CDR without answer/end time: {l}")),
+            None => Ok(()),
+        }
+    });
+    scene.finish(vec![run, timer, cdr, server.finish(UAS_FINISH)]);
 }
 
 /// The caller CANCELs while the proxy holds the INVITE: 487, and the PBX never sees a
@@ -140,7 +198,13 @@ fn fails_over_after(test: &str, scenario: &str, options: Value, expected_ms: f64
     p.failover_sip = Some(backup_uri(backup_port));
     let scene = Scene::start(test, std::slice::from_ref(&p));
     let primary = uas(&scene, "primary", scenario, p.port, CALLS as u64);
-    let backup = uas(&scene, "backup", "uas-answer.xml", backup_port, CALLS as u64);
+    let backup = uas(
+        &scene,
+        "backup",
+        "uas-answer.xml",
+        backup_port,
+        CALLS as u64,
+    );
     let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
     let timer = check_timer(&scene.dir, "uac", expected_ms, CALLS);
     scene.finish(vec![
@@ -195,7 +259,13 @@ fn no_response_fails_over_after_timer_b() {
         .into_iter()
         .collect();
     let scene = Scene::start_with("timer-b", std::slice::from_ref(&p), settings, json!({}));
-    let backup = uas(&scene, "backup", "uas-answer.xml", backup_port, CALLS as u64);
+    let backup = uas(
+        &scene,
+        "backup",
+        "uas-answer.xml",
+        backup_port,
+        CALLS as u64,
+    );
     let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
     let timer = check_timer(&scene.dir, "uac", 3200.0, CALLS);
     scene.finish(vec![run, timer, backup.finish(UAS_FINISH)]);
@@ -220,12 +290,36 @@ fn failover_failing_too_gives_the_best_response() {
     let backup_port = free_port();
     let mut p = pbx(json!({}));
     p.failover_sip = Some(backup_uri(backup_port));
-    let scene = Scene::start("failover-fails", std::slice::from_ref(&p));
-    let primary = uas(&scene, "primary", "uas-unavailable.xml", p.port, CALLS as u64);
-    let backup = uas(&scene, "backup", "uas-unavailable.xml", backup_port, CALLS as u64);
+    let scene = Scene::start_with(
+        "failover-fails",
+        std::slice::from_ref(&p),
+        with_cdr(),
+        json!({}),
+    );
+    let primary = uas(
+        &scene,
+        "primary",
+        "uas-unavailable.xml",
+        p.port,
+        CALLS as u64,
+    );
+    let backup = uas(
+        &scene,
+        "backup",
+        "uas-unavailable.xml",
+        backup_port,
+        CALLS as u64,
+    );
     let run = run_timed(&scene, timed_lines(&p, "-", 500, CALLS));
+    let cdr = cdr_lines(&scene.dir, CALLS).and_then(|lines| {
+        cdr_all(&lines, "final_code", json!(500))?;
+        cdr_all(&lines, "failover", json!(true))?;
+        cdr_all(&lines, "answer", Value::Null)?;
+        cdr_all(&lines, "answered_attempt", Value::Null)
+    });
     scene.finish(vec![
         run,
+        cdr,
         primary.finish(UAS_FINISH),
         backup.finish(UAS_FINISH),
     ]);
@@ -245,7 +339,13 @@ fn e164_failover_to_our_own_did() {
     let pbxs = [p, other];
     let scene = Scene::start("failover-e164", &pbxs);
     let p = &pbxs[0];
-    let primary = uas(&scene, "primary", "uas-unavailable.xml", primary_port, CALLS as u64);
+    let primary = uas(
+        &scene,
+        "primary",
+        "uas-unavailable.xml",
+        primary_port,
+        CALLS as u64,
+    );
     let target = uas(&scene, "other", "uas-answer.xml", target_port, CALLS as u64);
     let run = run_timed(&scene, timed_lines(p, &user, 200, CALLS));
     scene.finish(vec![
@@ -344,7 +444,9 @@ fn five_thousand_calls_half_failed_over() {
     let run = uac.run(&scene.dir);
     let elapsed = started.elapsed();
     let counts = run.files.call_counts();
-    eprintln!("[failover-5000] {CALLS} calls in {elapsed:?}; UAC (successful, failed) = {counts:?}");
+    eprintln!(
+        "[failover-5000] {CALLS} calls in {elapsed:?}; UAC (successful, failed) = {counts:?}"
+    );
     scene.finish(vec![
         run.check(),
         primary.finish(UAS_FINISH),

@@ -77,6 +77,23 @@ impl CdrWriter {
             let _ = t.join();
         }
     }
+
+    /// As [`join`](CdrWriter::join), but gives up after `limit` (a sink still held
+    /// somewhere must not hang the shutdown); true when the writer finished.
+    pub fn join_within(mut self, limit: std::time::Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let Some(t) = self.thread.take() else {
+            return true;
+        };
+        while !t.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = t.join();
+        true
+    }
 }
 
 /// Opens `path` for appending (created if missing) and starts the writer thread.

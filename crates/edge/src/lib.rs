@@ -30,6 +30,7 @@
 //! `sendmmsg` collapse the calls, and per-worker `SO_REUSEPORT` sockets batch better than
 //! workers taking turns on one socket. Hence: `SO_REUSEPORT` per worker, batches of 16.
 
+pub mod cdr;
 mod core;
 mod outbound;
 mod rcvtimeo;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep, Instant};
 use trunkstore_config::{Catalog, LogFormat, Settings};
+use trunkstore_edge::cdr::{CdrCore, CdrSink, CdrWriter};
 use trunkstore_edge::{Core, Edge, EdgeConfig};
 use trunkstore_proxy::{Proxy, ProxyConfig};
 use trunkstore_routing::{Router, Snapshot};
@@ -28,7 +29,19 @@ pub fn run(catalog: &Catalog) -> ExitCode {
     let proxy = Arc::new(Proxy::new(ProxyConfig::from_settings(&settings), router));
     let edge_config = EdgeConfig::from_settings(&settings);
     let workers = edge_config.workers;
-    let edge = match Edge::start(edge_config, proxy.clone()) {
+    let cdr = match start_cdr(&settings) {
+        Ok(cdr) => cdr,
+        Err(code) => return code,
+    };
+    // With CDRs the core runs wrapped: records go to the writer thread after each event.
+    let started = match &cdr {
+        Some((sink, _)) => {
+            let core = Arc::new(CdrCore::new(proxy.clone(), sink.clone()));
+            Edge::start(edge_config, core)
+        }
+        None => Edge::start(edge_config, proxy.clone()),
+    };
+    let edge = match started {
         Ok(edge) => edge,
         Err(e) => {
             tracing::error!(error = %e, "cannot start listeners");
@@ -70,8 +83,33 @@ pub fn run(catalog: &Catalog) -> ExitCode {
     proxy.begin_shutdown();
     let early = edge.handle().block_on(drain(&*proxy, grace, &mut signals));
     edge.stop();
+    if let Some((sink, writer)) = cdr {
+        drop(sink);
+        if !writer.join_within(Duration::from_secs(2)) {
+            tracing::warn!("CDR writer did not finish in time");
+        }
+    }
     tracing::info!(reason = early, "trunkstore stopped");
     ExitCode::SUCCESS
+}
+
+/// The CDR writer when the settings name a `cdr.file` (opened for appending now, so a
+/// bad path stops the start instead of losing records later).
+fn start_cdr(settings: &Settings) -> Result<Option<(CdrSink, CdrWriter)>, ExitCode> {
+    let Some(path) = &settings.cdr.file else {
+        return Ok(None);
+    };
+    match trunkstore_edge::cdr::start(path) {
+        Ok(cdr) => Ok(Some(cdr)),
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot open the CDR file");
+            eprintln!(
+                "trunkstore: cannot open the CDR file {}: {e}",
+                path.display()
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// SIGTERM and SIGINT.
