@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => match load_all(&config) {
-            Ok(catalog) => serve::run(&catalog),
+            Ok(catalog) => serve::run(catalog),
             Err(failures) => {
                 print_failures(&failures);
                 ExitCode::FAILURE

@@ -1,11 +1,13 @@
 //! `trunkstore serve`: the proxy in the foreground.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep, Instant};
+use trunkstore_api::{Api, ApiOptions, MetricsSource, Store, WATCH_INTERVAL};
 use trunkstore_config::{Catalog, LogFormat, Settings};
 use trunkstore_edge::cdr::{CdrCore, CdrSink, CdrWriter};
 use trunkstore_edge::{Core, Edge, EdgeConfig};
@@ -15,18 +17,22 @@ use trunkstore_routing::{Router, Snapshot};
 /// How often a graceful shutdown checks whether nothing is left in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
-/// Runs the proxy over a loaded, valid catalog until SIGTERM/SIGINT.
-pub fn run(catalog: &Catalog) -> ExitCode {
+/// Runs the proxy over a loaded, valid catalog until SIGTERM/SIGINT. The admin API
+/// (documents, reload, metrics, health) runs beside it; SIGHUP reloads the documents.
+pub fn run(catalog: Catalog) -> ExitCode {
     let settings = catalog.settings().clone();
     init_logging(&settings);
-    let snapshot = Snapshot::build(catalog);
+    let snapshot = Snapshot::build(&catalog);
     let (dids, servers, routes) = (
         snapshot.did_count(),
         snapshot.server_count(),
         snapshot.route_count(),
     );
     let router = Arc::new(Router::new(snapshot));
-    let proxy = Arc::new(Proxy::new(ProxyConfig::from_settings(&settings), router));
+    let proxy = Arc::new(Proxy::new(
+        ProxyConfig::from_settings(&settings),
+        router.clone(),
+    ));
     let edge_config = EdgeConfig::from_settings(&settings);
     let workers = edge_config.workers;
     let cdr = match start_cdr(&settings) {
@@ -60,7 +66,19 @@ pub fn run(catalog: &Catalog) -> ExitCode {
         }
     };
     let summary = catalog.summary();
+    let serving = Arc::new(AtomicBool::new(true));
+    let store = Arc::new(Store::new(catalog, router));
+    let api = match start_api(&settings, store, &proxy, &serving) {
+        Ok(api) => api,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the admin API");
+            eprintln!("trunkstore: cannot start the admin API: {e}");
+            edge.stop();
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
+        api = ?api.local_addrs(),
         udp = ?edge.udp_addrs(),
         tcp = ?edge.tcp_addrs(),
         advertise = %settings.advertise,
@@ -81,7 +99,9 @@ pub fn run(catalog: &Catalog) -> ExitCode {
         "shutting down: new requests refused, finishing those in progress"
     );
     proxy.begin_shutdown();
+    serving.store(false, Ordering::Relaxed);
     let early = edge.handle().block_on(drain(&*proxy, grace, &mut signals));
+    api.stop();
     edge.stop();
     if let Some((sink, writer)) = cdr {
         drop(sink);
@@ -91,6 +111,56 @@ pub fn run(catalog: &Catalog) -> ExitCode {
     }
     tracing::info!(reason = early, "trunkstore stopped");
     ExitCode::SUCCESS
+}
+
+/// The admin API over the live store, with the proxy's counters on `/metrics` and
+/// `/health` failing once shutdown has begun.
+fn start_api(
+    settings: &Arc<Settings>,
+    store: Arc<Store>,
+    proxy: &Arc<Proxy>,
+    serving: &Arc<AtomicBool>,
+) -> std::io::Result<Api> {
+    let serving = serving.clone();
+    let source = ProxyMetrics(proxy.clone());
+    Api::start(ApiOptions {
+        store,
+        settings: settings.clone(),
+        sources: vec![Arc::new(source) as Arc<dyn MetricsSource>],
+        healthy: Box::new(move || serving.load(Ordering::Relaxed)),
+        watch_interval: Some(WATCH_INTERVAL),
+    })
+}
+
+/// The proxy core's figures on `/metrics`.
+struct ProxyMetrics(Arc<Proxy>);
+
+impl MetricsSource for ProxyMetrics {
+    fn render(&self, out: &mut String) {
+        use trunkstore_api::metrics::single;
+        let stats = self.0.stats();
+        single(
+            out,
+            "trunkstore_server_transactions",
+            "gauge",
+            "Server transactions in progress.",
+            stats.server_transactions,
+        );
+        single(
+            out,
+            "trunkstore_client_transactions",
+            "gauge",
+            "Client transactions in progress.",
+            stats.client_transactions,
+        );
+        single(
+            out,
+            "trunkstore_active_calls",
+            "gauge",
+            "Dialogs established and not yet ended.",
+            stats.calls,
+        );
+    }
 }
 
 /// The CDR writer when the settings name a `cdr.file` (opened for appending now, so a

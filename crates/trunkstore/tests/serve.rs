@@ -34,6 +34,8 @@ fn write_config(dir: &Path, port: u16) -> PathBuf {
         "connectivity_dir": "connectivity",
         "shutdown_grace": GRACE_SECS,
         "workers": 2,
+        // Each proxy's admin API on its own port: the tests run in parallel.
+        "api": {"listen": format!("127.0.0.1:{}", free_port())},
         "log": {"level": "debug", "format": "json"}
     });
     let path = dir.join("trunkstore.json");
