@@ -8,130 +8,16 @@
 //! sorts by account then document id; [`Catalog::replace`] puts the document being written
 //! last, so an API write that conflicts is refused rather than breaking an existing one.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::claims::{ip_path, show_addr, Claims, DidIndex};
 use crate::document::{AuthMethod, Did, Document, Server};
 use crate::error::{FileErrors, ValidationErrors};
 use crate::settings::{Carrier, Settings};
-use crate::walk::join;
-
-/// Where a claim (a DID or an IP address) was made.
-#[derive(Debug, Clone)]
-struct Claimant {
-    account: String,
-    document: String,
-    /// Dotted path inside the document (`servers.0.DIDs.4155551234`).
-    path: String,
-}
-
-impl Claimant {
-    fn describe(&self) -> String {
-        format!(
-            "account '{}', document '{}', {}",
-            self.account, self.document, self.path
-        )
-    }
-    fn to_json(&self) -> serde_json::Value {
-        json!({"account": self.account, "document": self.document, "path": self.path})
-    }
-}
-
-/// First-come registry of DIDs and IP-auth addresses.
-#[derive(Default)]
-pub(crate) struct Claims {
-    dids: HashMap<String, Claimant>,
-    ips: Vec<(IpAddr, Option<u16>, Claimant)>,
-}
-
-impl Claims {
-    /// Registers every DID and IP-auth address of `doc`, reporting conflicts with earlier
-    /// claims into `errors` (paths are relative to `doc`).
-    pub(crate) fn claim_document(&mut self, doc: &Document, errors: &mut ValidationErrors) {
-        for server in &doc.servers {
-            let base = join("servers", server.index);
-            for did in &server.dids {
-                self.claim_did(doc, &base, did, errors);
-            }
-            if server.auth.method() == AuthMethod::Ip {
-                self.claim_ip(doc, &base, server, errors);
-            }
-        }
-    }
-
-    fn claim_did(&mut self, doc: &Document, base: &str, did: &Did, errors: &mut ValidationErrors) {
-        let path = join(&join(base, "DIDs"), &did.key);
-        if let Some(first) = self.dids.get(&did.number) {
-            errors.add(
-                path,
-                "unique",
-                format!(
-                    "DID {} is already claimed by {}",
-                    did.number,
-                    first.describe()
-                ),
-                Some(first.to_json()),
-                Some(json!(did.key)),
-            );
-            return;
-        }
-        let claimant = Claimant {
-            account: doc.account_id.clone(),
-            document: doc.id.clone(),
-            path,
-        };
-        self.dids.insert(did.number.clone(), claimant);
-    }
-
-    fn claim_ip(
-        &mut self,
-        doc: &Document,
-        base: &str,
-        server: &Server,
-        errors: &mut ValidationErrors,
-    ) {
-        let (Some(ip), port) = (server.auth.ip(), server.auth.port()) else {
-            return;
-        };
-        let path = join(base, "auth.ip");
-        // No port means "any port on that ip", which overlaps every port.
-        let clash = self
-            .ips
-            .iter()
-            .find(|(i, p, _)| *i == ip && (p.is_none() || port.is_none() || *p == port));
-        if let Some((_, _, first)) = clash {
-            errors.add(
-                path,
-                "unique",
-                format!(
-                    "IP-auth address {} is already used by {}",
-                    show_addr(ip, port),
-                    first.describe()
-                ),
-                Some(first.to_json()),
-                Some(json!(ip.to_string())),
-            );
-            return;
-        }
-        let claimant = Claimant {
-            account: doc.account_id.clone(),
-            document: doc.id.clone(),
-            path,
-        };
-        self.ips.push((ip, port, claimant));
-    }
-}
-
-fn show_addr(ip: IpAddr, port: Option<u16>) -> String {
-    match port {
-        Some(p) => SocketAddr::new(ip, p).to_string(),
-        None => format!("{ip} (any port)"),
-    }
-}
 
 /// An IP-auth server whose address a carrier trusts could never be told apart from that
 /// carrier (§3 checks carriers first), so it is refused.
@@ -146,7 +32,7 @@ fn check_carrier_overlap(doc: &Document, carriers: &[Carrier], errors: &mut Vali
         for carrier in carriers {
             if let Some(src) = carrier.sources.iter().find(|s| s.overlaps(ip, port)) {
                 errors.add(
-                    join(&join("servers", server.index), "auth.ip"),
+                    ip_path(server),
                     "unique",
                     format!(
                         "IP-auth address {} is covered by source {} of carrier '{}'",
@@ -185,7 +71,8 @@ pub struct DidMatch<'a> {
 pub struct Catalog {
     settings: Arc<Settings>,
     documents: Vec<Arc<Document>>,
-    dids: HashMap<String, DidRef>,
+    /// Normalised DID → position; positions are those of `documents`.
+    dids: DidIndex,
 }
 
 impl Catalog {
@@ -203,14 +90,12 @@ impl Catalog {
         settings: Arc<Settings>,
         documents: Vec<Arc<Document>>,
     ) -> Result<Catalog, Vec<FileErrors>> {
-        let mut claims = Claims::default();
+        let mut claims = Claims::with_capacity(did_count(&documents));
         let mut failures = Vec::new();
-        for (i, doc) in documents.iter().enumerate() {
+        let mut seen = HashSet::with_capacity(documents.len());
+        for doc in &documents {
             let mut errors = ValidationErrors::new();
-            let duplicate = documents[..i]
-                .iter()
-                .any(|d| d.account_id == doc.account_id && d.id == doc.id);
-            if duplicate {
+            if !seen.insert((doc.account_id.as_str(), doc.id.as_str())) {
                 errors.add("", "unique", "Document is listed twice", None, None);
             } else {
                 claims.claim_document(doc, &mut errors);
@@ -223,7 +108,9 @@ impl Catalog {
         if !failures.is_empty() {
             return Err(failures);
         }
-        let dids = index_dids(&documents);
+        // Without failures every document was claimed, in order, so the claims' positions
+        // are positions in `documents`: the registry is the index.
+        let dids = claims.into_index();
         Ok(Catalog {
             settings,
             documents,
@@ -293,7 +180,7 @@ impl Catalog {
 
     /// The owner of a normalised DID.
     pub fn did(&self, number: &str) -> Option<DidMatch<'_>> {
-        let r = self.dids.get(number)?;
+        let r = self.dids.locate(self.dids.get(number)?);
         let document = &self.documents[r.document];
         let server = &document.servers[r.server];
         Some(DidMatch {
@@ -337,20 +224,24 @@ fn document_errors(doc: &Document, errors: ValidationErrors) -> FileErrors {
     FileErrors::for_document(file, &doc.account_id, &doc.id, errors)
 }
 
-fn index_dids(documents: &[Arc<Document>]) -> HashMap<String, DidRef> {
-    let mut dids = HashMap::new();
-    for (d, doc) in documents.iter().enumerate() {
-        for (s, server) in doc.servers.iter().enumerate() {
-            for (i, did) in server.dids.iter().enumerate() {
-                dids.entry(did.number.clone()).or_insert(DidRef {
-                    document: d,
-                    server: s,
-                    did: i,
-                });
-            }
-        }
+/// DIDs in `documents`, to size the claim registry once.
+fn did_count(documents: &[Arc<Document>]) -> usize {
+    documents
+        .iter()
+        .flat_map(|d| &d.servers)
+        .map(|s: &Server| s.dids.len())
+        .sum()
+}
+
+/// The DID index of documents already known to be consistent (first claim wins, as in
+/// [`Catalog::build`]).
+fn index_dids(documents: &[Arc<Document>]) -> DidIndex {
+    let mut claims = Claims::with_capacity(did_count(documents));
+    let mut ignored = ValidationErrors::new();
+    for doc in documents {
+        claims.claim_document(doc, &mut ignored);
     }
-    dids
+    claims.into_index()
 }
 
 /// Counts shown by `trunkstore check`. Contains no secrets.

@@ -19,6 +19,7 @@
 //! * storage: [`load_connectivity_dir`], [`write_document_atomically`], [`delete_document`].
 
 mod catalog;
+mod claims;
 mod document;
 mod error;
 pub mod ids;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
-use crate::catalog::Claims;
+use crate::claims::Claims;
 use crate::document::*;
 use crate::error::ValidationErrors;
 use crate::ids;
@@ -125,8 +125,10 @@ pub fn validate_document(
     );
     // Within-document uniqueness uses the same rules as the system-wide check, so a
     // document that passes here can only conflict with *other* documents later.
-    let mut claims = Claims::default();
+    let dids = doc.servers.iter().map(|s| s.dids.len()).sum();
+    let mut claims = Claims::with_capacity(dids);
     claims.claim_document(&doc, &mut w.errors);
+    drop(claims);
     w.errors.into_result(doc)
 }
 
