@@ -7,6 +7,7 @@
 //! run in parallel. The scenarios are in tests/sipp; their headers say what they check.
 //! `TRUNKSTORE_E2E_KEEP=1` keeps every test's directory (settings, SIPp and proxy logs).
 
+mod api;
 mod config;
 mod harness;
 mod inbound;
