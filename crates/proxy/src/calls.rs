@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use trunkstore_sip::message::Message;
 
+use crate::callerid::Identity;
 use crate::engine::Ctx;
 use crate::keys::CallKey;
 use crate::sipview;
@@ -18,7 +19,8 @@ use crate::state::{CallInfo, Dialog, ProxyTxn};
 #[derive(Debug, Clone)]
 pub struct CallRecord {
     pub call_id: Bytes,
-    /// `"inbound"` (carrier → server); outbound arrives with its issue.
+    /// `"inbound"` (carrier → server), `"outbound"` (server → carriers) or `"onnet"`
+    /// (server → one of our DIDs).
     pub direction: &'static str,
     pub account: Option<Arc<str>>,
     pub document: Option<Arc<str>>,
@@ -40,7 +42,7 @@ pub struct CallRecord {
     pub answered_attempt: Option<u16>,
     /// The failover attempt was tried.
     pub failover: bool,
-    /// The call held a trunk (trunk limits arrive with their issue).
+    /// The call held one of its account's trunks (§6).
     pub trunk_held: bool,
 }
 
@@ -48,8 +50,12 @@ pub fn key(cx: &Ctx<'_>, call_id: &[u8]) -> CallKey {
     CallKey(cx.state.hasher.hash(&[call_id]))
 }
 
-pub fn exists(cx: &Ctx<'_>, call_id: &[u8]) -> bool {
-    cx.state.calls.contains_key(&key(cx, call_id))
+/// Is there a dialog with this Call-ID, and the caller identities it rewrites (§5.3)?
+pub fn lookup_identity(cx: &Ctx<'_>, call_id: &[u8]) -> Option<Option<Arc<Identity>>> {
+    cx.state
+        .calls
+        .get(&key(cx, call_id))
+        .map(|d| d.identity.clone())
 }
 
 /// The From user and Request-URI user of `req`, as slices of it.
@@ -63,13 +69,21 @@ pub fn numbers(req: &Message) -> (Bytes, Bytes) {
     (from, to)
 }
 
-/// A 2xx to an initial INVITE went upstream from branch `attempt`: the dialog exists.
-pub fn established(cx: &Ctx<'_>, t: &ProxyTxn, now: Instant, attempt: u16, failover: bool) {
+/// A 2xx to an initial INVITE went upstream from branch `attempt`: the dialog exists and
+/// holds the INVITE's trunk from now on. (When the table is full, or a dialog with that
+/// Call-ID already exists, the trunk is released here: no entry, no later release.)
+pub fn established(cx: &Ctx<'_>, t: &mut ProxyTxn, now: Instant, attempt: u16, failover: bool) {
+    let trunk = t.trunk.take().map(Arc::new);
     if cx.state.calls.len() >= cx.state.cfg.max_calls {
         return;
     }
     let cid = sipview::call_id(&t.request);
     let k = key(cx, cid);
+    let identity = t
+        .plan
+        .as_ref()
+        .and_then(|p| p.identity.as_ref())
+        .map(|e| e.identity.clone());
     cx.state.calls.entry(k).or_insert_with(|| Dialog {
         call_id: t.request.slice_ref(cid).unwrap_or_default(),
         info: t.call.clone(),
@@ -77,6 +91,8 @@ pub fn established(cx: &Ctx<'_>, t: &ProxyTxn, now: Instant, attempt: u16, failo
         invited: t.started,
         attempt,
         failover,
+        identity,
+        trunk,
     });
 }
 
@@ -91,18 +107,23 @@ pub fn ended(cx: &mut Ctx<'_>, bye: &Message, status: u16) {
     }
 }
 
-/// An initial INVITE ended without a dialog, with `status` to the caller.
-pub fn failed(cx: &mut Ctx<'_>, t: &ProxyTxn, status: u16) {
+/// An initial INVITE ended without a dialog, with `status` to the caller: its trunk is
+/// given back now (not when the transaction is dropped, which may be 32 s later).
+pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
+    let trunk = t.trunk.take();
     log_line(sipview::call_id(&t.request), &t.call, status, "failed");
     let now = cx.now;
+    let t = &*t;
     emit(cx, || {
         let call_id = t.request.slice_ref(sipview::call_id(&t.request));
         let mut r = record(&t.call, call_id.unwrap_or_default(), t.started, now);
         r.status = status;
         r.reason = "failed";
         r.failover = t.failover_ran;
+        r.trunk_held = trunk.is_some();
         r
     });
+    drop(trunk);
 }
 
 /// A dialog swept after the maximum call duration.
@@ -126,7 +147,7 @@ fn emit(cx: &mut Ctx<'_>, make: impl FnOnce() -> CallRecord) {
 fn record(info: &CallInfo, call_id: Bytes, started: Instant, ended: Instant) -> CallRecord {
     CallRecord {
         call_id,
-        direction: "inbound",
+        direction: info.direction.as_str(),
         account: info.account.clone(),
         document: info.document.clone(),
         server: info.server.clone(),
@@ -151,6 +172,7 @@ fn dialog_record(d: &Dialog, now: Instant, how: &'static str) -> CallRecord {
     r.reason = how;
     r.answered_attempt = Some(d.attempt);
     r.failover = d.failover;
+    r.trunk_held = d.trunk.is_some();
     r
 }
 
@@ -164,6 +186,7 @@ fn log_line(call_id: &[u8], info: &CallInfo, status: u16, how: &str) {
         did = info.did.as_deref().unwrap_or("-"),
         account = info.account.as_deref().unwrap_or("-"),
         server = info.server.as_deref().unwrap_or("-"),
+        direction = info.direction.as_str(),
         status,
         outcome = how,
         "call finished"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
+use crate::auth::ProtectionConfig;
 use crate::route::FailoverRule;
 use crate::Transport;
 
@@ -54,6 +55,8 @@ pub struct ProxyConfig {
     /// Queue a [`crate::CallRecord`] per finished call on the shard (the edge must drain
     /// them with [`crate::Shard::poll_call_record`]); off unless CDRs are configured.
     pub call_records: bool,
+    /// Rate limits, bans and scanner user agents for unauthenticated sources (§8).
+    pub protection: ProtectionConfig,
 }
 
 impl ProxyConfig {
@@ -93,6 +96,7 @@ impl ProxyConfig {
             proxy_supported: Vec::new(),
             failover_on: FailoverRule::from_settings(&settings.failover_on),
             call_records: settings.cdr.file.is_some(),
+            protection: ProtectionConfig::from(&settings.protection),
         }
     }
 
@@ -122,6 +126,7 @@ impl ProxyConfig {
             proxy_supported: Vec::new(),
             failover_on: FailoverRule::default_inbound(),
             call_records: false,
+            protection: ProtectionConfig::default(),
         }
     }
 

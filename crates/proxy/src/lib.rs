@@ -22,11 +22,13 @@ use trunkstore_sip::message::Message;
 
 pub mod auth;
 mod branch;
+pub mod callerid;
 mod calls;
 pub mod config;
 mod engine;
 mod keys;
 mod local;
+mod outbound;
 mod proxying;
 mod request;
 mod response;
@@ -35,12 +37,13 @@ mod shard;
 mod sipview;
 mod state;
 pub mod transaction;
+mod trunks;
 mod util;
 
 pub use calls::CallRecord;
 pub use config::{Advertise, ProxyConfig};
 pub use route::{
-    Attempt, AttemptPlan, Decision, Directory, FailoverRule, Failure, StaticDirectory,
+    Attempt, AttemptPlan, Decision, Direction, Directory, FailoverRule, Failure, StaticDirectory,
 };
 pub use shard::Shard;
 
@@ -138,6 +141,17 @@ impl Proxy {
 
     pub fn stats(&self) -> Stats {
         self.state.stats()
+    }
+
+    /// Trunks in use per account (behaviour.md §6), sorted by account: every account
+    /// that has had a carrier call since start, zero included (metrics, shutdown log).
+    pub fn trunks_in_use(&self) -> Vec<(String, u32)> {
+        self.state.trunks.in_use()
+    }
+
+    /// Auth failures, bans and drops of the protection layer (metrics).
+    pub fn protection_stats(&self, now: Instant) -> auth::ProtectionStats {
+        self.state.protection.stats(now)
     }
 
     /// From now on, new out-of-dialog requests get 503; transactions and dialogs in

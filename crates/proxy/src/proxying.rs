@@ -11,6 +11,7 @@ use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::nameaddr::contacts;
 use trunkstore_sip::parse::parse_datagram;
 
+use crate::callerid::IdentityEdit;
 use crate::engine::Ctx;
 use crate::keys::{ClientKey, TimerTarget, TxKey};
 use crate::request::Routing;
@@ -240,13 +241,18 @@ fn build_forward(
         ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
             .ok()?;
     }
+    let identity = identity_of(t);
+    if let Some(id) = identity {
+        id.on_request(&mut ed).ok()?;
+    }
     let Some(headers) = attempt.headers.as_deref() else {
         return Some(ed.finish());
     };
     // One splice per header while the editor has room (no allocation); a long list is
-    // written as one block instead.
+    // written as one block instead. A caller ID rewrite takes two of the splices.
+    let room = HEADER_SPLICES - if identity.is_some() { 3 } else { 0 };
     let block;
-    if headers.len() <= HEADER_SPLICES {
+    if headers.len() <= room {
         for h in headers {
             ed.add_header(h.name.as_bytes(), h.value.as_bytes()).ok()?;
         }
@@ -260,6 +266,11 @@ fn build_forward(
 
 /// Editor splices left for `sip_headers` after the forwarding edits (6 of 16).
 const HEADER_SPLICES: usize = 8;
+
+/// The caller ID edit of a proxied request, if any (§5.3).
+fn identity_of(t: &ProxyTxn) -> Option<&IdentityEdit> {
+    t.plan.as_ref().and_then(|p| p.identity.as_ref())
+}
 
 /// `A: 1\r\nB: 2` (the editor adds the last CRLF). Values were checked free of CR/LF at
 /// load, so this cannot inject anything the configuration did not say.
@@ -348,7 +359,7 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
     let mut timers = Timers::new();
     match &mut t.server {
         ServerSide::Invite(_) => {
-            let resp = final_response(cx, &t.request, best.as_ref(), code);
+            let resp = final_response(cx, t, best.as_ref(), code);
             let Some(resp) = resp else { return };
             if let ServerSide::Invite(s) = &mut t.server {
                 s.on_final(resp.clone(), now, &mut timers);
@@ -366,7 +377,7 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
                 if let ServerSide::NonInvite(s) = &mut t.server {
                     s.abandon();
                 }
-            } else if let Some(resp) = final_response(cx, &t.request, best.as_ref(), code) {
+            } else if let Some(resp) = final_response(cx, t, best.as_ref(), code) {
                 if let ServerSide::NonInvite(s) = &mut t.server {
                     s.on_final(resp.clone(), now, &mut timers);
                 }
@@ -382,20 +393,26 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
 
 /// The final response to relay: the received one minus our Via, or one we make; a 503 is
 /// relayed as 500 (§16.7 step 6: a 503 would make the caller think *we* are down).
-fn final_response(cx: &Ctx<'_>, req: &Message, best: Option<&Best>, code: u16) -> Option<Bytes> {
+fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) -> Option<Bytes> {
     match best {
-        Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => relay(m),
+        Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => {
+            relay(m, identity_of(t))
+        }
         _ => {
+            // Made from the request as received: the caller's own identity already.
             let code = if code == 503 { 500 } else { code };
-            local::build(cx, req, code, local::reason(code), &[])
+            local::build(cx, &t.request, code, local::reason(code), &[])
         }
     }
 }
 
-/// A response without our (top) Via.
-pub(crate) fn relay(m: &Message) -> Option<Bytes> {
+/// A response without our (top) Via, with the caller's identity restored (§5.3).
+pub(crate) fn relay(m: &Message, identity: Option<&IdentityEdit>) -> Option<Bytes> {
     let mut ed = Editor::new(m);
     ed.remove_top_via().ok()?;
+    if let Some(id) = identity {
+        id.on_response(&mut ed).ok()?;
+    }
     Some(ed.finish())
 }
 
@@ -560,10 +577,11 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
     let plain_ringing = b.ignore_early_media && is_early_media(&msg, status);
     // 100 is hop-by-hop: never forwarded.
     if forward {
+        let identity = identity_of(t);
         let resp = if plain_ringing {
-            relay_as_ringing(&msg)
+            relay_as_ringing(&msg, identity)
         } else {
-            relay(&msg)
+            relay(&msg, identity)
         };
         if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, resp) {
             if s.on_provisional(resp.clone()) {
@@ -580,9 +598,12 @@ fn is_early_media(msg: &Message, status: u16) -> bool {
 
 /// The provisional as a `180 Ringing` without body, Content-Type or our Via; its other
 /// headers (To tag, Record-Route, Contact) are kept so the early dialog is the same.
-fn relay_as_ringing(m: &Message) -> Option<Bytes> {
+fn relay_as_ringing(m: &Message, identity: Option<&IdentityEdit>) -> Option<Bytes> {
     let mut ed = Editor::new(m);
     ed.remove_top_via().ok()?;
+    if let Some(id) = identity {
+        id.on_response(&mut ed).ok()?;
+    }
     ed.remove_header(b"Content-Type").ok()?;
     ed.remove_header(b"Content-Disposition").ok()?;
     ed.set_body(b"").ok()?;
@@ -613,7 +634,9 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
         ack_and_bye(cx, b, &msg);
         return;
     }
-    let Some(resp) = relay(&msg) else { return };
+    let Some(resp) = relay(&msg, identity_of(t)) else {
+        return;
+    };
     let mut timers = Timers::new();
     let first = !t.server.is_final();
     if let ServerSide::Invite(s) = &mut t.server {
@@ -622,8 +645,8 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.schedule(TimerTarget::Server(t.key), &mut timers);
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
-        let b = &t.branches[idx];
-        calls::established(cx, t, cx.now, b.attempt, b.is_failover);
+        let (attempt, failover) = (t.branches[idx].attempt, t.branches[idx].is_failover);
+        calls::established(cx, t, cx.now, attempt, failover);
     }
 }
 
@@ -844,6 +867,7 @@ pub(crate) fn forward_stateless(
     hop: Peer,
     routing: &Routing,
     key: TxKey,
+    identity: Option<&IdentityEdit>,
 ) {
     let id = mix(key.0 as u64 ^ (key.0 >> 64) as u64 ^ 0x41434b);
     let branch_text = branch::write(id, 0);
@@ -865,6 +889,9 @@ pub(crate) fn forward_stateless(
         ed.set_via_received(src_ip, from.addr.port())?;
         ed.push_via(&via[..via_len])?;
         ed.decrement_max_forwards()?;
+        if let Some(id) = identity {
+            id.on_request(&mut ed)?;
+        }
         Ok(())
     })();
     if ok.is_ok() {

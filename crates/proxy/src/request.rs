@@ -15,7 +15,8 @@ use crate::keys::{MethodClass, TxKey};
 use crate::route::{self, Attempt, AttemptPlan, Decision, SourceClass};
 use crate::state::{CallInfo, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
-use crate::{branch, calls, local, proxying, sipview, Peer, Transport};
+use crate::trunks::TrunkHold;
+use crate::{branch, calls, local, outbound, proxying, sipview, Peer, Transport};
 
 fn class_of(m: Method) -> MethodClass {
     match m {
@@ -135,14 +136,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     } else if let Some(hop) = routing.next_route {
         preloaded_route_plan(cx, from, hop)
     } else {
-        let user = Uri::parse(msg.request_uri()).ok().and_then(|u| u.user());
-        route::decide(
-            &*cx.state.dir,
-            from.addr,
-            user,
-            method == Method::Invite,
-            cx.state.cfg.failover_on,
-        )
+        new_request_plan(cx, from, &msg, method)
     };
     let plan = match plan {
         Decision::Forward(p) => p,
@@ -150,6 +144,12 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
             local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
             return;
         }
+        Decision::Challenge(c) => {
+            let reason = b"Proxy Authentication Required";
+            local::respond(cx, from, local, &msg, 407, reason, &c.headers());
+            return;
+        }
+        Decision::Drop => return,
     };
     if cx.state.servers.len() >= cx.state.cfg.max_transactions {
         local::respond(cx, from, local, &msg, 503, b"Service Unavailable", &[]);
@@ -158,6 +158,17 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let record_route =
         !in_dialog && matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
     let initial_invite = method == Method::Invite && !in_dialog;
+    let trunk = if initial_invite {
+        match take_trunk(cx, &plan, &msg) {
+            Ok(t) => t,
+            Err((code, reason)) => {
+                local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     // The numbers are only read for calls (slices of the INVITE: no copy).
     let (from_user, to_user) = if initial_invite {
         calls::numbers(&msg)
@@ -171,6 +182,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         document: plan.document.clone(),
         from: from_user,
         to: to_user,
+        direction: plan.direction,
     };
     let reliable = from.transport == Transport::Tcp;
     let server = if method == Method::Invite {
@@ -201,6 +213,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         call,
         initial_invite,
         is_bye: method == Method::Bye,
+        trunk,
     };
     let txn = Arc::new(Mutex::new(txn));
     match cx.state.servers.entry(key) {
@@ -255,7 +268,46 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
     let Some(hop) = plan.attempts.first().and_then(|a| a.next_hop) else {
         return;
     };
-    proxying::forward_stateless(cx, msg, from, hop, &routing, key);
+    let identity = plan.identity.as_ref();
+    proxying::forward_stateless(cx, msg, from, hop, &routing, key, identity);
+}
+
+/// A new out-of-dialog request: from a carrier (by source address) it is inbound (§4);
+/// anything else must be one of our servers calling out (§5).
+fn new_request_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, method: Method) -> Decision {
+    match cx.state.dir.classify_source(from.addr) {
+        SourceClass::Carrier(_) => {
+            let user = Uri::parse(msg.request_uri()).ok().and_then(|u| u.user());
+            let is_invite = method == Method::Invite;
+            route::inbound(&*cx.state.dir, user, is_invite, cx.state.cfg.failover_on)
+        }
+        _ => outbound::decide(cx, from, msg, method),
+    }
+}
+
+/// §6: the trunk an initial INVITE must take; the refusal when its account has none left.
+fn take_trunk(
+    cx: &Ctx<'_>,
+    plan: &AttemptPlan,
+    msg: &Message,
+) -> Result<Option<TrunkHold>, (u16, &'static str)> {
+    let Some(account) = &plan.trunk else {
+        return Ok(None);
+    };
+    let limit = cx.state.dir.trunk_limit(account);
+    match cx.state.trunks.acquire(account, limit) {
+        Some(hold) => Ok(Some(hold)),
+        None => {
+            tracing::info!(
+                call_id = %String::from_utf8_lossy(sipview::call_id(msg)),
+                account = &**account,
+                direction = plan.direction.as_str(),
+                limit,
+                "trunk limit reached"
+            );
+            Err(plan.direction.trunk_refusal())
+        }
+    }
 }
 
 /// CANCEL (§16.10): its own server transaction answers 200 at once (a retransmitted
@@ -379,9 +431,14 @@ fn in_dialog_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, routing: &Routing) ->
     if !routing.pop_route {
         return Decision::Reject(403, "Forbidden");
     }
-    if !source_known(cx, from) && !calls::exists(cx, sipview::call_id(msg)) {
+    let dialog = calls::lookup_identity(cx, sipview::call_id(msg));
+    if dialog.is_none() && !source_known(cx, from) {
         return Decision::Reject(403, "Forbidden");
     }
+    // §5.3: the caller's rewritten identity stays rewritten for the far end only.
+    let identity = dialog
+        .flatten()
+        .and_then(|id| crate::callerid::IdentityEdit::in_dialog(&id, msg));
     let hop = match (&routing.next_route, &routing.strict_uri) {
         (Some(p), _) => Some(*p),
         (None, Some(u)) => Uri::parse(u).ok().and_then(|u| sipview::uri_next_hop(&u)),
@@ -392,7 +449,9 @@ fn in_dialog_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, routing: &Routing) ->
     if hop.is_none() {
         return Decision::Reject(404, "Not Found");
     }
-    Decision::Forward(AttemptPlan::single(Attempt::to(None, hop)))
+    let mut plan = AttemptPlan::single(Attempt::to(None, hop));
+    plan.identity = identity;
+    Decision::Forward(plan)
 }
 
 /// An out-of-dialog request with a pre-loaded Route beyond ours: only for known sources.

@@ -42,7 +42,12 @@ fn forward_stateless(cx: &mut Ctx<'_>, msg: &Message) {
     let Some(dest) = sipview::second_via(msg).and_then(|v| sipview::via_destination(&v)) else {
         return;
     };
-    if let Some(data) = proxying::relay(msg) {
+    // A 2xx retransmitted after its transaction ended: the caller ID of its dialog
+    // still applies (§5.3).
+    let identity = crate::calls::lookup_identity(cx, sipview::call_id(msg))
+        .flatten()
+        .and_then(|id| crate::callerid::IdentityEdit::in_dialog(&id, msg));
+    if let Some(data) = proxying::relay(msg, identity.as_ref()) {
         let from = cx.state.cfg.local(dest.transport);
         cx.send(dest, from, data);
     }

@@ -16,6 +16,8 @@ use trunkstore_config::numbers::{format_user, normalize, NumberFormat};
 use trunkstore_config::{Failover, FailoverOn, FailoverTarget, FailoverTrigger, SipHeader};
 use trunkstore_sip::uri::Uri;
 
+use crate::auth::ChallengeHeaders;
+use crate::callerid::IdentityEdit;
 use crate::Peer;
 
 /// Who sent a packet, by its source address.
@@ -103,6 +105,15 @@ pub trait Directory: Send + Sync {
     fn classify_source(&self, source: SocketAddr) -> SourceClass;
     /// Route for a normalised (E.164) DID.
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>>;
+    /// The full routing index, for what only it knows: password servers, carriers,
+    /// caller ids (behaviour.md §5). `None` (a hand-made directory): no outbound calls.
+    fn snapshot(&self) -> Option<Arc<trunkstore_routing::Snapshot>> {
+        None
+    }
+    /// `account.trunks` (§6): `None` = unlimited.
+    fn trunk_limit(&self, _account: &str) -> Option<u32> {
+        None
+    }
 }
 
 /// A fixed directory: carrier sources and DIDs listed by hand.
@@ -111,6 +122,8 @@ pub struct StaticDirectory {
     pub carriers: Vec<(SocketAddr, Arc<str>)>,
     pub servers: Vec<(SocketAddr, Arc<str>, Arc<str>)>,
     pub dids: std::collections::HashMap<String, Arc<InboundRoute>>,
+    /// `account.trunks` per account.
+    pub trunks: std::collections::HashMap<String, u32>,
 }
 
 impl StaticDirectory {
@@ -125,6 +138,11 @@ impl StaticDirectory {
 
     pub fn with_did(mut self, did: &str, route: InboundRoute) -> StaticDirectory {
         self.dids.insert(did.to_string(), Arc::new(route));
+        self
+    }
+
+    pub fn with_trunks(mut self, account: &str, trunks: u32) -> StaticDirectory {
+        self.trunks.insert(account.to_string(), trunks);
         self
     }
 }
@@ -145,6 +163,10 @@ impl Directory for StaticDirectory {
 
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {
         self.dids.get(did).cloned()
+    }
+
+    fn trunk_limit(&self, account: &str) -> Option<u32> {
+        self.trunks.get(account).copied()
     }
 }
 
@@ -234,6 +256,19 @@ impl FailoverRule {
         FailoverRule::from_settings(&FailoverOn::default_list())
     }
 
+    /// Carriers (§5.2): the next carrier on 408, 5xx, a timeout or no response; every
+    /// other failure (486, 600, 603, other 4xx) goes back to the PBX.
+    pub fn outbound() -> FailoverRule {
+        let mut r = FailoverRule {
+            statuses: [0; 7],
+            timeout: true,
+            unreachable: true,
+        };
+        r.set(408);
+        (500..600).for_each(|s| r.set(s));
+        r
+    }
+
     /// `any`: every failure, busy included.
     pub fn any() -> FailoverRule {
         FailoverRule {
@@ -302,7 +337,47 @@ pub struct AttemptPlan {
     /// Tried once, after every attempt failed in a way `failover` accepts (§4.8);
     /// resolved by [`failover_attempts`] only then.
     pub failover_to: Option<Arc<Failover>>,
+    /// Inbound, outbound or on-net (call record, trunk refusal status).
+    pub direction: Direction,
+    /// The account whose trunk an initial INVITE must take (§6); `None`: no trunk
+    /// (on-net, emergency, not a call).
+    pub trunk: Option<Arc<str>>,
+    /// Caller ID rewrite of the request and its responses (§5.3).
+    pub identity: Option<IdentityEdit>,
 }
+
+/// Which way a call goes (behaviour.md §4, §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Carrier → our server.
+    #[default]
+    Inbound,
+    /// Our server → carriers.
+    Outbound,
+    /// Our server → one of our DIDs.
+    OnNet,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::OnNet => "onnet",
+        }
+    }
+
+    /// The answer when the account has no trunk left (§6).
+    pub fn trunk_refusal(self) -> (u16, &'static str) {
+        match self {
+            Direction::Outbound => (403, TRUNK_LIMIT_REASON),
+            _ => (486, TRUNK_LIMIT_REASON),
+        }
+    }
+}
+
+/// Reason phrase of a call refused for trunks (§6).
+pub const TRUNK_LIMIT_REASON: &str = "Trunk Limit Reached";
 
 impl AttemptPlan {
     /// A single attempt, failing over on nothing but unreachability.
@@ -315,6 +390,9 @@ impl AttemptPlan {
             server: None,
             document: None,
             failover_to: None,
+            direction: Direction::Inbound,
+            trunk: None,
+            identity: None,
         }
     }
 }
@@ -325,6 +403,10 @@ pub enum Decision {
     Forward(AttemptPlan),
     /// Answer locally with this status and reason.
     Reject(u16, &'static str),
+    /// 407 with these `Proxy-Authenticate` challenges (§5.1).
+    Challenge(ChallengeHeaders),
+    /// Send nothing (banned source, scanner, over its rate: §8).
+    Drop,
 }
 
 /// Inbound routing (behaviour.md §3–4): a request from a carrier's source to one of our
@@ -344,7 +426,8 @@ pub fn decide(
     }
 }
 
-fn inbound(
+/// Inbound routing of a request from a carrier (§4): the DID's server.
+pub fn inbound(
     dir: &dyn Directory,
     request_user: Option<&[u8]>,
     is_invite: bool,
@@ -357,15 +440,28 @@ fn inbound(
     let Some(route) = dir.inbound(&did) else {
         return Decision::Reject(404, "Not Found");
     };
+    match to_route(&did, &route, is_invite, rule) {
+        Decision::Forward(mut plan) => {
+            // Every call from a carrier takes a trunk of the DID's account (§6).
+            plan.trunk = Some(route.account.clone());
+            plan.into()
+        }
+        other => other,
+    }
+}
+
+/// The plan for a call to `did` (normalised) on `route` with every inbound rule (§4):
+/// a call from a carrier, or an on-net call from one of our servers (§5.2).
+pub fn to_route(did: &str, route: &InboundRoute, is_invite: bool, rule: FailoverRule) -> Decision {
     // §3: a disabled server takes no inbound call, and no failover runs for it.
     if !route.enabled && is_invite {
         return Decision::Reject(480, "Temporarily Unavailable");
     }
     let mut attempts = Vec::with_capacity(1 + route.alternates.len());
-    attempts.push(attempt_to_route(&did, &route));
+    attempts.push(attempt_to_route(did, route));
     for (host, port, hop) in &route.alternates {
-        let user = format_user(&did, route.format, route.auth_user.as_deref());
-        let mut a = Attempt::inbound(inbound_request_uri(user, host, *port), *hop, &route);
+        let user = format_user(did, route.format, route.auth_user.as_deref());
+        let mut a = Attempt::inbound(inbound_request_uri(user, host, *port), *hop, route);
         // The delay is paid once, before the first attempt.
         a.delay = None;
         attempts.push(a);
@@ -373,11 +469,14 @@ fn inbound(
     AttemptPlan {
         attempts,
         failover: rule,
-        did: Some(Arc::from(&*did)),
+        did: Some(Arc::from(did)),
         account: Some(route.account.clone()),
         server: Some(route.server.clone()),
         document: route.document.clone(),
         failover_to: route.failover.clone(),
+        direction: Direction::Inbound,
+        trunk: None,
+        identity: None,
     }
     .into()
 }
@@ -443,15 +542,20 @@ fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec
     }
 }
 
-/// Hook for the outbound issue (behaviour.md §5.2): the carrier attempts for a call of
-/// `account` to `number` (normalised), in priority order. Carrier routing does not exist
-/// yet, so there are none and an off-net failover fails as unreachable.
-pub fn outbound_targets(
-    _dir: &dyn Directory,
-    _account: Option<&str>,
-    _number: &str,
-) -> Vec<Attempt> {
-    Vec::new()
+/// The carrier attempts (behaviour.md §5.2) for a call of `account` to `number`
+/// (normalised), in priority order: the e164 failover of an inbound call. Emergency
+/// numbers are recognised as dialled; the weighted order within a priority is seeded by
+/// the number (deterministic).
+pub fn outbound_targets(dir: &dyn Directory, _account: Option<&str>, number: &str) -> Vec<Attempt> {
+    let Some(snap) = dir.snapshot() else {
+        return Vec::new();
+    };
+    let settings = snap.settings();
+    let emergency = settings.is_emergency(number);
+    let seed = number.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    crate::outbound::carrier_attempts(settings, number, emergency, seed, None)
 }
 
 impl From<AttemptPlan> for Decision {
@@ -493,6 +597,14 @@ impl Directory for trunkstore_routing::Router {
             },
             None => SourceClass::Unknown,
         }
+    }
+
+    fn snapshot(&self) -> Option<Arc<trunkstore_routing::Snapshot>> {
+        Some(self.load_full())
+    }
+
+    fn trunk_limit(&self, account: &str) -> Option<u32> {
+        self.load().trunk_limit(account)
     }
 
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {

@@ -14,11 +14,14 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use trunkstore_sip::message::Message;
 
+use crate::auth::{Authenticator, Protection};
+use crate::callerid::Identity;
 use crate::keys::{CallKey, ClientKey, KeyHasher, TxKey};
-use crate::route::{AttemptPlan, Directory};
+use crate::route::{AttemptPlan, Direction, Directory};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
+use crate::trunks::{TrunkHold, Trunks};
 use crate::{Peer, ProxyConfig, Stats};
 
 pub(crate) type TxnRef = Arc<Mutex<ProxyTxn>>;
@@ -32,6 +35,14 @@ pub(crate) struct State {
     pub clients: DashMap<ClientKey, ClientEntry>,
     pub calls: DashMap<CallKey, Dialog>,
     pub shutting_down: AtomicBool,
+    /// Digest challenges and verification (§5.1).
+    pub auth: Authenticator,
+    /// Rate limits, bans and scanner blocking for unknown sources (§8).
+    pub protection: Protection,
+    /// Trunks in use per account (§6).
+    pub trunks: Trunks,
+    /// When the proxy was made: the origin of nonce times and protection clocks.
+    pub epoch: Instant,
     /// Precomputed pieces of our Via and Record-Route, per transport.
     pub via_prefix: [Box<[u8]>; 2],
     pub record_route: [Box<[u8]>; 2],
@@ -58,6 +69,11 @@ pub(crate) struct Dialog {
     /// 1-based number of the attempt that answered.
     pub attempt: u16,
     pub failover: bool,
+    /// The caller's two identities when its caller ID was rewritten (§5.3).
+    pub identity: Option<Arc<Identity>>,
+    /// The trunk the call holds until the dialog is dropped (§6); shared by clones of
+    /// the entry, released when the last one goes.
+    pub trunk: Option<Arc<TrunkHold>>,
 }
 
 /// What we log about a call. The numbers are slices of the INVITE (no copy).
@@ -71,6 +87,7 @@ pub(crate) struct CallInfo {
     pub from: Bytes,
     /// Request-URI user as received.
     pub to: Bytes,
+    pub direction: Direction,
 }
 
 pub(crate) enum ServerSide {
@@ -231,6 +248,9 @@ pub(crate) struct ProxyTxn {
     pub initial_invite: bool,
     /// BYE: its final response ends the call.
     pub is_bye: bool,
+    /// The trunk an initial INVITE took (§6): moved to the dialog by its 2xx, released
+    /// by its final failure.
+    pub trunk: Option<TrunkHold>,
 }
 
 impl ProxyTxn {
@@ -267,6 +287,7 @@ impl ProxyTxn {
             call: CallInfo::default(),
             initial_invite: false,
             is_bye: false,
+            trunk: None,
         }
     }
 
@@ -292,7 +313,12 @@ impl State {
             record_route(&cfg.advertise_udp.host, cfg.advertise_udp.port, false),
             record_route(&cfg.advertise_tcp.host, cfg.advertise_tcp.port, true),
         ];
+        let epoch = Instant::now();
         State {
+            auth: Authenticator::default(),
+            protection: Protection::new(cfg.protection.clone(), epoch),
+            trunks: Trunks::default(),
+            epoch,
             cfg,
             timers,
             dir,

@@ -629,7 +629,7 @@ fn call_records_for_answered_and_failed_calls() {
         (rec.status, rec.answered_attempt, rec.failover, rec.reason),
         (200, Some(2), true, "bye")
     );
-    assert!(!rec.trunk_held);
+    assert!(rec.trunk_held, "calls from carriers take a trunk");
 
     let out = call(&mut h, "r2");
     h.feed(udp(SERVER), &reply(&to(&out, SERVER)[0], 486));

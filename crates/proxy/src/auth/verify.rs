@@ -99,7 +99,7 @@ impl Forbidden {
 }
 
 /// The two `Proxy-Authenticate` values of a 407, MD5 first, in one buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeHeaders {
     buf: Vec<u8>,
     split: usize,

@@ -1,0 +1,365 @@
+//! Outbound calls (behaviour.md §5): a request from one of our servers — known by its
+//! source address (IP auth) or by digest credentials (password servers) — to a number:
+//! on-net to one of our DIDs, else over the carriers, with the caller ID and headers of
+//! the calling server.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use trunkstore_config::numbers::{format_user, normalize};
+use trunkstore_config::{CallerId, Carrier, Gateway, Host, Settings, SipHeader};
+use trunkstore_routing::{RouteInfo, ServerId, Snapshot};
+use trunkstore_sip::message::{HeaderName, Message, Method};
+
+use crate::auth::{AuthOutcome, AuthRequest, Verdict};
+use crate::callerid::{self, IdentityEdit, Side};
+use crate::engine::Ctx;
+use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, FailoverRule};
+use crate::{sipview, Peer, Transport};
+
+/// Routes a new out-of-dialog request from a source that is not a carrier.
+pub(crate) fn decide(cx: &Ctx<'_>, from: Peer, msg: &Message, method: Method) -> Decision {
+    let Some(snap) = cx.state.dir.snapshot() else {
+        return Decision::Reject(403, "Forbidden");
+    };
+    match authenticate(cx, &snap, from, msg) {
+        Ok(server) => route_call(cx, &snap, server, msg, method),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// §3/§5.1: the IP-auth server at the packet's source address (ip, and port when its
+/// `auth.port` is set; never a header), else a password server by digest.
+fn authenticate(
+    cx: &Ctx<'_>,
+    snap: &Snapshot,
+    from: Peer,
+    msg: &Message,
+) -> Result<ServerId, Box<Decision>> {
+    if let Some(server) = snap.ip_server(from.addr) {
+        return Ok(server.id);
+    }
+    let ip = from.addr.ip();
+    let state = cx.state;
+    let ua = msg.header(HeaderName::UserAgent);
+    if let Verdict::Drop(reason) = state.protection.check_request(ip, false, ua, cx.now) {
+        tracing::debug!(source = %from.addr, ?reason, "request dropped");
+        return Err(Box::new(Decision::Drop));
+    }
+    let Some(credentials) = msg.header(HeaderName::ProxyAuthorization) else {
+        return Err(Box::new(challenge(cx, snap, msg, ip, false)));
+    };
+    let req = AuthRequest {
+        method: msg.method_bytes(),
+        request_uri: msg.request_uri(),
+        credentials,
+        source: ip,
+    };
+    match state.auth.verify(snap, &req, now_secs(cx)) {
+        AuthOutcome::Ok { server } => {
+            state.protection.record_success(ip, cx.now);
+            Ok(server)
+        }
+        AuthOutcome::Forbidden(why) => {
+            let banned = state.protection.record_failure(ip, false, cx.now);
+            // The reason only: credentials and passwords are never logged.
+            tracing::warn!(source = %from.addr, reason = why.as_str(), banned, "digest auth failed");
+            Err(Box::new(Decision::Reject(403, "Forbidden")))
+        }
+        other => Err(Box::new(challenge(cx, snap, msg, ip, other.stale()))),
+    }
+}
+
+/// A 407 with a fresh nonce; the realm follows the From host (§5.1).
+fn challenge(cx: &Ctx<'_>, snap: &Snapshot, msg: &Message, ip: IpAddr, stale: bool) -> Decision {
+    let host = msg
+        .header(HeaderName::From)
+        .and_then(|v| trunkstore_sip::nameaddr::NameAddr::parse(v).ok())
+        .and_then(|na| na.sip_uri().and_then(|u| u.host()).map(|h| h.as_bytes()))
+        .unwrap_or(b"");
+    let headers = cx.state.auth.challenge(snap, host, ip, now_secs(cx), stale);
+    Decision::Challenge(headers)
+}
+
+/// Nonce time: seconds on the core's own clock (the nonce key is per process, so only
+/// this process must agree with itself). Starts at 1 so no nonce is issued at zero.
+fn now_secs(cx: &Ctx<'_>) -> u64 {
+    cx.now.saturating_duration_since(cx.state.epoch).as_secs() + 1
+}
+
+/// §5.2: the destination, on-net or over the carriers, with the server's caller ID.
+fn route_call(
+    cx: &Ctx<'_>,
+    snap: &Snapshot,
+    id: ServerId,
+    msg: &Message,
+    method: Method,
+) -> Decision {
+    let server = snap.server(id);
+    if !server.enabled {
+        return Decision::Reject(403, "Forbidden");
+    }
+    let Some(dialled) = sipview::request_user(msg).and_then(|u| std::str::from_utf8(u).ok()) else {
+        return Decision::Reject(404, "Not Found");
+    };
+    // Emergency numbers as dialled, before normalisation (§5.2).
+    let emergency = snap.settings().is_emergency(dialled);
+    let number = normalize(dialled);
+    let own = snap.server_route(id);
+    let presented = presented_did(snap, id, msg);
+    let (cid, headers) = caller_id_and_headers(own, presented, emergency);
+    let identity = cid
+        .and_then(|c| callerid::identity_for(msg, c))
+        .map(|identity| IdentityEdit {
+            identity,
+            side: Side::FromPbx,
+            initial: true,
+        });
+    if !emergency {
+        if let Some(route) = snap.did(&number).filter(|r| !r.force_outbound) {
+            return on_net(cx, &number, route, method, identity);
+        }
+    }
+    let seed = cx.state.hasher.u64(&[sipview::call_id(msg)]);
+    let attempts = carrier_attempts(snap.settings(), &number, emergency, seed, headers);
+    if attempts.is_empty() {
+        return Decision::Reject(404, "No Route");
+    }
+    AttemptPlan {
+        attempts,
+        failover: FailoverRule::outbound(),
+        did: Some(Arc::from(&*number)),
+        account: Some(server.account.clone()),
+        server: server.name.clone(),
+        document: Some(server.document.clone()),
+        failover_to: None,
+        direction: Direction::Outbound,
+        // Emergency calls are never refused for trunks and so take none (§6).
+        trunk: (!emergency).then(|| server.account.clone()),
+        identity,
+    }
+    .into()
+}
+
+/// The route of the DID the PBX presents as its From user, when it is one of its own.
+fn presented_did<'s>(snap: &'s Snapshot, id: ServerId, msg: &Message) -> Option<&'s RouteInfo> {
+    let user = std::str::from_utf8(sipview::from_user(msg)?).ok()?;
+    snap.did(&normalize(user)).filter(|r| r.server.id == id)
+}
+
+/// §5.3: emergency caller ID (server, else account) for emergency numbers; else the
+/// presented DID's cascade (DID → server → account), else the server's (server →
+/// account). Headers: the presented DID's merged set, else the server's.
+fn caller_id_and_headers<'r>(
+    own: &'r RouteInfo,
+    presented: Option<&'r RouteInfo>,
+    emergency: bool,
+) -> (Option<&'r CallerId>, Option<Arc<[SipHeader]>>) {
+    let level = presented.unwrap_or(own);
+    let cid = if emergency {
+        own.emergency_caller_id.as_deref()
+    } else {
+        level.caller_id.as_deref()
+    };
+    let headers = Some(level.sip_headers.clone()).filter(|h| !h.is_empty());
+    (cid, headers)
+}
+
+/// §5.2.1: straight to the DID's server with every inbound rule; no trunk.
+fn on_net(
+    cx: &Ctx<'_>,
+    number: &str,
+    _route: &RouteInfo,
+    method: Method,
+    identity: Option<IdentityEdit>,
+) -> Decision {
+    let Some(inbound) = cx.state.dir.inbound(number) else {
+        return Decision::Reject(404, "Not Found");
+    };
+    let rule = cx.state.cfg.failover_on;
+    match route::to_route(number, &inbound, method == Method::Invite, rule) {
+        Decision::Forward(mut plan) => {
+            plan.direction = Direction::OnNet;
+            plan.identity = identity;
+            plan.into()
+        }
+        other => other,
+    }
+}
+
+/// The carriers for `number` (normalised) as attempts, one per gateway: those whose rule
+/// takes the number, emergency carriers first for an emergency number, then by priority,
+/// weighted random within a priority (seeded: the same call always gets the same order).
+pub(crate) fn carrier_attempts(
+    settings: &Settings,
+    number: &str,
+    emergency: bool,
+    seed: u64,
+    headers: Option<Arc<[SipHeader]>>,
+) -> Vec<Attempt> {
+    let mut carriers: Vec<&Carrier> = settings
+        .carriers
+        .iter()
+        .filter(|c| c.accepts(number))
+        .collect();
+    order_carriers(&mut carriers, emergency, seed);
+    let timers = &settings.timers;
+    let progress = secs(timers.progress_timeout);
+    let answer = secs(timers.timeout);
+    let mut out = Vec::with_capacity(carriers.len());
+    for c in carriers {
+        for gw in &c.gateways {
+            let mut a = Attempt::to(Some(carrier_uri(c, gw, number)), gateway_peer(gw));
+            a.progress_timeout = progress;
+            a.answer_timeout = answer;
+            a.headers = headers.clone();
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn secs(s: u32) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(u64::from(s)))
+}
+
+/// Sorts by (emergency first when it matters, priority); shuffles each run of equal keys
+/// by weight.
+fn order_carriers(carriers: &mut [&Carrier], emergency: bool, seed: u64) {
+    let key = |c: &Carrier| (emergency && !c.emergency, c.priority);
+    carriers.sort_by_key(|c| key(c));
+    let mut rng = seed | 1;
+    let mut start = 0;
+    while start < carriers.len() {
+        let k = key(carriers[start]);
+        let end = start + carriers[start..].iter().take_while(|c| key(c) == k).count();
+        weighted_shuffle(&mut carriers[start..end], &mut rng);
+        start = end;
+    }
+}
+
+/// Weighted order without replacement: each next carrier is drawn with probability
+/// proportional to its weight; weight 0 ones stay last, in configuration order.
+fn weighted_shuffle(group: &mut [&Carrier], rng: &mut u64) {
+    for i in 0..group.len() {
+        let total: u64 = group[i..].iter().map(|c| u64::from(c.weight)).sum();
+        if total == 0 {
+            return;
+        }
+        let mut r = next_random(rng) % total;
+        let pick = group[i..]
+            .iter()
+            .position(|c| {
+                let w = u64::from(c.weight);
+                if r < w {
+                    true
+                } else {
+                    r -= w;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        // The pick to the front; the others keep their relative order (zero weights stay
+        // in configuration order).
+        group[i..=i + pick].rotate_right(1);
+    }
+}
+
+/// xorshift64*: enough to spread calls over carriers; not for secrets.
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// `sip:<number in the carrier's format>@<gateway>` (`;transport=tcp` for TCP).
+fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str) -> Bytes {
+    let user = format_user(number, c.format, None);
+    let host = match &gw.host {
+        Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
+        h => h.to_string(),
+    };
+    let transport = match gw.transport {
+        trunkstore_config::Transport::Tcp => ";transport=tcp",
+        trunkstore_config::Transport::Udp => "",
+    };
+    Bytes::from(format!("sip:{user}@{host}:{}{transport}", gw.port))
+}
+
+/// The gateway as a next hop; a DNS name cannot be reached (the core does no DNS) and
+/// fails at once, so the next carrier is tried.
+fn gateway_peer(gw: &Gateway) -> Option<Peer> {
+    let Host::Ip(ip) = gw.host else {
+        return None;
+    };
+    let transport = match gw.transport {
+        trunkstore_config::Transport::Udp => Transport::Udp,
+        trunkstore_config::Transport::Tcp => Transport::Tcp,
+    };
+    Some(Peer {
+        transport,
+        addr: std::net::SocketAddr::new(ip, gw.port),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn carrier(name: &str, priority: u32, weight: u32, emergency: bool) -> Carrier {
+        Carrier {
+            name: name.into(),
+            gateways: Vec::new(),
+            sources: Vec::new(),
+            priority,
+            weight,
+            format: trunkstore_config::NumberFormat::E164,
+            rule: None,
+            emergency,
+        }
+    }
+
+    fn order(list: &[Carrier], emergency: bool, seed: u64) -> Vec<String> {
+        let mut v: Vec<&Carrier> = list.iter().collect();
+        order_carriers(&mut v, emergency, seed);
+        v.iter().map(|c| c.name.clone()).collect()
+    }
+
+    #[test]
+    fn priority_then_emergency_then_weight() {
+        let list = [
+            carrier("b", 20, 1, false),
+            carrier("a", 10, 1, false),
+            carrier("e", 30, 1, true),
+        ];
+        assert_eq!(order(&list, false, 7), ["a", "b", "e"]);
+        assert_eq!(order(&list, true, 7), ["e", "a", "b"]);
+    }
+
+    #[test]
+    fn weights_spread_and_zero_is_last() {
+        let list = [
+            carrier("z", 10, 0, false),
+            carrier("h", 10, 3, false),
+            carrier("l", 10, 1, false),
+        ];
+        let mut first_h = 0;
+        for seed in 0..4000u64 {
+            let o = order(&list, false, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            assert_eq!(o[2], "z");
+            assert_eq!(o.len(), 3);
+            if o[0] == "h" {
+                first_h += 1;
+            }
+        }
+        // 3:1 → about 3000 of 4000.
+        assert!((2700..3300).contains(&first_h), "{first_h}");
+        // Deterministic for a seed.
+        assert_eq!(order(&list, false, 42), order(&list, false, 42));
+    }
+}
