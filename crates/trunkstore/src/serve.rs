@@ -109,6 +109,10 @@ pub fn run(catalog: Catalog) -> ExitCode {
             tracing::warn!("CDR writer did not finish in time");
         }
     }
+    // Every call is over by now: anything but zero here is a leak (behaviour.md §6).
+    let trunks = proxy.trunks_in_use();
+    let total: u32 = trunks.iter().map(|(_, n)| n).sum();
+    tracing::info!(total, trunks = ?trunks, "trunks in use at shutdown");
     tracing::info!(reason = early, "trunkstore stopped");
     ExitCode::SUCCESS
 }
@@ -160,6 +164,22 @@ impl MetricsSource for ProxyMetrics {
             "Dialogs established and not yet ended.",
             stats.calls,
         );
+        render_trunks(out, &self.0.trunks_in_use());
+    }
+}
+
+/// `trunkstore_trunks_in_use{account="..."}` (behaviour.md §6). Account ids are path-safe
+/// identifiers (no quote or backslash to escape).
+fn render_trunks(out: &mut String, trunks: &[(String, u32)]) {
+    use std::fmt::Write as _;
+    trunkstore_api::metrics::header(
+        out,
+        "trunkstore_trunks_in_use",
+        "gauge",
+        "Two-way trunks (carrier calls) in use per account.",
+    );
+    for (account, n) in trunks {
+        let _ = writeln!(out, "trunkstore_trunks_in_use{{account=\"{account}\"}} {n}");
     }
 }
 
