@@ -13,6 +13,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -54,7 +55,84 @@ pub struct Document {
     pub name: Option<String>,
     pub account: Account,
     pub servers: Vec<Server>,
-    raw: Value,
+    raw: RawJson,
+}
+
+/// The document's JSON, kept compact: as a `Value` it costs ~150 bytes per DID (an
+/// `IndexMap` entry and a `String` key), as text ~20. It is parsed back on the first
+/// [`Document::raw`] call (API reads and writes of that one document).
+#[derive(Clone)]
+struct RawJson {
+    /// Compact serialisation; empty when `value` was kept instead.
+    text: Box<str>,
+    value: OnceLock<Value>,
+}
+
+impl RawJson {
+    fn new(value: &Value) -> Self {
+        if !reparses_exactly(value, 0) {
+            return RawJson {
+                text: Box::default(),
+                value: OnceLock::from(value.clone()),
+            };
+        }
+        let text = serde_json::to_string(value).expect("a Value always serialises");
+        RawJson {
+            text: text.into_boxed_str(),
+            value: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Value {
+        self.value.get_or_init(|| {
+            serde_json::from_str(&self.text).expect("text serialised from a Value parses")
+        })
+    }
+}
+
+/// Would `value` come back identical from its text? Not always for fractional numbers
+/// (serde_json's default float parsing may be one ulp off), nor beyond the parser's
+/// nesting limit (128); such documents keep their `Value`.
+fn reparses_exactly(value: &Value, depth: usize) -> bool {
+    const MAX_DEPTH: usize = 100;
+    match value {
+        Value::Number(n) => !n.is_f64(),
+        Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH => false,
+        Value::Array(list) => list.iter().all(|v| reparses_exactly(v, depth + 1)),
+        Value::Object(map) => map.values().all(|v| reparses_exactly(v, depth + 1)),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(value: Value) {
+        let raw = RawJson::new(&value);
+        assert_eq!(raw.get(), &value);
+    }
+
+    #[test]
+    fn raw_json_round_trips() {
+        round_trip(json!({"z": 1, "a": [true, null, "x\u{1}\"é"], "n": u64::MAX, "m": -5}));
+        round_trip(json!({"f": 0.1, "g": 1e300, "h": -0.0, "i": 30.0}));
+        let mut deep = json!(1);
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        round_trip(deep);
+    }
+
+    #[test]
+    fn integral_documents_are_kept_as_text() {
+        let raw = RawJson::new(&json!({"servers": [{"DIDs": {"+1": {}}}], "n": 5}));
+        assert!(!raw.text.is_empty());
+        assert!(raw.value.get().is_none());
+        let floats = RawJson::new(&json!({"x": 0.5}));
+        assert!(floats.text.is_empty());
+    }
 }
 
 impl Document {
@@ -64,7 +142,7 @@ impl Document {
         name: Option<String>,
         account: Account,
         servers: Vec<Server>,
-        raw: Value,
+        raw: &Value,
     ) -> Self {
         Document {
             account_id,
@@ -73,14 +151,14 @@ impl Document {
             name,
             account,
             servers,
-            raw,
+            raw: RawJson::new(raw),
         }
     }
 
     /// The JSON exactly as it was read or submitted, unknown fields included. This is what
     /// the API returns and writes back.
     pub fn raw(&self) -> &Value {
-        &self.raw
+        self.raw.get()
     }
 
     /// `<account_id>/<id>.json`, the path relative to the connectivity directory.

@@ -121,7 +121,7 @@ pub fn validate_document(
         name,
         account,
         servers,
-        raw.clone(),
+        raw,
     );
     // Within-document uniqueness uses the same rules as the system-wide check, so a
     // document that passes here can only conflict with *other* documents later.
@@ -165,8 +165,9 @@ fn caller_id(
     base: &str,
     min: usize,
 ) -> Option<CallerId> {
+    let value = Walker::field(parent, key)?;
     let path = join(base, key);
-    let obj = w.object(Walker::field(parent, key)?, &path)?;
+    let obj = w.object(value, &path)?;
     let cid = CallerId {
         name: w.opt_string(obj, "cid_name", &path, Str::len(min, 35)),
         number: w.opt_string(
@@ -180,14 +181,14 @@ fn caller_id(
 }
 
 fn servers(w: &mut Walker, list: &[Value]) -> Vec<Server> {
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, v)| {
-            let path = join("servers", i);
-            let obj = w.object(v, &path)?;
-            server(w, i, obj, &path)
-        })
-        .collect()
+    // Sized up front: `filter_map` would grow the vector by doubling.
+    let mut out = Vec::with_capacity(list.len());
+    out.extend(list.iter().enumerate().filter_map(|(i, v)| {
+        let path = join("servers", i);
+        let obj = w.object(v, &path)?;
+        server(w, i, obj, &path)
+    }));
+    out
 }
 
 fn server(w: &mut Walker, index: usize, obj: &Map<String, Value>, path: &str) -> Option<Server> {
@@ -311,8 +312,9 @@ fn call_options(w: &mut Walker, obj: &Map<String, Value>, path: &str) -> CallOpt
 }
 
 fn failover(w: &mut Walker, parent: &Map<String, Value>, base: &str) -> Option<Failover> {
+    let value = Walker::field(parent, "failover")?;
     let path = join(base, "failover");
-    let obj = w.object(Walker::field(parent, "failover")?, &path)?;
+    let obj = w.object(value, &path)?;
     let e164 = w
         .opt_string(obj, "e164", &path, Str::NON_EMPTY.pattern(E164))
         .map(|n| numbers::normalize(&n).into_owned());
@@ -339,12 +341,14 @@ fn sip_uri_format(w: &mut Walker, path: &str, uri: &str) -> bool {
 
 /// `sip_headers`: the schema's array of `{name: value}` objects, or one object (§1).
 fn sip_headers(w: &mut Walker, parent: &Map<String, Value>, base: &str) -> Vec<SipHeader> {
+    let Some(value) = Walker::field(parent, "sip_headers") else {
+        return Vec::new();
+    };
     let path = join(base, "sip_headers");
     let mut out = Vec::new();
-    match Walker::field(parent, "sip_headers") {
-        None => {}
-        Some(Value::Object(obj)) => header_object(w, obj, &path, &mut out),
-        Some(Value::Array(list)) => {
+    match value {
+        Value::Object(obj) => header_object(w, obj, &path, &mut out),
+        Value::Array(list) => {
             for (i, item) in list.iter().enumerate() {
                 let item_path = join(&path, i);
                 if let Some(obj) = w.object(item, &item_path) {
@@ -352,7 +356,7 @@ fn sip_headers(w: &mut Walker, parent: &Map<String, Value>, base: &str) -> Vec<S
                 }
             }
         }
-        Some(other) => w.type_error(&path, "array", other),
+        other => w.type_error(&path, "array", other),
     }
     out
 }
@@ -391,38 +395,57 @@ fn is_did_key(key: &str) -> bool {
 }
 
 fn dids(w: &mut Walker, obj: &Map<String, Value>, path: &str) -> Vec<Did> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(obj.len());
     for (key, value) in obj {
-        let did_path = join(path, key);
-        if !is_did_key(key) {
-            w.error(
-                &did_path,
-                "pattern",
-                "DID must be digits with an optional leading '+'",
-                Some(json!("^\\+?\\d+$")),
-                Some(json!(key)),
-            );
-            continue;
+        if let Some(did) = did(w, key, value, path) {
+            out.push(did);
         }
-        let empty = Map::new();
-        let opts = match value {
-            Value::Null => Some(&empty),
-            v => w.object(v, &did_path),
-        };
-        let Some(opts) = opts else { continue };
-        out.push(Did {
-            key: key.clone(),
-            number: numbers::normalize(key).into_owned(),
-            options: call_options(w, opts, &did_path),
-            flags: did_flags(w, opts, &did_path),
-        });
     }
     out
 }
 
+/// One `DIDs` member. Most DIDs have no options (`{}` or `null`): they are built without
+/// formatting their path, which is only needed for an error or an option to check.
+fn did(w: &mut Walker, key: &str, value: &Value, path: &str) -> Option<Did> {
+    let no_options = match value {
+        Value::Null => true,
+        Value::Object(opts) => opts.is_empty(),
+        _ => false,
+    };
+    if no_options && is_did_key(key) {
+        return Some(Did {
+            key: key.to_string(),
+            number: numbers::normalize(key).into_owned(),
+            options: CallOptions::default(),
+            flags: Vec::new(),
+        });
+    }
+    let did_path = join(path, key);
+    if !is_did_key(key) {
+        w.error(
+            &did_path,
+            "pattern",
+            "DID must be digits with an optional leading '+'",
+            Some(json!("^\\+?\\d+$")),
+            Some(json!(key)),
+        );
+        return None;
+    }
+    let opts = w.object(value, &did_path)?;
+    Some(Did {
+        key: key.to_string(),
+        number: numbers::normalize(key).into_owned(),
+        options: call_options(w, opts, &did_path),
+        flags: did_flags(w, opts, &did_path),
+    })
+}
+
 fn did_flags(w: &mut Walker, obj: &Map<String, Value>, base: &str) -> Vec<String> {
+    let Some(value) = Walker::field(obj, "options") else {
+        return Vec::new();
+    };
     let path = join(base, "options");
-    let Some(list) = Walker::field(obj, "options").and_then(|v| w.array(v, &path)) else {
+    let Some(list) = w.array(value, &path) else {
         return Vec::new();
     };
     list.iter()
