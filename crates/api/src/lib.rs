@@ -177,6 +177,8 @@ fn reload_loop(store: &Store, rx: &mpsc::Receiver<Trigger>, interval: Option<Dur
     loop {
         match rx.recv_timeout(wait) {
             Ok(Trigger::Signal) => {
+                // Signals sent while a reload ran are served by this one reload.
+                while rx.try_recv().is_ok() {}
                 tracing::info!("SIGHUP: reloading every connectivity document");
                 log_reload("signal", &store.reload(true));
             }

@@ -87,6 +87,28 @@ struct Cached {
     doc: Arc<Document>,
 }
 
+/// One document of a reload in progress.
+enum Slot {
+    /// Unchanged on disk: the live one is reused.
+    Cached(Arc<Document>),
+    /// Read and validated by this reload.
+    Fresh(Box<Document>),
+    /// Failed to load (the reload is refused).
+    Missing,
+}
+
+impl Slot {
+    /// [`Catalog::build`] takes documents by value: fresh ones move in, unchanged ones
+    /// are cloned from the live catalog (still far cheaper than parsing them again).
+    fn into_owned(self) -> Option<Document> {
+        match self {
+            Slot::Cached(doc) => Some(Document::clone(&doc)),
+            Slot::Fresh(doc) => Some(*doc),
+            Slot::Missing => None,
+        }
+    }
+}
+
 /// What the writer lock guards.
 struct Files {
     by_path: HashMap<PathBuf, Cached>,
@@ -285,13 +307,15 @@ impl Store {
     fn reload_locked(&self, files: &mut Files, scan: Scan, full: bool) -> Reload {
         let started = Instant::now();
         files.seen = Some(scan.fingerprint());
-        let mut docs: Vec<Option<Arc<Document>>> = Vec::with_capacity(scan.entries.len());
+        let mut slots: Vec<Slot> = Vec::with_capacity(scan.entries.len());
         let mut to_load = Vec::new();
         for (i, e) in scan.entries.iter().enumerate() {
             match files.by_path.get(&e.path) {
-                Some(c) if !full && c.stamp == Some(e.stamp) => docs.push(Some(c.doc.clone())),
+                Some(c) if !full && c.stamp == Some(e.stamp) => {
+                    slots.push(Slot::Cached(c.doc.clone()))
+                }
                 _ => {
-                    docs.push(None);
+                    slots.push(Slot::Missing);
                     to_load.push(i);
                 }
             }
@@ -304,19 +328,15 @@ impl Store {
         let mut failures = scan.problems;
         for (i, loaded) in load_parallel(&scan.entries, &to_load) {
             match loaded {
-                Ok(doc) => docs[i] = Some(Arc::new(doc)),
+                Ok(doc) => slots[i] = Slot::Fresh(Box::new(doc)),
                 Err(e) => failures.push(e),
             }
         }
         if !failures.is_empty() {
             return self.failed(failures);
         }
-        let catalog = self.catalog();
-        let settings = catalog.settings().clone();
-        // Catalog::build takes documents by value; unchanged ones are cloned from the
-        // cache (cheaper than parsing and validating them again).
-        let owned = docs.iter().flatten().map(|d| Document::clone(d));
-        let next = match Catalog::build(settings, owned) {
+        let settings = self.catalog().settings().clone();
+        let next = match Catalog::build(settings, slots.into_iter().filter_map(Slot::into_owned)) {
             Ok(next) => next,
             Err(failures) => return self.failed(failures),
         };

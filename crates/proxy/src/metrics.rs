@@ -1,0 +1,303 @@
+//! Counters of the proxy core for Prometheus: plain relaxed atomics bumped on the packet
+//! path (no lock, no allocation, no label maps: every label set is a fixed array slot),
+//! rendered as text by [`ProxyMetrics::render`] when `/metrics` is scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Which way a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Carrier → DID → customer PBX.
+    Inbound,
+    /// Customer PBX → carrier (or on-net).
+    Outbound,
+}
+
+impl Direction {
+    const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+    fn label(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// How a call attempt ended, as the caller saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx reached the caller.
+    Answered,
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// Refused by the proxy itself (unknown DID or source, auth, trunks, disabled...).
+    Rejected,
+    /// Every branch failed (error responses, timeouts, transport errors).
+    Failed,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Answered,
+        Outcome::Cancelled,
+        Outcome::Rejected,
+        Outcome::Failed,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Why a call moved on to its next target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverReason {
+    /// An error response listed by `failover_on`.
+    Response,
+    /// No provisional response within `progress_timeout`, or timer B.
+    Timeout,
+    /// The transport failed (connection refused, ICMP unreachable).
+    Transport,
+}
+
+impl FailoverReason {
+    const ALL: [FailoverReason; 3] = [
+        FailoverReason::Response,
+        FailoverReason::Timeout,
+        FailoverReason::Transport,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            FailoverReason::Response => "response",
+            FailoverReason::Timeout => "timeout",
+            FailoverReason::Transport => "transport",
+        }
+    }
+}
+
+/// Upper bounds of the response-time buckets, in microseconds (5 ms … 30 s: provisional
+/// answers take milliseconds, final ones up to the answer timeout).
+const BUCKETS_MICROS: [u64; 12] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 30_000_000,
+];
+
+/// A Prometheus histogram over fixed buckets (each counts only its own range; the
+/// cumulative counts are summed when rendering).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_MICROS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let slot = BUCKETS_MICROS
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(BUCKETS_MICROS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS_MICROS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BUCKETS_MICROS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Every counter of the core. Shared by all workers (`Sync`).
+#[derive(Debug, Default)]
+pub struct ProxyMetrics {
+    calls: [[AtomicU64; 4]; 2],
+    failovers: [AtomicU64; 3],
+    auth_failures: AtomicU64,
+    bans: AtomicU64,
+    retransmissions: AtomicU64,
+    parse_errors: AtomicU64,
+    /// INVITE sent → first provisional response (100 excluded: it is hop-by-hop).
+    first_provisional: [Histogram; 2],
+    /// INVITE received → final response sent to the caller.
+    final_response: [Histogram; 2],
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn dir_index(d: Direction) -> usize {
+    d as usize
+}
+
+impl ProxyMetrics {
+    pub fn call_ended(&self, direction: Direction, outcome: Outcome) {
+        bump(&self.calls[dir_index(direction)][outcome as usize]);
+    }
+
+    pub fn failover(&self, reason: FailoverReason) {
+        bump(&self.failovers[reason as usize]);
+    }
+
+    pub fn auth_failure(&self) {
+        bump(&self.auth_failures);
+    }
+
+    pub fn ban(&self) {
+        bump(&self.bans);
+    }
+
+    /// A request or response sent again (timer A/E/G), or a peer's retransmission
+    /// absorbed by a transaction.
+    pub fn retransmission(&self) {
+        bump(&self.retransmissions);
+    }
+
+    pub fn parse_error(&self) {
+        bump(&self.parse_errors);
+    }
+
+    pub fn first_provisional(&self, direction: Direction, took: Duration) {
+        self.first_provisional[dir_index(direction)].observe(took);
+    }
+
+    pub fn final_response(&self, direction: Direction, took: Duration) {
+        self.final_response[dir_index(direction)].observe(took);
+    }
+
+    /// Calls that ended `direction`/`outcome` so far (for tests).
+    pub fn calls(&self, direction: Direction, outcome: Outcome) -> u64 {
+        self.calls[dir_index(direction)][outcome as usize].load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text of every counter.
+    pub fn render(&self, out: &mut String) {
+        family(
+            out,
+            "trunkstore_calls_total",
+            "counter",
+            "Calls by direction and outcome.",
+        );
+        for d in Direction::ALL {
+            for o in Outcome::ALL {
+                let n = self.calls(d, o);
+                let _ = writeln!(
+                    out,
+                    "trunkstore_calls_total{{direction=\"{}\",outcome=\"{}\"}} {n}",
+                    d.label(),
+                    o.label()
+                );
+            }
+        }
+        family(
+            out,
+            "trunkstore_failovers_total",
+            "counter",
+            "Failovers by reason.",
+        );
+        for r in FailoverReason::ALL {
+            let n = self.failovers[r as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "trunkstore_failovers_total{{reason=\"{}\"}} {n}",
+                r.label()
+            );
+        }
+        for (name, help, counter) in [
+            (
+                "trunkstore_auth_failures_total",
+                "Failed authentications.",
+                &self.auth_failures,
+            ),
+            (
+                "trunkstore_bans_total",
+                "Sources banned after repeated failures.",
+                &self.bans,
+            ),
+            (
+                "trunkstore_retransmissions_total",
+                "SIP retransmissions sent or absorbed.",
+                &self.retransmissions,
+            ),
+            (
+                "trunkstore_parse_errors_total",
+                "Messages that could not be parsed.",
+                &self.parse_errors,
+            ),
+        ] {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        for (name, help, hists) in [
+            (
+                "trunkstore_first_provisional_seconds",
+                "INVITE to the first provisional response.",
+                &self.first_provisional,
+            ),
+            (
+                "trunkstore_final_response_seconds",
+                "INVITE to the final response.",
+                &self.final_response,
+            ),
+        ] {
+            family(out, name, "histogram", help);
+            for d in Direction::ALL {
+                let labels = format!("direction=\"{}\"", d.label());
+                hists[dir_index(d)].render(out, name, &labels);
+            }
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_histograms_render() {
+        let m = ProxyMetrics::default();
+        m.call_ended(Direction::Inbound, Outcome::Answered);
+        m.call_ended(Direction::Inbound, Outcome::Answered);
+        m.call_ended(Direction::Outbound, Outcome::Rejected);
+        m.failover(FailoverReason::Timeout);
+        m.auth_failure();
+        m.first_provisional(Direction::Inbound, Duration::from_millis(3));
+        m.first_provisional(Direction::Inbound, Duration::from_millis(70));
+        m.final_response(Direction::Inbound, Duration::from_secs(60));
+        let mut page = String::new();
+        m.render(&mut page);
+        for line in [
+            "trunkstore_calls_total{direction=\"inbound\",outcome=\"answered\"} 2",
+            "trunkstore_calls_total{direction=\"outbound\",outcome=\"rejected\"} 1",
+            "trunkstore_failovers_total{reason=\"timeout\"} 1",
+            "trunkstore_auth_failures_total 1",
+            "trunkstore_first_provisional_seconds_bucket{direction=\"inbound\",le=\"0.005\"} 1",
+            "trunkstore_first_provisional_seconds_bucket{direction=\"inbound\",le=\"0.1\"} 2",
+            "trunkstore_first_provisional_seconds_count{direction=\"inbound\"} 2",
+            "trunkstore_final_response_seconds_bucket{direction=\"inbound\",le=\"30\"} 0",
+            "trunkstore_final_response_seconds_bucket{direction=\"inbound\",le=\"+Inf\"} 1",
+        ] {
+            assert!(page.lines().any(|l| l == line), "missing {line}:\n{page}");
+        }
+    }
+}
