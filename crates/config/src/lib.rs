@@ -31,9 +31,9 @@ mod walk;
 
 pub use catalog::{Catalog, DidMatch, DidRef, Summary};
 pub use document::{
-    merged_sip_headers, Account, Auth, AuthMethod, CallOptions, CallerId, Did, Document,
-    EffectiveOptions, Failover, FailoverTarget, MediaHandling, Secret, Server, ServerOptions,
-    SipHeader,
+    merged_sip_headers, Account, Auth, AuthMethod, CallOptions, CallerId, Did, DidOptions,
+    Document, EffectiveOptions, Failover, FailoverTarget, MediaHandling, Secret, Server,
+    ServerOptions, SipHeader,
 };
 pub use error::{FileErrors, ValidationError, ValidationErrors};
 pub use numbers::NumberFormat;

@@ -416,7 +416,7 @@ fn did(w: &mut Walker, key: &str, value: &Value, path: &str) -> Option<Did> {
         return Some(Did {
             key: key.to_string(),
             number: numbers::normalize(key).into_owned(),
-            options: CallOptions::default(),
+            options: DidOptions::default(),
             flags: Vec::new(),
         });
     }
@@ -435,7 +435,7 @@ fn did(w: &mut Walker, key: &str, value: &Value, path: &str) -> Option<Did> {
     Some(Did {
         key: key.to_string(),
         number: numbers::normalize(key).into_owned(),
-        options: call_options(w, opts, &did_path),
+        options: call_options(w, opts, &did_path).into(),
         flags: did_flags(w, opts, &did_path),
     })
 }
