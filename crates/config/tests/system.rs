@@ -331,3 +331,50 @@ fn document_ids_from_paths() {
         Path::new("/c/acme/main.json")
     );
 }
+
+/// Every DID resolves to its own document, server and entry, also around servers and
+/// documents without DIDs, and after a document in the middle is removed or replaced.
+#[test]
+fn every_did_resolves_to_its_owner() {
+    let server = |ip: &str, dids: &[&str]| {
+        let dids: serde_json::Map<String, Value> =
+            dids.iter().map(|d| (d.to_string(), json!(null))).collect();
+        json!({"auth": {"auth_method": "ip", "ip": ip}, "DIDs": dids})
+    };
+    let docs = [
+        doc(
+            "a",
+            "one",
+            json!({"servers": [server("10.0.0.1", &["+1201", "+1202"]), server("10.0.0.2", &[]), server("10.0.0.3", &["+1203"])]}),
+        ),
+        doc("a", "two", json!({"servers": []})),
+        doc(
+            "b",
+            "three",
+            json!({"servers": [server("10.0.0.4", &[]), server("10.0.0.5", &["+1204", "4155551234", "+123456789012345678901"])]}),
+        ),
+    ];
+    let owners = |catalog: &Catalog| {
+        let mut found = Vec::new();
+        for d in catalog.documents() {
+            for s in &d.servers {
+                for did in &s.dids {
+                    let m = catalog.did(&did.number).expect("indexed");
+                    assert!(std::ptr::eq(m.did, did), "{}", did.number);
+                    assert!(std::ptr::eq(m.server, s) && std::ptr::eq(m.document, &**d));
+                    found.push(did.number.clone());
+                }
+            }
+        }
+        assert_eq!(catalog.summary().dids, found.len());
+        found
+    };
+    let catalog = Catalog::build(settings(json!([])), docs.clone()).unwrap();
+    assert_eq!(owners(&catalog).len(), 6);
+    let catalog = catalog.remove("a", "one");
+    assert_eq!(owners(&catalog).len(), 3);
+    assert!(catalog.did("+1201").is_none());
+    let catalog = catalog.replace(docs[0].clone()).unwrap();
+    assert_eq!(owners(&catalog).len(), 6);
+    assert_eq!(catalog.did("+14155551234").unwrap().document.id, "three");
+}
