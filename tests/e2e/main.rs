@@ -11,6 +11,7 @@ mod api;
 mod config;
 mod harness;
 mod inbound;
+mod outbound;
 mod proxy;
 mod raw;
 mod sipp;
@@ -266,11 +267,13 @@ fn unknown_did_gets_404() {
 }
 
 #[test]
-fn unknown_source_gets_403() {
+fn unknown_source_is_challenged() {
+    // Not a carrier nor an IP-auth server: it must authenticate as a password server
+    // (behaviour.md §3).
     let stranger = free_port();
     refused_calls(
         "unknown-source",
-        vec!["+14155550000;403;70".into(); 3],
+        vec!["+14155550000;407;70".into(); 3],
         Some(stranger),
     );
 }
