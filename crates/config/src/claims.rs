@@ -7,6 +7,7 @@
 //! claimed so far). The claimant's account, document and path, needed only for a conflict
 //! message, are looked up from the ordinal when a conflict happens.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;
@@ -137,8 +138,8 @@ impl DidIndex {
             None => return claim_long(&mut self.long, number, ordinal),
         };
         match slot {
-            std::collections::hash_map::Entry::Occupied(first) => Err(*first.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
+            Entry::Occupied(first) => Err(*first.get()),
+            Entry::Vacant(v) => {
                 v.insert(ordinal);
                 Ok(())
             }
