@@ -150,7 +150,8 @@ fn delay_holds_the_invite() {
         cdr_all(&lines, "server", json!("pbx"))?;
         cdr_all(&lines, "answered_attempt", json!(1))?;
         cdr_all(&lines, "failover", json!(false))?;
-        cdr_all(&lines, "trunk_held", json!(false))?;
+        // Calls from carriers take a trunk of the DID's account (behaviour.md §6).
+        cdr_all(&lines, "trunk_held", json!(true))?;
         match lines
             .iter()
             .find(|l| !l["answer"].is_string() || !l["end"].is_string())
