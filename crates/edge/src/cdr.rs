@@ -96,8 +96,13 @@ impl CdrWriter {
     }
 }
 
-/// Opens `path` for appending (created if missing) and starts the writer thread.
+/// Opens `path` for appending and starts the writer thread. The file and its directory are
+/// created if missing: the shipped config names `var/cdr.jsonl`, and an operator expects a
+/// fresh checkout to start, not to fail on a directory nobody made.
 pub fn start(path: &Path) -> io::Result<(CdrSink, CdrWriter)> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let file = OpenOptions::new().create(true).append(true).open(path)?;
     let (tx, rx) = mpsc::sync_channel(CHANNEL);
     let clock = (SystemTime::now(), Instant::now());
@@ -389,6 +394,19 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.lines().all(|l| l.starts_with('{') && l.ends_with('}')));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writer_creates_missing_directories() {
+        let dir = std::env::temp_dir().join(format!("ts-cdr-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("var").join("cdr.jsonl");
+        let (sink, writer) = start(&path).unwrap();
+        sink.send(record(Instant::now()));
+        drop(sink);
+        writer.join();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
