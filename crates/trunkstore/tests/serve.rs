@@ -25,6 +25,38 @@ fn free_port() -> u16 {
     panic!("no free port");
 }
 
+/// The repository's shipped `config/` (the README's run command), copied into `dir` with
+/// only its ports changed so the test can run beside others; everything else — relative
+/// paths such as the CDR file included — is as shipped.
+fn copy_shipped_config(dir: &Path, port: u16) -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    copy_tree(&shipped.join("connectivity"), &dir.join("connectivity"));
+    let mut settings: serde_json::Value =
+        serde_json::from_slice(&fs::read(shipped.join("trunkstore.json")).unwrap()).unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    settings["listen"] = json!({"udp": [addr], "tcp": [addr]});
+    settings["advertise"] = json!(addr);
+    settings["api"]["listen"] = json!(format!("127.0.0.1:{}", free_port()));
+    settings["metrics"]["listen"] = json!(format!("127.0.0.1:{}", free_port()));
+    settings["log"]["level"] = json!("info");
+    let path = dir.join("trunkstore.json");
+    fs::write(&path, serde_json::to_vec_pretty(&settings).unwrap()).unwrap();
+    path
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 fn write_config(dir: &Path, port: u16) -> PathBuf {
     fs::create_dir_all(dir.join("connectivity")).unwrap();
     let addr = format!("127.0.0.1:{port}");
@@ -53,9 +85,15 @@ struct Proxy {
 
 impl Proxy {
     fn start() -> Proxy {
+        Proxy::start_with(write_config)
+    }
+
+    /// Starts the binary on the settings file that `write` puts in a fresh temp dir for the
+    /// given SIP port.
+    fn start_with(write: impl FnOnce(&Path, u16) -> PathBuf) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = write_config(dir.path(), port);
+        let config = write(dir.path(), port);
         let mut child = Command::new(env!("CARGO_BIN_EXE_trunkstore"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .env_remove("RUST_LOG")
@@ -188,6 +226,19 @@ fn answers_options_over_udp_and_tcp_rejects_malformed_and_stops_on_sigterm() {
     let status = proxy.wait_exit(Duration::from_secs(GRACE_SECS + 2));
     assert!(status.success(), "{status:?}");
     assert!(t0.elapsed() < Duration::from_secs(GRACE_SECS + 2));
+}
+
+#[test]
+fn serves_the_shipped_default_config() {
+    let mut proxy = Proxy::start_with(copy_shipped_config);
+    let to = proxy.addr;
+    let r = udp_exchange(to, |me| options("UDP", me, to, "shipped-options"));
+    assert!(status_line(&r).starts_with("SIP/2.0 200"), "{r}");
+    let cdr_dir = proxy._dir.path().join("var");
+    assert!(cdr_dir.is_dir(), "the CDR file's directory was not created");
+    proxy.signal(libc::SIGTERM);
+    let status = proxy.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
