@@ -50,8 +50,9 @@ pub(crate) fn handle_datagram(
         return;
     }
     // Unparseable input is dropped: without a parsed request there is no Via to answer.
-    if let Ok(msg) = parse_datagram(data, &state.cfg.limits) {
-        handle_message(state, shard, now, from, local, msg);
+    match parse_datagram(data, &state.cfg.limits) {
+        Ok(msg) => handle_message(state, shard, now, from, local, msg),
+        Err(_) => state.metrics.parse_error(),
     }
 }
 

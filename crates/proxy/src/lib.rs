@@ -28,6 +28,7 @@ pub mod config;
 mod engine;
 mod keys;
 mod local;
+pub mod metrics;
 mod outbound;
 mod proxying;
 mod request;
@@ -152,6 +153,25 @@ impl Proxy {
     /// Auth failures, bans and drops of the protection layer (metrics).
     pub fn protection_stats(&self, now: Instant) -> auth::ProtectionStats {
         self.state.protection.stats(now)
+    }
+
+    /// The core's counters and response-time histograms (metrics).
+    pub fn metrics(&self) -> &metrics::ProxyMetrics {
+        &self.state.metrics
+    }
+
+    /// Trunk limits (`account.trunks`) of the accounts listed by [`Proxy::trunks_in_use`]
+    /// that have one (metrics).
+    pub fn trunk_limits(&self) -> Vec<(String, u32)> {
+        self.state
+            .trunks
+            .in_use()
+            .into_iter()
+            .filter_map(|(account, _)| {
+                let limit = self.state.dir.trunk_limit(&account)?;
+                Some((account, limit))
+            })
+            .collect()
     }
 
     /// From now on, new out-of-dialog requests get 503; transactions and dialogs in

@@ -6,24 +6,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Which way a call goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Carrier → DID → customer PBX.
-    Inbound,
-    /// Customer PBX → carrier (or on-net).
-    Outbound,
-}
+pub use crate::route::Direction;
 
-impl Direction {
-    const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
-    fn label(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
+const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::OnNet];
 
 /// How a call attempt ended, as the caller saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +92,10 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (i, bound) in BUCKETS_MICROS.iter().enumerate() {
@@ -125,16 +114,19 @@ impl Histogram {
 /// Every counter of the core. Shared by all workers (`Sync`).
 #[derive(Debug, Default)]
 pub struct ProxyMetrics {
-    calls: [[AtomicU64; 4]; 2],
+    calls: [[AtomicU64; 4]; 3],
     failovers: [AtomicU64; 3],
     auth_failures: AtomicU64,
+    challenges: AtomicU64,
     bans: AtomicU64,
-    retransmissions: AtomicU64,
+    /// [sent by our timers, received from a peer and absorbed].
+    retransmissions: [AtomicU64; 2],
     parse_errors: AtomicU64,
-    /// INVITE sent → first provisional response (100 excluded: it is hop-by-hop).
-    first_provisional: [Histogram; 2],
-    /// INVITE received → final response sent to the caller.
-    final_response: [Histogram; 2],
+    /// INVITE sent on a branch → its first provisional response (100 excluded: it is
+    /// hop-by-hop).
+    first_provisional: [Histogram; 3],
+    /// INVITE sent on a branch → its final response.
+    final_response: [Histogram; 3],
 }
 
 fn bump(counter: &AtomicU64) {
@@ -142,7 +134,11 @@ fn bump(counter: &AtomicU64) {
 }
 
 fn dir_index(d: Direction) -> usize {
-    d as usize
+    match d {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+        Direction::OnNet => 2,
+    }
 }
 
 impl ProxyMetrics {
@@ -158,14 +154,24 @@ impl ProxyMetrics {
         bump(&self.auth_failures);
     }
 
+    /// A 407 sent to a request (no credentials, stale or replayed nonce).
+    pub fn challenge(&self) {
+        bump(&self.challenges);
+    }
+
     pub fn ban(&self) {
         bump(&self.bans);
     }
 
-    /// A request or response sent again (timer A/E/G), or a peer's retransmission
-    /// absorbed by a transaction.
-    pub fn retransmission(&self) {
-        bump(&self.retransmissions);
+    /// A request or response we sent again (timer A/E/G).
+    pub fn retransmission_sent(&self) {
+        bump(&self.retransmissions[0]);
+    }
+
+    /// A peer's retransmission absorbed by a transaction (request, or a final response
+    /// ACKed again).
+    pub fn retransmission_received(&self) {
+        bump(&self.retransmissions[1]);
     }
 
     pub fn parse_error(&self) {
@@ -185,6 +191,43 @@ impl ProxyMetrics {
         self.calls[dir_index(direction)][outcome as usize].load(Ordering::Relaxed)
     }
 
+    pub fn failovers(&self, reason: FailoverReason) -> u64 {
+        self.failovers[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn challenges(&self) -> u64 {
+        self.challenges.load(Ordering::Relaxed)
+    }
+
+    pub fn bans(&self) -> u64 {
+        self.bans.load(Ordering::Relaxed)
+    }
+
+    /// (sent, received) retransmissions.
+    pub fn retransmissions(&self) -> (u64, u64) {
+        (
+            self.retransmissions[0].load(Ordering::Relaxed),
+            self.retransmissions[1].load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn parse_errors(&self) -> u64 {
+        self.parse_errors.load(Ordering::Relaxed)
+    }
+
+    /// Observations of the first-provisional and final-response histograms.
+    pub fn response_times_observed(&self, direction: Direction) -> (u64, u64) {
+        let i = dir_index(direction);
+        (
+            self.first_provisional[i].count(),
+            self.final_response[i].count(),
+        )
+    }
+
     /// The Prometheus text of every counter.
     pub fn render(&self, out: &mut String) {
         family(
@@ -193,13 +236,13 @@ impl ProxyMetrics {
             "counter",
             "Calls by direction and outcome.",
         );
-        for d in Direction::ALL {
+        for d in DIRECTIONS {
             for o in Outcome::ALL {
                 let n = self.calls(d, o);
                 let _ = writeln!(
                     out,
                     "trunkstore_calls_total{{direction=\"{}\",outcome=\"{}\"}} {n}",
-                    d.label(),
+                    d.as_str(),
                     o.label()
                 );
             }
@@ -225,14 +268,14 @@ impl ProxyMetrics {
                 &self.auth_failures,
             ),
             (
+                "trunkstore_auth_challenges_total",
+                "407 challenges sent (no credentials, stale or replayed nonce).",
+                &self.challenges,
+            ),
+            (
                 "trunkstore_bans_total",
                 "Sources banned after repeated failures.",
                 &self.bans,
-            ),
-            (
-                "trunkstore_retransmissions_total",
-                "SIP retransmissions sent or absorbed.",
-                &self.retransmissions,
             ),
             (
                 "trunkstore_parse_errors_total",
@@ -243,21 +286,34 @@ impl ProxyMetrics {
             family(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
         }
+        family(
+            out,
+            "trunkstore_retransmissions_total",
+            "counter",
+            "SIP retransmissions sent by our timers or received and absorbed.",
+        );
+        for (kind, counter) in ["sent", "received"].iter().zip(&self.retransmissions) {
+            let _ = writeln!(
+                out,
+                "trunkstore_retransmissions_total{{kind=\"{kind}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, hists) in [
             (
                 "trunkstore_first_provisional_seconds",
-                "INVITE to the first provisional response.",
+                "INVITE sent to a branch to its first provisional response (not 100).",
                 &self.first_provisional,
             ),
             (
                 "trunkstore_final_response_seconds",
-                "INVITE to the final response.",
+                "INVITE sent to a branch to its final response.",
                 &self.final_response,
             ),
         ] {
             family(out, name, "histogram", help);
-            for d in Direction::ALL {
-                let labels = format!("direction=\"{}\"", d.label());
+            for d in DIRECTIONS {
+                let labels = format!("direction=\"{}\"", d.as_str());
                 hists[dir_index(d)].render(out, name, &labels);
             }
         }

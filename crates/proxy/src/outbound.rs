@@ -64,6 +64,10 @@ fn authenticate(
         }
         AuthOutcome::Forbidden(why) => {
             let banned = state.protection.record_failure(ip, false, cx.now);
+            state.metrics.auth_failure();
+            if banned {
+                state.metrics.ban();
+            }
             // The reason only: credentials and passwords are never logged.
             tracing::warn!(source = %from.addr, reason = why.as_str(), banned, "digest auth failed");
             Err(Box::new(Decision::Reject(403, "Forbidden")))

@@ -14,6 +14,7 @@ use trunkstore_sip::parse::parse_datagram;
 use crate::callerid::IdentityEdit;
 use crate::engine::Ctx;
 use crate::keys::{ClientKey, TimerTarget, TxKey};
+use crate::metrics::{FailoverReason, Outcome};
 use crate::request::Routing;
 use crate::route::{self, Attempt, Failure};
 use crate::state::{
@@ -68,11 +69,16 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             return;
         }
         t.next_attempt += 1;
+        if let Some(reason) = t.failover_reason.take() {
+            cx.state.metrics.failover(reason);
+        }
         if start_attempt(cx, t, &attempt) {
             return;
         }
         // No address, or unbuildable: a failure of this attempt, at once.
-        if !may_go_on(t, Failure::Unreachable) {
+        if may_go_on(t, Failure::Unreachable) {
+            t.failover_reason = Some(FailoverReason::Transport);
+        } else {
             close_plan(t);
         }
     }
@@ -184,6 +190,7 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         attempt: t.next_attempt.min(usize::from(u16::MAX)) as u16,
         is_failover: attempt.is_failover,
         ignore_early_media: attempt.ignore_early_media,
+        sent: is_invite.then_some(now),
     });
     cx.schedule(TimerTarget::Branch(t.key, idx16), &mut timers);
     // The transaction is in the server table while it runs (inserted before the first
@@ -318,7 +325,14 @@ pub(crate) fn record(t: &mut ProxyTxn, new: Best) {
 
 /// A branch ended with a final non-2xx (received, or made up for a timeout or transport
 /// error): fail over or answer.
-fn on_branch_final(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, best: Best, failure: Failure) {
+fn on_branch_final(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    best: Best,
+    failure: Failure,
+    reason: FailoverReason,
+) {
     let Some(b) = t.branches.get(idx) else {
         return;
     };
@@ -328,17 +342,19 @@ fn on_branch_final(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, best: Best, f
     }
     // A branch we cancelled ourselves (timer C) counts as a timeout, whatever its 487
     // says.
-    let (best, failure) = if b.cancelled_by_proxy && best.status() == 487 {
-        (Best::Local(408), Failure::Timeout)
+    let (best, failure, reason) = if b.cancelled_by_proxy && best.status() == 487 {
+        (Best::Local(408), Failure::Timeout, FailoverReason::Timeout)
     } else {
-        (best, failure)
+        (best, failure, reason)
     };
     let status = best.status();
     record(t, best);
     if status >= 600 {
         cancel_branches(cx, t, true);
     }
-    if !may_go_on(t, failure) {
+    if may_go_on(t, failure) {
+        t.failover_reason = Some(reason);
+    } else {
         close_plan(t);
     }
     advance(cx, t);
@@ -366,6 +382,12 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             }
             cx.send(t.source, Some(t.local), resp);
             if t.initial_invite {
+                let outcome = if t.cancelled {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Failed
+                };
+                cx.state.metrics.call_ended(t.call.direction, outcome);
                 let code = if code == 503 { 500 } else { code };
                 calls::failed(cx, t, code);
             }
@@ -528,6 +550,12 @@ pub(crate) fn on_branch_response(
         ClientSide::Invite(c) => {
             let action = c.on_response(status, now, &mut timers);
             cx.schedule(target, &mut timers);
+            if matches!(
+                action,
+                client_invite::ResponseAction::Success | client_invite::ResponseAction::Final
+            ) {
+                observe_final(cx.state, b, now, t.initial_invite, t.call.direction);
+            }
             match action {
                 client_invite::ResponseAction::Provisional => on_provisional(cx, t, idx, msg),
                 client_invite::ResponseAction::Success => on_2xx(cx, t, idx, msg),
@@ -535,9 +563,13 @@ pub(crate) fn on_branch_response(
                     send_ack(cx, b, &msg);
                     b.timer_c = None;
                     let failure = Failure::Status(status);
-                    on_branch_final(cx, t, idx, Best::Received(Box::new(msg)), failure);
+                    let best = Best::Received(Box::new(msg));
+                    on_branch_final(cx, t, idx, best, failure, FailoverReason::Response);
                 }
-                client_invite::ResponseAction::AckAgain => send_ack(cx, b, &msg),
+                client_invite::ResponseAction::AckAgain => {
+                    cx.state.metrics.retransmission_received();
+                    send_ack(cx, b, &msg)
+                }
                 client_invite::ResponseAction::Ignore => {}
             }
         }
@@ -547,8 +579,26 @@ pub(crate) fn on_branch_response(
             // RFC 4320: provisionals other than our own 100 never go upstream.
             if action == client_non_invite::ResponseAction::Final {
                 let failure = Failure::Status(status);
-                on_branch_final(cx, t, idx, Best::Received(Box::new(msg)), failure);
+                let best = Best::Received(Box::new(msg));
+                on_branch_final(cx, t, idx, best, failure, FailoverReason::Response);
             }
+        }
+    }
+}
+
+/// The final response of an INVITE branch arrived: INVITE → final histogram, once per
+/// branch, for initial INVITEs whose branch was not cancelled (a 487 times the CANCEL).
+fn observe_final(
+    state: &State,
+    b: &mut Branch,
+    now: Instant,
+    initial: bool,
+    direction: crate::route::Direction,
+) {
+    if let Some(sent) = b.sent.take() {
+        if initial && matches!(b.cancel, CancelState::None) {
+            let took = now.saturating_duration_since(sent);
+            state.metrics.final_response(direction, took);
         }
     }
 }
@@ -556,10 +606,17 @@ pub(crate) fn on_branch_response(
 fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     let status = msg.status().unwrap_or(100);
     let key = t.key;
+    let (initial, direction) = (t.initial_invite, t.call.direction);
     let Some(b) = t.branches.get_mut(idx) else {
         return;
     };
     b.provisional = true;
+    if status > 100 && !b.progress && initial {
+        if let Some(sent) = b.sent {
+            let took = cx.now.saturating_duration_since(sent);
+            cx.state.metrics.first_provisional(direction, took);
+        }
+    }
     if status > 100 {
         b.progress = true;
         // §16.7 step 2: a provisional restarts timer C.
@@ -645,6 +702,9 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.schedule(TimerTarget::Server(t.key), &mut timers);
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
+        cx.state
+            .metrics
+            .call_ended(t.call.direction, Outcome::Answered);
         let (attempt, failover) = (t.branches[idx].attempt, t.branches[idx].is_failover);
         calls::established(cx, t, cx.now, attempt, failover);
     }
@@ -715,6 +775,7 @@ pub(crate) fn on_server_timer(cx: &mut Ctx<'_>, t: &mut ProxyTxn, kind: TimerKin
             if let server_invite::TimerAction::Retransmit(resp) =
                 s.on_timer(kind, at, now, &mut timers)
             {
+                cx.state.metrics.retransmission_sent();
                 cx.send(t.source, Some(t.local), resp);
             }
         }
@@ -752,7 +813,8 @@ pub(crate) fn on_branch_timer(
                     Failure::Unreachable
                 };
                 c.terminate();
-                on_branch_final(cx, t, idx, Best::Local(408), failure);
+                let reason = FailoverReason::Timeout;
+                on_branch_final(cx, t, idx, Best::Local(408), failure, reason);
             } else {
                 cancel_branch(cx, t, idx, true);
             }
@@ -774,6 +836,7 @@ pub(crate) fn on_branch_timer(
                     == client_non_invite::TimerAction::Retransmit
                 {
                     let r = request.clone();
+                    cx.state.metrics.retransmission_sent();
                     cx.send(b.peer, b.from, r);
                 }
             }
@@ -784,22 +847,34 @@ pub(crate) fn on_branch_timer(
             client_invite::TimerAction::Retransmit if b.given_up => {}
             client_invite::TimerAction::Retransmit => {
                 let r = b.request.clone();
+                cx.state.metrics.retransmission_sent();
                 cx.send(b.peer, b.from, r);
             }
             // Timer B: no response at all.
-            client_invite::TimerAction::Timeout => {
-                on_branch_final(cx, t, idx, Best::Local(408), Failure::Unreachable)
-            }
+            client_invite::TimerAction::Timeout => on_branch_final(
+                cx,
+                t,
+                idx,
+                Best::Local(408),
+                Failure::Unreachable,
+                FailoverReason::Timeout,
+            ),
             _ => {}
         },
         (_, ClientSide::NonInvite(c)) => match c.on_timer(kind, at, now, &mut timers) {
             client_non_invite::TimerAction::Retransmit => {
                 let r = b.request.clone();
+                cx.state.metrics.retransmission_sent();
                 cx.send(b.peer, b.from, r);
             }
-            client_non_invite::TimerAction::Timeout => {
-                on_branch_final(cx, t, idx, Best::Local(408), Failure::Unreachable)
-            }
+            client_non_invite::TimerAction::Timeout => on_branch_final(
+                cx,
+                t,
+                idx,
+                Best::Local(408),
+                Failure::Unreachable,
+                FailoverReason::Timeout,
+            ),
             _ => {}
         },
     }
@@ -820,7 +895,9 @@ fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
         b.cancelled_by_proxy = true;
     }
     record(t, Best::Local(408));
-    if !may_go_on(t, Failure::Timeout) {
+    if may_go_on(t, Failure::Timeout) {
+        t.failover_reason = Some(FailoverReason::Timeout);
+    } else {
         close_plan(t);
     }
     advance(cx, t);
@@ -836,7 +913,8 @@ pub(crate) fn on_branch_transport_error(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx:
     }
     b.client.terminate();
     b.timer_c = None;
-    on_branch_final(cx, t, idx, Best::Local(503), Failure::Unreachable);
+    let reason = FailoverReason::Transport;
+    on_branch_final(cx, t, idx, Best::Local(503), Failure::Unreachable, reason);
 }
 
 /// Removes a finished proxy transaction and its client transactions from the tables.

@@ -12,7 +12,8 @@ use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
 use crate::engine::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
-use crate::route::{self, Attempt, AttemptPlan, Decision, SourceClass};
+use crate::metrics::Outcome;
+use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
 use crate::state::{CallInfo, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
 use crate::trunks::TrunkHold;
@@ -110,6 +111,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
             rej.reason.as_bytes(),
             extra,
         );
+        count_rejected(cx, from, &msg, None);
         return;
     }
     if method == Method::Cancel {
@@ -119,6 +121,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let loop_hash = loop_hash(cx, &msg);
     if is_loop(cx, &msg, loop_hash) {
         local::respond(cx, from, local, &msg, 482, b"Loop Detected", &[]);
+        count_rejected(cx, from, &msg, None);
         return;
     }
     let routing = preprocess_routes(cx, &msg);
@@ -142,9 +145,12 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         Decision::Forward(p) => p,
         Decision::Reject(code, reason) => {
             local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
+            count_rejected(cx, from, &msg, None);
             return;
         }
         Decision::Challenge(c) => {
+            // A step of digest auth, not the end of a call: counted as a challenge only.
+            cx.state.metrics.challenge();
             let reason = b"Proxy Authentication Required";
             local::respond(cx, from, local, &msg, 407, reason, &c.headers());
             return;
@@ -153,6 +159,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     };
     if cx.state.servers.len() >= cx.state.cfg.max_transactions {
         local::respond(cx, from, local, &msg, 503, b"Service Unavailable", &[]);
+        count_rejected(cx, from, &msg, Some(plan.direction));
         return;
     }
     let record_route =
@@ -163,6 +170,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
             Ok(t) => t,
             Err((code, reason)) => {
                 local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
+                count_rejected(cx, from, &msg, Some(plan.direction));
                 return;
             }
         }
@@ -203,6 +211,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         delay_elapsed: None,
         plan_closed: false,
         failover_ran: false,
+        failover_reason: None,
         started: cx.now,
         best: None,
         cancelled: false,
@@ -232,7 +241,21 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     proxying::remove_if_finished(cx.state, &t);
 }
 
+/// An initial INVITE refused by the proxy itself (metrics). Without a plan, a carrier's
+/// call is inbound and anything else outbound.
+fn count_rejected(cx: &Ctx<'_>, from: Peer, msg: &Message, direction: Option<Direction>) {
+    if msg.method() != Some(Method::Invite) || sipview::to_tag(msg).is_some() {
+        return;
+    }
+    let direction = direction.unwrap_or_else(|| match cx.state.dir.classify_source(from.addr) {
+        SourceClass::Carrier(_) => Direction::Inbound,
+        _ => Direction::Outbound,
+    });
+    cx.state.metrics.call_ended(direction, Outcome::Rejected);
+}
+
 fn absorb_retransmission(cx: &mut Ctx<'_>, txn: &crate::state::TxnRef) {
+    cx.state.metrics.retransmission_received();
     let t = lock(txn);
     if let Some(resp) = t.server.on_retransmission() {
         let (to, from) = (t.source, Some(t.local));

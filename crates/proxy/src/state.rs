@@ -17,6 +17,7 @@ use trunkstore_sip::message::Message;
 use crate::auth::{Authenticator, Protection};
 use crate::callerid::Identity;
 use crate::keys::{CallKey, ClientKey, KeyHasher, TxKey};
+use crate::metrics::{FailoverReason, ProxyMetrics};
 use crate::route::{AttemptPlan, Direction, Directory};
 use crate::transaction::{
     ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
@@ -41,6 +42,8 @@ pub(crate) struct State {
     pub protection: Protection,
     /// Trunks in use per account (§6).
     pub trunks: Trunks,
+    /// Counters for `/metrics` (relaxed atomics).
+    pub metrics: ProxyMetrics,
     /// When the proxy was made: the origin of nonce times and protection clocks.
     pub epoch: Instant,
     /// Precomputed pieces of our Via and Record-Route, per transport.
@@ -186,6 +189,9 @@ pub(crate) struct Branch {
     pub is_failover: bool,
     /// Relay early media from it as a plain 180 (§4.6).
     pub ignore_early_media: bool,
+    /// When the INVITE went out, until its final response came back (response-time
+    /// histograms; `None` for other methods).
+    pub sent: Option<Instant>,
 }
 
 impl Branch {
@@ -232,6 +238,9 @@ pub(crate) struct ProxyTxn {
     pub plan_closed: bool,
     /// The failover attempt was added to the plan (call record).
     pub failover_ran: bool,
+    /// Why the last attempt failed when the plan may go on: counted as a failover when
+    /// the next attempt starts (metrics).
+    pub failover_reason: Option<FailoverReason>,
     /// When the request arrived (call record).
     pub started: Instant,
     pub best: Option<Best>,
@@ -277,6 +286,7 @@ impl ProxyTxn {
             delay_elapsed: None,
             plan_closed: true,
             failover_ran: false,
+            failover_reason: None,
             started: now,
             best: None,
             cancelled: false,
@@ -318,6 +328,7 @@ impl State {
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),
             trunks: Trunks::default(),
+            metrics: ProxyMetrics::default(),
             epoch,
             cfg,
             timers,

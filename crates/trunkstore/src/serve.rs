@@ -11,6 +11,7 @@ use trunkstore_api::{Api, ApiOptions, MetricsSource, Store, WATCH_INTERVAL};
 use trunkstore_config::{Catalog, LogFormat, Settings};
 use trunkstore_edge::cdr::{CdrCore, CdrSink, CdrWriter};
 use trunkstore_edge::{Core, Edge, EdgeConfig};
+use trunkstore_proxy::auth::ProtectionStats;
 use trunkstore_proxy::{Proxy, ProxyConfig};
 use trunkstore_routing::{Router, Snapshot};
 
@@ -164,13 +165,52 @@ impl MetricsSource for ProxyMetrics {
             "Dialogs established and not yet ended.",
             stats.calls,
         );
-        render_trunks(out, &self.0.trunks_in_use());
+        render_trunks(out, &self.0.trunks_in_use(), &self.0.trunk_limits());
+        self.0.metrics().render(out);
+        render_protection(out, &self.0.protection_stats(std::time::Instant::now()));
     }
+}
+
+/// Gauges and drop counters of the protection layer (behaviour.md §8); its auth failures
+/// and bans are counted by the core's metrics.
+fn render_protection(out: &mut String, p: &ProtectionStats) {
+    use std::fmt::Write as _;
+    use trunkstore_api::metrics::{header, single};
+    single(
+        out,
+        "trunkstore_bans_active",
+        "gauge",
+        "Sources banned now.",
+        p.bans_active,
+    );
+    header(
+        out,
+        "trunkstore_protection_dropped_total",
+        "counter",
+        "Requests dropped silently by the protection layer, by reason.",
+    );
+    for (reason, n) in [
+        ("banned", p.dropped_banned),
+        ("scanner", p.dropped_scanner),
+        ("rate_limited", p.dropped_rate_limited),
+    ] {
+        let _ = writeln!(
+            out,
+            "trunkstore_protection_dropped_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    single(
+        out,
+        "trunkstore_protection_tracked_sources",
+        "gauge",
+        "Sources tracked by the protection layer.",
+        p.tracked_sources,
+    );
 }
 
 /// `trunkstore_trunks_in_use{account="..."}` (behaviour.md §6). Account ids are path-safe
 /// identifiers (no quote or backslash to escape).
-fn render_trunks(out: &mut String, trunks: &[(String, u32)]) {
+fn render_trunks(out: &mut String, trunks: &[(String, u32)], limits: &[(String, u32)]) {
     use std::fmt::Write as _;
     trunkstore_api::metrics::header(
         out,
@@ -180,6 +220,15 @@ fn render_trunks(out: &mut String, trunks: &[(String, u32)]) {
     );
     for (account, n) in trunks {
         let _ = writeln!(out, "trunkstore_trunks_in_use{{account=\"{account}\"}} {n}");
+    }
+    trunkstore_api::metrics::header(
+        out,
+        "trunkstore_trunks_limit",
+        "gauge",
+        "Trunk limit (account.trunks) of the accounts above that have one.",
+    );
+    for (account, n) in limits {
+        let _ = writeln!(out, "trunkstore_trunks_limit{{account=\"{account}\"}} {n}");
     }
 }
 
