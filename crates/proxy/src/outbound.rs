@@ -25,21 +25,22 @@ pub(crate) fn decide(cx: &Ctx<'_>, from: Peer, msg: &Message, method: Method) ->
         return Decision::Reject(403, "Forbidden");
     };
     match authenticate(cx, &snap, from, msg) {
-        Ok(server) => route_call(cx, &snap, server, msg, method),
+        Ok((server, digest)) => route_call(cx, &snap, server, digest, msg, method),
         Err(refusal) => *refusal,
     }
 }
 
 /// §3/§5.1: the IP-auth server at the packet's source address (ip, and port when its
-/// `auth.port` is set; never a header), else a password server by digest.
+/// `auth.port` is set; never a header), else a password server by digest. The flag says
+/// the server was known by digest (its credentials are ours to consume).
 fn authenticate(
     cx: &Ctx<'_>,
     snap: &Snapshot,
     from: Peer,
     msg: &Message,
-) -> Result<ServerId, Box<Decision>> {
+) -> Result<(ServerId, bool), Box<Decision>> {
     if let Some(server) = snap.ip_server(from.addr) {
-        return Ok(server.id);
+        return Ok((server.id, false));
     }
     let ip = from.addr.ip();
     let state = cx.state;
@@ -60,7 +61,7 @@ fn authenticate(
     match state.auth.verify(snap, &req, now_secs(cx)) {
         AuthOutcome::Ok { server } => {
             state.protection.record_success(ip, cx.now);
-            Ok(server)
+            Ok((server, true))
         }
         AuthOutcome::Forbidden(why) => {
             let banned = state.protection.record_failure(ip, false, cx.now);
@@ -98,6 +99,7 @@ fn route_call(
     cx: &Ctx<'_>,
     snap: &Snapshot,
     id: ServerId,
+    digest: bool,
     msg: &Message,
     method: Method,
 ) -> Decision {
@@ -123,7 +125,7 @@ fn route_call(
         });
     if !emergency {
         if let Some(route) = snap.did(&number).filter(|r| !r.force_outbound) {
-            return on_net(cx, &number, route, method, identity);
+            return on_net(cx, &number, route, method, identity, digest);
         }
     }
     let seed = cx.state.hasher.u64(&[sipview::call_id(msg)]);
@@ -143,6 +145,7 @@ fn route_call(
         // Emergency calls are never refused for trunks and so take none (§6).
         trunk: (!emergency).then(|| server.account.clone()),
         identity,
+        strip_credentials: digest,
     }
     .into()
 }
@@ -178,6 +181,7 @@ fn on_net(
     _route: &RouteInfo,
     method: Method,
     identity: Option<IdentityEdit>,
+    digest: bool,
 ) -> Decision {
     let Some(inbound) = cx.state.dir.inbound(number) else {
         return Decision::Reject(404, "Not Found");
@@ -187,6 +191,7 @@ fn on_net(
         Decision::Forward(mut plan) => {
             plan.direction = Direction::OnNet;
             plan.identity = identity;
+            plan.strip_credentials = digest;
             plan.into()
         }
         other => other,

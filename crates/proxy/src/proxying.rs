@@ -252,12 +252,19 @@ fn build_forward(
     if let Some(id) = identity {
         id.on_request(&mut ed).ok()?;
     }
+    let stripped = if t.plan.as_ref().is_some_and(|p| p.strip_credentials) {
+        strip_own_credentials(&mut ed, &t.request)?
+    } else {
+        0
+    };
     let Some(headers) = attempt.headers.as_deref() else {
         return Some(ed.finish());
     };
     // One splice per header while the editor has room (no allocation); a long list is
     // written as one block instead. A caller ID rewrite takes two of the splices.
-    let room = HEADER_SPLICES - if identity.is_some() { 3 } else { 0 };
+    let room = HEADER_SPLICES
+        .saturating_sub(if identity.is_some() { 3 } else { 0 })
+        .saturating_sub(stripped);
     let block;
     if headers.len() <= room {
         for h in headers {
@@ -273,6 +280,31 @@ fn build_forward(
 
 /// Editor splices left for `sip_headers` after the forwarding edits (6 of 16).
 const HEADER_SPLICES: usize = 8;
+
+/// RFC 3261 §22.3: a proxy consumes the credentials addressed to its own realm and
+/// forwards any others. The request was authenticated by its first `Proxy-Authorization`
+/// (outbound.rs), so that one's realm is ours: every line with that realm goes, the
+/// rest stay (re-added after the other headers: the editor removes lines by name only,
+/// and the order of different header names does not matter, §7.3.1). Returns the
+/// splices used.
+fn strip_own_credentials<'a>(ed: &mut Editor<'a>, msg: &'a Message) -> Option<usize> {
+    use trunkstore_sip::digest::Credentials;
+    let Some(first) = msg.header(HeaderName::ProxyAuthorization) else {
+        return Some(0);
+    };
+    let ours = Credentials::parse(first).ok()?.realm;
+    let removed = ed.remove_header(b"Proxy-Authorization").ok()?;
+    let mut used = removed;
+    for value in msg.headers(HeaderName::ProxyAuthorization) {
+        let theirs =
+            Credentials::parse(value).map_or(true, |c| !c.realm.eq_ignore_ascii_case(ours));
+        if theirs {
+            ed.add_header(b"Proxy-Authorization", value).ok()?;
+            used += 1;
+        }
+    }
+    Some(used)
+}
 
 /// The caller ID edit of a proxied request, if any (§5.3).
 fn identity_of(t: &ProxyTxn) -> Option<&IdentityEdit> {

@@ -344,6 +344,9 @@ pub struct AttemptPlan {
     pub trunk: Option<Arc<str>>,
     /// Caller ID rewrite of the request and its responses (§5.3).
     pub identity: Option<IdentityEdit>,
+    /// The request was authenticated by its first `Proxy-Authorization`: the lines for
+    /// that realm (ours) are consumed, not forwarded (RFC 3261 §22.3).
+    pub strip_credentials: bool,
 }
 
 /// Which way a call goes (behaviour.md §4, §5).
@@ -393,6 +396,7 @@ impl AttemptPlan {
             direction: Direction::Inbound,
             trunk: None,
             identity: None,
+            strip_credentials: false,
         }
     }
 }
@@ -477,6 +481,7 @@ pub fn to_route(did: &str, route: &InboundRoute, is_invite: bool, rule: Failover
         direction: Direction::Inbound,
         trunk: None,
         identity: None,
+        strip_credentials: false,
     }
     .into()
 }

@@ -290,13 +290,52 @@ fn digest_challenge_then_call() {
     assert_eq!(status(&out[0]), Some(100));
     let fwd = forwarded(&out, C1);
     assert!(
-        hdr(&fwd, "Proxy-Authorization").len() == 1,
-        "credentials are end-to-end for the proxy chain: kept"
+        hdr(&fwd, "Proxy-Authorization").is_empty(),
+        "our credentials are consumed (RFC 3261 §22.3): the carrier never sees them"
     );
     // The account's caller ID (the server has none).
     assert_eq!(
         header(&fwd, HeaderName::From).unwrap(),
         "\"Acme\" <sip:+14155550001@pbx.example.com>;tag=pbx-d2"
+    );
+}
+
+/// RFC 3261 §22.3: the credentials for our realm are consumed; a `Proxy-Authorization`
+/// for another realm (a proxy further on) is forwarded untouched, before or after ours.
+#[test]
+fn own_credentials_consumed_other_realms_forwarded() {
+    let mut h = harness();
+    let number = "+12125550100";
+    let foreign = "Proxy-Authorization: Digest username=\"acme\", realm=\"carrier.example\", \
+                   nonce=\"n\", uri=\"sip:x@carrier.example\", response=\"0123\"\n";
+    let out = h.feed(
+        udp(PW_PBX),
+        &pbx_invite("s1", PW_PBX, number, "1000", foreign),
+    );
+    assert_eq!(status(&out[0]), Some(407));
+    let ours = authorization(
+        &out[0],
+        "alice",
+        "s3cret",
+        1,
+        &format!("sip:{number}@10.0.0.1:5060"),
+    );
+    let creds = format!("{ours}{foreign}");
+    let invite = pbx_invite("s1", PW_PBX, number, "1000", &creds).replace("CSeq: 1", "CSeq: 2");
+    let out = h.feed(udp(PW_PBX), &invite);
+    assert_eq!(status(&out[0]), Some(100));
+    let fwd = forwarded(&out, C1);
+    let left = hdr(&fwd, "Proxy-Authorization");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("realm=\"carrier.example\""), "{left:?}");
+    assert!(!text(&fwd).contains("trunks.example"), "{}", text(&fwd));
+    // On-net calls consume them too (the DID's server is not the realm's owner either).
+    let out = pw_call(&mut h, "s2", "4155553001");
+    let fwd = forwarded(&out, PW_TARGET);
+    assert!(
+        hdr(&fwd, "Proxy-Authorization").is_empty(),
+        "{}",
+        text(&fwd)
     );
 }
 

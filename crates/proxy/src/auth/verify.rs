@@ -232,7 +232,14 @@ fn check_digest(
     if creds.qop.is_some_and(|q| !q.eq_ignore_ascii_case(b"auth")) {
         return Err(Forbidden::UnsupportedQop);
     }
-    // Lenient on case (scheme and host are case-insensitive), strict on everything else.
+    // The credentials' uri must be the Request-URI (RFC 2617 §3.2.2.5, RFC 3261 §22.4):
+    // lenient on case (scheme and host are case-insensitive), strict on everything else.
+    // Kept strict on purpose: the widely deployed PBX stacks answer a challenge with the
+    // request line's URI (PJSIP, Asterisk's res_pjsip: pjsip_auth_clt_init_req; sofia-sip,
+    // FreeSWITCH's: auc_digest_authorization). SIPp by default writes the proxy's address
+    // instead (`sip:<remote_ip>:<port>`): give it `-auth_uri <user@host:port>`. Accepting any uri would let a
+    // response captured for one Request-URI be replayed for another destination within
+    // the nonce's life (qop=auth-int aside, the uri is what binds it to the request).
     if !creds.uri.eq_ignore_ascii_case(req.request_uri) {
         return Err(Forbidden::UriMismatch);
     }
