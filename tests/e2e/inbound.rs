@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{dids, Pbx};
 use crate::harness::{self, free_port, TestDir};
 use crate::sipp::Uas;
-use crate::{Scene, UAS_FINISH};
+use crate::{check_metrics, Scene, UAS_FINISH};
 
 /// The failover URI's user: uas-answer.xml at the failover target checks it.
 const BACKUP_USER: &str = "backup-line";
@@ -318,9 +318,28 @@ fn failover_failing_too_gives_the_best_response() {
         cdr_all(&lines, "answer", Value::Null)?;
         cdr_all(&lines, "answered_attempt", Value::Null)
     });
+    let metrics = check_metrics(
+        &scene,
+        &[
+            (
+                "trunkstore_failovers_total{reason=\"response\"}",
+                CALLS as u64,
+            ),
+            ("trunkstore_failovers_total{reason=\"timeout\"}", 0),
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"failed\"}",
+                CALLS as u64,
+            ),
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"answered\"}",
+                0,
+            ),
+        ],
+    );
     scene.finish(vec![
         run,
         cdr,
+        metrics,
         primary.finish(UAS_FINISH),
         backup.finish(UAS_FINISH),
     ]);

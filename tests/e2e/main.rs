@@ -99,6 +99,43 @@ impl Scene {
     }
 }
 
+/// The proxy's `/metrics` page from its API listener (no token needed).
+fn metrics_page(api_port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(harness::addr(api_port))
+        .map_err(|e| format!("connect API: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no HTTP header end")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("/metrics: {head}"));
+    }
+    Ok(body.to_string())
+}
+
+/// Every `(series, value)` is on the proxy's `/metrics` page with that value.
+fn check_metrics(scene: &Scene, expected: &[(&str, u64)]) -> Result<(), String> {
+    let page = metrics_page(scene.setup.api_port)?;
+    let mut wrong = Vec::new();
+    for (series, value) in expected {
+        let found = page
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '));
+        if found != Some(value.to_string().as_str()) {
+            wrong.push(format!("{series}: {found:?}, expected {value}"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("/metrics: {}\n{page}", wrong.join("; ")))
+    }
+}
+
 /// The Request-URI user the PBX must receive for `did` (+1NPANXXXXXX) in `format`.
 fn expected_user(did: &str, format: &str, auth_user: Option<&str>) -> String {
     match format {
@@ -131,7 +168,36 @@ fn answered_calls(test: &str, transport: Transport, calls: usize, rate: u32) {
     uac.transport = transport;
     uac.rate = rate;
     let run = uac.run(&scene.dir);
-    let results = vec![run.check(), uas.finish(UAS_FINISH)];
+    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
+    let n = calls as u64;
+    results.push(check_metrics(
+        &scene,
+        &[
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"answered\"}",
+                n,
+            ),
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"failed\"}",
+                0,
+            ),
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"rejected\"}",
+                0,
+            ),
+            (
+                "trunkstore_calls_total{direction=\"outbound\",outcome=\"answered\"}",
+                0,
+            ),
+            (
+                "trunkstore_final_response_seconds_count{direction=\"inbound\"}",
+                n,
+            ),
+            ("trunkstore_failovers_total{reason=\"response\"}", 0),
+            ("trunkstore_active_calls", 0),
+            ("trunkstore_parse_errors_total", 0),
+        ],
+    ));
     scene.finish(results);
 }
 
