@@ -15,6 +15,7 @@ mod outbound;
 mod proxy;
 mod raw;
 mod sipp;
+mod soak;
 
 use std::time::Duration;
 
