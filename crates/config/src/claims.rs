@@ -17,35 +17,8 @@ use serde_json::{json, Value};
 use crate::catalog::DidRef;
 use crate::document::{AuthMethod, Did, Document, Server};
 use crate::error::ValidationErrors;
+use crate::numbers::pack_did;
 use crate::walk::join;
-
-/// Most digits packed into a key: 10^17 < 2^57 leaves room for the count and flags.
-const MAX_PACKED_DIGITS: usize = 17;
-const LEN_SHIFT: u32 = 57;
-const PLUS_BIT: u64 = 1 << 62;
-
-/// Packs a normalised DID (`+digits` or `digits`) into a `u64`, keeping the digit count
-/// and the plus so that `+1000`, `1000` and `01000` stay distinct. `None` for longer or
-/// other strings (they go to a string-keyed side table).
-fn pack_did(number: &str) -> Option<u64> {
-    let bytes = number.as_bytes();
-    let (plus, digits) = match bytes.split_first() {
-        Some((b'+', rest)) => (PLUS_BIT, rest),
-        _ => (0, bytes),
-    };
-    if digits.len() > MAX_PACKED_DIGITS {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        value = value * 10 + u64::from(d);
-    }
-    Some(plus | ((digits.len() as u64) << LEN_SHIFT) | value)
-}
 
 /// Hashes packed keys with a seeded 64-bit finaliser (murmur3 `fmix64`): a few cycles
 /// instead of SipHash's ~20 ns, and still a bijection, so distinct keys never share a

@@ -146,6 +146,41 @@ pub fn normalize_into(input: &str, out: &mut String) {
     }
 }
 
+/// Most digits [`pack_did`] packs: 10^17 < 2^57, leaving 7 bits for the marker, plus
+/// flag and digit count.
+pub const MAX_PACKED_DIGITS: usize = 17;
+
+const PACK_LEN_SHIFT: u32 = 57; // 5 bits of digit count (0..=17)
+const PACK_PLUS_BIT: u64 = 1 << 62;
+/// Always set, so a packed key is never 0 and 0 can mean "empty slot" in a table.
+const PACK_MARKER_BIT: u64 = 1 << 63;
+
+/// Packs a normalised DID (`+digits` or `digits`) into a non-zero `u64`, keeping the
+/// digit count and the plus so that `+1000`, `1000` and `01000` stay distinct keys.
+/// `None` for other strings or more than [`MAX_PACKED_DIGITS`] digits (not E.164, which
+/// has at most 15): those go to string-keyed side tables. The one key of a DID for the
+/// claims registry and the routing index alike.
+#[inline]
+pub fn pack_did(number: &str) -> Option<u64> {
+    let bytes = number.as_bytes();
+    let (plus, digits) = match bytes.split_first() {
+        Some((b'+', rest)) => (PACK_PLUS_BIT, rest),
+        _ => (0, bytes),
+    };
+    if digits.len() > MAX_PACKED_DIGITS {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(d);
+    }
+    Some(PACK_MARKER_BIT | plus | ((digits.len() as u64) << PACK_LEN_SHIFT) | value)
+}
+
 /// Is this (normalised) number a NANP number, `+1[2-9]XX[2-9]XXXXXX`?
 pub fn is_nanp(e164: &str) -> bool {
     e164.strip_prefix("+1")

@@ -1,42 +1,12 @@
-//! Compact integer keys for normalised DIDs.
+//! Compact integer keys for normalised DIDs (the packing lives in the config crate,
+//! [`trunkstore_config::numbers::pack_did`], shared with its claims registry).
 //!
 //! A DID is `^\+?\d*$` after normalisation. Up to [`MAX_PACKED_DIGITS`] digits fit in a
 //! `u64` together with the digit count and the plus flag, so `+1000`, `1000` and `01000`
 //! stay distinct keys (leading zeros are kept by the count). Longer numbers (not E.164,
 //! which has at most 15 digits) go to a string-keyed side table.
 
-/// Most digits that fit: 10^17 < 2^57, leaving 7 bits for the marker, plus flag and count.
-pub const MAX_PACKED_DIGITS: usize = 17;
-
-const VALUE_BITS: u32 = 57;
-const LEN_SHIFT: u32 = VALUE_BITS; // 5 bits of digit count (0..=17)
-const PLUS_BIT: u64 = 1 << 62;
-/// Always set, so a packed key is never 0 and 0 can mean "empty slot" in the table.
-const MARKER_BIT: u64 = 1 << 63;
-
-/// Packs `+digits` / `digits` into a non-zero `u64`, or `None` when the string is not
-/// of that shape or has too many digits.
-#[inline]
-pub fn pack(number: &str) -> Option<u64> {
-    let bytes = number.as_bytes();
-    let (plus, digits) = match bytes.split_first() {
-        Some((b'+', rest)) => (true, rest),
-        _ => (false, bytes),
-    };
-    if digits.len() > MAX_PACKED_DIGITS {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        value = value * 10 + u64::from(d);
-    }
-    let len = digits.len() as u64;
-    Some(MARKER_BIT | if plus { PLUS_BIT } else { 0 } | (len << LEN_SHIFT) | value)
-}
+pub use trunkstore_config::numbers::{pack_did as pack, MAX_PACKED_DIGITS};
 
 #[cfg(test)]
 mod tests {
