@@ -84,6 +84,12 @@ fn serve(addr: SocketAddr, mode: &str, batch: usize, workers: usize) {
             UdpMode::ReusePort
         },
         udp_batch: batch,
+        udp_linger: Duration::from_micros(
+            std::env::var("LINGER_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ),
         udp_recv_buffer: 4 << 20,
         tcp_idle: Duration::from_secs(300),
         tcp_outbound_idle: Duration::from_secs(60),

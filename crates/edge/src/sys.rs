@@ -48,8 +48,28 @@ impl RecvBatch {
 
     /// Blocks until at least one datagram arrives (or the socket's receive timeout
     /// expires: `WouldBlock`), then takes every queued one that fits. Returns how many.
-    #[cfg(target_os = "linux")]
     pub fn recv(&mut self, socket: &Socket) -> io::Result<usize> {
+        self.recv_flags(socket, false)
+    }
+
+    /// Takes every queued datagram that fits without blocking; `Ok(0)` if none.
+    pub fn recv_nowait(&mut self, socket: &Socket) -> io::Result<usize> {
+        match self.recv_flags(socket, true) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.received.clear();
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
+    /// Slots in the batch: a receive that filled them all may have left more queued.
+    pub fn capacity(&self) -> usize {
+        self.bufs.len()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_flags(&mut self, socket: &Socket, nowait: bool) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let n = self.bufs.len();
         for i in 0..n {
@@ -67,13 +87,18 @@ impl RecvBatch {
             hdr.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }
+        let flags = if nowait {
+            libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_WAITFORONE
+        };
         // SAFETY: every header points at live buffers owned by self, sized as declared.
         let r = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
                 n as libc::c_uint,
-                libc::MSG_WAITFORONE as _,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -90,12 +115,15 @@ impl RecvBatch {
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub fn recv(&mut self, socket: &Socket) -> io::Result<usize> {
+    fn recv_flags(&mut self, socket: &Socket, nowait: bool) -> io::Result<usize> {
         use std::mem::MaybeUninit;
         let buf = &mut self.bufs[0];
         // SAFETY: u8 and MaybeUninit<u8> have the same layout; the buffer is initialised.
         let uninit = unsafe { &mut *(&mut buf[..] as *mut [u8] as *mut [MaybeUninit<u8>]) };
-        let (len, from) = socket.recv_from(uninit)?;
+        socket.set_nonblocking(nowait)?;
+        let got = socket.recv_from(uninit);
+        socket.set_nonblocking(false)?;
+        let (len, from) = got?;
         self.received.clear();
         self.received.push((len, from.as_socket()));
         Ok(1)

@@ -18,6 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use trunkstore_proxy::{Peer, Transport};
 
 use crate::core::Core;
+use crate::linger::{Next, Pacer};
 use crate::outbound::{Flusher, Outbound};
 use crate::rcvtimeo::{self, Armed};
 use crate::sys::{self, RecvBatch};
@@ -163,29 +164,67 @@ pub(crate) struct Worker<C: Core> {
     pub socket: Arc<UdpSocket>,
     pub stop: Arc<AtomicBool>,
     pub batch: usize,
+    /// Sleep between batches under load (zero: never).
+    pub linger: Duration,
 }
 
 impl<C: Core> Worker<C> {
     /// The worker loop: receive, hand to the core, fire due timers, send; until stopped.
+    /// Under load it sleeps a little between batches (see `linger`).
     pub fn run(self) {
         let mut shard = self.core.new_shard();
         let mut batch = RecvBatch::new(self.batch);
         let mut flusher = Flusher::new(&self.out);
         let local = self.out.udp_addr(self.listener);
         let own = Some((self.listener, &self.socket.socket));
+        let mut pacer = Pacer::new(self.linger, Instant::now());
+        let mut next = Next::Block;
         while !self.stop.load(Ordering::Relaxed) {
-            let before = Instant::now();
-            self.socket.arm_for(C::poll_timeout(&shard), before);
-            let received = batch.recv(&self.socket.socket);
+            let received = self.receive(&mut batch, next, C::poll_timeout(&shard));
             let now = Instant::now();
-            match received {
-                Ok(_) => self.deliver(&mut shard, &batch, local, now),
-                Err(e) => note_recv_error(&e),
-            }
+            let n = match received {
+                Ok(n) => {
+                    self.deliver(&mut shard, &batch, local, now);
+                    n
+                }
+                Err(e) => {
+                    note_recv_error(&e);
+                    0
+                }
+            };
             if C::poll_timeout(&shard).is_some_and(|d| d <= now) {
                 self.core.handle_timeouts(&mut shard, now);
             }
             flusher.flush(&*self.core, &mut shard, &self.out, own);
+            next = pacer.after_receive(n, n >= batch.capacity(), now);
+        }
+    }
+
+    /// One receive as `next` says: blocking with the shard's deadline as the socket's
+    /// timeout, or after a sleep bounded by that deadline without blocking.
+    fn receive(
+        &self,
+        batch: &mut RecvBatch,
+        next: Next,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        let socket = &self.socket.socket;
+        match next {
+            Next::Block => {
+                self.socket.arm_for(deadline, Instant::now());
+                batch.recv(socket)
+            }
+            Next::Drain => batch.recv_nowait(socket),
+            Next::Sleep(linger) => {
+                let wait = match deadline {
+                    Some(d) => linger.min(d.saturating_duration_since(Instant::now())),
+                    None => linger,
+                };
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+                batch.recv_nowait(socket)
+            }
         }
     }
 

@@ -155,6 +155,7 @@ fn config() -> EdgeConfig {
         workers: 2,
         udp_mode: UdpMode::ReusePort,
         udp_batch: 8,
+        udp_linger: Duration::ZERO,
         udp_recv_buffer: 1 << 20,
         tcp_idle: Duration::from_secs(30),
         tcp_outbound_idle: Duration::from_secs(30),

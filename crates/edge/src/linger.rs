@@ -1,0 +1,141 @@
+//! Adaptive lingering: under load, a UDP worker sleeps a short bounded time between
+//! receive calls so that datagrams queue up and one `recvmmsg` / `sendmmsg` pair handles
+//! many of them.
+//!
+//! On the target VMs a wake-up and a system call cost more CPU than handling a message:
+//! a worker that wakes for every datagram pays that for each of the 7 in and 7 out of a
+//! call, and wakes its peers (an IPI each) as often. Sleeping `linger` after each batch
+//! turns that into one timer wake-up, one receive and one send per `linger`, whatever
+//! the rate. It only pays while messages arrive faster than about two per `linger`; below
+//! that the worker blocks in its receive as before (an idle proxy makes no calls), so
+//! lingering adds at most `linger` of latency per hop and only under load, where SIP's
+//! timers (500 ms and up) do not notice.
+
+use std::time::{Duration, Instant};
+
+/// Datagrams expected per linger for lingering to pay: one wake-up per linger then
+/// replaces at least this many.
+const MIN_PER_LINGER: u64 = 2;
+
+/// Lingers per measuring window: the rate is re-judged this often (short enough to stop
+/// lingering within a few ms when the load goes away).
+const WINDOW_LINGERS: u32 = 8;
+
+/// Decides, batch by batch, whether the worker sleeps before its next receive.
+pub struct Pacer {
+    linger: Duration,
+    window: Duration,
+    window_start: Instant,
+    received: u64,
+    active: bool,
+}
+
+/// What the worker does before its next receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Block until a datagram arrives (or the shard's next deadline).
+    Block,
+    /// Sleep this long, then take whatever queued without blocking.
+    Sleep(Duration),
+    /// Take whatever queued without blocking (the last batch was full).
+    Drain,
+}
+
+impl Pacer {
+    /// `linger` zero never lingers.
+    pub fn new(linger: Duration, now: Instant) -> Pacer {
+        Pacer {
+            linger,
+            window: linger * WINDOW_LINGERS,
+            window_start: now,
+            received: 0,
+            active: false,
+        }
+    }
+
+    /// Records a receive that returned `n` datagrams (`full`: as many as the batch
+    /// holds) and says what to do next.
+    pub fn after_receive(&mut self, n: usize, full: bool, now: Instant) -> Next {
+        if self.linger.is_zero() {
+            return if full { Next::Drain } else { Next::Block };
+        }
+        self.received += n as u64;
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed >= self.window {
+            self.active = self.fast_enough(elapsed);
+            self.window_start = now;
+            self.received = 0;
+        }
+        match (full, self.active) {
+            (true, _) => Next::Drain,
+            (false, true) => Next::Sleep(self.linger),
+            (false, false) => Next::Block,
+        }
+    }
+
+    /// True when at least `MIN_PER_LINGER` datagrams arrived per linger over `elapsed`.
+    fn fast_enough(&self, elapsed: Duration) -> bool {
+        let lingers = elapsed.as_micros() as u64 / (self.linger.as_micros() as u64).max(1);
+        self.received >= MIN_PER_LINGER * lingers.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: Duration = Duration::from_micros(1000);
+
+    /// Feeds `per_ms` datagrams per ms for `ms` ms, one receive per ms.
+    fn feed(p: &mut Pacer, t: &mut Instant, per_ms: usize, ms: u32) -> Next {
+        let mut next = Next::Block;
+        for _ in 0..ms {
+            *t += Duration::from_millis(1);
+            next = p.after_receive(per_ms, false, *t);
+        }
+        next
+    }
+
+    #[test]
+    fn idle_and_slow_traffic_block() {
+        let mut t = Instant::now();
+        let mut p = Pacer::new(LINGER, t);
+        assert_eq!(feed(&mut p, &mut t, 1, 100), Next::Block);
+        assert_eq!(feed(&mut p, &mut t, 0, 100), Next::Block);
+    }
+
+    #[test]
+    fn fast_traffic_lingers_after_one_window() {
+        let mut t = Instant::now();
+        let mut p = Pacer::new(LINGER, t);
+        assert_eq!(feed(&mut p, &mut t, 7, 8), Next::Sleep(LINGER));
+        assert_eq!(feed(&mut p, &mut t, 7, 100), Next::Sleep(LINGER));
+    }
+
+    #[test]
+    fn lingering_stops_one_window_after_the_load() {
+        let mut t = Instant::now();
+        let mut p = Pacer::new(LINGER, t);
+        feed(&mut p, &mut t, 7, 20);
+        // Bursty senders leave some lingers empty: that alone does not stop it.
+        assert_eq!(feed(&mut p, &mut t, 0, 1), Next::Sleep(LINGER));
+        assert_eq!(feed(&mut p, &mut t, 0, 2 * WINDOW_LINGERS), Next::Block);
+    }
+
+    #[test]
+    fn a_full_batch_is_drained_without_sleeping() {
+        let t = Instant::now();
+        let mut p = Pacer::new(LINGER, t);
+        assert_eq!(p.after_receive(64, true, t), Next::Drain);
+        let mut off = Pacer::new(Duration::ZERO, t);
+        assert_eq!(off.after_receive(64, true, t), Next::Drain);
+        assert_eq!(off.after_receive(3, false, t), Next::Block);
+    }
+
+    #[test]
+    fn zero_linger_never_sleeps() {
+        let mut t = Instant::now();
+        let mut p = Pacer::new(Duration::ZERO, t);
+        assert_eq!(feed(&mut p, &mut t, 50, 100), Next::Block);
+    }
+}
