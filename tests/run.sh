@@ -16,4 +16,12 @@ if need_sipp && ! command -v sipp >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq sip-tester
 fi
 
-cargo test --workspace --locked "$@"
+# cargo's last line is its last (often empty) doc-test run, so close with the total over
+# every test binary.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+exit "$status"
