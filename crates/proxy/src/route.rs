@@ -616,11 +616,7 @@ impl Directory for trunkstore_routing::Router {
         let snap = self.load();
         let r = snap.did(did)?;
         let t = r.server.target;
-        let host: Arc<str> = match t.ip {
-            Some(std::net::IpAddr::V6(ip)) => Arc::from(format!("[{ip}]")),
-            Some(ip) => Arc::from(ip.to_string()),
-            None => Arc::from("invalid"),
-        };
+        let host = (r.server.target_host.clone()).unwrap_or_else(|| Arc::from("invalid"));
         Some(Arc::new(InboundRoute {
             account: r.server.account.clone(),
             server: r.server.name.clone().unwrap_or_else(|| Arc::from("-")),

@@ -39,6 +39,15 @@ impl Target {
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         self.ip.map(|ip| SocketAddr::new(ip, self.port))
     }
+
+    /// The ip as the host part of a SIP URI (IPv6 bracketed). Formatted once per server
+    /// when the snapshot is built, not on every INVITE.
+    fn uri_host(&self) -> Option<Arc<str>> {
+        self.ip.map(|ip| match ip {
+            IpAddr::V6(v6) => Arc::from(format!("[{v6}]")),
+            IpAddr::V4(v4) => Arc::from(v4.to_string()),
+        })
+    }
 }
 
 /// What does not depend on the DID: identity, credentials and target of one server.
@@ -58,6 +67,8 @@ pub struct ServerInfo {
     /// Digest realm of a password server: the account's `auth_realm`, else the default.
     pub realm: Arc<str>,
     pub target: Target,
+    /// `target.ip` as a SIP URI host (`[v6]` bracketed); `None` when there is no ip.
+    pub target_host: Option<Arc<str>>,
     /// `options.enabled` of the server (a DID may also disable itself: see
     /// [`RouteInfo::enabled`]).
     pub enabled: bool,
@@ -551,6 +562,10 @@ fn server_info(id: ServerId, server: &Server, level: &AccountLevel) -> ServerInf
         trunkstore_config::Auth::Password { password, .. } => Some(password.clone()),
         trunkstore_config::Auth::Ip { .. } => None,
     };
+    let target = Target {
+        ip: server.target_ip(),
+        port: server.target_port(),
+    };
     ServerInfo {
         id,
         account: level.account_id.clone(),
@@ -561,10 +576,8 @@ fn server_info(id: ServerId, server: &Server, level: &AccountLevel) -> ServerInf
         auth_user: server.auth.user().map(Arc::from),
         password,
         realm: level.realm.clone(),
-        target: Target {
-            ip: server.target_ip(),
-            port: server.target_port(),
-        },
+        target,
+        target_host: target.uri_host(),
         enabled: server.enabled(),
     }
 }

@@ -276,6 +276,18 @@ fn target_resolution() {
     // Password server with auth.ip/port (IPv6).
     let t = s.did("1000").unwrap().server.target;
     assert_eq!(t.socket_addr(), Some("[2001:db8::5]:5062".parse().unwrap()));
+    // The host as written in a Request-URI: IPv6 bracketed, IPv4 plain, none without ip.
+    let host = |did| {
+        s.did(did)
+            .unwrap()
+            .server
+            .target_host
+            .as_deref()
+            .map(str::to_owned)
+    };
+    assert_eq!(host("1000").as_deref(), Some("[2001:db8::5]"));
+    assert_eq!(host("+14155553001").as_deref(), Some("10.1.0.1"));
+    assert_eq!(host("+14155551001"), None);
 }
 
 #[test]
