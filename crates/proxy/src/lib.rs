@@ -37,6 +37,7 @@ pub mod route;
 mod shard;
 mod sipview;
 mod state;
+mod timerq;
 pub mod transaction;
 mod trunks;
 mod util;

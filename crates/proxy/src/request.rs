@@ -204,7 +204,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         source: from,
         local,
         server,
-        branches: Vec::new(),
+        // Most requests get one attempt; a Vec would otherwise start at four branches.
+        branches: Vec::with_capacity(1),
         plan: Some(plan),
         next_attempt: 0,
         delay: None,

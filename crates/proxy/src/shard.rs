@@ -1,30 +1,21 @@
 //! Per-worker state: the timer queue and the outgoing queue.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::calls::CallRecord;
 use crate::keys::TimerTarget;
 use crate::state::State;
+pub(crate) use crate::timerq::Entry;
+use crate::timerq::TimerQueue;
 use crate::transaction::TimerKind;
 use crate::Transmit;
-
-/// One scheduled timer. `seq` keeps equal deadlines in scheduling order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Entry {
-    pub at: Instant,
-    pub seq: u64,
-    pub target: TimerTarget,
-    pub kind: TimerKind,
-}
 
 /// One worker's timers and pending transmits. Create with [`crate::Proxy::new_shard`].
 pub struct Shard {
     pub(crate) state: Arc<State>,
-    pub(crate) timers: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    timers: TimerQueue,
     pub(crate) out: VecDeque<Transmit>,
     /// Finished calls, when [`crate::ProxyConfig::call_records`] is on.
     pub(crate) records: VecDeque<CallRecord>,
@@ -36,8 +27,7 @@ impl Shard {
     pub(crate) fn new(state: Arc<State>) -> Shard {
         Shard {
             state,
-            timers: BinaryHeap::new(),
-            seq: 0,
+            timers: TimerQueue::new(),
             out: VecDeque::new(),
             records: VecDeque::new(),
             next_sweep: None,
@@ -57,7 +47,7 @@ impl Shard {
 
     /// Earliest pending deadline of this shard: call `handle_timeouts` then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timers.peek().map(|Reverse(e)| e.at);
+        let t = self.timers.next_deadline();
         match (t, self.sweep_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -74,21 +64,12 @@ impl Shard {
     }
 
     pub(crate) fn schedule(&mut self, target: TimerTarget, kind: TimerKind, at: Instant) {
-        self.seq += 1;
-        self.timers.push(Reverse(Entry {
-            at,
-            seq: self.seq,
-            target,
-            kind,
-        }));
+        self.timers.push(target, kind, at);
     }
 
     /// Pops the next timer due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Entry> {
-        match self.timers.peek() {
-            Some(Reverse(e)) if e.at <= now => self.timers.pop().map(|Reverse(e)| e),
-            _ => None,
-        }
+        self.timers.pop_due(now)
     }
 
     pub(crate) fn send(&mut self, t: Transmit) {

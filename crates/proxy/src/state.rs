@@ -16,7 +16,7 @@ use trunkstore_sip::message::Message;
 
 use crate::auth::{Authenticator, Protection};
 use crate::callerid::Identity;
-use crate::keys::{CallKey, ClientKey, KeyHasher, TxKey};
+use crate::keys::{CallKey, ClientKey, KeyHasher, SpreadKeys, TxKey};
 use crate::metrics::{FailoverReason, ProxyMetrics};
 use crate::route::{AttemptPlan, Direction, Directory};
 use crate::transaction::{
@@ -32,9 +32,9 @@ pub(crate) struct State {
     pub timers: TimerConfig,
     pub dir: Arc<dyn Directory>,
     pub hasher: KeyHasher,
-    pub servers: DashMap<TxKey, TxnRef>,
-    pub clients: DashMap<ClientKey, ClientEntry>,
-    pub calls: DashMap<CallKey, Dialog>,
+    pub servers: DashMap<TxKey, TxnRef, SpreadKeys>,
+    pub clients: DashMap<ClientKey, ClientEntry, SpreadKeys>,
+    pub calls: DashMap<CallKey, Dialog, SpreadKeys>,
     pub shutting_down: AtomicBool,
     /// Digest challenges and verification (§5.1).
     pub auth: Authenticator,
@@ -334,9 +334,9 @@ impl State {
             timers,
             dir,
             hasher: KeyHasher::default(),
-            servers: DashMap::new(),
-            clients: DashMap::new(),
-            calls: DashMap::new(),
+            servers: DashMap::with_hasher(SpreadKeys),
+            clients: DashMap::with_hasher(SpreadKeys),
+            calls: DashMap::with_hasher(SpreadKeys),
             shutting_down: AtomicBool::new(false),
             via_prefix,
             record_route,
