@@ -1,0 +1,199 @@
+//! The proxy core's CPU per call, without I/O: the SIPp rig's call (INVITE / 180 / 200 /
+//! ACK / BYE / 200, record-routed, inbound to a DID with `npan` rewriting), fed through
+//! the sans-IO core on a virtual clock at 1000 calls per virtual second, timers firing as
+//! they fall due, routed by a snapshot of `benches/sipp/config`.
+//!
+//! `cargo bench -p trunkstore-benches --bench core`
+//!
+//! Only the core's own calls are timed (`handle_datagram`, `handle_timeouts`); the
+//! messages of the carrier and the PBX are made outside the timed part. Criterion's
+//! warm-up runs well past 64·T1 of virtual time, so the figure is the steady state where
+//! transactions expire as fast as they are made (no heap growth).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use trunkstore_config::load_all;
+use trunkstore_proxy::{Peer, Proxy, ProxyConfig, Shard, Transmit, Transport};
+use trunkstore_routing::{Router, Snapshot};
+use trunkstore_sip::build::{self, ResponseOptions};
+use trunkstore_sip::limits::Limits;
+use trunkstore_sip::message::{HeaderName, Message};
+use trunkstore_sip::parse::parse_datagram;
+
+const PROXY: &str = "127.0.0.1:5060";
+const UAC: &str = "127.0.0.1:5070";
+const UAS: &str = "127.0.0.1:5090";
+/// Virtual time between calls: 1000 calls per second, the rig's CPU-measuring rate.
+const CALL_GAP: Duration = Duration::from_millis(1);
+
+fn udp(s: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: s.parse().unwrap(),
+    }
+}
+
+/// The proxy on the bench configuration, and a virtual clock.
+struct Rig {
+    proxy: Proxy,
+    shard: Shard,
+    now: Instant,
+    local: SocketAddr,
+    calls: u64,
+    /// Time spent inside the core.
+    busy: Duration,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let settings = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/config/trunkstore.json");
+        let catalog = load_all(&settings).unwrap_or_else(|e| panic!("bench config: {e:?}"));
+        let cfg = ProxyConfig::from_settings(catalog.settings());
+        let router = Router::new(Snapshot::build(&catalog));
+        let proxy = Proxy::new(cfg, Arc::new(router));
+        let shard = proxy.new_shard();
+        Rig {
+            proxy,
+            shard,
+            now: Instant::now(),
+            local: PROXY.parse().unwrap(),
+            calls: 0,
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// Feeds one datagram and returns what the core sent.
+    fn feed(&mut self, from: &str, data: Bytes) -> Vec<Transmit> {
+        let start = Instant::now();
+        self.proxy
+            .handle_datagram(&mut self.shard, self.now, udp(from), self.local, data);
+        let out: Vec<Transmit> = std::iter::from_fn(|| self.shard.poll_transmit()).collect();
+        self.busy += start.elapsed();
+        out
+    }
+
+    /// Moves the virtual clock on by one call gap, firing what falls due.
+    fn tick(&mut self) {
+        self.now += CALL_GAP;
+        let start = Instant::now();
+        if self.shard.poll_timeout().is_some_and(|at| at <= self.now) {
+            self.proxy.handle_timeouts(&mut self.shard, self.now);
+            while self.shard.poll_transmit().is_some() {}
+        }
+        self.busy += start.elapsed();
+    }
+
+    /// One whole call; panics if the core does not forward what the rig expects.
+    fn call(&mut self) {
+        self.calls += 1;
+        let n = self.calls;
+        let did = 14155550000 + n % 1000;
+        let invite = self.feed(UAC, uac_invite(n, did));
+        let fwd = invite
+            .into_iter()
+            .find(|t| t.to == udp(UAS))
+            .expect("INVITE forwarded to the PBX");
+        let fwd = parse(&fwd.data);
+        assert!(self.feed(UAS, uas_reply(&fwd, 180, b"Ringing", n)).len() == 1);
+        let ok = self.feed(UAS, uas_reply(&fwd, 200, b"OK", n));
+        assert_eq!(ok.len(), 1, "200 relayed");
+        assert_eq!(self.feed(UAC, uac_in_dialog("ACK", n, did, 1)).len(), 1);
+        let bye = self.feed(UAC, uac_in_dialog("BYE", n, did, 2));
+        assert_eq!(bye.len(), 1, "BYE forwarded");
+        let bye = parse(&bye[0].data);
+        assert_eq!(self.feed(UAS, uas_reply(&bye, 200, b"OK", n)).len(), 1);
+        self.tick();
+    }
+}
+
+fn parse(data: &Bytes) -> Message {
+    parse_datagram(data.clone(), &Limits::default()).expect("proxy output parses")
+}
+
+const SDP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// SIPp's `uac-did.xml` INVITE.
+fn uac_invite(n: u64, did: u64) -> Bytes {
+    Bytes::from(format!(
+        "INVITE sip:+{did}@{PROXY} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {UAC};branch=z9hG4bK-{n}-1-0\r\n\
+         From: sipp <sip:sipp@{UAC}>;tag={n}SIPpTag001\r\n\
+         To: <sip:+{did}@{PROXY}>\r\n\
+         Call-ID: {n}-bench@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:sipp@{UAC};transport=UDP>\r\n\
+         Max-Forwards: 70\r\n\
+         Subject: Performance Test\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    ))
+}
+
+/// The UAC's ACK or BYE, routed by the Record-Route the 200 carried.
+fn uac_in_dialog(method: &str, n: u64, did: u64, cseq: u32) -> Bytes {
+    Bytes::from(format!(
+        "{method} sip:{UAS};transport=UDP SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {UAC};branch=z9hG4bK-{n}-{cseq}-{method}\r\n\
+         Route: <sip:{PROXY};lr>\r\n\
+         From: sipp <sip:sipp@{UAC}>;tag={n}SIPpTag001\r\n\
+         To: <sip:+{did}@{PROXY}>;tag={n}SIPpTag011\r\n\
+         Call-ID: {n}-bench@127.0.0.1\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:sipp@{UAC};transport=UDP>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    ))
+}
+
+/// SIPp's `uas-rr.xml` answer: Vias and Record-Route copied, a To tag, a Contact.
+fn uas_reply(req: &Message, code: u16, reason: &[u8], n: u64) -> Bytes {
+    let rr: Vec<&[u8]> = req.headers(HeaderName::RecordRoute).collect();
+    let mut headers: Vec<(&[u8], &[u8])> = rr.iter().map(|v| (&b"Record-Route"[..], *v)).collect();
+    let contact = format!("<sip:{UAS};transport=UDP>");
+    headers.push((b"Contact", contact.as_bytes()));
+    let tag = format!("{n}SIPpTag011");
+    let opts = ResponseOptions {
+        to_tag: (req.method_bytes() == b"INVITE").then_some(tag.as_bytes()),
+        headers: &headers,
+        body: None,
+    };
+    build::response(req, code, reason, &opts).expect("reply builds")
+}
+
+fn core(c: &mut Criterion) {
+    let mut rig = Rig::new();
+    let mut g = c.benchmark_group("core");
+    // Warm-up past 64·T1 (32 s) of virtual time at one call per virtual ms.
+    g.warm_up_time(Duration::from_secs(8))
+        .measurement_time(Duration::from_secs(10))
+        .sample_size(20);
+    g.bench_function("udp_call_inbound_npan", |b| {
+        b.iter_custom(|iters| {
+            rig.busy = Duration::ZERO;
+            for _ in 0..iters {
+                rig.call();
+            }
+            rig.busy
+        })
+    });
+    g.finish();
+    let stats = rig.proxy.stats();
+    println!(
+        "after {} calls: {} server and {} client transactions, {} calls live, {} timers queued",
+        rig.calls,
+        stats.server_transactions,
+        stats.client_transactions,
+        stats.calls,
+        rig.shard.pending_timers()
+    );
+}
+
+criterion_group!(benches, core);
+criterion_main!(benches);
