@@ -73,22 +73,21 @@ pub fn numbers(req: &Message) -> (Bytes, Bytes) {
 /// holds the INVITE's trunk from now on. (When the table is full, or a dialog with that
 /// Call-ID already exists, the trunk is released here: no entry, no later release.)
 pub fn established(cx: &Ctx<'_>, t: &mut ProxyTxn, now: Instant, attempt: u16, failover: bool) {
-    let trunk = t.trunk.take().map(Arc::new);
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return;
+    };
+    let trunk = d.trunk.take().map(Arc::new);
     if cx.state.calls.len() >= cx.state.cfg.max_calls {
         return;
     }
-    let cid = sipview::call_id(&t.request);
+    let cid = sipview::call_id(&d.request);
     let k = key(cx, cid);
-    let identity = t
-        .plan
-        .as_ref()
-        .and_then(|p| p.identity.as_ref())
-        .map(|e| e.identity.clone());
+    let identity = t.identity.as_ref().map(|e| e.identity.clone());
     cx.state.calls.entry(k).or_insert_with(|| Dialog {
-        call_id: t.request.slice_ref(cid).unwrap_or_default(),
-        info: t.call.clone(),
+        call_id: d.request.slice_ref(cid).unwrap_or_default(),
+        info: d.call.clone(),
         started: now,
-        invited: t.started,
+        invited: d.started,
         attempt,
         failover,
         identity,
@@ -110,16 +109,19 @@ pub fn ended(cx: &mut Ctx<'_>, bye: &Message, status: u16) {
 /// An initial INVITE ended without a dialog, with `status` to the caller: its trunk is
 /// given back now (not when the transaction is dropped, which may be 32 s later).
 pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
-    let trunk = t.trunk.take();
-    log_line(sipview::call_id(&t.request), &t.call, status, "failed");
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return;
+    };
+    let trunk = d.trunk.take();
+    log_line(sipview::call_id(&d.request), &d.call, status, "failed");
     let now = cx.now;
-    let t = &*t;
+    let d = &*d;
     emit(cx, || {
-        let call_id = t.request.slice_ref(sipview::call_id(&t.request));
-        let mut r = record(&t.call, call_id.unwrap_or_default(), t.started, now);
+        let call_id = d.request.slice_ref(sipview::call_id(&d.request));
+        let mut r = record(&d.call, call_id.unwrap_or_default(), d.started, now);
         r.status = status;
         r.reason = "failed";
-        r.failover = t.failover_ran;
+        r.failover = d.failover_ran;
         r.trunk_held = trunk.is_some();
         r
     });

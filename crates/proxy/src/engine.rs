@@ -87,7 +87,7 @@ pub(crate) fn handle_timeouts(state: &State, shard: &mut Shard, now: Instant) {
                 proxying::on_branch_timer(&mut cx, &mut t, usize::from(i), e.kind, e.at)
             }
         }
-        proxying::remove_if_finished(cx.state, &t);
+        proxying::settle(cx.state, &mut t);
     }
     sweep_calls(&mut cx);
 }
@@ -105,7 +105,7 @@ pub(crate) fn handle_transport_error(state: &State, shard: &mut Shard, now: Inst
     for entry in hit {
         let mut t = lock(&entry.txn);
         proxying::on_branch_transport_error(&mut cx, &mut t, usize::from(entry.branch));
-        proxying::remove_if_finished(cx.state, &t);
+        proxying::settle(cx.state, &mut t);
     }
 }
 

@@ -18,7 +18,8 @@ use crate::metrics::{FailoverReason, Outcome};
 use crate::request::Routing;
 use crate::route::{self, Attempt, Failure};
 use crate::state::{
-    Best, Branch, CancelState, ClientEntry, ClientSide, ProxyTxn, ServerSide, State,
+    Best, Branch, CancelState, ClientEntry, ClientSide, Deciding, ProxyTxn, SentCancel, ServerSide,
+    State,
 };
 use crate::transaction::{
     client_invite, client_non_invite, server_invite, ClientInvite, ClientNonInvite, TimerKind,
@@ -36,7 +37,10 @@ fn tidx(t: Transport) -> usize {
 
 /// §16.7 step 1 / §16.2: our own 100 Trying for an INVITE, at once.
 pub(crate) fn send_trying(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
-    let Some(resp) = local::build(cx, &t.request, 100, b"Trying", &[]) else {
+    let Some(d) = t.deciding.as_deref() else {
+        return;
+    };
+    let Some(resp) = local::build(cx, &d.request, 100, b"Trying", &[]) else {
         return;
     };
     if let ServerSide::Invite(s) = &mut t.server {
@@ -49,27 +53,31 @@ pub(crate) fn send_trying(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
 /// exhausted and every branch is done.
 pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
     loop {
-        if t.server.is_final() || t.delay.is_some() || t.branches.iter().any(branch_pending) {
+        // Nothing is left to decide once the final response went.
+        let Some(d) = t.deciding.as_deref_mut().filter(|_| !t.server.is_final()) else {
+            return;
+        };
+        if d.delay.is_some() || t.branches.iter().any(branch_pending) {
             return;
         }
         if t.cancelled {
             break;
         }
-        let Some(attempt) = next_attempt(cx, t) else {
+        let Some(attempt) = next_attempt(cx, d) else {
             break;
         };
         let delay = attempt.delay.filter(|d| !d.is_zero());
-        if let Some(d) = delay.filter(|_| t.delay_elapsed != Some(t.next_attempt)) {
+        if let Some(wait) = delay.filter(|_| d.delay_elapsed != Some(d.next_attempt)) {
             // The delay timer comes back here (see `on_server_timer`). The carrier has had
             // our 100 Trying; the target sees nothing until then (§4.5).
-            let at = cx.now + d;
-            t.delay = Some(at);
+            let at = cx.now + wait;
+            d.delay = Some(at);
             cx.shard
                 .schedule(TimerTarget::Server(t.key), TimerKind::Delay, at);
             return;
         }
-        t.next_attempt += 1;
-        if let Some(reason) = t.failover_reason.take() {
+        d.next_attempt += 1;
+        if let Some(reason) = d.failover_reason.take() {
             cx.state.metrics.failover(reason);
         }
         if start_attempt(cx, t, &attempt) {
@@ -77,7 +85,7 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         }
         // No address, or unbuildable: a failure of this attempt, at once.
         if may_go_on(t, Failure::Unreachable) {
-            t.failover_reason = Some(FailoverReason::Transport);
+            set_failover_reason(t, FailoverReason::Transport);
         } else {
             close_plan(t);
         }
@@ -87,32 +95,39 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
 
 /// The attempt to start next: the plan's next one, else (once) its failover, resolved
 /// now (§4.8: exactly one failover attempt).
-fn next_attempt(cx: &Ctx<'_>, t: &mut ProxyTxn) -> Option<Attempt> {
-    let plan = t.plan.as_mut()?;
-    if t.next_attempt >= plan.attempts.len() && !t.plan_closed {
-        t.plan_closed = true;
+fn next_attempt(cx: &Ctx<'_>, d: &mut Deciding) -> Option<Attempt> {
+    let plan = &mut d.plan;
+    if d.next_attempt >= plan.attempts.len() && !d.plan_closed {
+        d.plan_closed = true;
         let failover = route::failover_attempts(&*cx.state.dir, plan);
-        t.failover_ran = !failover.is_empty();
+        d.failover_ran = !failover.is_empty();
         plan.attempts.extend(failover);
     }
-    plan.attempts.get(t.next_attempt).cloned()
+    plan.attempts.get(d.next_attempt).cloned()
 }
 
 /// No more attempts for this request: the best response so far goes to the caller.
 fn close_plan(t: &mut ProxyTxn) {
-    t.plan_closed = true;
-    if let Some(p) = &t.plan {
-        t.next_attempt = p.attempts.len();
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.plan_closed = true;
+        d.next_attempt = d.plan.attempts.len();
     }
 }
 
 /// Does `failure` of the current attempt let the plan go on (§4.8)? Never after the
-/// caller's CANCEL.
+/// caller's CANCEL, nor after the final response.
 fn may_go_on(t: &ProxyTxn, failure: Failure) -> bool {
     !t.cancelled
-        && t.plan
+        && t.deciding
             .as_ref()
-            .is_some_and(|p| p.failover.triggers(failure))
+            .is_some_and(|d| d.plan.failover.triggers(failure))
+}
+
+/// Remembers why the current attempt failed, to count it when the next one starts.
+fn set_failover_reason(t: &mut ProxyTxn, reason: FailoverReason) {
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.failover_reason = Some(reason);
+    }
 }
 
 /// Still deciding the call's outcome: a branch given up on by a timer is only waiting
@@ -171,11 +186,13 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         now + d
     });
     let from = cx.state.cfg.local(peer.transport);
+    // `next_attempt` was already moved past this one: the 1-based number.
+    let number = t.deciding.as_ref().map_or(0, |d| d.next_attempt);
     t.branches.push(Branch {
         id,
         peer,
         from,
-        request: request.clone(),
+        request: Some(request.clone()),
         client,
         cancel: CancelState::None,
         provisional: false,
@@ -186,8 +203,7 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         progress_deadline,
         answer_deadline,
         given_up: false,
-        // `next_attempt` was already moved past this one: the 1-based number.
-        attempt: t.next_attempt.min(usize::from(u16::MAX)) as u16,
+        attempt: number.min(usize::from(u16::MAX)) as u16,
         is_failover: attempt.is_failover,
         ignore_early_media: attempt.ignore_early_media,
         sent: is_invite.then_some(now),
@@ -224,36 +240,37 @@ fn build_forward(
     id: u64,
 ) -> Option<Bytes> {
     let state = cx.state;
-    let branch_text = branch::write(id, t.loop_hash);
+    let d = t.deciding.as_deref()?;
+    let branch_text = branch::write(id, d.loop_hash);
     let prefix = &state.via_prefix[tidx(peer.transport)];
     let mut via = [0u8; 512];
     let via_len = join_into(&mut via, prefix, &branch_text)?;
     let mut ip_buf = [0u8; 64];
     let src_ip = ip_text(t.source.addr.ip(), &mut ip_buf);
-    let mut ed = Editor::new(&t.request);
+    let mut ed = Editor::new(&d.request);
     if let Some(uri) = &attempt.request_uri {
         ed.set_request_uri(uri).ok()?;
-    } else if let Some(uri) = &t.strict_uri {
+    } else if let Some(uri) = &d.strict_uri {
         ed.set_request_uri(uri).ok()?;
     }
-    if t.strict_uri.is_some() {
+    if d.strict_uri.is_some() {
         ed.remove_header(b"Route").ok()?;
-    } else if t.pop_route {
+    } else if d.pop_route {
         ed.pop_route().ok()?;
     }
     ed.set_via_received(src_ip, t.source.addr.port()).ok()?;
     ed.push_via(&via[..via_len]).ok()?;
     ed.decrement_max_forwards().ok()?;
-    if t.record_route {
+    if d.record_route {
         ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
             .ok()?;
     }
-    let identity = identity_of(t);
+    let identity = t.identity.as_ref();
     if let Some(id) = identity {
         id.on_request(&mut ed).ok()?;
     }
-    let stripped = if t.plan.as_ref().is_some_and(|p| p.strip_credentials) {
-        strip_own_credentials(&mut ed, &t.request)?
+    let stripped = if d.plan.strip_credentials {
+        strip_own_credentials(&mut ed, &d.request)?
     } else {
         0
     };
@@ -306,11 +323,6 @@ fn strip_own_credentials<'a>(ed: &mut Editor<'a>, msg: &'a Message) -> Option<us
     Some(used)
 }
 
-/// The caller ID edit of a proxied request, if any (§5.3).
-fn identity_of(t: &ProxyTxn) -> Option<&IdentityEdit> {
-    t.plan.as_ref().and_then(|p| p.identity.as_ref())
-}
-
 /// `A: 1\r\nB: 2` (the editor adds the last CRLF). Values were checked free of CR/LF at
 /// load, so this cannot inject anything the configuration did not say.
 fn header_block(headers: &[trunkstore_config::SipHeader]) -> String {
@@ -330,6 +342,10 @@ fn header_block(headers: &[trunkstore_config::SipHeader]) -> String {
 /// the lowest class; among 4xx prefer 401/407/415/420/484; prefer anything over 503;
 /// on a tie a received response beats one we made up, and the earlier one wins.
 pub(crate) fn record(t: &mut ProxyTxn, new: Best) {
+    // After the final response there is nothing left to choose.
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return;
+    };
     fn rank(b: &Best) -> (u8, u8, u8) {
         let code = b.status();
         let class = match code / 100 {
@@ -346,12 +362,12 @@ pub(crate) fn record(t: &mut ProxyTxn, new: Best) {
         };
         (class, pref, u8::from(matches!(b, Best::Local(_))))
     }
-    let better = match &t.best {
+    let better = match &d.best {
         None => true,
         Some(old) => rank(&new) < rank(old),
     };
     if better {
-        t.best = Some(new);
+        d.best = Some(new);
     }
 }
 
@@ -385,7 +401,7 @@ fn on_branch_final(
         cancel_branches(cx, t, true);
     }
     if may_go_on(t, failure) {
-        t.failover_reason = Some(reason);
+        set_failover_reason(t, reason);
     } else {
         close_plan(t);
     }
@@ -397,7 +413,10 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
     if t.server.is_final() {
         return;
     }
-    let best = t.best.take();
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return;
+    };
+    let best = d.best.take();
     let code = match (&best, t.cancelled) {
         (_, true) => 487,
         (Some(b), false) => b.status(),
@@ -419,7 +438,7 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
                 } else {
                     Outcome::Failed
                 };
-                cx.state.metrics.call_ended(t.call.direction, outcome);
+                cx.state.metrics.call_ended(t.direction, outcome);
                 let code = if code == 503 { 500 } else { code };
                 calls::failed(cx, t, code);
             }
@@ -437,8 +456,8 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
                 }
                 cx.send(t.source, Some(t.local), resp);
             }
-            if t.is_bye {
-                calls::ended(cx, &t.request, code);
+            if let Some(d) = t.deciding.as_deref().filter(|_| t.is_bye) {
+                calls::ended(cx, &d.request, code);
             }
         }
     }
@@ -450,12 +469,13 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
 fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) -> Option<Bytes> {
     match best {
         Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => {
-            relay(m, identity_of(t))
+            relay(m, t.identity.as_ref())
         }
         _ => {
             // Made from the request as received: the caller's own identity already.
             let code = if code == 503 { 500 } else { code };
-            local::build(cx, &t.request, code, local::reason(code), &[])
+            let request = &t.deciding.as_deref()?.request;
+            local::build(cx, request, code, local::reason(code), &[])
         }
     }
 }
@@ -477,7 +497,9 @@ pub(crate) fn cancel_by_caller(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         return;
     }
     t.cancelled = true;
-    t.delay = None;
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.delay = None;
+    }
     cancel_branches(cx, t, false);
     advance(cx, t);
 }
@@ -512,7 +534,8 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
     if !matches!(b.cancel, CancelState::Pending) {
         return;
     }
-    let Some(cancel) = parse_own(cx.state, &b.request).and_then(|m| build::cancel(&m).ok()) else {
+    let Some(cancel) = parse_own(cx.state, b.request.as_ref()).and_then(|m| build::cancel(&m).ok())
+    else {
         return;
     };
     let mut timers = Timers::new();
@@ -524,10 +547,10 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
     b.timer_c = Some(at);
     b.c_after_cancel = true;
     timers.arm(TimerKind::C, at);
-    b.cancel = CancelState::Sent {
+    b.cancel = CancelState::Sent(Box::new(SentCancel {
         request: cancel.clone(),
         client,
-    };
+    }));
     let idx16 = u16::try_from(idx).unwrap_or(u16::MAX);
     if let Some(entry) = cx
         .state
@@ -551,8 +574,8 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
 }
 
 /// Our own forwarded request, parsed again (only for the rare CANCEL/ACK/BYE we build).
-fn parse_own(state: &State, bytes: &Bytes) -> Option<Message> {
-    parse_datagram(bytes.clone(), &state.cfg.limits).ok()
+fn parse_own(state: &State, bytes: Option<&Bytes>) -> Option<Message> {
+    parse_datagram(bytes?.clone(), &state.cfg.limits).ok()
 }
 
 /// A response to one of our branches.
@@ -572,8 +595,8 @@ pub(crate) fn on_branch_response(
         return;
     };
     if is_cancel {
-        if let CancelState::Sent { client, .. } = &mut b.cancel {
-            client.on_response(status, now, &mut timers);
+        if let CancelState::Sent(c) = &mut b.cancel {
+            c.client.on_response(status, now, &mut timers);
         }
         cx.schedule(target, &mut timers);
         return;
@@ -586,7 +609,7 @@ pub(crate) fn on_branch_response(
                 action,
                 client_invite::ResponseAction::Success | client_invite::ResponseAction::Final
             ) {
-                observe_final(cx.state, b, now, t.initial_invite, t.call.direction);
+                observe_final(cx.state, b, now, t.initial_invite, t.direction);
             }
             match action {
                 client_invite::ResponseAction::Provisional => on_provisional(cx, t, idx, msg),
@@ -638,7 +661,7 @@ fn observe_final(
 fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     let status = msg.status().unwrap_or(100);
     let key = t.key;
-    let (initial, direction) = (t.initial_invite, t.call.direction);
+    let (initial, direction) = (t.initial_invite, t.direction);
     let Some(b) = t.branches.get_mut(idx) else {
         return;
     };
@@ -666,7 +689,7 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
     let plain_ringing = b.ignore_early_media && is_early_media(&msg, status);
     // 100 is hop-by-hop: never forwarded.
     if forward {
-        let identity = identity_of(t);
+        let identity = t.identity.as_ref();
         let resp = if plain_ringing {
             relay_as_ringing(&msg, identity)
         } else {
@@ -723,7 +746,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
         ack_and_bye(cx, b, &msg);
         return;
     }
-    let Some(resp) = relay(&msg, identity_of(t)) else {
+    let Some(resp) = relay(&msg, t.identity.as_ref()) else {
         return;
     };
     let mut timers = Timers::new();
@@ -734,9 +757,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.schedule(TimerTarget::Server(t.key), &mut timers);
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
-        cx.state
-            .metrics
-            .call_ended(t.call.direction, Outcome::Answered);
+        cx.state.metrics.call_ended(t.direction, Outcome::Answered);
         let (attempt, failover) = (t.branches[idx].attempt, t.branches[idx].is_failover);
         calls::established(cx, t, cx.now, attempt, failover);
     }
@@ -744,7 +765,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
 
 /// Hop-by-hop ACK for a non-2xx final (§17.1.1.3), sent to the branch's hop.
 fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
-    let Some(req) = parse_own(cx.state, &b.request) else {
+    let Some(req) = parse_own(cx.state, b.request.as_ref()) else {
         return;
     };
     if let Ok(ack) = build::ack_for_non_2xx(&req, resp) {
@@ -754,7 +775,7 @@ fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
 
 /// ACK and BYE for a 2xx on a branch we cancelled ourselves: nobody upstream wants it.
 fn ack_and_bye(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
-    let Some(req) = parse_own(cx.state, &b.request) else {
+    let Some(req) = parse_own(cx.state, b.request.as_ref()) else {
         return;
     };
     let target = resp
@@ -795,9 +816,9 @@ pub(crate) fn on_server_timer(cx: &mut Ctx<'_>, t: &mut ProxyTxn, kind: TimerKin
     let now = cx.now;
     let mut timers = Timers::new();
     if kind == TimerKind::Delay {
-        if t.delay == Some(at) {
-            t.delay = None;
-            t.delay_elapsed = Some(t.next_attempt);
+        if let Some(d) = t.deciding.as_deref_mut().filter(|d| d.delay == Some(at)) {
+            d.delay = None;
+            d.delay_elapsed = Some(d.next_attempt);
             advance(cx, t);
         }
         return;
@@ -863,11 +884,11 @@ pub(crate) fn on_branch_timer(
         }
         (TimerKind::Progress | TimerKind::Answer, _) => {}
         (TimerKind::E | TimerKind::F | TimerKind::K, ClientSide::Invite(_)) => {
-            if let CancelState::Sent { request, client } = &mut b.cancel {
-                if client.on_timer(kind, at, now, &mut timers)
+            if let CancelState::Sent(c) = &mut b.cancel {
+                if c.client.on_timer(kind, at, now, &mut timers)
                     == client_non_invite::TimerAction::Retransmit
                 {
-                    let r = request.clone();
+                    let r = c.request.clone();
                     cx.state.metrics.retransmission_sent();
                     cx.send(b.peer, b.from, r);
                 }
@@ -878,9 +899,10 @@ pub(crate) fn on_branch_timer(
             // CANCELled or ACKed and BYEd.
             client_invite::TimerAction::Retransmit if b.given_up => {}
             client_invite::TimerAction::Retransmit => {
-                let r = b.request.clone();
-                cx.state.metrics.retransmission_sent();
-                cx.send(b.peer, b.from, r);
+                if let Some(r) = b.request.clone() {
+                    cx.state.metrics.retransmission_sent();
+                    cx.send(b.peer, b.from, r);
+                }
             }
             // Timer B: no response at all.
             client_invite::TimerAction::Timeout => on_branch_final(
@@ -895,9 +917,10 @@ pub(crate) fn on_branch_timer(
         },
         (_, ClientSide::NonInvite(c)) => match c.on_timer(kind, at, now, &mut timers) {
             client_non_invite::TimerAction::Retransmit => {
-                let r = b.request.clone();
-                cx.state.metrics.retransmission_sent();
-                cx.send(b.peer, b.from, r);
+                if let Some(r) = b.request.clone() {
+                    cx.state.metrics.retransmission_sent();
+                    cx.send(b.peer, b.from, r);
+                }
             }
             client_non_invite::TimerAction::Timeout => on_branch_final(
                 cx,
@@ -928,7 +951,7 @@ fn give_up_branch(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
     }
     record(t, Best::Local(408));
     if may_go_on(t, Failure::Timeout) {
-        t.failover_reason = Some(FailoverReason::Timeout);
+        set_failover_reason(t, FailoverReason::Timeout);
     } else {
         close_plan(t);
     }
@@ -949,8 +972,10 @@ pub(crate) fn on_branch_transport_error(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx:
     on_branch_final(cx, t, idx, Best::Local(503), Failure::Unreachable, reason);
 }
 
-/// Removes a finished proxy transaction and its client transactions from the tables.
-pub(crate) fn remove_if_finished(state: &State, t: &ProxyTxn) {
+/// After each event: drops what the transaction can no longer need (it may linger
+/// 64·T1 more), and removes it with its client transactions once it is finished.
+pub(crate) fn settle(state: &State, t: &mut ProxyTxn) {
+    release_unneeded(t);
     if !t.is_finished() {
         return;
     }
@@ -964,6 +989,19 @@ pub(crate) fn remove_if_finished(state: &State, t: &ProxyTxn) {
             id: b.id,
             cancel: true,
         });
+    }
+}
+
+/// Once the caller has its final response, the request and the plan are done with; a
+/// branch's request is kept only while something can still be built from it.
+fn release_unneeded(t: &mut ProxyTxn) {
+    if t.server.is_final() {
+        t.deciding = None;
+    }
+    for b in &mut t.branches {
+        if b.request.is_some() && !b.needs_request() {
+            b.request = None;
+        }
     }
 }
 

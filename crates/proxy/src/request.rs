@@ -14,7 +14,7 @@ use crate::engine::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
 use crate::metrics::Outcome;
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
-use crate::state::{CallInfo, ProxyTxn, ServerSide};
+use crate::state::{CallInfo, Deciding, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
 use crate::trunks::TrunkHold;
 use crate::{branch, calls, local, outbound, proxying, sipview, Peer, Transport};
@@ -198,15 +198,12 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     } else {
         ServerSide::NonInvite(ServerNonInvite::new(reliable, cx.state.timers))
     };
-    let txn = ProxyTxn {
-        key,
+    let direction = plan.direction;
+    let mut plan = plan;
+    let identity = plan.identity.take();
+    let deciding = Deciding {
         request: msg,
-        source: from,
-        local,
-        server,
-        // Most requests get one attempt; a Vec would otherwise start at four branches.
-        branches: Vec::with_capacity(1),
-        plan: Some(plan),
+        plan,
         next_attempt: 0,
         delay: None,
         delay_elapsed: None,
@@ -215,15 +212,26 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         failover_reason: None,
         started: cx.now,
         best: None,
-        cancelled: false,
         pop_route: routing.pop_route,
         strict_uri: routing.strict_uri,
         record_route,
         loop_hash,
         call,
+        trunk,
+    };
+    let txn = ProxyTxn {
+        key,
+        source: from,
+        local,
+        server,
+        // Most requests get one attempt; a Vec would otherwise start at four branches.
+        branches: Vec::with_capacity(1),
+        deciding: Some(Box::new(deciding)),
+        identity,
+        direction,
+        cancelled: false,
         initial_invite,
         is_bye: method == Method::Bye,
-        trunk,
     };
     let txn = Arc::new(Mutex::new(txn));
     match cx.state.servers.entry(key) {
@@ -239,7 +247,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         proxying::send_trying(cx, &mut t);
     }
     proxying::advance(cx, &mut t);
-    proxying::remove_if_finished(cx.state, &t);
+    proxying::settle(cx.state, &mut t);
 }
 
 /// An initial INVITE refused by the proxy itself (metrics). Without a plan, a carrier's
@@ -276,7 +284,7 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
             let absorbed = s.on_ack(cx.now, &mut timers);
             cx.schedule(crate::keys::TimerTarget::Server(key), &mut timers);
             if absorbed {
-                proxying::remove_if_finished(cx.state, &t);
+                proxying::settle(cx.state, &mut t);
                 return;
             }
         }
@@ -357,14 +365,13 @@ fn on_cancel(
     server.on_final(ok.clone(), cx.now, &mut timers);
     cx.send(from, Some(local), ok);
     if !server.is_terminated() {
-        let txn =
-            ProxyTxn::local_only(key, msg, from, local, ServerSide::NonInvite(server), cx.now);
+        let txn = ProxyTxn::local_only(key, from, local, ServerSide::NonInvite(server));
         cx.state.servers.insert(key, Arc::new(Mutex::new(txn)));
         cx.schedule(crate::keys::TimerTarget::Server(key), &mut timers);
     }
     let mut t = lock(&invite);
     proxying::cancel_by_caller(cx, &mut t);
-    proxying::remove_if_finished(cx.state, &t);
+    proxying::settle(cx.state, &mut t);
 }
 
 /// The hash a looping request would carry in our Via (see [`crate::branch`]).

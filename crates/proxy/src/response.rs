@@ -32,7 +32,7 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
         Some(e) => {
             let mut t = lock(&e.txn);
             proxying::on_branch_response(cx, &mut t, usize::from(e.branch), cancel, msg);
-            proxying::remove_if_finished(cx.state, &t);
+            proxying::settle(cx.state, &mut t);
         }
         None => forward_stateless(cx, &msg),
     }

@@ -15,12 +15,12 @@ use dashmap::DashMap;
 use trunkstore_sip::message::Message;
 
 use crate::auth::{Authenticator, Protection};
-use crate::callerid::Identity;
+use crate::callerid::{Identity, IdentityEdit};
 use crate::keys::{CallKey, ClientKey, KeyHasher, SpreadKeys, TxKey};
 use crate::metrics::{FailoverReason, ProxyMetrics};
 use crate::route::{AttemptPlan, Direction, Directory};
 use crate::transaction::{
-    ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
+    client_invite, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
 use crate::trunks::{TrunkHold, Trunks};
 use crate::{Peer, ProxyConfig, Stats};
@@ -154,10 +154,13 @@ pub(crate) enum CancelState {
     None,
     /// Asked for, but the branch has had no provisional yet (§9.1: wait for one).
     Pending,
-    Sent {
-        request: Bytes,
-        client: ClientNonInvite,
-    },
+    /// Boxed: few branches are ever cancelled, and every branch would carry the room.
+    Sent(Box<SentCancel>),
+}
+
+pub(crate) struct SentCancel {
+    pub request: Bytes,
+    pub client: ClientNonInvite,
 }
 
 /// One branch: a client transaction to one attempt's target.
@@ -165,8 +168,9 @@ pub(crate) struct Branch {
     pub id: u64,
     pub peer: Peer,
     pub from: Option<SocketAddr>,
-    /// The request as sent (retransmitted as is; CANCEL and ACK are built from it).
-    pub request: Bytes,
+    /// The request as sent (retransmitted as is; CANCEL, ACK and the BYE of an unwanted
+    /// 2xx are built from it); `None` once nothing can need it ([`Branch::needs_request`]).
+    pub request: Option<Bytes>,
     pub client: ClientSide,
     pub cancel: CancelState,
     /// Any provisional (100 included) seen: CANCEL may be sent.
@@ -197,7 +201,24 @@ pub(crate) struct Branch {
 impl Branch {
     pub fn is_done(&self) -> bool {
         self.client.is_terminated()
-            && !matches!(&self.cancel, CancelState::Sent { client, .. } if !client.is_terminated())
+            && !matches!(&self.cancel, CancelState::Sent(c) if !c.client.is_terminated())
+    }
+
+    /// Can anything still be built from the request? Retransmissions and the CANCEL while
+    /// the client transaction is pending, the ACK of each copy of a non-2xx final
+    /// (Completed), and the ACK and BYE of each copy of a 2xx on a branch we cancelled
+    /// ourselves (Accepted). A 2xx relayed upstream, or a non-INVITE's final, needs nothing.
+    pub fn needs_request(&self) -> bool {
+        match &self.client {
+            ClientSide::Invite(c) => match c.state() {
+                client_invite::State::Calling
+                | client_invite::State::Proceeding
+                | client_invite::State::Completed => true,
+                client_invite::State::Accepted => self.cancelled_by_proxy,
+                client_invite::State::Terminated => false,
+            },
+            ClientSide::NonInvite(c) => c.is_pending(),
+        }
     }
 }
 
@@ -219,15 +240,38 @@ impl Best {
 }
 
 /// One proxied request: its server transaction and its branches.
+///
+/// Kept small: a transaction lingers 64·T1 after its final response (timers L, J, M,
+/// D) at thousands per second, so whatever only the routing decision needs lives in
+/// [`Deciding`] and is dropped with the final response.
 pub(crate) struct ProxyTxn {
     pub key: TxKey,
-    /// The request as received.
-    pub request: Message,
     pub source: Peer,
     pub local: SocketAddr,
     pub server: ServerSide,
     pub branches: Vec<Branch>,
-    pub plan: Option<AttemptPlan>,
+    /// Until the caller has its final response; `None` after (and for a CANCEL's own
+    /// transaction, answered at once).
+    pub deciding: Option<Box<Deciding>>,
+    /// Caller ID rewrite of the request and its responses (§5.3): retransmitted 2xx
+    /// still need it after the final response.
+    pub identity: Option<IdentityEdit>,
+    /// For the response-time metrics of late responses (a copy of `call.direction`).
+    pub direction: Direction,
+    /// The caller CANCELled.
+    pub cancelled: bool,
+    /// Dialog-creating INVITE (no To tag): a 2xx creates a call record.
+    pub initial_invite: bool,
+    /// BYE: its final response ends the call.
+    pub is_bye: bool,
+}
+
+/// What a proxy transaction needs until the caller has its final response: the request
+/// (attempts are built from it), the plan and its progress, the call record's data.
+pub(crate) struct Deciding {
+    /// The request as received.
+    pub request: Message,
+    pub plan: AttemptPlan,
     /// Index of the next attempt of `plan` to start.
     pub next_attempt: usize,
     /// Deadline of the attempt delay (an attempt waiting to be sent).
@@ -244,8 +288,6 @@ pub(crate) struct ProxyTxn {
     /// When the request arrived (call record).
     pub started: Instant,
     pub best: Option<Best>,
-    /// The caller CANCELled.
-    pub cancelled: bool,
     /// Route edits decided once for all attempts.
     pub pop_route: bool,
     /// Strict-router fix-up: the Request-URI to restore (and Route to drop).
@@ -253,10 +295,6 @@ pub(crate) struct ProxyTxn {
     pub record_route: bool,
     pub loop_hash: u32,
     pub call: CallInfo,
-    /// Dialog-creating INVITE (no To tag): a 2xx creates a call record.
-    pub initial_invite: bool,
-    /// BYE: its final response ends the call.
-    pub is_bye: bool,
     /// The trunk an initial INVITE took (§6): moved to the dialog by its 2xx, released
     /// by its final failure.
     pub trunk: Option<TrunkHold>,
@@ -265,45 +303,25 @@ pub(crate) struct ProxyTxn {
 impl ProxyTxn {
     /// A server transaction answered locally (CANCEL's 200), kept to absorb
     /// retransmissions.
-    pub fn local_only(
-        key: TxKey,
-        request: Message,
-        source: Peer,
-        local: SocketAddr,
-        server: ServerSide,
-        now: Instant,
-    ) -> ProxyTxn {
+    pub fn local_only(key: TxKey, source: Peer, local: SocketAddr, server: ServerSide) -> Self {
         ProxyTxn {
             key,
-            request,
             source,
             local,
             server,
             branches: Vec::new(),
-            plan: None,
-            next_attempt: 0,
-            delay: None,
-            delay_elapsed: None,
-            plan_closed: true,
-            failover_ran: false,
-            failover_reason: None,
-            started: now,
-            best: None,
+            deciding: None,
+            identity: None,
+            direction: Direction::default(),
             cancelled: false,
-            pop_route: false,
-            strict_uri: None,
-            record_route: false,
-            loop_hash: 0,
-            call: CallInfo::default(),
             initial_invite: false,
             is_bye: false,
-            trunk: None,
         }
     }
 
     pub fn is_finished(&self) -> bool {
         self.server.is_terminated()
-            && self.delay.is_none()
+            && self.deciding.as_ref().is_none_or(|d| d.delay.is_none())
             && self.branches.iter().all(Branch::is_done)
     }
 }
