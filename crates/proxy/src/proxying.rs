@@ -154,22 +154,12 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         return false;
     };
     let reliable = peer.transport == Transport::Tcp;
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     let is_invite = matches!(t.server, ServerSide::Invite(_));
     let client = if is_invite {
-        ClientSide::Invite(ClientInvite::start(
-            reliable,
-            cx.state.timers,
-            cx.now,
-            &mut timers,
-        ))
+        ClientSide::Invite(ClientInvite::start(reliable, cx.now, &mut timers))
     } else {
-        ClientSide::NonInvite(ClientNonInvite::start(
-            reliable,
-            cx.state.timers,
-            cx.now,
-            &mut timers,
-        ))
+        ClientSide::NonInvite(ClientNonInvite::start(reliable, cx.now, &mut timers))
     };
     let now = cx.now;
     let timer_c =
@@ -185,13 +175,11 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         cx.shard.schedule(target, TimerKind::Answer, now + d);
         now + d
     });
-    let from = cx.state.cfg.local(peer.transport);
     // `next_attempt` was already moved past this one: the 1-based number.
     let number = t.deciding.as_ref().map_or(0, |d| d.next_attempt);
     t.branches.push(Branch {
         id,
         peer,
-        from,
         request: Some(request.clone()),
         client,
         cancel: CancelState::None,
@@ -221,8 +209,15 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
             },
         );
     }
-    cx.send(peer, from, request);
+    send_on(cx, peer, request);
     true
+}
+
+/// Sends to a branch's hop from our address for its transport (the same for every
+/// branch: not kept per branch).
+fn send_on(cx: &mut Ctx<'_>, hop: Peer, data: Bytes) {
+    let from = cx.state.cfg.local(hop.transport);
+    cx.send(hop, from, data);
 }
 
 /// Arms a timer and returns its deadline.
@@ -423,7 +418,7 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         (None, false) => 480,
     };
     let now = cx.now;
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     match &mut t.server {
         ServerSide::Invite(_) => {
             let resp = final_response(cx, t, best.as_ref(), code);
@@ -538,9 +533,9 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
     else {
         return;
     };
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     let reliable = b.peer.transport == Transport::Tcp;
-    let client = ClientNonInvite::start(reliable, cx.state.timers, cx.now, &mut timers);
+    let client = ClientNonInvite::start(reliable, cx.now, &mut timers);
     // If the INVITE never gets its final response, give up 64·T1 after the CANCEL
     // (§9.1); timer C carries that deadline.
     let at = cx.now + cx.state.timers.t1x64();
@@ -570,7 +565,7 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
         );
     }
     cx.schedule(TimerTarget::Branch(key, idx16), &mut timers);
-    cx.send(b.peer, b.from, cancel);
+    send_on(cx, b.peer, cancel);
 }
 
 /// Our own forwarded request, parsed again (only for the rare CANCEL/ACK/BYE we build).
@@ -589,7 +584,7 @@ pub(crate) fn on_branch_response(
     let status = msg.status().unwrap_or(500);
     let key = t.key;
     let now = cx.now;
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     let target = TimerTarget::Branch(key, u16::try_from(idx).unwrap_or(u16::MAX));
     let Some(b) = t.branches.get_mut(idx) else {
         return;
@@ -749,7 +744,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     let Some(resp) = relay(&msg, t.identity.as_ref()) else {
         return;
     };
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     let first = !t.server.is_final();
     if let ServerSide::Invite(s) = &mut t.server {
         s.on_2xx(cx.now, &mut timers);
@@ -769,7 +764,7 @@ fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
         return;
     };
     if let Ok(ack) = build::ack_for_non_2xx(&req, resp) {
-        cx.send(b.peer, b.from, ack);
+        send_on(cx, b.peer, ack);
     }
 }
 
@@ -807,14 +802,14 @@ fn ack_and_bye(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
         out.put_slice(b" ");
         out.put_slice(method);
         out.put_slice(b"\r\nContent-Length: 0\r\n\r\n");
-        cx.send(b.peer, b.from, out.freeze());
+        send_on(cx, b.peer, out.freeze());
     }
 }
 
 /// Timers of the server side (and the attempt delay).
 pub(crate) fn on_server_timer(cx: &mut Ctx<'_>, t: &mut ProxyTxn, kind: TimerKind, at: Instant) {
     let now = cx.now;
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     if kind == TimerKind::Delay {
         if let Some(d) = t.deciding.as_deref_mut().filter(|d| d.delay == Some(at)) {
             d.delay = None;
@@ -851,7 +846,7 @@ pub(crate) fn on_branch_timer(
     let now = cx.now;
     let key = t.key;
     let target = TimerTarget::Branch(key, u16::try_from(idx).unwrap_or(u16::MAX));
-    let mut timers = Timers::new();
+    let mut timers = Timers::new(cx.state.timers);
     let Some(b) = t.branches.get_mut(idx) else {
         return;
     };
@@ -890,7 +885,7 @@ pub(crate) fn on_branch_timer(
                 {
                     let r = c.request.clone();
                     cx.state.metrics.retransmission_sent();
-                    cx.send(b.peer, b.from, r);
+                    send_on(cx, b.peer, r);
                 }
             }
         }
@@ -901,7 +896,7 @@ pub(crate) fn on_branch_timer(
             client_invite::TimerAction::Retransmit => {
                 if let Some(r) = b.request.clone() {
                     cx.state.metrics.retransmission_sent();
-                    cx.send(b.peer, b.from, r);
+                    send_on(cx, b.peer, r);
                 }
             }
             // Timer B: no response at all.
@@ -919,7 +914,7 @@ pub(crate) fn on_branch_timer(
             client_non_invite::TimerAction::Retransmit => {
                 if let Some(r) = b.request.clone() {
                     cx.state.metrics.retransmission_sent();
-                    cx.send(b.peer, b.from, r);
+                    send_on(cx, b.peer, r);
                 }
             }
             client_non_invite::TimerAction::Timeout => on_branch_final(

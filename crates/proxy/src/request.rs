@@ -194,9 +194,9 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     };
     let reliable = from.transport == Transport::Tcp;
     let server = if method == Method::Invite {
-        ServerSide::Invite(ServerInvite::new(reliable, cx.state.timers))
+        ServerSide::Invite(ServerInvite::new(reliable))
     } else {
-        ServerSide::NonInvite(ServerNonInvite::new(reliable, cx.state.timers))
+        ServerSide::NonInvite(ServerNonInvite::new(reliable))
     };
     let direction = plan.direction;
     let mut plan = plan;
@@ -280,7 +280,7 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
     if let Some(txn) = cx.lookup(key) {
         let mut t = lock(&txn);
         if let ServerSide::Invite(s) = &mut t.server {
-            let mut timers = Timers::new();
+            let mut timers = Timers::new(cx.state.timers);
             let absorbed = s.on_ack(cx.now, &mut timers);
             cx.schedule(crate::keys::TimerTarget::Server(key), &mut timers);
             if absorbed {
@@ -360,8 +360,8 @@ fn on_cancel(
         return;
     };
     let reliable = from.transport == Transport::Tcp;
-    let mut server = ServerNonInvite::new(reliable, cx.state.timers);
-    let mut timers = Timers::new();
+    let mut server = ServerNonInvite::new(reliable);
+    let mut timers = Timers::new(cx.state.timers);
     server.on_final(ok.clone(), cx.now, &mut timers);
     cx.send(from, Some(local), ok);
     if !server.is_terminated() {

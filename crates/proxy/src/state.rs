@@ -166,8 +166,8 @@ pub(crate) struct SentCancel {
 /// One branch: a client transaction to one attempt's target.
 pub(crate) struct Branch {
     pub id: u64,
+    /// The hop; we send to it from `ProxyConfig::local` of its transport.
     pub peer: Peer,
-    pub from: Option<SocketAddr>,
     /// The request as sent (retransmitted as is; CANCEL, ACK and the BYE of an unwanted
     /// 2xx are built from it); `None` once nothing can need it ([`Branch::needs_request`]).
     pub request: Option<Bytes>,

@@ -11,7 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Timer, TimerConfig, TimerKind, Timers};
+#[cfg(test)]
+use super::TimerConfig;
+use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -26,7 +28,6 @@ pub enum State {
 pub struct ClientInvite {
     state: State,
     reliable: bool,
-    cfg: TimerConfig,
     a_interval: Duration,
     a: Option<Instant>,
     b: Option<Instant>,
@@ -61,11 +62,11 @@ pub enum TimerAction {
 
 impl ClientInvite {
     /// The INVITE has just been sent: arms A (UDP) and B.
-    pub fn start(reliable: bool, cfg: TimerConfig, now: Instant, timers: &mut Timers) -> Self {
+    pub fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
+        let cfg = timers.cfg();
         let mut c = ClientInvite {
             state: State::Calling,
             reliable,
-            cfg,
             a_interval: cfg.t1,
             a: None,
             b: None,
@@ -107,7 +108,7 @@ impl ClientInvite {
             (State::Calling | State::Proceeding, 200..=299) => {
                 self.state = State::Accepted;
                 self.a = None;
-                self.m = timers.arm(TimerKind::M, now + self.cfg.t1x64());
+                self.m = timers.arm(TimerKind::M, now + timers.cfg().t1x64());
                 ResponseAction::Success
             }
             (State::Accepted, 200..=299) => ResponseAction::Success,
@@ -118,7 +119,7 @@ impl ClientInvite {
                     // Timer D is 0 on reliable transports: nothing to absorb.
                     self.state = State::Terminated;
                 } else {
-                    self.d = timers.arm(TimerKind::D, now + self.cfg.t1x64());
+                    self.d = timers.arm(TimerKind::D, now + timers.cfg().t1x64());
                 }
                 ResponseAction::Final
             }
@@ -170,8 +171,8 @@ mod tests {
     #[test]
     fn retransmits_doubling_until_provisional() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut c = ClientInvite::start(false, TimerConfig::default(), now, &mut t);
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientInvite::start(false, now, &mut t);
         let armed: Vec<_> = t.drain().collect();
         let mut a = armed[0];
         assert_eq!(a.kind, TimerKind::A);
@@ -201,8 +202,8 @@ mod tests {
     #[test]
     fn non_2xx_acked_each_copy_then_d() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut c = ClientInvite::start(false, TimerConfig::default(), now, &mut t);
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientInvite::start(false, now, &mut t);
         t.drain().count();
         assert_eq!(c.on_response(486, now, &mut t), ResponseAction::Final);
         assert_eq!(c.on_response(486, now, &mut t), ResponseAction::AckAgain);
@@ -217,8 +218,8 @@ mod tests {
     #[test]
     fn timeout_in_calling() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut c = ClientInvite::start(true, TimerConfig::default(), now, &mut t);
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientInvite::start(true, now, &mut t);
         let armed: Vec<_> = t.drain().collect();
         assert_eq!(armed.len(), 1, "no A over TCP");
         assert_eq!(
@@ -230,8 +231,8 @@ mod tests {
     #[test]
     fn accepted_forwards_2xx_retransmissions() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut c = ClientInvite::start(false, TimerConfig::default(), now, &mut t);
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientInvite::start(false, now, &mut t);
         assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Success);
         assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Success);
         assert_eq!(c.on_response(486, now, &mut t), ResponseAction::Ignore);

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Timer, TimerConfig, TimerKind, Timers};
+#[cfg(test)]
+use super::TimerConfig;
+use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -22,7 +24,6 @@ pub enum State {
 pub struct ClientNonInvite {
     state: State,
     reliable: bool,
-    cfg: TimerConfig,
     e_interval: Duration,
     e: Option<Instant>,
     f: Option<Instant>,
@@ -48,11 +49,11 @@ pub enum TimerAction {
 }
 
 impl ClientNonInvite {
-    pub fn start(reliable: bool, cfg: TimerConfig, now: Instant, timers: &mut Timers) -> Self {
+    pub fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
+        let cfg = timers.cfg();
         let mut c = ClientNonInvite {
             state: State::Trying,
             reliable,
-            cfg,
             e_interval: cfg.t1,
             e: None,
             f: None,
@@ -94,7 +95,7 @@ impl ClientNonInvite {
                     self.state = State::Terminated;
                 } else {
                     self.state = State::Completed;
-                    self.k = timers.arm(TimerKind::K, now + self.cfg.t4);
+                    self.k = timers.arm(TimerKind::K, now + timers.cfg().t4);
                 }
                 ResponseAction::Final
             }
@@ -111,10 +112,11 @@ impl ClientNonInvite {
     ) -> TimerAction {
         match kind {
             TimerKind::E if Timer::matches(&self.e, at) && self.is_pending() => {
+                let t2 = timers.cfg().t2;
                 self.e_interval = if self.state == State::Proceeding {
-                    self.cfg.t2
+                    t2
                 } else {
-                    (self.e_interval * 2).min(self.cfg.t2)
+                    (self.e_interval * 2).min(t2)
                 };
                 self.e = timers.arm(TimerKind::E, now + self.e_interval);
                 TimerAction::Retransmit
@@ -143,8 +145,8 @@ mod tests {
     #[test]
     fn retransmits_capped_at_t2_then_f() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut c = ClientNonInvite::start(false, TimerConfig::default(), now, &mut t);
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientNonInvite::start(false, now, &mut t);
         let armed: Vec<_> = t.drain().collect();
         let f = armed[1];
         let mut e = armed[0];
@@ -164,8 +166,8 @@ mod tests {
     #[test]
     fn final_then_k() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut c = ClientNonInvite::start(false, TimerConfig::default(), now, &mut t);
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientNonInvite::start(false, now, &mut t);
         t.drain().count();
         assert_eq!(c.on_response(100, now, &mut t), ResponseAction::Provisional);
         assert_eq!(c.on_response(200, now, &mut t), ResponseAction::Final);

@@ -95,16 +95,27 @@ impl Timer {
     }
 }
 
-/// Timers armed during one event, for the caller to schedule.
+/// Timers armed during one event, for the caller to schedule, and the values to arm
+/// them with (carried here rather than in every machine: machines live 64·T1 after
+/// their transaction completes, thousands at a time).
 #[derive(Debug, Default)]
 pub struct Timers {
     items: [Option<Timer>; 4],
     n: usize,
+    cfg: TimerConfig,
 }
 
 impl Timers {
-    pub fn new() -> Timers {
-        Timers::default()
+    pub fn new(cfg: TimerConfig) -> Timers {
+        Timers {
+            items: [None; 4],
+            n: 0,
+            cfg,
+        }
+    }
+
+    pub fn cfg(&self) -> TimerConfig {
+        self.cfg
     }
 
     /// Arms `kind` at `at` and returns the deadline to store in the machine's slot.

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Timer, TimerConfig, TimerKind, Timers};
+#[cfg(test)]
+use super::TimerConfig;
+use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -25,7 +27,6 @@ pub enum State {
 pub struct ServerInvite {
     state: State,
     reliable: bool,
-    cfg: TimerConfig,
     /// Last provisional, or the final non-2xx: what a retransmitted INVITE gets again.
     last: Option<Bytes>,
     g_interval: Duration,
@@ -47,13 +48,13 @@ pub enum TimerAction {
 }
 
 impl ServerInvite {
-    pub fn new(reliable: bool, cfg: TimerConfig) -> ServerInvite {
+    pub fn new(reliable: bool) -> ServerInvite {
         ServerInvite {
             state: State::Proceeding,
             reliable,
-            cfg,
             last: None,
-            g_interval: cfg.t1,
+            // Set with the final response (T1, doubling).
+            g_interval: Duration::ZERO,
             g: None,
             h: None,
             i: None,
@@ -98,7 +99,7 @@ impl ServerInvite {
         if matches!(self.state, State::Proceeding) {
             self.state = State::Accepted;
             self.last = None;
-            self.l = timers.arm(TimerKind::L, now + self.cfg.t1x64());
+            self.l = timers.arm(TimerKind::L, now + timers.cfg().t1x64());
         }
     }
 
@@ -110,10 +111,12 @@ impl ServerInvite {
         }
         self.state = State::Completed;
         self.last = Some(resp);
+        let cfg = timers.cfg();
         if !self.reliable {
+            self.g_interval = cfg.t1;
             self.g = timers.arm(TimerKind::G, now + self.g_interval);
         }
-        self.h = timers.arm(TimerKind::H, now + self.cfg.t1x64());
+        self.h = timers.arm(TimerKind::H, now + cfg.t1x64());
         true
     }
 
@@ -127,7 +130,7 @@ impl ServerInvite {
                 if self.reliable {
                     self.state = State::Terminated;
                 } else {
-                    self.i = timers.arm(TimerKind::I, now + self.cfg.t4);
+                    self.i = timers.arm(TimerKind::I, now + timers.cfg().t4);
                 }
                 true
             }
@@ -145,7 +148,7 @@ impl ServerInvite {
     ) -> TimerAction {
         match kind {
             TimerKind::G if Timer::matches(&self.g, at) && self.state == State::Completed => {
-                self.g_interval = (self.g_interval * 2).min(self.cfg.t2);
+                self.g_interval = (self.g_interval * 2).min(timers.cfg().t2);
                 self.g = timers.arm(TimerKind::G, now + self.g_interval);
                 self.last
                     .clone()
@@ -185,8 +188,8 @@ mod tests {
     #[test]
     fn final_retransmitted_by_g_until_ack_then_i() {
         let now = t0();
-        let mut t = Timers::new();
-        let mut s = ServerInvite::new(false, TimerConfig::default());
+        let mut t = Timers::new(TimerConfig::default());
+        let mut s = ServerInvite::new(false);
         s.on_provisional(Bytes::from_static(b"100"));
         assert_eq!(s.on_retransmission(), Some(Bytes::from_static(b"100")));
         assert!(s.on_final(Bytes::from_static(b"486"), now, &mut t));
@@ -216,8 +219,8 @@ mod tests {
     #[test]
     fn g_interval_capped_at_t2() {
         let now = t0();
-        let mut t = Timers::new();
-        let mut s = ServerInvite::new(false, TimerConfig::default());
+        let mut t = Timers::new(TimerConfig::default());
+        let mut s = ServerInvite::new(false);
         s.on_final(Bytes::from_static(b"x"), now, &mut t);
         let mut g = t.drain().next().unwrap();
         let mut gaps = Vec::new();
@@ -233,8 +236,8 @@ mod tests {
     #[test]
     fn accepted_absorbs_and_ends_with_l() {
         let now = t0();
-        let mut t = Timers::new();
-        let mut s = ServerInvite::new(true, TimerConfig::default());
+        let mut t = Timers::new(TimerConfig::default());
+        let mut s = ServerInvite::new(true);
         s.on_2xx(now, &mut t);
         assert_eq!(s.state(), State::Accepted);
         assert_eq!(s.on_retransmission(), None);
@@ -249,8 +252,8 @@ mod tests {
     #[test]
     fn reliable_has_no_g_and_ack_terminates() {
         let now = t0();
-        let mut t = Timers::new();
-        let mut s = ServerInvite::new(true, TimerConfig::default());
+        let mut t = Timers::new(TimerConfig::default());
+        let mut s = ServerInvite::new(true);
         s.on_final(Bytes::from_static(b"x"), now, &mut t);
         let kinds: Vec<_> = t.drain().map(|x| x.kind).collect();
         assert_eq!(kinds, vec![TimerKind::H]);

@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Timer, TimerConfig, TimerKind, Timers};
+#[cfg(test)]
+use super::TimerConfig;
+use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -26,17 +28,15 @@ pub enum State {
 pub struct ServerNonInvite {
     state: State,
     reliable: bool,
-    cfg: TimerConfig,
     last: Option<Bytes>,
     j: Option<Instant>,
 }
 
 impl ServerNonInvite {
-    pub fn new(reliable: bool, cfg: TimerConfig) -> ServerNonInvite {
+    pub fn new(reliable: bool) -> ServerNonInvite {
         ServerNonInvite {
             state: State::Trying,
             reliable,
-            cfg,
             last: None,
             j: None,
         }
@@ -82,7 +82,7 @@ impl ServerNonInvite {
         } else {
             self.state = State::Completed;
             self.last = Some(resp);
-            self.j = timers.arm(TimerKind::J, now + self.cfg.t1x64());
+            self.j = timers.arm(TimerKind::J, now + timers.cfg().t1x64());
         }
         true
     }
@@ -112,8 +112,8 @@ mod tests {
     #[test]
     fn completed_answers_retransmissions_until_j() {
         let now = Instant::now();
-        let mut t = Timers::new();
-        let mut s = ServerNonInvite::new(false, TimerConfig::default());
+        let mut t = Timers::new(TimerConfig::default());
+        let mut s = ServerNonInvite::new(false);
         assert_eq!(s.on_retransmission(), None);
         assert!(s.on_final(Bytes::from_static(b"200"), now, &mut t));
         assert!(!s.on_final(Bytes::from_static(b"500"), now, &mut t));
@@ -127,8 +127,8 @@ mod tests {
 
     #[test]
     fn reliable_terminates_at_once() {
-        let mut t = Timers::new();
-        let mut s = ServerNonInvite::new(true, TimerConfig::default());
+        let mut t = Timers::new(TimerConfig::default());
+        let mut s = ServerNonInvite::new(true);
         assert!(s.on_final(Bytes::from_static(b"200"), Instant::now(), &mut t));
         assert!(s.is_terminated());
         assert!(t.is_empty());
