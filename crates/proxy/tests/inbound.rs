@@ -12,7 +12,6 @@ use serde_json::json;
 use trunkstore_config::{validate_document, Catalog, Failover, NumberFormat, Settings, SipHeader};
 use trunkstore_proxy::route::InboundRoute;
 use trunkstore_proxy::{ProxyConfig, StaticDirectory, Transmit, Transport};
-use trunkstore_routing::{Router, Snapshot};
 use trunkstore_sip::build::{self, ResponseOptions};
 use trunkstore_sip::message::HeaderName;
 
@@ -187,18 +186,7 @@ fn router_proxy() -> H {
     let settings = Settings::from_value(&settings, Path::new("/tmp")).expect("settings");
     let doc = validate_document("acme", "main", &doc).expect("document");
     let catalog = Catalog::build(settings, [doc]).expect("catalog");
-    let router = Arc::new(Router::new(Snapshot::build(&catalog)));
-    let mut cfg = ProxyConfig::from_settings(catalog.settings());
-    cfg.call_records = true;
-    let proxy = trunkstore_proxy::Proxy::new(cfg, router);
-    let shard = proxy.new_shard();
-    let t0 = std::time::Instant::now();
-    H {
-        proxy,
-        shard,
-        t0,
-        now: t0,
-    }
+    H::routed(&catalog, true)
 }
 
 fn invite_to(id: &str, number: &str) -> String {

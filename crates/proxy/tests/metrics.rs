@@ -12,8 +12,7 @@ use common::*;
 use serde_json::json;
 use trunkstore_config::{validate_document, Catalog, Failover, Settings};
 use trunkstore_proxy::metrics::{Direction, FailoverReason, Outcome};
-use trunkstore_proxy::{Proxy, ProxyConfig, Transmit, Transport};
-use trunkstore_routing::{Router, Snapshot};
+use trunkstore_proxy::{ProxyConfig, Transmit, Transport};
 
 const BACKUP: &str = "10.0.0.7:5060";
 
@@ -235,16 +234,7 @@ fn outbound_harness() -> H {
     let settings = Settings::from_value(&settings, Path::new("/tmp")).expect("settings");
     let doc = validate_document("acme", "main", &doc).expect("document");
     let catalog = Catalog::build(settings, [doc]).expect("catalog");
-    let router = Arc::new(Router::new(Snapshot::build(&catalog)));
-    let proxy = Proxy::new(ProxyConfig::from_settings(catalog.settings()), router);
-    let shard = proxy.new_shard();
-    let t0 = std::time::Instant::now();
-    H {
-        proxy,
-        shard,
-        t0,
-        now: t0,
-    }
+    H::routed(&catalog, false)
 }
 
 fn pbx_invite(call: &str, from: &str, extra: &str) -> String {

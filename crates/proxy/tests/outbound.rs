@@ -5,13 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use common::*;
 use serde_json::json;
 use trunkstore_config::{validate_document, Catalog, Settings};
-use trunkstore_proxy::{Proxy, ProxyConfig, Transmit};
-use trunkstore_routing::{Router, Snapshot};
+use trunkstore_proxy::Transmit;
 use trunkstore_sip::digest::{
     expected_response, Algorithm, Challenge, Credentials, ResponseParams,
 };
@@ -101,18 +99,7 @@ fn harness() -> H {
         .into_iter()
         .map(|(acc, v)| validate_document(acc, "main", &v).expect("document"));
     let catalog = Catalog::build(settings, docs).expect("catalog");
-    let router = Arc::new(Router::new(Snapshot::build(&catalog)));
-    let mut cfg = ProxyConfig::from_settings(catalog.settings());
-    cfg.call_records = true;
-    let proxy = Proxy::new(cfg, router);
-    let shard = proxy.new_shard();
-    let t0 = std::time::Instant::now();
-    H {
-        proxy,
-        shard,
-        t0,
-        now: t0,
-    }
+    H::routed(&catalog, true)
 }
 
 /// An INVITE from a PBX at `from` to `number`, From user `from_user`.

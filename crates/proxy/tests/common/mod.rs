@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use trunkstore_config::NumberFormat;
-use trunkstore_proxy::route::InboundRoute;
+use trunkstore_config::{Catalog, NumberFormat};
+use trunkstore_proxy::route::{Directory, InboundRoute};
 use trunkstore_proxy::{Peer, Proxy, ProxyConfig, Shard, StaticDirectory, Transmit, Transport};
+use trunkstore_routing::{Router, Snapshot};
 use trunkstore_sip::build::{self, ResponseOptions};
 use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::{HeaderName, Message};
@@ -71,7 +72,19 @@ impl H {
     }
 
     pub fn with(cfg: ProxyConfig, dir: StaticDirectory) -> H {
-        let proxy = Proxy::new(cfg, Arc::new(dir));
+        H::over(cfg, Arc::new(dir))
+    }
+
+    /// Routed by a snapshot of `catalog`, as `trunkstore serve` runs it; `call_records`
+    /// as in [`ProxyConfig`].
+    pub fn routed(catalog: &Catalog, call_records: bool) -> H {
+        let mut cfg = ProxyConfig::from_settings(catalog.settings());
+        cfg.call_records = call_records;
+        H::over(cfg, Arc::new(Router::new(Snapshot::build(catalog))))
+    }
+
+    fn over(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> H {
+        let proxy = Proxy::new(cfg, dir);
         let shard = proxy.new_shard();
         let t0 = Instant::now();
         H {
