@@ -12,6 +12,7 @@ mod config;
 mod harness;
 mod inbound;
 mod outbound;
+mod ports;
 mod proxy;
 mod raw;
 mod sipp;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,16 +19,9 @@ const ADMIN: &str = "admin-token-0123456789abcdef";
 const ACME: &str = "acme-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
+#[path = "../../../tests/e2e/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// One PBX document: an IP-auth server at 127.0.0.1:`port` owning `dids`.
 fn document(name: &str, port: u16, dids: &[&str]) -> Value {

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -13,17 +13,9 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(10);
 const GRACE_SECS: u64 = 3;
 
-/// A port free for both UDP and TCP on 127.0.0.1 (the proxy listens on both).
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
+#[path = "../../../tests/e2e/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// The repository's shipped `config/` (the README's run command), copied into `dir` with
 /// only its ports changed so the test can run beside others; everything else — relative
