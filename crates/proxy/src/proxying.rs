@@ -220,6 +220,25 @@ fn send_on(cx: &mut Ctx<'_>, hop: Peer, data: Bytes) {
     cx.send(hop, from, data);
 }
 
+/// Timer A/E: the branch's request again, if it is still kept.
+fn resend_request(cx: &mut Ctx<'_>, b: &Branch) {
+    if let Some(r) = b.request.clone() {
+        resend_on(cx, b.peer, r);
+    }
+}
+
+/// A retransmission towards a branch's hop (counted for the metrics).
+fn resend_on(cx: &mut Ctx<'_>, hop: Peer, data: Bytes) {
+    cx.state.metrics.retransmission_sent();
+    send_on(cx, hop, data);
+}
+
+/// Timer B/F: the branch never answered; it counts as a 408 from an unreachable target.
+fn no_response(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
+    let reason = FailoverReason::Timeout;
+    on_branch_final(cx, t, idx, Best::Local(408), Failure::Unreachable, reason);
+}
+
 /// Arms a timer and returns its deadline.
 fn timers_arm(timers: &mut Timers, kind: TimerKind, at: Instant) -> Instant {
     timers.arm(kind, at);
@@ -883,9 +902,7 @@ pub(crate) fn on_branch_timer(
                 if c.client.on_timer(kind, at, now, &mut timers)
                     == client_non_invite::TimerAction::Retransmit
                 {
-                    let r = c.request.clone();
-                    cx.state.metrics.retransmission_sent();
-                    send_on(cx, b.peer, r);
+                    resend_on(cx, b.peer, c.request.clone());
                 }
             }
         }
@@ -893,38 +910,15 @@ pub(crate) fn on_branch_timer(
             // A branch given up on is not pushed any more; if it answers late, it is
             // CANCELled or ACKed and BYEd.
             client_invite::TimerAction::Retransmit if b.given_up => {}
-            client_invite::TimerAction::Retransmit => {
-                if let Some(r) = b.request.clone() {
-                    cx.state.metrics.retransmission_sent();
-                    send_on(cx, b.peer, r);
-                }
-            }
+            client_invite::TimerAction::Retransmit => resend_request(cx, b),
             // Timer B: no response at all.
-            client_invite::TimerAction::Timeout => on_branch_final(
-                cx,
-                t,
-                idx,
-                Best::Local(408),
-                Failure::Unreachable,
-                FailoverReason::Timeout,
-            ),
+            client_invite::TimerAction::Timeout => no_response(cx, t, idx),
             _ => {}
         },
         (_, ClientSide::NonInvite(c)) => match c.on_timer(kind, at, now, &mut timers) {
-            client_non_invite::TimerAction::Retransmit => {
-                if let Some(r) = b.request.clone() {
-                    cx.state.metrics.retransmission_sent();
-                    send_on(cx, b.peer, r);
-                }
-            }
-            client_non_invite::TimerAction::Timeout => on_branch_final(
-                cx,
-                t,
-                idx,
-                Best::Local(408),
-                Failure::Unreachable,
-                FailoverReason::Timeout,
-            ),
+            client_non_invite::TimerAction::Retransmit => resend_request(cx, b),
+            // Timer F.
+            client_non_invite::TimerAction::Timeout => no_response(cx, t, idx),
             _ => {}
         },
     }
