@@ -214,6 +214,8 @@ fn retransmissions_sent_and_received_and_parse_errors() {
 
 const PW_PBX: &str = "10.0.0.99:5060";
 const C1: &str = "192.0.2.21:5060";
+/// The Request-URI of `pbx_invite`.
+const PBX_RURI: &str = "sip:+12125550100@10.0.0.1:5060";
 
 fn outbound_harness() -> H {
     let settings = json!({
@@ -253,49 +255,6 @@ Contact: <sip:1000@{from}>
     )
 }
 
-/// Digest credentials for the MD5 challenge of `resp`.
-fn authorization(resp: &Transmit, user: &str, password: &str) -> String {
-    use trunkstore_sip::digest::{expected_response, Challenge, Credentials, ResponseParams};
-    let ch = parse(resp)
-        .headers_named(b"Proxy-Authenticate")
-        .next()
-        .map(<[u8]>::to_vec)
-        .expect("a challenge");
-    let c = Challenge::parse(&ch).unwrap();
-    let ruri = b"sip:+12125550100@10.0.0.1:5060";
-    let params = ResponseParams {
-        method: b"INVITE",
-        uri: ruri,
-        nonce: c.nonce,
-        nc: b"00000001",
-        cnonce: b"c0ffee",
-        qop: Some(b"auth"),
-        body: b"",
-    };
-    let r = expected_response(
-        c.algorithm(),
-        user.as_bytes(),
-        c.realm,
-        password.as_bytes(),
-        &params,
-    );
-    let creds = Credentials {
-        username: user.as_bytes(),
-        realm: c.realm,
-        nonce: c.nonce,
-        uri: ruri,
-        response: r.as_bytes(),
-        algorithm: c.algorithm,
-        cnonce: Some(b"c0ffee"),
-        qop: Some(b"auth"),
-        nc: Some(b"00000001"),
-        opaque: None,
-    };
-    let mut buf = Vec::new();
-    creds.write_value(&mut buf);
-    format!("Proxy-Authorization: {}\n", String::from_utf8(buf).unwrap())
-}
-
 #[test]
 fn auth_challenges_failures_bans_and_an_outbound_call() {
     let mut h = outbound_harness();
@@ -305,7 +264,7 @@ fn auth_challenges_failures_bans_and_an_outbound_call() {
     assert_eq!(h.proxy.metrics().challenges(), 1);
     assert_eq!(calls(&h).iter().sum::<u64>(), 0);
     // Good credentials: forwarded to the carrier, which answers.
-    let auth = authorization(&first[0], "alice", "s3cret");
+    let auth = authorization(&first[0], "alice", "s3cret", 1, PBX_RURI);
     let out = h.feed(udp(PW_PBX), &pbx_invite("o1", PW_PBX, &auth));
     let inv = to(&out, C1).remove(0);
     h.feed(udp(C1), &reply(&inv, 183));
@@ -326,7 +285,7 @@ fn auth_challenges_failures_bans_and_an_outbound_call() {
     let w = "10.0.0.98:5060";
     let first = h.feed(udp(w), &pbx_invite("w0", w, ""));
     for i in 1..=3 {
-        let auth = authorization(&first[0], "alice", "wrong");
+        let auth = authorization(&first[0], "alice", "wrong", 1, PBX_RURI);
         let out = h.feed(udp(w), &pbx_invite(&format!("w{i}"), w, &auth));
         assert_eq!(status(&out[0]), Some(403));
     }

@@ -10,9 +10,6 @@ use common::*;
 use serde_json::json;
 use trunkstore_config::{validate_document, Catalog, Settings};
 use trunkstore_proxy::Transmit;
-use trunkstore_sip::digest::{
-    expected_response, Algorithm, Challenge, Credentials, ResponseParams,
-};
 use trunkstore_sip::message::HeaderName;
 
 const IP_PBX: &str = "10.0.0.5:5080";
@@ -170,46 +167,6 @@ fn forwarded(out: &[Transmit], peer: &str) -> Transmit {
 
 fn challenges(t: &Transmit) -> Vec<String> {
     hdr(t, "Proxy-Authenticate")
-}
-
-/// `Proxy-Authorization` for the MD5 challenge of `resp`.
-fn authorization(resp: &Transmit, user: &str, password: &str, nc: u32, ruri: &str) -> String {
-    let ch = challenges(resp).into_iter().next().expect("a challenge");
-    let ch_bytes = ch.into_bytes();
-    let c = Challenge::parse(&ch_bytes).unwrap();
-    assert_eq!(c.algorithm(), Algorithm::Md5, "MD5 first");
-    let nc = format!("{nc:08x}");
-    let params = ResponseParams {
-        method: b"INVITE",
-        uri: ruri.as_bytes(),
-        nonce: c.nonce,
-        nc: nc.as_bytes(),
-        cnonce: b"c0ffee",
-        qop: Some(b"auth"),
-        body: b"",
-    };
-    let r = expected_response(
-        Algorithm::Md5,
-        user.as_bytes(),
-        c.realm,
-        password.as_bytes(),
-        &params,
-    );
-    let creds = Credentials {
-        username: user.as_bytes(),
-        realm: c.realm,
-        nonce: c.nonce,
-        uri: ruri.as_bytes(),
-        response: r.as_bytes(),
-        algorithm: c.algorithm,
-        cnonce: Some(b"c0ffee"),
-        qop: Some(b"auth"),
-        nc: Some(nc.as_bytes()),
-        opaque: None,
-    };
-    let mut buf = Vec::new();
-    creds.write_value(&mut buf);
-    format!("Proxy-Authorization: {}\n", String::from_utf8(buf).unwrap())
 }
 
 /// A digest-authenticated INVITE from the password PBX: the 407 round, then the INVITE

@@ -11,6 +11,9 @@ use trunkstore_proxy::route::{Directory, InboundRoute};
 use trunkstore_proxy::{Peer, Proxy, ProxyConfig, Shard, StaticDirectory, Transmit, Transport};
 use trunkstore_routing::{Router, Snapshot};
 use trunkstore_sip::build::{self, ResponseOptions};
+use trunkstore_sip::digest::{
+    expected_response, Algorithm, Challenge, Credentials, ResponseParams,
+};
 use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::parse::parse_datagram;
@@ -285,4 +288,48 @@ Content-Length: 0
 /// A response to a request we forwarded, as its next hop would send it (no Contact).
 pub fn reply(req: &Transmit, code: u16) -> String {
     answer(req, code, "sip:x@10.0.0.5:5080")
+}
+
+/// `Proxy-Authorization` answering the first challenge of `resp` (MD5: the proxy offers it
+/// first), with nonce count `nc` for the Request-URI `ruri`.
+pub fn authorization(resp: &Transmit, user: &str, password: &str, nc: u32, ruri: &str) -> String {
+    let ch = parse(resp)
+        .headers_named(b"Proxy-Authenticate")
+        .next()
+        .map(<[u8]>::to_vec)
+        .expect("a challenge");
+    let c = Challenge::parse(&ch).unwrap();
+    assert_eq!(c.algorithm(), Algorithm::Md5, "MD5 first");
+    let nc = format!("{nc:08x}");
+    let params = ResponseParams {
+        method: b"INVITE",
+        uri: ruri.as_bytes(),
+        nonce: c.nonce,
+        nc: nc.as_bytes(),
+        cnonce: b"c0ffee",
+        qop: Some(b"auth"),
+        body: b"",
+    };
+    let r = expected_response(
+        Algorithm::Md5,
+        user.as_bytes(),
+        c.realm,
+        password.as_bytes(),
+        &params,
+    );
+    let creds = Credentials {
+        username: user.as_bytes(),
+        realm: c.realm,
+        nonce: c.nonce,
+        uri: ruri.as_bytes(),
+        response: r.as_bytes(),
+        algorithm: c.algorithm,
+        cnonce: Some(b"c0ffee"),
+        qop: Some(b"auth"),
+        nc: Some(nc.as_bytes()),
+        opaque: None,
+    };
+    let mut buf = Vec::new();
+    creds.write_value(&mut buf);
+    format!("Proxy-Authorization: {}\n", String::from_utf8(buf).unwrap())
 }
