@@ -10,8 +10,10 @@
 //! warm-up runs well past 64·T1 of virtual time, so the figure is the steady state where
 //! transactions expire as fast as they are made (no heap growth).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,31 @@ use trunkstore_sip::build::{self, ResponseOptions};
 use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::parse::parse_datagram;
+
+/// Counts heap allocations, to report allocations per call next to the time.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const PROXY: &str = "127.0.0.1:5060";
 const UAC: &str = "127.0.0.1:5070";
@@ -47,6 +74,8 @@ struct Rig {
     calls: u64,
     /// Time spent inside the core.
     busy: Duration,
+    /// Heap allocations made inside the core.
+    allocations: u64,
 }
 
 impl Rig {
@@ -64,28 +93,35 @@ impl Rig {
             local: PROXY.parse().unwrap(),
             calls: 0,
             busy: Duration::ZERO,
+            allocations: 0,
         }
     }
 
     /// Feeds one datagram and returns what the core sent.
     fn feed(&mut self, from: &str, data: Bytes) -> Vec<Transmit> {
+        let allocated = ALLOCATIONS.load(Ordering::Relaxed);
         let start = Instant::now();
         self.proxy
             .handle_datagram(&mut self.shard, self.now, udp(from), self.local, data);
-        let out: Vec<Transmit> = std::iter::from_fn(|| self.shard.poll_transmit()).collect();
+        let mut out = Vec::with_capacity(2);
+        out.extend(std::iter::from_fn(|| self.shard.poll_transmit()));
         self.busy += start.elapsed();
+        // The one allocation of `out` is the bench's, not the core's.
+        self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - allocated - 1;
         out
     }
 
     /// Moves the virtual clock on by one call gap, firing what falls due.
     fn tick(&mut self) {
         self.now += CALL_GAP;
+        let allocated = ALLOCATIONS.load(Ordering::Relaxed);
         let start = Instant::now();
         if self.shard.poll_timeout().is_some_and(|at| at <= self.now) {
             self.proxy.handle_timeouts(&mut self.shard, self.now);
             while self.shard.poll_transmit().is_some() {}
         }
         self.busy += start.elapsed();
+        self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - allocated;
     }
 
     /// One whole call; panics if the core does not forward what the rig expects.
@@ -186,8 +222,10 @@ fn core(c: &mut Criterion) {
     g.finish();
     let stats = rig.proxy.stats();
     println!(
-        "after {} calls: {} server and {} client transactions, {} calls live, {} timers queued",
+        "after {} calls: {:.1} core allocations per call, {} server and {} client transactions, \
+         {} calls live, {} timers queued",
         rig.calls,
+        rig.allocations as f64 / rig.calls as f64,
         stats.server_transactions,
         stats.client_transactions,
         stats.calls,

@@ -162,19 +162,15 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         ClientSide::NonInvite(ClientNonInvite::start(reliable, cx.now, &mut timers))
     };
     let now = cx.now;
-    let timer_c =
-        is_invite.then(|| timers_arm(&mut timers, TimerKind::C, now + cx.state.cfg.timer_c));
-    // The attempt timers go straight to the shard: `Timers` holds the four a
-    // transaction arms (A, B, C and one more).
-    let target = TimerTarget::Branch(t.key, idx16);
-    let progress_deadline = attempt.progress_timeout.filter(|_| is_invite).map(|d| {
-        cx.shard.schedule(target, TimerKind::Progress, now + d);
-        now + d
-    });
-    let answer_deadline = attempt.answer_timeout.filter(|_| is_invite).map(|d| {
-        cx.shard.schedule(target, TimerKind::Answer, now + d);
-        now + d
-    });
+    let timer_c = is_invite.then(|| now + cx.state.cfg.timer_c);
+    let progress_deadline = attempt
+        .progress_timeout
+        .filter(|_| is_invite)
+        .map(|d| now + d);
+    let answer_deadline = attempt
+        .answer_timeout
+        .filter(|_| is_invite)
+        .map(|d| now + d);
     // `next_attempt` was already moved past this one: the 1-based number.
     let number = t.deciding.as_ref().map_or(0, |d| d.next_attempt);
     t.branches.push(Branch {
@@ -190,13 +186,18 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         c_after_cancel: false,
         progress_deadline,
         answer_deadline,
+        wake: None,
         given_up: false,
         attempt: number.min(usize::from(u16::MAX)) as u16,
         is_failover: attempt.is_failover,
         ignore_early_media: attempt.ignore_early_media,
         sent: is_invite.then_some(now),
     });
-    cx.schedule(TimerTarget::Branch(t.key, idx16), &mut timers);
+    let target = TimerTarget::Branch(t.key, idx16);
+    cx.schedule(target, &mut timers);
+    if let Some(b) = t.branches.last_mut() {
+        arm_deadline(cx, target, b);
+    }
     // The transaction is in the server table while it runs (inserted before the first
     // attempt); the client index points back at it.
     if let Some(txn) = cx.lookup(t.key) {
@@ -239,10 +240,33 @@ fn no_response(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
     on_branch_final(cx, t, idx, Best::Local(408), Failure::Unreachable, reason);
 }
 
-/// Arms a timer and returns its deadline.
-fn timers_arm(timers: &mut Timers, kind: TimerKind, at: Instant) -> Instant {
-    timers.arm(kind, at);
-    at
+/// The earliest of a pending INVITE branch's own deadlines (timer C, and the progress
+/// timeout until a provisional other than 100, and the answer timeout).
+fn next_deadline(b: &Branch) -> Option<Instant> {
+    if !matches!(&b.client, ClientSide::Invite(c) if c.is_pending()) {
+        return None;
+    }
+    let progress = b.progress_deadline.filter(|_| !b.progress);
+    [progress, b.answer_deadline, b.timer_c]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Makes sure one timer is queued for the branch's next deadline. Deadlines that move
+/// later (timer C restarted by each provisional) or that no longer apply (the branch
+/// answered) queue nothing: the timer already queued fires early and is re-armed for
+/// what is left, if anything. Queuing each deadline instead would leave several timers
+/// per call in the queue for minutes (C is over three), each looked up when it fires.
+fn arm_deadline(cx: &mut Ctx<'_>, target: TimerTarget, b: &mut Branch) {
+    let Some(next) = next_deadline(b) else {
+        return;
+    };
+    if b.wake.is_some_and(|w| w <= next) {
+        return;
+    }
+    b.wake = Some(next);
+    cx.shard.schedule(target, TimerKind::Deadline, next);
 }
 
 /// §16.6: the request for one branch, built in one buffer by the splice editor.
@@ -557,15 +581,14 @@ fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Branch) {
     let client = ClientNonInvite::start(reliable, cx.now, &mut timers);
     // If the INVITE never gets its final response, give up 64·T1 after the CANCEL
     // (§9.1); timer C carries that deadline.
-    let at = cx.now + cx.state.timers.t1x64();
-    b.timer_c = Some(at);
+    b.timer_c = Some(cx.now + cx.state.timers.t1x64());
     b.c_after_cancel = true;
-    timers.arm(TimerKind::C, at);
     b.cancel = CancelState::Sent(Box::new(SentCancel {
         request: cancel.clone(),
         client,
     }));
     let idx16 = u16::try_from(idx).unwrap_or(u16::MAX);
+    arm_deadline(cx, TimerTarget::Branch(key, idx16), b);
     if let Some(entry) = cx
         .state
         .clients
@@ -690,10 +713,8 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
         b.progress = true;
         // §16.7 step 2: a provisional restarts timer C.
         if !b.c_after_cancel {
-            let at = cx.now + cx.state.cfg.timer_c;
-            b.timer_c = Some(at);
-            cx.shard
-                .schedule(TimerTarget::Branch(key, idx as u16), TimerKind::C, at);
+            b.timer_c = Some(cx.now + cx.state.cfg.timer_c);
+            arm_deadline(cx, TimerTarget::Branch(key, idx as u16), b);
         }
     }
     if matches!(b.cancel, CancelState::Pending) {
@@ -870,33 +891,13 @@ pub(crate) fn on_branch_timer(
         return;
     };
     match (kind, &mut b.client) {
-        (TimerKind::C, ClientSide::Invite(c)) if b.timer_c == Some(at) && c.is_pending() => {
-            b.timer_c = None;
-            if b.c_after_cancel || !b.provisional {
-                // §16.8: no provisional (or no answer to our CANCEL): the branch is a 408.
-                let failure = if b.provisional {
-                    Failure::Timeout
-                } else {
-                    Failure::Unreachable
-                };
-                c.terminate();
-                let reason = FailoverReason::Timeout;
-                on_branch_final(cx, t, idx, Best::Local(408), failure, reason);
-            } else {
-                cancel_branch(cx, t, idx, true);
+        (TimerKind::Deadline, _) => {
+            if b.wake == Some(at) {
+                b.wake = None;
+                on_deadlines(cx, t, idx);
             }
+            return;
         }
-        (TimerKind::Progress, ClientSide::Invite(c))
-            if b.progress_deadline == Some(at) && c.is_pending() && !b.progress =>
-        {
-            give_up_branch(cx, t, idx);
-        }
-        (TimerKind::Answer, ClientSide::Invite(c))
-            if b.answer_deadline == Some(at) && c.is_pending() =>
-        {
-            give_up_branch(cx, t, idx);
-        }
-        (TimerKind::Progress | TimerKind::Answer, _) => {}
         (TimerKind::E | TimerKind::F | TimerKind::K, ClientSide::Invite(_)) => {
             if let CancelState::Sent(c) = &mut b.cancel {
                 if c.client.on_timer(kind, at, now, &mut timers)
@@ -923,6 +924,56 @@ pub(crate) fn on_branch_timer(
         },
     }
     cx.schedule(target, &mut timers);
+}
+
+/// The branch's deadline timer fired: handles each deadline that is due, earliest
+/// first, then queues the timer again for the next one.
+fn on_deadlines(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
+    let target = TimerTarget::Branch(t.key, u16::try_from(idx).unwrap_or(u16::MAX));
+    loop {
+        let Some(b) = t.branches.get_mut(idx) else {
+            return;
+        };
+        let Some(due) = next_deadline(b).filter(|&d| d <= cx.now) else {
+            break;
+        };
+        if b.progress_deadline == Some(due) && !b.progress {
+            b.progress_deadline = None;
+            give_up_branch(cx, t, idx);
+        } else if b.answer_deadline == Some(due) {
+            b.answer_deadline = None;
+            give_up_branch(cx, t, idx);
+        } else {
+            b.timer_c = None;
+            on_timer_c(cx, t, idx);
+        }
+    }
+    if let Some(b) = t.branches.get_mut(idx) {
+        arm_deadline(cx, target, b);
+    }
+}
+
+/// Timer C (§16.6 step 11, §16.8) on a pending INVITE branch: CANCEL it, or if it has
+/// had no provisional, or the CANCEL got no answer either, give up on it as a 408.
+fn on_timer_c(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
+    let Some(b) = t.branches.get_mut(idx) else {
+        return;
+    };
+    let ClientSide::Invite(c) = &mut b.client else {
+        return;
+    };
+    if b.c_after_cancel || !b.provisional {
+        let failure = if b.provisional {
+            Failure::Timeout
+        } else {
+            Failure::Unreachable
+        };
+        c.terminate();
+        let reason = FailoverReason::Timeout;
+        on_branch_final(cx, t, idx, Best::Local(408), failure, reason);
+    } else {
+        cancel_branch(cx, t, idx, true);
+    }
 }
 
 /// An attempt timer expired (§4.5): the attempt counts as a timeout now and the plan

@@ -185,6 +185,11 @@ pub(crate) struct Branch {
     pub c_after_cancel: bool,
     pub progress_deadline: Option<Instant>,
     pub answer_deadline: Option<Instant>,
+    /// When the one queued [`TimerKind::Deadline`] timer of the branch fires, if one is
+    /// queued (`proxying::arm_deadline`).
+    ///
+    /// [`TimerKind::Deadline`]: crate::transaction::TimerKind::Deadline
+    pub wake: Option<Instant>,
     /// An attempt timer gave up on it: its outcome is already counted (as a timeout) and
     /// the plan has moved on; it is only being cancelled.
     pub given_up: bool,

@@ -156,11 +156,15 @@ mod tests {
         let t = Instant::now();
         let mut q = TimerQueue::new();
         q.push(TimerTarget::Server(TxKey(1)), TimerKind::M, t);
-        q.push(TimerTarget::Server(TxKey(2)), TimerKind::C, t);
+        q.push(TimerTarget::Server(TxKey(2)), TimerKind::Deadline, t);
         q.push(TimerTarget::Server(TxKey(3)), TimerKind::A, t);
         assert_eq!(
             drain(&mut q, t),
-            vec![(1, TimerKind::M), (2, TimerKind::C), (3, TimerKind::A)]
+            vec![
+                (1, TimerKind::M),
+                (2, TimerKind::Deadline),
+                (3, TimerKind::A)
+            ]
         );
     }
 }

@@ -278,6 +278,30 @@ fn timer_c_cancels_then_late_2xx_is_acked_and_byed() {
 }
 
 #[test]
+fn each_provisional_restarts_timer_c() {
+    let mut h = H::new();
+    let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
+    h.feed(udp(SERVER), &reply(&fwd, 180));
+    assert!(h
+        .advance_to(100_000)
+        .iter()
+        .all(|(_, t)| method(t) != "CANCEL"));
+    h.feed(udp(SERVER), &reply(&fwd, 183));
+    let out = h.advance_to(300_000);
+    let cancels: Vec<u64> = out
+        .iter()
+        .filter(|(_, t)| method(t) == "CANCEL")
+        .map(|(at, _)| *at)
+        .collect();
+    // Then the CANCEL's own retransmissions (timer E).
+    assert_eq!(
+        cancels.first(),
+        Some(&285_000),
+        "timer C runs from the last provisional"
+    );
+}
+
+#[test]
 fn timer_c_without_provisional_is_408() {
     let mut h = H::with(
         {
@@ -542,4 +566,34 @@ fn in_dialog_without_our_route_is_refused() {
         .replace("Route: <sip:10.0.0.1:5060;lr>\n", "");
     let out = h.feed(udp(CARRIER), &bye);
     assert_eq!(status(&out[0]), Some(403));
+}
+
+/// A call's timers stay queued until they fall due, most of them long after the call
+/// (64·T1 for the lingering transactions, minutes for timer C), so under load their
+/// number per call is most of the timer queue's size and of its work. An answered call
+/// queues the INVITE branch's A and B and its one deadline timer (timer C, restarted
+/// by the 180 without queuing another), the transactions' L and M, and the BYE's E, F,
+/// J and K.
+#[test]
+fn an_answered_call_queues_nine_timers() {
+    let mut h = H::new();
+    let before = h.shard.pending_timers();
+    let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
+    h.feed(udp(SERVER), &reply(&fwd, 180));
+    let ok = h.feed(
+        udp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"),
+    );
+    assert_eq!(status(&ok[0]), Some(200));
+    h.feed(
+        udp(CARRIER),
+        &in_dialog_from_carrier("ACK", "c1", "z9hG4bK-ack", 1),
+    );
+    let bye = h.feed(
+        udp(CARRIER),
+        &in_dialog_from_carrier("BYE", "c1", "z9hG4bK-bye", 2),
+    );
+    let ok = h.feed(udp(SERVER), &reply(&bye[0], 200));
+    assert_eq!(status(&ok[0]), Some(200));
+    assert_eq!(h.shard.pending_timers() - before, 9);
 }

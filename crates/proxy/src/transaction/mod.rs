@@ -71,12 +71,9 @@ pub enum TimerKind {
     L,
     /// Client INVITE (RFC 6026): forward 2xx retransmissions.
     M,
-    /// Proxy timer C (§16.6 step 11) on an INVITE branch.
-    C,
-    /// Attempt plan: no provisional (other than 100) in time.
-    Progress,
-    /// Attempt plan: no answer in time.
-    Answer,
+    /// The next of an INVITE branch's own deadlines: proxy timer C (§16.6 step 11) and
+    /// the attempt plan's progress and answer timeouts (one queued timer for the three).
+    Deadline,
     /// Attempt plan: the delay before sending the next attempt is over.
     Delay,
 }
