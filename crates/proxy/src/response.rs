@@ -10,10 +10,7 @@ use crate::keys::ClientKey;
 use crate::{branch, proxying, sipview};
 
 pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
-    if validate_response(&msg).is_err() {
-        return;
-    }
-    let Some(via) = sipview::top_via(&msg) else {
+    let Ok(via) = validate_response(&msg) else {
         return;
     };
     if !sipview::via_is_us(&cx.state.cfg, &via) {

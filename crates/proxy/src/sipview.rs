@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use trunkstore_sip::headers::CSeq;
 use trunkstore_sip::message::{HeaderName, Message};
-use trunkstore_sip::nameaddr::NameAddr;
+use trunkstore_sip::nameaddr::{header_params, NameAddr};
 use trunkstore_sip::scan::{eq_ignore_case, split_list};
 use trunkstore_sip::uri::{Host, Uri};
 use trunkstore_sip::via::{self, Rport, Via};
@@ -42,7 +42,7 @@ pub fn routes(msg: &Message) -> impl Iterator<Item = &[u8]> + '_ {
 }
 
 pub fn tag_of(v: Option<&[u8]>) -> Option<&[u8]> {
-    NameAddr::parse(v?).ok()?.tag()
+    header_params(v?)?.value(b"tag")
 }
 
 pub fn from_tag(msg: &Message) -> Option<&[u8]> {

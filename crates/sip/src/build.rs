@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::edit::{decimal_len, put_decimal};
 use crate::error::Error;
 use crate::message::{HeaderName, Message, Method};
-use crate::nameaddr::NameAddr;
+use crate::nameaddr::header_params;
 use crate::scan::split_list;
 
 /// What to put in a response besides the headers copied from the request.
@@ -224,9 +224,9 @@ fn write_response(
 /// Does a From/To value carry a tag? Falls back to a plain search when the value does not
 /// parse, so a garbage To never gets a second tag appended after its first.
 fn has_tag(v: &[u8]) -> bool {
-    match NameAddr::parse(v) {
-        Ok(na) => na.tag().is_some(),
-        Err(_) => v.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag=")),
+    match header_params(v) {
+        Some(p) => p.value(b"tag").is_some(),
+        None => v.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag=")),
     }
 }
 

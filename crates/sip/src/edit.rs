@@ -311,17 +311,16 @@ impl<'a> Editor<'a> {
     /// Length of the output.
     pub fn output_len(&self) -> usize {
         let (ops, n) = self.ops_with_content_length();
-        let mut len = self.msg.bytes().len();
-        for s in &ops[..n] {
-            len = len + s.added_len() - (s.end - s.start) as usize;
-        }
-        len
+        self.len_with(&ops[..n])
     }
 
     /// Writes the edited message into one new buffer.
     pub fn finish(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.output_len());
-        self.write_into(&mut out);
+        // The splice list is built once per output: it is a few hundred bytes to fill.
+        let (mut ops, n) = self.ops_with_content_length();
+        let ops = &mut ops[..n];
+        let mut out = BytesMut::with_capacity(self.len_with(ops));
+        self.write_ops(ops, &mut out);
         out.freeze()
     }
 
@@ -329,10 +328,22 @@ impl<'a> Editor<'a> {
     pub fn write_into(&self, out: &mut BytesMut) {
         let (mut ops, n) = self.ops_with_content_length();
         let ops = &mut ops[..n];
+        out.reserve(self.len_with(ops));
+        self.write_ops(ops, out);
+    }
+
+    fn len_with(&self, ops: &[Splice<'_>]) -> usize {
+        let mut len = self.msg.bytes().len();
+        for s in ops {
+            len = len + s.added_len() - (s.end - s.start) as usize;
+        }
+        len
+    }
+
+    fn write_ops(&self, ops: &mut [Splice<'_>], out: &mut BytesMut) {
         // Stable, so insertions at one point keep the order they were made in.
         ops.sort_by_key(|s| s.start);
         let src = &self.msg.bytes()[..];
-        out.reserve(self.output_len());
         let mut cursor = 0usize;
         for s in ops.iter() {
             let start = s.start as usize;

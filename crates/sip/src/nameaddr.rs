@@ -110,6 +110,37 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// The header parameters of one address value, found the way [`NameAddr::parse`] finds
+/// them but without checking the display name and the URI: for whoever only reads a
+/// parameter (the From and To tags, on every message) of a value already validated or
+/// only relayed. Where `NameAddr::parse` succeeds this gives its `params()`; `None`
+/// when the parameters cannot be located or do not parse.
+pub fn header_params(s: &[u8]) -> Option<Params<'_>> {
+    let s = trim_lws(s);
+    let params_at = match *s.first()? {
+        b'"' => {
+            let (_, end) = read_quoted(s, 0).ok()?;
+            let lt = skip_lws(s, end);
+            (s.get(lt) == Some(&b'<')).then_some(())?;
+            after_bracket(s, lt)?
+        }
+        _ => match find_unquoted(s, b'<') {
+            Some(lt) => after_bracket(s, lt)?,
+            None => s
+                .iter()
+                .position(|&b| b == b';' || is_lws(b))
+                .unwrap_or(s.len()),
+        },
+    };
+    Params::parse(&s[params_at..], ParamSyntax::Header).ok()
+}
+
+/// Just past the `>` closing the `<` at `lt`.
+fn after_bracket(s: &[u8], lt: usize) -> Option<usize> {
+    let tail = s.get(lt + 1..)?;
+    memchr::memchr(b'>', tail).map(|gt| lt + 1 + gt + 1)
+}
+
 /// `*1(token *(LWS token))`: an unquoted display name may be empty, and may not contain
 /// separators such as `,` (rfc4475 `baddn`).
 fn is_token_words(s: &[u8]) -> bool {

@@ -190,11 +190,8 @@ fn is_ws(b: u8) -> bool {
 /// RFC 3261 token characters.
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    // One table load: header names are checked byte by byte on every message.
+    crate::scan::is_token_char(b)
 }
 
 fn push_header(headers: &mut HeaderIndex, e: HeaderEntry, limits: &Limits) -> Result<(), Error> {

@@ -11,7 +11,7 @@ use crate::headers::{call_id, max_forwards, option_tags, CSeq};
 use crate::message::{HeaderName, Message};
 use crate::nameaddr::{contacts, NameAddr};
 use crate::uri::Uri;
-use crate::via::vias;
+use crate::via::{vias, Via};
 
 /// Why a message was refused, with the status of the response to send (a response that
 /// fails validation is dropped instead).
@@ -79,6 +79,9 @@ pub fn validate_request_with<'m>(
         _ => Rejection::new(400, "Bad Request-URI"),
     })?;
     let common = check_common(msg)?;
+    check_all_vias(msg)?;
+    NameAddr::parse(common.from).map_err(|_| Rejection::new(400, "Bad From"))?;
+    NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
     let cseq = CSeq::parse(common.cseq)?;
     if cseq.method != msg.method_bytes() {
         return Err(Rejection::new(400, "CSeq method does not match request"));
@@ -96,25 +99,40 @@ pub fn validate_request_with<'m>(
     check_proxy_require(msg, opts)
 }
 
-/// Checks a response before matching it to a transaction: the headers matching uses must
-/// be present, single and well formed. A failing response is dropped (§18.1.2).
-pub fn validate_response(msg: &Message) -> Result<(), Rejection<'_>> {
+/// Checks a response before matching it to a transaction: Via, From, To, Call-ID and
+/// CSeq present, all but Via single; the top Via (matching, §17.1.3), the Call-ID and
+/// the CSeq well formed. A failing response is dropped (§18.1.2).
+///
+/// A proxy relays the rest of a response as it came (§16.7), so unlike a request's,
+/// its From and To and lower Vias are not parsed here: each response costs two URI
+/// parses less. Whoever reads one of them (the To tag of a 2xx, the next Via of a
+/// stateless relay) parses it then and copes with a malformed value.
+///
+/// Returns the top Via, which matching reads next.
+pub fn validate_response(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
     if msg.is_request() {
         return Err(Rejection::new(400, "not a response"));
     }
     let common = check_common(msg)?;
+    let top = match vias(common.top_via).next() {
+        Some(Ok((via, _))) => via,
+        _ => return Err(Rejection::new(400, "Bad Via")),
+    };
     CSeq::parse(common.cseq)?;
-    Ok(())
+    Ok(top)
 }
 
 /// Values [`check_common`] found on its pass over the header index, so the callers need
 /// not look them up again.
 struct Common<'m> {
+    top_via: &'m [u8],
+    from: &'m [u8],
+    to: &'m [u8],
     cseq: &'m [u8],
     max_forwards: Option<&'m [u8]>,
 }
 
-/// Presence, uniqueness and syntax of the headers every message needs.
+/// Presence and uniqueness of the headers every message needs, and the Call-ID's syntax.
 fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
     const REQUIRED: [(HeaderName, &str); 5] = [
         (HeaderName::Via, "Missing Via"),
@@ -161,18 +179,24 @@ fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
             return Err(Rejection::new(400, why));
         }
     }
+    call_id(first[3]).map_err(|_| Rejection::new(400, "Bad Call-ID"))?;
+    Ok(Common {
+        top_via: first[0],
+        from: first[1],
+        to: first[2],
+        cseq: first[4],
+        max_forwards: (counts[5] > 0).then_some(first[5]),
+    })
+}
+
+/// Every Via value of every Via line parses.
+fn check_all_vias(msg: &Message) -> Result<(), Rejection<'_>> {
     for v in msg.headers(HeaderName::Via) {
         for via in vias(v) {
             via.map_err(|_| Rejection::new(400, "Bad Via"))?;
         }
     }
-    NameAddr::parse(first[1]).map_err(|_| Rejection::new(400, "Bad From"))?;
-    NameAddr::parse(first[2]).map_err(|_| Rejection::new(400, "Bad To"))?;
-    call_id(first[3]).map_err(|_| Rejection::new(400, "Bad Call-ID"))?;
-    Ok(Common {
-        cseq: first[4],
-        max_forwards: (counts[5] > 0).then_some(first[5]),
-    })
+    Ok(())
 }
 
 fn check_proxy_require<'m>(
@@ -334,7 +358,12 @@ Contact: <sip:alice@192.0.2.1>\r\n\
             "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
 To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n",
         );
-        assert!(validate_response(&r).is_ok());
+        let top = validate_response(&r).expect("valid");
+        assert_eq!(
+            top.branch(),
+            Some(&b"z9hG4bK1"[..]),
+            "the top Via comes back"
+        );
         assert_eq!(validate_request(&r).unwrap_err().status, 400);
         let big = parse(
             "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
@@ -342,5 +371,24 @@ To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 9292394834772304023312 OPTIONS\r\n\r\
         );
         assert!(validate_response(&big).is_err());
         assert!(validate_response(&parse(OK)).is_err());
+        // Relayed as it came: only what matching reads must be well formed.
+        let text = String::from_utf8_lossy(r.bytes()).into_owned();
+        let odd_from = text.replace("<sip:a@b>", "<sip:a@b@>");
+        let as_request = odd_from.replace("SIP/2.0 200 OK", "INVITE sip:x@y SIP/2.0");
+        assert_eq!(
+            validate_request(&parse(&as_request)).unwrap_err().reason,
+            "Bad From"
+        );
+        assert!(validate_response(&parse(&odd_from)).is_ok());
+        let bad_top_via = text.replace("UDP h;", "UDP h h;");
+        assert_eq!(
+            validate_response(&parse(&bad_top_via)).unwrap_err().reason,
+            "Bad Via"
+        );
+        let no_to = text.replace("To: <sip:c@d>;tag=2\r\n", "");
+        assert_eq!(
+            validate_response(&parse(&no_to)).unwrap_err().reason,
+            "Missing To"
+        );
     }
 }

@@ -8,7 +8,7 @@ use trunkstore_sip::digest::{Challenge, Credentials};
 use trunkstore_sip::headers::{
     call_id, content_length, expires, max_forwards, option_tags, CSeq, ContentType,
 };
-use trunkstore_sip::nameaddr::{contacts, name_addrs, NameAddr};
+use trunkstore_sip::nameaddr::{contacts, header_params, name_addrs, NameAddr};
 use trunkstore_sip::params::{ParamSyntax, Params};
 use trunkstore_sip::scan::{list_removal_range, split_list, unescape_percent, unescape_quoted};
 use trunkstore_sip::uri::{AnyUri, Host, HostKind, Uri};
@@ -28,6 +28,15 @@ fn exercise(b: &[u8]) {
     let _ = AnyUri::parse(b).map(|u| u.scheme().len());
     if let Ok(n) = NameAddr::parse(b) {
         let _ = (n.tag(), n.display_name_unescaped());
+        // The parameter-only reading finds the same parameters wherever the full one works.
+        assert_eq!(
+            header_params(b),
+            Some(n.params()),
+            "{:?}",
+            String::from_utf8_lossy(b)
+        );
+    } else {
+        let _ = header_params(b);
     }
     let _ = name_addrs(b).count();
     let _ = contacts(b).count();
@@ -315,6 +324,7 @@ proptest! {
         prop_assert_eq!(u.host().unwrap().as_bytes().to_vec(), h.text().into_bytes());
         prop_assert_eq!(u.params().iter().count(), uparams.len());
         prop_assert_eq!(na.tag(), tag.as_deref().map(str::as_bytes));
+        prop_assert_eq!(header_params(&s), Some(na.params()));
         // The same value twice in a list reads back twice.
         let mut list = s.clone();
         list.extend_from_slice(b" ,\r\n ");
