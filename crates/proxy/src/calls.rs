@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use trunkstore_sip::message::Message;
+use trunkstore_sip::validate::Checked;
 
 use crate::callerid::Identity;
 use crate::engine::Ctx;
@@ -59,11 +60,16 @@ pub fn lookup_identity(cx: &Ctx<'_>, call_id: &[u8]) -> Option<Option<Arc<Identi
 }
 
 /// The From user and Request-URI user of `req`, as slices of it.
-pub fn numbers(req: &Message) -> (Bytes, Bytes) {
-    let from = sipview::from_user(req)
+pub fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {
+    let from = checked
+        .from
+        .sip_uri()
+        .and_then(|u| u.user())
         .and_then(|u| req.slice_ref(u))
         .unwrap_or_default();
-    let to = sipview::request_user(req)
+    let to = checked
+        .request_uri
+        .user()
         .and_then(|u| req.slice_ref(u))
         .unwrap_or_default();
     (from, to)

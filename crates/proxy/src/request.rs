@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::uri::Uri;
-use trunkstore_sip::validate::{validate_request_with, ValidateOptions};
+use trunkstore_sip::validate::{validate_request_with, Rejection, ValidateOptions};
 use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
 use crate::engine::{lock, Ctx};
@@ -95,25 +95,10 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let opts = ValidateOptions {
         proxy_supported: &supported,
     };
-    if let Err(rej) = validate_request_with(&msg, &opts) {
-        let unsupported = rej.unsupported_value();
-        let extra: &[(&[u8], &[u8])] = if rej.status == 420 {
-            &[(b"Unsupported", &unsupported)]
-        } else {
-            &[]
-        };
-        local::respond(
-            cx,
-            from,
-            local,
-            &msg,
-            rej.status,
-            rej.reason.as_bytes(),
-            extra,
-        );
-        count_rejected(cx, from, &msg, None);
-        return;
-    }
+    let checked = match validate_request_with(&msg, &opts) {
+        Ok(c) => c,
+        Err(rej) => return reject_invalid(cx, from, local, &msg, rej),
+    };
     if method == Method::Cancel {
         let invite_key = server_key(cx, &msg, &via, MethodClass::Invite);
         return on_cancel(cx, from, local, msg, invite_key, key);
@@ -124,10 +109,11 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         count_rejected(cx, from, &msg, None);
         return;
     }
-    let routing = preprocess_routes(cx, &msg);
-    let in_dialog = sipview::to_tag(&msg).is_some();
+    let ruri = &checked.request_uri;
+    let routing = preprocess_routes(cx, &msg, ruri);
+    let in_dialog = checked.to.tag().is_some();
     let plan = if in_dialog {
-        in_dialog_plan(cx, from, &msg, &routing)
+        in_dialog_plan(cx, from, &msg, &routing, ruri)
     } else if routing.to_us_without_user && routing.next_route.is_none() {
         if method == Method::Options {
             local::respond(cx, from, local, &msg, 200, b"OK", &[]);
@@ -139,7 +125,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     } else if let Some(hop) = routing.next_route {
         preloaded_route_plan(cx, from, hop)
     } else {
-        new_request_plan(cx, from, &msg, method)
+        new_request_plan(cx, from, &msg, method, ruri.user())
     };
     let plan = match plan {
         Decision::Forward(p) => p,
@@ -179,7 +165,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     };
     // The numbers are only read for calls (slices of the INVITE: no copy).
     let (from_user, to_user) = if initial_invite {
-        calls::numbers(&msg)
+        calls::numbers(&msg, &checked)
     } else {
         Default::default()
     };
@@ -250,6 +236,33 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     proxying::settle(cx.state, &mut t);
 }
 
+/// A request that failed validation: its status, with the tags it required that we do
+/// not support (420).
+fn reject_invalid(
+    cx: &mut Ctx<'_>,
+    from: Peer,
+    local: SocketAddr,
+    msg: &Message,
+    rej: Rejection<'_>,
+) {
+    let unsupported = rej.unsupported_value();
+    let extra: &[(&[u8], &[u8])] = if rej.status == 420 {
+        &[(b"Unsupported", &unsupported)]
+    } else {
+        &[]
+    };
+    local::respond(
+        cx,
+        from,
+        local,
+        msg,
+        rej.status,
+        rej.reason.as_bytes(),
+        extra,
+    );
+    count_rejected(cx, from, msg, None);
+}
+
 /// An initial INVITE refused by the proxy itself (metrics). Without a plan, a carrier's
 /// call is inbound and anything else outbound.
 fn count_rejected(cx: &Ctx<'_>, from: Peer, msg: &Message, direction: Option<Direction>) {
@@ -290,11 +303,12 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
         }
     }
     let _ = local;
-    if validate_request_with(msg, &ValidateOptions::default()).is_err() {
+    let Ok(checked) = validate_request_with(msg, &ValidateOptions::default()) else {
         return;
-    }
-    let routing = preprocess_routes(cx, msg);
-    let Decision::Forward(plan) = in_dialog_plan(cx, from, msg, &routing) else {
+    };
+    let ruri = &checked.request_uri;
+    let routing = preprocess_routes(cx, msg, ruri);
+    let Decision::Forward(plan) = in_dialog_plan(cx, from, msg, &routing, ruri) else {
         return;
     };
     let Some(hop) = plan.attempts.first().and_then(|a| a.next_hop) else {
@@ -306,10 +320,15 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
 
 /// A new out-of-dialog request: from a carrier (by source address) it is inbound (§4);
 /// anything else must be one of our servers calling out (§5).
-fn new_request_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, method: Method) -> Decision {
+fn new_request_plan(
+    cx: &Ctx<'_>,
+    from: Peer,
+    msg: &Message,
+    method: Method,
+    user: Option<&[u8]>,
+) -> Decision {
     match cx.state.dir.classify_source(from.addr) {
         SourceClass::Carrier(_) => {
-            let user = Uri::parse(msg.request_uri()).ok().and_then(|u| u.user());
             let is_invite = method == Method::Invite;
             route::inbound(&*cx.state.dir, user, is_invite, cx.state.cfg.failover_on)
         }
@@ -411,10 +430,10 @@ pub(crate) struct Routing {
     pub to_us_without_user: bool,
 }
 
-fn preprocess_routes(cx: &Ctx<'_>, msg: &Message) -> Routing {
+/// `ruri`: the Request-URI, parsed by validation.
+fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
     let cfg = &cx.state.cfg;
-    let ruri = Uri::parse(msg.request_uri()).ok();
-    let ruri_is_us = ruri.as_ref().is_some_and(|u| sipview::uri_is_us(cfg, u));
+    let ruri_is_us = sipview::uri_is_us(cfg, ruri);
     let mut routes = sipview::routes(msg);
     let first = routes.next();
     let second = routes.next();
@@ -422,7 +441,7 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message) -> Routing {
         pop_route: false,
         strict_uri: None,
         next_route: None,
-        to_us_without_user: ruri_is_us && ruri.as_ref().is_some_and(|u| u.user().is_none()),
+        to_us_without_user: ruri_is_us && ruri.user().is_none(),
     };
     if ruri_is_us && first.is_some() && second.is_none() {
         // A strict router put our address in the Request-URI and the real one in the
@@ -458,7 +477,13 @@ fn source_known(cx: &Ctx<'_>, from: Peer) -> bool {
 
 /// In-dialog requests follow the route set we recorded: only when our own Route was on
 /// top, and only for a known source or a dialog we admitted (we are no open relay).
-fn in_dialog_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, routing: &Routing) -> Decision {
+fn in_dialog_plan(
+    cx: &Ctx<'_>,
+    from: Peer,
+    msg: &Message,
+    routing: &Routing,
+    ruri: &Uri<'_>,
+) -> Decision {
     if !routing.pop_route {
         return Decision::Reject(403, "Forbidden");
     }
@@ -473,9 +498,7 @@ fn in_dialog_plan(cx: &Ctx<'_>, from: Peer, msg: &Message, routing: &Routing) ->
     let hop = match (&routing.next_route, &routing.strict_uri) {
         (Some(p), _) => Some(*p),
         (None, Some(u)) => Uri::parse(u).ok().and_then(|u| sipview::uri_next_hop(&u)),
-        (None, None) => Uri::parse(msg.request_uri())
-            .ok()
-            .and_then(|u| sipview::uri_next_hop(&u)),
+        (None, None) => sipview::uri_next_hop(ruri),
     };
     if hop.is_none() {
         return Decision::Reject(404, "Not Found");

@@ -54,7 +54,16 @@ pub struct ValidateOptions<'a> {
 
 /// [`validate_request_with`] for a proxy that supports no Proxy-Require extension.
 pub fn validate_request(msg: &Message) -> Result<(), Rejection<'_>> {
-    validate_request_with(msg, &ValidateOptions::default())
+    validate_request_with(msg, &ValidateOptions::default()).map(|_| ())
+}
+
+/// What [`validate_request_with`] parsed on its way, for the caller to read instead of
+/// parsing it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'m> {
+    pub request_uri: Uri<'m>,
+    pub from: NameAddr<'m>,
+    pub to: NameAddr<'m>,
 }
 
 /// Checks a request before routing:
@@ -70,18 +79,18 @@ pub fn validate_request(msg: &Message) -> Result<(), Rejection<'_>> {
 pub fn validate_request_with<'m>(
     msg: &'m Message,
     opts: &ValidateOptions<'_>,
-) -> Result<(), Rejection<'m>> {
+) -> Result<Checked<'m>, Rejection<'m>> {
     if !msg.is_request() {
         return Err(Rejection::new(400, "not a request"));
     }
-    Uri::parse(msg.request_uri()).map_err(|e| match e {
+    let request_uri = Uri::parse(msg.request_uri()).map_err(|e| match e {
         Error::UnsupportedUriScheme => Rejection::from(e),
         _ => Rejection::new(400, "Bad Request-URI"),
     })?;
     let common = check_common(msg)?;
     check_all_vias(msg)?;
-    NameAddr::parse(common.from).map_err(|_| Rejection::new(400, "Bad From"))?;
-    NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
+    let from = NameAddr::parse(common.from).map_err(|_| Rejection::new(400, "Bad From"))?;
+    let to = NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
     let cseq = CSeq::parse(common.cseq)?;
     if cseq.method != msg.method_bytes() {
         return Err(Rejection::new(400, "CSeq method does not match request"));
@@ -96,7 +105,12 @@ pub fn validate_request_with<'m>(
             c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
         }
     }
-    check_proxy_require(msg, opts)
+    check_proxy_require(msg, opts)?;
+    Ok(Checked {
+        request_uri,
+        from,
+        to,
+    })
 }
 
 /// Checks a response before matching it to a transaction: Via, From, To, Call-ID and
