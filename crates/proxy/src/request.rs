@@ -71,18 +71,13 @@ pub(crate) fn server_key(cx: &Ctx<'_>, msg: &Message, via: &Via<'_>, class: Meth
 
 pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: Message) {
     let method = msg.method().unwrap_or(Method::Other);
-    let Some(via) = sipview::top_via(&msg) else {
-        if method != Method::Ack {
-            local::respond(cx, from, local, &msg, 400, b"Bad Via", &[]);
+    if method == Method::Ack {
+        // Never answered: without a usable Via it is dropped.
+        if let Some(via) = sipview::top_via(&msg) {
+            let key = server_key(cx, &msg, &via, MethodClass::Invite);
+            on_ack(cx, from, local, &msg, key);
         }
         return;
-    };
-    let key = server_key(cx, &msg, &via, class_of(method));
-    if method == Method::Ack {
-        return on_ack(cx, from, local, &msg, key);
-    }
-    if let Some(txn) = cx.lookup(key) {
-        return absorb_retransmission(cx, &txn);
     }
     // Empty (no allocation) unless the settings list extensions.
     let supported: Vec<&[u8]> = cx
@@ -95,10 +90,18 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let opts = ValidateOptions {
         proxy_supported: &supported,
     };
+    // Validation first: it parses the top Via the transaction key is made of (a
+    // retransmission of a valid request passes it again, an invalid one is refused
+    // again, as the first copy was).
     let checked = match validate_request_with(&msg, &opts) {
         Ok(c) => c,
         Err(rej) => return reject_invalid(cx, from, local, &msg, rej),
     };
+    let via = checked.top_via;
+    let key = server_key(cx, &msg, &via, class_of(method));
+    if let Some(txn) = cx.lookup(key) {
+        return absorb_retransmission(cx, &txn);
+    }
     if method == Method::Cancel {
         let invite_key = server_key(cx, &msg, &via, MethodClass::Invite);
         return on_cancel(cx, from, local, msg, invite_key, key);

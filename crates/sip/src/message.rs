@@ -252,6 +252,12 @@ impl HeaderName {
             (20, b'p') => &[H::PPreferredIdentity],
             _ => &[],
         };
+        // Names come in their canonical spelling almost always: a plain comparison first.
+        for &h in candidates {
+            if h.as_str().as_bytes() == name {
+                return h;
+            }
+        }
         for &h in candidates {
             if eq_ignore_case(h.as_str().as_bytes(), name) {
                 return h;

@@ -205,14 +205,10 @@ fn push_header(headers: &mut HeaderIndex, e: HeaderEntry, limits: &Limits) -> Re
 /// `Name *WS ":" *WS value`, value trimmed at the end.
 fn parse_header_line(buf: &[u8], pos: usize, end: usize) -> Result<HeaderEntry, Error> {
     let line = buf.get(pos..end).unwrap_or(b"");
-    let colon = memchr(b':', line).ok_or(Error::BadSyntax("header line without colon"))?;
-    let name = trim_end(line.get(..colon).unwrap_or(b""));
-    if name.is_empty() {
-        return Err(Error::BadSyntax("empty header name"));
-    }
-    if !name.iter().all(|&b| is_token(b)) {
-        return Err(Error::BadSyntax("invalid header name"));
-    }
+    let (name, colon) = match name_and_colon(line) {
+        Some(found) => found,
+        None => return Err(header_name_error(line)),
+    };
     let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge("header line"))?;
     let after = line.get(colon + 1..).unwrap_or(b"");
     let lead = after.iter().take_while(|&&b| is_ws(b)).count();
@@ -227,6 +223,28 @@ fn parse_header_line(buf: &[u8], pos: usize, end: usize) -> Result<HeaderEntry, 
         name_len,
         kind: HeaderName::from_bytes(name),
     })
+}
+
+/// `token *WS ":"` at the start of `line`: the name and the index of the colon, read in
+/// one pass (a token cannot hold a colon, so this is the line's first colon).
+#[inline]
+fn name_and_colon(line: &[u8]) -> Option<(&[u8], usize)> {
+    let n = line.iter().position(|&b| !is_token(b))?;
+    let colon = n + line[n..].iter().position(|&b| !is_ws(b))?;
+    (n > 0 && line[colon] == b':').then(|| (&line[..n], colon))
+}
+
+/// Why a header line has no `token *WS ":"` start.
+fn header_name_error(line: &[u8]) -> Error {
+    let Some(colon) = memchr(b':', line) else {
+        return Error::BadSyntax("header line without colon");
+    };
+    let name = trim_end(line.get(..colon).unwrap_or(b""));
+    if name.is_empty() {
+        Error::BadSyntax("empty header name")
+    } else {
+        Error::BadSyntax("invalid header name")
+    }
 }
 
 /// A continuation line (starting with SP/HTAB) extends the previous value; the value range

@@ -61,6 +61,7 @@ pub fn validate_request(msg: &Message) -> Result<(), Rejection<'_>> {
 /// parsing it again.
 #[derive(Debug, Clone, Copy)]
 pub struct Checked<'m> {
+    pub top_via: Via<'m>,
     pub request_uri: Uri<'m>,
     pub from: NameAddr<'m>,
     pub to: NameAddr<'m>,
@@ -88,7 +89,7 @@ pub fn validate_request_with<'m>(
         _ => Rejection::new(400, "Bad Request-URI"),
     })?;
     let common = check_common(msg)?;
-    check_all_vias(msg)?;
+    let top_via = check_all_vias(msg)?;
     let from = NameAddr::parse(common.from).map_err(|_| Rejection::new(400, "Bad From"))?;
     let to = NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
     let cseq = CSeq::parse(common.cseq)?;
@@ -107,6 +108,7 @@ pub fn validate_request_with<'m>(
     }
     check_proxy_require(msg, opts)?;
     Ok(Checked {
+        top_via,
         request_uri,
         from,
         to,
@@ -203,14 +205,16 @@ fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
     })
 }
 
-/// Every Via value of every Via line parses.
-fn check_all_vias(msg: &Message) -> Result<(), Rejection<'_>> {
+/// Every Via value of every Via line parses; returns the top one.
+fn check_all_vias(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
+    let mut top = None;
     for v in msg.headers(HeaderName::Via) {
         for via in vias(v) {
-            via.map_err(|_| Rejection::new(400, "Bad Via"))?;
+            let (via, _) = via.map_err(|_| Rejection::new(400, "Bad Via"))?;
+            top.get_or_insert(via);
         }
     }
-    Ok(())
+    top.ok_or(Rejection::new(400, "Bad Via"))
 }
 
 fn check_proxy_require<'m>(
