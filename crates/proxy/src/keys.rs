@@ -57,27 +57,49 @@ impl Default for KeyHasher {
     }
 }
 
+/// Parts up to this many bytes in all are framed into one stack buffer and hashed with
+/// one `write` per hasher: SipHash's cost per `write` call, not per byte, dominates
+/// these short keys (a branch, a host, a port).
+const FRAMED: usize = 256;
+
 impl KeyHasher {
     /// 128-bit hash of `parts` (each length-prefixed so boundaries matter).
     pub fn hash(&self, parts: &[&[u8]]) -> u128 {
         let mut ha = self.a.build_hasher();
         let mut hb = self.b.build_hasher();
-        for p in parts {
-            ha.write_usize(p.len());
-            ha.write(p);
-            hb.write_usize(p.len());
-            hb.write(p);
-        }
+        feed(parts, |bytes| {
+            ha.write(bytes);
+            hb.write(bytes);
+        });
         (u128::from(ha.finish()) << 64) | u128::from(hb.finish())
     }
 
     pub fn u64(&self, parts: &[&[u8]]) -> u64 {
         let mut ha = self.a.build_hasher();
-        for p in parts {
-            ha.write_usize(p.len());
-            ha.write(p);
-        }
+        feed(parts, |bytes| ha.write(bytes));
         ha.finish()
+    }
+}
+
+/// Hands `write` the parts, each after its length (4 bytes, little-endian): in one
+/// framed slice when they fit in [`FRAMED`] bytes, else part by part. Both ways give
+/// an injective encoding of the list.
+fn feed(parts: &[&[u8]], mut write: impl FnMut(&[u8])) {
+    let total: usize = parts.iter().map(|p| 4 + p.len()).sum();
+    if total <= FRAMED {
+        let mut buf = [0u8; FRAMED];
+        let mut n = 0;
+        for p in parts {
+            buf[n..n + 4].copy_from_slice(&(p.len() as u32).to_le_bytes());
+            buf[n + 4..n + 4 + p.len()].copy_from_slice(p);
+            n += 4 + p.len();
+        }
+        write(&buf[..n]);
+    } else {
+        for p in parts {
+            write(&(p.len() as u32).to_le_bytes());
+            write(p);
+        }
     }
 }
 
@@ -146,5 +168,40 @@ impl Hasher for SpreadHasher {
     #[inline]
     fn write_u128(&mut self, n: u128) {
         self.add(n as u64 ^ (n >> 64) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(parts: &[&[u8]]) -> (Vec<u8>, usize) {
+        let (mut bytes, mut writes) = (Vec::new(), 0);
+        feed(parts, |b| {
+            bytes.extend_from_slice(b);
+            writes += 1;
+        });
+        (bytes, writes)
+    }
+
+    #[test]
+    fn parts_are_framed_once_when_short_and_the_same_bytes_when_long() {
+        let (short, writes) = fed(&[b"z9hG4bK-1", b"127.0.0.1", b""]);
+        assert_eq!(writes, 1);
+        assert_eq!(short, b"\x09\0\0\0z9hG4bK-1\x09\0\0\x00127.0.0.1\0\0\0\0");
+        let long = [b'x'; 300];
+        let (bytes, writes) = fed(&[b"ab", &long]);
+        assert_eq!(writes, 4);
+        let mut want = b"\x02\0\0\0ab\x2c\x01\0\0".to_vec();
+        want.extend_from_slice(&long);
+        assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn boundaries_between_parts_matter() {
+        let h = KeyHasher::default();
+        assert_ne!(h.hash(&[b"ab", b"c"]), h.hash(&[b"a", b"bc"]));
+        assert_eq!(h.hash(&[b"ab", b"c"]), h.hash(&[b"ab", b"c"]));
+        assert_ne!(h.u64(&[b"ab", b""]), h.u64(&[b"a", b"b"]));
     }
 }
