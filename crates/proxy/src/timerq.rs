@@ -12,22 +12,40 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::keys::TimerTarget;
+use crate::keys::{TimerTarget, TxKey};
 use crate::transaction::TimerKind;
 
-/// One scheduled timer. `seq` keeps equal deadlines in scheduling order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// One due timer, as handed back to the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub at: Instant,
-    pub seq: u64,
     pub target: TimerTarget,
     pub kind: TimerKind,
 }
 
+/// A queued timer in 32 bytes (an [`Entry`] takes 64): a queue holds several per call
+/// for tens of seconds, each written once and read once, so its size is memory traffic.
+/// `at` is nanoseconds after the queue's epoch and the key is split in two words (a
+/// `u128` would align the whole to 16 bytes). Ordered by deadline, then scheduling order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    at: u64,
+    seq: u32,
+    key: [u64; 2],
+    branch: u16,
+    kind: TimerKind,
+    /// The server side's timer (`branch` unused), not a branch's.
+    server: bool,
+}
+
 /// Number of [`TimerKind`] variants (one lane each).
 const LANES: usize = TimerKind::Delay as usize + 1;
+
+/// How far before the queue's creation deadlines may lie (virtual clocks in tests start
+/// anywhere): deadlines are kept as nanoseconds after `created - EPOCH_BEFORE`.
+const EPOCH_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Where the earliest entry is.
 #[derive(Clone, Copy)]
@@ -37,33 +55,44 @@ enum Source {
 }
 
 pub(crate) struct TimerQueue {
-    lanes: [VecDeque<Entry>; LANES],
-    spill: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    lanes: [VecDeque<Slot>; LANES],
+    spill: BinaryHeap<Reverse<Slot>>,
+    epoch: Instant,
+    seq: u32,
 }
 
 impl TimerQueue {
     pub fn new() -> TimerQueue {
+        let now = Instant::now();
         TimerQueue {
             lanes: std::array::from_fn(|_| VecDeque::new()),
             spill: BinaryHeap::new(),
+            epoch: now.checked_sub(EPOCH_BEFORE).unwrap_or(now),
             seq: 0,
         }
     }
 
     pub fn push(&mut self, target: TimerTarget, kind: TimerKind, at: Instant) {
-        self.seq += 1;
-        let entry = Entry {
-            at,
+        // Wraps after 4 billion timers: only the order of equal deadlines could be off,
+        // for one wrap.
+        self.seq = self.seq.wrapping_add(1);
+        let (key, branch, server) = match target {
+            TimerTarget::Server(k) => (k, 0, true),
+            TimerTarget::Branch(k, i) => (k, i, false),
+        };
+        let slot = Slot {
+            at: self.offset(at),
             seq: self.seq,
-            target,
+            key: [key.0 as u64, (key.0 >> 64) as u64],
+            branch,
             kind,
+            server,
         };
         let lane = &mut self.lanes[kind as usize];
-        if lane.back().is_none_or(|last| last.at <= at) {
-            lane.push_back(entry);
+        if lane.back().is_none_or(|last| last.at <= slot.at) {
+            lane.push_back(slot);
         } else {
-            self.spill.push(Reverse(entry));
+            self.spill.push(Reverse(slot));
         }
     }
 
@@ -74,24 +103,44 @@ impl TimerQueue {
 
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.earliest().map(|(e, _)| e.at)
+        self.earliest().map(|(s, _)| self.instant(s.at))
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Entry> {
-        let (entry, source) = self.earliest()?;
-        if entry.at > now {
+        let (slot, source) = self.earliest()?;
+        if slot.at > self.offset(now) {
             return None;
         }
         match source {
             Source::Lane(i) => self.lanes[i].pop_front(),
-            Source::Spill => self.spill.pop().map(|Reverse(e)| e),
-        }
+            Source::Spill => self.spill.pop().map(|Reverse(s)| s),
+        };
+        let key = TxKey(u128::from(slot.key[0]) | (u128::from(slot.key[1]) << 64));
+        Some(Entry {
+            at: self.instant(slot.at),
+            target: if slot.server {
+                TimerTarget::Server(key)
+            } else {
+                TimerTarget::Branch(key, slot.branch)
+            },
+            kind: slot.kind,
+        })
+    }
+
+    /// Nanoseconds after the epoch (0 for anything before it).
+    fn offset(&self, at: Instant) -> u64 {
+        let d = at.saturating_duration_since(self.epoch);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, offset: u64) -> Instant {
+        self.epoch + Duration::from_nanos(offset)
     }
 
     /// The smallest of the lane fronts and the heap top, by deadline then scheduling order.
-    fn earliest(&self) -> Option<(Entry, Source)> {
-        let mut best = self.spill.peek().map(|Reverse(e)| (*e, Source::Spill));
+    fn earliest(&self) -> Option<(Slot, Source)> {
+        let mut best = self.spill.peek().map(|Reverse(s)| (*s, Source::Spill));
         for (i, lane) in self.lanes.iter().enumerate() {
             if let Some(front) = lane.front() {
                 if best.is_none_or(|(b, _)| (front.at, front.seq) < (b.at, b.seq)) {
@@ -149,6 +198,33 @@ mod tests {
             vec![(1, TimerKind::B), (6, TimerKind::B)]
         );
         assert_eq!((q.len(), q.next_deadline()), (0, None));
+    }
+
+    #[test]
+    fn a_queued_timer_takes_32_bytes_and_comes_back_whole() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+        let t = Instant::now();
+        let mut q = TimerQueue::new();
+        let key = TxKey(u128::MAX - 7);
+        q.push(TimerTarget::Branch(key, u16::MAX), TimerKind::Deadline, t);
+        q.push(
+            TimerTarget::Server(key),
+            TimerKind::J,
+            t + Duration::from_nanos(1),
+        );
+        let first = q.pop_due(t).unwrap();
+        assert_eq!(
+            (first.target, first.kind, first.at),
+            (TimerTarget::Branch(key, u16::MAX), TimerKind::Deadline, t)
+        );
+        assert_eq!(q.pop_due(t), None);
+        let later = t + Duration::from_nanos(1);
+        assert_eq!(q.next_deadline(), Some(later));
+        let second = q.pop_due(later).unwrap();
+        assert_eq!(
+            (second.target, second.at),
+            (TimerTarget::Server(key), later)
+        );
     }
 
     #[test]
