@@ -39,6 +39,15 @@ enum Command {
     },
 }
 
+/// mimalloc, not the system allocator: a call allocates a few dozen blocks of many sizes
+/// (datagrams, transactions, forwarded copies) that live 64·T1 and die in arrival order.
+/// glibc serves that through its slow paths (bins sorted and consolidated, an arena
+/// grown by page faults as the heap climbs) for about a tenth of the proxy's CPU under
+/// load; mimalloc's per-page free lists take a fraction of it (README, Performance: user
+/// CPU per call 55 → 43 µs in the SIPp rig, page faults per call 0.63 → 0.07).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { config } => check(&config),
