@@ -99,7 +99,13 @@ fn an_answered_call_keeps_little_while_its_transactions_linger_and_nothing_after
     let per_call = round(&mut h, CALLS);
     let transactions = h.proxy.stats().server_transactions;
     expire_all(&mut h);
-    let left = LIVE.load(Relaxed) - idle;
+    let after_second = LIVE.load(Relaxed);
+    // A third round tells a leak, left by every round, from a table that happened to
+    // grow once (the keyed hashes spread each round over the shards differently).
+    round(&mut h, 2 * CALLS);
+    expire_all(&mut h);
+    let after_third = LIVE.load(Relaxed);
+    let left = (after_second - idle).min(after_third - after_second);
     eprintln!("retained per answered call while its transactions linger: {per_call} B");
     assert_eq!(
         transactions,
@@ -110,7 +116,7 @@ fn an_answered_call_keeps_little_while_its_transactions_linger_and_nothing_after
         per_call < BOUND_PER_CALL,
         "an answered call retains {per_call} B (bound {BOUND_PER_CALL} B)"
     );
-    // Table capacity may still grow a little in the second round; the calls themselves
-    // must be gone (a leak of even one small allocation a call would be > 16 B).
+    // The calls themselves must be gone (a leak of even one small allocation a call
+    // would be > 16 B a call in both rounds).
     assert!(left < 16 * CALLS as isize, "{left} B left after the timers");
 }
