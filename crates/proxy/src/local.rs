@@ -56,9 +56,10 @@ pub fn build(
     reason_phrase: &[u8],
     headers: &[(&[u8], &[u8])],
 ) -> Option<Bytes> {
-    let tag = to_tag(cx, req);
+    // A 100 carries no To tag (§8.2.6.2): not worth hashing for, on every INVITE.
+    let tag = (code > 100).then(|| to_tag(cx, req));
     let opts = ResponseOptions {
-        to_tag: (code > 100).then_some(&tag[..]),
+        to_tag: tag.as_ref().map(|t| &t[..]),
         headers,
         body: None,
     };
