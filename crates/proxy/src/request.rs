@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::uri::Uri;
-use trunkstore_sip::validate::{validate_request_with, Rejection, ValidateOptions};
+use trunkstore_sip::validate::{
+    validate_relayed_ack, validate_request_with, Rejection, ValidateOptions,
+};
 use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
 use crate::engine::{lock, Ctx};
@@ -306,12 +308,11 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
         }
     }
     let _ = local;
-    let Ok(checked) = validate_request_with(msg, &ValidateOptions::default()) else {
+    let Ok(ruri) = validate_relayed_ack(msg) else {
         return;
     };
-    let ruri = &checked.request_uri;
-    let routing = preprocess_routes(cx, msg, ruri);
-    let Decision::Forward(plan) = in_dialog_plan(cx, from, msg, &routing, ruri) else {
+    let routing = preprocess_routes(cx, msg, &ruri);
+    let Decision::Forward(plan) = in_dialog_plan(cx, from, msg, &routing, &ruri) else {
         return;
     };
     let Some(hop) = plan.attempts.first().and_then(|a| a.next_hop) else {

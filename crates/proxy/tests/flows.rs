@@ -597,3 +597,31 @@ fn an_answered_call_queues_nine_timers() {
     assert_eq!(status(&ok[0]), Some(200));
     assert_eq!(h.shard.pending_timers() - before, 9);
 }
+
+/// §16.3: what the proxy does not read is relayed as it came. An end-to-end ACK is never
+/// answered, so one with a Contact the proxy could not parse still reaches the callee;
+/// a BYE with it is refused (400), being answered by the proxy.
+#[test]
+fn a_2xx_ack_with_an_odd_contact_is_relayed() {
+    let mut h = H::new();
+    let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
+    let ok = h.feed(
+        udp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"),
+    );
+    assert_eq!(status(&ok[0]), Some(200));
+    let odd = |method: &str, branch: &str, cseq: u32| {
+        in_dialog_from_carrier(method, "c1", branch, cseq)
+            .replace("Content-Length: 0", "Contact: <sip:@>\nContent-Length: 0")
+    };
+    let ack = h.feed(udp(CARRIER), &odd("ACK", "z9hG4bK-ack", 1));
+    assert_eq!(ack.len(), 1);
+    assert_eq!(
+        (method(&ack[0]), ack[0].to),
+        ("ACK".to_string(), udp(SERVER))
+    );
+    let bye = h.feed(udp(CARRIER), &odd("BYE", "z9hG4bK-bye", 2));
+    assert_eq!(bye.len(), 1);
+    assert_eq!((status(&bye[0]), bye[0].to), (Some(400), udp(CARRIER)));
+    assert!(text(&bye[0]).starts_with("SIP/2.0 400 Bad Contact"));
+}

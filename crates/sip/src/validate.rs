@@ -81,26 +81,10 @@ pub fn validate_request_with<'m>(
     msg: &'m Message,
     opts: &ValidateOptions<'_>,
 ) -> Result<Checked<'m>, Rejection<'m>> {
-    if !msg.is_request() {
-        return Err(Rejection::new(400, "not a request"));
-    }
-    let request_uri = Uri::parse(msg.request_uri()).map_err(|e| match e {
-        Error::UnsupportedUriScheme => Rejection::from(e),
-        _ => Rejection::new(400, "Bad Request-URI"),
-    })?;
-    let common = check_common(msg)?;
-    let top_via = check_all_vias(msg)?;
+    let (request_uri, common, top_via) = check_head(msg)?;
     let from = NameAddr::parse(common.from).map_err(|_| Rejection::new(400, "Bad From"))?;
     let to = NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
-    let cseq = CSeq::parse(common.cseq)?;
-    if cseq.method != msg.method_bytes() {
-        return Err(Rejection::new(400, "CSeq method does not match request"));
-    }
-    if let Some(v) = common.max_forwards {
-        if max_forwards(v)? == 0 {
-            return Err(Rejection::new(483, "Too Many Hops"));
-        }
-    }
+    check_cseq_and_hops(msg, &common)?;
     for v in msg.headers(HeaderName::Contact) {
         for c in contacts(v) {
             c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
@@ -113,6 +97,49 @@ pub fn validate_request_with<'m>(
         from,
         to,
     })
+}
+
+/// Checks an ACK the proxy relays (the ACK of a 2xx, end to end): an ACK is never
+/// answered, and a proxy leaves what it does not read as it came (§16.3: other
+/// components, well-formed or not, SHOULD be ignored and forwarded unchanged). So
+/// [`validate_request`] without its From, To and Contact checks: the Request-URI, every
+/// Via, the headers every request needs (present, single), the Call-ID, CSeq,
+/// Max-Forwards and Proxy-Require. Returns the Request-URI, which routing reads next.
+pub fn validate_relayed_ack(msg: &Message) -> Result<Uri<'_>, Rejection<'_>> {
+    let (request_uri, common, _) = check_head(msg)?;
+    check_cseq_and_hops(msg, &common)?;
+    check_proxy_require(msg, &ValidateOptions::default())?;
+    Ok(request_uri)
+}
+
+/// A request, its Request-URI (sip, sips or tel: else 416), the headers every message
+/// needs and every Via; returns the Request-URI, those headers and the top Via.
+fn check_head(msg: &Message) -> Result<(Uri<'_>, Common<'_>, Via<'_>), Rejection<'_>> {
+    if !msg.is_request() {
+        return Err(Rejection::new(400, "not a request"));
+    }
+    let request_uri = Uri::parse(msg.request_uri()).map_err(|e| match e {
+        Error::UnsupportedUriScheme => Rejection::from(e),
+        _ => Rejection::new(400, "Bad Request-URI"),
+    })?;
+    let common = check_common(msg)?;
+    let top_via = check_all_vias(msg)?;
+    Ok((request_uri, common, top_via))
+}
+
+/// CSeq well formed and naming the request's method; Max-Forwards, if present, in range
+/// and not 0 (483).
+fn check_cseq_and_hops<'m>(msg: &'m Message, common: &Common<'m>) -> Result<(), Rejection<'m>> {
+    let cseq = CSeq::parse(common.cseq)?;
+    if cseq.method != msg.method_bytes() {
+        return Err(Rejection::new(400, "CSeq method does not match request"));
+    }
+    if let Some(v) = common.max_forwards {
+        if max_forwards(v)? == 0 {
+            return Err(Rejection::new(483, "Too Many Hops"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a response before matching it to a transaction: Via, From, To, Call-ID and
@@ -368,6 +395,36 @@ Contact: <sip:alice@192.0.2.1>\r\n\
             proxy_supported: &[b"foo", b"bar", b"baz"],
         };
         assert!(validate_request_with(&m, &opts).is_ok());
+    }
+
+    #[test]
+    fn a_relayed_ack_is_checked_for_what_relaying_reads() {
+        let ack = |from: &str, extra: &str| {
+            parse(&format!(
+                "ACK sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: {from};tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n{extra}\r\n"
+            ))
+        };
+        let good = ack("<sip:a@x>", "");
+        assert_eq!(
+            validate_relayed_ack(&good).unwrap().as_bytes(),
+            b"sip:b@10.0.0.2"
+        );
+        // Relayed as it came, though a request answered by the proxy would get a 400.
+        let odd = ack("<sip:a@x@>", "Contact: <sip:@>\r\n");
+        assert!(validate_relayed_ack(&odd).is_ok());
+        assert_eq!(validate_request(&odd).unwrap_err().reason, "Bad From");
+        // What relaying reads is still checked.
+        let bad_via = ack("<sip:a@x>", "Via: SIP/2.0/UDP h h\r\n");
+        assert_eq!(
+            validate_relayed_ack(&bad_via).unwrap_err().reason,
+            "Bad Via"
+        );
+        let hops = ack("<sip:a@x>", "Max-Forwards: 0\r\n");
+        assert_eq!(validate_relayed_ack(&hops).unwrap_err().status, 483);
+        let cseq =
+            parse(&String::from_utf8_lossy(good.bytes()).replace("CSeq: 1 ACK", "CSeq: 1 INVITE"));
+        assert_eq!(validate_relayed_ack(&cseq).unwrap_err().status, 400);
     }
 
     #[test]
