@@ -1044,29 +1044,35 @@ mod tests {
         assert!(Host::parse_ip(b"example.com").is_err());
     }
 
+    /// Calls `check` with every string of 1 to `max_len` bytes over `alphabet`.
+    fn every_string(alphabet: &[u8], max_len: u32, mut check: impl FnMut(&[u8])) {
+        let mut s = Vec::new();
+        for len in 1..=max_len {
+            for mut n in 0..alphabet.len().pow(len) {
+                s.clear();
+                for _ in 0..len {
+                    s.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                check(&s);
+            }
+        }
+    }
+
     /// The one-pass host classifier agrees with the reference definitions on every string
     /// of up to six bytes over an alphabet with every kind of edge.
     #[test]
     fn classify_host_matches_reference() {
-        const ALPHA: &[u8] = b"1a-._9";
-        let mut s = Vec::new();
-        for len in 1..=6u32 {
-            for mut n in 0..ALPHA.len().pow(len) {
-                s.clear();
-                for _ in 0..len {
-                    s.push(ALPHA[n % ALPHA.len()]);
-                    n /= ALPHA.len();
-                }
-                let want = if is_ipv4(&s) {
-                    Some(HostKind::Ipv4)
-                } else if is_hostname(&s) {
-                    Some(HostKind::Domain)
-                } else {
-                    None
-                };
-                assert_eq!(classify_host(&s), want, "{:?}", String::from_utf8_lossy(&s));
-            }
-        }
+        every_string(b"1a-._9", 6, |s| {
+            let want = if is_ipv4(s) {
+                Some(HostKind::Ipv4)
+            } else if is_hostname(s) {
+                Some(HostKind::Domain)
+            } else {
+                None
+            };
+            assert_eq!(classify_host(s), want, "{:?}", String::from_utf8_lossy(s));
+        });
         for s in [
             "255.255.255.255",
             "256.1.1.1",
@@ -1091,23 +1097,14 @@ mod tests {
     /// of the longer forms.
     #[test]
     fn ipv4_fast_path_matches_reference() {
-        const ALPHA: &[u8] = b"0259.";
-        let mut s = Vec::new();
-        for len in 1..=9u32 {
-            for mut n in 0..ALPHA.len().pow(len) {
-                s.clear();
-                for _ in 0..len {
-                    s.push(ALPHA[n % ALPHA.len()]);
-                    n /= ALPHA.len();
-                }
-                assert_eq!(
-                    is_ipv4_quad(&s),
-                    is_ipv4(&s),
-                    "{:?}",
-                    String::from_utf8_lossy(&s)
-                );
-            }
-        }
+        every_string(b"0259.", 9, |s| {
+            assert_eq!(
+                is_ipv4_quad(s),
+                is_ipv4(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        });
         for t in [
             "255.255.255.255",
             "256.255.255.255",
