@@ -84,17 +84,6 @@ fn with_sdp(req: &Transmit, code: u16, reason: &str) -> String {
         .replace("\r\n", "\n")
 }
 
-/// Every table empty and every timer gone, once enough time has passed.
-fn assert_drained(h: &mut H) {
-    h.advance_by(3_600_000);
-    let s = h.proxy.stats();
-    assert_eq!(
-        (s.server_transactions, s.client_transactions, s.calls),
-        (0, 0, 0)
-    );
-    assert_eq!(h.shard.poll_timeout(), None);
-}
-
 // ---- 1. Target and Request-URI ----
 
 #[test]
@@ -325,7 +314,7 @@ fn delay_holds_the_invite_and_cancel_during_delay_is_487() {
         "the server never sees a packet"
     );
     h.feed(udp(CARRIER), &ack_non2xx("t2", "z9hG4bK-t2", "x"));
-    assert_drained(&mut h);
+    h.assert_drained();
 }
 
 #[test]
@@ -429,7 +418,7 @@ fn answer_timeout_after_ringing_fails_over_and_then_408() {
     h.feed(udp(CARRIER), &ack_non2xx("a1", "z9hG4bK-a1", "x"));
     let rec = h.shard.poll_call_record().expect("record");
     assert_eq!((rec.status, rec.failover, rec.answered), (408, true, None));
-    assert_drained(&mut h);
+    h.assert_drained();
 }
 
 #[test]
@@ -630,7 +619,7 @@ fn call_records_for_answered_and_failed_calls() {
         (486, false, "failed")
     );
     h.feed(udp(CARRIER), &ack_non2xx("r2", "z9hG4bK-r2", "callee1"));
-    assert_drained(&mut h);
+    h.assert_drained();
     assert!(h.shard.poll_call_record().is_none());
 }
 
@@ -682,5 +671,5 @@ fn nothing_leaks_across_every_path() {
             }
         }
     }
-    assert_drained(&mut h);
+    h.assert_drained();
 }

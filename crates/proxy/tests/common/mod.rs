@@ -141,6 +141,18 @@ impl H {
         let cur = (self.now - self.t0).as_millis() as u64;
         self.advance_to(cur + ms)
     }
+
+    /// Fires every timer (an hour of virtual time) and checks every table is empty and
+    /// no timer is left.
+    pub fn assert_drained(&mut self) {
+        self.advance_by(3_600_000);
+        let s = self.proxy.stats();
+        assert_eq!(
+            (s.server_transactions, s.client_transactions, s.calls),
+            (0, 0, 0)
+        );
+        assert_eq!(self.shard.poll_timeout(), None);
+    }
 }
 
 pub fn parse(t: &Transmit) -> Message {
