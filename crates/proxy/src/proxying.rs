@@ -894,7 +894,7 @@ pub(crate) fn on_branch_timer(
         (TimerKind::Deadline, _) => {
             if b.wake == Some(at) {
                 b.wake = None;
-                on_deadlines(cx, t, idx);
+                on_deadlines(cx, t, idx, target);
             }
             return;
         }
@@ -927,9 +927,8 @@ pub(crate) fn on_branch_timer(
 }
 
 /// The branch's deadline timer fired: handles each deadline that is due, earliest
-/// first, then queues the timer again for the next one.
-fn on_deadlines(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize) {
-    let target = TimerTarget::Branch(t.key, u16::try_from(idx).unwrap_or(u16::MAX));
+/// first, then queues the timer (the branch's `target`) again for the next one.
+fn on_deadlines(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, target: TimerTarget) {
     loop {
         let Some(b) = t.branches.get_mut(idx) else {
             return;
