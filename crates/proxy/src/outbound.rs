@@ -12,6 +12,7 @@ use trunkstore_config::numbers::{format_user, normalize};
 use trunkstore_config::{CallerId, Carrier, Gateway, Host, Settings, SipHeader};
 use trunkstore_routing::{RouteInfo, ServerId, Snapshot};
 use trunkstore_sip::message::{HeaderName, Message, Method};
+use trunkstore_sip::validate::Checked;
 
 use crate::auth::{AuthOutcome, AuthRequest, Verdict};
 use crate::callerid::{self, IdentityEdit, Side};
@@ -19,13 +20,20 @@ use crate::engine::Ctx;
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, FailoverRule};
 use crate::{sipview, Peer, Transport};
 
-/// Routes a new out-of-dialog request from a source that is not a carrier.
-pub(crate) fn decide(cx: &Ctx<'_>, from: Peer, msg: &Message, method: Method) -> Decision {
+/// Routes a new out-of-dialog request from a source that is not a carrier; `checked` is
+/// what validation parsed of it (its Request-URI and From are read there).
+pub(crate) fn decide(
+    cx: &Ctx<'_>,
+    from: Peer,
+    msg: &Message,
+    method: Method,
+    checked: &Checked<'_>,
+) -> Decision {
     let Some(snap) = cx.state.dir.snapshot() else {
         return Decision::Reject(403, "Forbidden");
     };
-    match authenticate(cx, &snap, from, msg) {
-        Ok((server, digest)) => route_call(cx, &snap, server, digest, msg, method),
+    match authenticate(cx, &snap, from, msg, checked) {
+        Ok((server, digest)) => route_call(cx, &snap, server, digest, msg, method, checked),
         Err(refusal) => *refusal,
     }
 }
@@ -38,6 +46,7 @@ fn authenticate(
     snap: &Snapshot,
     from: Peer,
     msg: &Message,
+    checked: &Checked<'_>,
 ) -> Result<(ServerId, bool), Box<Decision>> {
     if let Some(server) = snap.ip_server(from.addr) {
         return Ok((server.id, false));
@@ -50,7 +59,7 @@ fn authenticate(
         return Err(Box::new(Decision::Drop));
     }
     let Some(credentials) = msg.header(HeaderName::ProxyAuthorization) else {
-        return Err(Box::new(challenge(cx, snap, msg, ip, false)));
+        return Err(Box::new(challenge(cx, snap, checked, ip, false)));
     };
     let req = AuthRequest {
         method: msg.method_bytes(),
@@ -73,17 +82,23 @@ fn authenticate(
             tracing::warn!(source = %from.addr, reason = why.as_str(), banned, "digest auth failed");
             Err(Box::new(Decision::Reject(403, "Forbidden")))
         }
-        other => Err(Box::new(challenge(cx, snap, msg, ip, other.stale()))),
+        other => Err(Box::new(challenge(cx, snap, checked, ip, other.stale()))),
     }
 }
 
 /// A 407 with a fresh nonce; the realm follows the From host (§5.1).
-fn challenge(cx: &Ctx<'_>, snap: &Snapshot, msg: &Message, ip: IpAddr, stale: bool) -> Decision {
-    let host = msg
-        .header(HeaderName::From)
-        .and_then(|v| trunkstore_sip::nameaddr::NameAddr::parse(v).ok())
-        .and_then(|na| na.sip_uri().and_then(|u| u.host()).map(|h| h.as_bytes()))
-        .unwrap_or(b"");
+fn challenge(
+    cx: &Ctx<'_>,
+    snap: &Snapshot,
+    checked: &Checked<'_>,
+    ip: IpAddr,
+    stale: bool,
+) -> Decision {
+    let host = checked
+        .from
+        .sip_uri()
+        .and_then(|u| u.host())
+        .map_or(&b""[..], |h| h.as_bytes());
     let headers = cx.state.auth.challenge(snap, host, ip, now_secs(cx), stale);
     Decision::Challenge(headers)
 }
@@ -102,19 +117,21 @@ fn route_call(
     digest: bool,
     msg: &Message,
     method: Method,
+    checked: &Checked<'_>,
 ) -> Decision {
     let server = snap.server(id);
     if !server.enabled {
         return Decision::Reject(403, "Forbidden");
     }
-    let Some(dialled) = sipview::request_user(msg).and_then(|u| std::str::from_utf8(u).ok()) else {
+    let dialled = checked.request_uri.user();
+    let Some(dialled) = dialled.and_then(|u| std::str::from_utf8(u).ok()) else {
         return Decision::Reject(404, "Not Found");
     };
     // Emergency numbers as dialled, before normalisation (§5.2).
     let emergency = snap.settings().is_emergency(dialled);
     let number = normalize(dialled);
     let own = snap.server_route(id);
-    let presented = presented_did(snap, id, msg);
+    let presented = presented_did(snap, id, checked);
     let (cid, headers) = caller_id_and_headers(own, presented, emergency);
     let identity = cid
         .and_then(|c| callerid::identity_for(msg, c))
@@ -151,8 +168,13 @@ fn route_call(
 }
 
 /// The route of the DID the PBX presents as its From user, when it is one of its own.
-fn presented_did<'s>(snap: &'s Snapshot, id: ServerId, msg: &Message) -> Option<&'s RouteInfo> {
-    let user = std::str::from_utf8(sipview::from_user(msg)?).ok()?;
+fn presented_did<'s>(
+    snap: &'s Snapshot,
+    id: ServerId,
+    checked: &Checked<'_>,
+) -> Option<&'s RouteInfo> {
+    let user = checked.from.sip_uri()?.user()?;
+    let user = std::str::from_utf8(user).ok()?;
     snap.did(&normalize(user)).filter(|r| r.server.id == id)
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::uri::Uri;
 use trunkstore_sip::validate::{
-    validate_relayed_ack, validate_request_with, Rejection, ValidateOptions,
+    validate_relayed_ack, validate_request_with, Checked, Rejection, ValidateOptions,
 };
 use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
@@ -130,7 +130,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     } else if let Some(hop) = routing.next_route {
         preloaded_route_plan(cx, from, hop)
     } else {
-        new_request_plan(cx, from, &msg, method, ruri.user())
+        new_request_plan(cx, from, &msg, method, &checked)
     };
     let plan = match plan {
         Decision::Forward(p) => p,
@@ -324,19 +324,21 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
 
 /// A new out-of-dialog request: from a carrier (by source address) it is inbound (§4);
 /// anything else must be one of our servers calling out (§5).
+/// `checked`: what validation parsed (the Request-URI and From are read from it).
 fn new_request_plan(
     cx: &Ctx<'_>,
     from: Peer,
     msg: &Message,
     method: Method,
-    user: Option<&[u8]>,
+    checked: &Checked<'_>,
 ) -> Decision {
     match cx.state.dir.classify_source(from.addr) {
         SourceClass::Carrier(_) => {
+            let user = checked.request_uri.user();
             let is_invite = method == Method::Invite;
             route::inbound(&*cx.state.dir, user, is_invite, cx.state.cfg.failover_on)
         }
-        _ => outbound::decide(cx, from, msg, method),
+        _ => outbound::decide(cx, from, msg, method, checked),
     }
 }
 

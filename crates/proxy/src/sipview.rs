@@ -53,19 +53,6 @@ pub fn to_tag(msg: &Message) -> Option<&[u8]> {
     tag_of(msg.header(HeaderName::To))
 }
 
-/// The user part of the From URI.
-pub fn from_user(msg: &Message) -> Option<&[u8]> {
-    NameAddr::parse(msg.header(HeaderName::From)?)
-        .ok()?
-        .sip_uri()?
-        .user()
-}
-
-/// The user part of the Request-URI.
-pub fn request_user(msg: &Message) -> Option<&[u8]> {
-    Uri::parse(msg.request_uri()).ok()?.user()
-}
-
 pub fn cseq(msg: &Message) -> Option<CSeq<'_>> {
     CSeq::parse(msg.header(HeaderName::CSeq)?).ok()
 }
