@@ -8,6 +8,10 @@
 //! ```
 //! The ACK for a non-2xx is built by the caller (it needs the request); this machine says
 //! when to send it. Retransmissions stop at the first provisional response.
+//!
+//! Over UDP, B is not queued on its own: A runs exactly as long as B matters (in
+//! Calling), so its last firing is put at B's deadline and times out there. One queued
+//! timer instead of two per INVITE, and most never fire while their branch exists.
 
 use std::time::{Duration, Instant};
 
@@ -61,22 +65,24 @@ pub enum TimerAction {
 }
 
 impl ClientInvite {
-    /// The INVITE has just been sent: arms A (UDP) and B.
+    /// The INVITE has just been sent: arms A (UDP, carrying B) or B.
     pub fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
         let cfg = timers.cfg();
+        let b = now + cfg.t1x64();
         let mut c = ClientInvite {
             state: State::Calling,
             reliable,
             a_interval: cfg.t1,
             a: None,
-            b: None,
+            b: Some(b),
             d: None,
             m: None,
         };
-        if !reliable {
-            c.a = timers.arm(TimerKind::A, now + cfg.t1);
+        if reliable {
+            c.b = timers.arm(TimerKind::B, b);
+        } else {
+            c.a = timers.arm(TimerKind::A, (now + cfg.t1).min(b));
         }
-        c.b = timers.arm(TimerKind::B, now + cfg.t1x64());
         c
     }
 
@@ -137,9 +143,18 @@ impl ClientInvite {
     ) -> TimerAction {
         match kind {
             TimerKind::A if Timer::matches(&self.a, at) && self.state == State::Calling => {
-                self.a_interval *= 2;
-                self.a = timers.arm(TimerKind::A, now + self.a_interval);
-                TimerAction::Retransmit
+                match self.b {
+                    Some(b) if now >= b => {
+                        self.state = State::Terminated;
+                        TimerAction::Timeout
+                    }
+                    b => {
+                        self.a_interval *= 2;
+                        let next = now + self.a_interval;
+                        self.a = timers.arm(TimerKind::A, b.map_or(next, |b| next.min(b)));
+                        TimerAction::Retransmit
+                    }
+                }
             }
             TimerKind::B if Timer::matches(&self.b, at) && self.state == State::Calling => {
                 self.state = State::Terminated;
@@ -174,9 +189,9 @@ mod tests {
         let mut t = Timers::new(TimerConfig::default());
         let mut c = ClientInvite::start(false, now, &mut t);
         let armed: Vec<_> = t.drain().collect();
+        assert_eq!(armed.len(), 1, "over UDP, A alone (it carries B)");
         let mut a = armed[0];
         assert_eq!(a.kind, TimerKind::A);
-        assert_eq!(armed[1].at, now + Duration::from_secs(32));
         let mut at = Vec::new();
         for _ in 0..3 {
             assert_eq!(
@@ -192,11 +207,45 @@ mod tests {
             ResponseAction::Provisional
         );
         assert_eq!(c.on_timer(a.kind, a.at, a.at, &mut t), TimerAction::None);
+        assert!(t.is_empty(), "A stops at the provisional, and B with it");
         // B does not fire in Proceeding (timer C covers it).
-        assert_eq!(
-            c.on_timer(TimerKind::B, armed[1].at, armed[1].at, &mut t),
-            TimerAction::None
-        );
+        let b = now + Duration::from_secs(32);
+        assert_eq!(c.on_timer(TimerKind::A, b, b, &mut t), TimerAction::None);
+        assert!(c.is_pending());
+    }
+
+    #[test]
+    fn over_udp_the_last_retransmission_timer_is_b() {
+        let now = Instant::now();
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientInvite::start(false, now, &mut t);
+        let mut a = t.drain().next().unwrap();
+        let mut fired = Vec::new();
+        loop {
+            fired.push((a.at - now).as_millis());
+            match c.on_timer(a.kind, a.at, a.at, &mut t) {
+                TimerAction::Retransmit => a = t.drain().next().unwrap(),
+                action => {
+                    assert_eq!(action, TimerAction::Timeout);
+                    break;
+                }
+            }
+        }
+        assert_eq!(fired, vec![500, 1500, 3500, 7500, 15500, 31500, 32000]);
+        assert!(c.is_terminated());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_retransmission_timer_handled_past_b_times_out() {
+        let now = Instant::now();
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientInvite::start(false, now, &mut t);
+        let a = t.drain().next().unwrap();
+        // The worker was held up: A of 0.5 s is handled at 40 s, past B.
+        let late = now + Duration::from_secs(40);
+        assert_eq!(c.on_timer(a.kind, a.at, late, &mut t), TimerAction::Timeout);
+        assert!(t.is_empty());
     }
 
     #[test]

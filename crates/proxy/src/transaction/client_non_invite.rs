@@ -5,6 +5,8 @@
 //!   (E: retransmit over UDP, doubling from T1 capped at T2; T2 in Proceeding;
 //!    F: timeout)
 //! ```
+//! Over UDP, F is not queued on its own: E runs until the final response, exactly as
+//! long as F matters, so E's last firing is put at F's deadline and times out there.
 
 use std::time::{Duration, Instant};
 
@@ -51,18 +53,20 @@ pub enum TimerAction {
 impl ClientNonInvite {
     pub fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
         let cfg = timers.cfg();
+        let f = now + cfg.t1x64();
         let mut c = ClientNonInvite {
             state: State::Trying,
             reliable,
             e_interval: cfg.t1,
             e: None,
-            f: None,
+            f: Some(f),
             k: None,
         };
-        if !reliable {
-            c.e = timers.arm(TimerKind::E, now + cfg.t1);
+        if reliable {
+            c.f = timers.arm(TimerKind::F, f);
+        } else {
+            c.e = timers.arm(TimerKind::E, (now + cfg.t1).min(f));
         }
-        c.f = timers.arm(TimerKind::F, now + cfg.t1x64());
         c
     }
 
@@ -112,13 +116,18 @@ impl ClientNonInvite {
     ) -> TimerAction {
         match kind {
             TimerKind::E if Timer::matches(&self.e, at) && self.is_pending() => {
+                if self.f.is_some_and(|f| now >= f) {
+                    self.state = State::Terminated;
+                    return TimerAction::Timeout;
+                }
                 let t2 = timers.cfg().t2;
                 self.e_interval = if self.state == State::Proceeding {
                     t2
                 } else {
                     (self.e_interval * 2).min(t2)
                 };
-                self.e = timers.arm(TimerKind::E, now + self.e_interval);
+                let next = now + self.e_interval;
+                self.e = timers.arm(TimerKind::E, self.f.map_or(next, |f| next.min(f)));
                 TimerAction::Retransmit
             }
             TimerKind::F if Timer::matches(&self.f, at) && self.is_pending() => {
@@ -148,18 +157,52 @@ mod tests {
         let mut t = Timers::new(TimerConfig::default());
         let mut c = ClientNonInvite::start(false, now, &mut t);
         let armed: Vec<_> = t.drain().collect();
-        let f = armed[1];
+        assert_eq!(armed.len(), 1, "over UDP, E alone (it carries F)");
         let mut e = armed[0];
         let mut offsets = Vec::new();
-        while e.at < f.at {
+        loop {
             offsets.push((e.at - now).as_millis());
-            assert_eq!(
-                c.on_timer(e.kind, e.at, e.at, &mut t),
-                TimerAction::Retransmit
-            );
-            e = t.drain().next().unwrap();
+            match c.on_timer(e.kind, e.at, e.at, &mut t) {
+                TimerAction::Retransmit => e = t.drain().next().unwrap(),
+                action => {
+                    assert_eq!(action, TimerAction::Timeout);
+                    break;
+                }
+            }
         }
-        assert_eq!(&offsets[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
+        assert_eq!(
+            offsets,
+            [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500, 32000]
+        );
+        assert!(c.is_terminated());
+    }
+
+    #[test]
+    fn e_stays_at_t2_in_proceeding_and_f_still_applies() {
+        let now = Instant::now();
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientNonInvite::start(false, now, &mut t);
+        let e = t.drain().next().unwrap();
+        assert_eq!(c.on_response(100, now, &mut t), ResponseAction::Provisional);
+        assert_eq!(
+            c.on_timer(e.kind, e.at, e.at, &mut t),
+            TimerAction::Retransmit
+        );
+        let e = t.drain().next().unwrap();
+        assert_eq!(e.at - now, Duration::from_millis(4500));
+        let late = now + Duration::from_secs(33);
+        assert_eq!(c.on_timer(e.kind, e.at, late, &mut t), TimerAction::Timeout);
+    }
+
+    #[test]
+    fn over_tcp_f_alone() {
+        let now = Instant::now();
+        let mut t = Timers::new(TimerConfig::default());
+        let mut c = ClientNonInvite::start(true, now, &mut t);
+        let armed: Vec<_> = t.drain().collect();
+        assert_eq!(armed.len(), 1);
+        assert_eq!(armed[0].kind, TimerKind::F);
+        let f = armed[0];
         assert_eq!(c.on_timer(f.kind, f.at, f.at, &mut t), TimerAction::Timeout);
     }
 
