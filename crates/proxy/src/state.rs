@@ -331,7 +331,16 @@ impl ProxyTxn {
     }
 }
 
+/// Dialogs the call table has room for from the start (it grows beyond, up to
+/// `max_calls`). An entry is ~240 B, so room for all of `max_calls` would be ~60 MB.
+const CALLS_SIZED: usize = 16_384;
+
 impl State {
+    /// The transaction tables are made at their full size (`max_transactions`: ~8 MB
+    /// for the server index, ~16 MB for the client index, at 200 000): grown by doubling
+    /// they would rehash every entry under a shard's write lock, stalling every worker
+    /// that needs the shard, at each doubling of the load, and fault in a new table each
+    /// time. Their memory is only touched as entries land in it.
     pub fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
         let timers = TimerConfig {
             t1: cfg.t1,
@@ -347,6 +356,7 @@ impl State {
             record_route(&cfg.advertise_tcp.host, cfg.advertise_tcp.port, true),
         ];
         let epoch = Instant::now();
+        let (transactions, calls) = (cfg.max_transactions, cfg.max_calls.min(CALLS_SIZED));
         State {
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),
@@ -357,9 +367,9 @@ impl State {
             timers,
             dir,
             hasher: KeyHasher::default(),
-            servers: DashMap::with_hasher(SpreadKeys),
-            clients: DashMap::with_hasher(SpreadKeys),
-            calls: DashMap::with_hasher(SpreadKeys),
+            servers: DashMap::with_capacity_and_hasher(transactions, SpreadKeys),
+            clients: DashMap::with_capacity_and_hasher(transactions, SpreadKeys),
+            calls: DashMap::with_capacity_and_hasher(calls, SpreadKeys),
             shutting_down: AtomicBool::new(false),
             via_prefix,
             record_route,

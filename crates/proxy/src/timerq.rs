@@ -9,6 +9,12 @@
 //! (a call arms about ten and most are cancelled lazily, staying queued until they
 //! expire); a heap of them costs a cache-missing sift per push and pop, the lanes cost
 //! one append and one pop from the front.
+//!
+//! A lane is a [`Fifo`] of fixed blocks rather than a `VecDeque`: a lane holds up to
+//! minutes of timers (timer C), and a ring buffer that doubles copies all of them at once
+//! on the packet path (6 MB at 185 000 entries) and keeps up to twice what it holds. The
+//! blocks are recycled as the front empties, so under a steady load a lane neither
+//! allocates nor copies.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -54,8 +60,87 @@ enum Source {
     Spill,
 }
 
+/// Slots per block of a [`Fifo`] (4 KiB).
+const BLOCK: usize = 128;
+
+/// Emptied blocks a lane keeps for reuse; beyond that they are freed (after a burst).
+const SPARE_BLOCKS: usize = 4;
+
+/// A FIFO queue of slots in blocks of [`BLOCK`]: appended at the back block, taken from
+/// the front block, an emptied front block reused for the back.
+#[derive(Default)]
+struct Fifo {
+    blocks: VecDeque<Box<[Slot]>>,
+    /// Next slot to take in the front block.
+    head: usize,
+    /// Slots written in the back block.
+    tail: usize,
+    len: usize,
+    spare: Vec<Box<[Slot]>>,
+}
+
+impl Fifo {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn front(&self) -> Option<&Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        self.blocks.front().map(|b| &b[self.head])
+    }
+
+    fn back(&self) -> Option<&Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        self.blocks.back().map(|b| &b[self.tail - 1])
+    }
+
+    fn push_back(&mut self, slot: Slot) {
+        if self.blocks.is_empty() || self.tail == BLOCK {
+            let block = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| vec![slot; BLOCK].into_boxed_slice());
+            self.blocks.push_back(block);
+            self.tail = 0;
+        }
+        if let Some(b) = self.blocks.back_mut() {
+            b[self.tail] = slot;
+        }
+        self.tail += 1;
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> Option<Slot> {
+        let slot = *self.front()?;
+        self.head += 1;
+        self.len -= 1;
+        if self.len == 0 {
+            while let Some(b) = self.blocks.pop_front() {
+                self.recycle(b);
+            }
+            (self.head, self.tail) = (0, 0);
+        } else if self.head == BLOCK {
+            if let Some(b) = self.blocks.pop_front() {
+                self.recycle(b);
+            }
+            self.head = 0;
+        }
+        Some(slot)
+    }
+
+    fn recycle(&mut self, block: Box<[Slot]>) {
+        if self.spare.len() < SPARE_BLOCKS {
+            self.spare.push(block);
+        }
+    }
+}
+
 pub(crate) struct TimerQueue {
-    lanes: [VecDeque<Slot>; LANES],
+    lanes: [Fifo; LANES],
     spill: BinaryHeap<Reverse<Slot>>,
     epoch: Instant,
     seq: u32,
@@ -65,7 +150,7 @@ impl TimerQueue {
     pub fn new() -> TimerQueue {
         let now = Instant::now();
         TimerQueue {
-            lanes: std::array::from_fn(|_| VecDeque::new()),
+            lanes: std::array::from_fn(|_| Fifo::default()),
             spill: BinaryHeap::new(),
             epoch: now.checked_sub(EPOCH_BEFORE).unwrap_or(now),
             seq: 0,
@@ -98,7 +183,7 @@ impl TimerQueue {
 
     /// Entries queued, stale ones included.
     pub fn len(&self) -> usize {
-        self.spill.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>()
+        self.spill.len() + self.lanes.iter().map(Fifo::len).sum::<usize>()
     }
 
     /// The earliest deadline.
@@ -225,6 +310,74 @@ mod tests {
             (second.target, second.at),
             (TimerTarget::Server(key), later)
         );
+    }
+
+    fn slot(n: u64) -> Slot {
+        Slot {
+            at: n,
+            seq: n as u32,
+            key: [n, !n],
+            branch: 0,
+            kind: TimerKind::A,
+            server: true,
+        }
+    }
+
+    /// The block queue against `VecDeque` over runs of pushes and pops that cross block
+    /// boundaries, empty the queue and refill it.
+    #[test]
+    fn a_lane_is_first_in_first_out_across_blocks() {
+        let mut fifo = Fifo::default();
+        let mut model = VecDeque::new();
+        let mut n = 0;
+        // (pushes, pops) per round: grows, shrinks, empties, regrows.
+        let rounds = [
+            (300, 10),
+            (5, 200),
+            (0, 95),
+            (1, 1),
+            (BLOCK, BLOCK - 1),
+            (700, 701),
+        ];
+        for (pushes, pops) in rounds {
+            for _ in 0..pushes {
+                n += 1;
+                fifo.push_back(slot(n));
+                model.push_back(slot(n));
+                assert_eq!(fifo.back(), model.back());
+            }
+            for _ in 0..pops {
+                assert_eq!(fifo.front(), model.front());
+                assert_eq!(fifo.pop_front(), model.pop_front());
+            }
+            assert_eq!(fifo.len(), model.len());
+        }
+        assert_eq!(
+            (fifo.len(), fifo.pop_front(), fifo.front()),
+            (0, None, None)
+        );
+    }
+
+    /// Under a steady load (as many timers leaving as arriving) a lane reuses its blocks:
+    /// it holds the blocks its timers need and a few spare, whatever it has carried.
+    #[test]
+    fn a_steady_lane_reuses_its_blocks() {
+        let mut fifo = Fifo::default();
+        for n in 0..10 * BLOCK as u64 {
+            fifo.push_back(slot(n));
+        }
+        for n in 0..100 * BLOCK as u64 {
+            fifo.pop_front();
+            fifo.push_back(slot(n));
+        }
+        assert_eq!(fifo.len(), 10 * BLOCK);
+        assert!(
+            fifo.blocks.len() <= 11,
+            "ten blocks' worth, over eleven at most"
+        );
+        assert!(fifo.spare.len() <= 1);
+        while fifo.pop_front().is_some() {}
+        assert_eq!((fifo.blocks.len(), fifo.spare.len()), (0, SPARE_BLOCKS));
     }
 
     #[test]
