@@ -128,7 +128,7 @@ pub struct TransportOptions {
     pub tcp_connect_timeout_ms: u32,
     /// `udp_batch_linger_us`: under load (about two datagrams or more per linger), how
     /// long a UDP worker sleeps between batches so that datagrams queue up and are
-    /// received and sent with one call each (5000). Adds at most this latency per hop,
+    /// received and sent with one call each (10000). Adds at most this latency per hop,
     /// only under load; 0 never sleeps.
     pub udp_batch_linger_us: u32,
 }
@@ -140,7 +140,7 @@ impl Default for TransportOptions {
             tcp_idle_timeout: 300,
             tcp_outbound_idle_timeout: 60,
             tcp_connect_timeout_ms: 3000,
-            udp_batch_linger_us: 5000,
+            udp_batch_linger_us: 10_000,
         }
     }
 }
