@@ -443,6 +443,10 @@ pub struct Limits {
     pub max_headers: u32,
     /// Most simultaneous inbound TCP connections (1024).
     pub max_tcp_connections: u32,
+    /// Most server transactions held at once (500000); new requests beyond get 503. Each
+    /// waits out 64·T1 (32 s) after its final response, so an answered call holds two
+    /// for ~32 s: the default carries ~7,800 calls/s sustained, in ~350 MB.
+    pub max_transactions: u32,
 }
 
 impl Default for Limits {
@@ -451,6 +455,7 @@ impl Default for Limits {
             max_message_size: 65536,
             max_headers: 256,
             max_tcp_connections: 1024,
+            max_transactions: 500_000,
         }
     }
 }
@@ -1093,7 +1098,12 @@ fn metrics(w: &mut Walker, root: &Map<String, Value>) -> Metrics {
 
 fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
     let d = Limits::default();
-    let known = ["max_message_size", "max_headers", "max_tcp_connections"];
+    let known = [
+        "max_message_size",
+        "max_headers",
+        "max_tcp_connections",
+        "max_transactions",
+    ];
     let Some(obj) = sub_object(w, root, "limits", &known) else {
         return d;
     };
@@ -1110,6 +1120,7 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
         ),
         max_headers: get("max_headers", 16, 65_535, d.max_headers),
         max_tcp_connections: get("max_tcp_connections", 1, 1_000_000, d.max_tcp_connections),
+        max_transactions: get("max_transactions", 1000, 20_000_000, d.max_transactions),
     }
 }
 
@@ -1320,6 +1331,26 @@ mod edge_keys_tests {
                 udp_batch_linger_us: 0,
             }
         );
+    }
+
+    #[test]
+    fn the_transaction_cap_is_read_and_bounded() {
+        assert_eq!(parse(json!({})).unwrap().limits.max_transactions, 500_000);
+        let s = parse(json!({"limits": {"max_transactions": 2000}})).unwrap();
+        assert_eq!(s.limits.max_transactions, 2000);
+        for (v, path) in [
+            (
+                json!({"limits": {"max_transactions": 999}}),
+                "limits.max_transactions",
+            ),
+            (
+                json!({"limits": {"max_transactions": "many"}}),
+                "limits.max_transactions",
+            ),
+        ] {
+            let errors = error_paths(v.clone());
+            assert!(errors.contains(path), "{v}: {errors}");
+        }
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl<C: Core> Worker<C> {
         let mut flusher = Flusher::new(&self.out);
         let local = self.out.udp_addr(self.listener);
         let own = Some((self.listener, &self.socket.socket));
-        let mut pacer = Pacer::new(self.linger, Instant::now());
+        let mut pacer = Pacer::new(self.linger, batch.capacity(), Instant::now());
         let mut next = Next::Block;
         while !self.stop.load(Ordering::Relaxed) {
             let received = self.receive(&mut batch, next, C::poll_timeout(&shard));

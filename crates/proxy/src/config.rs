@@ -44,9 +44,11 @@ pub struct ProxyConfig {
     pub max_call_duration: Duration,
     /// Parser limits for datagrams.
     pub limits: Limits,
-    /// Hard cap on server transactions; new requests beyond it get 503 (stateless).
+    /// Hard cap on server transactions (`limits.max_transactions`); new requests beyond
+    /// it get 503 (stateless).
     pub max_transactions: usize,
-    /// Hard cap on the call table; new INVITEs beyond it get 503.
+    /// Hard cap on the call table: a call answered while it is full goes through but is
+    /// not tracked (no dialog entry; its trunk is released at once).
     pub max_calls: usize,
     /// Option tags accepted in Proxy-Require (none by default).
     pub proxy_supported: Vec<&'static str>,
@@ -91,7 +93,7 @@ impl ProxyConfig {
                 max_headers: settings.limits.max_headers as usize,
                 ..Limits::default()
             },
-            max_transactions: 200_000,
+            max_transactions: settings.limits.max_transactions as usize,
             max_calls: 200_000,
             proxy_supported: Vec::new(),
             failover_on: FailoverRule::from_settings(&settings.failover_on),

@@ -331,16 +331,20 @@ impl ProxyTxn {
     }
 }
 
+/// Transactions the transaction tables have room for from the start (they grow beyond,
+/// up to `max_transactions`): ~8 MB for the server index and ~16 MB for the client
+/// index, the load of ~3,000 calls/s (two transactions per call for ~32 s).
+const TRANSACTIONS_SIZED: usize = 200_000;
+
 /// Dialogs the call table has room for from the start (it grows beyond, up to
-/// `max_calls`). An entry is ~240 B, so room for all of `max_calls` would be ~60 MB.
+/// `max_calls`). An entry is ~240 B: room for 200,000 would be ~60 MB.
 const CALLS_SIZED: usize = 16_384;
 
 impl State {
-    /// The transaction tables are made at their full size (`max_transactions`: ~8 MB
-    /// for the server index, ~16 MB for the client index, at 200 000): grown by doubling
-    /// they would rehash every entry under a shard's write lock, stalling every worker
-    /// that needs the shard, at each doubling of the load, and fault in a new table each
-    /// time. Their memory is only touched as entries land in it.
+    /// The tables are made with room for a busy proxy's load: grown by doubling from
+    /// empty they would rehash every entry under a shard's write lock, stalling every
+    /// worker that needs the shard, at each doubling of the load, and fault in a new
+    /// table each time. Their memory is only touched as entries land in it.
     pub fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
         let timers = TimerConfig {
             t1: cfg.t1,
@@ -356,7 +360,8 @@ impl State {
             record_route(&cfg.advertise_tcp.host, cfg.advertise_tcp.port, true),
         ];
         let epoch = Instant::now();
-        let (transactions, calls) = (cfg.max_transactions, cfg.max_calls.min(CALLS_SIZED));
+        let transactions = cfg.max_transactions.min(TRANSACTIONS_SIZED);
+        let calls = cfg.max_calls.min(CALLS_SIZED);
         State {
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),

@@ -159,3 +159,35 @@ fn calls_past_max_duration_are_swept() {
     assert_eq!(h.proxy.stats().calls, 0);
     assert_eq!(h.shard.poll_timeout(), None);
 }
+
+/// `limits.max_transactions`: past the cap a new request is refused with 503 without
+/// being held; the transactions already held go on, and once their timers have let them
+/// go a new call is taken again.
+#[test]
+fn requests_past_the_transaction_cap_get_503() {
+    let mut cfg = ProxyConfig::for_tests("10.0.0.1", 5060);
+    cfg.max_transactions = 2;
+    let mut h = H::with(cfg, directory());
+    let first = h.feed(udp(CARRIER), &invite("c1", "z9hG4bK-a1"));
+    let second = h.feed(udp(CARRIER), &invite("c2", "z9hG4bK-a2"));
+    assert_eq!(
+        (first.len(), second.len()),
+        (2, 2),
+        "100 and the INVITE each"
+    );
+    let third = h.feed(udp(CARRIER), &invite("c3", "z9hG4bK-a3"));
+    assert_eq!(third.len(), 1);
+    assert_eq!((status(&third[0]), third[0].to), (Some(503), udp(CARRIER)));
+    assert_eq!(h.proxy.stats().server_transactions, 2);
+    // The held calls still complete.
+    let ok = h.feed(
+        udp(SERVER),
+        &answer(&first[1], 200, "sip:4155551234@10.0.0.5:5080"),
+    );
+    assert_eq!(status(&ok[0]), Some(200));
+    h.feed(udp(SERVER), &reply(&second[1], 486));
+    h.advance_by(40_000);
+    assert_eq!(h.proxy.stats().server_transactions, 0);
+    let again = h.feed(udp(CARRIER), &invite("c4", "z9hG4bK-a4"));
+    assert_eq!(method(&again[1]), "INVITE");
+}
