@@ -6,7 +6,7 @@
 //! appending to that kind's FIFO keeps it sorted at O(1), with the oldest at the front.
 //! Only out-of-order deadlines (retransmit intervals doubling, per-DID timeouts that
 //! differ) go to a binary heap. Under load a proxy holds hundreds of thousands of timers
-//! (a call arms about ten and most are cancelled lazily, staying queued until they
+//! (a call arms about seven and most are cancelled lazily, staying queued until they
 //! expire); a heap of them costs a cache-missing sift per push and pop, the lanes cost
 //! one append and one pop from the front.
 //!
