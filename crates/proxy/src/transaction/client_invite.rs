@@ -34,7 +34,8 @@ pub struct ClientInvite {
     reliable: bool,
     a_interval: Duration,
     a: Option<Instant>,
-    b: Option<Instant>,
+    /// Timer B's deadline: queued as its own timer over TCP, carried by A over UDP.
+    b: Instant,
     d: Option<Instant>,
     m: Option<Instant>,
 }
@@ -74,12 +75,12 @@ impl ClientInvite {
             reliable,
             a_interval: cfg.t1,
             a: None,
-            b: Some(b),
+            b,
             d: None,
             m: None,
         };
         if reliable {
-            c.b = timers.arm(TimerKind::B, b);
+            timers.arm(TimerKind::B, b);
         } else {
             c.a = timers.arm(TimerKind::A, (now + cfg.t1).min(b));
         }
@@ -143,20 +144,16 @@ impl ClientInvite {
     ) -> TimerAction {
         match kind {
             TimerKind::A if Timer::matches(&self.a, at) && self.state == State::Calling => {
-                match self.b {
-                    Some(b) if now >= b => {
-                        self.state = State::Terminated;
-                        TimerAction::Timeout
-                    }
-                    b => {
-                        self.a_interval *= 2;
-                        let next = now + self.a_interval;
-                        self.a = timers.arm(TimerKind::A, b.map_or(next, |b| next.min(b)));
-                        TimerAction::Retransmit
-                    }
+                if now >= self.b {
+                    self.state = State::Terminated;
+                    return TimerAction::Timeout;
                 }
+                self.a_interval *= 2;
+                let next = now + self.a_interval;
+                self.a = timers.arm(TimerKind::A, next.min(self.b));
+                TimerAction::Retransmit
             }
-            TimerKind::B if Timer::matches(&self.b, at) && self.state == State::Calling => {
+            TimerKind::B if at == self.b && self.state == State::Calling => {
                 self.state = State::Terminated;
                 TimerAction::Timeout
             }

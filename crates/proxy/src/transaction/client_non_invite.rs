@@ -28,7 +28,8 @@ pub struct ClientNonInvite {
     reliable: bool,
     e_interval: Duration,
     e: Option<Instant>,
-    f: Option<Instant>,
+    /// Timer F's deadline: queued as its own timer over TCP, carried by E over UDP.
+    f: Instant,
     k: Option<Instant>,
 }
 
@@ -59,11 +60,11 @@ impl ClientNonInvite {
             reliable,
             e_interval: cfg.t1,
             e: None,
-            f: Some(f),
+            f,
             k: None,
         };
         if reliable {
-            c.f = timers.arm(TimerKind::F, f);
+            timers.arm(TimerKind::F, f);
         } else {
             c.e = timers.arm(TimerKind::E, (now + cfg.t1).min(f));
         }
@@ -116,7 +117,7 @@ impl ClientNonInvite {
     ) -> TimerAction {
         match kind {
             TimerKind::E if Timer::matches(&self.e, at) && self.is_pending() => {
-                if self.f.is_some_and(|f| now >= f) {
+                if now >= self.f {
                     self.state = State::Terminated;
                     return TimerAction::Timeout;
                 }
@@ -127,10 +128,10 @@ impl ClientNonInvite {
                     (self.e_interval * 2).min(t2)
                 };
                 let next = now + self.e_interval;
-                self.e = timers.arm(TimerKind::E, self.f.map_or(next, |f| next.min(f)));
+                self.e = timers.arm(TimerKind::E, next.min(self.f));
                 TimerAction::Retransmit
             }
-            TimerKind::F if Timer::matches(&self.f, at) && self.is_pending() => {
+            TimerKind::F if at == self.f && self.is_pending() => {
                 self.state = State::Terminated;
                 TimerAction::Timeout
             }
