@@ -151,6 +151,7 @@ impl H {
             (s.server_transactions, s.client_transactions, s.calls),
             (0, 0, 0)
         );
+        assert_eq!(self.shard.pending_timers(), 0);
         assert_eq!(self.shard.poll_timeout(), None);
     }
 }
