@@ -69,6 +69,11 @@ impl IdentityEdit {
         })
     }
 
+    /// Does the edit set P-Asserted-Identity (the initial request from the PBX)?
+    pub fn asserts(&self) -> bool {
+        self.initial && self.side == Side::FromPbx
+    }
+
     /// Edits a request being forwarded. Uses 1 splice (2 for the initial request, plus
     /// one per extra P-Asserted-Identity line the PBX sent).
     pub fn on_request<'a>(&'a self, ed: &mut Editor<'a>) -> Result<(), trunkstore_sip::Error> {

@@ -1,9 +1,16 @@
-//! The call (dialog) table: an entry per dialog established by a 2xx, removed by the
-//! BYE's final response or by the maximum-duration sweep; the one log line per call and,
-//! when enabled, the [`CallRecord`] per call for the CDR writer of the edge.
+//! The call (dialog) table: an entry per call the proxy admitted, made when its initial
+//! INVITE is admitted (so a call that cannot be tracked is refused, never run
+//! untracked), early from its first provisional with a To tag, confirmed by the 2xx,
+//! removed by its final failure, by the far side's answer to the BYE of that dialog, or
+//! by the maximum-duration sweep. Every in-dialog request is matched here on Call-ID,
+//! both tags and the leg it comes from, and goes to the other leg. Also the one log line
+//! per call and, when enabled, the [`CallRecord`] per call for the CDR writer.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+use dashmap::mapref::entry::Entry;
 
 use bytes::Bytes;
 use trunkstore_sip::message::Message;
@@ -13,7 +20,11 @@ use crate::callerid::Identity;
 use crate::engine::Ctx;
 use crate::keys::CallKey;
 use crate::sipview;
-use crate::state::{CallInfo, Dialog, ProxyTxn};
+use crate::metrics::Refusal;
+use crate::route::SourceClass;
+use crate::state::{CallInfo, Callee, Confirmed, Dialog, DialogEnd, Party, Phase, ProxyTxn};
+use crate::trunks::TrunkHold;
+use crate::Peer;
 
 /// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
 /// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
@@ -47,18 +58,6 @@ pub struct CallRecord {
     pub trunk_held: bool,
 }
 
-pub fn key(cx: &Ctx<'_>, call_id: &[u8]) -> CallKey {
-    CallKey(cx.state.hasher.hash(&[call_id]))
-}
-
-/// Is there a dialog with this Call-ID, and the caller identities it rewrites (§5.3)?
-pub fn lookup_identity(cx: &Ctx<'_>, call_id: &[u8]) -> Option<Option<Arc<Identity>>> {
-    cx.state
-        .calls
-        .get(&key(cx, call_id))
-        .map(|d| d.identity.clone())
-}
-
 /// The From user and Request-URI user of `req`, as slices of it.
 pub fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {
     let from = checked
@@ -75,40 +74,242 @@ pub fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {
     (from, to)
 }
 
-/// A 2xx to an initial INVITE went upstream from branch `attempt`: the dialog exists and
-/// holds the INVITE's trunk from now on. (When the table is full, or a dialog with that
-/// Call-ID already exists, the trunk is released here: no entry, no later release.)
-pub fn established(cx: &Ctx<'_>, t: &mut ProxyTxn, now: Instant, attempt: u16, failover: bool) {
+/// Dialog table key: the Call-ID and the caller's From tag (§12: the dialog id as the
+/// caller sees it; the callee's tag is matched in the entry).
+pub fn key(cx: &Ctx<'_>, call_id: &[u8], caller_tag: &[u8]) -> CallKey {
+    CallKey(cx.state.hasher.hash(&[call_id, caller_tag]))
+}
+
+/// A callee tag as the table keeps it.
+fn tag_hash(cx: &Ctx<'_>, tag: &[u8]) -> u64 {
+    cx.state.hasher.u64(&[b"callee-tag", tag])
+}
+
+/// The dialog key of an initial INVITE.
+pub fn key_of_invite(cx: &Ctx<'_>, invite: &Message) -> CallKey {
+    let caller_tag = sipview::from_tag(invite).unwrap_or(b"");
+    key(cx, sipview::call_id(invite), caller_tag)
+}
+
+/// The most early dialogs (callee tags) one call keeps: a callee can fork, a hostile
+/// one should not grow the entry without bound.
+const MAX_EARLY: usize = 8;
+
+impl Dialog {
+    /// The callee side with this (hashed) tag, early or confirmed.
+    fn callee(&self, tag: u64) -> Option<&Callee> {
+        match &self.phase {
+            Phase::Early(list) => list.iter().find(|c| c.tag == tag),
+            Phase::Confirmed(c) => (c.callee.tag == tag).then_some(&c.callee),
+        }
+    }
+}
+
+/// Who may speak for `party`: its carrier's trusted sources, else its own IP address.
+fn speaks(cx: &Ctx<'_>, party: &Party, src: SocketAddr) -> bool {
+    if src.ip() == party.peer.addr.ip() {
+        return true;
+    }
+    let Some(carrier) = &party.carrier else {
+        return false;
+    };
+    matches!(cx.state.dir.classify_source(src), SourceClass::Carrier(n) if n == *carrier)
+}
+
+/// The party at `peer`: a carrier's when the address is one of its trusted sources or
+/// gateways (a carrier may answer from a source that is not its gateway).
+pub fn party_at(cx: &Ctx<'_>, peer: Peer) -> Party {
+    let carrier = match cx.state.dir.classify_source(peer.addr) {
+        SourceClass::Carrier(name) => Some(name),
+        _ => cx.state.dir.carrier_with_gateway(peer.addr),
+    };
+    Party { peer, carrier }
+}
+
+/// An in-dialog request matched to its dialog and to the leg that sent it.
+pub(crate) struct Matched {
+    /// The dialog, and the callee tag it was matched by.
+    pub end: DialogEnd,
+    /// Where the request goes: the other leg, as recorded when the call was admitted.
+    pub next: Peer,
+    pub from_carrier: bool,
+    pub to_carrier: bool,
+    /// The caller identities the dialog rewrites (§5.3).
+    pub identity: Option<Arc<Identity>>,
+}
+
+/// §12.2.2 against the proxy's own records: a request with a To tag belongs to a dialog
+/// when its Call-ID and tags name one (From tag the caller's and To tag one of the
+/// callee's, or the reverse) and its source speaks for the leg those tags say sent it.
+/// Anything else matches nothing: a third party that knows the Call-ID and both tags
+/// changes nothing and reaches no one.
+pub fn match_request(cx: &Ctx<'_>, src: SocketAddr, msg: &Message) -> Option<Matched> {
+    let call_id = sipview::call_id(msg);
+    let from_tag = sipview::from_tag(msg).unwrap_or(b"");
+    let to_tag = sipview::to_tag(msg)?;
+    let k = key(cx, call_id, from_tag);
+    if let Some(d) = cx.state.calls.get(&k) {
+        let tag = tag_hash(cx, to_tag);
+        if let Some(callee) = d.callee(tag).filter(|_| speaks(cx, &d.caller, src)) {
+            return Some(Matched {
+                end: DialogEnd {
+                    key: k,
+                    callee_tag: tag,
+                },
+                next: callee.party.peer,
+                from_carrier: d.caller.carrier.is_some(),
+                to_carrier: callee.party.carrier.is_some(),
+                identity: d.identity.clone(),
+            });
+        }
+    }
+    let k = key(cx, call_id, to_tag);
+    let d = cx.state.calls.get(&k)?;
+    let tag = tag_hash(cx, from_tag);
+    let callee = d.callee(tag).filter(|c| speaks(cx, &c.party, src))?;
+    Some(Matched {
+        end: DialogEnd {
+            key: k,
+            callee_tag: tag,
+        },
+        next: d.caller.peer,
+        from_carrier: callee.party.carrier.is_some(),
+        to_carrier: d.caller.carrier.is_some(),
+        identity: d.identity.clone(),
+    })
+}
+
+/// Why an initial INVITE cannot be tracked as a call.
+pub(crate) enum Untrackable {
+    /// `limits.max_calls` calls are in progress.
+    Full,
+    /// A call with this Call-ID and From tag is in progress (§8.2.2.2: a merged
+    /// request).
+    Merged,
+}
+
+impl Untrackable {
+    /// The answer and the metric of the refusal.
+    pub fn refusal(&self) -> (u16, &'static [u8], Refusal) {
+        match self {
+            Untrackable::Full => (503, b"Call Limit Reached", Refusal::MaxCalls),
+            Untrackable::Merged => (482, b"Loop Detected", Refusal::Loop),
+        }
+    }
+}
+
+/// An admitted INVITE that turned out to be a retransmission racing its first copy:
+/// its dialog entry and call slot go, nothing is logged.
+pub fn forget(cx: &Ctx<'_>, t: &mut ProxyTxn) {
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.slot = None;
+        if let Some(k) = d.dialog.take() {
+            let early = |_: &CallKey, d: &Dialog| matches!(d.phase, Phase::Early(_));
+            cx.state.calls.remove_if(&k, early);
+        }
+    }
+}
+
+/// An initial INVITE admitted: its dialog entry claims the Call-ID and From tag, and
+/// a place under `limits.max_calls` is held by the transaction until the call ends. A
+/// call that cannot be tracked is refused here, never run untracked.
+pub fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(), Untrackable> {
+    let identity = t.identity.as_ref().map(|e| e.identity.clone());
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return Ok(());
+    };
+    let max = u32::try_from(cx.state.cfg.max_calls).unwrap_or(u32::MAX);
+    let slot = TrunkHold::take(cx.state.active_calls.clone(), max).ok_or(Untrackable::Full)?;
+    let k = key_of_invite(cx, &d.request);
+    match cx.state.calls.entry(k) {
+        Entry::Occupied(_) => return Err(Untrackable::Merged),
+        Entry::Vacant(v) => {
+            let cid = sipview::call_id(&d.request);
+            v.insert(Dialog {
+                call_id: d.request.slice_ref(cid).unwrap_or_default(),
+                info: d.call.clone(),
+                invited: d.started,
+                caller,
+                identity,
+                phase: Phase::Early(Vec::new()),
+            });
+        }
+    }
+    d.slot = Some(slot);
+    d.dialog = Some(k);
+    Ok(())
+}
+
+/// A provisional with a To tag went upstream from a branch to `callee`: an early
+/// dialog (§12.1), in which PRACK, UPDATE, INFO and BYE may flow both ways.
+pub fn early(cx: &Ctx<'_>, t: &ProxyTxn, callee: Peer, resp: &Message) {
+    let Some(k) = t.deciding.as_deref().and_then(|d| d.dialog) else {
+        return;
+    };
+    let Some(tag) = sipview::to_tag(resp).map(|tag| tag_hash(cx, tag)) else {
+        return;
+    };
+    let Some(mut d) = cx.state.calls.get_mut(&k) else {
+        return;
+    };
+    if let Phase::Early(list) = &mut d.phase {
+        if list.len() < MAX_EARLY && !list.iter().any(|c| c.tag == tag) {
+            list.push(Callee {
+                tag,
+                party: party_at(cx, callee),
+            });
+        }
+    }
+}
+
+/// A 2xx to an initial INVITE went upstream from branch `attempt` at `callee`: the
+/// dialog is confirmed with the 2xx's To tag and holds the INVITE's trunk and call
+/// slot from now on.
+pub fn established(cx: &Ctx<'_>, t: &mut ProxyTxn, callee: Peer, resp: &Message, attempt: u16, failover: bool) {
     let Some(d) = t.deciding.as_deref_mut() else {
         return;
     };
-    let trunk = d.trunk.take().map(Arc::new);
-    if cx.state.calls.len() >= cx.state.cfg.max_calls {
+    let Some(k) = d.dialog else {
+        return;
+    };
+    let tag = tag_hash(cx, sipview::to_tag(resp).unwrap_or(b""));
+    let Some(mut dialog) = cx.state.calls.get_mut(&k) else {
+        return;
+    };
+    if matches!(dialog.phase, Phase::Confirmed(_)) {
         return;
     }
-    let cid = sipview::call_id(&d.request);
-    let k = key(cx, cid);
-    let identity = t.identity.as_ref().map(|e| e.identity.clone());
-    cx.state.calls.entry(k).or_insert_with(|| Dialog {
-        call_id: d.request.slice_ref(cid).unwrap_or_default(),
-        info: d.call.clone(),
-        started: now,
-        invited: d.started,
+    dialog.phase = Phase::Confirmed(Box::new(Confirmed {
+        callee: Callee {
+            tag,
+            party: party_at(cx, callee),
+        },
+        started: cx.now,
         attempt,
         failover,
-        identity,
-        trunk,
-    });
+        trunk: d.trunk.take(),
+        slot: d.slot.take(),
+    }));
 }
 
-/// The BYE of a dialog got its final response: the call is over.
-pub fn ended(cx: &mut Ctx<'_>, bye: &Message, status: u16) {
-    let cid = sipview::call_id(bye);
-    if let Some((_, d)) = cx.state.calls.remove(&key(cx, cid)) {
+/// The BYE of a dialog got the far side's final response (or timed out): that dialog
+/// is over. A BYE in an early dialog ends that early dialog only; the INVITE's own
+/// final response settles the call.
+pub fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
+    let confirmed = |_: &CallKey, d: &Dialog| {
+        matches!(&d.phase, Phase::Confirmed(c) if c.callee.tag == end.callee_tag)
+    };
+    if let Some((_, d)) = cx.state.calls.remove_if(&end.key, confirmed) {
         let how = if status < 300 { "bye" } else { "bye_failed" };
         log_end(&d, how);
         let now = cx.now;
         emit(cx, || dialog_record(&d, now, how));
+        return;
+    }
+    if let Some(mut d) = cx.state.calls.get_mut(&end.key) {
+        if let Phase::Early(list) = &mut d.phase {
+            list.retain(|c| c.tag != end.callee_tag);
+        }
     }
 }
 
@@ -119,6 +320,10 @@ pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
         return;
     };
     let trunk = d.trunk.take();
+    forget(cx, t);
+    let Some(d) = t.deciding.as_deref() else {
+        return;
+    };
     log_line(sipview::call_id(&d.request), &d.call, status, "failed");
     let now = cx.now;
     let d = &*d;
@@ -134,8 +339,12 @@ pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
     drop(trunk);
 }
 
-/// A dialog swept after the maximum call duration.
+/// A dialog swept after the maximum call duration (an early one only as a safety net:
+/// its INVITE settles it long before).
 pub fn expired(cx: &mut Ctx<'_>, d: &Dialog) {
+    if !matches!(d.phase, Phase::Confirmed(_)) {
+        return;
+    }
     log_end(d, "max_duration");
     let now = cx.now;
     emit(cx, || dialog_record(d, now, "max_duration"));
@@ -175,12 +384,14 @@ fn record(info: &CallInfo, call_id: Bytes, started: Instant, ended: Instant) -> 
 
 fn dialog_record(d: &Dialog, now: Instant, how: &'static str) -> CallRecord {
     let mut r = record(&d.info, d.call_id.clone(), d.invited, now);
-    r.answered = Some(d.started);
     r.status = 200;
     r.reason = how;
-    r.answered_attempt = Some(d.attempt);
-    r.failover = d.failover;
-    r.trunk_held = d.trunk.is_some();
+    if let Phase::Confirmed(c) = &d.phase {
+        r.answered = Some(c.started);
+        r.answered_attempt = Some(c.attempt);
+        r.failover = c.failover;
+        r.trunk_held = c.trunk.is_some();
+    }
     r
 }
 

@@ -137,16 +137,17 @@ fn sweep_calls(cx: &mut Ctx<'_>) {
     cx.shard.next_sweep = None;
     let max = cx.state.cfg.max_call_duration;
     let now = cx.now;
-    let mut expired = Vec::new();
-    cx.state.calls.retain(|_, c| {
-        let keep = now.saturating_duration_since(c.started) < max;
-        if !keep {
-            expired.push(c.clone());
+    let expired: Vec<_> = cx
+        .state
+        .calls
+        .iter()
+        .filter(|e| now.saturating_duration_since(e.value().since()) >= max)
+        .map(|e| *e.key())
+        .collect();
+    for k in expired {
+        if let Some((_, d)) = cx.state.calls.remove(&k) {
+            crate::calls::expired(cx, &d);
         }
-        keep
-    });
-    for d in &expired {
-        crate::calls::expired(cx, d);
     }
     arm_sweep(cx);
 }

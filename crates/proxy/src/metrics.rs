@@ -66,6 +66,80 @@ impl FailoverReason {
     }
 }
 
+/// Why the proxy itself refused a request (every local error answer is counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Failed validation (400, 416, 420, 483, 505...).
+    Invalid,
+    /// 482: a loop, or a merged request (a call with that Call-ID and From tag is up).
+    Loop,
+    /// 403: not allowed (disabled server, auth refused, unknown source).
+    Forbidden,
+    /// 403 Preload Route denied: an out-of-dialog request with a Route not naming us.
+    PreloadedRoute,
+    /// 404 (unknown DID, no route) and 480 (disabled server).
+    NotFound,
+    /// 481: an in-dialog request that matches no dialog of its sender.
+    NoDialog,
+    /// 486/403 Trunk Limit Reached (§6).
+    TrunkLimit,
+    /// 503: `limits.max_calls` calls in progress.
+    MaxCalls,
+    /// 503: `limits.max_transactions` transactions in progress.
+    MaxTransactions,
+    /// 503 while shutting down, and anything else.
+    Other,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 10] = [
+        Refusal::Invalid,
+        Refusal::Loop,
+        Refusal::Forbidden,
+        Refusal::PreloadedRoute,
+        Refusal::NotFound,
+        Refusal::NoDialog,
+        Refusal::TrunkLimit,
+        Refusal::MaxCalls,
+        Refusal::MaxTransactions,
+        Refusal::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Invalid => "invalid",
+            Refusal::Loop => "loop",
+            Refusal::Forbidden => "forbidden",
+            Refusal::PreloadedRoute => "preloaded_route",
+            Refusal::NotFound => "not_found",
+            Refusal::NoDialog => "no_dialog",
+            Refusal::TrunkLimit => "trunk_limit",
+            Refusal::MaxCalls => "max_calls",
+            Refusal::MaxTransactions => "max_transactions",
+            Refusal::Other => "other",
+        }
+    }
+
+    /// The reason of a routing decision's refusal, by its status and reason phrase.
+    pub fn of(code: u16, reason: &str) -> Refusal {
+        match code {
+            403 if reason == crate::route::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
+            403 if reason == PRELOAD_ROUTE_DENIED => Refusal::PreloadedRoute,
+            403 => Refusal::Forbidden,
+            404 | 480 => Refusal::NotFound,
+            481 => Refusal::NoDialog,
+            482 => Refusal::Loop,
+            486 if reason == crate::route::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
+            400..=499 => Refusal::Invalid,
+            _ => Refusal::Other,
+        }
+    }
+}
+
+/// Reason phrase of an out-of-dialog request refused for its Route (as Kamailio's
+/// default configuration says it).
+pub const PRELOAD_ROUTE_DENIED: &str = "Preload Route denied";
+
 /// Upper bounds of the response-time buckets, in microseconds (5 ms … 30 s: provisional
 /// answers take milliseconds, final ones up to the answer timeout).
 const BUCKETS_MICROS: [u64; 12] = [
@@ -122,6 +196,9 @@ pub struct ProxyMetrics {
     /// [sent by our timers, received from a peer and absorbed].
     retransmissions: [AtomicU64; 2],
     parse_errors: AtomicU64,
+    refusals: [AtomicU64; Refusal::ALL.len()],
+    /// Responses that matched no client transaction of ours: dropped, never relayed.
+    stray_responses: AtomicU64,
     /// INVITE sent on a branch → its first provisional response (100 excluded: it is
     /// hop-by-hop).
     first_provisional: [Histogram; 3],
@@ -176,6 +253,23 @@ impl ProxyMetrics {
 
     pub fn parse_error(&self) {
         bump(&self.parse_errors);
+    }
+
+    pub fn refusal(&self, why: Refusal) {
+        bump(&self.refusals[why as usize]);
+    }
+
+    pub fn stray_response(&self) {
+        bump(&self.stray_responses);
+    }
+
+    /// Requests refused for `why` so far (for tests).
+    pub fn refusals(&self, why: Refusal) -> u64 {
+        self.refusals[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn stray_responses(&self) -> u64 {
+        self.stray_responses.load(Ordering::Relaxed)
     }
 
     pub fn first_provisional(&self, direction: Direction, took: Duration) {
@@ -282,9 +376,28 @@ impl ProxyMetrics {
                 "Messages that could not be parsed.",
                 &self.parse_errors,
             ),
+            (
+                "trunkstore_stray_responses_total",
+                "Responses matching no transaction of ours: dropped.",
+                &self.stray_responses,
+            ),
         ] {
             family(out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        family(
+            out,
+            "trunkstore_refusals_total",
+            "counter",
+            "Requests the proxy refused itself, by reason.",
+        );
+        for r in Refusal::ALL {
+            let _ = writeln!(
+                out,
+                "trunkstore_refusals_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.refusals[r as usize].load(Ordering::Relaxed)
+            );
         }
         family(
             out,

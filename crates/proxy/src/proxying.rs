@@ -304,14 +304,14 @@ fn build_forward(
             .ok()?;
     }
     let identity = t.identity.as_ref();
+    let trust = Trust::of(t);
+    let mut stripped = trust.strip_request(&mut ed, identity).ok()?;
     if let Some(id) = identity {
         id.on_request(&mut ed).ok()?;
     }
-    let stripped = if d.plan.strip_credentials {
-        strip_own_credentials(&mut ed, &d.request)?
-    } else {
-        0
-    };
+    if !trust.to_carrier && d.plan.strip_credentials {
+        stripped += strip_own_credentials(&mut ed, &d.request)?;
+    }
     let Some(headers) = attempt.headers.as_deref() else {
         return Some(ed.finish());
     };
@@ -331,6 +331,71 @@ fn build_forward(
         ed.add_header(name.as_bytes(), value.as_bytes()).ok()?;
     }
     Some(ed.finish())
+}
+
+/// Who is on each side of a proxied message, for the identity rules (behaviour.md
+/// §5.3): a server (a customer PBX) is outside our trust domain (RFC 3325), so the
+/// identity headers it writes never pass, and no credentials go to a carrier.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Trust {
+    /// The request comes from a carrier leg (its responses go back to one).
+    pub from_carrier: bool,
+    /// The request goes to a carrier leg (its responses come from one).
+    pub to_carrier: bool,
+}
+
+/// Identity headers a server may not assert; P-Asserted-Identity is written by our
+/// caller-ID rules only.
+const IDENTITY_HEADERS: [&[u8]; 3] = [
+    b"P-Asserted-Identity",
+    b"P-Preferred-Identity",
+    b"Remote-Party-ID",
+];
+
+impl Trust {
+    pub fn of(t: &ProxyTxn) -> Trust {
+        Trust {
+            from_carrier: t.from_carrier,
+            to_carrier: t.to_carrier,
+        }
+    }
+
+    /// A request on its way: a server's identity headers go (but the P-Asserted-Identity
+    /// our caller-ID rule sets, which `identity` writes after this), and toward a carrier
+    /// every `Proxy-Authorization`. Returns the splices used.
+    fn strip_request(
+        self,
+        ed: &mut Editor<'_>,
+        identity: Option<&IdentityEdit>,
+    ) -> Result<usize, trunkstore_sip::Error> {
+        let mut used = 0;
+        if !self.from_carrier {
+            let sets_pai = identity.is_some_and(|i| i.asserts());
+            for name in IDENTITY_HEADERS {
+                if !(sets_pai && name == b"P-Asserted-Identity") {
+                    used += ed.remove_header(name)?;
+                }
+            }
+        }
+        if self.to_carrier {
+            used += ed.remove_header(b"Proxy-Authorization")?;
+        }
+        Ok(used)
+    }
+
+    /// A response on its way back: a server's identity headers go, and toward a carrier
+    /// every `Proxy-Authenticate` (a customer may not collect a carrier's credentials).
+    fn strip_response(self, ed: &mut Editor<'_>) -> Result<(), trunkstore_sip::Error> {
+        if !self.to_carrier {
+            for name in IDENTITY_HEADERS {
+                ed.remove_header(name)?;
+            }
+        }
+        if self.from_carrier {
+            ed.remove_header(b"Proxy-Authenticate")?;
+        }
+        Ok(())
+    }
 }
 
 /// Editor splices left for `sip_headers` after the forwarding edits (6 of 16).
@@ -494,8 +559,8 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
                 }
                 cx.send(t.source, Some(t.local), resp);
             }
-            if let Some(d) = t.deciding.as_deref().filter(|_| t.is_bye) {
-                calls::ended(cx, &d.request, code);
+            if let Some(end) = t.ends {
+                calls::ended(cx, end, code);
             }
         }
     }
@@ -507,7 +572,7 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
 fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) -> Option<Bytes> {
     match best {
         Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => {
-            relay(m, t.identity.as_ref())
+            relay(m, t.identity.as_ref(), Trust::of(t))
         }
         _ => {
             // Made from the request as received: the caller's own identity already.
@@ -518,10 +583,12 @@ fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) ->
     }
 }
 
-/// A response without our (top) Via, with the caller's identity restored (§5.3).
-pub(crate) fn relay(m: &Message, identity: Option<&IdentityEdit>) -> Option<Bytes> {
+/// A response without our (top) Via, with the caller's identity restored and the
+/// headers the trust rules remove removed (§5.3).
+pub(crate) fn relay(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) -> Option<Bytes> {
     let mut ed = Editor::new(m);
     ed.remove_top_via().ok()?;
+    trust.strip_response(&mut ed).ok()?;
     if let Some(id) = identity {
         id.on_response(&mut ed).ok()?;
     }
@@ -722,13 +789,18 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
     }
     let forward = status > 100 && !b.cancelled_by_proxy;
     let plain_ringing = b.ignore_early_media && is_early_media(&msg, status);
+    let callee = b.peer;
     // 100 is hop-by-hop: never forwarded.
     if forward {
+        if initial {
+            calls::early(cx, t, callee, &msg);
+        }
         let identity = t.identity.as_ref();
+        let trust = Trust::of(t);
         let resp = if plain_ringing {
-            relay_as_ringing(&msg, identity)
+            relay_as_ringing(&msg, identity, trust)
         } else {
-            relay(&msg, identity)
+            relay(&msg, identity, trust)
         };
         if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, resp) {
             if s.on_provisional(resp.clone()) {
@@ -745,9 +817,10 @@ fn is_early_media(msg: &Message, status: u16) -> bool {
 
 /// The provisional as a `180 Ringing` without body, Content-Type or our Via; its other
 /// headers (To tag, Record-Route, Contact) are kept so the early dialog is the same.
-fn relay_as_ringing(m: &Message, identity: Option<&IdentityEdit>) -> Option<Bytes> {
+fn relay_as_ringing(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) -> Option<Bytes> {
     let mut ed = Editor::new(m);
     ed.remove_top_via().ok()?;
+    trust.strip_response(&mut ed).ok()?;
     if let Some(id) = identity {
         id.on_response(&mut ed).ok()?;
     }
@@ -781,7 +854,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
         ack_and_bye(cx, b, &msg);
         return;
     }
-    let Some(resp) = relay(&msg, t.identity.as_ref()) else {
+    let Some(resp) = relay(&msg, t.identity.as_ref(), Trust::of(t)) else {
         return;
     };
     let mut timers = Timers::new(cx.state.timers);
@@ -793,8 +866,9 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
         cx.state.metrics.call_ended(t.direction, Outcome::Answered);
-        let (attempt, failover) = (t.branches[idx].attempt, t.branches[idx].is_failover);
-        calls::established(cx, t, cx.now, attempt, failover);
+        let b = &t.branches[idx];
+        let (attempt, failover, callee) = (b.attempt, b.is_failover, b.peer);
+        calls::established(cx, t, callee, &msg, attempt, failover);
     }
 }
 
@@ -1055,6 +1129,7 @@ pub(crate) fn forward_stateless(
     routing: &Routing,
     key: TxKey,
     identity: Option<&IdentityEdit>,
+    trust: Trust,
 ) {
     let id = mix(key.0 as u64 ^ (key.0 >> 64) as u64 ^ 0x41434b);
     let branch_text = branch::write(id, 0);
@@ -1076,6 +1151,7 @@ pub(crate) fn forward_stateless(
         ed.set_via_received(src_ip, from.addr.port())?;
         ed.push_via(&via[..via_len])?;
         ed.decrement_max_forwards()?;
+        trust.strip_request(&mut ed, identity)?;
         if let Some(id) = identity {
             id.on_request(&mut ed)?;
         }

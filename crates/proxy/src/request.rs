@@ -14,7 +14,7 @@ use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
 use crate::engine::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, Refusal};
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
 use crate::state::{CallInfo, Deciding, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
@@ -111,15 +111,27 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let loop_hash = loop_hash(cx, &msg);
     if is_loop(cx, &msg, loop_hash) {
         local::respond(cx, from, local, &msg, 482, b"Loop Detected", &[]);
-        count_rejected(cx, from, &msg, None);
+        count_rejected(cx, from, &msg, None, Refusal::Loop);
         return;
     }
     let ruri = &checked.request_uri;
     let routing = preprocess_routes(cx, &msg, ruri);
     let in_dialog = checked.to.tag().is_some();
+    let mut matched = None;
     let plan = if in_dialog {
-        in_dialog_plan(cx, from, &msg, &routing, ruri)
-    } else if routing.to_us_without_user && routing.next_route.is_none() {
+        match calls::match_request(cx, from.addr, &msg) {
+            Some(m) => {
+                let plan = dialog_plan(&m, &msg);
+                matched = Some(m);
+                plan
+            }
+            None => Decision::Reject(481, "Call/Transaction Does Not Exist"),
+        }
+    } else if routing.foreign_route {
+        // §1 of the trust rules: an out-of-dialog request goes where our routing says,
+        // never where a Route it brought says (toll fraud, open relay).
+        Decision::Reject(403, crate::metrics::PRELOAD_ROUTE_DENIED)
+    } else if routing.to_us_without_user {
         if method == Method::Options {
             local::respond(cx, from, local, &msg, 200, b"OK", &[]);
             return;
@@ -127,8 +139,6 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         Decision::Reject(404, "Not Found")
     } else if cx.state.shutting_down.load(Ordering::Relaxed) {
         Decision::Reject(503, "Service Unavailable")
-    } else if let Some(hop) = routing.next_route {
-        preloaded_route_plan(cx, from, hop)
     } else {
         new_request_plan(cx, from, &msg, method, &checked)
     };
@@ -136,7 +146,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         Decision::Forward(p) => p,
         Decision::Reject(code, reason) => {
             local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
-            count_rejected(cx, from, &msg, None);
+            count_rejected(cx, from, &msg, None, Refusal::of(code, reason));
             return;
         }
         Decision::Challenge(c) => {
@@ -148,9 +158,12 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         }
         Decision::Drop => return,
     };
-    if cx.state.servers.len() >= cx.state.cfg.max_transactions {
+    // A BYE of a live dialog is always served: refusing it would hold the call's trunk
+    // until the maximum duration (the dialogs bound how many there can be).
+    let ends_call = method == Method::Bye && matched.is_some();
+    if cx.state.servers.len() >= cx.state.cfg.max_transactions && !ends_call {
         local::respond(cx, from, local, &msg, 503, b"Service Unavailable", &[]);
-        count_rejected(cx, from, &msg, Some(plan.direction));
+        count_rejected(cx, from, &msg, Some(plan.direction), Refusal::MaxTransactions);
         return;
     }
     let record_route =
@@ -161,7 +174,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
             Ok(t) => t,
             Err((code, reason)) => {
                 local::respond(cx, from, local, &msg, code, reason.as_bytes(), &[]);
-                count_rejected(cx, from, &msg, Some(plan.direction));
+                count_rejected(cx, from, &msg, Some(plan.direction), Refusal::TrunkLimit);
                 return;
             }
         }
@@ -190,6 +203,10 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         ServerSide::NonInvite(ServerNonInvite::new(reliable))
     };
     let direction = plan.direction;
+    let to_carrier = match &matched {
+        Some(m) => m.to_carrier,
+        None => direction == Direction::Outbound,
+    };
     let mut plan = plan;
     let identity = plan.identity.take();
     let deciding = Deciding {
@@ -209,8 +226,15 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         loop_hash,
         call,
         trunk,
+        slot: None,
+        dialog: None,
     };
-    let txn = ProxyTxn {
+    let caller = calls::party_at(cx, from);
+    let from_carrier = match &matched {
+        Some(m) => m.from_carrier,
+        None => caller.carrier.is_some(),
+    };
+    let mut txn = ProxyTxn {
         key,
         source: from,
         local,
@@ -222,13 +246,30 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         direction,
         cancelled: false,
         initial_invite,
-        is_bye: method == Method::Bye,
+        ends: matched.filter(|_| method == Method::Bye).map(|m| m.end),
+        from_carrier,
+        to_carrier,
     };
+    if initial_invite {
+        if let Err(why) = calls::admit(cx, &mut txn, caller) {
+            // A copy of the request being admitted on another worker is a
+            // retransmission, not a merged request.
+            if let Some(d) = txn.deciding.as_deref().filter(|_| cx.lookup(key).is_none()) {
+                let (code, reason, refusal) = why.refusal();
+                local::respond(cx, from, local, &d.request, code, reason, &[]);
+                count_rejected(cx, from, &d.request, Some(direction), refusal);
+            }
+            return;
+        }
+    }
     let txn = Arc::new(Mutex::new(txn));
     match cx.state.servers.entry(key) {
         // A copy of the request won the race on another worker: this one is a
         // retransmission.
-        dashmap::mapref::entry::Entry::Occupied(_) => return,
+        dashmap::mapref::entry::Entry::Occupied(_) => {
+            calls::forget(cx, &mut lock(&txn));
+            return;
+        }
         dashmap::mapref::entry::Entry::Vacant(v) => {
             v.insert(Arc::clone(&txn));
         }
@@ -265,12 +306,19 @@ fn reject_invalid(
         rej.reason.as_bytes(),
         extra,
     );
-    count_rejected(cx, from, msg, None);
+    count_rejected(cx, from, msg, None, Refusal::Invalid);
 }
 
-/// An initial INVITE refused by the proxy itself (metrics). Without a plan, a carrier's
-/// call is inbound and anything else outbound.
-fn count_rejected(cx: &Ctx<'_>, from: Peer, msg: &Message, direction: Option<Direction>) {
+/// A request refused by the proxy itself (metrics: every refusal by its reason; an
+/// initial INVITE also as a rejected call, inbound when a carrier's, else outbound).
+fn count_rejected(
+    cx: &Ctx<'_>,
+    from: Peer,
+    msg: &Message,
+    direction: Option<Direction>,
+    refusal: Refusal,
+) {
+    cx.state.metrics.refusal(refusal);
     if msg.method() != Some(Method::Invite) || sipview::to_tag(msg).is_some() {
         return;
     }
@@ -311,15 +359,21 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
     let Ok(ruri) = validate_relayed_ack(msg) else {
         return;
     };
+    // An ACK for a 2xx goes to the other leg of its dialog; one that matches no dialog
+    // (the ACK of a response we made ourselves, a forgery) goes nowhere.
+    let Some(m) = calls::match_request(cx, from.addr, msg) else {
+        return;
+    };
     let routing = preprocess_routes(cx, msg, &ruri);
-    let Decision::Forward(plan) = in_dialog_plan(cx, from, msg, &routing, &ruri) else {
-        return;
+    let identity = m
+        .identity
+        .as_ref()
+        .and_then(|id| crate::callerid::IdentityEdit::in_dialog(id, msg));
+    let trust = proxying::Trust {
+        from_carrier: m.from_carrier,
+        to_carrier: m.to_carrier,
     };
-    let Some(hop) = plan.attempts.first().and_then(|a| a.next_hop) else {
-        return;
-    };
-    let identity = plan.identity.as_ref();
-    proxying::forward_stateless(cx, msg, from, hop, &routing, key, identity);
+    proxying::forward_stateless(cx, msg, from, m.next, &routing, key, identity.as_ref(), trust);
 }
 
 /// A new out-of-dialog request: from a carrier (by source address) it is inbound (§4);
@@ -430,8 +484,9 @@ pub(crate) struct Routing {
     /// Strict-router fix-up: the Request-URI was ours, the (only) Route value is the
     /// real Request-URI.
     pub strict_uri: Option<bytes::Bytes>,
-    /// The Route the request goes to after ours is popped.
-    pub next_route: Option<Peer>,
+    /// A Route that does not name us is left after ours is popped (or a strict
+    /// router's): an out-of-dialog request carrying one is refused.
+    pub foreign_route: bool,
     /// Request-URI is us, with no user part (OPTIONS ping target).
     pub to_us_without_user: bool,
 }
@@ -446,7 +501,7 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
     let mut r = Routing {
         pop_route: false,
         strict_uri: None,
-        next_route: None,
+        foreign_route: false,
         to_us_without_user: ruri_is_us && ruri.user().is_none(),
     };
     if ruri_is_us && first.is_some() && second.is_none() {
@@ -455,7 +510,7 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
         if let Some(u) = first.and_then(sipview::route_uri) {
             if !sipview::uri_is_us(cfg, &u) {
                 r.strict_uri = msg.slice_ref(u.as_bytes());
-                r.next_route = None;
+                r.foreign_route = true;
                 r.pop_route = true;
                 r.to_us_without_user = false;
                 return r;
@@ -468,56 +523,22 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
         .is_some_and(|u| sipview::uri_is_us(cfg, u))
     {
         r.pop_route = true;
-        r.next_route = second
-            .and_then(sipview::route_uri)
-            .and_then(|u| sipview::uri_next_hop(&u));
-    } else if let Some(u) = first_uri {
-        r.next_route = sipview::uri_next_hop(&u);
+        r.foreign_route = second.is_some();
+    } else if first.is_some() {
+        r.foreign_route = true;
     }
     r
 }
 
-fn source_known(cx: &Ctx<'_>, from: Peer) -> bool {
-    cx.state.dir.classify_source(from.addr) != SourceClass::Unknown
-}
-
-/// In-dialog requests follow the route set we recorded: only when our own Route was on
-/// top, and only for a known source or a dialog we admitted (we are no open relay).
-fn in_dialog_plan(
-    cx: &Ctx<'_>,
-    from: Peer,
-    msg: &Message,
-    routing: &Routing,
-    ruri: &Uri<'_>,
-) -> Decision {
-    if !routing.pop_route {
-        return Decision::Reject(403, "Forbidden");
-    }
-    let dialog = calls::lookup_identity(cx, sipview::call_id(msg));
-    if dialog.is_none() && !source_known(cx, from) {
-        return Decision::Reject(403, "Forbidden");
-    }
+/// An in-dialog request goes to the other leg of the dialog it matched, as recorded
+/// when the call was admitted: never to a Route, Contact or Request-URI it carries.
+fn dialog_plan(m: &calls::Matched, msg: &Message) -> Decision {
     // §5.3: the caller's rewritten identity stays rewritten for the far end only.
-    let identity = dialog
-        .flatten()
-        .and_then(|id| crate::callerid::IdentityEdit::in_dialog(&id, msg));
-    let hop = match (&routing.next_route, &routing.strict_uri) {
-        (Some(p), _) => Some(*p),
-        (None, Some(u)) => Uri::parse(u).ok().and_then(|u| sipview::uri_next_hop(&u)),
-        (None, None) => sipview::uri_next_hop(ruri),
-    };
-    if hop.is_none() {
-        return Decision::Reject(404, "Not Found");
-    }
-    let mut plan = AttemptPlan::single(Attempt::to(None, hop));
+    let identity = m
+        .identity
+        .as_ref()
+        .and_then(|id| crate::callerid::IdentityEdit::in_dialog(id, msg));
+    let mut plan = AttemptPlan::single(Attempt::to(None, Some(m.next)));
     plan.identity = identity;
     Decision::Forward(plan)
-}
-
-/// An out-of-dialog request with a pre-loaded Route beyond ours: only for known sources.
-fn preloaded_route_plan(cx: &Ctx<'_>, from: Peer, hop: Peer) -> Decision {
-    if !source_known(cx, from) {
-        return Decision::Reject(403, "Forbidden");
-    }
-    Decision::Forward(AttemptPlan::single(Attempt::to(None, Some(hop))))
 }

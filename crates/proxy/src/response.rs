@@ -1,6 +1,7 @@
-//! Responses (§16.7): matched by our top Via branch to a client transaction; ours but
-//! unmatched (2xx retransmissions after the transaction ended) are forwarded statelessly
-//! by the next Via; not ours (§18.1.2) are dropped.
+//! Responses (§16.7): matched by our top Via branch to a client transaction; any other
+//! response is dropped and counted, never relayed by its Vias (§18.1.2 for those not
+//! ours; a 2xx retransmission is matched by its INVITE client transaction, which stays
+//! Accepted for 64·T1 for exactly that, RFC 6026).
 
 use trunkstore_sip::message::Message;
 use trunkstore_sip::validate::validate_response;
@@ -8,6 +9,7 @@ use trunkstore_sip::validate::validate_response;
 use crate::engine::{lock, Ctx};
 use crate::keys::ClientKey;
 use crate::{branch, proxying, sipview};
+
 
 pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
     let Ok(via) = validate_response(&msg) else {
@@ -31,21 +33,8 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
             proxying::on_branch_response(cx, &mut t, usize::from(e.branch), cancel, msg);
             proxying::settle(cx.state, &mut t);
         }
-        None => forward_stateless(cx, &msg),
-    }
-}
-
-fn forward_stateless(cx: &mut Ctx<'_>, msg: &Message) {
-    let Some(dest) = sipview::second_via(msg).and_then(|v| sipview::via_destination(&v)) else {
-        return;
-    };
-    // A 2xx retransmitted after its transaction ended: the caller ID of its dialog
-    // still applies (§5.3).
-    let identity = crate::calls::lookup_identity(cx, sipview::call_id(msg))
-        .flatten()
-        .and_then(|id| crate::callerid::IdentityEdit::in_dialog(&id, msg));
-    if let Some(data) = proxying::relay(msg, identity.as_ref()) {
-        let from = cx.state.cfg.local(dest.transport);
-        cx.send(dest, from, data);
+        // No transaction of ours asked for it: relaying it by its Vias would make us a
+        // reflector for whoever wrote them.
+        None => cx.state.metrics.stray_response(),
     }
 }

@@ -114,6 +114,11 @@ pub trait Directory: Send + Sync {
     fn trunk_limit(&self, _account: &str) -> Option<u32> {
         None
     }
+    /// The carrier one of whose gateways is at `addr` (the callee leg of an outbound
+    /// call may answer from any of the carrier's sources).
+    fn carrier_with_gateway(&self, _addr: SocketAddr) -> Option<Arc<str>> {
+        None
+    }
 }
 
 /// A fixed directory: carrier sources and DIDs listed by hand.
@@ -610,6 +615,17 @@ impl Directory for trunkstore_routing::Router {
 
     fn trunk_limit(&self, account: &str) -> Option<u32> {
         self.load().trunk_limit(account)
+    }
+
+    fn carrier_with_gateway(&self, addr: SocketAddr) -> Option<Arc<str>> {
+        let snap = self.load();
+        let carrier = snap.settings().carriers.iter().find(|c| {
+            c.gateways.iter().any(|gw| {
+                gw.port == addr.port()
+                    && matches!(gw.host, trunkstore_config::Host::Ip(ip) if ip == addr.ip())
+            })
+        })?;
+        Some(Arc::from(carrier.name.as_str()))
     }
 
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {

@@ -7,7 +7,7 @@ use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::nameaddr::{header_params, NameAddr};
 use trunkstore_sip::scan::{eq_ignore_case, split_list};
 use trunkstore_sip::uri::{Host, Uri};
-use trunkstore_sip::via::{self, Rport, Via};
+use trunkstore_sip::via::{self, Via};
 
 use crate::config::ProxyConfig;
 use crate::{Peer, Transport};
@@ -23,15 +23,6 @@ pub fn all_vias(msg: &Message) -> impl Iterator<Item = Via<'_>> + '_ {
     msg.headers(HeaderName::Via)
         .flat_map(via::vias)
         .filter_map(|r| r.ok().map(|(v, _)| v))
-}
-
-/// The second Via value: where a response goes after we remove ours.
-pub fn second_via(msg: &Message) -> Option<Via<'_>> {
-    msg.headers(HeaderName::Via)
-        .flat_map(via::vias)
-        .nth(1)?
-        .ok()
-        .map(|(v, _)| v)
 }
 
 /// Every Route value, across lines.
@@ -108,24 +99,3 @@ pub fn uri_next_hop(uri: &Uri<'_>) -> Option<Peer> {
     })
 }
 
-/// Where a response goes by a Via (§18.2.2 with RFC 3581): `received` (else the
-/// sent-by host, which must be an IP), `rport` (else the sent-by port, else 5060).
-pub fn via_destination(v: &Via<'_>) -> Option<Peer> {
-    let ip = match v.received() {
-        Some(h) => h.ip()?,
-        None => v.host().ip()?,
-    };
-    let port = match v.rport() {
-        Rport::Value(p) => p,
-        _ => v.port().unwrap_or(5060),
-    };
-    let transport = match v.transport_kind() {
-        via::Transport::Tcp => Transport::Tcp,
-        via::Transport::Udp => Transport::Udp,
-        _ => return None,
-    };
-    Some(Peer {
-        transport,
-        addr: SocketAddr::new(ip, port),
-    })
-}

@@ -6,7 +6,7 @@
 //! and the maps are only touched briefly (clone the Arc, drop the map guard, then lock).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub protection: Protection,
     /// Trunks in use per account (§6).
     pub trunks: Trunks,
+    /// Calls admitted and not yet over (early and confirmed), capped by `max_calls`.
+    pub active_calls: Arc<AtomicU32>,
     /// Counters for `/metrics` (relaxed atomics).
     pub metrics: ProxyMetrics,
     /// When the proxy was made: the origin of nonce times and protection clocks.
@@ -59,24 +61,76 @@ pub(crate) struct ClientEntry {
     pub peer: Peer,
 }
 
-/// An established dialog (a 2xx went through), for logs, limits, the sweep and its
-/// call record.
+/// One side of a call as the proxy recorded it when it admitted the call: where
+/// requests toward it go, and who may speak for it. Never taken from a header.
 #[derive(Debug, Clone)]
-pub(crate) struct Dialog {
-    pub call_id: Bytes,
-    pub info: CallInfo,
+pub(crate) struct Party {
+    /// The caller: the INVITE's source (its connection, for TCP). The callee: the hop
+    /// the answering branch was sent to.
+    pub peer: Peer,
+    /// A carrier leg speaks from any of that carrier's trusted sources; any other leg
+    /// only from `peer`'s IP address.
+    pub carrier: Option<Arc<str>>,
+}
+
+/// The callee side of an early or confirmed dialog: its To tag (hashed with the
+/// proxy's keyed hasher: compact, and a peer cannot aim a collision) and its party.
+#[derive(Debug, Clone)]
+pub(crate) struct Callee {
+    pub tag: u64,
+    pub party: Party,
+}
+
+/// Where a dialog is (RFC 3261 §12): early dialogs from the first provisional with a
+/// To tag, one per callee tag; confirmed by the 2xx relayed to the caller.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// The INVITE is still pending: its trunk and call slot are held by its transaction.
+    Early(Vec<Callee>),
+    /// The 2xx went upstream: the dialog holds the call's trunk and slot until its BYE
+    /// is answered by the far side, or the maximum call duration.
+    Confirmed(Box<Confirmed>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Confirmed {
+    pub callee: Callee,
     /// When the 2xx went upstream (the maximum duration counts from here).
     pub started: Instant,
-    /// When the INVITE arrived.
-    pub invited: Instant,
     /// 1-based number of the attempt that answered.
     pub attempt: u16,
     pub failover: bool,
+    /// The trunk the call holds (§6), released when the dialog is dropped.
+    pub trunk: Option<TrunkHold>,
+    /// The call's place under `limits.max_calls`: held for its `Drop`, never read.
+    #[allow(dead_code)]
+    pub slot: Option<TrunkHold>,
+}
+
+/// A dialog of a call the proxy admitted, keyed by its Call-ID and the caller's From
+/// tag; for logs, limits, the sweep, its call record and the routing of every
+/// in-dialog request (which goes to the other leg, never where a header says).
+#[derive(Debug)]
+pub(crate) struct Dialog {
+    pub call_id: Bytes,
+    pub info: CallInfo,
+    /// When the INVITE arrived.
+    pub invited: Instant,
+    pub caller: Party,
     /// The caller's two identities when its caller ID was rewritten (§5.3).
     pub identity: Option<Arc<Identity>>,
-    /// The trunk the call holds until the dialog is dropped (§6); shared by clones of
-    /// the entry, released when the last one goes.
-    pub trunk: Option<Arc<TrunkHold>>,
+    pub phase: Phase,
+}
+
+impl Dialog {
+    /// Where the maximum call duration counts from: the 2xx, or for an early dialog
+    /// the INVITE.
+    pub fn since(&self) -> Instant {
+        match &self.phase {
+            Phase::Early(_) => self.invited,
+            Phase::Confirmed(c) => c.started,
+        }
+    }
 }
 
 /// What we log about a call. The numbers are slices of the INVITE (no copy).
@@ -267,8 +321,22 @@ pub(crate) struct ProxyTxn {
     pub cancelled: bool,
     /// Dialog-creating INVITE (no To tag): a 2xx creates a call record.
     pub initial_invite: bool,
-    /// BYE: its final response ends the call.
-    pub is_bye: bool,
+    /// A BYE matched to a dialog: the far side's final response (or timer F) ends
+    /// that dialog, and only that one.
+    pub ends: Option<DialogEnd>,
+    /// The request came from a carrier leg: identity headers it carries are trusted,
+    /// and the responses going back to it lose `Proxy-Authenticate` (§5.3, item 10).
+    pub from_carrier: bool,
+    /// The request goes to a carrier: it loses every `Proxy-Authorization`.
+    pub to_carrier: bool,
+}
+
+/// The dialog a BYE ends when the far side answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DialogEnd {
+    pub key: CallKey,
+    /// The callee tag of the dialog (an early dialog of another tag stays).
+    pub callee_tag: u64,
 }
 
 /// What a proxy transaction needs until the caller has its final response: the request
@@ -303,6 +371,10 @@ pub(crate) struct Deciding {
     /// The trunk an initial INVITE took (§6): moved to the dialog by its 2xx, released
     /// by its final failure.
     pub trunk: Option<TrunkHold>,
+    /// The call's place under `limits.max_calls`, moved like the trunk.
+    pub slot: Option<TrunkHold>,
+    /// The call's dialog entry (initial INVITEs), made at admission.
+    pub dialog: Option<CallKey>,
 }
 
 impl ProxyTxn {
@@ -320,7 +392,9 @@ impl ProxyTxn {
             direction: Direction::default(),
             cancelled: false,
             initial_invite: false,
-            is_bye: false,
+            ends: None,
+            from_carrier: false,
+            to_carrier: false,
         }
     }
 
@@ -366,6 +440,7 @@ impl State {
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),
             trunks: Trunks::default(),
+            active_calls: Arc::default(),
             metrics: ProxyMetrics::default(),
             epoch,
             cfg,

@@ -31,18 +31,24 @@ impl Drop for TrunkHold {
     }
 }
 
-impl Trunks {
-    /// Takes a trunk of `account` if fewer than `limit` are in use (`None`: unlimited,
-    /// still counted). `None` back: the limit is reached.
-    pub fn acquire(&self, account: &Arc<str>, limit: Option<u32>) -> Option<TrunkHold> {
-        let counter = self.counter(account);
-        let limit = limit.unwrap_or(u32::MAX);
+impl TrunkHold {
+    /// One unit of `counter` if fewer than `limit` are held: the same hold serves the
+    /// proxy-wide call limit (`limits.max_calls`).
+    pub fn take(counter: Arc<AtomicU32>, limit: u32) -> Option<TrunkHold> {
         counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
             })
             .ok()?;
         Some(TrunkHold { counter })
+    }
+}
+
+impl Trunks {
+    /// Takes a trunk of `account` if fewer than `limit` are in use (`None`: unlimited,
+    /// still counted). `None` back: the limit is reached.
+    pub fn acquire(&self, account: &Arc<str>, limit: Option<u32>) -> Option<TrunkHold> {
+        TrunkHold::take(self.counter(account), limit.unwrap_or(u32::MAX))
     }
 
     /// The account's counter, created on first use (accounts are few and bounded by the

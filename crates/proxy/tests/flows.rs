@@ -380,7 +380,7 @@ fn missing_max_forwards_gets_70() {
 }
 
 #[test]
-fn loop_is_482_spiral_is_fine() {
+fn loop_is_482_and_a_spiral_is_a_merged_request() {
     let mut h = H::new();
     let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
     // Our INVITE comes back with the Request-URI we received: a loop.
@@ -391,10 +391,13 @@ fn loop_is_482_spiral_is_fine() {
     let out = h.feed_bytes(udp(CARRIER), bytes::Bytes::from(looped));
     assert_eq!(out.len(), 1);
     assert_eq!(status(&out[0]), Some(482));
-    // With another Request-URI (the one we set) it is a spiral: proxied again.
+    // With another Request-URI (the one we set) it would be a spiral; but its Call-ID
+    // and From tag are a call in progress, which is one dialog entry: a merged
+    // request (§8.2.2.2), refused with 482 too and never forwarded.
     let out = h.feed_bytes(udp(CARRIER), fwd.data.clone());
-    assert_eq!(status(&out[0]), Some(100));
-    assert_eq!(method(&out[1]), "INVITE");
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0]), Some(482));
+    assert_eq!(h.proxy.stats().calls, 1);
 }
 
 #[test]
@@ -458,8 +461,11 @@ fn non_invite_provisional_not_forwarded_final_is() {
     assert_eq!(status(&out[0]), Some(200));
 }
 
+/// Item 7 of the trust rules: a response that matches no client transaction is
+/// dropped and counted, whoever's Via is on top; relaying it by its second Via would
+/// make the proxy a reflector aimed by whoever wrote that Via.
 #[test]
-fn response_not_ours_is_dropped_unmatched_ours_forwarded() {
+fn responses_matching_no_transaction_are_dropped_and_counted() {
     let mut h = H::new();
     let foreign = "SIP/2.0 200 OK
 Via: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bK-x
@@ -474,21 +480,13 @@ Content-Length: 0
     assert!(h.feed(udp(SERVER), foreign).is_empty());
     let ours = foreign.replace(
         "10.9.9.9:5060;branch=z9hG4bK-x",
-        "10.0.0.1:5060;branch=z9hG4bK00000000000000010000000",
+        "10.0.0.1:5060;branch=z9hG4bK000000000000000100000000",
     );
-    // Comma-joined with the next Via on one line.
-    let ours = ours.replace(
-        "z9hG4bK00000000000000010000000\nVia:",
-        "z9hG4bK00000000000000010000000,",
-    );
-    let ours = ours.replace(
-        "z9hG4bK00000000000000010000000",
-        "z9hG4bK000000000000000100000000",
-    );
-    let out = h.feed(udp(SERVER), &ours);
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].to, udp(CARRIER));
-    assert_eq!(vias(&out[0]).len(), 1);
+    assert!(h.feed(udp(SERVER), &ours).is_empty());
+    // Aimed at a third party by its second Via: still nothing.
+    let reflector = ours.replace("192.0.2.10:5060;branch=z9hG4bK-y", "198.51.100.7:9;rport=9");
+    assert!(h.feed(udp("203.0.113.5:5060"), &reflector).is_empty());
+    assert_eq!(h.proxy.metrics().stray_responses(), 2);
 }
 
 #[test]
@@ -560,12 +558,13 @@ fn shutdown_rejects_new_requests() {
 }
 
 #[test]
-fn in_dialog_without_our_route_is_refused() {
+fn in_dialog_request_of_no_dialog_gets_481() {
     let mut h = H::new();
     let bye = in_dialog_from_carrier("BYE", "c9", "z9hG4bK-b9", 2)
         .replace("Route: <sip:10.0.0.1:5060;lr>\n", "");
     let out = h.feed(udp(CARRIER), &bye);
-    assert_eq!(status(&out[0]), Some(403));
+    assert_eq!(status(&out[0]), Some(481));
+    assert_eq!(out.len(), 1);
 }
 
 /// A call's timers stay queued until they fall due, most of them long after the call
