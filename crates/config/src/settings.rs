@@ -447,6 +447,9 @@ pub struct Limits {
     /// waits out 64·T1 (32 s) after its final response, so an answered call holds two
     /// for ~32 s: the default carries ~7,800 calls/s sustained, in ~350 MB.
     pub max_transactions: u32,
+    /// Most calls in progress at once, ringing or answered (200000); an initial INVITE
+    /// beyond gets 503, so no call ever runs untracked (its trunk, CDR and BYE).
+    pub max_calls: u32,
 }
 
 impl Default for Limits {
@@ -456,6 +459,7 @@ impl Default for Limits {
             max_headers: 256,
             max_tcp_connections: 1024,
             max_transactions: 500_000,
+            max_calls: 200_000,
         }
     }
 }
@@ -1103,6 +1107,7 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
         "max_headers",
         "max_tcp_connections",
         "max_transactions",
+        "max_calls",
     ];
     let Some(obj) = sub_object(w, root, "limits", &known) else {
         return d;
@@ -1121,6 +1126,7 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
         max_headers: get("max_headers", 16, 65_535, d.max_headers),
         max_tcp_connections: get("max_tcp_connections", 1, 1_000_000, d.max_tcp_connections),
         max_transactions: get("max_transactions", 1000, 20_000_000, d.max_transactions),
+        max_calls: get("max_calls", 1, 20_000_000, d.max_calls),
     }
 }
 
@@ -1336,6 +1342,9 @@ mod edge_keys_tests {
     #[test]
     fn the_transaction_cap_is_read_and_bounded() {
         assert_eq!(parse(json!({})).unwrap().limits.max_transactions, 500_000);
+        assert_eq!(parse(json!({})).unwrap().limits.max_calls, 200_000);
+        let s = parse(json!({"limits": {"max_calls": 5}})).unwrap();
+        assert_eq!(s.limits.max_calls, 5);
         let s = parse(json!({"limits": {"max_transactions": 2000}})).unwrap();
         assert_eq!(s.limits.max_transactions, 2000);
         for (v, path) in [
@@ -1347,6 +1356,7 @@ mod edge_keys_tests {
                 json!({"limits": {"max_transactions": "many"}}),
                 "limits.max_transactions",
             ),
+            (json!({"limits": {"max_calls": 0}}), "limits.max_calls"),
         ] {
             let errors = error_paths(v.clone());
             assert!(errors.contains(path), "{v}: {errors}");

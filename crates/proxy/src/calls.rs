@@ -19,9 +19,9 @@ use trunkstore_sip::validate::Checked;
 use crate::callerid::Identity;
 use crate::engine::Ctx;
 use crate::keys::CallKey;
-use crate::sipview;
 use crate::metrics::Refusal;
 use crate::route::SourceClass;
+use crate::sipview;
 use crate::state::{CallInfo, Callee, Confirmed, Dialog, DialogEnd, Party, Phase, ProxyTxn};
 use crate::trunks::TrunkHold;
 use crate::Peer;
@@ -114,6 +114,12 @@ fn speaks(cx: &Ctx<'_>, party: &Party, src: SocketAddr) -> bool {
         return false;
     };
     matches!(cx.state.dir.classify_source(src), SourceClass::Carrier(n) if n == *carrier)
+}
+
+/// Does `src` speak for the party we sent a request to at `peer` (a response to one of
+/// our branches must come from there)?
+pub fn same_party(cx: &Ctx<'_>, peer: Peer, src: SocketAddr) -> bool {
+    src.ip() == peer.addr.ip() || speaks(cx, &party_at(cx, peer), src)
 }
 
 /// The party at `peer`: a carrier's when the address is one of its trusted sources or
@@ -265,7 +271,14 @@ pub fn early(cx: &Ctx<'_>, t: &ProxyTxn, callee: Peer, resp: &Message) {
 /// A 2xx to an initial INVITE went upstream from branch `attempt` at `callee`: the
 /// dialog is confirmed with the 2xx's To tag and holds the INVITE's trunk and call
 /// slot from now on.
-pub fn established(cx: &Ctx<'_>, t: &mut ProxyTxn, callee: Peer, resp: &Message, attempt: u16, failover: bool) {
+pub fn established(
+    cx: &Ctx<'_>,
+    t: &mut ProxyTxn,
+    callee: Peer,
+    resp: &Message,
+    attempt: u16,
+    failover: bool,
+) {
     let Some(d) = t.deciding.as_deref_mut() else {
         return;
     };
@@ -296,9 +309,7 @@ pub fn established(cx: &Ctx<'_>, t: &mut ProxyTxn, callee: Peer, resp: &Message,
 /// is over. A BYE in an early dialog ends that early dialog only; the INVITE's own
 /// final response settles the call.
 pub fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
-    let confirmed = |_: &CallKey, d: &Dialog| {
-        matches!(&d.phase, Phase::Confirmed(c) if c.callee.tag == end.callee_tag)
-    };
+    let confirmed = |_: &CallKey, d: &Dialog| matches!(&d.phase, Phase::Confirmed(c) if c.callee.tag == end.callee_tag);
     if let Some((_, d)) = cx.state.calls.remove_if(&end.key, confirmed) {
         let how = if status < 300 { "bye" } else { "bye_failed" };
         log_end(&d, how);
@@ -326,7 +337,6 @@ pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
     };
     log_line(sipview::call_id(&d.request), &d.call, status, "failed");
     let now = cx.now;
-    let d = &*d;
     emit(cx, || {
         let call_id = d.request.slice_ref(sipview::call_id(&d.request));
         let mut r = record(&d.call, call_id.unwrap_or_default(), d.started, now);

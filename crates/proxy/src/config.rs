@@ -47,8 +47,8 @@ pub struct ProxyConfig {
     /// Hard cap on server transactions (`limits.max_transactions`); new requests beyond
     /// it get 503 (stateless).
     pub max_transactions: usize,
-    /// Hard cap on the call table: a call answered while it is full goes through but is
-    /// not tracked (no dialog entry; its trunk is released at once).
+    /// Most calls in progress (`limits.max_calls`): an initial INVITE beyond gets 503,
+    /// so every call that runs is tracked.
     pub max_calls: usize,
     /// Option tags accepted in Proxy-Require (none by default).
     pub proxy_supported: Vec<&'static str>,
@@ -94,7 +94,7 @@ impl ProxyConfig {
                 ..Limits::default()
             },
             max_transactions: settings.limits.max_transactions as usize,
-            max_calls: 200_000,
+            max_calls: settings.limits.max_calls as usize,
             proxy_supported: Vec::new(),
             failover_on: FailoverRule::from_settings(&settings.failover_on),
             call_records: settings.cdr.file.is_some(),

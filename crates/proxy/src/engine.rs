@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use trunkstore_sip::framing::is_keepalive;
 use trunkstore_sip::message::Message;
-use trunkstore_sip::parse::parse_datagram;
+use trunkstore_sip::parse::{parse_datagram, parse_datagram_head};
 
 use crate::keys::{TimerTarget, TxKey};
 use crate::state::{State, TxnRef};
@@ -49,11 +49,37 @@ pub(crate) fn handle_datagram(
     if is_keepalive(&data) {
         return;
     }
-    // Unparseable input is dropped: without a parsed request there is no Via to answer.
-    match parse_datagram(data, &state.cfg.limits) {
+    match parse_datagram(data.clone(), &state.cfg.limits) {
         Ok(msg) => handle_message(state, shard, now, from, local, msg),
-        Err(_) => state.metrics.parse_error(),
+        Err(e) => {
+            state.metrics.parse_error();
+            let mut cx = Ctx { state, shard, now };
+            answer_unparseable(&mut cx, from, local, data, &e);
+        }
     }
+}
+
+/// RFC 3261 §18.3: a request whose body cannot be framed gets 400 when its head can
+/// still be answered; anything else unparseable is dropped (no Via to answer).
+fn answer_unparseable(
+    cx: &mut Ctx<'_>,
+    from: Peer,
+    local: SocketAddr,
+    data: Bytes,
+    why: &trunkstore_sip::Error,
+) {
+    let Some(head) = parse_datagram_head(data, &cx.state.cfg.limits) else {
+        return;
+    };
+    if !head.is_request() || head.method() == Some(trunkstore_sip::message::Method::Ack) {
+        return;
+    }
+    let reason = match why {
+        trunkstore_sip::Error::BadSyntax(what) => format!("Bad Request ({what})"),
+        _ => "Bad Request".to_string(),
+    };
+    crate::local::respond(cx, from, local, &head, 400, reason.as_bytes(), &[]);
+    cx.state.metrics.refusal(crate::metrics::Refusal::Invalid);
 }
 
 pub(crate) fn handle_message(
@@ -68,7 +94,7 @@ pub(crate) fn handle_message(
     if msg.is_request() {
         request::on_request(&mut cx, from, local, msg);
     } else {
-        response::on_response(&mut cx, msg);
+        response::on_response(&mut cx, from, msg);
     }
     arm_sweep(&mut cx);
 }

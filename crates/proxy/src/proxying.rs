@@ -1118,6 +1118,15 @@ fn release_unneeded(t: &mut ProxyTxn) {
     }
 }
 
+/// Where and how a request forwarded without a transaction goes.
+pub(crate) struct StatelessHop<'a> {
+    /// The other leg of the dialog.
+    pub hop: Peer,
+    pub routing: &'a Routing,
+    pub identity: Option<&'a IdentityEdit>,
+    pub trust: Trust,
+}
+
 /// Forwards a request without a transaction (the ACK for a 2xx): our Via with a branch
 /// derived from the request's key (the same for a retransmitted ACK), Route popped,
 /// Max-Forwards decremented.
@@ -1125,12 +1134,15 @@ pub(crate) fn forward_stateless(
     cx: &mut Ctx<'_>,
     msg: &Message,
     from: Peer,
-    hop: Peer,
-    routing: &Routing,
     key: TxKey,
-    identity: Option<&IdentityEdit>,
-    trust: Trust,
+    to: StatelessHop<'_>,
 ) {
+    let StatelessHop {
+        hop,
+        routing,
+        identity,
+        trust,
+    } = to;
     let id = mix(key.0 as u64 ^ (key.0 >> 64) as u64 ^ 0x41434b);
     let branch_text = branch::write(id, 0);
     let prefix = &cx.state.via_prefix[tidx(hop.transport)];

@@ -163,7 +163,13 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let ends_call = method == Method::Bye && matched.is_some();
     if cx.state.servers.len() >= cx.state.cfg.max_transactions && !ends_call {
         local::respond(cx, from, local, &msg, 503, b"Service Unavailable", &[]);
-        count_rejected(cx, from, &msg, Some(plan.direction), Refusal::MaxTransactions);
+        count_rejected(
+            cx,
+            from,
+            &msg,
+            Some(plan.direction),
+            Refusal::MaxTransactions,
+        );
         return;
     }
     let record_route =
@@ -291,6 +297,12 @@ fn reject_invalid(
     msg: &Message,
     rej: Rejection<'_>,
 ) {
+    if rej.status == 483 && options_to_us(cx, msg) {
+        // §16.3 step 3: an OPTIONS with Max-Forwards 0 may be answered by the proxy as
+        // a UAS, and one addressed to us is ours to answer anyway (a keep-alive ping).
+        local::respond(cx, from, local, msg, 200, b"OK", &[]);
+        return;
+    }
     let unsupported = rej.unsupported_value();
     let extra: &[(&[u8], &[u8])] = if rej.status == 420 {
         &[(b"Unsupported", &unsupported)]
@@ -307,6 +319,13 @@ fn reject_invalid(
         extra,
     );
     count_rejected(cx, from, msg, None, Refusal::Invalid);
+}
+
+/// An OPTIONS whose Request-URI is the proxy itself (no user part).
+fn options_to_us(cx: &Ctx<'_>, msg: &Message) -> bool {
+    msg.method() == Some(Method::Options)
+        && Uri::parse(msg.request_uri())
+            .is_ok_and(|u| u.user().is_none() && sipview::uri_is_us(&cx.state.cfg, &u))
 }
 
 /// A request refused by the proxy itself (metrics: every refusal by its reason; an
@@ -373,7 +392,13 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
         from_carrier: m.from_carrier,
         to_carrier: m.to_carrier,
     };
-    proxying::forward_stateless(cx, msg, from, m.next, &routing, key, identity.as_ref(), trust);
+    let to = proxying::StatelessHop {
+        hop: m.next,
+        routing: &routing,
+        identity: identity.as_ref(),
+        trust,
+    };
+    proxying::forward_stateless(cx, msg, from, key, to);
 }
 
 /// A new out-of-dialog request: from a carrier (by source address) it is inbound (§4);

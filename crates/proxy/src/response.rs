@@ -8,10 +8,9 @@ use trunkstore_sip::validate::validate_response;
 
 use crate::engine::{lock, Ctx};
 use crate::keys::ClientKey;
-use crate::{branch, proxying, sipview};
+use crate::{branch, calls, proxying, sipview, Peer};
 
-
-pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
+pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
     let Ok(via) = validate_response(&msg) else {
         return;
     };
@@ -28,13 +27,14 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
         .get(&ClientKey { id, cancel })
         .map(|e| e.clone());
     match entry {
-        Some(e) => {
+        Some(e) if calls::same_party(cx, e.peer, from.addr) => {
             let mut t = lock(&e.txn);
             proxying::on_branch_response(cx, &mut t, usize::from(e.branch), cancel, msg);
             proxying::settle(cx.state, &mut t);
         }
-        // No transaction of ours asked for it: relaying it by its Vias would make us a
-        // reflector for whoever wrote them.
-        None => cx.state.metrics.stray_response(),
+        // No transaction of ours asked for it (or not from where we sent the request):
+        // relaying it by its Vias would make us a reflector for whoever wrote them, and
+        // acting on it would let a third party end or answer another's call.
+        _ => cx.state.metrics.stray_response(),
     }
 }

@@ -98,4 +98,3 @@ pub fn uri_next_hop(uri: &Uri<'_>) -> Option<Peer> {
         addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
     })
 }
-

@@ -485,3 +485,17 @@ fn record_route(host: &str, port: u16, tcp: bool) -> Box<[u8]> {
         .into_bytes()
         .into_boxed_slice()
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "ProxyTxn {} Deciding {} Branch {} Dialog {} ServerSide {}",
+            std::mem::size_of::<super::ProxyTxn>(),
+            std::mem::size_of::<super::Deciding>(),
+            std::mem::size_of::<super::Branch>(),
+            std::mem::size_of::<super::Dialog>(),
+            std::mem::size_of::<super::ServerSide>()
+        );
+    }
+}

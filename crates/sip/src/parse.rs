@@ -66,6 +66,24 @@ pub fn parse_datagram(mut buf: Bytes, limits: &Limits) -> Result<Message, Error>
     ))
 }
 
+/// The head of a datagram whose body could not be framed (a Content-Length larger than
+/// what arrived), without its body: enough to answer a request with 400, as RFC 3261
+/// §18.3 asks when a response can be built. `None` when the head itself does not parse.
+pub fn parse_datagram_head(mut buf: Bytes, limits: &Limits) -> Option<Message> {
+    let skip = skip_crlf(&buf);
+    buf.advance(skip);
+    let mut headers = HeaderIndex::new();
+    let head = parse_into(&buf, limits, true, &mut headers).ok()?;
+    buf.truncate(head.head_len.min(buf.len()));
+    Some(Message::from_parts(
+        buf,
+        head.start,
+        headers,
+        head.head_len,
+        None,
+    ))
+}
+
 /// What [`parse_into`] learns besides the header index.
 struct HeadInfo {
     start: StartLine,
@@ -404,6 +422,18 @@ CSeq: 1 INVITE\r\n\
 Content-Length: 4\r\n\
 \r\n\
 body";
+
+    #[test]
+    fn head_of_a_datagram_with_a_short_body() {
+        let raw = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                   Content-Length: 99\r\n\r\nv=0\r\n";
+        let limits = Limits::default();
+        assert!(parse_datagram(Bytes::from(raw), &limits).is_err());
+        let m = parse_datagram_head(Bytes::from(raw), &limits).unwrap();
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert!(m.body().is_empty());
+        assert!(parse_datagram_head(Bytes::from_static(b"garbage"), &limits).is_none());
+    }
 
     #[test]
     fn parses_a_request() {
