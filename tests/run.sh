@@ -16,6 +16,18 @@ if need_sipp && ! command -v sipp >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq sip-tester
 fi
 
+need_baresip() {
+    # A real softphone (libre's SIP stack) calls through the proxy (tests/e2e/baresip.rs).
+    grep -rqs --include='*.rs' 'baresip' tests crates/*/tests 2>/dev/null
+}
+
+if need_baresip && ! command -v baresip >/dev/null 2>&1; then
+    echo "installing baresip (baresip-core)…"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq baresip-core
+fi
+
 # cargo's last line is its last (often empty) doc-test run, so close with the total over
 # every test binary.
 log=$(mktemp)

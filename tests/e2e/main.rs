@@ -8,6 +8,7 @@
 //! `TRUNKSTORE_E2E_KEEP=1` keeps every test's directory (settings, SIPp and proxy logs).
 
 mod api;
+mod baresip;
 mod config;
 mod harness;
 mod inbound;

@@ -14,6 +14,7 @@ use trunkstore_sip::digest::{
     expected_response, Algorithm, Challenge, Credentials, ResponseParams,
 };
 
+use crate::baresip::{Account, Softphone};
 use crate::config::ProxySetup;
 use crate::harness::{free_port, TestDir};
 use crate::proxy::Proxy;
@@ -204,6 +205,91 @@ fn digest_call_407_then_answered_with_the_account_caller_id() {
     let run = uac.run(&out.dir);
     let trunks = out.finish(vec![run.check(), uas.finish(UAS_FINISH)]);
     assert_eq!(trunks, Some(0));
+}
+
+/// A real softphone (baresip: libre's SIP stack) calling out as the password PBX. libre
+/// fails a whole 407 on a challenge whose algorithm it does not know, so this passes
+/// only because the default settings offer MD5 alone (behaviour.md §5.1). The carrier
+/// fails the call if our credentials reach it; it hangs up, and both ends must see the
+/// call end.
+#[test]
+fn softphone_baresip_digest_call_answered_and_ended_cleanly() {
+    let out = Out::start("out-baresip", None);
+    let uas = out.uas("carrier", "uas-softphone.xml", out.c1, 1);
+    let alice = Account {
+        user: "alice",
+        password: "s3cret",
+        domain: "trunks.example",
+    };
+    let phone = Softphone::dial(
+        &out.dir,
+        "baresip",
+        &alice,
+        out.setup.port,
+        NUMBER,
+        Duration::from_secs(6),
+    );
+    let carrier = uas.finish(UAS_FINISH);
+    let phone = phone.finish();
+    let carrier_log = fs::read_to_string(out.dir.file("carrier.log")).unwrap_or_default();
+    let checks = vec![
+        carrier,
+        phone.and_then(|trace| softphone_authenticated_and_answered(&trace)),
+        carrier_saw(
+            &carrier_log,
+            &format!("INVITE for {NUMBER} from {ACCOUNT_CID}"),
+        ),
+    ];
+    let trunks = out.finish(checks);
+    assert_eq!(trunks, Some(0));
+}
+
+/// baresip's trace shows one 407 (a single MD5 challenge) answered with credentials,
+/// then the call established and closed by the carrier's BYE, with no 403 on the way.
+fn softphone_authenticated_and_answered(trace: &str) -> Result<(), String> {
+    let challenges = trace
+        .lines()
+        .filter(|l| l.starts_with("Proxy-Authenticate:"))
+        .collect::<Vec<_>>();
+    let expected = [
+        (
+            challenges.len() == 1 && challenges[0].contains("algorithm=MD5"),
+            "one MD5 challenge",
+        ),
+        (
+            trace.contains("Proxy-Authorization: Digest username=\"alice\""),
+            "credentials sent",
+        ),
+        (trace.contains("Call established"), "call established"),
+        (
+            trace.lines().any(|l| l.starts_with("BYE sip:alice")),
+            "the carrier's BYE",
+        ),
+        (!trace.contains("SIP/2.0 403"), "no 403"),
+        (
+            !trace.contains("Function not implemented"),
+            "no challenge given up on",
+        ),
+    ];
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, what)| *what)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("baresip: missing {missing:?}:\n{trace}"))
+    }
+}
+
+/// The carrier's scenario log has `line` (the Request-URI and From users it got).
+fn carrier_saw(log: &str, line: &str) -> Result<(), String> {
+    if log.contains(line) {
+        Ok(())
+    } else {
+        Err(format!("the carrier's log lacks \"{line}\":\n{log}"))
+    }
 }
 
 #[test]

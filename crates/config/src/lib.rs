@@ -38,9 +38,9 @@ pub use document::{
 pub use error::{FileErrors, ValidationError, ValidationErrors};
 pub use numbers::NumberFormat;
 pub use settings::{
-    Api, ApiToken, Carrier, Cdr, FailoverOn, FailoverTrigger, Gateway, Host, HostPort, Limits,
-    Listen, Log, LogFormat, Metrics, Protection, Settings, Source, Timers, Transport,
-    DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
+    Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, FailoverOn, FailoverTrigger, Gateway,
+    Host, HostPort, Limits, Listen, Log, LogFormat, Metrics, Protection, Settings, Source, Timers,
+    Transport, DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{
     delete_document, document_path, load_all, load_connectivity_dir, load_document, read_json,

@@ -57,6 +57,7 @@ pub struct Settings {
     pub shutdown_grace: u32,
     pub transport: TransportOptions,
     pub protection: Protection,
+    pub auth: DigestAuth,
 }
 
 /// Scanner user agents blocked by default (case-insensitive substrings). `sipsak` is a
@@ -108,6 +109,48 @@ impl Default for Protection {
                 .map(|s| s.to_string())
                 .collect(),
         }
+    }
+}
+
+/// A digest algorithm the proxy can challenge with (behaviour.md §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    Sha256,
+    Md5,
+}
+
+impl DigestAlgorithm {
+    /// The `algorithm` parameter value (RFC 7616 §3.2).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "SHA-256",
+            DigestAlgorithm::Md5 => "MD5",
+        }
+    }
+}
+
+/// `auth`: digest authentication of password servers (behaviour.md §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestAuth {
+    /// `algorithms`: the algorithms offered, one challenge each, in RFC 8760 order of
+    /// preference (SHA-256 before MD5) whatever the order written. Default MD5 alone, as
+    /// Kamailio: libre-based UAs (baresip) give up on a 407 that also carries a challenge
+    /// with an algorithm they do not know. Credentials for any other algorithm are refused.
+    pub algorithms: Vec<DigestAlgorithm>,
+}
+
+impl Default for DigestAuth {
+    fn default() -> Self {
+        DigestAuth {
+            algorithms: vec![DigestAlgorithm::Md5],
+        }
+    }
+}
+
+impl DigestAuth {
+    /// Is `alg` one of the algorithms offered?
+    pub fn offers(&self, alg: DigestAlgorithm) -> bool {
+        self.algorithms.contains(&alg)
     }
 }
 
@@ -484,6 +527,7 @@ const KEYS: &[&str] = &[
     "shutdown_grace",
     "transport",
     "protection",
+    "auth",
 ];
 
 impl Settings {
@@ -540,6 +584,7 @@ impl Settings {
                 .map_or(5, |n| n as u32),
             transport: transport(&mut w, root),
             protection: protection(&mut w, root),
+            auth: auth(&mut w, root),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1212,6 +1257,58 @@ fn protection(w: &mut Walker, root: &Map<String, Value>) -> Protection {
     p
 }
 
+/// `auth.algorithms`: a non-empty list of `"MD5"` / `"SHA-256"` without repeats, kept in
+/// RFC 8760 order of preference (the order written does not matter).
+fn auth(w: &mut Walker, root: &Map<String, Value>) -> DigestAuth {
+    let Some(obj) = sub_object(w, root, "auth", &["algorithms"]) else {
+        return DigestAuth::default();
+    };
+    let path = "auth.algorithms";
+    let Some(list) = Walker::field(obj, "algorithms").and_then(|v| w.array(v, path)) else {
+        return DigestAuth::default();
+    };
+    let options = [
+        ("MD5", DigestAlgorithm::Md5),
+        ("SHA-256", DigestAlgorithm::Sha256),
+    ];
+    let before = w.errors.len();
+    let mut written = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let item = join(path, i);
+        let Some(alg) = w.enumeration(v, &item, &options) else {
+            continue;
+        };
+        if written.contains(&alg) {
+            w.error(
+                &item,
+                "uniqueItems",
+                format!("{} is listed twice", alg.as_str()),
+                None,
+                Some(v.clone()),
+            );
+        }
+        written.push(alg);
+    }
+    if list.is_empty() {
+        w.error(
+            path,
+            "minItems",
+            "At least one algorithm must be offered",
+            Some(json!(1)),
+            Some(json!(list)),
+        );
+    }
+    if w.errors.len() != before {
+        return DigestAuth::default();
+    }
+    // RFC 8760 §2.4: challenges go in order of preference, strongest first.
+    let algorithms = [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+        .into_iter()
+        .filter(|a| written.contains(a))
+        .collect();
+    DigestAuth { algorithms }
+}
+
 #[cfg(test)]
 mod protection_tests {
     use super::*;
@@ -1288,6 +1385,60 @@ mod protection_tests {
             let errors = format!("{:?}", parse(v.clone()).expect_err("rejected"));
             assert!(errors.contains(path), "{v}: {errors}");
         }
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use DigestAlgorithm::{Md5, Sha256};
+
+    fn algorithms(v: Value) -> Vec<DigestAlgorithm> {
+        Settings::from_value(&v, Path::new("/"))
+            .expect("valid settings")
+            .auth
+            .algorithms
+    }
+
+    #[test]
+    fn auth_algorithms_default_to_md5_alone() {
+        assert_eq!(algorithms(json!({})), [Md5]);
+        assert_eq!(algorithms(json!({"auth": {}})), [Md5]);
+        assert!(!DigestAuth::default().offers(Sha256));
+    }
+
+    #[test]
+    fn auth_algorithms_are_kept_in_rfc8760_order() {
+        assert_eq!(algorithms(json!({"auth": {"algorithms": ["MD5"]}})), [Md5]);
+        assert_eq!(
+            algorithms(json!({"auth": {"algorithms": ["SHA-256"]}})),
+            [Sha256]
+        );
+        for both in [json!(["MD5", "SHA-256"]), json!(["SHA-256", "MD5"])] {
+            assert_eq!(
+                algorithms(json!({"auth": {"algorithms": both}})),
+                [Sha256, Md5]
+            );
+        }
+    }
+
+    #[test]
+    fn auth_algorithms_are_validated_with_field_paths() {
+        for (v, path, keyword) in [
+            (json!(["SHA-512"]), "auth.algorithms.0", "enum"),
+            (json!(["MD5", "md5-sess"]), "auth.algorithms.1", "enum"),
+            (json!(["MD5", "MD5"]), "auth.algorithms.1", "uniqueItems"),
+            (json!([]), "auth.algorithms", "minItems"),
+            (json!("MD5"), "auth.algorithms", "type"),
+        ] {
+            let v = json!({"auth": {"algorithms": v}});
+            let errors = Settings::from_value(&v, Path::new("/")).expect_err("rejected");
+            let text = format!("{errors:?}");
+            assert!(text.contains(path) && text.contains(keyword), "{v}: {text}");
+        }
+        let errors = Settings::from_value(&json!({"auth": {"algorithm": ["MD5"]}}), Path::new("/"))
+            .expect_err("unknown key");
+        assert!(format!("{errors:?}").contains("auth.algorithm"));
     }
 }
 

@@ -91,7 +91,11 @@ fn documents() -> Vec<(&'static str, serde_json::Value)> {
 }
 
 fn harness() -> H {
-    let settings = Settings::from_value(&settings(), Path::new("/tmp")).expect("settings");
+    harness_with(settings())
+}
+
+fn harness_with(settings: serde_json::Value) -> H {
+    let settings = Settings::from_value(&settings, Path::new("/tmp")).expect("settings");
     let docs = documents()
         .into_iter()
         .map(|(acc, v)| validate_document(acc, "main", &v).expect("document"));
@@ -218,8 +222,24 @@ fn ip_auth_by_source_address_and_port_never_by_header() {
 }
 
 #[test]
-fn digest_challenge_then_call() {
+fn digest_challenge_is_md5_alone_by_default() {
     let mut h = harness();
+    let out = h.feed(
+        udp(PW_PBX),
+        &pbx_invite("d0", PW_PBX, "+12125550100", "1000", ""),
+    );
+    assert_eq!(status(&out[0]), Some(407));
+    let ch = challenges(&out[0]);
+    assert_eq!(ch.len(), 1, "one challenge, as Kamailio: {ch:?}");
+    assert!(ch[0].contains("algorithm=MD5"));
+}
+
+#[test]
+fn digest_challenge_then_call() {
+    // Both algorithms offered (`auth.algorithms`, written MD5 first): RFC 8760 order.
+    let mut settings = settings();
+    settings["auth"] = json!({"algorithms": ["MD5", "SHA-256"]});
+    let mut h = harness_with(settings);
     let out = h.feed(
         udp(PW_PBX),
         &pbx_invite("d1", PW_PBX, "+12125550100", "1000", ""),
@@ -228,7 +248,7 @@ fn digest_challenge_then_call() {
     assert_eq!(status(&out[0]), Some(407));
     let ch = challenges(&out[0]);
     assert_eq!(ch.len(), 2);
-    assert!(ch[0].contains("algorithm=MD5") && ch[1].contains("algorithm=SHA-256"));
+    assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
     assert!(ch[0].contains("realm=\"trunks.example\"") && ch[0].contains("qop=\"auth\""));
     let out = pw_call(&mut h, "d2", "+12125550100");
     assert_eq!(status(&out[0]), Some(100));

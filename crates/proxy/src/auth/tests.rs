@@ -18,9 +18,19 @@ const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 21));
 const URI: &[u8] = b"sip:+14155550000@proxy.example";
 const T0: u64 = 1_700_000_000;
 
+/// The default settings: MD5 challenges alone.
 fn snapshot() -> Snapshot {
+    snapshot_with(json!({}))
+}
+
+/// Settings offering `algorithms` (`auth.algorithms`, written in this order).
+fn snapshot_offering(algorithms: &[&str]) -> Snapshot {
+    snapshot_with(json!({"algorithms": algorithms}))
+}
+
+fn snapshot_with(auth: Value) -> Snapshot {
     let settings = Settings::from_value(
-        &json!({"default_realm": "trunks.example", "nonce_ttl": 300}),
+        &json!({"default_realm": "trunks.example", "nonce_ttl": 300, "auth": auth}),
         Path::new("/tmp"),
     )
     .expect("settings");
@@ -190,21 +200,55 @@ fn auth_types_are_shared_between_threads() {
     assert_eq!(a.tracked_nonces(), 200);
 }
 
+/// The algorithms of a 407's challenges, in the order sent.
+fn offered(h: &ChallengeHeaders) -> Vec<Algorithm> {
+    h.values()
+        .into_iter()
+        .map(|v| Challenge::parse(v).unwrap().algorithm())
+        .collect()
+}
+
 #[test]
-fn auth_challenge_offers_md5_then_sha256_with_qop() {
+fn auth_challenge_offers_md5_alone_by_default() {
     let (a, snap) = (auth(), snapshot());
     let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
-    let [md5, sha] = h.values();
-    let (md5, sha) = (
-        Challenge::parse(md5).unwrap(),
+    // One challenge: libre (baresip) fails a 407 on any algorithm it does not know.
+    assert_eq!(offered(&h), [Algorithm::Md5]);
+    assert_eq!(h.headers().len(), 1);
+    let c = Challenge::parse(h.values()[0]).unwrap();
+    assert_eq!(c.algorithm, Some(&b"MD5"[..]), "written out, not implied");
+    assert!(c.offers_auth());
+}
+
+#[test]
+fn auth_challenge_offers_sha256_alone_when_set() {
+    let (a, snap) = (auth(), snapshot_offering(&["SHA-256"]));
+    let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
+    assert_eq!(offered(&h), [Algorithm::Sha256]);
+}
+
+#[test]
+fn auth_challenge_offers_sha256_then_md5_with_qop_when_both_are_set() {
+    // Written MD5 first: the 407 still follows RFC 8760's order of preference.
+    let (a, snap) = (auth(), snapshot_offering(&["MD5", "SHA-256"]));
+    let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
+    assert_eq!(offered(&h), [Algorithm::Sha256, Algorithm::Md5]);
+    let [sha, md5] = h.values()[..] else {
+        panic!("two challenges");
+    };
+    let (sha, md5) = (
         Challenge::parse(sha).unwrap(),
+        Challenge::parse(md5).unwrap(),
     );
-    assert_eq!(md5.algorithm(), Algorithm::Md5);
-    assert_eq!(sha.algorithm(), Algorithm::Sha256);
     assert_eq!(md5.realm, b"acme.example");
+    assert_eq!(sha.realm, b"acme.example");
     assert!(md5.offers_auth() && sha.offers_auth());
-    assert!(!md5.stale);
-    assert_eq!(h.headers()[0].0, b"Proxy-Authenticate");
+    assert!(!md5.stale && !sha.stale);
+    let headers = h.headers();
+    assert_eq!(headers.len(), 2);
+    assert!(headers
+        .iter()
+        .all(|(name, _)| *name == b"Proxy-Authenticate"));
     // Unknown From host: the default realm. Stale on request.
     let h = a.challenge(&snap, b"203.0.113.9", PBX, T0, true);
     let c = Challenge::parse(h.values()[0]).unwrap();
@@ -217,7 +261,7 @@ fn auth_challenge_offers_md5_then_sha256_with_qop() {
 
 #[test]
 fn auth_full_flow_md5_and_sha256_with_and_without_qop() {
-    let (a, snap) = (auth(), snapshot());
+    let (a, snap) = (auth(), snapshot_offering(&["SHA-256", "MD5"]));
     for alg in [Algorithm::Md5, Algorithm::Sha256] {
         for qop in [true, false] {
             let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
@@ -235,6 +279,54 @@ fn auth_full_flow_md5_and_sha256_with_and_without_qop() {
             assert_eq!(server_name(&snap, out), "Alice", "{alg:?} qop={qop}");
             assert_eq!(out.status(), None);
         }
+    }
+}
+
+/// Right password, right nonce, but an algorithm the settings do not offer: refused (and
+/// counted towards a ban), so turning an algorithm off really turns it off.
+#[test]
+fn auth_algorithm_not_offered_is_forbidden() {
+    let a = auth();
+    for (offers, answers) in [
+        (&["MD5"][..], [Some(&b"SHA-256"[..])]),
+        (&["SHA-256"][..], [Some(&b"MD5"[..])]),
+        // No `algorithm` parameter means MD5 (RFC 2617).
+        (&["SHA-256"][..], [None]),
+    ] {
+        let snap = snapshot_offering(offers);
+        let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
+        let ch = Challenge::parse(h.values()[0]).unwrap();
+        for algorithm in answers {
+            let other = Challenge { algorithm, ..ch };
+            let creds = answer_challenge(
+                &other,
+                &Answer {
+                    alg: other.algorithm(),
+                    ..Default::default()
+                },
+            );
+            let out = verify_at(&a, &snap, &creds, PBX, T0);
+            assert_eq!(
+                out,
+                AuthOutcome::Forbidden(Forbidden::UnsupportedAlgorithm),
+                "offers {offers:?}, answered {:?}",
+                other.algorithm()
+            );
+            assert!(out.is_failure());
+        }
+        // The offered one with the same nonce still passes.
+        let alg = ch.algorithm();
+        let creds = answer(
+            &h,
+            &Answer {
+                alg,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            server_name(&snap, verify_at(&a, &snap, &creds, PBX, T0)),
+            "Alice"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use trunkstore_config::DigestAlgorithm;
 use trunkstore_routing::{ServerId, ServerInfo, Snapshot};
 use trunkstore_sip::digest::{ct_eq_hex, expected_response, Algorithm, Challenge, Credentials};
 
@@ -78,7 +79,8 @@ pub enum Forbidden {
     Disabled,
     /// The credentials' `uri` is not the Request-URI.
     UriMismatch,
-    /// An algorithm we did not offer (only MD5 and SHA-256 are).
+    /// An algorithm we did not offer (the settings' `auth.algorithms`: MD5 and/or SHA-256;
+    /// no `algorithm` parameter means MD5).
     UnsupportedAlgorithm,
     /// A qop other than `auth` (none is accepted too).
     UnsupportedQop,
@@ -98,24 +100,31 @@ impl Forbidden {
     }
 }
 
-/// The two `Proxy-Authenticate` values of a 407, MD5 first, in one buffer.
+/// The `Proxy-Authenticate` values of a 407, one per algorithm offered (the settings'
+/// `auth.algorithms`, in RFC 8760 order: SHA-256 before MD5), in one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeHeaders {
     buf: Vec<u8>,
-    split: usize,
+    /// Where each value ends in `buf`, in the order sent.
+    ends: Vec<usize>,
 }
 
 impl ChallengeHeaders {
-    /// The values, MD5 first then SHA-256.
-    pub fn values(&self) -> [&[u8]; 2] {
-        let (md5, sha256) = self.buf.split_at(self.split);
-        [md5, sha256]
+    /// The values, in the order sent.
+    pub fn values(&self) -> Vec<&[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.buf[start..end])
+            .collect()
     }
 
     /// `(name, value)` pairs for `ResponseOptions::headers`.
-    pub fn headers(&self) -> [(&[u8], &[u8]); 2] {
-        let [md5, sha256] = self.values();
-        [(PROXY_AUTHENTICATE, md5), (PROXY_AUTHENTICATE, sha256)]
+    pub fn headers(&self) -> Vec<(&[u8], &[u8])> {
+        self.values()
+            .into_iter()
+            .map(|v| (PROXY_AUTHENTICATE, v))
+            .collect()
     }
 }
 
@@ -156,20 +165,25 @@ impl Authenticator {
         let realm =
             std::str::from_utf8(from_host).map_or(default, |host| snapshot.challenge_realm(host));
         let nonce = self.key.issue(source, now_secs);
+        let algorithms = &snapshot.settings().auth.algorithms;
         let mut c = Challenge {
             realm: realm.as_bytes(),
             nonce: nonce.as_bytes(),
             stale,
             qop: Some(b"auth"),
-            algorithm: Some(b"MD5"),
             ..Default::default()
         };
-        let mut buf = Vec::with_capacity(2 * (realm.len() + nonce.as_bytes().len() + 80));
-        c.write_value(&mut buf);
-        let split = buf.len();
-        c.algorithm = Some(b"SHA-256");
-        c.write_value(&mut buf);
-        ChallengeHeaders { buf, split }
+        let each = realm.len() + nonce.as_bytes().len() + 80;
+        let mut buf = Vec::with_capacity(algorithms.len() * each);
+        let mut ends = Vec::with_capacity(algorithms.len());
+        // One nonce for all: the client answers one of them, and a nonce names no
+        // algorithm (the offered list is checked again in `verify`).
+        for alg in algorithms {
+            c.algorithm = Some(alg.as_str().as_bytes());
+            c.write_value(&mut buf);
+            ends.push(buf.len());
+        }
+        ChallengeHeaders { buf, ends }
     }
 
     /// Verifies a request's `Proxy-Authorization` at wall-clock second `now_secs`.
@@ -226,7 +240,7 @@ fn check_digest(
     req: &AuthRequest<'_>,
 ) -> Result<ServerId, Forbidden> {
     let alg = creds.algorithm();
-    if !matches!(alg, Algorithm::Md5 | Algorithm::Sha256) {
+    if !offered(snapshot, alg) {
         return Err(Forbidden::UnsupportedAlgorithm);
     }
     if creds.qop.is_some_and(|q| !q.eq_ignore_ascii_case(b"auth")) {
@@ -253,6 +267,17 @@ fn check_digest(
         return Err(Forbidden::Disabled);
     }
     Ok(server.id)
+}
+
+/// Was `alg` offered? Only the configured algorithms are accepted: an operator who turns
+/// SHA-256 off (or MD5, to refuse the weaker hash) must not find it still honoured.
+fn offered(snapshot: &Snapshot, alg: Algorithm) -> bool {
+    let alg = match alg {
+        Algorithm::Md5 => DigestAlgorithm::Md5,
+        Algorithm::Sha256 => DigestAlgorithm::Sha256,
+        _ => return false,
+    };
+    snapshot.settings().auth.offers(alg)
 }
 
 /// The password servers the credentials may be for. The realm must be one we challenge
