@@ -13,6 +13,7 @@ mod harness;
 mod inbound;
 mod outbound;
 mod ports;
+mod protection;
 mod proxy;
 mod raw;
 mod sipp;
