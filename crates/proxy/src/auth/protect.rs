@@ -279,6 +279,12 @@ impl Protection {
         bans.get(&source_key(source)).is_some_and(|&end| end > now)
     }
 
+    /// Entries of the published ban set, expired ones included (tests of its bound).
+    #[cfg(test)]
+    pub(crate) fn published_bans(&self) -> usize {
+        self.bans.load().len()
+    }
+
     /// Counts something refused outside [`Protection::check_request`] (the edge's
     /// questions); returns the verdict to pass on.
     pub fn refuse(&self, reason: DropReason) -> Verdict {
