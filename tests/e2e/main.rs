@@ -14,6 +14,7 @@ mod harness;
 mod inbound;
 mod outbound;
 mod ports;
+mod protection;
 mod proxy;
 mod raw;
 mod sipp;

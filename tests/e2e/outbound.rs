@@ -361,7 +361,7 @@ fn replayed_nonce_count_is_refused() {
 }
 
 /// `Proxy-Authorization` answering the MD5 challenge of `resp` (nc=1).
-fn authorization(resp: &str, ruri: &str, user: &str, password: &str) -> String {
+pub(crate) fn authorization(resp: &str, ruri: &str, user: &str, password: &str) -> String {
     let value = resp
         .lines()
         .find(|l| l.starts_with("Proxy-Authenticate:") && l.contains("MD5"))

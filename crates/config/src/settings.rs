@@ -486,6 +486,9 @@ pub struct Limits {
     pub max_headers: u32,
     /// Most simultaneous inbound TCP connections (1024).
     pub max_tcp_connections: u32,
+    /// Most simultaneous inbound TCP connections from one source address (IPv6: one /64)
+    /// that is not a carrier or IP-auth server (32): one host cannot take every slot.
+    pub max_tcp_connections_per_source: u32,
     /// Most server transactions held at once (500000); new requests beyond get 503. Each
     /// waits out 64·T1 (32 s) after its final response, so an answered call holds two
     /// for ~32 s: the default carries ~7,800 calls/s sustained, in ~350 MB.
@@ -501,6 +504,7 @@ impl Default for Limits {
             max_message_size: 65536,
             max_headers: 256,
             max_tcp_connections: 1024,
+            max_tcp_connections_per_source: 32,
             max_transactions: 500_000,
             max_calls: 200_000,
         }
@@ -1151,6 +1155,7 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
         "max_message_size",
         "max_headers",
         "max_tcp_connections",
+        "max_tcp_connections_per_source",
         "max_transactions",
         "max_calls",
     ];
@@ -1170,6 +1175,12 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
         ),
         max_headers: get("max_headers", 16, 65_535, d.max_headers),
         max_tcp_connections: get("max_tcp_connections", 1, 1_000_000, d.max_tcp_connections),
+        max_tcp_connections_per_source: get(
+            "max_tcp_connections_per_source",
+            1,
+            1_000_000,
+            d.max_tcp_connections_per_source,
+        ),
         max_transactions: get("max_transactions", 1000, 20_000_000, d.max_transactions),
         max_calls: get("max_calls", 1, 20_000_000, d.max_calls),
     }
@@ -1511,6 +1522,22 @@ mod edge_keys_tests {
         ] {
             let errors = error_paths(v.clone());
             assert!(errors.contains(path), "{v}: {errors}");
+        }
+    }
+
+    #[test]
+    fn the_per_source_tcp_cap_is_read_and_bounded() {
+        let d = parse(json!({})).unwrap();
+        assert_eq!(d.limits.max_tcp_connections_per_source, 32);
+        let s = parse(json!({"limits": {"max_tcp_connections_per_source": 4}})).unwrap();
+        assert_eq!(s.limits.max_tcp_connections_per_source, 4);
+        for v in [json!(0), json!(-3), json!("lots"), json!(2_000_000)] {
+            let doc = json!({"limits": {"max_tcp_connections_per_source": v}});
+            let errors = error_paths(doc);
+            assert!(
+                errors.contains("limits.max_tcp_connections_per_source"),
+                "{v}: {errors}"
+            );
         }
     }
 

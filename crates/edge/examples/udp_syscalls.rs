@@ -96,6 +96,7 @@ fn serve(addr: SocketAddr, mode: &str, batch: usize, workers: usize) {
         tcp_connect_timeout: Duration::from_secs(3),
         tcp_write_timeout: Duration::from_secs(10),
         max_tcp_connections: 16,
+        max_tcp_connections_per_source: 16,
         limits: Default::default(),
     };
     let edge = Edge::start(config, Arc::new(Echo)).expect("start");

@@ -306,6 +306,15 @@ impl Core for CdrCore {
         self.sink.drain(shard);
     }
 
+    // Forwarded, or the defaults (admit everything) would switch protection off.
+    fn admits(&self, from: SocketAddr, now: Instant) -> bool {
+        self.proxy.admits(from, now)
+    }
+
+    fn admits_connection(&self, from: SocketAddr, open: usize, limit: usize, now: Instant) -> bool {
+        self.proxy.admits_connection(from, open, limit, now)
+    }
+
     fn poll_transmit(shard: &mut Shard) -> Option<Transmit> {
         shard.poll_transmit()
     }

@@ -35,6 +35,24 @@ pub trait Core: Send + Sync + 'static {
     fn handle_timeouts(&self, shard: &mut Self::Shard, now: Instant);
     /// A send to `peer` failed (refused or timed-out connect, unreachable network).
     fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer);
+    /// Is traffic from `from` let in? Asked for every datagram and every TCP read before
+    /// anything is parsed; false drops it (the core counts it). Must be cheap and must
+    /// not block: it runs on the packet path of every worker.
+    fn admits(&self, _from: SocketAddr, _now: Instant) -> bool {
+        true
+    }
+    /// A new inbound TCP connection from `from`, which has `open` inbound connections
+    /// already (counted per [`trunkstore_proxy::auth::source_key`]): accept it? `limit`:
+    /// the per-source cap. False closes it at once (the core counts it).
+    fn admits_connection(
+        &self,
+        _from: SocketAddr,
+        open: usize,
+        limit: usize,
+        _now: Instant,
+    ) -> bool {
+        open < limit
+    }
     fn poll_transmit(shard: &mut Self::Shard) -> Option<Transmit>;
     fn poll_timeout(shard: &Self::Shard) -> Option<Instant>;
     /// New requests are refused from now on; transactions in progress continue.
@@ -42,6 +60,23 @@ pub trait Core: Send + Sync + 'static {
     /// True when nothing is in progress any more, so a graceful shutdown may end early.
     fn is_idle(&self) -> bool {
         false
+    }
+}
+
+/// The part of [`Core`] the TCP side asks about connections: object-safe, so the
+/// connection tasks need not be generic over the core.
+pub(crate) trait Gate: Send + Sync {
+    fn admits(&self, from: SocketAddr, now: Instant) -> bool;
+    fn admits_connection(&self, from: SocketAddr, open: usize, limit: usize, now: Instant) -> bool;
+}
+
+impl<C: Core> Gate for C {
+    fn admits(&self, from: SocketAddr, now: Instant) -> bool {
+        Core::admits(self, from, now)
+    }
+
+    fn admits_connection(&self, from: SocketAddr, open: usize, limit: usize, now: Instant) -> bool {
+        Core::admits_connection(self, from, open, limit, now)
     }
 }
 
@@ -80,6 +115,14 @@ impl Core for trunkstore_proxy::Proxy {
 
     fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer) {
         trunkstore_proxy::Proxy::handle_transport_error(self, shard, now, peer)
+    }
+
+    fn admits(&self, from: SocketAddr, now: Instant) -> bool {
+        trunkstore_proxy::Proxy::admits(self, from, now)
+    }
+
+    fn admits_connection(&self, from: SocketAddr, open: usize, limit: usize, now: Instant) -> bool {
+        trunkstore_proxy::Proxy::admits_connection(self, from, open, limit, now)
     }
 
     fn poll_transmit(shard: &mut Self::Shard) -> Option<Transmit> {

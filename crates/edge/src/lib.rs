@@ -9,6 +9,12 @@
 //!   call, and fewer when several are queued.
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
 //!   framer per connection, one driver task owning the TCP shard; see [`tcp`].
+//! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
+//!   banned source is dropped before the core parses anything ([`Core::admits`], a
+//!   lock-free question); a banned source's TCP connection is refused at accept or closed
+//!   at its next read; one source may hold at most `max_tcp_connections_per_source`
+//!   inbound connections ([`Core::admits_connection`]; carriers and IP-auth servers are
+//!   exempt).
 //!
 //! Measured on the 2-vCPU VM (`examples/udp_syscalls.rs`: echo core, 7,000 datagrams/s
 //! of 500 bytes from two peers for 3 s, syscalls counted with `perf stat -e
@@ -81,6 +87,10 @@ pub struct EdgeConfig {
     pub tcp_connect_timeout: Duration,
     pub tcp_write_timeout: Duration,
     pub max_tcp_connections: usize,
+    /// Cap on inbound connections from one source (see
+    /// [`trunkstore_proxy::auth::source_key`]), carriers and IP-auth servers excepted
+    /// (the core says who they are, [`Core::admits_connection`]).
+    pub max_tcp_connections_per_source: usize,
     /// Framing limits for TCP (UDP datagrams are checked by the core).
     pub limits: Limits,
 }
@@ -101,6 +111,7 @@ impl EdgeConfig {
             tcp_connect_timeout: Duration::from_millis(t.tcp_connect_timeout_ms.into()),
             tcp_write_timeout: Duration::from_secs(10),
             max_tcp_connections: s.limits.max_tcp_connections as usize,
+            max_tcp_connections_per_source: s.limits.max_tcp_connections_per_source as usize,
             limits: Limits {
                 max_message_size: s.limits.max_message_size as usize,
                 max_headers: s.limits.max_headers as usize,
@@ -167,6 +178,7 @@ impl Edge {
             tcp_addrs.clone(),
             events_tx,
             runtime.handle().clone(),
+            core.clone(),
         ));
         let out = Arc::new(Outbound::new(
             udp.iter().map(|l| (l.addr, l.sockets[0].clone())).collect(),
@@ -258,6 +270,7 @@ fn tcp_config(c: &EdgeConfig) -> TcpConfig {
         outbound_idle: c.tcp_outbound_idle,
         connect_timeout: c.tcp_connect_timeout,
         max_connections: c.max_tcp_connections.max(1),
+        max_per_source: c.max_tcp_connections_per_source.max(1),
         write_timeout: c.tcp_write_timeout,
         limits: c.limits,
     }

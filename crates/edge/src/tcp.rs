@@ -7,10 +7,16 @@
 //! [`TcpShared::send`]: the message is queued on the open connection to that address
 //! (replies thus leave on the connection the request came in on) or a connection is opened
 //! on demand. A framing error, an idle period or a stuck write closes only that connection.
+//!
+//! Protection (behaviour.md §8): at accept, a connection from a banned source or from a
+//! source that already holds `max_per_source` inbound connections is closed at once
+//! (carriers and IP-auth servers are never refused this way; the core decides, see
+//! [`Gate`]); every read is checked against the bans before framing, so a connection whose
+//! source got banned is closed at its next message without it being parsed.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,12 +27,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
+use trunkstore_proxy::auth::source_key;
 use trunkstore_proxy::{Peer, Transmit, Transport};
 use trunkstore_sip::framing::StreamFramer;
 use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::Message;
 
-use crate::core::Core;
+use crate::core::{Core, Gate};
 use crate::outbound::{Flusher, Outbound};
 
 /// Messages queued for one connection; beyond that the peer is not reading and further
@@ -49,6 +56,8 @@ pub(crate) struct TcpConfig {
     pub connect_timeout: Duration,
     /// Cap on inbound connections, and separately on outbound ones.
     pub max_connections: usize,
+    /// Cap on inbound connections from one source (carriers and IP-auth servers exempt).
+    pub max_per_source: usize,
     /// A write that makes no progress this long closes the connection.
     pub write_timeout: Duration,
     pub limits: Limits,
@@ -85,8 +94,13 @@ pub(crate) struct TcpShared {
     next_id: AtomicU64,
     inbound: AtomicUsize,
     outbound: AtomicUsize,
+    /// Inbound connections open per source key; no entry at zero, so it holds at most
+    /// `max_connections` entries.
+    per_source: Mutex<HashMap<IpAddr, usize>>,
     events: mpsc::Sender<TcpEvent>,
     rt: tokio::runtime::Handle,
+    /// The core's answers on bans and per-source limits.
+    gate: Arc<dyn Gate>,
 }
 
 impl TcpShared {
@@ -95,6 +109,7 @@ impl TcpShared {
         listeners: Vec<SocketAddr>,
         events: mpsc::Sender<TcpEvent>,
         rt: tokio::runtime::Handle,
+        gate: Arc<dyn Gate>,
     ) -> TcpShared {
         TcpShared {
             cfg,
@@ -103,8 +118,10 @@ impl TcpShared {
             next_id: AtomicU64::new(1),
             inbound: AtomicUsize::new(0),
             outbound: AtomicUsize::new(0),
+            per_source: Mutex::new(HashMap::new()),
             events,
             rt,
+            gate,
         }
     }
 
@@ -157,6 +174,40 @@ impl TcpShared {
         Ok(())
     }
 
+    fn per_source(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_source.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Accepting a connection from `remote`: counts it against its source unless the
+    /// core refuses it (banned, or the source is at its limit). Only the accept path
+    /// takes this lock.
+    fn admit_inbound(&self, remote: SocketAddr) -> bool {
+        let key = source_key(remote.ip());
+        let mut open = self.per_source();
+        let n = open.get(&key).copied().unwrap_or(0);
+        let now = std::time::Instant::now();
+        if !self
+            .gate
+            .admits_connection(remote, n, self.cfg.max_per_source, now)
+        {
+            return false;
+        }
+        *open.entry(key).or_insert(0) += 1;
+        true
+    }
+
+    /// An inbound connection from `remote` closed.
+    fn release_inbound(&self, remote: SocketAddr) {
+        let key = source_key(remote.ip());
+        let mut open = self.per_source();
+        if let Some(n) = open.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&key);
+            }
+        }
+    }
+
     /// Registers a connection to `remote`; returns its id and its send queue.
     fn register(&self, remote: SocketAddr) -> (u64, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
@@ -173,7 +224,10 @@ impl TcpShared {
         }
         drop(conns);
         let count = match dir {
-            Direction::Inbound => &self.inbound,
+            Direction::Inbound => {
+                self.release_inbound(remote);
+                &self.inbound
+            }
             Direction::Outbound => &self.outbound,
         };
         count.fetch_sub(1, Ordering::Relaxed);
@@ -259,6 +313,12 @@ pub(crate) async fn accept_loop(
             drop(stream);
             continue;
         }
+        if !shared.admit_inbound(remote) {
+            // Nothing is read or sent: the peer sees the connection closed.
+            tracing::debug!(%remote, "TCP connection refused (banned or per-source limit)");
+            drop(stream);
+            continue;
+        }
         shared.inbound.fetch_add(1, Ordering::Relaxed);
         let (id, rx) = shared.register(remote);
         let conn = Connection {
@@ -328,6 +388,10 @@ impl Connection {
                 r = stream.read_buf(framer.buffer_mut()) => match r {
                     Ok(0) => break "closed by peer",
                     Ok(_) => {
+                        // Banned since it connected: closed before anything is framed.
+                        if !self.shared.gate.admits(self.remote, std::time::Instant::now()) {
+                            break "source banned";
+                        }
                         deadline = Instant::now() + idle;
                         if let Err(why) = self.take_messages(&mut framer, &mut stream).await {
                             break why;

@@ -228,6 +228,10 @@ impl<C: Core> Worker<C> {
 
     fn deliver(&self, shard: &mut C::Shard, batch: &RecvBatch, local: SocketAddr, now: Instant) {
         for (from, data) in batch.datagrams() {
+            // A banned source costs us no parsing (behaviour.md §8).
+            if !self.core.admits(from, now) {
+                continue;
+            }
             // CRLF keep-alives (RFC 5626) need no answer over UDP and are not messages.
             if data.is_empty() || trunkstore_sip::framing::is_keepalive(&data) {
                 continue;

@@ -1,8 +1,8 @@
 //! The edge against a fake core, on 127.0.0.1 with ephemeral ports.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +26,12 @@ enum Seen {
 /// A scriptable core. UDP: `PING x` → `PONG x` back; `TIMER ms` → `FIRED` back after
 /// `ms`; `TCP addr text` → `text` sent over TCP to addr. TCP: every request is answered
 /// `SIP/2.0 200 OK` on the same peer.
+/// Sources in `banned` are refused by `admits` and `admits_connection`; sources in
+/// `exempt` are never limited per source (as the proxy treats carriers).
 struct FakeCore {
     seen: Mutex<Sender<Seen>>,
+    banned: Mutex<HashSet<IpAddr>>,
+    exempt: Mutex<HashSet<IpAddr>>,
 }
 
 #[derive(Default)]
@@ -42,6 +46,8 @@ impl FakeCore {
         (
             Arc::new(FakeCore {
                 seen: Mutex::new(tx),
+                banned: Mutex::default(),
+                exempt: Mutex::default(),
             }),
             rx,
         )
@@ -49,6 +55,14 @@ impl FakeCore {
 
     fn note(&self, s: Seen) {
         let _ = self.seen.lock().unwrap().send(s);
+    }
+
+    fn ban(&self, ip: &str) {
+        self.banned.lock().unwrap().insert(ip.parse().unwrap());
+    }
+
+    fn exempt(&self, ip: &str) {
+        self.exempt.lock().unwrap().insert(ip.parse().unwrap());
     }
 }
 
@@ -142,6 +156,14 @@ impl Core for FakeCore {
     }
 
     fn begin_shutdown(&self) {}
+
+    fn admits(&self, from: SocketAddr, _now: Instant) -> bool {
+        !self.banned.lock().unwrap().contains(&from.ip())
+    }
+
+    fn admits_connection(&self, from: SocketAddr, open: usize, limit: usize, now: Instant) -> bool {
+        self.exempt.lock().unwrap().contains(&from.ip()) || (self.admits(from, now) && open < limit)
+    }
 }
 
 fn loopback() -> SocketAddr {
@@ -162,13 +184,21 @@ fn config() -> EdgeConfig {
         tcp_connect_timeout: Duration::from_secs(2),
         tcp_write_timeout: Duration::from_secs(2),
         max_tcp_connections: 64,
+        max_tcp_connections_per_source: 64,
         limits: Limits::default(),
     }
 }
 
 fn start(config: EdgeConfig) -> (Edge, Receiver<Seen>) {
+    let (edge, seen, _core) = start_with_core(config);
+    (edge, seen)
+}
+
+/// As [`start`], with the fake core (to ban sources).
+fn start_with_core(config: EdgeConfig) -> (Edge, Receiver<Seen>, Arc<FakeCore>) {
     let (core, seen) = FakeCore::new();
-    (Edge::start(config, core).expect("edge starts"), seen)
+    let edge = Edge::start(config, core.clone()).expect("edge starts");
+    (edge, seen, core)
 }
 
 fn client() -> UdpSocket {
@@ -489,4 +519,163 @@ fn stop_returns_promptly_with_idle_workers() {
     let t0 = Instant::now();
     edge.stop();
     assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
+// ---- Protection before parsing (behaviour.md §8) ----
+
+/// A UDP socket on `ip` (another loopback address), any port.
+fn client_on(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip.parse::<IpAddr>().unwrap(), 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s
+}
+
+/// A TCP connection from `ip` (another loopback address) to `server`.
+fn tcp_connect_from(ip: &str, server: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let local = SocketAddr::new(ip.parse().unwrap(), 0);
+    s.bind(&local.into()).unwrap();
+    s.connect_timeout(&server.into(), WAIT).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes the connection (it must, within the
+/// wait).
+fn read_to_close(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("not closed: {e}; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Every event seen so far from `ip`.
+fn seen_from(seen: &Receiver<Seen>, ip: &str) -> Vec<Seen> {
+    let ip: IpAddr = ip.parse().unwrap();
+    seen.try_iter()
+        .filter(|s| match s {
+            Seen::Datagram(p, _) | Seen::Message(p, _, _) | Seen::TransportError(p) => {
+                p.addr.ip() == ip
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn datagrams_from_a_banned_source_never_reach_the_core() {
+    let (edge, seen, core) = start_with_core(config());
+    let server = edge.udp_addrs()[0];
+    core.ban("127.0.0.9");
+    let banned = client_on("127.0.0.9");
+    banned.send_to(b"PING b", server).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        banned.recv_from(&mut buf).is_err(),
+        "a banned source got an answer"
+    );
+    // Another source is served, by the same workers.
+    let other = client_on("127.0.0.10");
+    other.send_to(b"PING o", server).unwrap();
+    assert_eq!(recv_text(&other), "PONG o");
+    assert_eq!(seen_from(&seen, "127.0.0.9"), []);
+    edge.stop();
+}
+
+#[test]
+fn a_banned_source_cannot_connect_and_its_open_connection_closes_at_its_next_message() {
+    let (edge, seen, core) = start_with_core(config());
+    let server = edge.tcp_addrs()[0];
+    let mut open = tcp_connect_from("127.0.0.9", server);
+    open.write_all(OPTIONS).unwrap();
+    read_until(&mut open, "200 OK");
+    core.ban("127.0.0.9");
+    let _ = seen.try_iter().count();
+    // Its next message closes the connection unanswered, unparsed.
+    open.write_all(OPTIONS).unwrap();
+    assert_eq!(read_to_close(&mut open), "");
+    // A new connection: the kernel completes the handshake, the proxy closes it at once
+    // and answers nothing.
+    let mut again = tcp_connect_from("127.0.0.9", server);
+    let _ = again.write_all(OPTIONS);
+    assert_eq!(read_to_close(&mut again), "");
+    assert_eq!(seen_from(&seen, "127.0.0.9"), []);
+    // Another source is unaffected.
+    let mut other = tcp_connect_from("127.0.0.10", server);
+    other.write_all(OPTIONS).unwrap();
+    read_until(&mut other, "200 OK");
+    assert_eq!(edge.tcp_connections(), (1, 0));
+    edge.stop();
+}
+
+#[test]
+fn one_source_holds_at_most_its_share_of_tcp_connections() {
+    let (edge, _seen, core) = start_with_core(EdgeConfig {
+        max_tcp_connections_per_source: 3,
+        ..config()
+    });
+    core.exempt("127.0.0.11");
+    let server = edge.tcp_addrs()[0];
+    let mut three: Vec<TcpStream> = (0..3)
+        .map(|_| tcp_connect_from("127.0.0.9", server))
+        .collect();
+    for c in &mut three {
+        c.write_all(OPTIONS).unwrap();
+        read_until(c, "200 OK");
+    }
+    let mut fourth = tcp_connect_from("127.0.0.9", server);
+    let _ = fourth.write_all(OPTIONS);
+    assert_eq!(read_to_close(&mut fourth), "");
+    // Another source still gets in; an exempt one (a carrier) is not limited.
+    let mut other = tcp_connect_from("127.0.0.10", server);
+    other.write_all(OPTIONS).unwrap();
+    read_until(&mut other, "200 OK");
+    let mut carrier: Vec<TcpStream> = (0..5)
+        .map(|_| tcp_connect_from("127.0.0.11", server))
+        .collect();
+    for c in &mut carrier {
+        c.write_all(OPTIONS).unwrap();
+        read_until(c, "200 OK");
+    }
+    // A slot freed is a slot again (once the edge has seen the close).
+    drop(three.pop());
+    let end = Instant::now() + WAIT;
+    loop {
+        let mut c = tcp_connect_from("127.0.0.9", server);
+        let _ = c.write_all(OPTIONS);
+        let got = read_to_close_or_answer(&mut c);
+        if got.contains("200 OK") {
+            break;
+        }
+        assert!(Instant::now() < end, "the freed slot was never given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    edge.stop();
+}
+
+/// Reads until an answer arrives or the server closes the connection.
+fn read_to_close_or_answer(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                got.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&got).contains("200 OK") {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }

@@ -20,6 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use trunkstore_sip::message::Message;
 
+mod admission;
 pub mod auth;
 mod branch;
 pub mod callerid;
@@ -149,6 +150,28 @@ impl Proxy {
     /// that has had a carrier call since start, zero included (metrics, shutdown log).
     pub fn trunks_in_use(&self) -> Vec<(String, u32)> {
         self.state.trunks.in_use()
+    }
+
+    /// Is traffic from `from` let in now? False while its address is banned (behaviour.md
+    /// §8), unless it is a carrier's or an IP-auth server's. Lock-free (no lock is taken
+    /// unless the address is banned): the edge asks it for every datagram and every TCP
+    /// message before any parsing, and drops what it refuses. A refusal is counted
+    /// (`dropped_banned`).
+    pub fn admits(&self, from: SocketAddr, now: Instant) -> bool {
+        admission::admits(&self.state, from, now)
+    }
+
+    /// May `from` open one more inbound TCP connection, having `open` already (counted by
+    /// the edge per [`auth::source_key`])? No while banned or at the per-source `limit`;
+    /// carriers and IP-auth servers always may. A refusal is counted.
+    pub fn admits_connection(
+        &self,
+        from: SocketAddr,
+        open: usize,
+        limit: usize,
+        now: Instant,
+    ) -> bool {
+        admission::admits_connection(&self.state, from, open, limit, now)
     }
 
     /// Auth failures, bans and drops of the protection layer (metrics).

@@ -14,7 +14,7 @@ use trunkstore_routing::{RouteInfo, ServerId, Snapshot};
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::validate::Checked;
 
-use crate::auth::{AuthOutcome, AuthRequest, Verdict};
+use crate::auth::{AuthOutcome, AuthRequest};
 use crate::callerid::{self, IdentityEdit, Side};
 use crate::engine::Ctx;
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, FailoverRule};
@@ -51,13 +51,10 @@ fn authenticate(
     if let Some(server) = snap.ip_server(from.addr) {
         return Ok((server.id, false));
     }
+    // Bans, scanners and the rate limit were checked for every request on arrival
+    // (`admission::screen_request`).
     let ip = from.addr.ip();
     let state = cx.state;
-    let ua = msg.header(HeaderName::UserAgent);
-    if let Verdict::Drop(reason) = state.protection.check_request(ip, false, ua, cx.now) {
-        tracing::debug!(source = %from.addr, ?reason, "request dropped");
-        return Err(Box::new(Decision::Drop));
-    }
     let Some(credentials) = msg.header(HeaderName::ProxyAuthorization) else {
         return Err(Box::new(challenge(cx, snap, checked, ip, false)));
     };

@@ -72,6 +72,9 @@ pub(crate) fn server_key(cx: &Ctx<'_>, msg: &Message, via: &Via<'_>, class: Meth
 }
 
 pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: Message) {
+    if !crate::admission::screen_request(cx, from, &msg) {
+        return;
+    }
     let method = msg.method().unwrap_or(Method::Other);
     if method == Method::Ack {
         // Never answered: without a usable Via it is dropped.

@@ -187,12 +187,14 @@ fn render_protection(out: &mut String, p: &ProtectionStats) {
         out,
         "trunkstore_protection_dropped_total",
         "counter",
-        "Requests dropped silently by the protection layer, by reason.",
+        "Requests, datagrams and TCP connections dropped silently by the protection layer, by reason.",
     );
     for (reason, n) in [
         ("banned", p.dropped_banned),
         ("scanner", p.dropped_scanner),
         ("rate_limited", p.dropped_rate_limited),
+        ("banned_connection", p.dropped_banned_connections),
+        ("tcp_per_source", p.dropped_source_connections),
     ] {
         let _ = writeln!(
             out,

@@ -8,11 +8,12 @@
 //! * [`Protection`]: per-source rate limit, bans after repeated auth failures, scanner
 //!   user agents.
 //!
-//! Intended use by the engine, for an out-of-dialog request from a source that is not a
-//! carrier or IP-auth server (those pass `exempt = true` to [`Protection`] and skip
-//! digest auth):
+//! Use by the engine: every request first goes through [`Protection::check_request`]
+//! (`crate::admission::screen_request`, with `exempt = true` for carriers and IP-auth
+//! servers): `Drop` → send nothing. Then, for an out-of-dialog request from a source that
+//! is not a carrier or IP-auth server (those skip digest auth):
 //!
-//! 1. [`Protection::check_request`]: `Drop` → send nothing.
+//! 1. (screened above)
 //! 2. No `Proxy-Authorization` → 407 with [`Authenticator::challenge`] (`stale = false`).
 //! 3. [`Authenticator::verify`]: `Ok` → [`Protection::record_success`], route as that
 //!    server; `Challenge`/`Stale`/`Replay` → 407 with `challenge(.., outcome.stale())`;
@@ -31,7 +32,7 @@ mod verify;
 mod tests;
 
 pub use nonce::NonceKey;
-pub use protect::{DropReason, Protection, ProtectionConfig, ProtectionStats, Verdict};
+pub use protect::{source_key, DropReason, Protection, ProtectionConfig, ProtectionStats, Verdict};
 pub use verify::{
     AuthOutcome, AuthRequest, Authenticator, ChallengeHeaders, Forbidden, PROXY_AUTHENTICATE,
 };

@@ -20,12 +20,20 @@
 //!   entries are evicted down to 7/8 of the cap. Sweeps run at most once a second; in
 //!   between, sources that find no room share one overflow bucket (same rate and burst),
 //!   so a flood of distinct addresses can neither grow the table nor bypass the limit.
+//! * Bans are also published as an immutable set swapped whole on each new ban
+//!   ([`Protection::is_banned`]): the edge asks it for every datagram and TCP message
+//!   before parsing, so the read must not wait on any lock. Bans are rare (each takes
+//!   `ban_threshold` failed authentications), so copying the set per ban is cheap; expired
+//!   bans are dropped from it at the next copy, which keeps it no larger than the bans in
+//!   force plus one.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 /// How long a successful authentication exempts its source from the rate limit.
@@ -88,9 +96,14 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
+    /// A request, datagram or TCP message from a banned source.
     Banned,
     Scanner,
     RateLimited,
+    /// A TCP connection from a banned source, refused at accept.
+    BannedConnection,
+    /// A TCP connection over the per-source limit, closed at accept.
+    SourceConnections,
 }
 
 /// Counters for metrics (monotonic, except the gauges).
@@ -103,6 +116,8 @@ pub struct ProtectionStats {
     pub dropped_banned: u64,
     pub dropped_scanner: u64,
     pub dropped_rate_limited: u64,
+    pub dropped_banned_connections: u64,
+    pub dropped_source_connections: u64,
     /// Gauge: sources tracked now.
     pub tracked_sources: usize,
 }
@@ -128,6 +143,8 @@ struct Counters {
     dropped_banned: AtomicU64,
     dropped_scanner: AtomicU64,
     dropped_rate_limited: AtomicU64,
+    dropped_banned_connections: AtomicU64,
+    dropped_source_connections: AtomicU64,
 }
 
 /// Shared by all workers.
@@ -138,6 +155,8 @@ pub struct Protection {
     scanners: Vec<Vec<u8>>,
     epoch: Instant,
     sources: DashMap<IpAddr, SourceState>,
+    /// Banned source keys → end of the ban (ms); see the module doc.
+    bans: ArcSwap<HashMap<IpAddr, u64>>,
     /// Bucket shared by the sources that found no room in the table: (tokens, refilled).
     overflow: Mutex<(u64, u64)>,
     last_sweep: AtomicU64,
@@ -159,6 +178,7 @@ impl Protection {
             scanners,
             epoch,
             sources: DashMap::new(),
+            bans: ArcSwap::from_pointee(HashMap::new()),
             overflow: Mutex::new((full, 0)),
             last_sweep: AtomicU64::new(0),
             counters: Counters::default(),
@@ -182,13 +202,11 @@ impl Protection {
         if exempt {
             return Verdict::Allow;
         }
+        if self.is_banned(source, now) {
+            return self.drop(DropReason::Banned);
+        }
         let now = self.ms(now);
         let key = source_key(source);
-        if let Some(s) = self.sources.get(&key) {
-            if s.banned_until > now {
-                return self.drop(DropReason::Banned);
-            }
-        }
         if user_agent.is_some_and(|ua| self.is_scanner(ua)) {
             return self.drop(DropReason::Scanner);
         }
@@ -221,8 +239,25 @@ impl Protection {
         }
         s.banned_until = now + u64::from(self.config.ban_secs) * 1000;
         s.failures = 0;
+        let until = s.banned_until;
+        // The table's entry guard first: publishing never holds both.
+        drop(s);
+        self.publish_ban(source_key(source), until, now);
         self.counters.bans_total.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Adds a ban to the published set, dropping the expired ones.
+    fn publish_ban(&self, key: IpAddr, until: u64, now: u64) {
+        self.bans.rcu(|current| {
+            let mut next: HashMap<IpAddr, u64> = current
+                .iter()
+                .filter(|(_, &end)| end > now)
+                .map(|(&k, &end)| (k, end))
+                .collect();
+            next.insert(key, until);
+            next
+        });
     }
 
     /// `source` authenticated: no rate limit for it for [`TRUSTED_SECS`].
@@ -233,11 +268,27 @@ impl Protection {
         }
     }
 
+    /// Is `source` banned now? Lock-free (an atomic load of the published set, and a
+    /// lookup only when some ban was ever made): cheap enough for every packet.
     pub fn is_banned(&self, source: IpAddr, now: Instant) -> bool {
+        let bans = self.bans.load();
+        if bans.is_empty() {
+            return false;
+        }
         let now = self.ms(now);
-        self.sources
-            .get(&source_key(source))
-            .is_some_and(|s| s.banned_until > now)
+        bans.get(&source_key(source)).is_some_and(|&end| end > now)
+    }
+
+    /// Entries of the published ban set, expired ones included (tests of its bound).
+    #[cfg(test)]
+    pub(crate) fn published_bans(&self) -> usize {
+        self.bans.load().len()
+    }
+
+    /// Counts something refused outside [`Protection::check_request`] (the edge's
+    /// questions); returns the verdict to pass on.
+    pub fn refuse(&self, reason: DropReason) -> Verdict {
+        self.drop(reason)
     }
 
     /// Does this User-Agent value contain a scanner pattern (case-insensitive)?
@@ -255,10 +306,12 @@ impl Protection {
         ProtectionStats {
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             bans_total: c.bans_total.load(Ordering::Relaxed),
-            bans_active: self.sources.iter().filter(|s| s.banned_until > now).count(),
+            bans_active: self.bans.load().values().filter(|&&end| end > now).count(),
             dropped_banned: c.dropped_banned.load(Ordering::Relaxed),
             dropped_scanner: c.dropped_scanner.load(Ordering::Relaxed),
             dropped_rate_limited: c.dropped_rate_limited.load(Ordering::Relaxed),
+            dropped_banned_connections: c.dropped_banned_connections.load(Ordering::Relaxed),
+            dropped_source_connections: c.dropped_source_connections.load(Ordering::Relaxed),
             tracked_sources: self.sources.len(),
         }
     }
@@ -268,6 +321,8 @@ impl Protection {
             DropReason::Banned => &self.counters.dropped_banned,
             DropReason::Scanner => &self.counters.dropped_scanner,
             DropReason::RateLimited => &self.counters.dropped_rate_limited,
+            DropReason::BannedConnection => &self.counters.dropped_banned_connections,
+            DropReason::SourceConnections => &self.counters.dropped_source_connections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Verdict::Drop(reason)
@@ -378,8 +433,9 @@ impl Protection {
     }
 }
 
-/// IPv4 (and IPv4-mapped IPv6) per address, IPv6 per /64.
-fn source_key(ip: IpAddr) -> IpAddr {
+/// IPv4 (and IPv4-mapped IPv6) per address, IPv6 per /64: the unit bans, rate limits and
+/// the edge's per-source connection limit count by.
+pub fn source_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

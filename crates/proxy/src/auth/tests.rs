@@ -661,6 +661,31 @@ fn auth_ban_after_failures_and_unban_after_ban_time() {
 }
 
 #[test]
+fn auth_published_bans_forget_expired_ones_and_cover_an_ipv6_64() {
+    let config = ProtectionConfig {
+        ban_threshold: 1,
+        ban_secs: 10,
+        ..ProtectionConfig::default()
+    };
+    let (p, t0) = protection(config);
+    assert!(p.record_failure(ip(1), false, t0));
+    assert!(p.record_failure(ip(2), false, t0 + Duration::from_secs(5)));
+    assert_eq!(p.published_bans(), 2);
+    // ip(1)'s ban is over when ip(3) is banned: the new set leaves it out.
+    let later = t0 + Duration::from_secs(12);
+    assert!(p.record_failure(ip(3), false, later));
+    assert_eq!(p.published_bans(), 2);
+    assert!(!p.is_banned(ip(1), later));
+    assert!(p.is_banned(ip(2), later) && p.is_banned(ip(3), later));
+    // IPv6: the whole /64, not its neighbour.
+    let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(p.record_failure(v6("2001:db8::1"), false, later));
+    assert!(p.is_banned(v6("2001:db8::ffff:1"), later));
+    assert!(!p.is_banned(v6("2001:db8:0:1::1"), later));
+    assert_eq!(p.stats(later).bans_active, 3);
+}
+
+#[test]
 fn auth_failures_outside_the_window_do_not_ban() {
     let (p, t0) = protection(ProtectionConfig::default());
     for i in 0..30 {
