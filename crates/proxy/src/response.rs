@@ -7,7 +7,7 @@ use trunkstore_sip::validate::validate_response;
 
 use crate::engine::{lock, Ctx};
 use crate::keys::ClientKey;
-use crate::{branch, proxying, sipview};
+use crate::{branch, late2xx, proxying, sipview};
 
 pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
     let Ok(via) = validate_response(&msg) else {
@@ -28,7 +28,10 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, msg: Message) {
     match entry {
         Some(e) => {
             let mut t = lock(&e.txn);
-            proxying::on_branch_response(cx, &mut t, usize::from(e.branch), cancel, msg);
+            let idx = usize::from(e.branch);
+            if !late2xx::on_response(cx, &mut t, idx, id, &msg) {
+                proxying::on_branch_response(cx, &mut t, idx, cancel, msg);
+            }
             proxying::settle(cx.state, &mut t);
         }
         None => forward_stateless(cx, &msg),
