@@ -248,6 +248,48 @@ fn answer_timeout_fails_over_and_a_late_200_is_hung_up() {
     );
 }
 
+/// Item 9 of issue 13: the PBX answers 200 after the answer timeout made the proxy
+/// CANCEL it, and that exchange loses 20% of its datagrams (SIPp `-lost 20` on the PBX
+/// side; uas-ring-late-lossy.xml). Every late 200 must still be ACKed and hung up: the
+/// PBX gets the BYE of every call (timer E brings it through), along the 200's route
+/// set, and answers it; the caller only ever sees its 408.
+#[test]
+fn late_200s_under_20_percent_loss_are_all_acked_and_hung_up() {
+    const CALLS: usize = 30;
+    let p = pbx(json!({"timeout": 1}));
+    let scene = Scene::start("late-200-lossy", std::slice::from_ref(&p));
+    let primary = Uas::start_with(
+        &scene.dir,
+        "primary",
+        "uas-ring-late-lossy.xml",
+        p.port,
+        CALLS as u64,
+        60,
+        &["-lost", "20"],
+    );
+    // Concurrent calls (10/s): each ends with 408 at the 1 s answer timeout.
+    let mut uac = scene.carrier("uac", "uac-timed.xml", timed_lines(&p, "-", 408, CALLS));
+    uac.rate = 10;
+    let run = uac.run(&scene.dir).check();
+    let timer = check_timer(&scene.dir, "uac", 1000.0, CALLS);
+    let uas = primary.finish(Duration::from_secs(40));
+    let n = CALLS as u64;
+    let metrics = check_metrics(
+        &scene,
+        &[
+            ("trunkstore_late_2xx_total", n),
+            ("trunkstore_late_2xx_byes_total{outcome=\"answered\"}", n),
+            ("trunkstore_late_2xx_byes_total{outcome=\"refused\"}", 0),
+            ("trunkstore_late_2xx_byes_total{outcome=\"timeout\"}", 0),
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"answered\"}",
+                0,
+            ),
+        ],
+    );
+    scene.finish(vec![run, timer, uas, metrics]);
+}
+
 /// Nobody listens at the PBX's address: timer B (64·T1, T1 = 50 ms here) ends the
 /// attempt and the failover runs.
 #[test]

@@ -145,13 +145,24 @@ impl Uas {
         calls: u64,
         max_secs: u64,
     ) -> Uas {
+        Uas::start_with(dir, name, scenario_file, port, calls, max_secs, &[])
+    }
+
+    /// As [`Uas::start`], with more SIPp arguments (`-lost 20`…).
+    pub fn start_with(
+        dir: &TestDir,
+        name: &str,
+        scenario_file: &str,
+        port: u16,
+        calls: u64,
+        max_secs: u64,
+        extra: &[&str],
+    ) -> Uas {
         let files = SippFiles::new(dir, name);
         let mut cmd = base_command(scenario_file, port);
-        cmd.args(["-m", &calls.to_string()]).args([
-            "-timeout",
-            &format!("{max_secs}s"),
-            "-timeout_error",
-        ]);
+        cmd.args(["-m", &calls.to_string()])
+            .args(["-timeout", &format!("{max_secs}s"), "-timeout_error"])
+            .args(extra);
         files.trace_args(&mut cmd);
         let mut proc = Proc::spawn(name, cmd, dir.path());
         harness::wait_udp_bound(&mut proc, port, Duration::from_secs(5));

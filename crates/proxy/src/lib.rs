@@ -28,6 +28,7 @@ mod calls;
 pub mod config;
 mod engine;
 mod keys;
+mod late2xx;
 mod local;
 pub mod metrics;
 mod outbound;

@@ -136,6 +136,32 @@ impl Refusal {
     }
 }
 
+/// How the BYE the proxy sent for an unwanted late 2xx ended (behaviour.md §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateByeOutcome {
+    /// A 2xx: the callee's leg is down.
+    Answered,
+    /// Another final response (481: the callee had no such dialog any more, …).
+    Refused,
+    /// No final response before timer F: the leg may still be up.
+    Timeout,
+}
+
+impl LateByeOutcome {
+    const ALL: [LateByeOutcome; 3] = [
+        LateByeOutcome::Answered,
+        LateByeOutcome::Refused,
+        LateByeOutcome::Timeout,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            LateByeOutcome::Answered => "answered",
+            LateByeOutcome::Refused => "refused",
+            LateByeOutcome::Timeout => "timeout",
+        }
+    }
+}
+
 /// Reason phrase of an out-of-dialog request refused for its Route (as Kamailio's
 /// default configuration says it).
 pub const PRELOAD_ROUTE_DENIED: &str = "Preload Route denied";
@@ -204,6 +230,9 @@ pub struct ProxyMetrics {
     first_provisional: [Histogram; 3],
     /// INVITE sent on a branch → its final response.
     final_response: [Histogram; 3],
+    /// Late 2xx dialogs the proxy ACKed and BYEd itself, and their BYEs' outcomes.
+    late_2xx: AtomicU64,
+    late_byes: [AtomicU64; 3],
 }
 
 fn bump(counter: &AtomicU64) {
@@ -270,6 +299,24 @@ impl ProxyMetrics {
 
     pub fn stray_responses(&self) -> u64 {
         self.stray_responses.load(Ordering::Relaxed)
+    }
+
+    /// A 2xx on a branch the proxy cancelled itself: a dialog it ACKs and BYEs.
+    pub fn late_2xx_hung_up(&self) {
+        bump(&self.late_2xx);
+    }
+
+    pub fn late_bye_ended(&self, outcome: LateByeOutcome) {
+        bump(&self.late_byes[outcome as usize]);
+    }
+
+    /// Late 2xx dialogs hung up so far (for tests).
+    pub fn late_2xx(&self) -> u64 {
+        self.late_2xx.load(Ordering::Relaxed)
+    }
+
+    pub fn late_byes(&self, outcome: LateByeOutcome) -> u64 {
+        self.late_byes[outcome as usize].load(Ordering::Relaxed)
     }
 
     pub fn first_provisional(&self, direction: Direction, took: Duration) {
@@ -412,6 +459,31 @@ impl ProxyMetrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        family(
+            out,
+            "trunkstore_late_2xx_total",
+            "counter",
+            "2xx answers on branches the proxy had cancelled itself, ACKed and hung up with a BYE.",
+        );
+        let _ = writeln!(
+            out,
+            "trunkstore_late_2xx_total {}",
+            self.late_2xx.load(Ordering::Relaxed)
+        );
+        family(
+            out,
+            "trunkstore_late_2xx_byes_total",
+            "counter",
+            "BYEs for late 2xx answers by outcome (answered, refused, timeout: no answer by timer F).",
+        );
+        for o in LateByeOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "trunkstore_late_2xx_byes_total{{outcome=\"{}\"}} {}",
+                o.label(),
+                self.late_byes(o)
+            );
+        }
         for (name, help, hists) in [
             (
                 "trunkstore_first_provisional_seconds",
@@ -453,6 +525,8 @@ mod tests {
         m.first_provisional(Direction::Inbound, Duration::from_millis(3));
         m.first_provisional(Direction::Inbound, Duration::from_millis(70));
         m.final_response(Direction::Inbound, Duration::from_secs(60));
+        m.late_2xx_hung_up();
+        m.late_bye_ended(LateByeOutcome::Timeout);
         let mut page = String::new();
         m.render(&mut page);
         for line in [
@@ -460,6 +534,9 @@ mod tests {
             "trunkstore_calls_total{direction=\"outbound\",outcome=\"rejected\"} 1",
             "trunkstore_failovers_total{reason=\"timeout\"} 1",
             "trunkstore_auth_failures_total 1",
+            "trunkstore_late_2xx_total 1",
+            "trunkstore_late_2xx_byes_total{outcome=\"timeout\"} 1",
+            "trunkstore_late_2xx_byes_total{outcome=\"answered\"} 0",
             "trunkstore_first_provisional_seconds_bucket{direction=\"inbound\",le=\"0.005\"} 1",
             "trunkstore_first_provisional_seconds_bucket{direction=\"inbound\",le=\"0.1\"} 2",
             "trunkstore_first_provisional_seconds_count{direction=\"inbound\"} 2",

@@ -8,7 +8,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use trunkstore_sip::build;
 use trunkstore_sip::edit::Editor;
 use trunkstore_sip::message::{HeaderName, Message};
-use trunkstore_sip::nameaddr::contacts;
 use trunkstore_sip::parse::parse_datagram;
 
 use crate::callerid::IdentityEdit;
@@ -26,7 +25,7 @@ use crate::transaction::{
     Timers,
 };
 use crate::util::{ip_text, mix};
-use crate::{branch, calls, local, sipview, Peer, Transport};
+use crate::{branch, calls, local, Peer, Transport};
 
 fn tidx(t: Transport) -> usize {
     match t {
@@ -192,6 +191,7 @@ fn start_attempt(cx: &mut Ctx<'_>, t: &mut ProxyTxn, attempt: &Attempt) -> bool 
         is_failover: attempt.is_failover,
         ignore_early_media: attempt.ignore_early_media,
         sent: is_invite.then_some(now),
+        late: None,
     });
     let target = TimerTarget::Branch(t.key, idx16);
     cx.schedule(target, &mut timers);
@@ -843,15 +843,14 @@ fn memchr_crlf(b: &[u8]) -> Option<usize> {
 
 /// A 2xx goes upstream at once, retransmissions too (RFC 6026); the server transaction
 /// moves to Accepted. On a branch the proxy itself cancelled, the dialog is ours to end:
-/// ACK and BYE it.
+/// ACK and BYE it (late2xx.rs).
 fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     let Some(b) = t.branches.get_mut(idx) else {
         return;
     };
     b.timer_c = None;
     if b.cancelled_by_proxy {
-        let b = &t.branches[idx];
-        ack_and_bye(cx, b, &msg);
+        crate::late2xx::on_2xx(cx, t, idx, &msg);
         return;
     }
     let Some(resp) = relay(&msg, t.identity.as_ref(), Trust::of(t)) else {
@@ -879,44 +878,6 @@ fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
     };
     if let Ok(ack) = build::ack_for_non_2xx(&req, resp) {
         send_on(cx, b.peer, ack);
-    }
-}
-
-/// ACK and BYE for a 2xx on a branch we cancelled ourselves: nobody upstream wants it.
-fn ack_and_bye(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
-    let Some(req) = parse_own(cx.state, b.request.as_ref()) else {
-        return;
-    };
-    let target = resp
-        .header(HeaderName::Contact)
-        .and_then(|v| contacts(v).next())
-        .and_then(|c| c.ok())
-        .and_then(|c| c.0.addr().map(|a| a.uri().as_bytes()))
-        .unwrap_or_else(|| req.request_uri());
-    let cseq = sipview::cseq(&req).map_or(1, |c| c.seq);
-    let via_prefix = &cx.state.via_prefix[tidx(b.peer.transport)];
-    for (n, method) in [(0u32, &b"ACK"[..]), (1, b"BYE")] {
-        let id = mix(b.id ^ (0xa5a5 + u64::from(n)));
-        let branch_text = branch::write(id, 0);
-        let mut out = BytesMut::with_capacity(512);
-        let parts: [&[u8]; 4] = [method, b" ", target, b" SIP/2.0\r\nVia: "];
-        for p in parts {
-            out.put_slice(p);
-        }
-        out.put_slice(via_prefix);
-        out.put_slice(&branch_text);
-        out.put_slice(b"\r\nMax-Forwards: 70\r\nFrom: ");
-        out.put_slice(req.header(HeaderName::From).unwrap_or(b""));
-        out.put_slice(b"\r\nTo: ");
-        out.put_slice(resp.header(HeaderName::To).unwrap_or(b""));
-        out.put_slice(b"\r\nCall-ID: ");
-        out.put_slice(sipview::call_id(&req));
-        out.put_slice(b"\r\nCSeq: ");
-        out.put_slice((cseq.saturating_add(n)).to_string().as_bytes());
-        out.put_slice(b" ");
-        out.put_slice(method);
-        out.put_slice(b"\r\nContent-Length: 0\r\n\r\n");
-        send_on(cx, b.peer, out.freeze());
     }
 }
 
@@ -980,6 +941,7 @@ pub(crate) fn on_branch_timer(
                     resend_on(cx, b.peer, c.request.clone());
                 }
             }
+            crate::late2xx::on_timer(cx, b.late.as_deref_mut(), target, kind, at);
         }
         (_, ClientSide::Invite(c)) => match c.on_timer(kind, at, now, &mut timers) {
             // A branch given up on is not pushed any more; if it answers late, it is
@@ -1102,6 +1064,7 @@ pub(crate) fn settle(state: &State, t: &mut ProxyTxn) {
             id: b.id,
             cancel: true,
         });
+        crate::late2xx::forget(state, b);
     }
 }
 

@@ -8,7 +8,7 @@ use trunkstore_sip::validate::validate_response;
 
 use crate::engine::{lock, Ctx};
 use crate::keys::ClientKey;
-use crate::{branch, calls, proxying, sipview, Peer};
+use crate::{branch, calls, late2xx, proxying, sipview, Peer};
 
 pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
     let Ok(via) = validate_response(&msg) else {
@@ -29,7 +29,10 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
     match entry {
         Some(e) if calls::same_party(cx, e.peer, from.addr) => {
             let mut t = lock(&e.txn);
-            proxying::on_branch_response(cx, &mut t, usize::from(e.branch), cancel, msg);
+            let idx = usize::from(e.branch);
+            if !late2xx::on_response(cx, &mut t, idx, id, &msg) {
+                proxying::on_branch_response(cx, &mut t, idx, cancel, msg);
+            }
             proxying::settle(cx.state, &mut t);
         }
         // No transaction of ours asked for it (or not from where we sent the request):

@@ -255,12 +255,15 @@ pub(crate) struct Branch {
     /// When the INVITE went out, until its final response came back (response-time
     /// histograms; `None` for other methods).
     pub sent: Option<Instant>,
+    /// The dialogs of 2xx answers after the proxy cancelled the branch, and their BYEs.
+    pub late: Option<Box<crate::late2xx::Late2xx>>,
 }
 
 impl Branch {
     pub fn is_done(&self) -> bool {
         self.client.is_terminated()
             && !matches!(&self.cancel, CancelState::Sent(c) if !c.client.is_terminated())
+            && crate::late2xx::is_done(self.late.as_deref())
     }
 
     /// Can anything still be built from the request? Retransmissions and the CANCEL while

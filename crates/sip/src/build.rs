@@ -1,5 +1,6 @@
 //! Messages the proxy generates itself: responses to a request (RFC 3261 §8.2.6), CANCEL
-//! (§9.1) and the ACK for a non-2xx final response (§17.1.1.3).
+//! (§9.1), the ACK for a non-2xx final response (§17.1.1.3), and requests inside the
+//! dialog a 2xx set up (§12.1.2, §12.2.1.1: the ACK of a 2xx, a BYE).
 //!
 //! Each builder runs its writer twice, once counting and once writing, so the output is
 //! one allocation of exactly the right size. Header values are copied verbatim from the
@@ -10,8 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::edit::{decimal_len, put_decimal};
 use crate::error::Error;
 use crate::message::{HeaderName, Message, Method};
-use crate::nameaddr::header_params;
+use crate::nameaddr::{contacts, header_params, name_addrs, NameAddr};
 use crate::scan::split_list;
+use crate::uri::Uri;
 
 /// What to put in a response besides the headers copied from the request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,6 +77,140 @@ pub fn ack_for_non_2xx(invite: &Message, resp: &Message) -> Result<Bytes, Error>
         .ok_or(Error::BadSyntax("missing To"))?;
     Ok(build(|w| {
         write_in_dialog_request(w, invite, b"ACK", &parts, to)
+    }))
+}
+
+/// Where requests inside the dialog of a 2xx to our INVITE go (RFC 3261 §12.1.2): the
+/// remote target (the 2xx's Contact URI) and the route set.
+///
+/// The route set is the 2xx's Record-Route in reverse order, minus the entries that were
+/// already in the INVITE as we sent it: those are ours and the upstream elements', which
+/// a request we send towards the callee must not visit (a UAS copies the request's
+/// Record-Route into its 2xx in order, so the entries added downstream of us are the
+/// first `2xx count − INVITE count`).
+#[derive(Debug, Clone)]
+pub struct DialogRoute<'m> {
+    /// The remote target: the 2xx's first Contact URI (the INVITE's Request-URI when the
+    /// 2xx has none, where the INVITE went).
+    pub target: &'m [u8],
+    /// Route set values (name-addrs as received), first hop first.
+    pub routes: Vec<NameAddr<'m>>,
+}
+
+impl<'m> DialogRoute<'m> {
+    /// The route of the dialog `resp` (a 2xx) set up for `invite` (the INVITE as sent).
+    pub fn of(invite: &'m Message, resp: &'m Message) -> Result<DialogRoute<'m>, Error> {
+        if !matches!(resp.status(), Some(200..=299)) {
+            return Err(Error::BadSyntax("a dialog route comes from a 2xx"));
+        }
+        let theirs = record_route(resp)?;
+        let ours = record_route(invite)?.len();
+        let added = theirs.len().saturating_sub(ours);
+        let routes = theirs.into_iter().take(added).rev().collect();
+        let target = match resp.header(HeaderName::Contact) {
+            Some(v) => contacts(v)
+                .next()
+                .ok_or(Error::BadSyntax("empty Contact"))??
+                .0
+                .addr()
+                .ok_or(Error::BadSyntax("Contact * in a 2xx"))?
+                .uri()
+                .as_bytes(),
+            None => invite.request_uri(),
+        };
+        Ok(DialogRoute { target, routes })
+    }
+
+    /// Does the first route loose-route (`;lr`, §16.12)? A strict router takes the
+    /// request with its own URI as Request-URI (§12.2.1.1).
+    fn strict(&self) -> bool {
+        self.routes
+            .first()
+            .is_some_and(|r| !r.sip_uri().is_some_and(Uri::has_lr))
+    }
+
+    /// The URI the request is sent to first: the first route's, else the remote target.
+    pub fn next_hop(&self) -> Result<Uri<'m>, Error> {
+        match self.routes.first() {
+            Some(r) => r
+                .sip_uri()
+                .copied()
+                .ok_or(Error::BadSyntax("Record-Route is not a SIP URI")),
+            None => Uri::parse_in_header(self.target),
+        }
+    }
+}
+
+/// A header `m` must have.
+fn get<'m>(m: &'m Message, h: HeaderName, what: &'static str) -> Result<&'m [u8], Error> {
+    m.header(h).ok_or(Error::BadSyntax(what))
+}
+
+/// Every Record-Route entry of `m`, top first.
+fn record_route(m: &Message) -> Result<Vec<NameAddr<'_>>, Error> {
+    let mut out = Vec::new();
+    for line in m.headers(HeaderName::RecordRoute) {
+        for item in name_addrs(line) {
+            out.push(item?.0);
+        }
+    }
+    Ok(out)
+}
+
+/// A request inside the dialog the 2xx `resp` set up for `invite` (the INVITE as we sent
+/// it), per RFC 3261 §12.2.1.1: Request-URI the remote target and Route the route set
+/// (a strict first route: Request-URI that route, Route the others then the target),
+/// our `via` as the only Via, From and Call-ID of the INVITE, To of the 2xx (its tag),
+/// CSeq `cseq method`. For the ACK of the 2xx, `cseq` is the INVITE's (§13.2.2.4); for
+/// a BYE, the next number (§12.2.1.1).
+pub fn in_dialog(
+    invite: &Message,
+    resp: &Message,
+    route: &DialogRoute<'_>,
+    method: &[u8],
+    cseq: u32,
+    via: &[u8],
+) -> Result<Bytes, Error> {
+    if invite.method() != Some(Method::Invite) {
+        return Err(Error::BadSyntax("a dialog is set up by an INVITE"));
+    }
+    if !matches!(resp.status(), Some(200..=299)) {
+        return Err(Error::BadSyntax("a dialog is set up by a 2xx"));
+    }
+    let from = get(invite, HeaderName::From, "missing From")?;
+    let call_id = get(invite, HeaderName::CallId, "missing Call-ID")?;
+    let to = get(resp, HeaderName::To, "missing To")?;
+    let (ruri, skip) = match route.routes.first().filter(|_| route.strict()) {
+        Some(first) => (first.uri().as_bytes(), 1),
+        None => (route.target, 0),
+    };
+    let routes = &route.routes[skip..];
+    let strict = skip == 1;
+    Ok(build(|w| {
+        w.put(method);
+        w.put(b" ");
+        w.put(ruri);
+        w.put(b" SIP/2.0\r\n");
+        header(w, b"Via", via);
+        w.put(b"Max-Forwards: 70\r\n");
+        for r in routes {
+            w.put(b"Route: <");
+            w.put(r.uri().as_bytes());
+            w.put(b">\r\n");
+        }
+        if strict {
+            w.put(b"Route: <");
+            w.put(route.target);
+            w.put(b">\r\n");
+        }
+        header(w, b"From", from);
+        header(w, b"To", to);
+        header(w, b"Call-ID", call_id);
+        w.put(b"CSeq: ");
+        w.num(cseq);
+        w.put(b" ");
+        w.put(method);
+        w.put(b"\r\nContent-Length: 0\r\n\r\n");
     }))
 }
 
@@ -418,6 +554,124 @@ Content-Length: 0\r\n\r\n";
         ] {
             assert!(cancel(&parse(s)).is_err(), "{}", String::from_utf8_lossy(s));
         }
+    }
+
+    /// Our INVITE as sent: our Record-Route over the caller side's.
+    const SENT: &[u8] = b"INVITE sip:bob@192.0.2.20 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKp, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+Record-Route: <sip:10.0.0.1:5060;lr>\r\n\
+Record-Route: <sip:upstream.example.com;lr>\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: abc@host\r\n\
+CSeq: 4711 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+
+    /// Its 2xx: two entries added downstream (one line with a comma list), ours and the
+    /// upstream one copied.
+    fn ok_2xx(rr: &str, contact: &str) -> Message {
+        parse(
+            format!(
+                "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKp\r\n\
+{rr}\
+From: \"Alice\" <sip:alice@example.com>;tag=1\r\n\
+To: <sip:bob@example.com>;tag=b0b\r\n\
+Call-ID: abc@host\r\n\
+CSeq: 4711 INVITE\r\n\
+{contact}\
+Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    }
+
+    const DOWNSTREAM_RR: &str =
+        "Record-Route: <sip:192.0.2.30:5070;lr>;x=1, <sip:192.0.2.31;lr>\r\n\
+Record-Route: <sip:10.0.0.1:5060;lr>\r\n\
+Record-Route: <sip:upstream.example.com;lr>\r\n";
+
+    #[test]
+    fn dialog_requests_follow_the_2xx_route_set_reversed() {
+        let sent = parse(SENT);
+        let resp = ok_2xx(
+            DOWNSTREAM_RR,
+            "Contact: <sip:bob@192.0.2.20:5062>;expires=9\r\n",
+        );
+        let route = DialogRoute::of(&sent, &resp).unwrap();
+        assert_eq!(route.target, b"sip:bob@192.0.2.20:5062");
+        assert_eq!(route.next_hop().unwrap().as_bytes(), b"sip:192.0.2.31;lr");
+        let via = b"SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKb";
+        let bye = in_dialog(&sent, &resp, &route, b"BYE", 4712, via).unwrap();
+        let expected = b"BYE sip:bob@192.0.2.20:5062 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKb\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:192.0.2.31;lr>\r\n\
+Route: <sip:192.0.2.30:5070;lr>\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=1\r\n\
+To: <sip:bob@example.com>;tag=b0b\r\n\
+Call-ID: abc@host\r\n\
+CSeq: 4712 BYE\r\n\
+Content-Length: 0\r\n\r\n";
+        assert_eq!(
+            String::from_utf8_lossy(&bye),
+            String::from_utf8_lossy(expected)
+        );
+        let ack = parse(&in_dialog(&sent, &resp, &route, b"ACK", 4711, via).unwrap());
+        assert_eq!(ack.method(), Some(Method::Ack));
+        assert_eq!(ack.header(HeaderName::CSeq), Some(&b"4711 ACK"[..]));
+        assert_eq!(ack.headers(HeaderName::Route).count(), 2);
+    }
+
+    #[test]
+    fn without_record_route_the_contact_is_the_next_hop() {
+        let sent = parse(SENT);
+        // Only the entries that were in our INVITE: nothing downstream.
+        let rr = "Record-Route: <sip:10.0.0.1:5060;lr>, <sip:upstream.example.com;lr>\r\n";
+        let resp = ok_2xx(rr, "Contact: <sip:bob@192.0.2.20:5062>\r\n");
+        let route = DialogRoute::of(&sent, &resp).unwrap();
+        assert!(route.routes.is_empty());
+        assert_eq!(
+            route.next_hop().unwrap().as_bytes(),
+            b"sip:bob@192.0.2.20:5062"
+        );
+        let bye = parse(&in_dialog(&sent, &resp, &route, b"BYE", 4712, b"v").unwrap());
+        assert_eq!(bye.request_uri(), b"sip:bob@192.0.2.20:5062");
+        assert_eq!(bye.header(HeaderName::Route), None);
+        // No Contact at all: the INVITE's Request-URI, where the INVITE went.
+        let resp = ok_2xx("", "");
+        let route = DialogRoute::of(&sent, &resp).unwrap();
+        assert_eq!(route.target, b"sip:bob@192.0.2.20");
+    }
+
+    #[test]
+    fn a_strict_first_route_becomes_the_request_uri() {
+        let sent = parse(SENT);
+        let rr = "Record-Route: <sip:192.0.2.40:5060>\r\n\
+Record-Route: <sip:10.0.0.1:5060;lr>, <sip:upstream.example.com;lr>\r\n";
+        let resp = ok_2xx(rr, "Contact: <sip:bob@192.0.2.20>\r\n");
+        let route = DialogRoute::of(&sent, &resp).unwrap();
+        assert_eq!(route.next_hop().unwrap().as_bytes(), b"sip:192.0.2.40:5060");
+        let bye = parse(&in_dialog(&sent, &resp, &route, b"BYE", 4712, b"v").unwrap());
+        assert_eq!(bye.request_uri(), b"sip:192.0.2.40:5060");
+        let routes: Vec<_> = bye.headers(HeaderName::Route).collect();
+        assert_eq!(routes, vec![&b"<sip:bob@192.0.2.20>"[..]]);
+    }
+
+    #[test]
+    fn dialog_requests_need_an_invite_and_a_2xx() {
+        let sent = parse(SENT);
+        let resp = ok_2xx("", "Contact: <sip:bob@192.0.2.20>\r\n");
+        let route = DialogRoute::of(&sent, &resp).unwrap();
+        let busy = parse(b"SIP/2.0 486 Busy\r\nTo: <sip:b>;tag=1\r\n\r\n");
+        assert!(DialogRoute::of(&sent, &busy).is_err());
+        assert!(in_dialog(&sent, &busy, &route, b"BYE", 1, b"v").is_err());
+        let bye = parse(b"BYE sip:a SIP/2.0\r\nFrom: a\r\nCall-ID: c\r\n\r\n");
+        assert!(in_dialog(&bye, &resp, &route, b"BYE", 1, b"v").is_err());
+        let star = ok_2xx("", "Contact: *\r\n");
+        assert!(DialogRoute::of(&sent, &star).is_err());
+        let bad_rr = ok_2xx("Record-Route: <sip:x;lr>, garbage<\r\n", "");
+        assert!(DialogRoute::of(&sent, &bad_rr).is_err());
     }
 
     #[test]
