@@ -515,3 +515,58 @@ fn five_thousand_calls_half_failed_over() {
         backup.finish(UAS_FINISH),
     ]);
 }
+
+/// Issue 13 item 4: a carrier INVITE for a ported number
+/// (`sip:+1NPANXXXXXX;npdi;rn=+1...@proxy`, RFC 4694) and one with a `%2B`-escaped user
+/// reach the DID's PBX (a SIPp UAS) with the user its format asks for, the parameters
+/// kept (e164 and npan keep them; `username` is covered by the proxy's unit tests).
+#[test]
+fn ported_and_escaped_numbers_reach_the_did() {
+    const CALLS: usize = 3;
+    const PARAMS: &str = ";npdi;rn=+14155559999";
+    let pbxs = [
+        Pbx::new("pbx-e164", free_port(), "e164", dids(40, 1)),
+        Pbx::new("pbx-npan", free_port(), "npan", dids(50, 1)),
+    ];
+    let scene = Scene::start("ported-numbers", &pbxs);
+    let uases: Vec<Uas> = pbxs
+        .iter()
+        .map(|p| scene.uas(p.name, "uas-answer.xml", p.port, 2 * CALLS as u64))
+        .collect();
+    let expect = |p: &Pbx| crate::expected_user(&p.dids[0], p.format, None);
+    // Ported: the E.164 form to one PBX, the national form to the other (normalised
+    // after the parameters are split off); uac-ported-call.xml appends PARAMS to the
+    // Request-URI user and to the user the PBX must see.
+    let ported: Vec<String> = vec![
+        format!("{};{}", pbxs[0].dids[0], expect(&pbxs[0])),
+        format!("{};{}", npan(&pbxs[1].dids[0]), expect(&pbxs[1])),
+    ]
+    .into_iter()
+    .flat_map(|l| vec![l; CALLS])
+    .collect();
+    let mut uac = scene.carrier("uac-ported", "uac-ported-call.xml", ported);
+    uac.extra
+        .extend(["-key".to_string(), "user_params".into(), PARAMS.into()]);
+    let ported_run = uac.run(&scene.dir);
+    // Escaped: `%2B1NPANXXXXXX` (uac-call.xml: no parameters).
+    let escaped: Vec<String> = pbxs
+        .iter()
+        .flat_map(|p| {
+            let user = p.dids[0].replacen('+', "%2B", 1);
+            vec![format!("{user};{}", expect(p)); CALLS]
+        })
+        .collect();
+    let escaped_run = scene
+        .carrier("uac-escaped", "uac-call.xml", escaped)
+        .run(&scene.dir);
+    let mut results = vec![ported_run.check(), escaped_run.check()];
+    results.extend(uases.into_iter().map(|u| u.finish(UAS_FINISH)));
+    results.push(check_metrics(
+        &scene,
+        &[(
+            "trunkstore_calls_total{direction=\"inbound\",outcome=\"answered\"}",
+            4 * CALLS as u64,
+        )],
+    ));
+    scene.finish(results);
+}

@@ -9,7 +9,7 @@ use std::fs;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use trunkstore_sip::digest::{
     expected_response, Algorithm, Challenge, Credentials, ResponseParams,
 };
@@ -45,6 +45,11 @@ struct Out {
 
 impl Out {
     fn start(test: &str, trunks: Option<u32>) -> Out {
+        Out::start_with(test, trunks, |_| {})
+    }
+
+    /// As [`Out::start`], with `edit` applied to the connectivity document.
+    fn start_with(test: &str, trunks: Option<u32>, edit: impl FnOnce(&mut Value)) -> Out {
         let _sipp = crate::sipp::sipp_binary();
         let dir = TestDir::new(test);
         let (c1, c2, ce, pw) = (free_port(), free_port(), free_port(), free_port());
@@ -74,7 +79,7 @@ impl Out {
         if let Some(n) = trunks {
             account["trunks"] = json!(n);
         }
-        let doc = json!({
+        let mut doc = json!({
             "name": "outbound",
             "account": account,
             "servers": [
@@ -89,6 +94,7 @@ impl Out {
                  "DIDs": {PW_DID: {}}}
             ]
         });
+        edit(&mut doc);
         let path = dir.file("trunkstore.json");
         fs::write(&path, serde_json::to_string_pretty(&settings).unwrap()).unwrap();
         let docs = dir.path().join("connectivity").join("acme");
@@ -464,6 +470,92 @@ fn emergency_call_goes_to_the_emergency_carrier_with_the_emergency_caller_id() {
         )
         .run(&out.dir);
     out.finish(vec![run.check(), uas.finish(UAS_FINISH), refused.check()]);
+}
+
+/// Issue 13 item 11: a disabled server (IP or password auth) still reaches the
+/// emergency carrier with 911/933 — with no trunk to take (limit 0) — and the proxy logs
+/// it; its other calls are still refused with 403.
+#[test]
+fn disabled_servers_still_place_emergency_calls() {
+    const OFF_PW_EMERGENCY_CID: &str = "+14155554911";
+    let out = Out::start_with("out-disabled-emergency", Some(0), |doc| {
+        let servers = doc["servers"].as_array_mut().unwrap();
+        servers[0]["options"]["enabled"] = json!(false);
+        servers.push(json!({
+            "name": "off-pw", "auth": {"auth_method": "password", "auth_user": "carol",
+                                       "auth_password": "pw"},
+            "options": {"enabled": false,
+                        "emergency_caller_id": {"cid_number": OFF_PW_EMERGENCY_CID}}
+        }));
+    });
+    let uas = out.uas("ce", "uas-callerid.xml", out.ce, 4);
+    let lines = vec![
+        line("911", "911", "1000", SERVER_EMERGENCY_CID),
+        line("933", "933", "1000", SERVER_EMERGENCY_CID),
+    ];
+    let ip_run = out
+        .pbx("pbx-ip", "uac-pbx-call.xml", true, lines)
+        .run(&out.dir);
+    let carol = |number: &str| {
+        let uri = format!("{number}@127.0.0.1:{}", out.setup.port);
+        ["-au", "carol", "-ap", "pw", "-auth_uri", &uri].map(String::from)
+    };
+    let mut pw = out.pbx(
+        "pbx-pw",
+        "uac-auth-call.xml",
+        false,
+        vec![line("911", "911", "1000", OFF_PW_EMERGENCY_CID); 2],
+    );
+    pw.extra.extend(carol("911"));
+    let pw_run = pw.run(&out.dir);
+    // Anything else from them: 403, from the IP PBX and after the password PBX's
+    // (right) credentials.
+    let ip_refused = out
+        .pbx(
+            "pbx-ip-refused",
+            "uac-reject.xml",
+            true,
+            vec![format!("{NUMBER};403;70"); 2],
+        )
+        .run(&out.dir);
+    let mut pw_refused = out.pbx(
+        "pbx-pw-refused",
+        "uac-auth-refused.xml",
+        false,
+        vec![NUMBER.into(); 2],
+    );
+    pw_refused.extra.extend(carol(NUMBER));
+    let pw_refused = pw_refused.run(&out.dir);
+    // The log is written asynchronously: allow it a moment (bounded).
+    let count = || {
+        out.proxy
+            .log()
+            .matches("disabled server placed an emergency call")
+            .count()
+    };
+    let mut logged = count();
+    for _ in 0..50 {
+        if logged >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        logged = count();
+    }
+    let logged = if logged == 4 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{logged} emergency log lines for 4 calls from disabled servers"
+        ))
+    };
+    out.finish(vec![
+        ip_run.check(),
+        pw_run.check(),
+        uas.finish(UAS_FINISH),
+        ip_refused.check(),
+        pw_refused.check(),
+        logged,
+    ]);
 }
 
 #[test]

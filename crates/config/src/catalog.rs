@@ -1,7 +1,7 @@
 //! The whole system: settings plus every valid connectivity document, with the rules that
 //! span documents (behaviour.md §1): a DID is claimed once in the whole system, two IP-auth
-//! servers never share an address, and no IP-auth server hides behind a carrier's trusted
-//! sources.
+//! servers never share an address, no IP-auth server hides behind a carrier's trusted
+//! sources, and no document points the proxy at a carrier or at itself (`targets`).
 //!
 //! Documents are taken *in order*: when two conflict, the error is reported on the later
 //! one and names the earlier one. [`load_connectivity_dir`](crate::load_connectivity_dir)
@@ -100,6 +100,7 @@ impl Catalog {
             } else {
                 claims.claim_document(doc, &mut errors);
                 check_carrier_overlap(doc, &settings.carriers, &mut errors);
+                crate::targets::check_targets(doc, &settings, &mut errors);
             }
             if !errors.is_empty() {
                 failures.push(document_errors(doc, errors));

@@ -24,7 +24,8 @@ pub struct ValidationError {
     pub path: String,
     /// JSON-schema style keyword: `type`, `minimum`, `maximum`, `minLength`, `maxLength`,
     /// `enum`, `required`, `pattern`, `format`, `unique`, `forbidden_characters`,
-    /// `additionalProperties`, `minItems`.
+    /// `additionalProperties`, `minItems`, `forbidden_address` (a document pointing at a
+    /// carrier or at the proxy, behaviour.md §1).
     pub keyword: &'static str,
     /// Human-readable explanation.
     pub message: String,

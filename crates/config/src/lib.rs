@@ -26,6 +26,7 @@ pub mod ids;
 pub mod numbers;
 mod settings;
 mod storage;
+mod targets;
 mod validate;
 mod walk;
 

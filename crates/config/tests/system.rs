@@ -126,13 +126,20 @@ fn ip_auth_server_covered_by_a_carrier_source() {
             assert!(e.message.contains("carrier 'carrier1'"), "{}", e.message);
         }
     }
-    // Password servers are told apart by credentials, not addresses.
+    // Password servers are told apart by credentials, not addresses; but their `auth.ip`
+    // is where inbound calls go, and a carrier's source is no place to send them (issue
+    // 13 item 6: `forbidden_address`, not an identity clash).
     let pw = doc(
         "acme",
         "pw",
         json!({"servers": [{"auth": {"auth_method": "password", "auth_user": "u", "auth_password": "p", "ip": "192.0.2.9"}}]}),
     );
-    assert!(Catalog::build(settings(carriers), [pw]).is_ok());
+    let failures = Catalog::build(settings(carriers), [pw]).unwrap_err();
+    let (_, e) = single_error(&failures);
+    assert_eq!(
+        (e.path.as_str(), e.keyword),
+        ("servers.0.auth.ip", "forbidden_address")
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod branch;
 pub mod callerid;
 mod calls;
 pub mod config;
+pub mod dialled;
 mod engine;
 mod keys;
 mod late2xx;

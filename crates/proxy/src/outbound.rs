@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use trunkstore_config::numbers::{format_user, normalize};
 use trunkstore_config::{CallerId, Carrier, Gateway, Host, Settings, SipHeader};
-use trunkstore_routing::{RouteInfo, ServerId, Snapshot};
+use trunkstore_routing::{RouteInfo, ServerId, ServerInfo, Snapshot};
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::validate::Checked;
 
@@ -117,16 +117,27 @@ fn route_call(
     checked: &Checked<'_>,
 ) -> Decision {
     let server = snap.server(id);
-    if !server.enabled {
-        return Decision::Reject(403, "Forbidden");
-    }
-    let dialled = checked.request_uri.user();
-    let Some(dialled) = dialled.and_then(|u| std::str::from_utf8(u).ok()) else {
-        return Decision::Reject(404, "Not Found");
+    let Some(user) = checked.request_uri.user() else {
+        return refuse_disabled(server).unwrap_or(Decision::Reject(404, "Not Found"));
+    };
+    // §2: user parameters (RFC 4694 `;npdi;rn=`) split off, `%xx` decoded.
+    let dialled = match crate::dialled::parse(user) {
+        Ok(d) => d,
+        Err((status, reason)) => {
+            return refuse_disabled(server).unwrap_or(Decision::Reject(status, reason))
+        }
     };
     // Emergency numbers as dialled, before normalisation (§5.2).
-    let emergency = snap.settings().is_emergency(dialled);
-    let number = normalize(dialled);
+    let emergency = snap.settings().is_emergency(&dialled.number);
+    // §3: a disabled server places no calls, except emergency calls (issue 13 item 11).
+    if !emergency {
+        if let Some(refusal) = refuse_disabled(server) {
+            return refusal;
+        }
+    } else if !server.enabled {
+        log_disabled_emergency(msg, server, &dialled.number);
+    }
+    let number = normalize(&dialled.number);
     let own = snap.server_route(id);
     let presented = presented_did(snap, id, checked);
     let (cid, headers) = caller_id_and_headers(own, presented, emergency);
@@ -137,13 +148,12 @@ fn route_call(
             side: Side::FromPbx,
             initial: true,
         });
-    if !emergency {
-        if let Some(route) = snap.did(&number).filter(|r| !r.force_outbound) {
-            return on_net(cx, &number, route, method, identity, digest);
-        }
+    if !emergency && snap.did(&number).is_some_and(|r| !r.force_outbound) {
+        return on_net(cx, &number, dialled.params, method, identity, digest);
     }
     let seed = cx.state.hasher.u64(&[sipview::call_id(msg)]);
-    let attempts = carrier_attempts(snap.settings(), &number, emergency, seed, headers);
+    let settings = snap.settings();
+    let attempts = carrier_attempts(settings, &number, dialled.params, emergency, seed, headers);
     if attempts.is_empty() {
         return Decision::Reject(404, "No Route");
     }
@@ -164,15 +174,33 @@ fn route_call(
     .into()
 }
 
-/// The route of the DID the PBX presents as its From user, when it is one of its own.
+/// 403 for a disabled server (§3); `None` when it is enabled.
+fn refuse_disabled(server: &ServerInfo) -> Option<Decision> {
+    (!server.enabled).then_some(Decision::Reject(403, "Forbidden"))
+}
+
+/// A disabled customer still reaches 911 (§3): said in the log, as operators must know.
+fn log_disabled_emergency(msg: &Message, server: &ServerInfo, number: &str) {
+    tracing::warn!(
+        call_id = %String::from_utf8_lossy(sipview::call_id(msg)),
+        account = &*server.account,
+        server = server.name.as_deref().unwrap_or("-"),
+        number,
+        "disabled server placed an emergency call; routed to the carriers"
+    );
+}
+
+/// The route of the DID the PBX presents as its From user, when it is one of its own. The
+/// user is read as a dialled number is (§2: parameters split off, escapes decoded).
 fn presented_did<'s>(
     snap: &'s Snapshot,
     id: ServerId,
     checked: &Checked<'_>,
 ) -> Option<&'s RouteInfo> {
     let user = checked.from.sip_uri()?.user()?;
-    let user = std::str::from_utf8(user).ok()?;
-    snap.did(&normalize(user)).filter(|r| r.server.id == id)
+    let dialled = crate::dialled::parse(user).ok()?;
+    snap.did(&normalize(&dialled.number))
+        .filter(|r| r.server.id == id)
 }
 
 /// §5.3: emergency caller ID (server, else account) for emergency numbers; else the
@@ -194,10 +222,11 @@ fn caller_id_and_headers<'r>(
 }
 
 /// §5.2.1: straight to the DID's server with every inbound rule; no trunk.
+/// `params`: the dialled user parameters, kept on the Request-URI (§2).
 fn on_net(
     cx: &Ctx<'_>,
     number: &str,
-    _route: &RouteInfo,
+    params: &str,
     method: Method,
     identity: Option<IdentityEdit>,
     digest: bool,
@@ -206,7 +235,8 @@ fn on_net(
         return Decision::Reject(404, "Not Found");
     };
     let rule = cx.state.cfg.failover_on;
-    match route::to_route(number, &inbound, method == Method::Invite, rule) {
+    let is_invite = method == Method::Invite;
+    match route::to_route_with_params(number, &inbound, is_invite, rule, params) {
         Decision::Forward(mut plan) => {
             plan.direction = Direction::OnNet;
             plan.identity = identity;
@@ -220,9 +250,12 @@ fn on_net(
 /// The carriers for `number` (normalised) as attempts, one per gateway: those whose rule
 /// takes the number, emergency carriers first for an emergency number, then by priority,
 /// weighted random within a priority (seeded: the same call always gets the same order).
+/// `params`: the dialled user parameters (escaped, leading `;`), kept on every carrier's
+/// Request-URI (§2).
 pub(crate) fn carrier_attempts(
     settings: &Settings,
     number: &str,
+    params: &str,
     emergency: bool,
     seed: u64,
     headers: Option<Arc<[SipHeader]>>,
@@ -239,7 +272,7 @@ pub(crate) fn carrier_attempts(
     let mut out = Vec::with_capacity(carriers.len());
     for c in carriers {
         for gw in &c.gateways {
-            let mut a = Attempt::to(Some(carrier_uri(c, gw, number)), gateway_peer(gw));
+            let mut a = Attempt::to(Some(carrier_uri(c, gw, number, params)), gateway_peer(gw));
             a.progress_timeout = progress;
             a.answer_timeout = answer;
             a.headers = headers.clone();
@@ -305,9 +338,11 @@ fn next_random(state: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
-/// `sip:<number in the carrier's format>@<gateway>` (`;transport=tcp` for TCP).
-fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str) -> Bytes {
-    let user = format_user(number, c.format, None);
+/// `sip:<number in the carrier's format><params>@<gateway>` (`;transport=tcp` for TCP).
+/// The number was decoded from what the PBX sent (§2): it is escaped again, so nothing
+/// in it (`;`, `@`, `?`...) can change the URI's structure.
+fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str, params: &str) -> Bytes {
+    let user = crate::dialled::escape_user(format_user(number, c.format, None));
     let host = match &gw.host {
         Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
         h => h.to_string(),
@@ -316,7 +351,7 @@ fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str) -> Bytes {
         trunkstore_config::Transport::Tcp => ";transport=tcp",
         trunkstore_config::Transport::Udp => "",
     };
-    Bytes::from(format!("sip:{user}@{host}:{}{transport}", gw.port))
+    Bytes::from(format!("sip:{user}{params}@{host}:{}{transport}", gw.port))
 }
 
 /// The gateway as a next hop; a DNS name cannot be reached (the core does no DNS) and

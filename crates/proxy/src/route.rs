@@ -7,6 +7,7 @@
 //! so the routing issues (delay, progress timeout, answer timeout, failover codes) only
 //! extend this module and the fields the core already honours.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -442,14 +443,19 @@ pub fn inbound(
     is_invite: bool,
     rule: FailoverRule,
 ) -> Decision {
-    let Some(user) = request_user.and_then(|u| std::str::from_utf8(u).ok()) else {
+    let Some(user) = request_user else {
         return Decision::Reject(404, "Not Found");
     };
-    let did = normalize(user);
+    // §2: user parameters (RFC 4694 `;npdi;rn=`) split off, `%xx` decoded.
+    let dialled = match crate::dialled::parse(user) {
+        Ok(d) => d,
+        Err((status, reason)) => return Decision::Reject(status, reason),
+    };
+    let did = normalize(&dialled.number);
     let Some(route) = dir.inbound(&did) else {
         return Decision::Reject(404, "Not Found");
     };
-    match to_route(&did, &route, is_invite, rule) {
+    match to_route_with_params(&did, &route, is_invite, rule, dialled.params) {
         Decision::Forward(mut plan) => {
             // Every call from a carrier takes a trunk of the DID's account (§6).
             plan.trunk = Some(route.account.clone());
@@ -462,15 +468,28 @@ pub fn inbound(
 /// The plan for a call to `did` (normalised) on `route` with every inbound rule (§4):
 /// a call from a carrier, or an on-net call from one of our servers (§5.2).
 pub fn to_route(did: &str, route: &InboundRoute, is_invite: bool, rule: FailoverRule) -> Decision {
+    to_route_with_params(did, route, is_invite, rule, "")
+}
+
+/// [`to_route`] for a dialled number that came with user parameters (`;npdi;rn=...`,
+/// escaped, with the leading `;`; empty for none): they follow the number onto the
+/// Request-URI when the route's format writes a number (§4.3).
+pub fn to_route_with_params(
+    did: &str,
+    route: &InboundRoute,
+    is_invite: bool,
+    rule: FailoverRule,
+    params: &str,
+) -> Decision {
     // §3: a disabled server takes no inbound call, and no failover runs for it.
     if !route.enabled && is_invite {
         return Decision::Reject(480, "Temporarily Unavailable");
     }
     let mut attempts = Vec::with_capacity(1 + route.alternates.len());
-    attempts.push(attempt_to_route(did, route));
+    attempts.push(attempt_to_route(did, route, params));
     for (host, port, hop) in &route.alternates {
-        let user = format_user(did, route.format, route.auth_user.as_deref());
-        let mut a = Attempt::inbound(inbound_request_uri(user, host, *port), *hop, route);
+        let user = route_user(did, route, params);
+        let mut a = Attempt::inbound(inbound_request_uri(&user, host, *port), *hop, route);
         // The delay is paid once, before the first attempt.
         a.delay = None;
         attempts.push(a);
@@ -493,10 +512,22 @@ pub fn to_route(did: &str, route: &InboundRoute, is_invite: bool, rule: Failover
 
 /// The attempt for a call to `did` (normalised) on `route`: Request-URI
 /// `sip:<user per inbound_format>@<target>` (§4.3), the route's timers and headers.
-fn attempt_to_route(did: &str, route: &InboundRoute) -> Attempt {
-    let user = format_user(did, route.format, route.auth_user.as_deref());
-    let uri = inbound_request_uri(user, &route.host, route.port);
+fn attempt_to_route(did: &str, route: &InboundRoute, params: &str) -> Attempt {
+    let user = route_user(did, route, params);
+    let uri = inbound_request_uri(&user, &route.host, route.port);
     Attempt::inbound(uri, route.next_hop, route)
+}
+
+/// The Request-URI user for `did` on `route` (§4.3) with the dialled user parameters
+/// kept (§2) — except in the `username` format, where the user is not the number the
+/// parameters describe.
+fn route_user<'a>(did: &'a str, route: &'a InboundRoute, params: &str) -> Cow<'a, str> {
+    let user = format_user(did, route.format, route.auth_user.as_deref());
+    if params.is_empty() || route.format == NumberFormat::Username {
+        Cow::Borrowed(user)
+    } else {
+        Cow::Owned(format!("{user}{params}"))
+    }
 }
 
 /// The failover of a plan whose attempts all failed (§4.8), resolved now because it is
@@ -546,7 +577,7 @@ fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec
             if !route.enabled {
                 return vec![Attempt::to(None, None)];
             }
-            vec![attempt_to_route(&number, &route)]
+            vec![attempt_to_route(&number, &route, "")]
         }
         _ => outbound_targets(dir, plan.account.as_deref(), &number),
     }
@@ -565,7 +596,7 @@ pub fn outbound_targets(dir: &dyn Directory, _account: Option<&str>, number: &st
     let seed = number.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    crate::outbound::carrier_attempts(settings, number, emergency, seed, None)
+    crate::outbound::carrier_attempts(settings, number, "", emergency, seed, None)
 }
 
 impl From<AttemptPlan> for Decision {

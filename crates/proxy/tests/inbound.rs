@@ -145,6 +145,81 @@ fn request_uri_per_inbound_format_and_nanp_rule() {
     }
 }
 
+/// Issue 13 item 4: ported numbers (RFC 4694 user parameters) and `%2B`-escaped users
+/// find their DID; the parameters follow the number onto the Request-URI in the number
+/// formats, not in `username`; an undecodable user is a 400, not a lookup.
+#[test]
+fn user_parameters_and_escapes_find_the_did() {
+    let formats = [
+        ("+14155551001", NumberFormat::E164, None),
+        ("+14155551002", NumberFormat::Npan, None),
+        ("+14155551003", NumberFormat::OneNpan, None),
+        ("+14155551004", NumberFormat::Username, Some("pbx-user")),
+    ];
+    let mut dir = directory();
+    for (did, format, user) in formats {
+        dir = dir.with_did(
+            did,
+            route(|r| {
+                r.format = format;
+                r.auth_user = user.map(Arc::from);
+            }),
+        );
+    }
+    let mut h = H::with(test_config(), dir);
+    let cases = [
+        // (Request-URI user from the carrier, expected user toward the server)
+        (
+            "+14155551001;npdi;rn=+14155550000",
+            "+14155551001;npdi;rn=+14155550000",
+        ),
+        (
+            "4155551002;npdi;rn=+14155550000",
+            "4155551002;npdi;rn=+14155550000",
+        ),
+        (
+            "14155551003;rn=%2B14155550000;npdi",
+            "14155551003;rn=%2B14155550000;npdi",
+        ),
+        // username: the user is not the number, so no number parameters.
+        ("+14155551004;npdi;rn=+14155550000", "pbx-user"),
+        ("%2B14155551001", "+14155551001"),
+        ("%2b14155551002;npdi", "4155551002;npdi"),
+        ("1%34155551003", "14155551003"),
+    ];
+    for (i, (dialled, expect)) in cases.iter().enumerate() {
+        let id = format!("p{i}");
+        let out = h.feed(udp(CARRIER), &invite_to(&id, dialled));
+        let fwd = to(&out, SERVER);
+        assert_eq!(fwd.len(), 1, "{dialled}: {out:?}");
+        assert_eq!(
+            uri(&fwd[0]),
+            format!("sip:{expect}@10.0.0.5:5080"),
+            "{dialled}"
+        );
+    }
+    // Hostile: escapes that decode to no text, or to control characters (a CR LF that
+    // would be a header if copied raw), are refused outright, and nothing is sent.
+    for (i, dialled) in ["%FF%FE", "%2B1415555%0D%0A1001", "%2B14155551001%00", "%2"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("x{i}");
+        let out = h.feed(udp(CARRIER), &invite_to(&id, dialled));
+        assert!(to(&out, SERVER).is_empty(), "{dialled}");
+        let finals: Vec<_> = out
+            .iter()
+            .filter_map(status)
+            .filter(|s| *s >= 200)
+            .collect();
+        assert!(finals == [400], "{dialled}: {finals:?}");
+    }
+    // An escaped `;` belongs to the number: no such DID.
+    let out = h.feed(udp(CARRIER), &invite_to("y1", "%2B14155551001%3Bnpdi"));
+    assert!(to(&out, SERVER).is_empty());
+    assert_eq!(out.iter().filter_map(status).last(), Some(404));
+}
+
 /// The production directory (routing index): target = auth.ip → options.ip,
 /// auth.port → options.port → 5060; timers DID → server → settings; headers merged.
 fn router_proxy() -> H {

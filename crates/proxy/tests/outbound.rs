@@ -452,6 +452,147 @@ fn disabled_servers_get_403() {
     assert_eq!(status(&out[0]), Some(403));
 }
 
+/// Issue 13 item 11: disabling a customer never blocks 911/933. An emergency call from a
+/// disabled server (IP or password auth) goes to the carriers, emergency carrier first,
+/// and takes no trunk; anything else from it is still 403.
+#[test]
+fn disabled_servers_still_place_emergency_calls() {
+    let mut h = harness();
+    let out = h.feed(udp(OFF_PBX), &pbx_invite("oe1", OFF_PBX, "911", "1", ""));
+    let fwd = forwarded(&out, CE);
+    assert_eq!(uri(&fwd), "sip:911@192.0.2.23:5060");
+    assert_eq!(trunks(&h, "acme"), 0, "emergency calls take no trunk");
+    let out = h.feed(udp(CE), &answer(&fwd, 200, "sip:psap@192.0.2.23"));
+    assert_eq!(final_to(&out, OFF_PBX), Some(200));
+    assert_eq!(trunks(&h, "acme"), 0);
+    // Non-emergency from the same server: still 403, nothing sent anywhere.
+    for (call, number) in [
+        ("oe2", "+12125550100"),
+        ("oe3", "4155552002"),
+        ("oe4", "9110"),
+    ] {
+        let out = h.feed(udp(OFF_PBX), &pbx_invite(call, OFF_PBX, number, "1", ""));
+        assert_eq!(out.len(), 1, "{number}");
+        assert_eq!(status(&out[0]), Some(403), "{number}");
+    }
+
+    // The disabled password server: its right password authenticates; 933 goes out,
+    // other numbers get 403 — however often, they are not auth failures and never ban
+    // the source (ban_threshold is 3), so its next emergency call still goes through.
+    let carol = "10.0.0.77:5060";
+    for i in 0..5 {
+        let out = carol_call(&mut h, carol, &format!("cw{i}"), "+12125550100");
+        assert_eq!(out.len(), 1);
+        assert_eq!(status(&out[0]), Some(403));
+    }
+    let out = carol_call(&mut h, carol, "ce1", "933");
+    let fwd = forwarded(&out, CE);
+    assert_eq!(uri(&fwd), "sip:933@192.0.2.23:5060");
+    assert_eq!(trunks(&h, "acme"), 0);
+}
+
+/// A digest-authenticated INVITE from the disabled password server (carol) at `src`.
+fn carol_call(h: &mut H, src: &str, call: &str, number: &str) -> Vec<Transmit> {
+    let out = h.feed(udp(src), &pbx_invite(call, src, number, "2000", ""));
+    assert_eq!(status(&out[0]), Some(407), "{call}");
+    let ruri = format!("sip:{number}@10.0.0.1:5060");
+    let auth = authorization(&out[0], "carol", "pw", 1, &ruri);
+    h.feed(
+        udp(src),
+        &pbx_invite(call, src, number, "2000", &auth).replace("CSeq: 1", "CSeq: 2"),
+    )
+}
+
+/// Issue 13 item 4, outbound: the dialled number's user parameters are split off before
+/// routing and kept on every carrier's Request-URI (in its format); `%xx` escapes are
+/// decoded, and whatever the decoded number contains is escaped again on the way out.
+#[test]
+fn dialled_user_parameters_and_escapes() {
+    let mut h = harness();
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite("u1", IP_PBX, "2125550100;npdi;rn=+12125550000", "1000", ""),
+    );
+    let first = forwarded(&out, C1);
+    assert_eq!(
+        uri(&first),
+        "sip:+12125550100;npdi;rn=+12125550000@192.0.2.21:5060"
+    );
+    // The next carrier (npan) gets the same parameters.
+    let out = h.feed(udp(C1), &reply(&first, 503));
+    let second = to(&out, C2);
+    assert_eq!(
+        uri(&second[0]),
+        "sip:2125550100;npdi;rn=+12125550000@192.0.2.22:5060;transport=tcp"
+    );
+    h.feed(tcp(C2), &reply(&second[0], 486));
+    // `%2B` decoded: one number, not an unknown string.
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite("u2", IP_PBX, "%2B12125550100", "1000", ""),
+    );
+    let fwd = forwarded(&out, C1);
+    assert_eq!(uri(&fwd), "sip:+12125550100@192.0.2.21:5060");
+    h.feed(udp(C1), &reply(&fwd, 486));
+    // Emergency numbers are recognised without their parameters.
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite("u3", IP_PBX, "911;phone-context=+1", "1000", ""),
+    );
+    assert_eq!(
+        uri(&forwarded(&out, CE)),
+        "sip:911;phone-context=+1@192.0.2.23:5060"
+    );
+    // On-net to an escaped DID with parameters: the DID's server, npan plus parameters.
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite("u4", IP_PBX, "%2B14155553001;npdi", "1000", ""),
+    );
+    assert_eq!(
+        uri(&forwarded(&out, PW_TARGET)),
+        "sip:4155553001;npdi@10.0.0.6:5060"
+    );
+    // The presented DID (From user) is read the same way: DID-level headers apply.
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite("u5", IP_PBX, "+12125550100", "%2B14155552001;cpc=x", ""),
+    );
+    let fwd = forwarded(&out, C1);
+    assert_eq!(hdr(&fwd, "X-Level"), vec!["did"]);
+    h.feed(udp(C1), &reply(&fwd, 486));
+}
+
+/// Hostile: decoded text cannot restructure the carrier's Request-URI, and undecodable
+/// users are refused with 400 before any routing.
+#[test]
+fn decoded_dialled_numbers_cannot_inject_into_the_carrier_uri() {
+    let mut h = harness();
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite(
+            "h1",
+            IP_PBX,
+            "1%3Btransport%3Dtcp%40evil.example",
+            "1000",
+            "",
+        ),
+    );
+    let fwd = forwarded(&out, C1);
+    assert_eq!(
+        uri(&fwd),
+        "sip:1%3Btransport=tcp%40evil.example@192.0.2.21:5060"
+    );
+    assert_eq!(fwd.to, udp(C1));
+    h.feed(udp(C1), &reply(&fwd, 486));
+    for (i, number) in ["%FF", "1%0D%0AX-Evil:%201", "12%00"].iter().enumerate() {
+        let call = format!("h2-{i}");
+        let out = h.feed(udp(IP_PBX), &pbx_invite(&call, IP_PBX, number, "1000", ""));
+        assert_eq!(out.len(), 1, "{number}");
+        assert_eq!(status(&out[0]), Some(400), "{number}");
+    }
+    assert_eq!(trunks(&h, "acme"), 0);
+}
+
 // ---- 2. Destination and carriers ----
 
 #[test]

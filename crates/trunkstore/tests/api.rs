@@ -622,6 +622,87 @@ fn refused_writes_leave_every_file_byte_identical() {
     );
 }
 
+/// Issue 13 item 6: an account-scoped token cannot make a document point the proxy at a
+/// carrier gateway, a carrier source or the proxy itself (`auth.ip`, `options.ip`,
+/// `failover.sip` at server and DID level). Each write gets a 400 naming the field, and
+/// nothing changes on disk or in memory.
+#[test]
+fn writes_pointing_at_a_carrier_or_the_proxy_are_refused() {
+    let (dir, mut s) = setup(false);
+    // Restart with a carrier whose gateway and source are on loopback (as in e2e tests).
+    let config = dir.path().join("trunkstore.json");
+    let mut settings: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    let listen = settings["advertise"].as_str().unwrap().to_string();
+    let gw_port = free_port();
+    settings["carriers"] = json!([{"name": "c1",
+        "gateways": [{"host": "127.0.0.1", "port": gw_port}],
+        "sources": [format!("127.0.0.1:{gw_port}")]}]);
+    fs::write(&config, serde_json::to_vec_pretty(&settings).unwrap()).unwrap();
+    s.kill();
+    let s = Server::spawn(dir.path(), s.api, None);
+
+    let before = tree(dir.path().join("connectivity").as_path());
+    let main = format!("{ACME_LIST}/main");
+    let password = |options: Value| {
+        json!({"servers": [{
+            "auth": {"auth_method": "password", "auth_user": "free", "auth_password": "calls"},
+            "options": options,
+            "DIDs": {"+14155550400": {}},
+        }]})
+    };
+    // `username` format and any auth_user: the very setup the issue describes.
+    let at_gateway =
+        password(json!({"ip": "127.0.0.1", "port": gw_port, "inbound_format": "username"}));
+    let body = assert_error(
+        &s.call("PUT", ACME_LIST, Some(ACME), Some(&at_gateway)),
+        400,
+    );
+    let e = &body["data"]["servers.0.options.ip"]["forbidden_address"];
+    assert_eq!(e["target"]["carrier"], "c1", "{body}");
+    assert_eq!(e["value"], "127.0.0.1", "{body}");
+
+    // A server-level failover to the proxy's own address, by POST over an existing one.
+    let mut to_self = document("acme-main", 5071, &["+14155550100"]);
+    to_self["servers"][0]["options"]["failover"] = json!({"sip": format!("sip:x@{listen}")});
+    let body = assert_error(&s.call("POST", &main, Some(ACME), Some(&to_self)), 400);
+    assert!(
+        body["data"]["servers.0.options.failover.sip"]
+            .get("forbidden_address")
+            .is_some(),
+        "{body}"
+    );
+    // A DID-level failover to the gateway, by PATCH.
+    let patch = json!({"servers": [{
+        "auth": {"auth_method": "IP", "ip": "127.0.0.1", "port": 5071},
+        "DIDs": {"+14155550100": {"failover": {"sip": format!("sip:+14155550100@127.0.0.1:{gw_port}")}}},
+    }]});
+    let body = assert_error(&s.call("PATCH", &main, Some(ACME), Some(&patch)), 400);
+    assert!(
+        body["data"]["servers.0.DIDs.+14155550100.failover.sip"]
+            .get("forbidden_address")
+            .is_some(),
+        "{body}"
+    );
+
+    assert_eq!(
+        tree(dir.path().join("connectivity").as_path()),
+        before,
+        "a refused write changed files"
+    );
+    let got = assert_success(&s.call("GET", &main, Some(ACME), None), 200, ACME);
+    assert_eq!(got["data"]["name"], "acme-main");
+    assert!(
+        got["data"]["servers"][0]["options"]
+            .get("failover")
+            .is_none(),
+        "{got}"
+    );
+    assert_eq!(
+        assert_success(&s.call("GET", ACME_LIST, Some(ACME), None), 200, ACME)["data"],
+        json!(["main"])
+    );
+}
+
 /// `trunkstore_api::MAX_BODY_BYTES` (the binary's crate is not a dependency of its tests).
 fn trunkstore_api_max_body() -> usize {
     4 * 1024 * 1024

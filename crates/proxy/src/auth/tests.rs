@@ -348,7 +348,7 @@ fn auth_username_is_case_insensitive() {
 }
 
 #[test]
-fn auth_wrong_password_unknown_user_disabled_are_forbidden() {
+fn auth_wrong_password_unknown_user_are_forbidden() {
     let (a, snap) = (auth(), snapshot());
     let cases = [
         (
@@ -367,14 +367,6 @@ fn auth_wrong_password_unknown_user_disabled_are_forbidden() {
         ),
         (
             Answer {
-                user: "off",
-                password: "pw",
-                ..Default::default()
-            },
-            Forbidden::Disabled,
-        ),
-        (
-            Answer {
                 uri: b"sip:other@proxy.example",
                 ..Default::default()
             },
@@ -390,6 +382,17 @@ fn auth_wrong_password_unknown_user_disabled_are_forbidden() {
     }
     // Not counted in the replay table: only successes are.
     assert_eq!(a.tracked_nonces(), 0);
+    // A disabled server with the right password is authenticated (not an auth failure,
+    // never a ban): the routing refuses its calls, except emergency calls (§3).
+    let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
+    let off = Answer {
+        user: "off",
+        password: "pw",
+        ..Default::default()
+    };
+    let out = verify_at(&a, &snap, &answer(&h, &off), PBX, T0);
+    assert!(matches!(out, AuthOutcome::Ok { .. }), "{out:?}");
+    assert!(!out.is_failure());
 }
 
 #[test]

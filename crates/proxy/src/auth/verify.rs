@@ -75,8 +75,6 @@ pub enum Forbidden {
     /// No password server with that `auth_user` in that realm.
     UnknownUser,
     WrongPassword,
-    /// The server is disabled (`options.enabled = false`).
-    Disabled,
     /// The credentials' `uri` is not the Request-URI.
     UriMismatch,
     /// An algorithm we did not offer (the settings' `auth.algorithms`: MD5 and/or SHA-256;
@@ -92,7 +90,6 @@ impl Forbidden {
             Forbidden::UnknownRealm => "unknown realm",
             Forbidden::UnknownUser => "unknown user",
             Forbidden::WrongPassword => "wrong password",
-            Forbidden::Disabled => "server disabled",
             Forbidden::UriMismatch => "uri mismatch",
             Forbidden::UnsupportedAlgorithm => "unsupported algorithm",
             Forbidden::UnsupportedQop => "unsupported qop",
@@ -233,7 +230,7 @@ impl Authenticator {
     }
 }
 
-/// Everything but the nonce: form, realm, user, password, enabled.
+/// Everything but the nonce: form, realm, user, password (not `enabled`: see the end).
 fn check_digest(
     snapshot: &Snapshot,
     creds: &Credentials<'_>,
@@ -263,9 +260,10 @@ fn check_digest(
         .map(|&id| snapshot.server(id))
         .find(|s| password_matches(s, alg, creds, req.method))
         .ok_or(Forbidden::WrongPassword)?;
-    if !server.enabled {
-        return Err(Forbidden::Disabled);
-    }
+    // A disabled server with the right password is authenticated: the routing refuses its
+    // calls with 403, except emergency calls, which must never be blocked (§3). Refusing
+    // here would also count towards a ban of its address, and a banned PBX could not
+    // reach 911 either.
     Ok(server.id)
 }
 
