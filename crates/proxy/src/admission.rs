@@ -59,9 +59,14 @@ pub(crate) fn admits_connection(
 /// answer (a banned source, a scanner, a source over its rate). Requests of every
 /// method count, in-dialog ones and CANCEL included: an unknown source gets no answer it
 /// was not entitled to, and no free work.
-pub(crate) fn screen_request(cx: &Ctx<'_>, from: Peer, msg: &Message) -> bool {
+pub(crate) fn screen_request(
+    cx: &Ctx<'_>,
+    from: Peer,
+    source: &SourceClass,
+    msg: &Message,
+) -> bool {
     let state = cx.state;
-    let exempt = is_exempt(state, from.addr);
+    let exempt = *source != SourceClass::Unknown;
     let ua = msg.header(HeaderName::UserAgent);
     match state
         .protection

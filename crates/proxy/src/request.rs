@@ -16,7 +16,7 @@ use crate::engine::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
 use crate::metrics::{Outcome, Refusal};
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
-use crate::state::{CallInfo, Deciding, ProxyTxn, ServerSide};
+use crate::state::{CallInfo, Deciding, Party, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
 use crate::trunks::TrunkHold;
 use crate::{branch, calls, local, outbound, proxying, sipview, Peer, Transport};
@@ -72,7 +72,9 @@ pub(crate) fn server_key(cx: &Ctx<'_>, msg: &Message, via: &Via<'_>, class: Meth
 }
 
 pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: Message) {
-    if !crate::admission::screen_request(cx, from, &msg) {
+    // Who sent it, by source address: asked once per request.
+    let source = cx.state.dir.classify_source(from.addr);
+    if !crate::admission::screen_request(cx, from, &source, &msg) {
         return;
     }
     let method = msg.method().unwrap_or(Method::Other);
@@ -143,7 +145,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     } else if cx.state.shutting_down.load(Ordering::Relaxed) {
         Decision::Reject(503, "Service Unavailable")
     } else {
-        new_request_plan(cx, from, &msg, method, &checked)
+        new_request_plan(cx, from, &source, &msg, method, &checked)
     };
     let plan = match plan {
         Decision::Forward(p) => p,
@@ -238,7 +240,13 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         slot: None,
         dialog: None,
     };
-    let caller = calls::party_at(cx, from);
+    let caller = Party {
+        peer: from,
+        carrier: match source {
+            SourceClass::Carrier(name) => Some(name),
+            _ => None,
+        },
+    };
     let from_carrier = match &matched {
         Some(m) => m.from_carrier,
         None => caller.carrier.is_some(),
@@ -410,11 +418,12 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
 fn new_request_plan(
     cx: &Ctx<'_>,
     from: Peer,
+    source: &SourceClass,
     msg: &Message,
     method: Method,
     checked: &Checked<'_>,
 ) -> Decision {
-    match cx.state.dir.classify_source(from.addr) {
+    match source {
         SourceClass::Carrier(_) => {
             let user = checked.request_uri.user();
             let is_invite = method == Method::Invite;

@@ -628,10 +628,13 @@ fn secs(s: u32) -> Option<Duration> {
 impl Directory for trunkstore_routing::Router {
     fn classify_source(&self, source: SocketAddr) -> SourceClass {
         use trunkstore_routing::SourceMatch;
-        match self.load().source(source) {
-            Some(SourceMatch::Carrier { carrier, .. }) => {
-                SourceClass::Carrier(Arc::from(carrier.name.as_str()))
-            }
+        let snap = self.load();
+        match snap.source(source) {
+            Some(SourceMatch::Carrier { index, carrier }) => SourceClass::Carrier(
+                snap.carrier_name(index)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(carrier.name.as_str())),
+            ),
             Some(SourceMatch::Server(s)) => SourceClass::Server {
                 account: s.account.clone(),
                 server: s.name.clone().unwrap_or_else(|| Arc::from("-")),
@@ -650,13 +653,13 @@ impl Directory for trunkstore_routing::Router {
 
     fn carrier_with_gateway(&self, addr: SocketAddr) -> Option<Arc<str>> {
         let snap = self.load();
-        let carrier = snap.settings().carriers.iter().find(|c| {
+        let index = snap.settings().carriers.iter().position(|c| {
             c.gateways.iter().any(|gw| {
                 gw.port == addr.port()
                     && matches!(gw.host, trunkstore_config::Host::Ip(ip) if ip == addr.ip())
             })
         })?;
-        Some(Arc::from(carrier.name.as_str()))
+        snap.carrier_name(index).cloned()
     }
 
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {

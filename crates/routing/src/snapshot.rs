@@ -161,6 +161,8 @@ pub struct Snapshot {
     /// Numbers too long to pack (more than 17 digits): never E.164, kept for completeness.
     long_dids: HashMap<Box<str>, u32>,
     carriers: CarrierSources,
+    /// `settings.carriers[i].name`, shared: naming a packet's carrier costs no allocation.
+    carrier_names: Vec<Arc<str>>,
     ip_port: HashMap<SocketAddr, ServerId>,
     ip_only: HashMap<IpAddr, ServerId>,
     /// lower-case realm → lower-case auth_user → password servers.
@@ -217,6 +219,11 @@ impl Snapshot {
             .map(|s| s.dids.len())
             .sum();
         let carriers = carrier_sources(&settings.carriers);
+        let carrier_names = settings
+            .carriers
+            .iter()
+            .map(|c| Arc::from(c.name.as_str()))
+            .collect();
         let mut b = Builder {
             catalog,
             snap: Snapshot {
@@ -225,6 +232,7 @@ impl Snapshot {
                 routes: Vec::new(),
                 dids: DidTable::with_capacity(did_count),
                 long_dids: HashMap::new(),
+                carrier_names,
                 carriers,
                 ip_port: HashMap::new(),
                 ip_only: HashMap::new(),
@@ -241,6 +249,11 @@ impl Snapshot {
 
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
+    }
+
+    /// The name of `settings().carriers[index]`, shared.
+    pub fn carrier_name(&self, index: usize) -> Option<&Arc<str>> {
+        self.carrier_names.get(index)
     }
 
     /// Number of DIDs indexed.
