@@ -16,7 +16,7 @@ use serde_json::{json, Map};
 use crate::config::{dids, Pbx};
 use crate::harness::free_port;
 use crate::outbound::{digest_args, Out, NUMBER};
-use crate::sipp::{Transport, Uac};
+use crate::sipp::{Transport, Uac, Uas};
 use crate::{metrics_page, Scene, UAS_FINISH};
 
 /// Where an attacker wants the proxy to send things (a Route, a Via, a Request-URI).
@@ -718,7 +718,16 @@ fn calls_beyond_max_calls_get_503() {
         json!({}),
     );
     let api = scene.setup.api_port;
-    let pbx_uas = scene.uas("pbx", "uas-answer.xml", pbx.port, HELD as u64);
+    // The PBX waits out the hold for each BYE: longer than the usual receive timeout.
+    let pbx_uas = Uas::start_with(
+        &scene.dir,
+        "pbx",
+        "uas-answer.xml",
+        pbx.port,
+        HELD as u64,
+        60,
+        &["-recv_timeout", "20000"],
+    );
     let did = &pbx.dids[0];
     let npan = did.trim_start_matches("+1");
     let mut held = scene.carrier(
@@ -802,4 +811,55 @@ fn identity_headers_and_credentials_do_not_cross() {
         .run(&scene.dir);
     results.extend([inbound.check(), challenger.finish(UAS_FINISH)]);
     scene.finish(results);
+}
+
+/// The identity checks of the scenarios above must be able to fail: played against each
+/// other without the proxy, the carrier sees the PBX's identity headers and credentials
+/// (uas-no-identity.xml fails) and the PBX's challenge (uac-no-challenge.xml fails).
+#[test]
+fn identity_scenarios_fail_without_the_proxy() {
+    let _sipp = crate::sipp::sipp_binary();
+    let dir = crate::harness::TestDir::new("hostile-self-check");
+    let (carrier_port, pbx_port) = (free_port(), free_port());
+    let carrier = Uas::start(&dir, "carrier", "uas-no-identity.xml", carrier_port, 1, 30);
+    let claims = Uac {
+        name: "pbx-claims",
+        scenario: "uac-pbx-identity.xml",
+        proxy_port: carrier_port,
+        local_port: pbx_port,
+        transport: Transport::Udp,
+        lines: vec![format!("{OUT_NUMBER};{OUT_NUMBER};1000;-")],
+        rate: 10,
+        // uas-no-identity.xml insists on a Record-Route, as the proxy's would be.
+        extra: vec![
+            "-key".into(),
+            "extra_header".into(),
+            format!("Record-Route: <sip:127.0.0.1:{pbx_port};lr>"),
+        ],
+    }
+    .run(&dir);
+    drop(claims);
+    assert!(
+        carrier.finish(UAS_FINISH).is_err(),
+        "uas-no-identity.xml accepted identity headers"
+    );
+
+    let (carrier_port, pbx_port) = (free_port(), free_port());
+    let challenger = Uas::start(&dir, "pbx", "uas-challenge.xml", pbx_port, 1, 30);
+    let run = Uac {
+        name: "carrier-challenged",
+        scenario: "uac-no-challenge.xml",
+        proxy_port: pbx_port,
+        local_port: carrier_port,
+        transport: Transport::Udp,
+        lines: vec![OUT_NUMBER.into()],
+        rate: 10,
+        extra: vec![],
+    }
+    .run(&dir);
+    assert!(
+        run.check().is_err(),
+        "uac-no-challenge.xml accepted a Proxy-Authenticate"
+    );
+    let _ = challenger.finish(UAS_FINISH);
 }
