@@ -11,6 +11,7 @@ mod api;
 mod baresip;
 mod config;
 mod harness;
+mod hostile;
 mod inbound;
 mod outbound;
 mod ports;
@@ -55,14 +56,26 @@ impl Scene {
         settings: serde_json::Map<String, serde_json::Value>,
         account: serde_json::Value,
     ) -> Scene {
+        Scene::start_with_setup(test, pbxs, |_| settings, account)
+    }
+
+    /// As [`Scene::start_with`], with settings that depend on the test's ports (e.g. a
+    /// carrier with more sources than the default one).
+    fn start_with_setup(
+        test: &str,
+        pbxs: &[Pbx],
+        settings: impl FnOnce(&ProxySetup) -> serde_json::Map<String, serde_json::Value>,
+        account: serde_json::Value,
+    ) -> Scene {
         let _sipp = sipp::sipp_binary();
         let dir = TestDir::new(test);
-        let setup = ProxySetup {
+        let mut setup = ProxySetup {
             port: free_port(),
             carrier_port: free_port(),
             api_port: free_port(),
-            extra: settings,
+            extra: serde_json::Map::new(),
         };
+        setup.extra = settings(&setup);
         let settings = config::write_with_account(&dir, &setup, pbxs, account);
         let proxy = Proxy::start(&dir, &settings, &setup);
         Scene { dir, setup, proxy }

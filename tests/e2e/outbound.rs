@@ -21,7 +21,7 @@ use crate::proxy::Proxy;
 use crate::sipp::{Transport, Uac, Uas};
 use crate::{harness, raw, UAS_FINISH};
 
-const NUMBER: &str = "+12125550100";
+pub(crate) const NUMBER: &str = "+12125550100";
 const IP_PBX: &str = "127.0.0.2";
 /// The account's caller ID (the password PBX has none of its own).
 const ACCOUNT_CID: &str = "+14155550001";
@@ -32,11 +32,11 @@ const PW_DID: &str = "+14155553001";
 const SERVER_EMERGENCY_CID: &str = "+14155552911";
 
 /// One outbound test's proxy and its carriers' ports.
-struct Out {
-    dir: TestDir,
-    setup: ProxySetup,
-    proxy: Proxy,
-    c1: u16,
+pub(crate) struct Out {
+    pub(crate) dir: TestDir,
+    pub(crate) setup: ProxySetup,
+    pub(crate) proxy: Proxy,
+    pub(crate) c1: u16,
     c2: u16,
     ce: u16,
     /// The password PBX's own address (on-net calls to its DID go there).
@@ -44,7 +44,7 @@ struct Out {
 }
 
 impl Out {
-    fn start(test: &str, trunks: Option<u32>) -> Out {
+    pub(crate) fn start(test: &str, trunks: Option<u32>) -> Out {
         Out::start_with(test, trunks, |_| {})
     }
 
@@ -116,12 +116,12 @@ impl Out {
         }
     }
 
-    fn uas(&self, name: &str, scenario: &str, port: u16, calls: u64) -> Uas {
+    pub(crate) fn uas(&self, name: &str, scenario: &str, port: u16, calls: u64) -> Uas {
         Uas::start(&self.dir, name, scenario, port, calls, calls / 10 + 60)
     }
 
     /// A PBX run: from 127.0.0.2 (the IP-auth PBX) or from a free 127.0.0.1 port.
-    fn pbx<'a>(
+    pub(crate) fn pbx<'a>(
         &self,
         name: &'a str,
         scenario: &'a str,
@@ -150,7 +150,7 @@ impl Out {
 
     /// Stops the proxy; fails with every problem seen. Returns the trunk total the
     /// proxy logged at shutdown.
-    fn finish(self, results: Vec<Result<(), String>>) -> Option<u32> {
+    pub(crate) fn finish(self, results: Vec<Result<(), String>>) -> Option<u32> {
         let log_path = self.proxy.proc.output.clone();
         let log = self.proxy.log();
         let stopped = self.proxy.stop();
@@ -188,7 +188,7 @@ fn line(dialled: &str, expect_user: &str, from_user: &str, cid: &str) -> String 
 /// `-au alice -ap <password>`, and `-auth_uri` so the credentials' uri is the
 /// Request-URI (RFC 3261 §22.4; the proxy checks it): by default SIPp puts the proxy's
 /// address there.
-fn digest_args(out: &Out, password: &str) -> Vec<String> {
+pub(crate) fn digest_args(out: &Out, password: &str) -> Vec<String> {
     let uri = format!("{NUMBER}@127.0.0.1:{}", out.setup.port);
     ["-au", "alice", "-ap", password, "-auth_uri", &uri]
         .map(String::from)
