@@ -586,6 +586,10 @@ fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) ->
 /// A response without our (top) Via, with the caller's identity restored and the
 /// headers the trust rules remove removed (§5.3).
 pub(crate) fn relay(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) -> Option<Bytes> {
+    // §16.7 step 3: with no Via left once ours is removed, it was meant for us.
+    if !has_second_via(m) {
+        return None;
+    }
     let mut ed = Editor::new(m);
     ed.remove_top_via().ok()?;
     trust.strip_response(&mut ed).ok()?;
@@ -593,6 +597,15 @@ pub(crate) fn relay(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) 
         id.on_response(&mut ed).ok()?;
     }
     Some(ed.finish())
+}
+
+/// Is there a Via value below ours (on another line, or after a comma on ours)?
+fn has_second_via(m: &Message) -> bool {
+    let mut lines = m.headers(HeaderName::Via);
+    let Some(top) = lines.next() else {
+        return false;
+    };
+    lines.next().is_some() || trunkstore_sip::scan::split_list(top).nth(1).is_some()
 }
 
 /// The caller CANCELled (§16.10): cancel every pending branch, answer 487 if nothing is
@@ -818,6 +831,9 @@ fn is_early_media(msg: &Message, status: u16) -> bool {
 /// The provisional as a `180 Ringing` without body, Content-Type or our Via; its other
 /// headers (To tag, Record-Route, Contact) are kept so the early dialog is the same.
 fn relay_as_ringing(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) -> Option<Bytes> {
+    if !has_second_via(m) {
+        return None;
+    }
     let mut ed = Editor::new(m);
     ed.remove_top_via().ok()?;
     trust.strip_response(&mut ed).ok()?;

@@ -14,10 +14,12 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
     let Ok(via) = validate_response(&msg) else {
         return;
     };
-    if !sipview::via_is_us(&cx.state.cfg, &via) {
-        return;
-    }
-    let Some((id, _)) = via.branch().and_then(branch::parse) else {
+    let ours = sipview::via_is_us(&cx.state.cfg, &via)
+        .then(|| via.branch().and_then(branch::parse))
+        .flatten();
+    let Some((id, _)) = ours else {
+        // §18.1.2: not for us.
+        cx.state.metrics.stray_response();
         return;
     };
     let cancel = sipview::cseq(&msg).is_some_and(|c| c.method == b"CANCEL");

@@ -319,6 +319,23 @@ Content-Length: 0
     assert_eq!(status(&h.feed(udp(CARRIER), &fwd)[0]), Some(483));
 }
 
+/// §16.7 step 3: a response left with no Via once ours is removed was meant for the
+/// proxy and is not forwarded (with nowhere to go, it would go to the caller anyway).
+#[test]
+fn a_response_with_only_our_via_is_not_forwarded() {
+    let mut h = harness();
+    let out = h.feed(udp(CARRIER), &invite("v1", "z9hG4bK-v1"));
+    let fwd = out[1].clone();
+    let ringing = reply(&fwd, 180);
+    let ours_only: String = ringing
+        .lines()
+        .filter(|l| !l.starts_with("Via: SIP/2.0/UDP 192.0.2.10"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(h.feed(udp(SERVER), &ours_only).is_empty());
+    assert_eq!(h.feed(udp(SERVER), &ringing).len(), 1);
+}
+
 /// What a party sends in the property test below.
 #[derive(Debug, Clone, Copy)]
 enum Forgery {
