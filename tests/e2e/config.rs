@@ -103,6 +103,19 @@ pub fn write_with_account(
     path
 }
 
+/// Writes `settings` as `trunkstore.json` and each `(account, document)` as
+/// `connectivity/<account>/pbx.json`; returns the settings path.
+pub fn write_files(dir: &TestDir, settings: &Value, documents: &[(&str, &Value)]) -> PathBuf {
+    let path = dir.file("trunkstore.json");
+    write_json(&path, settings);
+    for (account, doc) in documents {
+        let docs = dir.path().join("connectivity").join(account);
+        fs::create_dir_all(&docs).expect("create connectivity dir");
+        write_json(&docs.join("pbx.json"), doc);
+    }
+    path
+}
+
 fn settings_json(proxy: &ProxySetup) -> Value {
     let listen = format!("127.0.0.1:{}", proxy.port);
     let mut settings = json!({

@@ -95,15 +95,7 @@ impl Out {
             ]
         });
         edit(&mut doc);
-        let path = dir.file("trunkstore.json");
-        fs::write(&path, serde_json::to_string_pretty(&settings).unwrap()).unwrap();
-        let docs = dir.path().join("connectivity").join("acme");
-        fs::create_dir_all(&docs).unwrap();
-        fs::write(
-            docs.join("pbx.json"),
-            serde_json::to_string_pretty(&doc).unwrap(),
-        )
-        .unwrap();
+        let path = crate::config::write_files(&dir, &settings, &[("acme", &doc)]);
         let proxy = Proxy::start(&dir, &path, &setup);
         Out {
             dir,

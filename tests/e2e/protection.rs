@@ -7,7 +7,6 @@
 //! trusts 127.0.0.1:<carrier port> (the readiness probe) and 127.0.0.3 (any port, so it
 //! can open TCP connections from ephemeral ports).
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
@@ -71,15 +70,7 @@ impl Scene {
                          "options": {"ip": "127.0.0.1", "port": free_port()},
                          "DIDs": {"+14155553001": {}}}]
         });
-        let path = dir.file("trunkstore.json");
-        fs::write(&path, serde_json::to_string_pretty(&settings).unwrap()).unwrap();
-        let docs = dir.path().join("connectivity").join("acme");
-        fs::create_dir_all(&docs).unwrap();
-        fs::write(
-            docs.join("pbx.json"),
-            serde_json::to_string_pretty(&doc).unwrap(),
-        )
-        .unwrap();
+        let path = crate::config::write_files(&dir, &settings, &[("acme", &doc)]);
         let proxy = Proxy::start(&dir, &path, &setup);
         Scene {
             _dir: dir,
