@@ -570,17 +570,20 @@ fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
 /// The final response to relay: the received one minus our Via, or one we make; a 503 is
 /// relayed as 500 (§16.7 step 6: a 503 would make the caller think *we* are down).
 fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) -> Option<Bytes> {
-    match best {
+    let received = match best {
         Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => {
             relay(m, t.identity.as_ref(), Trust::of(t))
         }
-        _ => {
-            // Made from the request as received: the caller's own identity already.
-            let code = if code == 503 { 500 } else { code };
-            let request = &t.deciding.as_deref()?.request;
-            local::build(cx, request, code, local::reason(code), &[])
-        }
-    }
+        _ => None,
+    };
+    // Made from the request as received (the caller's own identity already) when there
+    // is nothing to relay, or what came cannot be relayed (no Via left below ours): the
+    // caller is answered whatever the callee got wrong.
+    received.or_else(|| {
+        let code = if code == 503 { 500 } else { code };
+        let request = &t.deciding.as_deref()?.request;
+        local::build(cx, request, code, local::reason(code), &[])
+    })
 }
 
 /// A response without our (top) Via, with the caller's identity restored and the

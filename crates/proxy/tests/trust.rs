@@ -334,6 +334,19 @@ fn a_response_with_only_our_via_is_not_forwarded() {
         .collect();
     assert!(h.feed(udp(SERVER), &ours_only).is_empty());
     assert_eq!(h.feed(udp(SERVER), &ringing).len(), 1);
+    // A final response like that still ends the call: the caller gets the same status,
+    // made by the proxy.
+    let busy: String = reply(&fwd, 486)
+        .lines()
+        .filter(|l| !l.starts_with("Via: SIP/2.0/UDP 192.0.2.10"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = h.feed(udp(SERVER), &busy);
+    let to_carrier = sent_to(&out, CARRIER);
+    assert_eq!(to_carrier.len(), 1);
+    assert_eq!(status(&to_carrier[0]), Some(486));
+    assert_eq!(vias(&to_carrier[0]).len(), 1);
+    assert_eq!(trunks(&h), 0);
 }
 
 /// What a party sends in the property test below.
