@@ -49,14 +49,6 @@ fn check_carrier_overlap(doc: &Document, carriers: &[Carrier], errors: &mut Vali
     }
 }
 
-/// Position of one DID in a [`Catalog`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DidRef {
-    pub document: usize,
-    pub server: usize,
-    pub did: usize,
-}
-
 /// A DID with everything needed to route to it.
 #[derive(Debug, Clone, Copy)]
 pub struct DidMatch<'a> {

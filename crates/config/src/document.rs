@@ -18,27 +18,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::numbers::NumberFormat;
+use crate::secret::Secret;
 use crate::settings::Timers;
-
-/// A string that must never be printed (passwords, API tokens). `Debug` shows `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for comparing credentials. Do not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// One connectivity document: `<connectivity_dir>/<account_id>/<id>.json`.
 ///
@@ -183,7 +164,7 @@ impl Document {
 
     /// `<account_id>/<id>.json`, the path relative to the connectivity directory.
     pub fn relative_path(&self) -> PathBuf {
-        crate::storage::relative_document_path(&self.account_id, &self.id)
+        crate::files::relative_document_path(&self.account_id, &self.id)
     }
 }
 

@@ -13,11 +13,12 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde_json::{json, Map, Value};
 
-use crate::document::Secret;
 use crate::error::{FileErrors, ValidationErrors};
+use crate::files::read_json;
 use crate::ids;
 use crate::numbers::NumberFormat;
-use crate::validate::is_sip_token;
+use crate::secret::Secret;
+use crate::syntax::{is_sip_token, MAX_TIMER_SECS};
 use crate::walk::{join, Str, Walker};
 
 /// Where the settings file is looked for when none is given.
@@ -538,7 +539,7 @@ impl Settings {
     /// Reads and validates a settings file; errors are reported against that file.
     pub fn load(path: impl AsRef<Path>) -> Result<Settings, FileErrors> {
         let path = path.as_ref();
-        let value = crate::storage::read_json(path).map_err(|e| FileErrors::new(path, e))?;
+        let value = read_json(path).map_err(|e| FileErrors::new(path, e))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let mut settings =
             Settings::from_value(&value, base).map_err(|e| FileErrors::new(path, e))?;
@@ -1016,7 +1017,7 @@ fn timers(w: &mut Walker, root: &Map<String, Value>) -> Timers {
     let Some(obj) = sub_object(w, root, "timers", &known) else {
         return d;
     };
-    let max = crate::validate::MAX_TIMER_SECS;
+    let max = MAX_TIMER_SECS;
     let mut get = |key: &str, min: i64, max: i64, default: u32| {
         w.opt_integer(obj, key, "timers", min, max)
             .map_or(default, |n| n as u32)

@@ -57,8 +57,15 @@ fn no_crate_has_an_import_loop() {
             (false, true) => {}
         }
     }
-    assert!(checked >= 7, "found only {checked} crates under {crates_dir:?}");
-    assert!(failures.is_empty(), "import loops:\n{}", failures.join("\n"));
+    assert!(
+        checked >= 7,
+        "found only {checked} crates under {crates_dir:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "import loops:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Names of the directories under `crates/` that have a `src/`.
@@ -314,7 +321,11 @@ fn scan_module(file: &str, text: &str, me: &ModPath, names: &BTreeSet<ModPath>) 
     let mut code = blank_comments_and_literals(text);
     blank_test_items(&mut code);
     let inline = inline_mod_bodies(&code);
-    let ctx = Scope { me, names, inline: &inline };
+    let ctx = Scope {
+        me,
+        names,
+        inline: &inline,
+    };
     let mut paths = Vec::new();
     let mut imports = BTreeMap::new();
     for decl in take_use_decls(&mut code) {
@@ -329,16 +340,28 @@ fn scan_module(file: &str, text: &str, me: &ModPath, names: &BTreeSet<ModPath>) 
                 }
             }
             let path = abs.into_iter().filter(|s| s != "*").collect();
-            paths.push(PathUse { path, line, reexport: decl.public });
+            paths.push(PathUse {
+                path,
+                line,
+                reexport: decl.public,
+            });
         }
     }
     for (at, rel) in expression_paths(&code) {
         if let Some(path) = ctx.absolute(&rel, at) {
             let line = line_of(&code, at);
-            paths.push(PathUse { path, line, reexport: false });
+            paths.push(PathUse {
+                path,
+                line,
+                reexport: false,
+            });
         }
     }
-    Module { file: file.to_owned(), paths, imports }
+    Module {
+        file: file.to_owned(),
+        paths,
+        imports,
+    }
 }
 
 /// What a relative path means at one place of one module.
@@ -657,7 +680,11 @@ fn take_use_decls(code: &mut [u8]) -> Vec<UseDecl> {
                 *b = b' ';
             }
         }
-        out.push(UseDecl { at: p, public, tree });
+        out.push(UseDecl {
+            at: p,
+            public,
+            tree,
+        });
     }
     out
 }
@@ -684,7 +711,11 @@ fn expand_use_tree(tree: &str) -> Vec<(Vec<String>, Option<String>)> {
         if let Some(open) = tree.find('{') {
             let head = &tree[..open];
             let mut base = prefix.to_vec();
-            base.extend(head.split("::").filter(|s| !s.is_empty()).map(str::to_owned));
+            base.extend(
+                head.split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
             let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
             for part in split_top_level(inner) {
                 go(&base, part, out);
@@ -788,16 +819,25 @@ fn a_two_module_loop_fails_and_names_both_lines() {
     let loops = fake(&[
         ("lib.rs", "mod a;\nmod b;\n"),
         ("a.rs", "use crate::b::B;\npub struct A;\n"),
-        ("b.rs", "\npub struct B;\nfn f() -> crate::a::A { crate::a::A }\n"),
+        (
+            "b.rs",
+            "\npub struct B;\nfn f() -> crate::a::A { crate::a::A }\n",
+        ),
     ]);
     assert_eq!(loops.len(), 1, "{loops:?}");
-    assert!(loops[0].contains("a → b (a.rs:1) → a (b.rs:3)"), "{loops:?}");
+    assert!(
+        loops[0].contains("a → b (a.rs:1) → a (b.rs:3)"),
+        "{loops:?}"
+    );
 }
 
 #[test]
 fn a_layered_tree_passes() {
     let loops = fake(&[
-        ("lib.rs", "mod a;\nmod b;\nmod c;\npub use c::C;\npub use a::A;\n"),
+        (
+            "lib.rs",
+            "mod a;\nmod b;\nmod c;\npub use c::C;\npub use a::A;\n",
+        ),
         ("a.rs", "use crate::{b::B, c::C};\npub struct A(B, C);\n"),
         ("b.rs", "use crate::C;\npub struct B(C);\n"),
         ("c.rs", "pub struct C;\n"),
@@ -814,7 +854,10 @@ fn a_longer_loop_through_reexports_and_groups_fails() {
         ("c.rs", "pub struct C(crate::A);\n"),
     ]);
     assert_eq!(loops.len(), 1, "{loops:?}");
-    assert!(loops[0].contains("loop of 3 modules (a, b, c)"), "{loops:?}");
+    assert!(
+        loops[0].contains("loop of 3 modules (a, b, c)"),
+        "{loops:?}"
+    );
 }
 
 #[test]
@@ -849,14 +892,20 @@ fn a_child_importing_a_facade_parent_passes_but_not_a_parent_using_it() {
     ];
     let loops = fake(&layered_wrong);
     assert_eq!(loops.len(), 1, "{loops:?}");
-    assert!(loops[0].contains("p → p::y (p/mod.rs:3) → p (p/y.rs:1)"), "{loops:?}");
+    assert!(
+        loops[0].contains("p → p::y (p/mod.rs:3) → p (p/y.rs:1)"),
+        "{loops:?}"
+    );
 }
 
 #[test]
 fn super_inside_an_inline_module_stays_in_its_file() {
     let loops = fake(&[
         ("lib.rs", "mod a;\nmod b;\n"),
-        ("a.rs", "use crate::b::B;\npub mod inner {\n    pub use super::A;\n}\npub struct A;\n"),
+        (
+            "a.rs",
+            "use crate::b::B;\npub mod inner {\n    pub use super::A;\n}\npub struct A;\n",
+        ),
         ("b.rs", "pub struct B;\n"),
     ]);
     assert!(loops.is_empty(), "{loops:?}");
