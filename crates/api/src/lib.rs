@@ -6,6 +6,8 @@
 //! reload or a slow client never delays a SIP message. The proxy core only sees the
 //! result, a new routing snapshot swapped into the shared [`Router`](trunkstore_routing::Router).
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod auth;
 mod http;
 pub mod merge;
@@ -23,8 +25,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use trunkstore_config::Settings;
 
-pub use auth::{Grant, Tokens};
-pub use http::{MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS};
+use auth::Tokens;
 pub use metrics::{ApiMetrics, MetricsSource};
 pub use store::{revision, Expect, Reload, ReloadStats, Store, WriteError};
 
@@ -194,7 +195,7 @@ fn reload_loop(store: &Store, rx: &mpsc::Receiver<Trigger>, interval: Option<Dur
 }
 
 /// Every error of a failed reload is logged, one line each, with its file.
-pub fn log_reload(reason: &str, outcome: &Reload) {
+pub(crate) fn log_reload(reason: &str, outcome: &Reload) {
     match outcome {
         Reload::Unchanged => tracing::debug!(reason, "reload: nothing changed"),
         Reload::Applied {

@@ -60,9 +60,9 @@ pub enum WriteError {
 pub struct ReloadStats {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
-    pub unchanged: AtomicU64,
+    pub(crate) unchanged: AtomicU64,
     /// Duration of the last reload that built a new index, in microseconds.
-    pub last_micros: AtomicU64,
+    pub(crate) last_micros: AtomicU64,
 }
 
 /// How a reload ended.
@@ -259,7 +259,7 @@ impl Store {
     }
 
     /// Deletes `account/id`; returns what it was.
-    pub fn delete(
+    pub(crate) fn delete(
         &self,
         account: &str,
         id: &str,
@@ -295,7 +295,7 @@ impl Store {
 
     /// The watcher's tick: a scan (stat only), and a reload when it differs from the last
     /// one handled. `None` when nothing changed.
-    pub fn reload_if_changed(&self) -> Option<Reload> {
+    pub(crate) fn reload_if_changed(&self) -> Option<Reload> {
         let mut files = self.lock();
         let scan = scan::scan(&self.dir);
         if files.seen == Some(scan.fingerprint()) {

@@ -163,14 +163,6 @@ impl Catalog {
             .find(|d| d.account_id == account && d.id == id)
     }
 
-    /// Ids of an account's documents, in order.
-    pub fn account_documents<'a>(&'a self, account: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.documents
-            .iter()
-            .filter(move |d| d.account_id == account)
-            .map(|d| d.id.as_str())
-    }
-
     /// The owner of a normalised DID.
     pub fn did(&self, number: &str) -> Option<DidMatch<'_>> {
         let r = self.dids.locate(self.dids.get(number)?);

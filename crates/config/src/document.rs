@@ -163,7 +163,7 @@ impl Document {
     }
 
     /// `<account_id>/<id>.json`, the path relative to the connectivity directory.
-    pub fn relative_path(&self) -> PathBuf {
+    pub(crate) fn relative_path(&self) -> PathBuf {
         crate::files::relative_document_path(&self.account_id, &self.id)
     }
 }

@@ -99,7 +99,7 @@ impl ValidationErrors {
     }
 
     /// `Ok(value)` when no error was recorded.
-    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, Self> {
         if self.is_empty() {
             Ok(value)
         } else {
@@ -231,7 +231,7 @@ impl FileErrors {
     }
 
     /// Errors of document `account/document`, stored at `file`.
-    pub fn for_document(
+    pub(crate) fn for_document(
         file: impl Into<PathBuf>,
         account: &str,
         document: &str,

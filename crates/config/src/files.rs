@@ -12,7 +12,7 @@ use crate::ids::{self, is_valid_id};
 
 /// Largest document file read; a connectivity document is a few kilobytes, and an
 /// unbounded read of a wrong file could exhaust memory.
-pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// `<account>/<id>.json`.
 pub fn relative_document_path(account: &str, id: &str) -> PathBuf {

@@ -18,6 +18,8 @@
 //! * [`numbers`]: E.164 normalisation and Request-URI user formats.
 //! * storage: [`load_connectivity_dir`], [`write_document_atomically`], [`delete_document`].
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod catalog;
 mod claims;
 mod document;
@@ -41,7 +43,7 @@ pub use document::{
     SipHeader,
 };
 pub use error::{FileErrors, ValidationError, ValidationErrors};
-pub use files::{document_path, read_json, relative_document_path, MAX_DOCUMENT_BYTES};
+pub use files::{document_path, read_json, relative_document_path};
 pub use numbers::NumberFormat;
 pub use secret::Secret;
 pub use settings::{
@@ -52,5 +54,4 @@ pub use settings::{
 pub use storage::{
     delete_document, load_all, load_connectivity_dir, load_document, write_document_atomically,
 };
-pub use syntax::{is_sip_token, is_sip_uri, MAX_TIMER_SECS};
 pub use validate::validate_document;

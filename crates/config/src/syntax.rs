@@ -3,10 +3,10 @@
 
 /// Longest accepted timer, in seconds. The schema sets no bound; a day is far beyond any
 /// sane call-setup timer and keeps arithmetic on timers overflow-free.
-pub const MAX_TIMER_SECS: i64 = 86_400;
+pub(crate) const MAX_TIMER_SECS: i64 = 86_400;
 
 /// RFC 3261 `token` characters: what a header name may contain.
-pub fn is_sip_token(s: &str) -> bool {
+pub(crate) fn is_sip_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
@@ -14,7 +14,7 @@ pub fn is_sip_token(s: &str) -> bool {
 
 /// `sip:`/`sips:` followed by a non-empty URI without spaces, quotes or angle brackets
 /// (it becomes a Request-URI verbatim).
-pub fn is_sip_uri(s: &str) -> bool {
+pub(crate) fn is_sip_uri(s: &str) -> bool {
     let lower = s.get(..5).map(str::to_ascii_lowercase).unwrap_or_default();
     let rest = if lower == "sips:" {
         &s[5..]

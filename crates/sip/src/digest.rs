@@ -29,7 +29,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// From the `algorithm` parameter value; `None` (absent) is MD5.
-    pub fn from_param(v: Option<&[u8]>) -> Algorithm {
+    pub(crate) fn from_param(v: Option<&[u8]>) -> Algorithm {
         let Some(v) = v else {
             return Algorithm::Md5;
         };
@@ -59,7 +59,7 @@ impl Algorithm {
         }
     }
 
-    pub fn is_sess(&self) -> bool {
+    pub(crate) fn is_sess(&self) -> bool {
         matches!(
             self,
             Algorithm::Md5Sess | Algorithm::Sha256Sess | Algorithm::Sha512_256Sess
@@ -461,13 +461,13 @@ pub struct ResponseParams<'a> {
 }
 
 /// HA1 = H(username:realm:password). Registrars often store this instead of passwords.
-pub fn ha1(alg: Algorithm, username: &[u8], realm: &[u8], password: &[u8]) -> DigestHex {
+pub(crate) fn ha1(alg: Algorithm, username: &[u8], realm: &[u8], password: &[u8]) -> DigestHex {
     hash(alg, &[username, realm, password])
 }
 
 /// The response from a stored (non-sess) HA1. For `-sess` algorithms, HA1 is first
 /// rehashed with the nonce and cnonce (RFC 7616 §3.4.2).
-pub fn response_from_ha1(alg: Algorithm, ha1: &[u8], p: &ResponseParams<'_>) -> DigestHex {
+pub(crate) fn response_from_ha1(alg: Algorithm, ha1: &[u8], p: &ResponseParams<'_>) -> DigestHex {
     let sess;
     let ha1 = if alg.is_sess() {
         sess = hash(alg, &[ha1, p.nonce, p.cnonce]);

@@ -19,7 +19,7 @@ use crate::parse::parse_decimal;
 use crate::scan::{find_unquoted, list_removal_range, split_list};
 
 /// Edits one [`Editor`] can hold.
-pub const MAX_EDITS: usize = 16;
+pub(crate) const MAX_EDITS: usize = 16;
 
 /// A piece of replacement text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -187,7 +187,7 @@ impl<'a> Editor<'a> {
     }
 
     /// Sets Max-Forwards to `n`, adding the header if absent.
-    pub fn set_max_forwards(&mut self, n: u8) -> Result<(), Error> {
+    pub(crate) fn set_max_forwards(&mut self, n: u8) -> Result<(), Error> {
         match self.first(HeaderName::MaxForwards) {
             Some(e) => self.add(
                 e.value_start,
@@ -322,14 +322,6 @@ impl<'a> Editor<'a> {
         let mut out = BytesMut::with_capacity(self.len_with(ops));
         self.write_ops(ops, &mut out);
         out.freeze()
-    }
-
-    /// Appends the edited message to `out` (reserving the exact size once).
-    pub fn write_into(&self, out: &mut BytesMut) {
-        let (mut ops, n) = self.ops_with_content_length();
-        let ops = &mut ops[..n];
-        out.reserve(self.len_with(ops));
-        self.write_ops(ops, out);
     }
 
     fn len_with(&self, ops: &[Splice<'_>]) -> usize {

@@ -12,7 +12,7 @@ use crate::scan::{
 };
 
 /// Largest CSeq number (RFC 3261 §8.1.1.5: less than 2**31).
-pub const CSEQ_MAX: u32 = (1 << 31) - 1;
+pub(crate) const CSEQ_MAX: u32 = (1 << 31) - 1;
 
 /// `CSeq: 1*DIGIT LWS Method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +95,8 @@ pub fn expires(s: &[u8]) -> Result<u32, Error> {
 /// `Content-Type: type "/" subtype *(SEMI m-parameter)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentType<'a> {
-    pub mtype: &'a [u8],
-    pub subtype: &'a [u8],
+    pub(crate) mtype: &'a [u8],
+    pub(crate) subtype: &'a [u8],
     pub params: Params<'a>,
 }
 

@@ -267,7 +267,7 @@ impl HeaderName {
     }
 
     /// RFC 3261 §7.3.3 and later RFCs' compact forms.
-    pub fn from_compact(c: u8) -> HeaderName {
+    pub(crate) fn from_compact(c: u8) -> HeaderName {
         use HeaderName as H;
         match c.to_ascii_lowercase() {
             b'i' => H::CallId,
@@ -315,11 +315,11 @@ impl fmt::Display for HeaderName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeaderEntry {
     /// Start of the name, which is also the start of the line.
-    pub name_start: u32,
+    pub(crate) name_start: u32,
     /// Value without leading/trailing whitespace; may span folded continuation lines.
-    pub value_start: u32,
-    pub value_end: u32,
-    pub name_len: u16,
+    pub(crate) value_start: u32,
+    pub(crate) value_end: u32,
+    pub(crate) name_len: u16,
     pub kind: HeaderName,
 }
 
@@ -333,7 +333,7 @@ impl HeaderEntry {
     };
 
     #[inline]
-    pub fn name_span(&self) -> Span {
+    pub(crate) fn name_span(&self) -> Span {
         Span {
             start: self.name_start,
             end: self.name_start + self.name_len as u32,
@@ -341,7 +341,7 @@ impl HeaderEntry {
     }
 
     #[inline]
-    pub fn value_span(&self) -> Span {
+    pub(crate) fn value_span(&self) -> Span {
         Span {
             start: self.value_start,
             end: self.value_end,
@@ -350,7 +350,7 @@ impl HeaderEntry {
 }
 
 /// Header lines kept inline before the index spills to the heap.
-pub const INLINE_HEADERS: usize = 32;
+pub(crate) const INLINE_HEADERS: usize = 32;
 
 /// Inline-first vector of header entries. Written by hand rather than pulling in a crate:
 /// the entries are `Copy`, so it needs no unsafe code and stays tiny.
@@ -366,14 +366,14 @@ pub(crate) enum HeaderIndex {
 }
 
 impl HeaderIndex {
-    pub fn new() -> HeaderIndex {
+    pub(crate) fn new() -> HeaderIndex {
         HeaderIndex::Inline {
             len: 0,
             items: [HeaderEntry::EMPTY; INLINE_HEADERS],
         }
     }
 
-    pub fn push(&mut self, e: HeaderEntry) {
+    pub(crate) fn push(&mut self, e: HeaderEntry) {
         match self {
             HeaderIndex::Inline { len, items } => {
                 let n = *len as usize;
@@ -392,7 +392,7 @@ impl HeaderIndex {
     }
 
     #[inline]
-    pub fn as_slice(&self) -> &[HeaderEntry] {
+    pub(crate) fn as_slice(&self) -> &[HeaderEntry] {
         match self {
             HeaderIndex::Inline { len, items } => &items[..*len as usize],
             HeaderIndex::Heap(v) => v,
@@ -400,7 +400,7 @@ impl HeaderIndex {
     }
 
     #[inline]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.as_slice().len()
     }
 }
@@ -446,8 +446,8 @@ pub struct Field<'a> {
     /// The value, trimmed; folded lines keep their CRLF and leading whitespace, which
     /// views must treat as linear whitespace.
     pub value: &'a [u8],
-    pub name_span: Span,
-    pub value_span: Span,
+    pub(crate) name_span: Span,
+    pub(crate) value_span: Span,
 }
 
 impl Message {
@@ -616,7 +616,7 @@ impl Message {
 
     /// Bytes of a span; empty if the span is not inside the message (never panics).
     #[inline]
-    pub fn span(&self, s: Span) -> &[u8] {
+    pub(crate) fn span(&self, s: Span) -> &[u8] {
         self.buf.get(s.range()).unwrap_or(b"")
     }
 

@@ -31,7 +31,7 @@ pub enum ParamSyntax {
 pub struct Param<'a> {
     pub name: &'a [u8],
     pub value: Option<&'a [u8]>,
-    pub quoted: bool,
+    pub(crate) quoted: bool,
 }
 
 impl<'a> Param<'a> {
@@ -79,7 +79,7 @@ impl<'a> Params<'a> {
     /// Validates like [`Params::parse`] and hands each parameter to `f` in the same pass
     /// (how Via picks out branch/received/rport without a second scan). Stops at the first
     /// error from the syntax or from `f`.
-    pub fn parse_each(
+    pub(crate) fn parse_each(
         raw: &'a [u8],
         syntax: ParamSyntax,
         f: impl FnMut(Param<'a>) -> Result<(), Error>,

@@ -99,11 +99,6 @@ impl<'a> Host<'a> {
         self.text
     }
 
-    #[inline]
-    pub fn is_ip(&self) -> bool {
-        self.kind != HostKind::Domain
-    }
-
     /// The address, for IP hosts. The RFC 3261 ABNF's three-colon form
     /// (`2001:db8:::192.0.2.1`, RFC 5118 §4.10) is read as its two-colon equivalent.
     pub fn ip(&self) -> Option<IpAddr> {
@@ -116,12 +111,6 @@ impl<'a> Host<'a> {
                 .map(IpAddr::V4),
             HostKind::Ipv6 => parse_ipv6_addr(self.text).map(IpAddr::V6),
         }
-    }
-
-    /// Case-insensitive for hostnames; textual for addresses (use [`Host::ip`] to compare
-    /// differently written IPv6 addresses).
-    pub fn eq_host(&self, other: &Host<'_>) -> bool {
-        self.kind == other.kind && eq_ignore_case(self.text, other.text)
     }
 
     /// Writes the host as it appears in a URI or Via (IPv6 bracketed).
@@ -155,12 +144,6 @@ pub struct HostPort<'a> {
 }
 
 impl HostPort<'_> {
-    /// The port, or `default` (5060 / 5061 by transport) when absent.
-    #[inline]
-    pub fn port_or(&self, default: u16) -> u16 {
-        self.port.unwrap_or(default)
-    }
-
     pub fn write_to(&self, buf: &mut Vec<u8>) {
         self.host.write_to(buf);
         if let Some(p) = self.port {
@@ -422,7 +405,7 @@ fn is_hostname(s: &[u8]) -> bool {
 }
 
 /// Parses a port: `1*DIGIT`, 1..=65535.
-pub fn parse_port(s: &[u8]) -> Result<u16, Error> {
+pub(crate) fn parse_port(s: &[u8]) -> Result<u16, Error> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return Err(Error::BadSyntax("bad port"));
     }
@@ -434,7 +417,7 @@ pub fn parse_port(s: &[u8]) -> Result<u16, Error> {
 }
 
 /// Splits `host [":" port]` where the host may be a bracketed IPv6 reference.
-pub fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
+pub(crate) fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
     let host_end = if s.first() == Some(&b'[') {
         memchr::memchr(b']', s).ok_or(Error::BadSyntax("unterminated IPv6 reference"))? + 1
     } else {
@@ -498,7 +481,7 @@ pub struct Uri<'a> {
 
 /// Splits `scheme ":" rest` if `s` starts with a syntactically valid scheme
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`).
-pub fn split_scheme(s: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn split_scheme(s: &[u8]) -> Option<(&[u8], &[u8])> {
     if !s.first()?.is_ascii_alphabetic() {
         return None;
     }
@@ -808,7 +791,7 @@ impl<'a> AnyUri<'a> {
     }
 
     /// The sip/sips/tel view, if that is what this is.
-    pub fn as_uri(&self) -> Option<&Uri<'a>> {
+    pub(crate) fn as_uri(&self) -> Option<&Uri<'a>> {
         match self {
             AnyUri::Sip(u) => Some(u),
             AnyUri::Other { .. } => None,
