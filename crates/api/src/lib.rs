@@ -10,7 +10,7 @@
 
 mod auth;
 mod http;
-pub mod merge;
+mod merge;
 pub mod metrics;
 mod scan;
 mod store;
@@ -26,8 +26,10 @@ use tokio::sync::watch;
 use trunkstore_config::Settings;
 
 use auth::Tokens;
-pub use metrics::{ApiMetrics, MetricsSource};
-pub use store::{revision, Expect, Reload, ReloadStats, Store, WriteError};
+use metrics::ApiMetrics;
+pub use metrics::MetricsSource;
+use store::Reload;
+pub use store::Store;
 
 /// How often the connectivity directory is looked at (a stat of every file: about a
 /// millisecond for a thousand documents).
@@ -35,7 +37,9 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the API needs from the rest of the process.
 pub struct ApiOptions {
+    /// The documents the API serves and changes.
     pub store: Arc<Store>,
+    /// The proxy settings: listen addresses of the API and the metrics page, API tokens.
     pub settings: Arc<Settings>,
     /// Extra lines for `/metrics` (the proxy core's counters).
     pub sources: Vec<Arc<dyn MetricsSource>>,

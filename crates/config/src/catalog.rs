@@ -52,8 +52,11 @@ fn check_carrier_overlap(doc: &Document, carriers: &[Carrier], errors: &mut Vali
 /// A DID with everything needed to route to it.
 #[derive(Debug, Clone, Copy)]
 pub struct DidMatch<'a> {
+    /// The document that claims the DID.
     pub document: &'a Document,
+    /// The server of that document the DID belongs to.
     pub server: &'a Server,
+    /// The DID entry with its own options.
     pub did: &'a Did,
 }
 
@@ -147,6 +150,7 @@ impl Catalog {
         }
     }
 
+    /// The proxy settings the documents were checked against.
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
     }
@@ -232,12 +236,19 @@ fn index_dids(documents: &[Arc<Document>]) -> DidIndex {
 /// Counts shown by `trunkstore check`. Contains no secrets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Distinct account ids.
     pub accounts: usize,
+    /// Connectivity documents.
     pub documents: usize,
+    /// Servers authenticated by digest.
     pub password_servers: usize,
+    /// Servers identified by source address.
     pub ip_servers: usize,
+    /// Servers with `enabled: false` (counted in the two above too).
     pub disabled_servers: usize,
+    /// DIDs over all documents.
     pub dids: usize,
+    /// Carriers in the settings.
     pub carriers: usize,
 }
 

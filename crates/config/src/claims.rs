@@ -22,8 +22,11 @@ use crate::walk::join;
 /// Position of one DID in a [`Catalog`](crate::Catalog).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DidRef {
+    /// Index into [`Catalog::documents`](crate::Catalog::documents).
     pub document: usize,
+    /// Index into that document's `servers`.
     pub server: usize,
+    /// Index into that server's `dids`.
     pub did: usize,
 }
 

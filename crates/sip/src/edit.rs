@@ -74,6 +74,7 @@ pub struct Editor<'a> {
 }
 
 impl<'a> Editor<'a> {
+    /// An editor with no edits yet over `msg`.
     pub fn new(msg: &'a Message) -> Editor<'a> {
         Editor {
             msg,

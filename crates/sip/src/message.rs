@@ -13,7 +13,9 @@ use bytes::Bytes;
 /// messages that do not fit (see [`Limits::message_size`](crate::limits::Limits::message_size)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {
+    /// Offset of the first byte.
     pub start: u32,
+    /// Offset just past the last byte.
     pub end: u32,
 }
 
@@ -27,16 +29,19 @@ impl Span {
         }
     }
 
+    /// As a `Range` for slicing the buffer.
     #[inline]
     pub fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
 
+    /// Number of bytes covered.
     #[inline]
     pub fn len(self) -> usize {
         (self.end - self.start) as usize
     }
 
+    /// Covers no bytes.
     #[inline]
     pub fn is_empty(self) -> bool {
         self.start == self.end
@@ -47,25 +52,40 @@ impl Span {
 /// extension method, reported as `Other`; its spelling is in [`Message::method_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
+    /// `INVITE`: starts a call.
     Invite,
+    /// `ACK`: confirms a final answer to an INVITE.
     Ack,
+    /// `BYE`: ends a call.
     Bye,
+    /// `CANCEL`: stops a pending INVITE.
     Cancel,
+    /// `OPTIONS`: capability query, also used as a keep-alive.
     Options,
+    /// `REGISTER`.
     Register,
+    /// `PRACK` (RFC 3262).
     Prack,
+    /// `SUBSCRIBE` (RFC 6665).
     Subscribe,
+    /// `NOTIFY` (RFC 6665).
     Notify,
+    /// `PUBLISH` (RFC 3903).
     Publish,
+    /// `INFO` (RFC 6086).
     Info,
+    /// `REFER` (RFC 3515).
     Refer,
+    /// `MESSAGE` (RFC 3428).
     Message,
+    /// `UPDATE` (RFC 3311).
     Update,
     /// Any other token; compare spellings with [`Message::method_bytes`].
     Other,
 }
 
 impl Method {
+    /// The method for a request-line token; `Other` unless spelled exactly.
     pub fn from_bytes(b: &[u8]) -> Method {
         match b {
             b"INVITE" => Method::Invite,
@@ -121,7 +141,8 @@ macro_rules! header_names {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum HeaderName {
-            $($variant,)*
+            $(#[doc = concat!("`", $canon, "`.")] $variant,)*
+            /// Any header not listed above.
             Other,
         }
 
@@ -414,13 +435,20 @@ impl fmt::Debug for HeaderIndex {
 /// Request line or status line, as ranges into the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartLine {
+    /// `Method SP Request-URI SP SIP-Version`.
     Request {
+        /// The method, `Other` for extensions.
         method: Method,
+        /// Where the method token is (for extension methods).
         method_span: Span,
+        /// The Request-URI.
         uri: Span,
     },
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`.
     Response {
+        /// The status code (100–699).
         code: u16,
+        /// The reason phrase.
         reason: Span,
     },
 }
@@ -440,6 +468,7 @@ pub struct Message {
 /// One header line as seen through [`Message::fields`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field<'a> {
+    /// The header, when the parser knows its name.
     pub kind: HeaderName,
     /// The name as spelled on the wire (may be a compact form).
     pub name: &'a [u8],
@@ -474,16 +503,19 @@ impl Message {
         &self.buf
     }
 
+    /// The request or status line.
     #[inline]
     pub fn start_line(&self) -> StartLine {
         self.start
     }
 
+    /// Has a request line.
     #[inline]
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
     }
 
+    /// Has a status line.
     #[inline]
     pub fn is_response(&self) -> bool {
         !self.is_request()
@@ -552,6 +584,7 @@ impl Message {
         self.headers_named(name).next()
     }
 
+    /// Every value of a header by name, in order (lists split as [`Message::headers`] does).
     pub fn headers_named<'a, 'n>(&'a self, name: &'n [u8]) -> Headers<'a, 'n> {
         let want = match HeaderName::from_bytes(name) {
             HeaderName::Other => Want::Name(name),

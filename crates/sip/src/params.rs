@@ -29,7 +29,9 @@ pub enum ParamSyntax {
 /// quoted-pairs still escaped; see [`Param::unescaped_value`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Param<'a> {
+    /// The name as written (compare case-insensitively).
     pub name: &'a [u8],
+    /// The value, `None` for a flag (`;lr`).
     pub value: Option<&'a [u8]>,
     pub(crate) quoted: bool,
 }
@@ -94,11 +96,13 @@ impl<'a> Params<'a> {
         self.raw
     }
 
+    /// No parameter at all.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
     }
 
+    /// The parameters in order.
     #[inline]
     pub fn iter(&self) -> ParamIter<'a> {
         ParamIter {

@@ -26,6 +26,7 @@ use crate::scan::{all_in, class, eq_ignore_case, escapes_ok, is, unescape_percen
 pub enum HostKind {
     /// A hostname (compare case-insensitively).
     Domain,
+    /// A dotted IPv4 address.
     Ipv4,
     /// An IPv6 address; [`Host::as_bytes`] excludes the brackets.
     Ipv6,
@@ -88,6 +89,7 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// Hostname, IPv4 or IPv6.
     #[inline]
     pub fn kind(&self) -> HostKind {
         self.kind
@@ -139,11 +141,14 @@ impl fmt::Display for Host<'_> {
 /// A host and optional port, as in a URI or Via sent-by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostPort<'a> {
+    /// The host.
     pub host: Host<'a>,
+    /// The port, `None` when absent (the transport's default applies).
     pub port: Option<u16>,
 }
 
 impl HostPort<'_> {
+    /// Writes `host[:port]` as it appears in a URI or Via (IPv6 bracketed).
     pub fn write_to(&self, buf: &mut Vec<u8>) {
         self.host.write_to(buf);
         if let Some(p) = self.port {
@@ -436,14 +441,19 @@ pub(crate) fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
 // SIP / SIPS / tel URI
 // ---------------------------------------------------------------------------------------
 
+/// The URI schemes the proxy routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// `sip:`.
     Sip,
+    /// `sips:` (TLS to the target).
     Sips,
+    /// `tel:` (RFC 3966): a number, no host.
     Tel,
 }
 
 impl Scheme {
+    /// Lowercase spelling without the colon.
     pub fn as_str(&self) -> &'static str {
         match self {
             Scheme::Sip => "sip",
@@ -521,6 +531,7 @@ impl<'a> Uri<'a> {
         }
     }
 
+    /// The scheme (the spelling's case is not kept).
     #[inline]
     pub fn scheme(&self) -> Scheme {
         self.scheme
@@ -543,6 +554,7 @@ impl<'a> Uri<'a> {
         self.user.map(unescape_percent)
     }
 
+    /// The password part (deprecated by RFC 3261, still parsed).
     #[inline]
     pub fn password(&self) -> Option<&'a [u8]> {
         self.password
@@ -554,6 +566,7 @@ impl<'a> Uri<'a> {
         self.host
     }
 
+    /// The port, `None` when absent.
     #[inline]
     pub fn port(&self) -> Option<u16> {
         self.port
@@ -584,6 +597,7 @@ impl<'a> Uri<'a> {
         self.params.has(b"lr")
     }
 
+    /// The `transport` URI parameter, as written.
     pub fn transport(&self) -> Option<&'a [u8]> {
         self.params.value(b"transport")
     }
@@ -751,8 +765,15 @@ fn parse_tel<'a>(raw: &'a [u8], rest: &'a [u8]) -> Result<Uri<'a>, Error> {
 /// A URI inside a name-addr: one of ours, or any other absolute URI kept opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnyUri<'a> {
+    /// sip, sips or tel, parsed.
     Sip(Uri<'a>),
-    Other { scheme: &'a [u8], raw: &'a [u8] },
+    /// Any other scheme, kept opaque.
+    Other {
+        /// The scheme as written.
+        scheme: &'a [u8],
+        /// The whole URI text.
+        raw: &'a [u8],
+    },
 }
 
 impl<'a> AnyUri<'a> {
@@ -783,6 +804,7 @@ impl<'a> AnyUri<'a> {
         }
     }
 
+    /// The whole URI text.
     pub fn as_bytes(&self) -> &'a [u8] {
         match self {
             AnyUri::Sip(u) => u.raw,

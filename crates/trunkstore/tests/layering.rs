@@ -510,7 +510,7 @@ fn raw_string_end(src: &[u8], i: usize) -> Option<usize> {
         return None;
     }
     let mut close = vec![b'"'];
-    close.extend(std::iter::repeat(b'#').take(hashes));
+    close.extend(vec![b'#'; hashes]);
     let body = j + 1;
     Some(
         src[body..]
@@ -634,7 +634,7 @@ fn words(code: &[u8], word: &[u8]) -> Vec<usize> {
     let mut i = 0;
     while let Some(p) = find_from(code, i, word) {
         let before_ok = p == 0 || !is_ident(code[p - 1]);
-        let after_ok = code.get(p + word.len()).map_or(true, |&b| !is_ident(b));
+        let after_ok = !matches!(code.get(p + word.len()), Some(&b) if is_ident(b));
         if before_ok && after_ok {
             out.push(p);
         }
