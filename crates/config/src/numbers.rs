@@ -2,7 +2,7 @@
 //!
 //! These functions run on the packet path, so they avoid allocation: [`normalize`] borrows
 //! its input whenever the number is already in its final form (the common case for carriers
-//! sending `+1…`, and for short codes), [`normalize_into`] reuses a caller buffer, and
+//! sending `+1…`, and for short codes), `normalize_into` reuses a caller buffer, and
 //! [`format_user`] only ever returns a slice of its inputs.
 //!
 //! Visual separators (`415-555-1234`, spaces, dots) are **not** stripped: the spec speaks of

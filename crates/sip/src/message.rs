@@ -1,7 +1,7 @@
 //! A parsed SIP message: the original bytes plus an index of where things are.
 //!
 //! Nothing is copied out of the buffer. The header index lives inline for up to
-//! [`INLINE_HEADERS`] header lines, so parsing an ordinary message allocates nothing; only
+//! `INLINE_HEADERS` header lines, so parsing an ordinary message allocates nothing; only
 //! a message with more header lines spills the index to one `Vec`.
 
 use std::fmt;

@@ -1,6 +1,6 @@
 //! Message parser: start line and header index in one pass over the head, no copies.
 //!
-//! [`parse_head`] is the core shared by datagrams ([`parse_datagram`]) and the stream
+//! `parse_head` is the core shared by datagrams ([`parse_datagram`]) and the stream
 //! framer; it stops at the blank line and leaves body framing to the caller, because the
 //! transports frame bodies differently (RFC 3261 §18.3).
 

@@ -328,7 +328,7 @@ pub(crate) fn escapes_ok(s: &[u8]) -> bool {
 }
 
 /// Decodes `%XX` escapes. Borrows when there are none; an invalid escape is kept literally
-/// (callers validate with [`escapes_ok`] first when they care).
+/// (callers validate with `escapes_ok` first when they care).
 pub fn unescape_percent(s: &[u8]) -> Cow<'_, [u8]> {
     if memchr::memchr(b'%', s).is_none() {
         return Cow::Borrowed(s);
