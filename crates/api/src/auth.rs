@@ -13,13 +13,13 @@ struct Entry {
 
 /// Who a valid token lets in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Grant {
+pub(crate) enum Grant {
     Admin,
     Account(String),
 }
 
 impl Grant {
-    pub fn allows(&self, account: &str) -> bool {
+    pub(crate) fn allows(&self, account: &str) -> bool {
         match self {
             Grant::Admin => true,
             Grant::Account(a) => a == account,
@@ -27,7 +27,7 @@ impl Grant {
     }
 }
 
-pub struct Tokens {
+pub(crate) struct Tokens {
     entries: Vec<Entry>,
 }
 
@@ -42,7 +42,7 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Tokens {
-    pub fn new(tokens: &[ApiToken]) -> Tokens {
+    pub(crate) fn new(tokens: &[ApiToken]) -> Tokens {
         let entries = tokens
             .iter()
             .map(|t| Entry {
@@ -54,7 +54,7 @@ impl Tokens {
     }
 
     /// The grant of `presented`, or `None` when it matches no configured token.
-    pub fn check(&self, presented: &[u8]) -> Option<Grant> {
+    pub(crate) fn check(&self, presented: &[u8]) -> Option<Grant> {
         let wanted = digest(presented);
         let mut found = None;
         for e in &self.entries {

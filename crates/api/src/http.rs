@@ -29,12 +29,12 @@ use crate::metrics::{self, ApiMetrics, MetricsSource};
 use crate::store::{revision, Expect, Store, WriteError};
 
 /// Largest request body accepted: a connectivity document with thousands of DIDs fits.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Requests handled at once; more wait (bounds memory under a burst of large bodies).
-pub const MAX_CONCURRENT_REQUESTS: usize = 64;
+pub(crate) const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 /// Everything the handlers share.
-pub struct Shared {
+pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub tokens: Tokens,
     pub metrics: ApiMetrics,
@@ -46,7 +46,7 @@ pub struct Shared {
 type St = State<Arc<Shared>>;
 
 /// The document API plus `/metrics` and `/health`.
-pub fn api_router(shared: Arc<Shared>) -> Router {
+pub(crate) fn api_router(shared: Arc<Shared>) -> Router {
     let collection = get(list).put(create).fallback(method_not_allowed);
     let document = get(read)
         .post(replace)
@@ -66,7 +66,7 @@ pub fn api_router(shared: Arc<Shared>) -> Router {
 }
 
 /// Only `/metrics` and `/health` (for `metrics.listen`).
-pub fn metrics_router(shared: Arc<Shared>) -> Router {
+pub(crate) fn metrics_router(shared: Arc<Shared>) -> Router {
     observability_routes()
         .fallback(not_found)
         .with_state(shared)

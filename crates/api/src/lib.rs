@@ -6,9 +6,11 @@
 //! reload or a slow client never delays a SIP message. The proxy core only sees the
 //! result, a new routing snapshot swapped into the shared [`Router`](trunkstore_routing::Router).
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod auth;
 mod http;
-pub mod merge;
+mod merge;
 pub mod metrics;
 mod scan;
 mod store;
@@ -23,10 +25,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use trunkstore_config::Settings;
 
-pub use auth::{Grant, Tokens};
-pub use http::{MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS};
-pub use metrics::{ApiMetrics, MetricsSource};
-pub use store::{revision, Expect, Reload, ReloadStats, Store, WriteError};
+use auth::Tokens;
+use metrics::ApiMetrics;
+pub use metrics::MetricsSource;
+use store::Reload;
+pub use store::Store;
 
 /// How often the connectivity directory is looked at (a stat of every file: about a
 /// millisecond for a thousand documents).
@@ -34,7 +37,9 @@ pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the API needs from the rest of the process.
 pub struct ApiOptions {
+    /// The documents the API serves and changes.
     pub store: Arc<Store>,
+    /// The proxy settings: listen addresses of the API and the metrics page, API tokens.
     pub settings: Arc<Settings>,
     /// Extra lines for `/metrics` (the proxy core's counters).
     pub sources: Vec<Arc<dyn MetricsSource>>,
@@ -194,7 +199,7 @@ fn reload_loop(store: &Store, rx: &mpsc::Receiver<Trigger>, interval: Option<Dur
 }
 
 /// Every error of a failed reload is logged, one line each, with its file.
-pub fn log_reload(reason: &str, outcome: &Reload) {
+pub(crate) fn log_reload(reason: &str, outcome: &Reload) {
     match outcome {
         Reload::Unchanged => tracing::debug!(reason, "reload: nothing changed"),
         Reload::Applied {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-pub fn merge(target: &Value, patch: &Value) -> Value {
+pub(crate) fn merge(target: &Value, patch: &Value) -> Value {
     let Value::Object(changes) = patch else {
         return patch.clone();
     };

@@ -11,6 +11,7 @@ use crate::store::Store;
 
 /// Anything that adds lines to the metrics page (the proxy core, the edge).
 pub trait MetricsSource: Send + Sync {
+    /// Appends its lines, in Prometheus text format, to `out`.
     fn render(&self, out: &mut String);
 }
 
@@ -22,12 +23,12 @@ impl<F: Fn(&mut String) + Send + Sync> MetricsSource for F {
 
 /// Requests served by the API, by method and status code.
 #[derive(Default)]
-pub struct ApiMetrics {
+pub(crate) struct ApiMetrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
 impl ApiMetrics {
-    pub fn record(&self, method: &str, status: u16) {
+    pub(crate) fn record(&self, method: &str, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         // Methods outside the usual set are folded so a client cannot grow the map.
         let method = match method {
@@ -121,7 +122,7 @@ fn render_store(store: &Store, out: &mut String) {
 }
 
 /// The whole page.
-pub fn render(
+pub(crate) fn render(
     store: &Store,
     api: &ApiMetrics,
     sources: &[std::sync::Arc<dyn MetricsSource>],

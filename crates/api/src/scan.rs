@@ -19,7 +19,7 @@ use trunkstore_config::{FileErrors, ValidationErrors};
 /// What identifies one version of a file without reading it. A rename (git checkout,
 /// our own atomic writes) changes the inode and ctime; an in-place edit the mtime/size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     len: u64,
     mtime_ns: i128,
     ctime_ns: i128,
@@ -27,7 +27,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    pub fn of(meta: &fs::Metadata) -> Stamp {
+    pub(crate) fn of(meta: &fs::Metadata) -> Stamp {
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Stamp {
             len: meta.len(),
@@ -38,31 +38,31 @@ impl Stamp {
     }
 
     /// The stamp of the file at `path` now.
-    pub fn read(path: &Path) -> std::io::Result<Stamp> {
+    pub(crate) fn read(path: &Path) -> std::io::Result<Stamp> {
         fs::metadata(path).map(|m| Stamp::of(&m))
     }
 }
 
 /// One document file found by a scan.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub account: String,
     pub id: String,
     pub path: PathBuf,
-    pub stamp: Stamp,
+    pub(crate) stamp: Stamp,
 }
 
 /// Every document file of the directory (sorted by account, then id) and the problems
 /// that are not a document's (unreadable directories, bad account directory names).
 #[derive(Debug, Default)]
-pub struct Scan {
+pub(crate) struct Scan {
     pub entries: Vec<Entry>,
     pub problems: Vec<FileErrors>,
 }
 
 impl Scan {
     /// A hash of the whole scan: equal fingerprints mean nothing visible changed.
-    pub fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         let mut h = DefaultHasher::new();
         for e in &self.entries {
             e.path.hash(&mut h);
@@ -97,7 +97,7 @@ fn visible(dir: &Path) -> std::io::Result<Vec<(String, PathBuf, fs::FileType)>> 
 }
 
 /// Lists and stamps every document file under `dir`.
-pub fn scan(dir: &Path) -> Scan {
+pub(crate) fn scan(dir: &Path) -> Scan {
     let mut scan = Scan::default();
     let accounts = match visible(dir) {
         Ok(a) => a,
@@ -152,7 +152,7 @@ fn scan_account(scan: &mut Scan, account: String, dir: &Path) {
 
 /// Removes the temp files that writes interrupted by a crash left behind
 /// (`.<id>.json.<pid>.<n>.tmp`, never visible to loading). Returns how many.
-pub fn remove_stale_temp_files(dir: &Path) -> usize {
+pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
     let Ok(accounts) = fs::read_dir(dir) else {
         return 0;
     };

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,14 +28,14 @@ use crate::scan::{self, Scan, Stamp};
 
 /// The revision of a document: a digest of its content, so it also changes when the
 /// file is edited by hand. Clients send it back to make a write conditional.
-pub fn revision(doc: &Document) -> String {
+pub(crate) fn revision(doc: &Document) -> String {
     let bytes = serde_json::to_vec(doc.raw()).unwrap_or_default();
     hex::encode(&Sha256::digest(&bytes)[..12])
 }
 
 /// What a write expects to find.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// The document must not exist (create).
     Absent,
     /// The document must exist, with this revision when one is given.
@@ -43,7 +43,7 @@ pub enum Expect {
 }
 
 #[derive(Debug)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     /// The document fails validation or conflicts with others (DIDs, IP addresses).
     Invalid(ValidationErrors),
     NotFound,
@@ -57,17 +57,17 @@ pub enum WriteError {
 
 /// Reload and write counters for the metrics.
 #[derive(Debug, Default)]
-pub struct ReloadStats {
-    pub ok: AtomicU64,
-    pub failed: AtomicU64,
-    pub unchanged: AtomicU64,
+pub(crate) struct ReloadStats {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) unchanged: AtomicU64,
     /// Duration of the last reload that built a new index, in microseconds.
-    pub last_micros: AtomicU64,
+    pub(crate) last_micros: AtomicU64,
 }
 
 /// How a reload ended.
 #[derive(Debug)]
-pub enum Reload {
+pub(crate) enum Reload {
     /// Nothing changed on disk since the last look.
     Unchanged,
     /// A new index is live.
@@ -117,13 +117,15 @@ struct Files {
     seen: Option<u64>,
 }
 
+/// The live catalog and the connectivity directory behind it: every read, write and
+/// reload of documents goes through here, and each change swaps in a new routing snapshot.
 pub struct Store {
     dir: PathBuf,
     router: Arc<Router>,
     /// Readers (GET, metrics) never wait for a writer or a long reload.
     current: ArcSwap<Catalog>,
     writer: Mutex<Files>,
-    pub stats: ReloadStats,
+    pub(crate) stats: ReloadStats,
 }
 
 impl Store {
@@ -162,20 +164,16 @@ impl Store {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn router(&self) -> &Arc<Router> {
+    pub(crate) fn router(&self) -> &Arc<Router> {
         &self.router
     }
 
-    pub fn catalog(&self) -> Arc<Catalog> {
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
         self.current.load_full()
     }
 
     /// Ids and revisions of an account's documents, sorted by id.
-    pub fn list(&self, account: &str) -> Vec<(String, String)> {
+    pub(crate) fn list(&self, account: &str) -> Vec<(String, String)> {
         let catalog = self.catalog();
         let mut out: Vec<(String, String)> = catalog
             .documents()
@@ -187,7 +185,7 @@ impl Store {
         out
     }
 
-    pub fn get(&self, account: &str, id: &str) -> Option<Arc<Document>> {
+    pub(crate) fn get(&self, account: &str, id: &str) -> Option<Arc<Document>> {
         self.catalog().document(account, id).cloned()
     }
 
@@ -198,7 +196,7 @@ impl Store {
     }
 
     /// Creates or replaces document `account/id` with `value`.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         account: &str,
         id: &str,
@@ -213,7 +211,7 @@ impl Store {
 
     /// Applies `change` to the current content of `account/id` (a PATCH) and writes the
     /// result; the read and the write happen under the same lock.
-    pub fn update(
+    pub(crate) fn update(
         &self,
         account: &str,
         id: &str,
@@ -259,7 +257,7 @@ impl Store {
     }
 
     /// Deletes `account/id`; returns what it was.
-    pub fn delete(
+    pub(crate) fn delete(
         &self,
         account: &str,
         id: &str,
@@ -287,7 +285,7 @@ impl Store {
 
     /// Re-reads the directory. `full` re-reads every file (SIGHUP); otherwise only the
     /// files whose stamp changed (the watcher). Nothing changes unless everything is valid.
-    pub fn reload(&self, full: bool) -> Reload {
+    pub(crate) fn reload(&self, full: bool) -> Reload {
         let mut files = self.lock();
         let scan = scan::scan(&self.dir);
         self.reload_locked(&mut files, scan, full)
@@ -295,7 +293,7 @@ impl Store {
 
     /// The watcher's tick: a scan (stat only), and a reload when it differs from the last
     /// one handled. `None` when nothing changed.
-    pub fn reload_if_changed(&self) -> Option<Reload> {
+    pub(crate) fn reload_if_changed(&self) -> Option<Reload> {
         let mut files = self.lock();
         let scan = scan::scan(&self.dir);
         if files.seen == Some(scan.fingerprint()) {

@@ -49,19 +49,14 @@ fn check_carrier_overlap(doc: &Document, carriers: &[Carrier], errors: &mut Vali
     }
 }
 
-/// Position of one DID in a [`Catalog`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DidRef {
-    pub document: usize,
-    pub server: usize,
-    pub did: usize,
-}
-
 /// A DID with everything needed to route to it.
 #[derive(Debug, Clone, Copy)]
 pub struct DidMatch<'a> {
+    /// The document that claims the DID.
     pub document: &'a Document,
+    /// The server of that document the DID belongs to.
     pub server: &'a Server,
+    /// The DID entry with its own options.
     pub did: &'a Did,
 }
 
@@ -155,6 +150,7 @@ impl Catalog {
         }
     }
 
+    /// The proxy settings the documents were checked against.
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
     }
@@ -169,14 +165,6 @@ impl Catalog {
         self.documents
             .iter()
             .find(|d| d.account_id == account && d.id == id)
-    }
-
-    /// Ids of an account's documents, in order.
-    pub fn account_documents<'a>(&'a self, account: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.documents
-            .iter()
-            .filter(move |d| d.account_id == account)
-            .map(|d| d.id.as_str())
     }
 
     /// The owner of a normalised DID.
@@ -248,12 +236,19 @@ fn index_dids(documents: &[Arc<Document>]) -> DidIndex {
 /// Counts shown by `trunkstore check`. Contains no secrets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Distinct account ids.
     pub accounts: usize,
+    /// Connectivity documents.
     pub documents: usize,
+    /// Servers authenticated by digest.
     pub password_servers: usize,
+    /// Servers identified by source address.
     pub ip_servers: usize,
+    /// Servers with `enabled: false` (counted in the two above too).
     pub disabled_servers: usize,
+    /// DIDs over all documents.
     pub dids: usize,
+    /// Carriers in the settings.
     pub carriers: usize,
 }
 

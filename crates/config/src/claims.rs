@@ -14,11 +14,21 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::catalog::DidRef;
 use crate::document::{AuthMethod, Did, Document, Server};
 use crate::error::ValidationErrors;
 use crate::numbers::pack_did;
 use crate::walk::join;
+
+/// Position of one DID in a [`Catalog`](crate::Catalog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DidRef {
+    /// Index into [`Catalog::documents`](crate::Catalog::documents).
+    pub document: usize,
+    /// Index into that document's `servers`.
+    pub server: usize,
+    /// Index into that server's `dids`.
+    pub did: usize,
+}
 
 /// Hashes packed keys with a seeded 64-bit finaliser (murmur3 `fmix64`): a few cycles
 /// instead of SipHash's ~20 ns, and still a bijection, so distinct keys never share a

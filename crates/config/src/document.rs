@@ -18,27 +18,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::numbers::NumberFormat;
+use crate::secret::Secret;
 use crate::settings::Timers;
-
-/// A string that must never be printed (passwords, API tokens). `Debug` shows `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for comparing credentials. Do not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// One connectivity document: `<connectivity_dir>/<account_id>/<id>.json`.
 ///
@@ -53,7 +34,9 @@ pub struct Document {
     pub source: Option<PathBuf>,
     /// `name`: human-friendly name of the trunkstore account.
     pub name: Option<String>,
+    /// `account`: realm and account-level caller id.
     pub account: Account,
+    /// `servers`, in document order.
     pub servers: Vec<Server>,
     raw: RawJson,
 }
@@ -182,8 +165,8 @@ impl Document {
     }
 
     /// `<account_id>/<id>.json`, the path relative to the connectivity directory.
-    pub fn relative_path(&self) -> PathBuf {
-        crate::storage::relative_document_path(&self.account_id, &self.id)
+    pub(crate) fn relative_path(&self) -> PathBuf {
+        crate::files::relative_document_path(&self.account_id, &self.id)
     }
 }
 
@@ -225,6 +208,7 @@ pub struct CallerId {
 }
 
 impl CallerId {
+    /// Neither a name nor a number is set.
     pub fn is_empty(&self) -> bool {
         self.name.is_none() && self.number.is_none()
     }
@@ -235,8 +219,11 @@ impl CallerId {
 pub struct Server {
     /// Position in `servers[]` (used in error paths and log lines).
     pub index: usize,
+    /// `server_name`, for logs.
     pub name: Option<String>,
+    /// `auth`: how the server is recognised and where calls to it go.
     pub auth: Auth,
+    /// `options`: call options and the target address fallback.
     pub options: ServerOptions,
     /// `DIDs`, in document order.
     pub dids: Vec<Did>,
@@ -245,11 +232,14 @@ pub struct Server {
 /// `auth_method` as written in JSON (`password`/`Password` and `IP`/`ip` are synonyms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthMethod {
+    /// Digest authentication.
     Password,
+    /// Source-address authentication.
     Ip,
 }
 
 impl AuthMethod {
+    /// Canonical spelling (`password` / `ip`).
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Password => "password",
@@ -264,33 +254,43 @@ pub enum Auth {
     /// Digest authentication with `auth_user`/`auth_password`. `ip`/`port`, if present, say
     /// where inbound calls go; otherwise the registered contact is used.
     Password {
+        /// `auth_user`: digest username.
         user: String,
+        /// `auth_password`.
         password: Secret,
+        /// `ip`: target address for inbound calls.
         ip: Option<IpAddr>,
+        /// `port`: target port for inbound calls.
         port: Option<u16>,
     },
     /// Identified by source address: `ip`, and `port` when given (no port = any port).
     /// `user` (`auth_user`) is optional here and only used by the `username` format.
     Ip {
+        /// `ip`: the address calls come from (and go to).
         ip: IpAddr,
+        /// `port`: the source port, and the target port.
         port: Option<u16>,
+        /// `auth_user`.
         user: Option<String>,
     },
 }
 
 impl Auth {
+    /// Which of the two methods.
     pub fn method(&self) -> AuthMethod {
         match self {
             Auth::Password { .. } => AuthMethod::Password,
             Auth::Ip { .. } => AuthMethod::Ip,
         }
     }
+    /// `auth.ip`, if any (always set for IP auth).
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
             Auth::Password { ip, .. } => *ip,
             Auth::Ip { ip, .. } => Some(*ip),
         }
     }
+    /// `auth.port`, if any.
     pub fn port(&self) -> Option<u16> {
         match self {
             Auth::Password { port, .. } | Auth::Ip { port, .. } => *port,
@@ -308,6 +308,7 @@ impl Auth {
 /// `servers[].options`: the cascading call options plus the server-only target address.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerOptions {
+    /// The options shared with DIDs.
     pub call: CallOptions,
     /// `options.ip`: target host when `auth.ip` is absent.
     pub ip: Option<IpAddr>,
@@ -319,6 +320,7 @@ pub struct ServerOptions {
 /// means "not set here": look at the next level.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallOptions {
+    /// `caller_id`: replaces the From of outbound calls.
     pub caller_id: Option<CallerId>,
     /// Not in the schema at server/DID level, honoured when present (§5.3).
     pub emergency_caller_id: Option<CallerId>,
@@ -328,14 +330,19 @@ pub struct CallOptions {
     pub progress_timeout: Option<u32>,
     /// Seconds to wait for a 2xx.
     pub timeout: Option<u32>,
+    /// `ignore_early_media`: do not relay 183 with SDP.
     pub ignore_early_media: Option<bool>,
+    /// `media_handling`.
     pub media_handling: Option<MediaHandling>,
+    /// `inbound_format`: Request-URI user format of inbound calls.
     pub inbound_format: Option<NumberFormat>,
     /// Headers added to INVITEs, in document order.
     pub sip_headers: Vec<SipHeader>,
     /// `None` when absent or when the object was empty (an empty failover is "not set").
     pub failover: Option<Failover>,
+    /// `force_outbound`: send calls between two DIDs of this proxy out to the carrier.
     pub force_outbound: Option<bool>,
+    /// `enabled`: `false` takes the server (or DID) out of service.
     pub enabled: Option<bool>,
 }
 
@@ -350,6 +357,7 @@ pub enum MediaHandling {
 }
 
 impl MediaHandling {
+    /// Canonical spelling (`bypass` / `process`).
     pub fn as_str(self) -> &'static str {
         match self {
             MediaHandling::Bypass => "bypass",
@@ -361,7 +369,9 @@ impl MediaHandling {
 /// One header to add: a SIP token name and a value free of CR/LF/NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipHeader {
+    /// A SIP token.
     pub name: String,
+    /// The value, without CR, LF or NUL.
     pub value: String,
 }
 
@@ -377,11 +387,14 @@ pub struct Failover {
 /// What a failover does; `e164` wins over `sip` (§4.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailoverTarget<'a> {
+    /// Call this E.164 number instead.
     Number(&'a str),
+    /// Send the call to this SIP URI instead.
     Uri(&'a str),
 }
 
 impl Failover {
+    /// The target to use: the number if set, else the URI.
     pub fn target(&self) -> FailoverTarget<'_> {
         match (&self.e164, &self.sip) {
             (Some(n), _) => FailoverTarget::Number(n),
@@ -480,11 +493,17 @@ impl fmt::Debug for DidOptions {
 /// The result of the DID → server → proxy-default cascade for one inbound attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveOptions<'a> {
+    /// `delay`: seconds before sending the INVITE.
     pub delay: u32,
+    /// `progress_timeout`: seconds to wait for a provisional response other than 100.
     pub progress_timeout: u32,
+    /// `timeout`: seconds to wait for a 2xx.
     pub timeout: u32,
+    /// Do not relay early media.
     pub ignore_early_media: bool,
+    /// Relay RTP or leave SDP as it is.
     pub media_handling: MediaHandling,
+    /// Request-URI user format towards the PBX.
     pub inbound_format: NumberFormat,
     /// First non-empty failover of DID, then server.
     pub failover: Option<&'a Failover>,

@@ -42,22 +42,27 @@ pub struct ValidationErrors {
 }
 
 impl ValidationErrors {
+    /// No errors yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// No error was found.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
 
+    /// Number of errors.
     pub fn len(&self) -> usize {
         self.errors.len()
     }
 
+    /// The errors in discovery order.
     pub fn iter(&self) -> std::slice::Iter<'_, ValidationError> {
         self.errors.iter()
     }
 
+    /// Adds one error.
     pub fn push(&mut self, error: ValidationError) {
         self.errors.push(error);
     }
@@ -80,6 +85,7 @@ impl ValidationErrors {
         });
     }
 
+    /// Adds every error of `other`, keeping their order.
     pub fn extend(&mut self, other: ValidationErrors) {
         self.errors.extend(other.errors);
     }
@@ -99,7 +105,7 @@ impl ValidationErrors {
     }
 
     /// `Ok(value)` when no error was recorded.
-    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, Self> {
         if self.is_empty() {
             Ok(value)
         } else {
@@ -218,10 +224,12 @@ pub struct FileErrors {
     pub file: PathBuf,
     /// Account and document ids when the file is a connectivity document.
     pub document: Option<(String, String)>,
+    /// What was wrong with it.
     pub errors: ValidationErrors,
 }
 
 impl FileErrors {
+    /// Errors of `file`, not tied to a document id.
     pub fn new(file: impl Into<PathBuf>, errors: ValidationErrors) -> Self {
         Self {
             file: file.into(),
@@ -231,7 +239,7 @@ impl FileErrors {
     }
 
     /// Errors of document `account/document`, stored at `file`.
-    pub fn for_document(
+    pub(crate) fn for_document(
         file: impl Into<PathBuf>,
         account: &str,
         document: &str,

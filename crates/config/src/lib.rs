@@ -18,33 +18,40 @@
 //! * [`numbers`]: E.164 normalisation and Request-URI user formats.
 //! * storage: [`load_connectivity_dir`], [`write_document_atomically`], [`delete_document`].
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod catalog;
 mod claims;
 mod document;
 mod error;
+mod files;
 pub mod ids;
 pub mod numbers;
+mod secret;
 mod settings;
 mod storage;
+mod syntax;
 mod targets;
 mod validate;
 mod walk;
 
-pub use catalog::{Catalog, DidMatch, DidRef, Summary};
+pub use catalog::{Catalog, DidMatch, Summary};
+pub use claims::DidRef;
 pub use document::{
     merged_sip_headers, Account, Auth, AuthMethod, CallOptions, CallerId, Did, DidOptions,
-    Document, EffectiveOptions, Failover, FailoverTarget, MediaHandling, Secret, Server,
-    ServerOptions, SipHeader,
+    Document, EffectiveOptions, Failover, FailoverTarget, MediaHandling, Server, ServerOptions,
+    SipHeader,
 };
 pub use error::{FileErrors, ValidationError, ValidationErrors};
+pub use files::{document_path, read_json, relative_document_path};
 pub use numbers::NumberFormat;
+pub use secret::Secret;
 pub use settings::{
     Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, FailoverOn, FailoverTrigger, Gateway,
     Host, HostPort, Limits, Listen, Log, LogFormat, Metrics, Protection, Settings, Source, Timers,
     Transport, DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{
-    delete_document, document_path, load_all, load_connectivity_dir, load_document, read_json,
-    relative_document_path, write_document_atomically, MAX_DOCUMENT_BYTES,
+    delete_document, load_all, load_connectivity_dir, load_document, write_document_atomically,
 };
-pub use validate::{is_sip_token, is_sip_uri, validate_document, MAX_TIMER_SECS};
+pub use validate::validate_document;

@@ -2,7 +2,7 @@
 //!
 //! These functions run on the packet path, so they avoid allocation: [`normalize`] borrows
 //! its input whenever the number is already in its final form (the common case for carriers
-//! sending `+1…`, and for short codes), [`normalize_into`] reuses a caller buffer, and
+//! sending `+1…`, and for short codes), `normalize_into` reuses a caller buffer, and
 //! [`format_user`] only ever returns a slice of its inputs.
 //!
 //! Visual separators (`415-555-1234`, spaces, dots) are **not** stripped: the spec speaks of
@@ -131,7 +131,7 @@ pub fn normalize(input: &str) -> Cow<'_, str> {
 
 /// Normalises `input` into `out` (cleared first), so a caller can reuse one buffer per
 /// worker and never allocate on the packet path.
-pub fn normalize_into(input: &str, out: &mut String) {
+pub(crate) fn normalize_into(input: &str, out: &mut String) {
     out.clear();
     match classify(input) {
         Rule::Unchanged => out.push_str(input),
@@ -250,7 +250,7 @@ fn digits_one_by_one(digits: &[u8]) -> Option<u64> {
 }
 
 /// Is this (normalised) number a NANP number, `+1[2-9]XX[2-9]XXXXXX`?
-pub fn is_nanp(e164: &str) -> bool {
+pub(crate) fn is_nanp(e164: &str) -> bool {
     e164.strip_prefix("+1")
         .is_some_and(|ten| is_nanp_ten(ten.as_bytes()))
 }

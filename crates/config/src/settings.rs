@@ -13,11 +13,12 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde_json::{json, Map, Value};
 
-use crate::document::Secret;
 use crate::error::{FileErrors, ValidationErrors};
+use crate::files::read_json;
 use crate::ids;
 use crate::numbers::NumberFormat;
-use crate::validate::is_sip_token;
+use crate::secret::Secret;
+use crate::syntax::{is_sip_token, MAX_TIMER_SECS};
 use crate::walk::{join, Str, Walker};
 
 /// Where the settings file is looked for when none is given.
@@ -28,6 +29,7 @@ pub const DEFAULT_SETTINGS_PATH: &str = "config/trunkstore.json";
 pub struct Settings {
     /// The file these settings came from (`None` when built from a value).
     pub path: Option<PathBuf>,
+    /// `listen`: the SIP sockets.
     pub listen: Listen,
     /// `advertise`: host and port put in Via/Record-Route.
     pub advertise: HostPort,
@@ -35,17 +37,25 @@ pub struct Settings {
     pub connectivity_dir: PathBuf,
     /// `default_realm`: digest realm when the From host matches no account realm.
     pub default_realm: String,
+    /// `carriers`: upstream trunks, tried for outbound calls.
     pub carriers: Vec<Carrier>,
     /// `emergency_numbers`, matched before normalisation.
     pub emergency_numbers: Vec<String>,
+    /// `failover_on`.
     pub failover_on: FailoverOn,
     /// `max_call_duration` in seconds: dialogs whose BYE never came are ended after this.
     pub max_call_duration: u32,
+    /// `timers`: proxy defaults for the per-call timers.
     pub timers: Timers,
+    /// `api`: the admin REST API.
     pub api: Api,
+    /// `cdr`: call detail records.
     pub cdr: Cdr,
+    /// `log`: level and format.
     pub log: Log,
+    /// `metrics`: Prometheus endpoint.
     pub metrics: Metrics,
+    /// `limits`: sizes and counts that bound memory.
     pub limits: Limits,
     /// `nonce_ttl`: seconds a digest nonce stays valid.
     pub nonce_ttl: u32,
@@ -55,8 +65,11 @@ pub struct Settings {
     /// `shutdown_grace`: seconds in-progress transactions are still served after SIGTERM or
     /// SIGINT before the proxy exits (default 5).
     pub shutdown_grace: u32,
+    /// `transport`: socket tuning.
     pub transport: TransportOptions,
+    /// `protection`: bans and scanner blocking.
     pub protection: Protection,
+    /// `auth`: digest challenge options.
     pub auth: DigestAuth,
 }
 
@@ -115,7 +128,9 @@ impl Default for Protection {
 /// A digest algorithm the proxy can challenge with (behaviour.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DigestAlgorithm {
+    /// `SHA-256` (RFC 7616).
     Sha256,
+    /// `MD5`, for devices without SHA-256.
     Md5,
 }
 
@@ -191,14 +206,18 @@ impl Default for TransportOptions {
 /// `listen`: addresses per transport. At least one address in total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
+    /// UDP addresses to bind.
     pub udp: Vec<SocketAddr>,
+    /// TCP addresses to listen on.
     pub tcp: Vec<SocketAddr>,
 }
 
 /// A host (IP literal or DNS name) and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
+    /// IP literal or DNS name.
     pub host: Host,
+    /// The port.
     pub port: u16,
 }
 
@@ -211,8 +230,10 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// An IP address or a DNS name, as written in the settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
+    /// An IP literal.
     Ip(IpAddr),
     /// A DNS name (validated as letters, digits, `-` and `.`).
     Name(String),
@@ -227,14 +248,18 @@ impl fmt::Display for Host {
     }
 }
 
+/// A SIP transport the proxy speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Transport {
+    /// UDP (default).
     #[default]
     Udp,
+    /// TCP.
     Tcp,
 }
 
 impl Transport {
+    /// Lowercase spelling, as in a `transport` parameter.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
@@ -280,8 +305,10 @@ impl Carrier {
     }
 }
 
+/// A carrier's gateway: where outbound calls are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
+    /// IP literal or DNS name.
     pub host: Host,
     /// Default 5060.
     pub port: u16,
@@ -292,11 +319,14 @@ pub struct Gateway {
 /// A trusted carrier source: a CIDR (a bare IP is a /32 or /128) or one exact `ip:port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// A network: any address and port inside it.
     Net(IpNet),
+    /// One address and port.
     Exact(SocketAddr),
 }
 
 impl Source {
+    /// `ip:port`, a CIDR or a bare IP; `None` when it is none of them.
     pub fn parse(s: &str) -> Option<Source> {
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Some(Source::Exact(addr));
@@ -343,9 +373,11 @@ impl fmt::Display for Source {
 pub enum FailoverOn {
     /// `"any"`: every failure, busy included (the original behaviour).
     Any,
+    /// Only these failures.
     List(Vec<FailoverTrigger>),
 }
 
+/// One entry of a `failover_on` list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailoverTrigger {
     /// An exact final status, e.g. `"404"`.
@@ -384,10 +416,12 @@ impl FailoverOn {
         }
     }
 
+    /// Does a timer expiry trigger failover?
     pub fn on_timeout(&self) -> bool {
         self.has(FailoverTrigger::Timeout)
     }
 
+    /// Does an unreachable target (no response, transport error) trigger failover?
     pub fn on_unreachable(&self) -> bool {
         self.has(FailoverTrigger::Unreachable)
     }
@@ -438,9 +472,11 @@ impl Default for Timers {
 pub struct Api {
     /// Default `127.0.0.1:8000`.
     pub listen: SocketAddr,
+    /// `tokens`: who may use the API.
     pub tokens: Vec<ApiToken>,
 }
 
+/// One API token and the accounts it may touch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiToken {
     /// At least 16 visible ASCII characters. Never printed.
@@ -456,17 +492,22 @@ pub struct Cdr {
     pub file: Option<PathBuf>,
 }
 
+/// `log`: what the proxy logs and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     /// A `tracing` env-filter directive, default `info`.
     pub level: String,
+    /// `log.format`.
     pub format: LogFormat,
 }
 
+/// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
+    /// Human-readable lines (default).
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -538,7 +579,7 @@ impl Settings {
     /// Reads and validates a settings file; errors are reported against that file.
     pub fn load(path: impl AsRef<Path>) -> Result<Settings, FileErrors> {
         let path = path.as_ref();
-        let value = crate::storage::read_json(path).map_err(|e| FileErrors::new(path, e))?;
+        let value = read_json(path).map_err(|e| FileErrors::new(path, e))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let mut settings =
             Settings::from_value(&value, base).map_err(|e| FileErrors::new(path, e))?;
@@ -1016,7 +1057,7 @@ fn timers(w: &mut Walker, root: &Map<String, Value>) -> Timers {
     let Some(obj) = sub_object(w, root, "timers", &known) else {
         return d;
     };
-    let max = crate::validate::MAX_TIMER_SECS;
+    let max = MAX_TIMER_SECS;
     let mut get = |key: &str, min: i64, max: i64, default: u32| {
         w.opt_integer(obj, key, "timers", min, max)
             .map_or(default, |n| n as u32)

@@ -11,11 +11,9 @@ use crate::document::*;
 use crate::error::ValidationErrors;
 use crate::ids;
 use crate::numbers::{self, NumberFormat};
+use crate::secret::Secret;
+use crate::syntax::{is_sip_token, is_sip_uri, MAX_TIMER_SECS};
 use crate::walk::{join, CharRule, Str, Walker};
-
-/// Longest accepted timer, in seconds. The schema sets no bound; a day is far beyond any
-/// sane call-setup timer and keeps arithmetic on timers overflow-free.
-pub const MAX_TIMER_SECS: i64 = 86_400;
 
 const AUTH_METHODS: &[(&str, AuthMethod)] = &[
     ("password", AuthMethod::Password),
@@ -33,13 +31,6 @@ const MEDIA_HANDLING: &[(&str, MediaHandling)] = &[
     ("process", MediaHandling::Process),
     ("bypass", MediaHandling::Bypass),
 ];
-
-/// RFC 3261 `token` characters: what a header name may contain.
-pub fn is_sip_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
 
 /// RFC 3261 `user` characters (unreserved, user-unreserved, `%` escapes): an `auth_user`
 /// is used as a Request-URI user (`username` format) and inside quoted digest parameters,
@@ -60,23 +51,6 @@ fn is_cid_number(s: &str) -> bool {
 fn is_realm(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-}
-
-/// `sip:`/`sips:` followed by a non-empty URI without spaces, quotes or angle brackets
-/// (it becomes a Request-URI verbatim).
-pub fn is_sip_uri(s: &str) -> bool {
-    let lower = s.get(..5).map(str::to_ascii_lowercase).unwrap_or_default();
-    let rest = if lower == "sips:" {
-        &s[5..]
-    } else if lower.starts_with("sip:") {
-        &s[4..]
-    } else {
-        return false;
-    };
-    !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"<>\"\\{}|^`".contains(&b))
 }
 
 fn is_number(s: &str) -> bool {

@@ -29,27 +29,27 @@ pub(crate) struct Str {
 }
 
 impl Str {
-    pub const ANY: Str = Str {
+    pub(crate) const ANY: Str = Str {
         min: 0,
         max: None,
         pattern: None,
         secret: false,
     };
-    pub const NON_EMPTY: Str = Str { min: 1, ..Str::ANY };
-    pub fn len(min: usize, max: usize) -> Str {
+    pub(crate) const NON_EMPTY: Str = Str { min: 1, ..Str::ANY };
+    pub(crate) fn len(min: usize, max: usize) -> Str {
         Str {
             min,
             max: Some(max),
             ..Str::ANY
         }
     }
-    pub fn pattern(self, rule: CharRule) -> Str {
+    pub(crate) fn pattern(self, rule: CharRule) -> Str {
         Str {
             pattern: Some(rule),
             ..self
         }
     }
-    pub fn secret(self) -> Str {
+    pub(crate) fn secret(self) -> Str {
         Str {
             secret: true,
             ..self
@@ -79,7 +79,7 @@ pub(crate) struct Walker {
 }
 
 impl Walker {
-    pub fn error(
+    pub(crate) fn error(
         &mut self,
         path: &str,
         keyword: &'static str,
@@ -90,7 +90,7 @@ impl Walker {
         self.errors.add(path, keyword, message, target, value);
     }
 
-    pub fn type_error(&mut self, path: &str, expected: &'static str, value: &Value) {
+    pub(crate) fn type_error(&mut self, path: &str, expected: &'static str, value: &Value) {
         self.error(
             path,
             "type",
@@ -103,7 +103,7 @@ impl Walker {
         );
     }
 
-    pub fn required(&mut self, path: &str) {
+    pub(crate) fn required(&mut self, path: &str) {
         self.error(
             path,
             "required",
@@ -114,11 +114,15 @@ impl Walker {
     }
 
     /// A present, non-null member. `null` counts as absent: PATCH uses it to delete keys.
-    pub fn field<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    pub(crate) fn field<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
         obj.get(key).filter(|v| !v.is_null())
     }
 
-    pub fn object<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Map<String, Value>> {
+    pub(crate) fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+    ) -> Option<&'v Map<String, Value>> {
         match v {
             Value::Object(m) => Some(m),
             other => {
@@ -128,7 +132,7 @@ impl Walker {
         }
     }
 
-    pub fn array<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
+    pub(crate) fn array<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
         match v {
             Value::Array(a) => Some(a),
             other => {
@@ -140,7 +144,7 @@ impl Walker {
 
     /// Strings; integers are accepted and written as their decimal form (`"cid_number":
     /// 4155551234` is a common hand-editing slip, and harmless).
-    pub fn string(&mut self, v: &Value, path: &str, spec: Str) -> Option<String> {
+    pub(crate) fn string(&mut self, v: &Value, path: &str, spec: Str) -> Option<String> {
         let s = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
@@ -197,7 +201,7 @@ impl Walker {
 
     /// Integers in `min..=max`; `"30"` is coerced (the original API accepted it), and so is
     /// an integral float such as `30.0`.
-    pub fn integer(&mut self, v: &Value, path: &str, min: i64, max: i64) -> Option<i64> {
+    pub(crate) fn integer(&mut self, v: &Value, path: &str, min: i64, max: i64) -> Option<i64> {
         let n = match v {
             Value::Number(n) => n
                 .as_i64()
@@ -234,7 +238,7 @@ impl Walker {
     }
 
     /// Booleans; `"true"`/`"false"` (any case) are coerced.
-    pub fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
         match v {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
@@ -247,7 +251,7 @@ impl Walker {
     }
 
     /// One of a fixed list of spellings.
-    pub fn enumeration<T: Copy>(
+    pub(crate) fn enumeration<T: Copy>(
         &mut self,
         v: &Value,
         path: &str,
@@ -268,7 +272,7 @@ impl Walker {
         None
     }
 
-    pub fn opt_string(
+    pub(crate) fn opt_string(
         &mut self,
         obj: &Map<String, Value>,
         key: &str,
@@ -278,7 +282,7 @@ impl Walker {
         Self::field(obj, key).and_then(|v| self.string(v, &join(base, key), spec))
     }
 
-    pub fn opt_integer(
+    pub(crate) fn opt_integer(
         &mut self,
         obj: &Map<String, Value>,
         key: &str,
@@ -289,13 +293,18 @@ impl Walker {
         Self::field(obj, key).and_then(|v| self.integer(v, &join(base, key), min, max))
     }
 
-    pub fn opt_bool(&mut self, obj: &Map<String, Value>, key: &str, base: &str) -> Option<bool> {
+    pub(crate) fn opt_bool(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        base: &str,
+    ) -> Option<bool> {
         Self::field(obj, key).and_then(|v| self.boolean(v, &join(base, key)))
     }
 
     /// Reports members that are not in `known` (used for the proxy settings, where an
     /// unknown key is almost always a typo; connectivity documents keep unknown keys).
-    pub fn no_unknown_keys(&mut self, obj: &Map<String, Value>, base: &str, known: &[&str]) {
+    pub(crate) fn no_unknown_keys(&mut self, obj: &Map<String, Value>, base: &str, known: &[&str]) {
         for key in obj.keys() {
             if !known.contains(&key.as_str()) {
                 self.error(

@@ -17,11 +17,17 @@ use crate::scan::{
 /// Digest algorithm (RFC 7616 §3.2). An absent `algorithm` parameter means MD5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
+    /// MD5 (RFC 2617), the default.
     Md5,
+    /// MD5 with the client nonce folded into HA1.
     Md5Sess,
+    /// SHA-256 (RFC 7616).
     Sha256,
+    /// SHA-256 with the client nonce folded into HA1.
     Sha256Sess,
+    /// SHA-512/256 (RFC 7616).
     Sha512_256,
+    /// SHA-512/256 with the client nonce folded into HA1.
     Sha512_256Sess,
     /// Anything else; responses cannot be computed.
     Unknown,
@@ -29,7 +35,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// From the `algorithm` parameter value; `None` (absent) is MD5.
-    pub fn from_param(v: Option<&[u8]>) -> Algorithm {
+    pub(crate) fn from_param(v: Option<&[u8]>) -> Algorithm {
         let Some(v) = v else {
             return Algorithm::Md5;
         };
@@ -59,7 +65,7 @@ impl Algorithm {
         }
     }
 
-    pub fn is_sess(&self) -> bool {
+    pub(crate) fn is_sess(&self) -> bool {
         matches!(
             self,
             Algorithm::Md5Sess | Algorithm::Sha256Sess | Algorithm::Sha512_256Sess
@@ -70,28 +76,42 @@ impl Algorithm {
 /// A `Digest` challenge. Quoted fields are the text between the quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Challenge<'a> {
+    /// The protection space; clients pick credentials by it.
     pub realm: &'a [u8],
+    /// The server's nonce, echoed back in the credentials.
     pub nonce: &'a [u8],
+    /// Opaque server data the client must return unchanged.
     pub opaque: Option<&'a [u8]>,
+    /// `stale=true`: the nonce expired but the credentials were right; retry silently.
     pub stale: bool,
     /// The `algorithm` value as written; see [`Challenge::algorithm`].
     pub algorithm: Option<&'a [u8]>,
     /// The `qop` option list as written (`auth,auth-int`); see [`Challenge::qop_options`].
     pub qop: Option<&'a [u8]>,
+    /// The `domain` URI list, as written.
     pub domain: Option<&'a [u8]>,
 }
 
 /// `Digest` credentials. Quoted fields are the text between the quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Credentials<'a> {
+    /// The user the response was computed for.
     pub username: &'a [u8],
+    /// The realm of the challenge being answered.
     pub realm: &'a [u8],
+    /// The nonce of the challenge being answered.
     pub nonce: &'a [u8],
+    /// The `digest-uri` the client hashed (compare with the Request-URI).
     pub uri: &'a [u8],
+    /// The hex response to check.
     pub response: &'a [u8],
+    /// The `algorithm` value as written; see [`Credentials::algorithm`].
     pub algorithm: Option<&'a [u8]>,
+    /// Client nonce; required with qop.
     pub cnonce: Option<&'a [u8]>,
+    /// The challenge's `opaque`, returned.
     pub opaque: Option<&'a [u8]>,
+    /// The chosen qop (`auth`), absent for RFC 2069 style responses.
     pub qop: Option<&'a [u8]>,
     /// The nonce count as sent (8 hex digits); it is hashed as text.
     pub nc: Option<&'a [u8]>,
@@ -183,6 +203,7 @@ impl<'a> Challenge<'a> {
         Ok(c)
     }
 
+    /// The challenge's algorithm; an absent parameter is MD5.
     pub fn algorithm(&self) -> Algorithm {
         Algorithm::from_param(self.algorithm)
     }
@@ -285,6 +306,7 @@ impl<'a> Credentials<'a> {
         Ok(c)
     }
 
+    /// The algorithm the response was computed with; an absent parameter is MD5.
     pub fn algorithm(&self) -> Algorithm {
         Algorithm::from_param(self.algorithm)
     }
@@ -384,10 +406,12 @@ pub struct DigestHex {
 }
 
 impl DigestHex {
+    /// The hex digits.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
     }
 
+    /// The hex digits as text.
     pub fn as_str(&self) -> &str {
         // Only ever filled with ASCII hex digits.
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
@@ -446,9 +470,11 @@ fn hash(alg: Algorithm, parts: &[&[u8]]) -> DigestHex {
 /// The per-request inputs of a digest response.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseParams<'a> {
+    /// The request's method, as hashed into HA2.
     pub method: &'a [u8],
     /// The `uri` parameter of the credentials, as sent.
     pub uri: &'a [u8],
+    /// The nonce the credentials answer.
     pub nonce: &'a [u8],
     /// Nonce count as sent (8 hex digits); unused without qop.
     pub nc: &'a [u8],
@@ -461,13 +487,13 @@ pub struct ResponseParams<'a> {
 }
 
 /// HA1 = H(username:realm:password). Registrars often store this instead of passwords.
-pub fn ha1(alg: Algorithm, username: &[u8], realm: &[u8], password: &[u8]) -> DigestHex {
+pub(crate) fn ha1(alg: Algorithm, username: &[u8], realm: &[u8], password: &[u8]) -> DigestHex {
     hash(alg, &[username, realm, password])
 }
 
 /// The response from a stored (non-sess) HA1. For `-sess` algorithms, HA1 is first
 /// rehashed with the nonce and cnonce (RFC 7616 §3.4.2).
-pub fn response_from_ha1(alg: Algorithm, ha1: &[u8], p: &ResponseParams<'_>) -> DigestHex {
+pub(crate) fn response_from_ha1(alg: Algorithm, ha1: &[u8], p: &ResponseParams<'_>) -> DigestHex {
     let sess;
     let ha1 = if alg.is_sess() {
         sess = hash(alg, &[ha1, p.nonce, p.cnonce]);

@@ -19,7 +19,7 @@ use crate::parse::parse_decimal;
 use crate::scan::{find_unquoted, list_removal_range, split_list};
 
 /// Edits one [`Editor`] can hold.
-pub const MAX_EDITS: usize = 16;
+pub(crate) const MAX_EDITS: usize = 16;
 
 /// A piece of replacement text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,6 +74,7 @@ pub struct Editor<'a> {
 }
 
 impl<'a> Editor<'a> {
+    /// An editor with no edits yet over `msg`.
     pub fn new(msg: &'a Message) -> Editor<'a> {
         Editor {
             msg,
@@ -187,7 +188,7 @@ impl<'a> Editor<'a> {
     }
 
     /// Sets Max-Forwards to `n`, adding the header if absent.
-    pub fn set_max_forwards(&mut self, n: u8) -> Result<(), Error> {
+    pub(crate) fn set_max_forwards(&mut self, n: u8) -> Result<(), Error> {
         match self.first(HeaderName::MaxForwards) {
             Some(e) => self.add(
                 e.value_start,
@@ -322,14 +323,6 @@ impl<'a> Editor<'a> {
         let mut out = BytesMut::with_capacity(self.len_with(ops));
         self.write_ops(ops, &mut out);
         out.freeze()
-    }
-
-    /// Appends the edited message to `out` (reserving the exact size once).
-    pub fn write_into(&self, out: &mut BytesMut) {
-        let (mut ops, n) = self.ops_with_content_length();
-        let ops = &mut ops[..n];
-        out.reserve(self.len_with(ops));
-        self.write_ops(ops, out);
     }
 
     fn len_with(&self, ops: &[Splice<'_>]) -> usize {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+/// Why a message could not be parsed or framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// Malformed syntax; the message names what was wrong. Answered with 400.

@@ -42,6 +42,7 @@ pub struct StreamFramer {
 }
 
 impl StreamFramer {
+    /// An empty framer enforcing `limits` on every message it frames.
     pub fn new(limits: Limits) -> StreamFramer {
         StreamFramer {
             buf: BytesMut::with_capacity(4096),

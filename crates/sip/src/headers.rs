@@ -12,12 +12,14 @@ use crate::scan::{
 };
 
 /// Largest CSeq number (RFC 3261 §8.1.1.5: less than 2**31).
-pub const CSEQ_MAX: u32 = (1 << 31) - 1;
+pub(crate) const CSEQ_MAX: u32 = (1 << 31) - 1;
 
 /// `CSeq: 1*DIGIT LWS Method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CSeq<'a> {
+    /// The sequence number (at most 2^31-1).
     pub seq: u32,
+    /// The method, as written (case-sensitive).
     pub method: &'a [u8],
 }
 
@@ -95,12 +97,14 @@ pub fn expires(s: &[u8]) -> Result<u32, Error> {
 /// `Content-Type: type "/" subtype *(SEMI m-parameter)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentType<'a> {
-    pub mtype: &'a [u8],
-    pub subtype: &'a [u8],
+    pub(crate) mtype: &'a [u8],
+    pub(crate) subtype: &'a [u8],
+    /// The `;name=value` parameters after the media type.
     pub params: Params<'a>,
 }
 
 impl<'a> ContentType<'a> {
+    /// Parses a Content-Type value.
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         let s = trim_lws(s);
         let bad = Error::BadSyntax("bad Content-Type");
@@ -123,6 +127,7 @@ impl<'a> ContentType<'a> {
         eq_ignore_case(self.mtype, mtype) && eq_ignore_case(self.subtype, subtype)
     }
 
+    /// `application/sdp`, the only body the proxy reads.
     pub fn is_sdp(&self) -> bool {
         self.is(b"application", b"sdp")
     }

@@ -4,6 +4,8 @@
 //! index of header ranges; typed views parse the few headers a proxy touches lazily, and
 //! edits are spliced into one output buffer.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod error;
 
 // Message representation, parsing, framing, limits, edits, builders.

@@ -1,7 +1,7 @@
 //! A parsed SIP message: the original bytes plus an index of where things are.
 //!
 //! Nothing is copied out of the buffer. The header index lives inline for up to
-//! [`INLINE_HEADERS`] header lines, so parsing an ordinary message allocates nothing; only
+//! `INLINE_HEADERS` header lines, so parsing an ordinary message allocates nothing; only
 //! a message with more header lines spills the index to one `Vec`.
 
 use std::fmt;
@@ -13,7 +13,9 @@ use bytes::Bytes;
 /// messages that do not fit (see [`Limits::message_size`](crate::limits::Limits::message_size)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {
+    /// Offset of the first byte.
     pub start: u32,
+    /// Offset just past the last byte.
     pub end: u32,
 }
 
@@ -27,16 +29,19 @@ impl Span {
         }
     }
 
+    /// As a `Range` for slicing the buffer.
     #[inline]
     pub fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
 
+    /// Number of bytes covered.
     #[inline]
     pub fn len(self) -> usize {
         (self.end - self.start) as usize
     }
 
+    /// Covers no bytes.
     #[inline]
     pub fn is_empty(self) -> bool {
         self.start == self.end
@@ -47,25 +52,40 @@ impl Span {
 /// extension method, reported as `Other`; its spelling is in [`Message::method_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
+    /// `INVITE`: starts a call.
     Invite,
+    /// `ACK`: confirms a final answer to an INVITE.
     Ack,
+    /// `BYE`: ends a call.
     Bye,
+    /// `CANCEL`: stops a pending INVITE.
     Cancel,
+    /// `OPTIONS`: capability query, also used as a keep-alive.
     Options,
+    /// `REGISTER`.
     Register,
+    /// `PRACK` (RFC 3262).
     Prack,
+    /// `SUBSCRIBE` (RFC 6665).
     Subscribe,
+    /// `NOTIFY` (RFC 6665).
     Notify,
+    /// `PUBLISH` (RFC 3903).
     Publish,
+    /// `INFO` (RFC 6086).
     Info,
+    /// `REFER` (RFC 3515).
     Refer,
+    /// `MESSAGE` (RFC 3428).
     Message,
+    /// `UPDATE` (RFC 3311).
     Update,
     /// Any other token; compare spellings with [`Message::method_bytes`].
     Other,
 }
 
 impl Method {
+    /// The method for a request-line token; `Other` unless spelled exactly.
     pub fn from_bytes(b: &[u8]) -> Method {
         match b {
             b"INVITE" => Method::Invite,
@@ -121,7 +141,8 @@ macro_rules! header_names {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum HeaderName {
-            $($variant,)*
+            $(#[doc = concat!("`", $canon, "`.")] $variant,)*
+            /// Any header not listed above.
             Other,
         }
 
@@ -267,7 +288,7 @@ impl HeaderName {
     }
 
     /// RFC 3261 §7.3.3 and later RFCs' compact forms.
-    pub fn from_compact(c: u8) -> HeaderName {
+    pub(crate) fn from_compact(c: u8) -> HeaderName {
         use HeaderName as H;
         match c.to_ascii_lowercase() {
             b'i' => H::CallId,
@@ -315,11 +336,11 @@ impl fmt::Display for HeaderName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeaderEntry {
     /// Start of the name, which is also the start of the line.
-    pub name_start: u32,
+    pub(crate) name_start: u32,
     /// Value without leading/trailing whitespace; may span folded continuation lines.
-    pub value_start: u32,
-    pub value_end: u32,
-    pub name_len: u16,
+    pub(crate) value_start: u32,
+    pub(crate) value_end: u32,
+    pub(crate) name_len: u16,
     pub kind: HeaderName,
 }
 
@@ -333,7 +354,7 @@ impl HeaderEntry {
     };
 
     #[inline]
-    pub fn name_span(&self) -> Span {
+    pub(crate) fn name_span(&self) -> Span {
         Span {
             start: self.name_start,
             end: self.name_start + self.name_len as u32,
@@ -341,7 +362,7 @@ impl HeaderEntry {
     }
 
     #[inline]
-    pub fn value_span(&self) -> Span {
+    pub(crate) fn value_span(&self) -> Span {
         Span {
             start: self.value_start,
             end: self.value_end,
@@ -350,7 +371,7 @@ impl HeaderEntry {
 }
 
 /// Header lines kept inline before the index spills to the heap.
-pub const INLINE_HEADERS: usize = 32;
+pub(crate) const INLINE_HEADERS: usize = 32;
 
 /// Inline-first vector of header entries. Written by hand rather than pulling in a crate:
 /// the entries are `Copy`, so it needs no unsafe code and stays tiny.
@@ -366,14 +387,14 @@ pub(crate) enum HeaderIndex {
 }
 
 impl HeaderIndex {
-    pub fn new() -> HeaderIndex {
+    pub(crate) fn new() -> HeaderIndex {
         HeaderIndex::Inline {
             len: 0,
             items: [HeaderEntry::EMPTY; INLINE_HEADERS],
         }
     }
 
-    pub fn push(&mut self, e: HeaderEntry) {
+    pub(crate) fn push(&mut self, e: HeaderEntry) {
         match self {
             HeaderIndex::Inline { len, items } => {
                 let n = *len as usize;
@@ -392,7 +413,7 @@ impl HeaderIndex {
     }
 
     #[inline]
-    pub fn as_slice(&self) -> &[HeaderEntry] {
+    pub(crate) fn as_slice(&self) -> &[HeaderEntry] {
         match self {
             HeaderIndex::Inline { len, items } => &items[..*len as usize],
             HeaderIndex::Heap(v) => v,
@@ -400,7 +421,7 @@ impl HeaderIndex {
     }
 
     #[inline]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.as_slice().len()
     }
 }
@@ -414,13 +435,20 @@ impl fmt::Debug for HeaderIndex {
 /// Request line or status line, as ranges into the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartLine {
+    /// `Method SP Request-URI SP SIP-Version`.
     Request {
+        /// The method, `Other` for extensions.
         method: Method,
+        /// Where the method token is (for extension methods).
         method_span: Span,
+        /// The Request-URI.
         uri: Span,
     },
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`.
     Response {
+        /// The status code (100–699).
         code: u16,
+        /// The reason phrase.
         reason: Span,
     },
 }
@@ -440,14 +468,15 @@ pub struct Message {
 /// One header line as seen through [`Message::fields`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field<'a> {
+    /// The header, when the parser knows its name.
     pub kind: HeaderName,
     /// The name as spelled on the wire (may be a compact form).
     pub name: &'a [u8],
     /// The value, trimmed; folded lines keep their CRLF and leading whitespace, which
     /// views must treat as linear whitespace.
     pub value: &'a [u8],
-    pub name_span: Span,
-    pub value_span: Span,
+    pub(crate) name_span: Span,
+    pub(crate) value_span: Span,
 }
 
 impl Message {
@@ -474,16 +503,19 @@ impl Message {
         &self.buf
     }
 
+    /// The request or status line.
     #[inline]
     pub fn start_line(&self) -> StartLine {
         self.start
     }
 
+    /// Has a request line.
     #[inline]
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
     }
 
+    /// Has a status line.
     #[inline]
     pub fn is_response(&self) -> bool {
         !self.is_request()
@@ -552,6 +584,7 @@ impl Message {
         self.headers_named(name).next()
     }
 
+    /// Every value of a header by name, in order (lists split as [`Message::headers`] does).
     pub fn headers_named<'a, 'n>(&'a self, name: &'n [u8]) -> Headers<'a, 'n> {
         let want = match HeaderName::from_bytes(name) {
             HeaderName::Other => Want::Name(name),
@@ -616,7 +649,7 @@ impl Message {
 
     /// Bytes of a span; empty if the span is not inside the message (never panics).
     #[inline]
-    pub fn span(&self, s: Span) -> &[u8] {
+    pub(crate) fn span(&self, s: Span) -> &[u8] {
         self.buf.get(s.range()).unwrap_or(b"")
     }
 

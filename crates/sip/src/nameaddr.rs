@@ -65,6 +65,7 @@ impl<'a> NameAddr<'a> {
         self.display
     }
 
+    /// Was the display name a quoted string (quoted-pairs in [`display_name`](Self::display_name) still escaped)?
     #[inline]
     pub fn display_name_is_quoted(&self) -> bool {
         self.display_quoted
@@ -80,6 +81,7 @@ impl<'a> NameAddr<'a> {
         })
     }
 
+    /// The address, of any scheme.
     #[inline]
     pub fn uri(&self) -> &AnyUri<'a> {
         &self.uri
@@ -195,10 +197,12 @@ fn bare(s: &[u8]) -> Result<NameAddr<'_>, Error> {
 pub enum Contact<'a> {
     /// `Contact: *` (REGISTER: remove all bindings).
     Star,
+    /// An address with its parameters.
     Addr(NameAddr<'a>),
 }
 
 impl<'a> Contact<'a> {
+    /// Parses one Contact value (`*` or a name-addr).
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         if trim_lws(s) == b"*" {
             Ok(Contact::Star)
@@ -207,6 +211,7 @@ impl<'a> Contact<'a> {
         }
     }
 
+    /// The address; `None` for `*`.
     pub fn addr(&self) -> Option<&NameAddr<'a>> {
         match self {
             Contact::Star => None,

@@ -29,9 +29,11 @@ pub enum ParamSyntax {
 /// quoted-pairs still escaped; see [`Param::unescaped_value`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Param<'a> {
+    /// The name as written (compare case-insensitively).
     pub name: &'a [u8],
+    /// The value, `None` for a flag (`;lr`).
     pub value: Option<&'a [u8]>,
-    pub quoted: bool,
+    pub(crate) quoted: bool,
 }
 
 impl<'a> Param<'a> {
@@ -79,7 +81,7 @@ impl<'a> Params<'a> {
     /// Validates like [`Params::parse`] and hands each parameter to `f` in the same pass
     /// (how Via picks out branch/received/rport without a second scan). Stops at the first
     /// error from the syntax or from `f`.
-    pub fn parse_each(
+    pub(crate) fn parse_each(
         raw: &'a [u8],
         syntax: ParamSyntax,
         f: impl FnMut(Param<'a>) -> Result<(), Error>,
@@ -94,11 +96,13 @@ impl<'a> Params<'a> {
         self.raw
     }
 
+    /// No parameter at all.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
     }
 
+    /// The parameters in order.
     #[inline]
     pub fn iter(&self) -> ParamIter<'a> {
         ParamIter {

@@ -1,6 +1,6 @@
 //! Message parser: start line and header index in one pass over the head, no copies.
 //!
-//! [`parse_head`] is the core shared by datagrams ([`parse_datagram`]) and the stream
+//! `parse_head` is the core shared by datagrams ([`parse_datagram`]) and the stream
 //! framer; it stops at the blank line and leaves body framing to the caller, because the
 //! transports frame bodies differently (RFC 3261 §18.3).
 
@@ -13,11 +13,11 @@ use crate::message::{HeaderEntry, HeaderIndex, HeaderName, Message, Method, Span
 
 /// The parsed head of a message, before body framing.
 #[derive(Debug, Clone)]
-pub struct Head {
+pub(crate) struct Head {
     pub(crate) start: StartLine,
     pub(crate) headers: HeaderIndex,
     /// Offset just past the blank line, where the body starts.
-    pub head_len: usize,
+    pub(crate) head_len: usize,
     /// Content-Length, if present (all copies agree; the parser checked).
     pub content_length: Option<usize>,
 }
@@ -103,15 +103,11 @@ impl Head {
             self.content_length,
         )
     }
-
-    pub fn start_line(&self) -> StartLine {
-        self.start
-    }
 }
 
 /// Number of CR/LF bytes at the start of `buf` (keep-alives and stray line ends before the
 /// start line, RFC 3261 §7.5).
-pub fn skip_crlf(buf: &[u8]) -> usize {
+pub(crate) fn skip_crlf(buf: &[u8]) -> usize {
     buf.iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len())
@@ -120,7 +116,7 @@ pub fn skip_crlf(buf: &[u8]) -> usize {
 /// Parses the start line and the header section of `buf`, which must begin with the start
 /// line. Returns `Error::Incomplete` if the blank line ending the header section is not in
 /// `buf`. Does not look at the body.
-pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Error> {
+pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Error> {
     let mut headers = HeaderIndex::new();
     let info = parse_into(buf, limits, false, &mut headers)?;
     Ok(Head {

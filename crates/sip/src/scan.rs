@@ -15,29 +15,29 @@ use crate::error::Error;
 /// `matches!` comparisons (the codec's hottest predicates).
 pub(crate) mod class {
     /// RFC 3261 `token`: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
-    pub const TOKEN: u16 = 1 << 0;
+    pub(crate) const TOKEN: u16 = 1 << 0;
     /// URI `user` characters: unreserved / escaped ("%") / user-unreserved.
-    pub const USER: u16 = 1 << 1;
+    pub(crate) const USER: u16 = 1 << 1;
     /// URI `password` characters.
-    pub const PASSWORD: u16 = 1 << 2;
+    pub(crate) const PASSWORD: u16 = 1 << 2;
     /// URI `hname` / `hvalue` characters.
-    pub const URI_HEADER: u16 = 1 << 3;
+    pub(crate) const URI_HEADER: u16 = 1 << 3;
     /// URI `paramchar` (with "%"; escapes are checked separately).
-    pub const URI_PARAM: u16 = 1 << 4;
+    pub(crate) const URI_PARAM: u16 = 1 << 4;
     /// Unquoted header-param value: token plus what an IPv6 host adds (":" "[" "]").
-    pub const PARAM_VALUE: u16 = 1 << 5;
+    pub(crate) const PARAM_VALUE: u16 = 1 << 5;
     /// Hostname label characters: alphanum / "-" / "_" (tolerated, real devices send it).
-    pub const HOST: u16 = 1 << 6;
+    pub(crate) const HOST: u16 = 1 << 6;
     /// Call-ID `word`: token plus `()<>:\"/[]?{}`.
-    pub const WORD: u16 = 1 << 7;
+    pub(crate) const WORD: u16 = 1 << 7;
     /// Characters after the first of a URI scheme: alphanum / "+" / "-" / ".".
-    pub const SCHEME: u16 = 1 << 8;
-    pub const DIGIT: u16 = 1 << 9;
-    pub const HEX: u16 = 1 << 10;
+    pub(crate) const SCHEME: u16 = 1 << 8;
+    pub(crate) const DIGIT: u16 = 1 << 9;
+    pub(crate) const HEX: u16 = 1 << 10;
     /// LWS including the CR/LF of a fold (see the module docs).
-    pub const LWS: u16 = 1 << 11;
+    pub(crate) const LWS: u16 = 1 << 11;
     /// Bytes that end a run in a comma list: `,`, `"` and `<` (see `next_list_comma`).
-    pub const LIST_SPECIAL: u16 = 1 << 12;
+    pub(crate) const LIST_SPECIAL: u16 = 1 << 12;
 }
 
 const fn is_unreserved_const(b: u8) -> bool {
@@ -149,25 +149,25 @@ pub(crate) fn all_in(s: &[u8], mask: u16) -> bool {
 
 /// Is `b` an RFC 3261 token character?
 #[inline]
-pub fn is_token_char(b: u8) -> bool {
+pub(crate) fn is_token_char(b: u8) -> bool {
     is(b, class::TOKEN)
 }
 
 /// Is every byte of a non-empty `s` a token character?
 #[inline]
-pub fn is_token(s: &[u8]) -> bool {
+pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && all_in(s, class::TOKEN)
 }
 
 /// Linear whitespace, including the CR/LF of a fold (see module docs).
 #[inline]
-pub fn is_lws(b: u8) -> bool {
+pub(crate) fn is_lws(b: u8) -> bool {
     is(b, class::LWS)
 }
 
 /// Index of the first non-LWS byte at or after `i` (or `s.len()`).
 #[inline]
-pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
     while let Some(&b) = s.get(i) {
         if !is_lws(b) {
             break;
@@ -179,7 +179,7 @@ pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
 
 /// `s` without leading and trailing LWS (folds included).
 #[inline]
-pub fn trim_lws(s: &[u8]) -> &[u8] {
+pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     let r = trim_range(s, 0..s.len());
     s.get(r).unwrap_or(&[])
 }
@@ -202,16 +202,10 @@ pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Does `s` start with `prefix`, ignoring ASCII case?
-#[inline]
-pub fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
-    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
 /// Reads a token starting at `i`. Returns the token and the index just past it, or `None`
 /// when no token character is at `i`.
 #[inline]
-pub fn read_token(s: &[u8], i: usize) -> Option<(&[u8], usize)> {
+pub(crate) fn read_token(s: &[u8], i: usize) -> Option<(&[u8], usize)> {
     let rest = s.get(i..)?;
     let n = rest
         .iter()
@@ -230,7 +224,7 @@ pub fn read_token(s: &[u8], i: usize) -> Option<(&[u8], usize)> {
 ///
 /// Accepts RFC 3261 qdtext (LWS, visible ASCII, UTF-8 bytes) and quoted-pairs (`\` followed
 /// by any byte except CR/LF). Raw control characters and an unterminated string are errors.
-pub fn read_quoted(s: &[u8], i: usize) -> Result<(&[u8], usize), Error> {
+pub(crate) fn read_quoted(s: &[u8], i: usize) -> Result<(&[u8], usize), Error> {
     if s.get(i) != Some(&b'"') {
         return Err(Error::BadSyntax("expected quoted string"));
     }
@@ -291,7 +285,7 @@ pub fn write_quoted(buf: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// Parses `1*DIGIT` (no sign, no LWS) into a u64, rejecting overflow.
-pub fn parse_u64(s: &[u8]) -> Result<u64, Error> {
+pub(crate) fn parse_u64(s: &[u8]) -> Result<u64, Error> {
     if s.is_empty() {
         return Err(Error::BadSyntax("expected a number"));
     }
@@ -309,7 +303,7 @@ pub fn parse_u64(s: &[u8]) -> Result<u64, Error> {
 }
 
 /// Parses `1*DIGIT` (no sign, no LWS) into a u32, rejecting overflow.
-pub fn parse_u32(s: &[u8]) -> Result<u32, Error> {
+pub(crate) fn parse_u32(s: &[u8]) -> Result<u32, Error> {
     let v = parse_u64(s)?;
     u32::try_from(v).map_err(|_| Error::BadSyntax("number too large"))
 }
@@ -318,7 +312,7 @@ pub fn parse_u32(s: &[u8]) -> Result<u32, Error> {
 /// A plain loop: the parts are short and usually escape-free, where a memchr call costs
 /// more than the scan.
 #[inline]
-pub fn escapes_ok(s: &[u8]) -> bool {
+pub(crate) fn escapes_ok(s: &[u8]) -> bool {
     let mut i = 0;
     while let Some(&b) = s.get(i) {
         if b == b'%' {
@@ -334,7 +328,7 @@ pub fn escapes_ok(s: &[u8]) -> bool {
 }
 
 /// Decodes `%XX` escapes. Borrows when there are none; an invalid escape is kept literally
-/// (callers validate with [`escapes_ok`] first when they care).
+/// (callers validate with `escapes_ok` first when they care).
 pub fn unescape_percent(s: &[u8]) -> Cow<'_, [u8]> {
     if memchr::memchr(b'%', s).is_none() {
         return Cow::Borrowed(s);
@@ -370,7 +364,7 @@ fn hex_val(c: u8) -> Option<u8> {
 
 /// Position of the first `needle` in `s` that is not inside a quoted-string. An unterminated
 /// quote hides the rest of the input.
-pub fn find_unquoted(s: &[u8], needle: u8) -> Option<usize> {
+pub(crate) fn find_unquoted(s: &[u8], needle: u8) -> Option<usize> {
     // Plain byte loops: values are short, and memchr's setup costs more than it saves here.
     let mut i = 0;
     while let Some(&b) = s.get(i) {

@@ -26,6 +26,7 @@ use crate::scan::{all_in, class, eq_ignore_case, escapes_ok, is, unescape_percen
 pub enum HostKind {
     /// A hostname (compare case-insensitively).
     Domain,
+    /// A dotted IPv4 address.
     Ipv4,
     /// An IPv6 address; [`Host::as_bytes`] excludes the brackets.
     Ipv6,
@@ -88,6 +89,7 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// Hostname, IPv4 or IPv6.
     #[inline]
     pub fn kind(&self) -> HostKind {
         self.kind
@@ -97,11 +99,6 @@ impl<'a> Host<'a> {
     #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.text
-    }
-
-    #[inline]
-    pub fn is_ip(&self) -> bool {
-        self.kind != HostKind::Domain
     }
 
     /// The address, for IP hosts. The RFC 3261 ABNF's three-colon form
@@ -116,12 +113,6 @@ impl<'a> Host<'a> {
                 .map(IpAddr::V4),
             HostKind::Ipv6 => parse_ipv6_addr(self.text).map(IpAddr::V6),
         }
-    }
-
-    /// Case-insensitive for hostnames; textual for addresses (use [`Host::ip`] to compare
-    /// differently written IPv6 addresses).
-    pub fn eq_host(&self, other: &Host<'_>) -> bool {
-        self.kind == other.kind && eq_ignore_case(self.text, other.text)
     }
 
     /// Writes the host as it appears in a URI or Via (IPv6 bracketed).
@@ -150,17 +141,14 @@ impl fmt::Display for Host<'_> {
 /// A host and optional port, as in a URI or Via sent-by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostPort<'a> {
+    /// The host.
     pub host: Host<'a>,
+    /// The port, `None` when absent (the transport's default applies).
     pub port: Option<u16>,
 }
 
 impl HostPort<'_> {
-    /// The port, or `default` (5060 / 5061 by transport) when absent.
-    #[inline]
-    pub fn port_or(&self, default: u16) -> u16 {
-        self.port.unwrap_or(default)
-    }
-
+    /// Writes `host[:port]` as it appears in a URI or Via (IPv6 bracketed).
     pub fn write_to(&self, buf: &mut Vec<u8>) {
         self.host.write_to(buf);
         if let Some(p) = self.port {
@@ -422,7 +410,7 @@ fn is_hostname(s: &[u8]) -> bool {
 }
 
 /// Parses a port: `1*DIGIT`, 1..=65535.
-pub fn parse_port(s: &[u8]) -> Result<u16, Error> {
+pub(crate) fn parse_port(s: &[u8]) -> Result<u16, Error> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return Err(Error::BadSyntax("bad port"));
     }
@@ -434,7 +422,7 @@ pub fn parse_port(s: &[u8]) -> Result<u16, Error> {
 }
 
 /// Splits `host [":" port]` where the host may be a bracketed IPv6 reference.
-pub fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
+pub(crate) fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
     let host_end = if s.first() == Some(&b'[') {
         memchr::memchr(b']', s).ok_or(Error::BadSyntax("unterminated IPv6 reference"))? + 1
     } else {
@@ -453,14 +441,19 @@ pub fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
 // SIP / SIPS / tel URI
 // ---------------------------------------------------------------------------------------
 
+/// The URI schemes the proxy routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// `sip:`.
     Sip,
+    /// `sips:` (TLS to the target).
     Sips,
+    /// `tel:` (RFC 3966): a number, no host.
     Tel,
 }
 
 impl Scheme {
+    /// Lowercase spelling without the colon.
     pub fn as_str(&self) -> &'static str {
         match self {
             Scheme::Sip => "sip",
@@ -498,7 +491,7 @@ pub struct Uri<'a> {
 
 /// Splits `scheme ":" rest` if `s` starts with a syntactically valid scheme
 /// (`ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")`).
-pub fn split_scheme(s: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn split_scheme(s: &[u8]) -> Option<(&[u8], &[u8])> {
     if !s.first()?.is_ascii_alphabetic() {
         return None;
     }
@@ -538,6 +531,7 @@ impl<'a> Uri<'a> {
         }
     }
 
+    /// The scheme (the spelling's case is not kept).
     #[inline]
     pub fn scheme(&self) -> Scheme {
         self.scheme
@@ -560,6 +554,7 @@ impl<'a> Uri<'a> {
         self.user.map(unescape_percent)
     }
 
+    /// The password part (deprecated by RFC 3261, still parsed).
     #[inline]
     pub fn password(&self) -> Option<&'a [u8]> {
         self.password
@@ -571,6 +566,7 @@ impl<'a> Uri<'a> {
         self.host
     }
 
+    /// The port, `None` when absent.
     #[inline]
     pub fn port(&self) -> Option<u16> {
         self.port
@@ -601,6 +597,7 @@ impl<'a> Uri<'a> {
         self.params.has(b"lr")
     }
 
+    /// The `transport` URI parameter, as written.
     pub fn transport(&self) -> Option<&'a [u8]> {
         self.params.value(b"transport")
     }
@@ -768,8 +765,15 @@ fn parse_tel<'a>(raw: &'a [u8], rest: &'a [u8]) -> Result<Uri<'a>, Error> {
 /// A URI inside a name-addr: one of ours, or any other absolute URI kept opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnyUri<'a> {
+    /// sip, sips or tel, parsed.
     Sip(Uri<'a>),
-    Other { scheme: &'a [u8], raw: &'a [u8] },
+    /// Any other scheme, kept opaque.
+    Other {
+        /// The scheme as written.
+        scheme: &'a [u8],
+        /// The whole URI text.
+        raw: &'a [u8],
+    },
 }
 
 impl<'a> AnyUri<'a> {
@@ -800,6 +804,7 @@ impl<'a> AnyUri<'a> {
         }
     }
 
+    /// The whole URI text.
     pub fn as_bytes(&self) -> &'a [u8] {
         match self {
             AnyUri::Sip(u) => u.raw,
@@ -808,7 +813,7 @@ impl<'a> AnyUri<'a> {
     }
 
     /// The sip/sips/tel view, if that is what this is.
-    pub fn as_uri(&self) -> Option<&Uri<'a>> {
+    pub(crate) fn as_uri(&self) -> Option<&Uri<'a>> {
         match self {
             AnyUri::Sip(u) => Some(u),
             AnyUri::Other { .. } => None,

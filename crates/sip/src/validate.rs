@@ -17,7 +17,9 @@ use crate::via::{vias, Via};
 /// fails validation is dropped instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection<'m> {
+    /// Status code of the response to send.
     pub status: u16,
+    /// Its reason phrase, naming what was wrong.
     pub reason: &'static str,
     /// For 420: the Proxy-Require option tags this proxy does not support, to list in
     /// an Unsupported header. Empty (and unallocated) otherwise.
@@ -25,6 +27,7 @@ pub struct Rejection<'m> {
 }
 
 impl<'m> Rejection<'m> {
+    /// A rejection with no Unsupported tags.
     pub fn new(status: u16, reason: &'static str) -> Rejection<'m> {
         Rejection {
             status,
@@ -61,9 +64,13 @@ pub fn validate_request(msg: &Message) -> Result<(), Rejection<'_>> {
 /// parsing it again.
 #[derive(Debug, Clone, Copy)]
 pub struct Checked<'m> {
+    /// The topmost Via.
     pub top_via: Via<'m>,
+    /// The Request-URI (sip, sips or tel).
     pub request_uri: Uri<'m>,
+    /// The From header.
     pub from: NameAddr<'m>,
+    /// The To header.
     pub to: NameAddr<'m>,
 }
 

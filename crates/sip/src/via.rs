@@ -22,26 +22,35 @@ pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 /// RFC 3581 `rport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rport {
+    /// No `rport` parameter.
     Absent,
     /// `;rport` without a value: the client asks us to fill it in.
     Requested,
+    /// `;rport=N`, filled in by a server on the way.
     Value(u16),
 }
 
 /// Transport of the sent-protocol, for matching without string compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// `UDP`.
     Udp,
+    /// `TCP`.
     Tcp,
+    /// `TLS`.
     Tls,
+    /// `SCTP`.
     Sctp,
+    /// `WS` (RFC 7118).
     Ws,
+    /// `WSS` (RFC 7118).
     Wss,
     /// Anything else (rfc4475 `transports` has `UNKNOWN`); see [`Via::transport`].
     Other,
 }
 
 impl Transport {
+    /// The transport of a sent-protocol token (case-insensitive).
     pub fn from_bytes(t: &[u8]) -> Transport {
         const ALL: [(&[u8], Transport); 6] = [
             (b"UDP", Transport::Udp),
@@ -157,21 +166,25 @@ impl<'a> Via<'a> {
         self.transport
     }
 
+    /// The transport as an enum.
     #[inline]
     pub fn transport_kind(&self) -> Transport {
         Transport::from_bytes(self.transport)
     }
 
+    /// Host and port the sender says it sent from.
     #[inline]
     pub fn sent_by(&self) -> HostPort<'a> {
         self.sent_by
     }
 
+    /// The sent-by host.
     #[inline]
     pub fn host(&self) -> Host<'a> {
         self.sent_by.host
     }
 
+    /// The sent-by port, `None` when absent.
     #[inline]
     pub fn port(&self) -> Option<u16> {
         self.sent_by.port
@@ -183,6 +196,7 @@ impl<'a> Via<'a> {
         self.params
     }
 
+    /// The `branch` parameter: the transaction id.
     #[inline]
     pub fn branch(&self) -> Option<&'a [u8]> {
         self.branch
@@ -201,16 +215,19 @@ impl<'a> Via<'a> {
         self.received
     }
 
+    /// The `rport` parameter (RFC 3581).
     #[inline]
     pub fn rport(&self) -> Rport {
         self.rport
     }
 
+    /// The `maddr` parameter (multicast; not honoured by this proxy).
     #[inline]
     pub fn maddr(&self) -> Option<Host<'a>> {
         self.maddr
     }
 
+    /// The `ttl` parameter.
     #[inline]
     pub fn ttl(&self) -> Option<u8> {
         self.ttl
