@@ -4,29 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_sipp() {
-    # End-to-end tests drive the real binary with SIPp (Debian package sip-tester).
-    grep -rqs --include='*.rs' 'sipp' tests crates/*/tests 2>/dev/null
+# Installs Debian package `$2` when the tests mention `$1` and its command is missing.
+install_for_tests() {
+    local command=$1 package=$2
+    grep -rqs --include='*.rs' "$command" tests crates/*/tests 2>/dev/null || return 0
+    command -v "$command" >/dev/null 2>&1 && return 0
+    echo "installing $command ($package)…"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package"
 }
 
-if need_sipp && ! command -v sipp >/dev/null 2>&1; then
-    echo "installing SIPp (sip-tester)…"
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq sip-tester
-fi
-
-need_baresip() {
-    # A real softphone (libre's SIP stack) calls through the proxy (tests/e2e/baresip.rs).
-    grep -rqs --include='*.rs' 'baresip' tests crates/*/tests 2>/dev/null
-}
-
-if need_baresip && ! command -v baresip >/dev/null 2>&1; then
-    echo "installing baresip (baresip-core)…"
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq baresip-core
-fi
+# End-to-end tests drive the real binary with SIPp, and a real softphone (libre's SIP
+# stack, tests/e2e/baresip.rs) calls through it.
+install_for_tests sipp sip-tester
+install_for_tests baresip baresip-core
 
 # cargo's last line is its last (often empty) doc-test run, so close with the total over
 # every test binary.
