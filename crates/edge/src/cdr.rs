@@ -56,15 +56,8 @@ pub struct CdrWriter {
 
 impl CdrWriter {
     /// Waits for the writer to write what is queued and exit (call after the last sink,
-    /// i.e. the edge, is gone).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-
-    /// As [`join`](CdrWriter::join), but gives up after `limit` (a sink still held
-    /// somewhere must not hang the shutdown); true when the writer finished.
+    /// i.e. the edge, is gone), but gives up after `limit` (a sink still held somewhere
+    /// must not hang the shutdown); true when the writer finished.
     pub fn join_within(mut self, limit: std::time::Duration) -> bool {
         let deadline = Instant::now() + limit;
         let Some(t) = self.thread.take() else {
@@ -304,7 +297,7 @@ mod tests {
             sink.send(record(Instant::now()));
         }
         drop(sink);
-        writer.join();
+        assert!(writer.join_within(Duration::from_secs(5)));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.lines().all(|l| l.starts_with('{') && l.ends_with('}')));
@@ -319,7 +312,7 @@ mod tests {
         let (sink, writer) = start(&path).unwrap();
         sink.send(record(Instant::now()));
         drop(sink);
-        writer.join();
+        assert!(writer.join_within(Duration::from_secs(5)));
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -6,7 +6,8 @@
 //!   receive the worker fires due timers and sends everything produced with `sendmmsg`
 //!   (non-blocking: a full buffer drops, SIP retransmits). No epoll and no hand-off
 //!   between threads, so a message costs about one receive call and at most one send
-//!   call, and fewer when several are queued.
+//!   call, and fewer when several are queued. A worker never waits to batch unless it
+//!   is saturated (see `linger`): below that, no message is held back.
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
 //!   framer per connection, one driver task owning the TCP shard; see [`tcp`].
 //! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
