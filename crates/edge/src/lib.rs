@@ -9,7 +9,7 @@
 //!   call, and fewer when several are queued. A worker never waits to batch unless it
 //!   is saturated (see `linger`): below that, no message is held back.
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
-//!   framer per connection, one driver task owning the TCP shard; see [`tcp`].
+//!   framer per connection, one driver task owning the TCP shard; see `tcp` and `tcp_driver`.
 //! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
 //!   banned source is dropped before the core parses anything ([`Core::admits`], a
 //!   lock-free question); a banned source's TCP connection is refused at accept or closed
