@@ -1,10 +1,10 @@
 //! Call detail records: one JSON line per finished call, appended to the settings'
 //! `cdr.file` by a writer thread, never on the packet path.
 //!
-//! The core queues a [`CallRecord`] on the worker's shard when a call ends; [`CdrCore`]
-//! (the core as the edge drives it) moves each one into a bounded channel right after the
-//! event that produced it (`try_send`: a full channel drops the record and counts it,
-//! it never blocks a worker). The writer thread turns the core's `Instant`s into
+//! The core queues a [`CallRecord`] on the worker's shard when a call ends; the edge
+//! (`drive`, after every round of events) moves each one into a bounded channel
+//! through the [`CdrSink`] given to [`Edge::start_recording`](crate::Edge::start_recording)
+//! (`try_send`: a full channel drops the record and counts it, it never blocks a worker). The writer thread turns the core's `Instant`s into
 //! wall-clock times with a (`SystemTime`, `Instant`) pair taken at start, formats the line
 //! and appends it; it flushes whenever the channel is momentarily empty, so records reach
 //! the file within milliseconds and nothing is lost at exit beyond what is in flight.
@@ -12,7 +12,6 @@
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -21,14 +20,11 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use trunkstore_proxy::{CallRecord, Peer, Proxy, Shard, Transmit};
-use trunkstore_sip::message::Message;
-
-use crate::core::Core;
+use trunkstore_proxy::CallRecord;
 
 /// Records in flight between the workers and the writer. At 1,000 calls/s this is over
 /// a minute of a stalled disk.
-pub const CHANNEL: usize = 65_536;
+const CHANNEL: usize = 65_536;
 
 /// The workers' end: a bounded sender and a count of records dropped on overflow.
 #[derive(Clone)]
@@ -38,14 +34,8 @@ pub struct CdrSink {
 }
 
 impl CdrSink {
-    /// Moves every record queued on `shard` to the writer, without blocking.
-    pub fn drain(&self, shard: &mut Shard) {
-        while let Some(r) = shard.poll_call_record() {
-            self.send(r);
-        }
-    }
-
-    fn send(&self, r: CallRecord) {
+    /// Queues a record for the writer without blocking (dropped and counted when full).
+    pub(crate) fn send(&self, r: CallRecord) {
         match self.tx.try_send(r) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -57,11 +47,6 @@ impl CdrSink {
             }
         }
     }
-
-    /// Records dropped because the writer was behind (or gone).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 /// The writer thread; it ends when every [`CdrSink`] is dropped.
@@ -71,15 +56,8 @@ pub struct CdrWriter {
 
 impl CdrWriter {
     /// Waits for the writer to write what is queued and exit (call after the last sink,
-    /// i.e. the edge, is gone).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-
-    /// As [`join`](CdrWriter::join), but gives up after `limit` (a sink still held
-    /// somewhere must not hang the shutdown); true when the writer finished.
+    /// i.e. the edge, is gone), but gives up after `limit` (a sink still held somewhere
+    /// must not hang the shutdown); true when the writer finished.
     pub fn join_within(mut self, limit: std::time::Duration) -> bool {
         let deadline = Instant::now() + limit;
         let Some(t) = self.thread.take() else {
@@ -141,7 +119,7 @@ fn write_loop(rx: Receiver<CallRecord>, mut out: BufWriter<File>, clock: (System
 }
 
 /// One JSON line (with its newline).
-pub fn format_record(r: &CallRecord, clock: (SystemTime, Instant), out: &mut String) {
+fn format_record(r: &CallRecord, clock: (SystemTime, Instant), out: &mut String) {
     let wall = |at: Instant| wall_ms(at, clock);
     out.push('{');
     field_bytes(out, "call_id", &r.call_id);
@@ -229,7 +207,7 @@ fn push_json_string(out: &mut String, s: &str) {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the epoch (UTC; proleptic
 /// Gregorian, days-to-civil of H. Hinnant).
-pub fn rfc3339_ms(ms: i64, out: &mut String) {
+fn rfc3339_ms(ms: i64, out: &mut String) {
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -250,86 +228,6 @@ pub fn rfc3339_ms(ms: i64, out: &mut String) {
         sod % 3600 / 60,
         sod % 60
     );
-}
-
-/// The proxy core with its call records sent to a [`CdrSink`] after every event: the
-/// edge drives it like the bare core (it implements [`Core`]).
-pub struct CdrCore {
-    proxy: Arc<Proxy>,
-    sink: CdrSink,
-}
-
-impl CdrCore {
-    pub fn new(proxy: Arc<Proxy>, sink: CdrSink) -> CdrCore {
-        CdrCore { proxy, sink }
-    }
-}
-
-impl Core for CdrCore {
-    type Shard = Shard;
-
-    fn new_shard(&self) -> Shard {
-        self.proxy.new_shard()
-    }
-
-    fn handle_datagram(
-        &self,
-        shard: &mut Shard,
-        now: Instant,
-        from: Peer,
-        local: SocketAddr,
-        data: Bytes,
-    ) {
-        self.proxy.handle_datagram(shard, now, from, local, data);
-        self.sink.drain(shard);
-    }
-
-    fn handle_message(
-        &self,
-        shard: &mut Shard,
-        now: Instant,
-        from: Peer,
-        local: SocketAddr,
-        msg: Message,
-    ) {
-        self.proxy.handle_message(shard, now, from, local, msg);
-        self.sink.drain(shard);
-    }
-
-    fn handle_timeouts(&self, shard: &mut Shard, now: Instant) {
-        self.proxy.handle_timeouts(shard, now);
-        self.sink.drain(shard);
-    }
-
-    fn handle_transport_error(&self, shard: &mut Shard, now: Instant, peer: Peer) {
-        self.proxy.handle_transport_error(shard, now, peer);
-        self.sink.drain(shard);
-    }
-
-    // Forwarded, or the defaults (admit everything) would switch protection off.
-    fn admits(&self, from: SocketAddr, now: Instant) -> bool {
-        self.proxy.admits(from, now)
-    }
-
-    fn admits_connection(&self, from: SocketAddr, open: usize, limit: usize, now: Instant) -> bool {
-        self.proxy.admits_connection(from, open, limit, now)
-    }
-
-    fn poll_transmit(shard: &mut Shard) -> Option<Transmit> {
-        shard.poll_transmit()
-    }
-
-    fn poll_timeout(shard: &Shard) -> Option<Instant> {
-        shard.poll_timeout()
-    }
-
-    fn begin_shutdown(&self) {
-        self.proxy.begin_shutdown()
-    }
-
-    fn is_idle(&self) -> bool {
-        <Proxy as Core>::is_idle(&self.proxy)
-    }
 }
 
 #[cfg(test)]
@@ -399,7 +297,7 @@ mod tests {
             sink.send(record(Instant::now()));
         }
         drop(sink);
-        writer.join();
+        assert!(writer.join_within(Duration::from_secs(5)));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.lines().all(|l| l.starts_with('{') && l.ends_with('}')));
@@ -414,7 +312,7 @@ mod tests {
         let (sink, writer) = start(&path).unwrap();
         sink.send(record(Instant::now()));
         drop(sink);
-        writer.join();
+        assert!(writer.join_within(Duration::from_secs(5)));
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

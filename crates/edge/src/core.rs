@@ -1,18 +1,22 @@
-//! The interface the edge drives, so transports can be tested with a fake core.
+//! The interface the edge drives, so transports can be tested with a fake core. Only
+//! `drive` calls a shard's `handle_*` and `poll_*`; the TCP side asks about connections
+//! through the object-safe [`Gate`].
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use trunkstore_proxy::{Peer, Transmit};
+use trunkstore_proxy::{CallRecord, Peer, Transmit};
 use trunkstore_sip::message::Message;
 
 /// What the edge needs from the sans-IO core. [`trunkstore_proxy::Proxy`] implements it;
 /// tests use small fakes. One value is shared by every worker (`Sync`); each worker owns
 /// one `Shard` (its timers and outgoing queue).
 pub trait Core: Send + Sync + 'static {
+    /// One worker's part of the core: its timers and what it has to send.
     type Shard: Send + 'static;
 
+    /// A shard for one more worker.
     fn new_shard(&self) -> Self::Shard;
     /// A UDP datagram as received (the core parses it).
     fn handle_datagram(
@@ -32,6 +36,7 @@ pub trait Core: Send + Sync + 'static {
         local: SocketAddr,
         msg: Message,
     );
+    /// The shard's deadline ([`poll_timeout`](Core::poll_timeout)) has passed.
     fn handle_timeouts(&self, shard: &mut Self::Shard, now: Instant);
     /// A send to `peer` failed (refused or timed-out connect, unreachable network).
     fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer);
@@ -53,8 +58,16 @@ pub trait Core: Send + Sync + 'static {
     ) -> bool {
         open < limit
     }
+    /// The next message to send, if any (drained after every round of events).
     fn poll_transmit(shard: &mut Self::Shard) -> Option<Transmit>;
+    /// When the shard next needs [`handle_timeouts`](Core::handle_timeouts).
     fn poll_timeout(shard: &Self::Shard) -> Option<Instant>;
+    /// The next record of a finished call, if any; the edge hands it to the CDR writer
+    /// when it has one (see [`Edge::start_recording`](crate::Edge::start_recording)), else
+    /// drops it. A core without records keeps the default.
+    fn poll_call_record(_shard: &mut Self::Shard) -> Option<CallRecord> {
+        None
+    }
     /// New requests are refused from now on; transactions in progress continue.
     fn begin_shutdown(&self);
     /// True when nothing is in progress any more, so a graceful shutdown may end early.
@@ -131,6 +144,10 @@ impl Core for trunkstore_proxy::Proxy {
 
     fn poll_timeout(shard: &Self::Shard) -> Option<Instant> {
         shard.poll_timeout()
+    }
+
+    fn poll_call_record(shard: &mut Self::Shard) -> Option<CallRecord> {
+        shard.poll_call_record()
     }
 
     fn begin_shutdown(&self) {

@@ -6,9 +6,10 @@
 //!   receive the worker fires due timers and sends everything produced with `sendmmsg`
 //!   (non-blocking: a full buffer drops, SIP retransmits). No epoll and no hand-off
 //!   between threads, so a message costs about one receive call and at most one send
-//!   call, and fewer when several are queued.
+//!   call, and fewer when several are queued. A worker never waits to batch unless it
+//!   is saturated (see `linger`): below that, no message is held back.
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
-//!   framer per connection, one driver task owning the TCP shard; see [`tcp`].
+//!   framer per connection, one driver task owning the TCP shard; see `tcp` and `tcp_driver`.
 //! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
 //!   banned source is dropped before the core parses anything ([`Core::admits`], a
 //!   lock-free question); a banned source's TCP connection is refused at accept or closed
@@ -36,14 +37,26 @@
 //! `sendmmsg` collapse the calls, and per-worker `SO_REUSEPORT` sockets batch better than
 //! workers taking turns on one socket. Hence: `SO_REUSEPORT` per worker, batches of 16.
 
+#![warn(missing_docs, unreachable_pub)]
+
+// Layers, bottom up (a module only uses those above it in this list; checked by the
+// `modules_are_layered` test below):
+// sys, rcvtimeo, linger, core, cdr: no other module of the crate;
+// udp, tcp: sockets and connections;
+// outbound: sending through them;
+// drive: the only caller of a shard's handle_* and poll_*;
+// udp_worker, tcp_driver: the threads and the task that own a driver.
 pub mod cdr;
 mod core;
+mod drive;
 mod linger;
 mod outbound;
 mod rcvtimeo;
 mod sys;
 mod tcp;
+mod tcp_driver;
 mod udp;
+mod udp_worker;
 
 use std::io;
 use std::net::SocketAddr;
@@ -59,33 +72,44 @@ use trunkstore_sip::limits::Limits;
 pub use crate::core::Core;
 pub use crate::udp::UdpMode;
 
+use crate::cdr::CdrSink;
+use crate::drive::Driver;
 use crate::outbound::Outbound;
 use crate::tcp::{TcpConfig, TcpShared};
 
 /// Datagrams taken per `recvmmsg` call (each slot is a 64 KiB buffer, of which only the
-/// pages written are ever resident): enough for what queues during a linger at the
-/// highest rates measured (about 30 datagrams per ms).
+/// pages written are ever resident): about 2 ms of traffic at the highest rates measured
+/// (about 30 datagrams per ms).
 const DEFAULT_BATCH: usize = 64;
 
 /// Everything the edge needs to start, usually from [`EdgeConfig::from_settings`].
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
+    /// UDP listen addresses (port 0: an ephemeral port, see [`Edge::udp_addrs`]).
     pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
     pub tcp: Vec<SocketAddr>,
     /// Worker threads per UDP listen address (at least 1).
     pub workers: usize,
+    /// How the workers of one address share it.
     pub udp_mode: UdpMode,
     /// Datagrams per receive call; 1 receives one at a time.
     pub udp_batch: usize,
-    /// Under load, how long a UDP worker sleeps between batches so that datagrams
-    /// queue up and are received and sent with few calls (zero: never sleeps).
+    /// The longest a **saturated** UDP worker (one that keeps finding full batches
+    /// queued) sleeps between batches so that datagrams queue up and are received and
+    /// sent with few calls; a worker that keeps up never sleeps (zero: never sleeps).
     pub udp_linger: Duration,
     /// SO_RCVBUF of UDP sockets.
     pub udp_recv_buffer: usize,
+    /// An inbound TCP connection idle this long is closed.
     pub tcp_idle: Duration,
+    /// An outbound TCP connection idle this long is closed.
     pub tcp_outbound_idle: Duration,
+    /// How long an outgoing connect may take.
     pub tcp_connect_timeout: Duration,
+    /// A write that makes no progress this long closes the connection.
     pub tcp_write_timeout: Duration,
+    /// Cap on inbound TCP connections, and separately on outbound ones.
     pub max_tcp_connections: usize,
     /// Cap on inbound connections from one source (see
     /// [`trunkstore_proxy::auth::source_key`]), carriers and IP-auth servers excepted
@@ -96,6 +120,7 @@ pub struct EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The edge as the settings' `listen`, `workers`, `transport` and `limits` say.
     pub fn from_settings(s: &Settings) -> EdgeConfig {
         let t = &s.transport;
         EdgeConfig {
@@ -123,7 +148,7 @@ impl EdgeConfig {
 
 /// `workers: 0` means one per CPU this process may run on (a pinned process gets one:
 /// more threads than CPUs would only add context switches).
-pub fn resolve_workers(configured: u32) -> usize {
+fn resolve_workers(configured: u32) -> usize {
     if configured > 0 {
         return configured as usize;
     }
@@ -144,8 +169,19 @@ pub struct Edge {
 
 impl Edge {
     /// Binds every listener, then starts the UDP workers and the TCP runtime. Fails
-    /// (and starts nothing) if any address cannot be bound.
+    /// (and starts nothing) if any address cannot be bound. Call records the core
+    /// produces are dropped; see [`start_recording`](Edge::start_recording).
     pub fn start<C: Core>(config: EdgeConfig, core: Arc<C>) -> io::Result<Edge> {
+        Edge::start_recording(config, core, None)
+    }
+
+    /// As [`start`](Edge::start), with every call record the core produces
+    /// ([`Core::poll_call_record`]) handed to `records` (the CDR writer).
+    pub fn start_recording<C: Core>(
+        config: EdgeConfig,
+        core: Arc<C>,
+        records: Option<CdrSink>,
+    ) -> io::Result<Edge> {
         let workers = config.workers.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -184,7 +220,8 @@ impl Edge {
             udp.iter().map(|l| (l.addr, l.sockets[0].clone())).collect(),
             tcp.clone(),
         ));
-        runtime.spawn(tcp::drive(core.clone(), out.clone(), events_rx));
+        let tcp_driver = Driver::new(core.clone(), out.clone(), records.clone());
+        runtime.spawn(tcp_driver::drive(tcp_driver, events_rx));
         for (l, addr) in tcp_listeners {
             runtime.spawn(tcp::accept_loop(tcp.clone(), l, addr));
         }
@@ -201,10 +238,10 @@ impl Edge {
         };
         for (li, l) in udp.iter().enumerate() {
             for w in 0..workers {
-                let worker = udp::Worker {
-                    core: core.clone(),
-                    out: out.clone(),
+                let worker = udp_worker::Worker {
+                    driver: Driver::new(core.clone(), out.clone(), records.clone()),
                     listener: li,
+                    local: l.addr,
                     socket: l.sockets[w % l.sockets.len()].clone(),
                     stop: stop.clone(),
                     batch: config.udp_batch,
@@ -273,5 +310,54 @@ fn tcp_config(c: &EdgeConfig) -> TcpConfig {
         max_per_source: c.max_tcp_connections_per_source.max(1),
         write_timeout: c.tcp_write_timeout,
         limits: c.limits,
+    }
+}
+
+#[cfg(test)]
+mod layering {
+    /// Modules bottom up: each may use only modules earlier in the list (no import loop).
+    const LAYERS: &[&str] = &[
+        "sys",
+        "rcvtimeo",
+        "linger",
+        "core",
+        "cdr",
+        "udp",
+        "tcp",
+        "outbound",
+        "drive",
+        "udp_worker",
+        "tcp_driver",
+    ];
+
+    /// The crate modules `src` names in `use crate::…` lines and `crate::…` paths.
+    fn uses(src: &str) -> Vec<&str> {
+        let mut found = Vec::new();
+        for (i, _) in src.match_indices("crate::") {
+            let rest = &src[i + "crate::".len()..];
+            let name = rest
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("");
+            if LAYERS.contains(&name) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn modules_are_layered() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (pos, module) in LAYERS.iter().enumerate() {
+            let src = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
+            for used in uses(&src) {
+                let at = LAYERS.iter().position(|m| *m == used).unwrap();
+                assert!(
+                    at < pos || used == *module,
+                    "{module} uses {used}, which is not below it"
+                );
+            }
+        }
     }
 }

@@ -15,11 +15,11 @@ use std::time::Duration;
 const MAX_MS: u64 = 1 << 16;
 
 /// A receive timeout: `None` blocks until a datagram arrives.
-pub type Armed = Option<Duration>;
+pub(crate) type Armed = Option<Duration>;
 
 /// The timeout to arm now, or `None` if `armed` may stay. `left` is the time until the
 /// shard's next deadline (`None`: no deadline).
-pub fn rearm(armed: Armed, left: Option<Duration>) -> Option<Armed> {
+pub(crate) fn rearm(armed: Armed, left: Option<Duration>) -> Option<Armed> {
     let Some(left) = left else {
         // No timer: block indefinitely (one call when the last timer goes away).
         return armed.is_some().then_some(None);

@@ -13,10 +13,10 @@ use bytes::Bytes;
 use socket2::{SockAddr, Socket};
 
 /// Largest UDP payload; a bigger datagram cannot exist, so a slot never truncates.
-pub const SLOT: usize = 65_536;
+pub(crate) const SLOT: usize = 65_536;
 
 /// Receive buffers for one worker: `n` slots of [`SLOT`] bytes, reused for every call.
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
     #[cfg(target_os = "linux")]
     addrs: Vec<libc::sockaddr_storage>,
@@ -31,7 +31,7 @@ pub struct RecvBatch {
 unsafe impl Send for RecvBatch {}
 
 impl RecvBatch {
-    pub fn new(n: usize) -> RecvBatch {
+    pub(crate) fn new(n: usize) -> RecvBatch {
         let n = n.max(1);
         RecvBatch {
             bufs: (0..n).map(|_| vec![0u8; SLOT].into_boxed_slice()).collect(),
@@ -48,12 +48,12 @@ impl RecvBatch {
 
     /// Blocks until at least one datagram arrives (or the socket's receive timeout
     /// expires: `WouldBlock`), then takes every queued one that fits. Returns how many.
-    pub fn recv(&mut self, socket: &Socket) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, socket: &Socket) -> io::Result<usize> {
         self.recv_flags(socket, false)
     }
 
     /// Takes every queued datagram that fits without blocking; `Ok(0)` if none.
-    pub fn recv_nowait(&mut self, socket: &Socket) -> io::Result<usize> {
+    pub(crate) fn recv_nowait(&mut self, socket: &Socket) -> io::Result<usize> {
         match self.recv_flags(socket, true) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.received.clear();
@@ -64,7 +64,7 @@ impl RecvBatch {
     }
 
     /// Slots in the batch: a receive that filled them all may have left more queued.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.bufs.len()
     }
 
@@ -132,7 +132,7 @@ impl RecvBatch {
     /// The datagrams of the last `recv`, copied out of the slots (the core keeps them
     /// for the life of a transaction: an exact-size copy holds far less than a slot).
     /// Datagrams whose source is not an IP address are skipped.
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, Bytes)> + '_ {
+    pub(crate) fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, Bytes)> + '_ {
         self.received
             .iter()
             .zip(self.bufs.iter())
@@ -152,29 +152,29 @@ fn sockaddr_to_std(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> Optio
 
 /// Outgoing datagrams of one socket, sent with as few calls as possible.
 #[derive(Default)]
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     items: Vec<(SockAddr, Bytes)>,
 }
 
 /// A datagram the kernel refused for a reason other than a full buffer.
-pub struct SendFailure {
-    pub to: SocketAddr,
-    pub error: io::Error,
+pub(crate) struct SendFailure {
+    pub(crate) to: SocketAddr,
+    pub(crate) error: io::Error,
 }
 
 impl SendBatch {
-    pub fn push(&mut self, to: SocketAddr, data: Bytes) {
+    pub(crate) fn push(&mut self, to: SocketAddr, data: Bytes) {
         self.items.push((SockAddr::from(to), data));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Sends everything without blocking and empties the batch. A full send buffer drops
     /// the datagram (UDP is lossy; SIP retransmits); other errors are returned so the
     /// core can fail the transactions towards that peer.
-    pub fn flush(&mut self, socket: &Socket, failures: &mut Vec<SendFailure>) {
+    pub(crate) fn flush(&mut self, socket: &Socket, failures: &mut Vec<SendFailure>) {
         let mut start = 0;
         while start < self.items.len() {
             match send_some(socket, &self.items[start..]) {
@@ -264,6 +264,6 @@ fn send_some(socket: &Socket, items: &[(SockAddr, Bytes)]) -> io::Result<usize> 
 }
 
 /// Sets `SO_RCVTIMEO`; `None` blocks indefinitely.
-pub fn set_recv_timeout(socket: &Socket, timeout: Option<Duration>) -> io::Result<()> {
+pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Option<Duration>) -> io::Result<()> {
     socket.set_read_timeout(timeout)
 }

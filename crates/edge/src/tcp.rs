@@ -1,4 +1,5 @@
-//! TCP: listeners, connections, framing, and the task that drives the TCP shard.
+//! TCP: listeners, connections and framing (the task that drives the TCP shard is
+//! `tcp_driver`).
 //!
 //! TCP connections are few and long-lived, so they run as tokio tasks on a one-thread
 //! runtime. Each connection task reads into its own [`StreamFramer`] and writes what is
@@ -33,16 +34,13 @@ use trunkstore_sip::framing::StreamFramer;
 use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::Message;
 
-use crate::core::{Core, Gate};
-use crate::outbound::{Flusher, Outbound};
+use crate::core::Gate;
 
 /// Messages queued for one connection; beyond that the peer is not reading and further
 /// sends fail (bounded memory per connection).
 const CONN_QUEUE: usize = 256;
 /// Framed messages waiting for the driver; readers wait when it is full.
 pub(crate) const EVENT_QUEUE: usize = 1024;
-/// Events the driver handles before it sends what they produced.
-const EVENT_BATCH: usize = 64;
 /// Why a connection closed when a message could not be written (reported to the core).
 const WRITE_FAILED: &str = "write failed";
 /// Read buffer headroom reserved before each read.
@@ -51,16 +49,16 @@ const READ_CHUNK: usize = 8 * 1024;
 /// TCP tuning, from the settings.
 #[derive(Debug, Clone)]
 pub(crate) struct TcpConfig {
-    pub idle: Duration,
-    pub outbound_idle: Duration,
-    pub connect_timeout: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) outbound_idle: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Cap on inbound connections, and separately on outbound ones.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Cap on inbound connections from one source (carriers and IP-auth servers exempt).
-    pub max_per_source: usize,
+    pub(crate) max_per_source: usize,
     /// A write that makes no progress this long closes the connection.
-    pub write_timeout: Duration,
-    pub limits: Limits,
+    pub(crate) write_timeout: Duration,
+    pub(crate) limits: Limits,
 }
 
 /// What a connection reports to the driver.
@@ -104,7 +102,7 @@ pub(crate) struct TcpShared {
 }
 
 impl TcpShared {
-    pub fn new(
+    pub(crate) fn new(
         cfg: TcpConfig,
         listeners: Vec<SocketAddr>,
         events: mpsc::Sender<TcpEvent>,
@@ -126,7 +124,7 @@ impl TcpShared {
     }
 
     /// Open connections (inbound, outbound).
-    pub fn connection_counts(&self) -> (usize, usize) {
+    pub(crate) fn connection_counts(&self) -> (usize, usize) {
         (
             self.inbound.load(Ordering::Relaxed),
             self.outbound.load(Ordering::Relaxed),
@@ -141,7 +139,7 @@ impl TcpShared {
     /// Queues a message for `t.to` on its open connection, or opens one. Never blocks.
     /// `Err` names the peer when the message cannot be sent (too many connections, or the
     /// peer stopped reading).
-    pub fn send(self: &Arc<Self>, t: Transmit) -> Result<(), Peer> {
+    pub(crate) fn send(self: &Arc<Self>, t: Transmit) -> Result<(), Peer> {
         let remote = t.to.addr;
         let mut conns = self.conns();
         let mut data = t.data;
@@ -480,46 +478,5 @@ impl Connection {
 fn reserve(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
-    }
-}
-
-/// The task owning the TCP side's shard: feeds it framed messages, transport errors and
-/// timer expiries, and sends what it produces.
-pub(crate) async fn drive<C: Core>(
-    core: Arc<C>,
-    out: Arc<Outbound>,
-    mut events: mpsc::Receiver<TcpEvent>,
-) {
-    let mut shard = core.new_shard();
-    let mut flusher = Flusher::new(&out);
-    loop {
-        let deadline = C::poll_timeout(&shard).map(Instant::from_std);
-        tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break };
-                handle_event(&*core, &mut shard, ev);
-                // Whatever else is queued, before sending (fewer wake-ups under load).
-                for _ in 1..EVENT_BATCH {
-                    let Ok(ev) = events.try_recv() else { break };
-                    handle_event(&*core, &mut shard, ev);
-                }
-            }
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
-        }
-        let now = std::time::Instant::now();
-        if C::poll_timeout(&shard).is_some_and(|d| d <= now) {
-            core.handle_timeouts(&mut shard, now);
-        }
-        flusher.flush(&*core, &mut shard, &out, None);
-    }
-}
-
-fn handle_event<C: Core>(core: &C, shard: &mut C::Shard, ev: TcpEvent) {
-    let now = std::time::Instant::now();
-    match ev {
-        TcpEvent::Message { from, local, msg } => {
-            core.handle_message(shard, now, from, local, *msg)
-        }
-        TcpEvent::Error(peer) => core.handle_transport_error(shard, now, peer),
     }
 }

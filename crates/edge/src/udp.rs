@@ -1,4 +1,4 @@
-//! UDP listeners and worker threads.
+//! UDP listeners and their sockets (the worker threads are in `udp_worker`).
 //!
 //! Each worker thread owns one shard and blocks in `recvmmsg` on its own socket: with
 //! `SO_REUSEPORT` every worker has a socket bound to the listen address and the kernel
@@ -10,18 +10,14 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use trunkstore_proxy::{Peer, Transport};
 
-use crate::core::Core;
-use crate::linger::{Next, Pacer};
-use crate::outbound::{Flusher, Outbound};
 use crate::rcvtimeo::{self, Armed};
-use crate::sys::{self, RecvBatch};
+use crate::sys;
 
 /// How worker threads share a UDP listen address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,13 +32,13 @@ pub enum UdpMode {
 /// One UDP listen address and its sockets (one per worker, or one shared).
 pub(crate) struct UdpListener {
     /// The address bound (an ephemeral port resolved).
-    pub addr: SocketAddr,
-    pub sockets: Vec<Arc<UdpSocket>>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) sockets: Vec<Arc<UdpSocket>>,
 }
 
 /// A bound socket and the receive timeout last armed on it.
 pub(crate) struct UdpSocket {
-    pub socket: Socket,
+    pub(crate) socket: Socket,
     /// `SO_RCVTIMEO` in µs as last set (`u64::MAX`: none), so it is changed only when
     /// needed; shared by the workers waiting on this socket.
     armed_us: AtomicU64,
@@ -57,7 +53,7 @@ impl UdpSocket {
     }
 
     /// Arms the receive timeout for a shard whose next deadline is `deadline`.
-    fn arm_for(&self, deadline: Option<Instant>, now: Instant) {
+    pub(crate) fn arm_for(&self, deadline: Option<Instant>, now: Instant) {
         let left = deadline.map(|d| d.saturating_duration_since(now));
         let Some(new) = rcvtimeo::rearm(self.armed(), left) else {
             return;
@@ -153,107 +149,4 @@ fn force_recv_buffer(s: &Socket, size: usize) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn force_recv_buffer(_s: &Socket, _size: usize) -> bool {
     false
-}
-
-/// What one worker thread needs.
-pub(crate) struct Worker<C: Core> {
-    pub core: Arc<C>,
-    pub out: Arc<Outbound>,
-    /// Index of the listener in `out`.
-    pub listener: usize,
-    pub socket: Arc<UdpSocket>,
-    pub stop: Arc<AtomicBool>,
-    pub batch: usize,
-    /// Sleep between batches under load (zero: never).
-    pub linger: Duration,
-}
-
-impl<C: Core> Worker<C> {
-    /// The worker loop: receive, hand to the core, fire due timers, send; until stopped.
-    /// Under load it sleeps a little between batches (see `linger`).
-    pub fn run(self) {
-        let mut shard = self.core.new_shard();
-        let mut batch = RecvBatch::new(self.batch);
-        let mut flusher = Flusher::new(&self.out);
-        let local = self.out.udp_addr(self.listener);
-        let own = Some((self.listener, &self.socket.socket));
-        let mut pacer = Pacer::new(self.linger, batch.capacity(), Instant::now());
-        let mut next = Next::Block;
-        while !self.stop.load(Ordering::Relaxed) {
-            let received = self.receive(&mut batch, next, C::poll_timeout(&shard));
-            let now = Instant::now();
-            let n = match received {
-                Ok(n) => {
-                    self.deliver(&mut shard, &batch, local, now);
-                    n
-                }
-                Err(e) => {
-                    note_recv_error(&e);
-                    0
-                }
-            };
-            if C::poll_timeout(&shard).is_some_and(|d| d <= now) {
-                self.core.handle_timeouts(&mut shard, now);
-            }
-            flusher.flush(&*self.core, &mut shard, &self.out, own);
-            next = pacer.after_receive(n, n >= batch.capacity(), now);
-        }
-    }
-
-    /// One receive as `next` says: blocking with the shard's deadline as the socket's
-    /// timeout, or without blocking after a linger.
-    fn receive(
-        &self,
-        batch: &mut RecvBatch,
-        next: Next,
-        deadline: Option<Instant>,
-    ) -> io::Result<usize> {
-        let socket = &self.socket.socket;
-        match next {
-            Next::Block => {
-                self.socket.arm_for(deadline, Instant::now());
-                batch.recv(socket)
-            }
-            Next::Drain => batch.recv_nowait(socket),
-            Next::Sleep(linger) => {
-                // The whole linger, even when a timer falls due sooner: under load timers
-                // fall due every fraction of a millisecond (most are stale retransmission
-                // timers), and waking for each would halve the batches. SIP timers are
-                // 500 ms and up; being up to one linger late does not matter.
-                std::thread::sleep(linger);
-                batch.recv_nowait(socket)
-            }
-        }
-    }
-
-    fn deliver(&self, shard: &mut C::Shard, batch: &RecvBatch, local: SocketAddr, now: Instant) {
-        for (from, data) in batch.datagrams() {
-            // A banned source costs us no parsing (behaviour.md §8).
-            if !self.core.admits(from, now) {
-                continue;
-            }
-            // CRLF keep-alives (RFC 5626) need no answer over UDP and are not messages.
-            if data.is_empty() || trunkstore_sip::framing::is_keepalive(&data) {
-                continue;
-            }
-            let peer = Peer {
-                transport: Transport::Udp,
-                addr: from,
-            };
-            self.core.handle_datagram(shard, now, peer, local, data);
-        }
-    }
-}
-
-/// A receive timeout or a signal is normal; anything else is logged (rarely: it cannot
-/// be caused by a peer on an unconnected socket).
-fn note_recv_error(e: &io::Error) {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {}
-        _ => {
-            tracing::warn!(error = %e, "UDP receive failed");
-            // Avoid spinning if the error persists.
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }

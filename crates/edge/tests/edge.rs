@@ -301,6 +301,64 @@ fn udp_bursts_are_received_in_batches_and_all_answered() {
     edge.stop();
 }
 
+/// Reads every PONG until the socket's read timeout, with its round-trip time.
+fn take_pongs(s: &UdpSocket, sent: &[Instant], rtts: &mut Vec<(usize, Duration)>) {
+    let mut buf = [0u8; 256];
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let i: usize = text.trim_start_matches("PONG ").parse().unwrap();
+        rtts.push((i, sent[i].elapsed()));
+    }
+}
+
+/// Steady traffic a worker keeps up with is answered at once, even with a long linger:
+/// sleeping to batch is for saturated workers only (the old pacer slept up to the linger
+/// as soon as two datagrams arrived per linger, ~5 ms median here).
+#[test]
+fn steady_udp_traffic_is_answered_without_waiting_to_batch() {
+    let (edge, _seen) = start(EdgeConfig {
+        workers: 1,
+        udp_batch: 64,
+        udp_linger: Duration::from_millis(10),
+        ..config()
+    });
+    let server = edge.udp_addrs()[0];
+    let s = client();
+    let mut sent = Vec::new();
+    let mut rtts = Vec::new();
+    // ~2 datagrams per ms for about 300 ms: after every second one, take the answers
+    // (the 1 ms read timeout paces the loop).
+    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    for i in 0..600 {
+        sent.push(Instant::now());
+        s.send_to(format!("PING {i}").as_bytes(), server).unwrap();
+        if i % 2 == 1 {
+            take_pongs(&s, &sent, &mut rtts);
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    take_pongs(&s, &sent, &mut rtts);
+    // The second half: long past the old pacer's first measuring window.
+    let mut rtts: Vec<Duration> = rtts
+        .into_iter()
+        .filter(|(i, _)| *i >= 300)
+        .map(|(_, d)| d)
+        .collect();
+    assert!(
+        rtts.len() >= 250,
+        "only {} answers in the second half",
+        rtts.len()
+    );
+    rtts.sort();
+    let median = rtts[rtts.len() / 2];
+    assert!(
+        median < Duration::from_millis(2),
+        "median round trip {median:?}"
+    );
+    edge.stop();
+}
+
 #[test]
 fn udp_keepalives_do_not_reach_the_core() {
     let (edge, seen) = start(config());

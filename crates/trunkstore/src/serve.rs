@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep, Instant};
 use trunkstore_api::{Api, ApiOptions, MetricsSource, Store, WATCH_INTERVAL};
 use trunkstore_config::{Catalog, LogFormat, Settings};
-use trunkstore_edge::cdr::{CdrCore, CdrSink, CdrWriter};
+use trunkstore_edge::cdr::{CdrSink, CdrWriter};
 use trunkstore_edge::{Core, Edge, EdgeConfig};
 use trunkstore_proxy::auth::ProtectionStats;
 use trunkstore_proxy::{Proxy, ProxyConfig};
@@ -40,15 +40,9 @@ pub fn run(catalog: Catalog) -> ExitCode {
         Ok(cdr) => cdr,
         Err(code) => return code,
     };
-    // With CDRs the core runs wrapped: records go to the writer thread after each event.
-    let started = match &cdr {
-        Some((sink, _)) => {
-            let core = Arc::new(CdrCore::new(proxy.clone(), sink.clone()));
-            Edge::start(edge_config, core)
-        }
-        None => Edge::start(edge_config, proxy.clone()),
-    };
-    let edge = match started {
+    // With CDRs the edge hands each finished call's record to the writer thread.
+    let records = cdr.as_ref().map(|(sink, _)| sink.clone());
+    let edge = match Edge::start_recording(edge_config, proxy.clone(), records) {
         Ok(edge) => edge,
         Err(e) => {
             tracing::error!(error = %e, "cannot start listeners");
