@@ -184,10 +184,9 @@ pub struct TransportOptions {
     /// `tcp_connect_timeout_ms`: how long an outgoing connect may take before the
     /// destination counts as unreachable (3000).
     pub tcp_connect_timeout_ms: u32,
-    /// `udp_batch_linger_us`: under load (about two datagrams or more per linger), the
-    /// longest a UDP worker sleeps between batches so that datagrams queue up and are
-    /// received and sent with one call each (10000; shorter when a few batches arrive
-    /// sooner). Adds at most this latency per hop, only under load; 0 never sleeps.
+    /// `udp_batch_linger_us`: the longest a saturated UDP worker (4 of its last 8
+    /// receives found a full batch queued) sleeps between batches; a worker that keeps up
+    /// never sleeps, so latency is not bought for CPU (10000; 0 never sleeps).
     pub udp_batch_linger_us: u32,
 }
 
