@@ -4,7 +4,7 @@
 //! removed by its final failure, by the far side's answer to the BYE of that dialog, or
 //! by the maximum-duration sweep. Every in-dialog request is matched here on Call-ID,
 //! both tags and the leg it comes from, and goes to the other leg. Also the one log line
-//! per call and, when enabled, the [`CallRecord`] per call for the CDR writer.
+//! per call and, when enabled, the [`CallRecord`](crate::types::CallRecord) per call for the CDR writer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,46 +17,14 @@ use trunkstore_sip::message::Message;
 use trunkstore_sip::validate::Checked;
 
 use crate::callerid::Identity;
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::keys::CallKey;
 use crate::metrics::Refusal;
 use crate::route::SourceClass;
 use crate::sipview;
 use crate::state::{CallInfo, Callee, Confirmed, Dialog, DialogEnd, Party, Phase, ProxyTxn};
 use crate::trunks::TrunkHold;
-use crate::Peer;
-
-/// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
-/// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    pub call_id: Bytes,
-    /// `"inbound"` (carrier → server), `"outbound"` (server → carriers) or `"onnet"`
-    /// (server → one of our DIDs).
-    pub direction: &'static str,
-    pub account: Option<Arc<str>>,
-    pub document: Option<Arc<str>>,
-    pub server: Option<Arc<str>>,
-    /// The dialled DID, normalised.
-    pub did: Option<Arc<str>>,
-    /// From URI user and Request-URI user, as received.
-    pub from: Bytes,
-    pub to: Bytes,
-    /// INVITE received, 2xx relayed (if answered), call over.
-    pub started: Instant,
-    pub answered: Option<Instant>,
-    pub ended: Instant,
-    /// The final status of the INVITE the caller got.
-    pub status: u16,
-    /// How it ended: `failed`, `bye`, `bye_failed`, `max_duration`.
-    pub reason: &'static str,
-    /// 1-based number of the attempt that answered.
-    pub answered_attempt: Option<u16>,
-    /// The failover attempt was tried.
-    pub failover: bool,
-    /// The call held one of its account's trunks (§6).
-    pub trunk_held: bool,
-}
+use crate::types::{CallRecord, Peer};
 
 /// The From user and Request-URI user of `req`, as slices of it.
 pub fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {

@@ -8,8 +8,8 @@ use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
 use crate::auth::ProtectionConfig;
-use crate::route::FailoverRule;
-use crate::Transport;
+use crate::policy::FailoverRule;
+use crate::types::Transport;
 
 /// The host and port we put in Via and Record-Route for one transport.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use bytes::Bytes;
 use trunkstore_sip::build::{self, ResponseOptions};
 use trunkstore_sip::message::Message;
 
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::sipview;
+use crate::types::Peer;
 use crate::util::hex64;
-use crate::Peer;
 
 /// Reason phrases of the codes we generate.
 pub fn reason(code: u16) -> &'static [u8] {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use crate::route::Direction;
+pub use crate::policy::Direction;
 
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::OnNet];
 
@@ -123,13 +123,13 @@ impl Refusal {
     /// The reason of a routing decision's refusal, by its status and reason phrase.
     pub fn of(code: u16, reason: &str) -> Refusal {
         match code {
-            403 if reason == crate::route::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
+            403 if reason == crate::policy::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
             403 if reason == PRELOAD_ROUTE_DENIED => Refusal::PreloadedRoute,
             403 => Refusal::Forbidden,
             404 | 480 => Refusal::NotFound,
             481 => Refusal::NoDialog,
             482 => Refusal::Loop,
-            486 if reason == crate::route::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
+            486 if reason == crate::policy::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
             400..=499 => Refusal::Invalid,
             _ => Refusal::Other,
         }

@@ -11,11 +11,10 @@ use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::parse::parse_datagram;
 
 use crate::callerid::IdentityEdit;
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::keys::{ClientKey, TimerTarget, TxKey};
 use crate::metrics::{FailoverReason, Outcome};
-use crate::request::Routing;
-use crate::route::{self, Attempt, Failure};
+use crate::route::{Attempt, Failure};
 use crate::state::{
     Best, Branch, CancelState, ClientEntry, ClientSide, Deciding, ProxyTxn, SentCancel, ServerSide,
     State,
@@ -24,8 +23,9 @@ use crate::transaction::{
     client_invite, client_non_invite, server_invite, ClientInvite, ClientNonInvite, TimerKind,
     Timers,
 };
+use crate::types::{Peer, Transport};
 use crate::util::{ip_text, mix};
-use crate::{branch, calls, local, Peer, Transport};
+use crate::{branch, calls, local};
 
 fn tidx(t: Transport) -> usize {
     match t {
@@ -98,7 +98,7 @@ fn next_attempt(cx: &Ctx<'_>, d: &mut Deciding) -> Option<Attempt> {
     let plan = &mut d.plan;
     if d.next_attempt >= plan.attempts.len() && !d.plan_closed {
         d.plan_closed = true;
-        let failover = route::failover_attempts(&*cx.state.dir, plan);
+        let failover = crate::failover::failover_attempts(&*cx.state.dir, plan);
         d.failover_ran = !failover.is_empty();
         plan.attempts.extend(failover);
     }
@@ -1095,6 +1095,20 @@ fn release_unneeded(t: &mut ProxyTxn) {
             b.request = None;
         }
     }
+}
+
+/// Route pre-processing (§16.4) decided once per request.
+pub(crate) struct Routing {
+    /// The top Route is ours: pop it when forwarding.
+    pub pop_route: bool,
+    /// Strict-router fix-up: the Request-URI was ours, the (only) Route value is the
+    /// real Request-URI.
+    pub strict_uri: Option<bytes::Bytes>,
+    /// A Route that does not name us is left after ours is popped (or a strict
+    /// router's): an out-of-dialog request carrying one is refused.
+    pub foreign_route: bool,
+    /// Request-URI is us, with no user part (OPTIONS ping target).
+    pub to_us_without_user: bool,
 }
 
 /// Where and how a request forwarded without a transaction goes.

@@ -12,14 +12,16 @@ use trunkstore_sip::validate::{
 };
 use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
-use crate::engine::{lock, Ctx};
+use crate::context::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
 use crate::metrics::{Outcome, Refusal};
+use crate::proxying::Routing;
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
 use crate::state::{CallInfo, Deciding, Party, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
 use crate::trunks::TrunkHold;
-use crate::{branch, calls, local, outbound, proxying, sipview, Peer, Transport};
+use crate::types::{Peer, Transport};
+use crate::{branch, calls, local, outbound, proxying, sipview};
 
 fn class_of(m: Method) -> MethodClass {
     match m {
@@ -512,20 +514,6 @@ fn is_loop(cx: &Ctx<'_>, msg: &Message, hash: u32) -> bool {
                 .and_then(branch::parse)
                 .is_some_and(|(_, h)| h == hash)
     })
-}
-
-/// Route pre-processing (§16.4) decided once per request.
-pub(crate) struct Routing {
-    /// The top Route is ours: pop it when forwarding.
-    pub pop_route: bool,
-    /// Strict-router fix-up: the Request-URI was ours, the (only) Route value is the
-    /// real Request-URI.
-    pub strict_uri: Option<bytes::Bytes>,
-    /// A Route that does not name us is left after ours is popped (or a strict
-    /// router's): an out-of-dialog request carrying one is refused.
-    pub foreign_route: bool,
-    /// Request-URI is us, with no user part (OPTIONS ping target).
-    pub to_us_without_user: bool,
 }
 
 /// `ruri`: the Request-URI, parsed by validation.

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trunkstore_config::numbers::{format_user, normalize, NumberFormat};
-use trunkstore_config::{Failover, FailoverOn, FailoverTarget, FailoverTrigger, SipHeader};
-use trunkstore_sip::uri::Uri;
+use trunkstore_config::{Failover, SipHeader};
 
 use crate::auth::ChallengeHeaders;
 use crate::callerid::IdentityEdit;
-use crate::Peer;
+pub use crate::policy::{Direction, FailoverRule, Failure, TRUNK_LIMIT_REASON};
+use crate::types::{Peer, Transport};
 
 /// Who sent a packet, by its source address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,109 +227,6 @@ impl Attempt {
     }
 }
 
-/// Why an attempt failed, for the failover rule (behaviour.md §4.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// A final response (>= 300) received from the target.
-    Status(u16),
-    /// `progress_timeout` or `timeout` expired (the proxy gave up on the attempt).
-    Timeout,
-    /// No response at all (timer B, timer C without a provisional), a transport error, or
-    /// no address to send to.
-    Unreachable,
-}
-
-/// When a failed attempt is followed by the next one: a set of final statuses plus the
-/// timeout and unreachable conditions (the settings' `failover_on`). `Copy` and
-/// allocation-free: one bit per status 300..=699.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailoverRule {
-    statuses: [u64; 7],
-    timeout: bool,
-    unreachable: bool,
-}
-
-impl FailoverRule {
-    /// Only when the target cannot be reached or times out (in-dialog hops).
-    pub const UNREACHABLE: FailoverRule = FailoverRule {
-        statuses: [0; 7],
-        timeout: true,
-        unreachable: true,
-    };
-
-    /// The default `failover_on`: 404, 408, 480, 5xx, timeout, unreachable.
-    pub fn default_inbound() -> FailoverRule {
-        FailoverRule::from_settings(&FailoverOn::default_list())
-    }
-
-    /// Carriers (§5.2): the next carrier on 408, 5xx, a timeout or no response; every
-    /// other failure (486, 600, 603, other 4xx) goes back to the PBX.
-    pub fn outbound() -> FailoverRule {
-        let mut r = FailoverRule {
-            statuses: [0; 7],
-            timeout: true,
-            unreachable: true,
-        };
-        r.set(408);
-        (500..600).for_each(|s| r.set(s));
-        r
-    }
-
-    /// `any`: every failure, busy included.
-    pub fn any() -> FailoverRule {
-        FailoverRule {
-            statuses: [u64::MAX; 7],
-            timeout: true,
-            unreachable: true,
-        }
-    }
-
-    /// The settings' `failover_on`, compiled once.
-    pub fn from_settings(on: &FailoverOn) -> FailoverRule {
-        let list = match on {
-            FailoverOn::Any => return FailoverRule::any(),
-            FailoverOn::List(l) => l,
-        };
-        let mut r = FailoverRule {
-            statuses: [0; 7],
-            timeout: false,
-            unreachable: false,
-        };
-        for t in list {
-            match *t {
-                FailoverTrigger::Status(s) => r.set(s),
-                FailoverTrigger::Class(c) => (c * 100..c * 100 + 100).for_each(|s| r.set(s)),
-                FailoverTrigger::Timeout => r.timeout = true,
-                FailoverTrigger::Unreachable => r.unreachable = true,
-            }
-        }
-        r
-    }
-
-    fn set(&mut self, status: u16) {
-        if let Some(i) = status.checked_sub(300).filter(|i| *i < 400) {
-            self.statuses[usize::from(i / 64)] |= 1 << (i % 64);
-        }
-    }
-
-    /// Should a final `status` from an attempt move on to the next one? Never for a 2xx
-    /// (or anything below 300).
-    pub fn on_status(self, status: u16) -> bool {
-        match status.checked_sub(300).filter(|i| *i < 400) {
-            Some(i) => self.statuses[usize::from(i / 64)] & (1 << (i % 64)) != 0,
-            None => false,
-        }
-    }
-
-    pub fn triggers(self, failure: Failure) -> bool {
-        match failure {
-            Failure::Status(s) => self.on_status(s),
-            Failure::Timeout => self.timeout,
-            Failure::Unreachable => self.unreachable,
-        }
-    }
-}
-
 /// What to do with a request: the ordered attempts and the rule for moving on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptPlan {
@@ -341,7 +238,7 @@ pub struct AttemptPlan {
     pub server: Option<Arc<str>>,
     pub document: Option<Arc<str>>,
     /// Tried once, after every attempt failed in a way `failover` accepts (§4.8);
-    /// resolved by [`failover_attempts`] only then.
+    /// resolved by [`crate::failover::failover_attempts`] only then.
     pub failover_to: Option<Arc<Failover>>,
     /// Inbound, outbound or on-net (call record, trunk refusal status).
     pub direction: Direction,
@@ -354,39 +251,6 @@ pub struct AttemptPlan {
     /// that realm (ours) are consumed, not forwarded (RFC 3261 §22.3).
     pub strip_credentials: bool,
 }
-
-/// Which way a call goes (behaviour.md §4, §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    /// Carrier → our server.
-    #[default]
-    Inbound,
-    /// Our server → carriers.
-    Outbound,
-    /// Our server → one of our DIDs.
-    OnNet,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-            Direction::OnNet => "onnet",
-        }
-    }
-
-    /// The answer when the account has no trunk left (§6).
-    pub fn trunk_refusal(self) -> (u16, &'static str) {
-        match self {
-            Direction::Outbound => (403, TRUNK_LIMIT_REASON),
-            _ => (486, TRUNK_LIMIT_REASON),
-        }
-    }
-}
-
-/// Reason phrase of a call refused for trunks (§6).
-pub const TRUNK_LIMIT_REASON: &str = "Trunk Limit Reached";
 
 impl AttemptPlan {
     /// A single attempt, failing over on nothing but unreachability.
@@ -512,7 +376,7 @@ pub fn to_route_with_params(
 
 /// The attempt for a call to `did` (normalised) on `route`: Request-URI
 /// `sip:<user per inbound_format>@<target>` (§4.3), the route's timers and headers.
-fn attempt_to_route(did: &str, route: &InboundRoute, params: &str) -> Attempt {
+pub(crate) fn attempt_to_route(did: &str, route: &InboundRoute, params: &str) -> Attempt {
     let user = route_user(did, route, params);
     let uri = inbound_request_uri(&user, &route.host, route.port);
     Attempt::inbound(uri, route.next_hop, route)
@@ -528,75 +392,6 @@ fn route_user<'a>(did: &'a str, route: &'a InboundRoute, params: &str) -> Cow<'a
     } else {
         Cow::Owned(format!("{user}{params}"))
     }
-}
-
-/// The failover of a plan whose attempts all failed (§4.8), resolved now because it is
-/// rarely needed. Always at least one attempt: one that cannot be sent (no next hop)
-/// fails at once as unreachable, so the caller still gets an answer.
-///
-/// * `sip`: the INVITE goes to that URI (its host must be an IP literal: the core does no
-///   DNS), with the primary attempt's timers, headers and early-media rule.
-/// * `e164`: the number, normalised, routed like an outbound call of the account: to our
-///   own server when it is one of our DIDs (and not `force_outbound`), else over the
-///   carriers ([`outbound_targets`]).
-pub fn failover_attempts(dir: &dyn Directory, plan: &AttemptPlan) -> Vec<Attempt> {
-    let Some(failover) = plan.failover_to.as_deref() else {
-        return Vec::new();
-    };
-    let mut out = match failover.target() {
-        FailoverTarget::Uri(uri) => vec![uri_attempt(uri, plan.attempts.first())],
-        FailoverTarget::Number(number) => number_attempts(dir, plan, number),
-    };
-    if out.is_empty() {
-        out.push(Attempt::to(None, None));
-    }
-    for a in &mut out {
-        a.is_failover = true;
-    }
-    out
-}
-
-fn uri_attempt(uri: &str, primary: Option<&Attempt>) -> Attempt {
-    let next_hop = Uri::parse(uri.as_bytes())
-        .ok()
-        .and_then(|u| crate::sipview::uri_next_hop(&u));
-    let mut a = Attempt::to(Some(Bytes::copy_from_slice(uri.as_bytes())), next_hop);
-    if let Some(p) = primary {
-        a.progress_timeout = p.progress_timeout;
-        a.answer_timeout = p.answer_timeout;
-        a.headers = p.headers.clone();
-        a.ignore_early_media = p.ignore_early_media;
-    }
-    a
-}
-
-fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec<Attempt> {
-    let number = normalize(number);
-    match dir.inbound(&number) {
-        Some(route) if !route.force_outbound => {
-            if !route.enabled {
-                return vec![Attempt::to(None, None)];
-            }
-            vec![attempt_to_route(&number, &route, "")]
-        }
-        _ => outbound_targets(dir, plan.account.as_deref(), &number),
-    }
-}
-
-/// The carrier attempts (behaviour.md §5.2) for a call of `account` to `number`
-/// (normalised), in priority order: the e164 failover of an inbound call. Emergency
-/// numbers are recognised as dialled; the weighted order within a priority is seeded by
-/// the number (deterministic).
-pub fn outbound_targets(dir: &dyn Directory, _account: Option<&str>, number: &str) -> Vec<Attempt> {
-    let Some(snap) = dir.snapshot() else {
-        return Vec::new();
-    };
-    let settings = snap.settings();
-    let emergency = settings.is_emergency(number);
-    let seed = number.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    crate::outbound::carrier_attempts(settings, number, "", emergency, seed, None)
 }
 
 impl From<AttemptPlan> for Decision {
@@ -674,7 +469,7 @@ impl Directory for trunkstore_routing::Router {
             host,
             port: t.port,
             next_hop: t.socket_addr().map(|addr| Peer {
-                transport: crate::Transport::Udp,
+                transport: Transport::Udp,
                 addr,
             }),
             format: r.inbound_format,
@@ -690,28 +485,5 @@ impl Directory for trunkstore_routing::Router {
             failover: r.failover.clone(),
             force_outbound: r.force_outbound,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failover_rule_from_settings() {
-        let d = FailoverRule::default_inbound();
-        for s in [404, 408, 480, 500, 503, 599] {
-            assert!(d.on_status(s), "{s}");
-        }
-        for s in [200, 302, 403, 486, 487, 600, 603] {
-            assert!(!d.on_status(s), "{s}");
-        }
-        assert!(d.triggers(Failure::Timeout) && d.triggers(Failure::Unreachable));
-        let any = FailoverRule::any();
-        assert!(any.on_status(486) && any.on_status(603) && !any.on_status(200));
-        let only =
-            FailoverRule::from_settings(&FailoverOn::List(vec![FailoverTrigger::Status(486)]));
-        assert!(only.on_status(486) && !only.on_status(503));
-        assert!(!only.triggers(Failure::Timeout) && !only.triggers(Failure::Unreachable));
     }
 }

@@ -10,7 +10,7 @@ use trunkstore_sip::uri::{Host, Uri};
 use trunkstore_sip::via::{self, Via};
 
 use crate::config::ProxyConfig;
-use crate::{Peer, Transport};
+use crate::types::{Peer, Transport};
 
 /// The top Via value (the first value of the first Via line).
 pub fn top_via(msg: &Message) -> Option<Via<'_>> {

@@ -16,6 +16,7 @@ use trunkstore_sip::message::Message;
 
 use crate::auth::{Authenticator, Protection};
 use crate::callerid::{Identity, IdentityEdit};
+use crate::config::ProxyConfig;
 use crate::keys::{CallKey, ClientKey, KeyHasher, SpreadKeys, TxKey};
 use crate::metrics::{FailoverReason, ProxyMetrics};
 use crate::route::{AttemptPlan, Direction, Directory};
@@ -23,7 +24,7 @@ use crate::transaction::{
     client_invite, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
 use crate::trunks::{TrunkHold, Trunks};
-use crate::{Peer, ProxyConfig, Stats};
+use crate::types::{Peer, Stats};
 
 pub(crate) type TxnRef = Arc<Mutex<ProxyTxn>>;
 
@@ -256,14 +257,14 @@ pub(crate) struct Branch {
     /// histograms; `None` for other methods).
     pub sent: Option<Instant>,
     /// The dialogs of 2xx answers after the proxy cancelled the branch, and their BYEs.
-    pub late: Option<Box<crate::late2xx::Late2xx>>,
+    pub late: Option<Box<Late2xx>>,
 }
 
 impl Branch {
     pub fn is_done(&self) -> bool {
         self.client.is_terminated()
             && !matches!(&self.cancel, CancelState::Sent(c) if !c.client.is_terminated())
-            && crate::late2xx::is_done(self.late.as_deref())
+            && late_done(self.late.as_deref())
     }
 
     /// Can anything still be built from the request? Retransmissions and the CANCEL while
@@ -282,6 +283,39 @@ impl Branch {
             ClientSide::NonInvite(c) => c.is_pending(),
         }
     }
+}
+
+/// Dialogs hung up per branch: a downstream fork may answer more than once (each 2xx
+/// with its own To tag is its own dialog), but a peer spraying 2xx with new tags must
+/// not make the proxy send and keep without bound.
+pub(crate) const MAX_DIALOGS: usize = 4;
+
+/// The late dialogs of one branch (boxed in [`Branch`]: few branches ever have one).
+#[derive(Default)]
+pub(crate) struct Late2xx {
+    pub dialogs: Vec<LateDialog>,
+}
+
+/// One dialog set up by a late 2xx, and the BYE that ends it.
+pub(crate) struct LateDialog {
+    /// The 2xx's To tag: its copies carry the same one.
+    pub to_tag: Bytes,
+    /// Where its ACK and BYE go (first route, else Contact, else the branch's peer).
+    pub hop: Peer,
+    /// Sent again for each copy of the 2xx.
+    pub ack: Bytes,
+    /// Sent again on timer E.
+    pub bye: Bytes,
+    /// The BYE's Via branch id: its client index key.
+    pub bye_id: u64,
+    pub client: ClientNonInvite,
+    /// For the log line.
+    pub call_id: Bytes,
+}
+
+/// Is every BYE of the branch done (answered and past timer K, or timed out)?
+pub(crate) fn late_done(late: Option<&Late2xx>) -> bool {
+    late.is_none_or(|l| l.dialogs.iter().all(|d| d.client.is_terminated()))
 }
 
 /// The best final response so far (§16.7 step 6).

@@ -1,0 +1,77 @@
+//! Plain values the core and the edge exchange: peers, transmits, table sizes and call
+//! records. The bottom of the crate: it uses no other module.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// The transport a message arrived on or must leave on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The other end of a hop. For TCP, the remote address names the connection: replies to a
+/// request go back on the connection it came in on; for new requests the edge reuses an
+/// open connection to that address or opens one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// One message for the edge to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub to: Peer,
+    /// The local listener it must leave from (the one named in our Via/Record-Route);
+    /// `None` lets the edge pick the first listener of that transport and address family.
+    pub from: Option<SocketAddr>,
+    pub data: Bytes,
+}
+
+/// Table sizes, for leak tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Server transactions (one per request being handled statefully, CANCEL included).
+    pub server_transactions: usize,
+    /// Client transactions (one per branch sent, CANCEL included).
+    pub client_transactions: usize,
+    /// Dialogs established by a 2xx and not yet ended.
+    pub calls: usize,
+}
+
+/// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
+/// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub call_id: Bytes,
+    /// `"inbound"` (carrier → server), `"outbound"` (server → carriers) or `"onnet"`
+    /// (server → one of our DIDs).
+    pub direction: &'static str,
+    pub account: Option<Arc<str>>,
+    pub document: Option<Arc<str>>,
+    pub server: Option<Arc<str>>,
+    /// The dialled DID, normalised.
+    pub did: Option<Arc<str>>,
+    /// From URI user and Request-URI user, as received.
+    pub from: Bytes,
+    pub to: Bytes,
+    /// INVITE received, 2xx relayed (if answered), call over.
+    pub started: Instant,
+    pub answered: Option<Instant>,
+    pub ended: Instant,
+    /// The final status of the INVITE the caller got.
+    pub status: u16,
+    /// How it ended: `failed`, `bye`, `bye_failed`, `max_duration`.
+    pub reason: &'static str,
+    /// 1-based number of the attempt that answered.
+    pub answered_attempt: Option<u16>,
+    /// The failover attempt was tried.
+    pub failover: bool,
+    /// The call held one of its account's trunks (§6).
+    pub trunk_held: bool,
+}
