@@ -310,7 +310,7 @@ pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
         let mut r = record(&d.call, call_id.unwrap_or_default(), d.started, now);
         r.status = status;
         r.reason = "failed";
-        r.failover = d.failover_ran;
+        r.failover = d.cursor.failover_ran();
         r.trunk_held = trunk.is_some();
         r
     });

@@ -21,10 +21,12 @@
 //!    `timerq`, `trunks`.
 //! 2. **Settings and wire reads**: `auth`, `config`, `sipview`, `callerid`, `metrics`.
 //! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
-//!    `failover`.
+//!    `failover`, and the proxy's plain-value machines `machines` (branch state,
+//!    deadline table, plan cursor, best response).
 //! 4. **Tables and context**: `state`, `shard`, `context` (`Ctx`, `lock`).
 //! 5. **Actions in context**: `local`, `admission`, `calls`, `late2xx`, `outbound`.
-//! 6. **Proxying**: `proxying`.
+//! 6. **Proxying**: `proxying/` (forward, cancel, answer, responses, timers; its
+//!    `mod.rs` moves the plan on top of them).
 //! 7. **Dispatch**: `request`, `response`, `engine`.
 //!
 //! The crate root (this file) only declares the modules and holds the public API.
@@ -50,6 +52,7 @@ mod failover;
 mod keys;
 mod late2xx;
 mod local;
+mod machines;
 pub mod metrics;
 mod outbound;
 mod policy;

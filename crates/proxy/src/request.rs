@@ -14,6 +14,7 @@ use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
 use crate::context::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
+use crate::machines::plan::PlanCursor;
 use crate::metrics::{Outcome, Refusal};
 use crate::proxying::Routing;
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
@@ -224,15 +225,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let identity = plan.identity.take();
     let deciding = Deciding {
         request: msg,
-        plan,
-        next_attempt: 0,
-        delay: None,
-        delay_elapsed: None,
-        plan_closed: false,
-        failover_ran: false,
-        failover_reason: None,
+        cursor: PlanCursor::new(plan),
         started: cx.now,
-        best: None,
         pop_route: routing.pop_route,
         strict_uri: routing.strict_uri,
         record_route,

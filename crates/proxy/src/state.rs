@@ -18,8 +18,11 @@ use crate::auth::{Authenticator, Protection};
 use crate::callerid::{Identity, IdentityEdit};
 use crate::config::ProxyConfig;
 use crate::keys::{CallKey, ClientKey, KeyHasher, SpreadKeys, TxKey};
-use crate::metrics::{FailoverReason, ProxyMetrics};
-use crate::route::{AttemptPlan, Direction, Directory};
+use crate::machines::branch::BranchState;
+use crate::machines::deadlines::Deadlines;
+use crate::machines::plan::PlanCursor;
+use crate::metrics::ProxyMetrics;
+use crate::route::{Direction, Directory};
 use crate::transaction::{
     client_invite, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
@@ -204,15 +207,8 @@ impl ClientSide {
     }
 }
 
-/// The CANCEL of one branch.
-pub(crate) enum CancelState {
-    None,
-    /// Asked for, but the branch has had no provisional yet (§9.1: wait for one).
-    Pending,
-    /// Boxed: few branches are ever cancelled, and every branch would carry the room.
-    Sent(Box<SentCancel>),
-}
-
+/// The CANCEL sent on a branch, with its own client transaction (it outlives the
+/// INVITE's final response).
 pub(crate) struct SentCancel {
     pub request: Bytes,
     pub client: ClientNonInvite,
@@ -227,27 +223,12 @@ pub(crate) struct Branch {
     /// 2xx are built from it); `None` once nothing can need it ([`Branch::needs_request`]).
     pub request: Option<Bytes>,
     pub client: ClientSide,
-    pub cancel: CancelState,
-    /// Any provisional (100 included) seen: CANCEL may be sent.
-    pub provisional: bool,
-    /// A provisional other than 100 seen (progress timeout).
-    pub progress: bool,
-    /// We cancelled it ourselves (timer, failover), not the caller: a late 2xx is ACKed
-    /// and BYEd here instead of forwarded.
-    pub cancelled_by_proxy: bool,
-    pub timer_c: Option<Instant>,
-    /// Timer C fired after the CANCEL: next expiry gives up on the branch.
-    pub c_after_cancel: bool,
-    pub progress_deadline: Option<Instant>,
-    pub answer_deadline: Option<Instant>,
-    /// When the one queued [`TimerKind::Deadline`] timer of the branch fires, if one is
-    /// queued (`proxying::arm_deadline`).
-    ///
-    /// [`TimerKind::Deadline`]: crate::transaction::TimerKind::Deadline
-    pub wake: Option<Instant>,
-    /// An attempt timer gave up on it: its outcome is already counted (as a timeout) and
-    /// the plan has moved on; it is only being cancelled.
-    pub given_up: bool,
+    /// The proxy's position on the branch: provisionals seen, cancelled by whom, given up.
+    pub state: BranchState,
+    /// The CANCEL sent on it, if one was.
+    pub cancel: Option<Box<SentCancel>>,
+    /// Timer C and the attempt's progress and answer timeouts, behind one queued timer.
+    pub deadlines: Deadlines,
     /// 1-based attempt number and whether it is the failover (call record).
     pub attempt: u16,
     pub is_failover: bool,
@@ -263,7 +244,10 @@ pub(crate) struct Branch {
 impl Branch {
     pub fn is_done(&self) -> bool {
         self.client.is_terminated()
-            && !matches!(&self.cancel, CancelState::Sent(c) if !c.client.is_terminated())
+            && self
+                .cancel
+                .as_ref()
+                .is_none_or(|c| c.client.is_terminated())
             && late_done(self.late.as_deref())
     }
 
@@ -277,7 +261,7 @@ impl Branch {
                 client_invite::State::Calling
                 | client_invite::State::Proceeding
                 | client_invite::State::Completed => true,
-                client_invite::State::Accepted => self.cancelled_by_proxy,
+                client_invite::State::Accepted => self.state.by_proxy(),
                 client_invite::State::Terminated => false,
             },
             ClientSide::NonInvite(c) => c.is_pending(),
@@ -316,23 +300,6 @@ pub(crate) struct LateDialog {
 /// Is every BYE of the branch done (answered and past timer K, or timed out)?
 pub(crate) fn late_done(late: Option<&Late2xx>) -> bool {
     late.is_none_or(|l| l.dialogs.iter().all(|d| d.client.is_terminated()))
-}
-
-/// The best final response so far (§16.7 step 6).
-pub(crate) enum Best {
-    /// A response received from a branch.
-    Received(Box<Message>),
-    /// One we make up (408 timeout, 503 transport error, 480 unreachable).
-    Local(u16),
-}
-
-impl Best {
-    pub fn status(&self) -> u16 {
-        match self {
-            Best::Received(m) => m.status().unwrap_or(500),
-            Best::Local(c) => *c,
-        }
-    }
 }
 
 /// One proxied request: its server transaction and its branches.
@@ -381,23 +348,10 @@ pub(crate) struct DialogEnd {
 pub(crate) struct Deciding {
     /// The request as received.
     pub request: Message,
-    pub plan: AttemptPlan,
-    /// Index of the next attempt of `plan` to start.
-    pub next_attempt: usize,
-    /// Deadline of the attempt delay (an attempt waiting to be sent).
-    pub delay: Option<Instant>,
-    /// The attempt (index) whose delay is over: it is sent without waiting again.
-    pub delay_elapsed: Option<usize>,
-    /// The plan may not grow any more: its failover ran, or a failure did not allow it.
-    pub plan_closed: bool,
-    /// The failover attempt was added to the plan (call record).
-    pub failover_ran: bool,
-    /// Why the last attempt failed when the plan may go on: counted as a failover when
-    /// the next attempt starts (metrics).
-    pub failover_reason: Option<FailoverReason>,
+    /// The attempt plan and the position in it, with the best response so far.
+    pub cursor: PlanCursor,
     /// When the request arrived (call record).
     pub started: Instant,
-    pub best: Option<Best>,
     /// Route edits decided once for all attempts.
     pub pop_route: bool,
     /// Strict-router fix-up: the Request-URI to restore (and Route to drop).
@@ -437,7 +391,10 @@ impl ProxyTxn {
 
     pub fn is_finished(&self) -> bool {
         self.server.is_terminated()
-            && self.deciding.as_ref().is_none_or(|d| d.delay.is_none())
+            && self
+                .deciding
+                .as_ref()
+                .is_none_or(|d| !d.cursor.is_waiting())
             && self.branches.iter().all(Branch::is_done)
     }
 }
