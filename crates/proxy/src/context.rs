@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::error::ForwardError;
 use crate::keys::{TimerTarget, TxKey};
 use crate::shard::Shard;
 use crate::state::{ProxyTxn, State, TxnRef};
@@ -31,6 +32,16 @@ impl Ctx<'_> {
         for t in timers.drain() {
             self.shard.schedule(target, t.kind, t.at);
         }
+    }
+
+    /// A forward failed: counted by reason and logged with the Call-ID (never silent).
+    pub fn forward_failed(&self, call_id: &[u8], why: ForwardError) {
+        self.state.metrics.forward_error(why);
+        tracing::warn!(
+            call_id = %String::from_utf8_lossy(call_id),
+            reason = why.reason(),
+            "forward failed: {why}"
+        );
     }
 
     pub fn lookup(&self, key: TxKey) -> Option<TxnRef> {

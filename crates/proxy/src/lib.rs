@@ -16,7 +16,7 @@
 //! Layers (no import loops): a module uses only modules of the layers below it and the
 //! modules listed before it in its own layer. From the bottom:
 //!
-//! 1. **Base values**: `types` (peers, transmits, call records), `util`, `keys`,
+//! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
 //!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
 //!    `timerq`, `trunks`.
 //! 2. **Settings and wire reads**: `auth`, `config`, `sipview`, `callerid`, `metrics`.
@@ -48,6 +48,7 @@ pub mod config;
 mod context;
 pub mod dialled;
 mod engine;
+pub mod error;
 mod failover;
 mod keys;
 mod late2xx;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use crate::error::ForwardError;
 pub use crate::policy::Direction;
 
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::OnNet];
@@ -225,6 +226,8 @@ pub struct ProxyMetrics {
     refusals: [AtomicU64; Refusal::ALL.len()],
     /// Responses that matched no client transaction of ours: dropped, never relayed.
     stray_responses: AtomicU64,
+    /// Forwards (and messages built for a branch) that failed, by reason.
+    forward_errors: [AtomicU64; ForwardError::REASONS.len()],
     /// INVITE sent on a branch → its first provisional response (100 excluded: it is
     /// hop-by-hop).
     first_provisional: [Histogram; 3],
@@ -290,6 +293,19 @@ impl ProxyMetrics {
 
     pub fn stray_response(&self) {
         bump(&self.stray_responses);
+    }
+
+    /// A forward failed (counted by [`ForwardError::reason`]).
+    pub fn forward_error(&self, why: ForwardError) {
+        bump(&self.forward_errors[why.reason_index()]);
+    }
+
+    /// Forwards failed with the reason `label` so far (for tests).
+    pub fn forward_errors(&self, label: &str) -> u64 {
+        ForwardError::REASONS
+            .iter()
+            .position(|r| *r == label)
+            .map_or(0, |i| self.forward_errors[i].load(Ordering::Relaxed))
     }
 
     /// Requests refused for `why` so far (for tests).
@@ -444,6 +460,19 @@ impl ProxyMetrics {
                 "trunkstore_refusals_total{{reason=\"{}\"}} {}",
                 r.label(),
                 self.refusals[r as usize].load(Ordering::Relaxed)
+            );
+        }
+        family(
+            out,
+            "trunkstore_forward_errors_total",
+            "counter",
+            "Forwards that failed inside the proxy (nothing or a local error sent), by reason.",
+        );
+        for (reason, counter) in ForwardError::REASONS.iter().zip(&self.forward_errors) {
+            let _ = writeln!(
+                out,
+                "trunkstore_forward_errors_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
             );
         }
         family(

@@ -8,6 +8,7 @@ use trunkstore_sip::message::{HeaderName, Message};
 use super::forward::Trust;
 use crate::callerid::IdentityEdit;
 use crate::context::Ctx;
+use crate::error::{Edit, EditResult, ForwardError};
 use crate::keys::TimerTarget;
 use crate::machines::best::Best;
 use crate::metrics::{FailoverReason, Outcome};
@@ -97,7 +98,13 @@ pub(super) fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn, best: Option<Best>) {
 fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) -> Option<Bytes> {
     match best {
         Some(Best::Received(m)) if m.status() == Some(code) && code != 503 => {
-            relay(m, t.identity.as_ref(), Trust::of(t))
+            match relay(m, t.identity.as_ref(), Trust::of(t)) {
+                Ok(resp) => Some(resp),
+                Err(e) => {
+                    cx.forward_failed(crate::sipview::call_id(m), e);
+                    None
+                }
+            }
         }
         _ => {
             // Made from the request as received: the caller's own identity already.
@@ -110,18 +117,33 @@ fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) ->
 
 /// A response without our (top) Via, with the caller's identity restored and the
 /// headers the trust rules remove removed (§5.3).
-pub(super) fn relay(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) -> Option<Bytes> {
-    // §16.7 step 3: with no Via left once ours is removed, it was meant for us.
+pub(super) fn relay(
+    m: &Message,
+    identity: Option<&IdentityEdit>,
+    trust: Trust,
+) -> Result<Bytes, ForwardError> {
+    let ed = upstream_editor(m, identity, trust)?;
+    Ok(ed.finish())
+}
+
+/// The editor of a response on its way upstream: our Via removed (§16.7 step 3: with no
+/// Via left once ours is removed, it was meant for us), the trust rules and the caller's
+/// identity applied.
+pub(super) fn upstream_editor<'a>(
+    m: &'a Message,
+    identity: Option<&'a IdentityEdit>,
+    trust: Trust,
+) -> Result<Editor<'a>, ForwardError> {
     if !has_second_via(m) {
-        return None;
+        return Err(ForwardError::NoViaLeft);
     }
     let mut ed = Editor::new(m);
-    ed.remove_top_via().ok()?;
-    trust.strip_response(&mut ed).ok()?;
+    ed.remove_top_via().edit(Edit::TopVia)?;
+    trust.strip_response(&mut ed).edit(Edit::Trust)?;
     if let Some(id) = identity {
-        id.on_response(&mut ed).ok()?;
+        id.on_response(&mut ed).edit(Edit::CallerId)?;
     }
-    Some(ed.finish())
+    Ok(ed)
 }
 
 /// Is there a Via value below ours (on another line, or after a comma on ours)?

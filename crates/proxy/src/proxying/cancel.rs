@@ -9,6 +9,7 @@ use trunkstore_sip::parse::parse_datagram;
 
 use super::forward::{arm_deadline, pending_invite, send_on};
 use crate::context::Ctx;
+use crate::error::ForwardError;
 use crate::keys::{ClientKey, TimerTarget, TxKey};
 use crate::machines::branch::{CancelStep, Canceller};
 use crate::machines::deadlines::DeadlineKind;
@@ -46,9 +47,11 @@ pub(super) fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Bran
     b.deadlines
         .set(DeadlineKind::C, cx.now + cx.state.timers.t1x64());
     arm_deadline(cx, TimerTarget::Branch(key, idx16), b);
-    let Some(cancel) = parse_own(cx.state, b.request.as_ref()).and_then(|m| build::cancel(&m).ok())
-    else {
-        return;
+    let built = parse_own(cx.state, b.request.as_ref())
+        .and_then(|m| build::cancel(&m).map_err(|_| ForwardError::Build("CANCEL")));
+    let cancel = match built {
+        Ok(cancel) => cancel,
+        Err(e) => return cx.forward_failed(b"-", e),
     };
     let mut timers = Timers::new(cx.state.timers);
     let reliable = b.peer.transport == Transport::Tcp;
@@ -79,6 +82,7 @@ pub(super) fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Bran
 }
 
 /// Our own forwarded request, parsed again (only for the rare CANCEL/ACK/BYE we build).
-pub(super) fn parse_own(state: &State, bytes: Option<&Bytes>) -> Option<Message> {
-    parse_datagram(bytes?.clone(), &state.cfg.limits).ok()
+pub(super) fn parse_own(state: &State, bytes: Option<&Bytes>) -> Result<Message, ForwardError> {
+    let bytes = bytes.ok_or(ForwardError::RequestUnparseable)?;
+    parse_datagram(bytes.clone(), &state.cfg.limits).map_err(|_| ForwardError::RequestUnparseable)
 }

@@ -12,12 +12,13 @@ use trunkstore_sip::message::{HeaderName, Message};
 use crate::branch;
 use crate::callerid::IdentityEdit;
 use crate::context::Ctx;
+use crate::error::{Edit, EditResult, ForwardError};
 use crate::keys::{ClientKey, TimerTarget, TxKey};
 use crate::machines::best::Best;
 use crate::machines::branch::BranchState;
 use crate::machines::deadlines::{DeadlineKind, Deadlines};
 use crate::route::Attempt;
-use crate::state::{Branch, ClientEntry, ClientSide, ProxyTxn, ServerSide};
+use crate::state::{Branch, ClientEntry, ClientSide, Deciding, ProxyTxn, ServerSide};
 use crate::transaction::{ClientInvite, ClientNonInvite, TimerKind, Timers};
 use crate::types::{Peer, Transport};
 use crate::util::{ip_text, mix};
@@ -66,26 +67,28 @@ pub(super) fn arm_deadline(cx: &mut Ctx<'_>, target: TimerTarget, b: &mut Branch
     }
 }
 
-/// Sends one attempt (`number`: its 1-based number). False when it failed at once (no
-/// next hop, unbuildable): the caller's best response has been recorded for it.
+/// Sends one attempt (`number`: its 1-based number). When it fails at once (no next hop,
+/// unbuildable) the error says why, with the response it counts as.
 pub(super) fn start_attempt(
     cx: &mut Ctx<'_>,
     t: &mut ProxyTxn,
     attempt: &Attempt,
     number: u16,
-) -> Result<(), Best> {
+) -> Result<(), (Best, ForwardError)> {
     let Some(peer) = attempt.next_hop else {
         // §4.8: 480 when the target could not be reached.
-        return Err(Best::Local(480));
+        return Err((Best::Local(480), ForwardError::NoNextHop));
     };
     let idx = t.branches.len();
     let Ok(idx16) = u16::try_from(idx) else {
-        return Err(Best::Local(500));
+        return Err((Best::Local(500), ForwardError::TooManyBranches));
     };
     let id = mix(t.key.0 as u64 ^ (t.key.0 >> 64) as u64 ^ (idx as u64).wrapping_mul(0x9e37_79b9));
-    let Some(request) = build_forward(cx, t, attempt, peer, id) else {
-        return Err(Best::Local(500));
+    let Some(d) = t.deciding.as_deref() else {
+        // Attempts start only while deciding; nothing to build from otherwise.
+        return Err((Best::Local(500), ForwardError::RequestUnparseable));
     };
+    let request = build_forward(cx, t, d, attempt, peer, id).map_err(|e| (Best::Local(500), e))?;
     let reliable = peer.transport == Transport::Tcp;
     let mut timers = Timers::new(cx.state.timers);
     let is_invite = matches!(t.server, ServerSide::Invite(_));
@@ -141,50 +144,49 @@ pub(super) fn start_attempt(
 }
 
 /// §16.6: the request for one branch, built in one buffer by the splice editor.
-pub(super) fn build_forward(
+fn build_forward(
     cx: &Ctx<'_>,
     t: &ProxyTxn,
+    d: &Deciding,
     attempt: &Attempt,
     peer: Peer,
     id: u64,
-) -> Option<Bytes> {
+) -> Result<Bytes, ForwardError> {
     let state = cx.state;
-    let d = t.deciding.as_deref()?;
     let branch_text = branch::write(id, d.loop_hash);
     let prefix = &state.via_prefix[tidx(peer.transport)];
     let mut via = [0u8; 512];
-    let via_len = join_into(&mut via, prefix, &branch_text)?;
+    let via_len = join_into(&mut via, prefix, &branch_text).ok_or(ForwardError::ViaTooLong)?;
     let mut ip_buf = [0u8; 64];
     let src_ip = ip_text(t.source.addr.ip(), &mut ip_buf);
     let mut ed = Editor::new(&d.request);
-    if let Some(uri) = &attempt.request_uri {
-        ed.set_request_uri(uri).ok()?;
-    } else if let Some(uri) = &d.strict_uri {
-        ed.set_request_uri(uri).ok()?;
+    if let Some(uri) = attempt.request_uri.as_ref().or(d.strict_uri.as_ref()) {
+        ed.set_request_uri(uri).edit(Edit::RequestUri)?;
     }
     if d.strict_uri.is_some() {
-        ed.remove_header(b"Route").ok()?;
+        ed.remove_header(b"Route").edit(Edit::Route)?;
     } else if d.pop_route {
-        ed.pop_route().ok()?;
+        ed.pop_route().edit(Edit::Route)?;
     }
-    ed.set_via_received(src_ip, t.source.addr.port()).ok()?;
-    ed.push_via(&via[..via_len]).ok()?;
-    ed.decrement_max_forwards().ok()?;
+    ed.set_via_received(src_ip, t.source.addr.port())
+        .edit(Edit::ViaReceived)?;
+    ed.push_via(&via[..via_len]).edit(Edit::PushVia)?;
+    ed.decrement_max_forwards().edit(Edit::MaxForwards)?;
     if d.record_route {
         ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
-            .ok()?;
+            .edit(Edit::RecordRoute)?;
     }
     let identity = t.identity.as_ref();
     let trust = Trust::of(t);
-    let mut stripped = trust.strip_request(&mut ed, identity).ok()?;
+    let mut stripped = trust.strip_request(&mut ed, identity).edit(Edit::Trust)?;
     if let Some(id) = identity {
-        id.on_request(&mut ed).ok()?;
+        id.on_request(&mut ed).edit(Edit::CallerId)?;
     }
     if !trust.to_carrier && d.cursor.plan().strip_credentials {
         stripped += strip_own_credentials(&mut ed, &d.request)?;
     }
     let Some(headers) = attempt.headers.as_deref() else {
-        return Some(ed.finish());
+        return Ok(ed.finish());
     };
     // One splice per header while the editor has room (no allocation); a long list is
     // written as one block instead. A caller ID rewrite takes two of the splices.
@@ -194,14 +196,17 @@ pub(super) fn build_forward(
     let block;
     if headers.len() <= room {
         for h in headers {
-            ed.add_header(h.name.as_bytes(), h.value.as_bytes()).ok()?;
+            ed.add_header(h.name.as_bytes(), h.value.as_bytes())
+                .edit(Edit::SipHeaders)?;
         }
     } else {
         block = header_block(headers);
-        let (name, value) = block.split_once(": ")?;
-        ed.add_header(name.as_bytes(), value.as_bytes()).ok()?;
+        // Written as `Name: value\r\n...`: the first name, then the rest as its value.
+        let (name, value) = block.split_once(": ").unwrap_or((block.as_str(), ""));
+        ed.add_header(name.as_bytes(), value.as_bytes())
+            .edit(Edit::SipHeaders)?;
     }
-    Some(ed.finish())
+    Ok(ed.finish())
 }
 
 /// Who is on each side of a proxied message, for the identity rules (behaviour.md
@@ -278,23 +283,26 @@ const HEADER_SPLICES: usize = 8;
 /// rest stay (re-added after the other headers: the editor removes lines by name only,
 /// and the order of different header names does not matter, §7.3.1). Returns the
 /// splices used.
-fn strip_own_credentials<'a>(ed: &mut Editor<'a>, msg: &'a Message) -> Option<usize> {
+fn strip_own_credentials<'a>(ed: &mut Editor<'a>, msg: &'a Message) -> Result<usize, ForwardError> {
     use trunkstore_sip::digest::Credentials;
     let Some(first) = msg.header(HeaderName::ProxyAuthorization) else {
-        return Some(0);
+        return Ok(0);
     };
-    let ours = Credentials::parse(first).ok()?.realm;
-    let removed = ed.remove_header(b"Proxy-Authorization").ok()?;
+    let ours = Credentials::parse(first).edit(Edit::Credentials)?.realm;
+    let removed = ed
+        .remove_header(b"Proxy-Authorization")
+        .edit(Edit::Credentials)?;
     let mut used = removed;
     for value in msg.headers(HeaderName::ProxyAuthorization) {
         let theirs =
             Credentials::parse(value).map_or(true, |c| !c.realm.eq_ignore_ascii_case(ours));
         if theirs {
-            ed.add_header(b"Proxy-Authorization", value).ok()?;
+            ed.add_header(b"Proxy-Authorization", value)
+                .edit(Edit::Credentials)?;
             used += 1;
         }
     }
-    Some(used)
+    Ok(used)
 }
 
 /// `A: 1\r\nB: 2` (the editor adds the last CRLF). Values were checked free of CR/LF at
@@ -356,31 +364,36 @@ pub(crate) fn forward_stateless(
     let prefix = &cx.state.via_prefix[tidx(hop.transport)];
     let mut via = [0u8; 512];
     let Some(via_len) = join_into(&mut via, prefix, &branch_text) else {
+        cx.forward_failed(crate::sipview::call_id(msg), ForwardError::ViaTooLong);
         return;
     };
     let mut ip_buf = [0u8; 64];
     let src_ip = ip_text(from.addr.ip(), &mut ip_buf);
     let mut ed = Editor::new(msg);
-    let ok = (|| -> Result<(), trunkstore_sip::Error> {
+    let edited = (|| -> Result<(), ForwardError> {
         if let Some(uri) = &routing.strict_uri {
-            ed.set_request_uri(uri)?;
-            ed.remove_header(b"Route")?;
+            ed.set_request_uri(uri).edit(Edit::RequestUri)?;
+            ed.remove_header(b"Route").edit(Edit::Route)?;
         } else if routing.pop_route {
-            ed.pop_route()?;
+            ed.pop_route().edit(Edit::Route)?;
         }
-        ed.set_via_received(src_ip, from.addr.port())?;
-        ed.push_via(&via[..via_len])?;
-        ed.decrement_max_forwards()?;
-        trust.strip_request(&mut ed, identity)?;
+        ed.set_via_received(src_ip, from.addr.port())
+            .edit(Edit::ViaReceived)?;
+        ed.push_via(&via[..via_len]).edit(Edit::PushVia)?;
+        ed.decrement_max_forwards().edit(Edit::MaxForwards)?;
+        trust.strip_request(&mut ed, identity).edit(Edit::Trust)?;
         if let Some(id) = identity {
-            id.on_request(&mut ed)?;
+            id.on_request(&mut ed).edit(Edit::CallerId)?;
         }
         Ok(())
     })();
-    if ok.is_ok() {
-        let data = ed.finish();
-        let local: Option<SocketAddr> = cx.state.cfg.local(hop.transport);
-        cx.send(hop, local, data);
+    match edited {
+        Ok(()) => {
+            let data = ed.finish();
+            let local: Option<SocketAddr> = cx.state.cfg.local(hop.transport);
+            cx.send(hop, local, data);
+        }
+        Err(e) => cx.forward_failed(crate::sipview::call_id(msg), e),
     }
 }
 

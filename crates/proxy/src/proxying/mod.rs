@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use crate::context::Ctx;
 use crate::keys::{ClientKey, TimerTarget};
-use crate::local;
 use crate::machines::best::Best;
 use crate::machines::branch::{CancelStep, Canceller, OnTimerC};
 use crate::machines::deadlines::DeadlineKind;
@@ -24,6 +23,7 @@ use crate::metrics::FailoverReason;
 use crate::policy::Failure;
 use crate::state::{Branch, ClientSide, ProxyTxn, ServerSide, State};
 use crate::transaction::TimerKind;
+use crate::{local, sipview};
 
 mod answer;
 mod cancel;
@@ -88,10 +88,12 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         if let Some(reason) = failover {
             cx.state.metrics.failover(reason);
         }
-        let Err(best) = forward::start_attempt(cx, t, &attempt, number) else {
+        let Err((best, why)) = forward::start_attempt(cx, t, &attempt, number) else {
             return;
         };
         // No address, or unbuildable: a failure of this attempt, at once.
+        let call_id = t.deciding.as_deref().map(|d| sipview::call_id(&d.request));
+        cx.forward_failed(call_id.unwrap_or(b"-"), why);
         record(t, best);
         attempt_failed(t, Failure::Unreachable, FailoverReason::Transport);
     }

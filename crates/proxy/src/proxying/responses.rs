@@ -7,15 +7,15 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use trunkstore_sip::build;
-use trunkstore_sip::edit::Editor;
 use trunkstore_sip::message::Message;
 
-use super::answer::{has_second_via, relay, BranchEnd};
+use super::answer::{relay, upstream_editor, BranchEnd};
 use super::cancel::{parse_own, send_cancel};
 use super::forward::{arm_deadline, send_on, Trust};
 use crate::callerid::IdentityEdit;
 use crate::calls;
 use crate::context::Ctx;
+use crate::error::{Edit, EditResult, ForwardError};
 use crate::keys::TimerTarget;
 use crate::machines::best::Best;
 use crate::machines::deadlines::DeadlineKind;
@@ -145,6 +145,9 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
         } else {
             relay(&msg, identity, trust)
         };
+        let resp = resp
+            .map_err(|e| cx.forward_failed(crate::sipview::call_id(&msg), e))
+            .ok();
         if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, resp) {
             if s.on_provisional(resp.clone()) {
                 cx.send(t.source, Some(t.local), resp);
@@ -160,27 +163,27 @@ fn is_early_media(msg: &Message, status: u16) -> bool {
 
 /// The provisional as a `180 Ringing` without body, Content-Type or our Via; its other
 /// headers (To tag, Record-Route, Contact) are kept so the early dialog is the same.
-fn relay_as_ringing(m: &Message, identity: Option<&IdentityEdit>, trust: Trust) -> Option<Bytes> {
-    if !has_second_via(m) {
-        return None;
-    }
-    let mut ed = Editor::new(m);
-    ed.remove_top_via().ok()?;
-    trust.strip_response(&mut ed).ok()?;
-    if let Some(id) = identity {
-        id.on_response(&mut ed).ok()?;
-    }
-    ed.remove_header(b"Content-Type").ok()?;
-    ed.remove_header(b"Content-Disposition").ok()?;
-    ed.set_body(b"").ok()?;
+fn relay_as_ringing(
+    m: &Message,
+    identity: Option<&IdentityEdit>,
+    trust: Trust,
+) -> Result<Bytes, ForwardError> {
+    let mut ed = upstream_editor(m, identity, trust)?;
+    let plain = (|| {
+        ed.remove_header(b"Content-Type")?;
+        ed.remove_header(b"Content-Disposition")?;
+        ed.set_body(b"")
+    })();
+    plain.edit(Edit::PlainRinging)?;
     let edited = ed.finish();
-    // The editor keeps the status line; replace it here (rare path: one more copy).
-    let line_end = memchr_crlf(&edited)?;
+    // The editor keeps the status line; replace it here (rare path: one more copy). The
+    // editor wrote it, so it ends with CRLF.
+    let line_end = memchr_crlf(&edited).unwrap_or(edited.len());
     const RINGING: &[u8] = b"SIP/2.0 180 Ringing";
     let mut out = BytesMut::with_capacity(edited.len() - line_end + RINGING.len());
     out.put_slice(RINGING);
     out.put_slice(&edited[line_end..]);
-    Some(out.freeze())
+    Ok(out.freeze())
 }
 
 fn memchr_crlf(b: &[u8]) -> Option<usize> {
@@ -200,8 +203,9 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
         crate::late2xx::on_2xx(cx, t, idx, &msg);
         return;
     }
-    let Some(resp) = relay(&msg, t.identity.as_ref(), Trust::of(t)) else {
-        return;
+    let resp = match relay(&msg, t.identity.as_ref(), Trust::of(t)) {
+        Ok(resp) => resp,
+        Err(e) => return cx.forward_failed(crate::sipview::call_id(&msg), e),
     };
     let mut timers = Timers::new(cx.state.timers);
     let first = !t.server.is_final();
@@ -220,10 +224,10 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
 
 /// Hop-by-hop ACK for a non-2xx final (§17.1.1.3), sent to the branch's hop.
 fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
-    let Some(req) = parse_own(cx.state, b.request.as_ref()) else {
-        return;
-    };
-    if let Ok(ack) = build::ack_for_non_2xx(&req, resp) {
-        send_on(cx, b.peer, ack);
+    let ack = parse_own(cx.state, b.request.as_ref())
+        .and_then(|req| build::ack_for_non_2xx(&req, resp).map_err(|_| ForwardError::Build("ACK")));
+    match ack {
+        Ok(ack) => send_on(cx, b.peer, ack),
+        Err(e) => cx.forward_failed(crate::sipview::call_id(resp), e),
     }
 }

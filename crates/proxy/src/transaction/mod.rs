@@ -99,6 +99,9 @@ impl Timer {
 pub struct Timers {
     items: [Option<Timer>; 4],
     n: usize,
+    /// Timers beyond the four slots: kept, never dropped. No machine arms more than two
+    /// per event, so this stays empty (an empty `Vec` does not allocate).
+    more: Vec<Timer>,
     cfg: TimerConfig,
 }
 
@@ -107,6 +110,7 @@ impl Timers {
         Timers {
             items: [None; 4],
             n: 0,
+            more: Vec::new(),
             cfg,
         }
     }
@@ -115,21 +119,57 @@ impl Timers {
         self.cfg
     }
 
-    /// Arms `kind` at `at` and returns the deadline to store in the machine's slot.
+    /// Arms `kind` at `at` and returns the deadline to store in the machine's slot. Every
+    /// timer armed is drained: none is ever dropped.
     pub fn arm(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
-        if self.n < self.items.len() {
-            self.items[self.n] = Some(Timer { kind, at });
-            self.n += 1;
+        let timer = Timer { kind, at };
+        match self.items.get_mut(self.n) {
+            Some(slot) => {
+                *slot = Some(timer);
+                self.n += 1;
+            }
+            None => self.more.push(timer),
         }
         Some(at)
     }
 
+    /// Every timer armed since the last drain, in the order armed.
     pub fn drain(&mut self) -> impl Iterator<Item = Timer> + '_ {
         let n = std::mem::take(&mut self.n);
-        self.items[..n].iter_mut().filter_map(Option::take)
+        self.items[..n]
+            .iter_mut()
+            .filter_map(Option::take)
+            .chain(self.more.drain(..))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.n == 0 && self.more.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_timer_is_ever_dropped() {
+        let now = Instant::now();
+        let mut timers = Timers::new(TimerConfig::default());
+        let kinds = [
+            TimerKind::A,
+            TimerKind::B,
+            TimerKind::D,
+            TimerKind::E,
+            TimerKind::F,
+            TimerKind::K,
+        ];
+        for (i, k) in kinds.iter().enumerate() {
+            timers.arm(*k, now + Duration::from_millis(i as u64));
+        }
+        assert!(!timers.is_empty());
+        let drained: Vec<TimerKind> = timers.drain().map(|t| t.kind).collect();
+        assert_eq!(drained, kinds, "all six, in order");
+        assert!(timers.is_empty());
+        assert_eq!(timers.drain().count(), 0);
     }
 }
