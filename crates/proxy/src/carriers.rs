@@ -3,11 +3,11 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use trunkstore_config::numbers::format_user;
 use trunkstore_config::{Carrier, Gateway, Host, Settings, SipHeader};
+use trunkstore_routing::secs;
 
 use crate::route::Attempt;
 use crate::types::{Peer, Transport};
@@ -45,10 +45,6 @@ pub(crate) fn carrier_attempts(
         }
     }
     out
-}
-
-fn secs(s: u32) -> Option<Duration> {
-    (s > 0).then(|| Duration::from_secs(u64::from(s)))
 }
 
 /// Sorts by (emergency first when it matters, priority); shuffles each run of equal keys

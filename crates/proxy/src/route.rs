@@ -19,7 +19,8 @@ use trunkstore_config::{Failover, SipHeader};
 use crate::auth::ChallengeHeaders;
 use crate::callerid::IdentityEdit;
 pub use crate::policy::{Direction, FailoverRule, Failure, TRUNK_LIMIT_REASON};
-use crate::types::{Peer, Transport};
+use crate::types::Peer;
+pub use trunkstore_routing::InboundRoute;
 
 /// Who sent a packet, by its source address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,72 +33,6 @@ pub enum SourceClass {
         server: Arc<str>,
     },
     Unknown,
-}
-
-/// Where calls to one DID go (behaviour.md §4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundRoute {
-    pub account: Arc<str>,
-    pub server: Arc<str>,
-    /// `options.enabled`; a disabled server gets 480 for inbound calls.
-    pub enabled: bool,
-    /// Target host as written in the Request-URI (IPv6 in brackets) and its port.
-    pub host: Arc<str>,
-    pub port: u16,
-    /// Resolved next hop (the core does no DNS); `None`: not reachable (no ip, no
-    /// registration), the attempt fails at once.
-    pub next_hop: Option<Peer>,
-    pub format: NumberFormat,
-    pub auth_user: Option<Arc<str>>,
-    /// Further targets tried in order when an attempt fails (host, port, next hop), before
-    /// the `failover` (tests and future multi-target servers use it).
-    pub alternates: Vec<(Arc<str>, u16, Option<Peer>)>,
-    /// The document the server is in (for the call record).
-    pub document: Option<Arc<str>>,
-    /// Per-attempt timers, DID → server → settings default (behaviour.md §4.5); `None`
-    /// (or zero for `delay`/`answer_timeout`) disables one.
-    pub delay: Option<Duration>,
-    pub progress_timeout: Option<Duration>,
-    pub answer_timeout: Option<Duration>,
-    /// 183 / 1xx with SDP reaches the caller as 180 without body (§4.6).
-    pub ignore_early_media: bool,
-    /// Merged DID → server → account (§4.4), shared by every call of the route.
-    pub sip_headers: Option<Arc<[SipHeader]>>,
-    /// First non-empty failover of DID, then server (§4.8); resolved only when needed.
-    pub failover: Option<Arc<Failover>>,
-    /// DID or server says so: on-net calls (and e164 failovers) to it go over carriers.
-    pub force_outbound: bool,
-}
-
-impl InboundRoute {
-    /// A route with no timers, headers or failover.
-    pub fn new(
-        account: &str,
-        server: &str,
-        host: &str,
-        port: u16,
-        next_hop: Option<Peer>,
-    ) -> InboundRoute {
-        InboundRoute {
-            account: account.into(),
-            server: server.into(),
-            enabled: true,
-            host: host.into(),
-            port,
-            next_hop,
-            format: NumberFormat::Npan,
-            auth_user: None,
-            alternates: Vec::new(),
-            document: None,
-            delay: None,
-            progress_timeout: None,
-            answer_timeout: None,
-            ignore_early_media: false,
-            sip_headers: None,
-            failover: None,
-            force_outbound: false,
-        }
-    }
 }
 
 /// The routing data the core reads. Implemented by the routing index (an atomically
@@ -217,10 +152,10 @@ impl Attempt {
         Attempt {
             request_uri: Some(request_uri),
             next_hop,
-            delay: route.delay.filter(|d| !d.is_zero()),
-            progress_timeout: route.progress_timeout.filter(|d| !d.is_zero()),
-            answer_timeout: route.answer_timeout.filter(|d| !d.is_zero()),
-            headers: route.sip_headers.clone().filter(|h| !h.is_empty()),
+            delay: route.delay,
+            progress_timeout: route.progress_timeout,
+            answer_timeout: route.answer_timeout,
+            headers: route.sip_headers.clone(),
             ignore_early_media: route.ignore_early_media,
             is_failover: false,
         }
@@ -283,23 +218,6 @@ pub enum Decision {
     Drop,
 }
 
-/// Inbound routing (behaviour.md §3–4): a request from a carrier's source to one of our
-/// DIDs goes to the DID's server. `rule` is the settings' `failover_on`.
-pub fn decide(
-    dir: &dyn Directory,
-    source: SocketAddr,
-    request_user: Option<&[u8]>,
-    is_invite: bool,
-    rule: FailoverRule,
-) -> Decision {
-    match dir.classify_source(source) {
-        SourceClass::Carrier(_) => inbound(dir, request_user, is_invite, rule),
-        // Outbound routing and digest auth arrive with later issues.
-        SourceClass::Server { .. } => Decision::Reject(403, "Forbidden"),
-        SourceClass::Unknown => Decision::Reject(403, "Forbidden"),
-    }
-}
-
 /// Inbound routing of a request from a carrier (§4): the DID's server.
 pub fn inbound(
     dir: &dyn Directory,
@@ -329,15 +247,11 @@ pub fn inbound(
     }
 }
 
-/// The plan for a call to `did` (normalised) on `route` with every inbound rule (§4):
-/// a call from a carrier, or an on-net call from one of our servers (§5.2).
-pub fn to_route(did: &str, route: &InboundRoute, is_invite: bool, rule: FailoverRule) -> Decision {
-    to_route_with_params(did, route, is_invite, rule, "")
-}
-
-/// [`to_route`] for a dialled number that came with user parameters (`;npdi;rn=...`,
-/// escaped, with the leading `;`; empty for none): they follow the number onto the
-/// Request-URI when the route's format writes a number (§4.3).
+/// The plan for a call to `did` (normalised) on `route` with every inbound rule (§4): a
+/// call from a carrier, or an on-net call from one of our servers (§5.2). `params`: the
+/// dialled user parameters (`;npdi;rn=...`, escaped, with the leading `;`; empty for
+/// none): they follow the number onto the Request-URI when the route's format writes a
+/// number (§4.3).
 pub fn to_route_with_params(
     did: &str,
     route: &InboundRoute,
@@ -349,17 +263,8 @@ pub fn to_route_with_params(
     if !route.enabled && is_invite {
         return Decision::Reject(480, "Temporarily Unavailable");
     }
-    let mut attempts = Vec::with_capacity(1 + route.alternates.len());
-    attempts.push(attempt_to_route(did, route, params));
-    for (host, port, hop) in &route.alternates {
-        let user = route_user(did, route, params);
-        let mut a = Attempt::inbound(inbound_request_uri(&user, host, *port), *hop, route);
-        // The delay is paid once, before the first attempt.
-        a.delay = None;
-        attempts.push(a);
-    }
     AttemptPlan {
-        attempts,
+        attempts: vec![attempt_to_route(did, route, params)],
         failover: rule,
         did: Some(Arc::from(did)),
         account: Some(route.account.clone()),
@@ -413,11 +318,6 @@ fn inbound_request_uri(user: &str, host: &str, port: u16) -> Bytes {
     Bytes::from(v)
 }
 
-/// Seconds from the routing index as a timer; 0 means "not set" for the optional ones.
-fn secs(s: u32) -> Option<Duration> {
-    (s > 0).then(|| Duration::from_secs(u64::from(s)))
-}
-
 /// The routing index is the production [`Directory`]: each call reads the current
 /// snapshot (an atomic load; a reload swaps it without touching calls in progress).
 impl Directory for trunkstore_routing::Router {
@@ -457,33 +357,8 @@ impl Directory for trunkstore_routing::Router {
         snap.carrier_name(index).cloned()
     }
 
+    /// The route built with the snapshot: an `Arc` clone, no allocation per call.
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {
-        let snap = self.load();
-        let r = snap.did(did)?;
-        let t = r.server.target;
-        let host = (r.server.target_host.clone()).unwrap_or_else(|| Arc::from("invalid"));
-        Some(Arc::new(InboundRoute {
-            account: r.server.account.clone(),
-            server: r.server.name.clone().unwrap_or_else(|| Arc::from("-")),
-            enabled: r.enabled,
-            host,
-            port: t.port,
-            next_hop: t.socket_addr().map(|addr| Peer {
-                transport: Transport::Udp,
-                addr,
-            }),
-            format: r.inbound_format,
-            auth_user: r.server.auth_user.clone(),
-            alternates: Vec::new(),
-            document: Some(r.server.document.clone()),
-            delay: secs(r.delay),
-            // `progress_timeout` is at least 1 s by validation; 0 would mean "none".
-            progress_timeout: secs(r.progress_timeout),
-            answer_timeout: secs(r.timeout),
-            ignore_early_media: r.ignore_early_media,
-            sip_headers: Some(r.sip_headers.clone()).filter(|h| !h.is_empty()),
-            failover: r.failover.clone(),
-            force_outbound: r.force_outbound,
-        }))
+        self.load().did(did).map(|r| r.inbound.clone())
     }
 }

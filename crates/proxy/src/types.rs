@@ -1,27 +1,12 @@
-//! Plain values the core and the edge exchange: peers, transmits, table sizes and call
-//! records. The bottom of the crate: it uses no other module.
+//! Plain values the core and the edge exchange: peers (defined with the routing model,
+//! re-exported here), transmits, table sizes and call records. The bottom of the crate: it uses no other module.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-
-/// The transport a message arrived on or must leave on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-/// The other end of a hop. For TCP, the remote address names the connection: replies to a
-/// request go back on the connection it came in on; for new requests the edge reuses an
-/// open connection to that address or opens one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Peer {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-}
+pub use trunkstore_routing::{Peer, Transport};
 
 /// One message for the edge to send.
 #[derive(Debug, Clone)]

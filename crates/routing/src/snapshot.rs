@@ -19,6 +19,7 @@ use trunkstore_config::{
 };
 
 use crate::key::pack;
+use crate::model::{secs, InboundRoute, Peer, Transport};
 use crate::table::DidTable;
 
 /// Index of a server in a [`Snapshot`] (valid for that snapshot only).
@@ -102,6 +103,9 @@ pub struct RouteInfo {
     pub emergency_caller_id: Option<Arc<CallerId>>,
     /// DID, then server, then account; most specific level wins per name (§4.4).
     pub sip_headers: Arc<[SipHeader]>,
+    /// The same route as the proxy core reads it, in its final units: built once here,
+    /// shared by every call (no per-call conversion or allocation).
+    pub inbound: Arc<InboundRoute>,
 }
 
 impl RouteInfo {
@@ -651,7 +655,33 @@ fn resolve(
             .cloned()
             .collect(),
     };
+    let inbound = Arc::new(InboundRoute {
+        account: info.account.clone(),
+        server: info.name.clone().unwrap_or_else(|| Arc::from("-")),
+        enabled: eff.enabled,
+        host: info
+            .target_host
+            .clone()
+            .unwrap_or_else(|| Arc::from("invalid")),
+        port: info.target.port,
+        next_hop: info.target.socket_addr().map(|addr| Peer {
+            transport: Transport::Udp,
+            addr,
+        }),
+        format: eff.inbound_format,
+        auth_user: info.auth_user.clone(),
+        document: Some(info.document.clone()),
+        delay: secs(eff.delay),
+        // `progress_timeout` is at least 1 s by validation.
+        progress_timeout: secs(eff.progress_timeout),
+        answer_timeout: secs(eff.timeout),
+        ignore_early_media: eff.ignore_early_media,
+        sip_headers: Some(sip_headers.clone()).filter(|h| !h.is_empty()),
+        failover: failover.clone(),
+        force_outbound: eff.force_outbound,
+    });
     RouteInfo {
+        inbound,
         server: info,
         did_specific: did.is_some(),
         inbound_format: eff.inbound_format,

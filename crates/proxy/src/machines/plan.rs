@@ -121,8 +121,7 @@ impl PlanCursor {
         let Some(attempt) = self.plan.attempts.get(self.next) else {
             return Step::Exhausted(self.best.take());
         };
-        let delay = attempt.delay.filter(|d| !d.is_zero());
-        if let Some(delay) = delay.filter(|_| self.wait != Wait::Over) {
+        if let Some(delay) = attempt.delay.filter(|_| self.wait != Wait::Over) {
             // The carrier has had our 100 Trying; the target sees nothing until then (§4.5).
             let at = now + delay;
             self.wait = Wait::Until(at);
