@@ -23,19 +23,19 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub fn send(&mut self, to: Peer, from: Option<SocketAddr>, data: Bytes) {
+    pub(crate) fn send(&mut self, to: Peer, from: Option<SocketAddr>, data: Bytes) {
         self.shard.send(Transmit { to, from, data });
     }
 
     /// Schedules what a state machine armed.
-    pub fn schedule(&mut self, target: TimerTarget, timers: &mut Timers) {
+    pub(crate) fn schedule(&mut self, target: TimerTarget, timers: &mut Timers) {
         for t in timers.drain() {
             self.shard.schedule(target, t.kind, t.at);
         }
     }
 
     /// A forward failed: counted by reason and logged with the Call-ID (never silent).
-    pub fn forward_failed(&self, call_id: &[u8], why: ForwardError) {
+    pub(crate) fn forward_failed(&self, call_id: &[u8], why: ForwardError) {
         self.state.metrics.forward_error(why);
         tracing::warn!(
             call_id = %String::from_utf8_lossy(call_id),
@@ -44,7 +44,7 @@ impl Ctx<'_> {
         );
     }
 
-    pub fn lookup(&self, key: TxKey) -> Option<TxnRef> {
+    pub(crate) fn lookup(&self, key: TxKey) -> Option<TxnRef> {
         self.state.servers.get(&key).map(|e| Arc::clone(e.value()))
     }
 }

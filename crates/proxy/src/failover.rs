@@ -18,7 +18,7 @@ use crate::route::{attempt_to_route, Attempt, AttemptPlan, Directory};
 /// * `e164`: the number, normalised, routed like an outbound call of the account: to our
 ///   own server when it is one of our DIDs (and not `force_outbound`), else over the
 ///   carriers ([`outbound_targets`]).
-pub fn failover_attempts(dir: &dyn Directory, plan: &AttemptPlan) -> Vec<Attempt> {
+pub(crate) fn failover_attempts(dir: &dyn Directory, plan: &AttemptPlan) -> Vec<Attempt> {
     let Some(failover) = plan.failover_to.as_deref() else {
         return Vec::new();
     };
@@ -66,7 +66,11 @@ fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec
 /// (normalised), in priority order: the e164 failover of an inbound call. Emergency
 /// numbers are recognised as dialled; the weighted order within a priority is seeded by
 /// the number (deterministic).
-pub fn outbound_targets(dir: &dyn Directory, _account: Option<&str>, number: &str) -> Vec<Attempt> {
+pub(crate) fn outbound_targets(
+    dir: &dyn Directory,
+    _account: Option<&str>,
+    number: &str,
+) -> Vec<Attempt> {
     let Some(snap) = dir.snapshot() else {
         return Vec::new();
     };

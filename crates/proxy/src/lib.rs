@@ -31,6 +31,8 @@
 //!
 //! The crate root (this file) only declares the modules and holds the public API.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,12 +43,12 @@ use trunkstore_sip::message::Message;
 mod admission;
 pub mod auth;
 mod branch;
-pub mod callerid;
+mod callerid;
 mod calls;
 mod carriers;
 pub mod config;
 mod context;
-pub mod dialled;
+mod dialled;
 mod engine;
 pub mod error;
 mod failover;
@@ -65,15 +67,13 @@ mod shard;
 mod sipview;
 mod state;
 mod timerq;
-pub mod transaction;
+mod transaction;
 mod trunks;
 mod types;
 mod util;
 
 pub use config::{Advertise, ProxyConfig};
-pub use route::{
-    Attempt, AttemptPlan, Decision, Direction, Directory, FailoverRule, Failure, StaticDirectory,
-};
+pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
 pub use types::{CallRecord, Peer, Stats, Transmit, Transport};
 
@@ -132,6 +132,7 @@ impl Proxy {
         engine::handle_transport_error(&self.state, shard, now, peer)
     }
 
+    /// Sizes of the transaction and call tables (leak tests, metrics).
     pub fn stats(&self) -> Stats {
         self.state.stats()
     }

@@ -183,6 +183,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Counts one observation of `d`.
     pub fn observe(&self, d: Duration) {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let slot = BUCKETS_MICROS
@@ -193,6 +194,7 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// Observations so far.
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
@@ -251,14 +253,17 @@ fn dir_index(d: Direction) -> usize {
 }
 
 impl ProxyMetrics {
+    /// A call ended with `outcome`.
     pub fn call_ended(&self, direction: Direction, outcome: Outcome) {
         bump(&self.calls[dir_index(direction)][outcome as usize]);
     }
 
+    /// An attempt failed and the next one started, for `reason`.
     pub fn failover(&self, reason: FailoverReason) {
         bump(&self.failovers[reason as usize]);
     }
 
+    /// A digest authentication failed.
     pub fn auth_failure(&self) {
         bump(&self.auth_failures);
     }
@@ -268,6 +273,7 @@ impl ProxyMetrics {
         bump(&self.challenges);
     }
 
+    /// A source was banned.
     pub fn ban(&self) {
         bump(&self.bans);
     }
@@ -283,14 +289,17 @@ impl ProxyMetrics {
         bump(&self.retransmissions[1]);
     }
 
+    /// A message could not be parsed.
     pub fn parse_error(&self) {
         bump(&self.parse_errors);
     }
 
+    /// A request was refused by the proxy itself, for `why`.
     pub fn refusal(&self, why: Refusal) {
         bump(&self.refusals[why as usize]);
     }
 
+    /// A response matched no client transaction of ours and was dropped.
     pub fn stray_response(&self) {
         bump(&self.stray_responses);
     }
@@ -313,6 +322,7 @@ impl ProxyMetrics {
         self.refusals[why as usize].load(Ordering::Relaxed)
     }
 
+    /// Stray responses so far (for tests).
     pub fn stray_responses(&self) -> u64 {
         self.stray_responses.load(Ordering::Relaxed)
     }
@@ -322,6 +332,7 @@ impl ProxyMetrics {
         bump(&self.late_2xx);
     }
 
+    /// A BYE the proxy sent to end a late 2xx dialog ended with `outcome`.
     pub fn late_bye_ended(&self, outcome: LateByeOutcome) {
         bump(&self.late_byes[outcome as usize]);
     }
@@ -331,14 +342,17 @@ impl ProxyMetrics {
         self.late_2xx.load(Ordering::Relaxed)
     }
 
+    /// Late-2xx BYEs that ended with `outcome` so far (for tests).
     pub fn late_byes(&self, outcome: LateByeOutcome) -> u64 {
         self.late_byes[outcome as usize].load(Ordering::Relaxed)
     }
 
+    /// An INVITE branch had its first provisional other than 100 after `took`.
     pub fn first_provisional(&self, direction: Direction, took: Duration) {
         self.first_provisional[dir_index(direction)].observe(took);
     }
 
+    /// An INVITE branch had its final response after `took`.
     pub fn final_response(&self, direction: Direction, took: Duration) {
         self.final_response[dir_index(direction)].observe(took);
     }
@@ -348,18 +362,22 @@ impl ProxyMetrics {
         self.calls[dir_index(direction)][outcome as usize].load(Ordering::Relaxed)
     }
 
+    /// Failovers for `reason` so far (for tests).
     pub fn failovers(&self, reason: FailoverReason) -> u64 {
         self.failovers[reason as usize].load(Ordering::Relaxed)
     }
 
+    /// Failed authentications so far (for tests).
     pub fn auth_failures(&self) -> u64 {
         self.auth_failures.load(Ordering::Relaxed)
     }
 
+    /// 407 challenges sent so far (for tests).
     pub fn challenges(&self) -> u64 {
         self.challenges.load(Ordering::Relaxed)
     }
 
+    /// Bans so far (for tests).
     pub fn bans(&self) -> u64 {
         self.bans.load(Ordering::Relaxed)
     }
@@ -372,6 +390,7 @@ impl ProxyMetrics {
         )
     }
 
+    /// Unparseable messages so far (for tests).
     pub fn parse_errors(&self) -> u64 {
         self.parse_errors.load(Ordering::Relaxed)
     }

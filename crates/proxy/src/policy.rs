@@ -17,6 +17,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Its label in logs, call records and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
@@ -35,7 +36,7 @@ impl Direction {
 }
 
 /// Reason phrase of a call refused for trunks (§6).
-pub const TRUNK_LIMIT_REASON: &str = "Trunk Limit Reached";
+pub(crate) const TRUNK_LIMIT_REASON: &str = "Trunk Limit Reached";
 
 /// Why an attempt failed, for the failover rule (behaviour.md §4.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +132,7 @@ impl FailoverRule {
         }
     }
 
+    /// Does `failure` of an attempt move on to the next one?
     pub fn triggers(self, failure: Failure) -> bool {
         match failure {
             Failure::Status(s) => self.on_status(s),

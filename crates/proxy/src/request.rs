@@ -164,7 +164,6 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
             local::respond(cx, from, local, &msg, 407, reason, &c.headers());
             return;
         }
-        Decision::Drop => return,
     };
     // A BYE of a live dialog is always served: refusing it would hold the call's trunk
     // until the maximum duration (the dialogs bound how many there can be).

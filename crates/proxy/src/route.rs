@@ -18,7 +18,8 @@ use trunkstore_config::{Failover, SipHeader};
 
 use crate::auth::ChallengeHeaders;
 use crate::callerid::IdentityEdit;
-pub use crate::policy::{Direction, FailoverRule, Failure, TRUNK_LIMIT_REASON};
+pub(crate) use crate::policy::Direction;
+pub use crate::policy::FailoverRule;
 use crate::types::Peer;
 pub use trunkstore_routing::InboundRoute;
 
@@ -29,15 +30,19 @@ pub enum SourceClass {
     Carrier(Arc<str>),
     /// An IP-authenticated server (account id, server name).
     Server {
+        /// The server's account.
         account: Arc<str>,
+        /// The server's name (`-` without one).
         server: Arc<str>,
     },
+    /// Anyone else: must authenticate by digest.
     Unknown,
 }
 
 /// The routing data the core reads. Implemented by the routing index (an atomically
 /// swapped snapshot) and by [`StaticDirectory`] in tests.
 pub trait Directory: Send + Sync {
+    /// Who sent a packet from `source` (by address only, never by header, §3).
     fn classify_source(&self, source: SocketAddr) -> SourceClass;
     /// Route for a normalised (E.164) DID.
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>>;
@@ -60,28 +65,35 @@ pub trait Directory: Send + Sync {
 /// A fixed directory: carrier sources and DIDs listed by hand.
 #[derive(Debug, Default, Clone)]
 pub struct StaticDirectory {
+    /// Carrier sources and the carrier's name.
     pub carriers: Vec<(SocketAddr, Arc<str>)>,
+    /// IP-auth servers: source, account, server name.
     pub servers: Vec<(SocketAddr, Arc<str>, Arc<str>)>,
+    /// Routes by normalised DID.
     pub dids: std::collections::HashMap<String, Arc<InboundRoute>>,
     /// `account.trunks` per account.
     pub trunks: std::collections::HashMap<String, u32>,
 }
 
 impl StaticDirectory {
+    /// An empty directory.
     pub fn new() -> StaticDirectory {
         StaticDirectory::default()
     }
 
+    /// Adds a carrier source.
     pub fn with_carrier(mut self, source: SocketAddr, name: &str) -> StaticDirectory {
         self.carriers.push((source, name.into()));
         self
     }
 
+    /// Adds a DID's route.
     pub fn with_did(mut self, did: &str, route: InboundRoute) -> StaticDirectory {
         self.dids.insert(did.to_string(), Arc::new(route));
         self
     }
 
+    /// Sets an account's trunk limit (§6).
     pub fn with_trunks(mut self, account: &str, trunks: u32) -> StaticDirectory {
         self.trunks.insert(account.to_string(), trunks);
         self
@@ -114,27 +126,27 @@ impl Directory for StaticDirectory {
 /// One try: the Request-URI to send and the hop to send it to, with optional timers the
 /// routing issues fill in (the core honours whichever are set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// New Request-URI; `None` keeps the request's.
-    pub request_uri: Option<Bytes>,
+    pub(crate) request_uri: Option<Bytes>,
     /// `None`: the target cannot be reached; the attempt fails at once (as 480).
-    pub next_hop: Option<Peer>,
+    pub(crate) next_hop: Option<Peer>,
     /// Wait this long before sending (behaviour.md §4.5 `delay`).
-    pub delay: Option<Duration>,
+    pub(crate) delay: Option<Duration>,
     /// Give up (CANCEL, next attempt) if no provisional other than 100 came by then.
-    pub progress_timeout: Option<Duration>,
+    pub(crate) progress_timeout: Option<Duration>,
     /// Give up if no 2xx came by then.
-    pub answer_timeout: Option<Duration>,
+    pub(crate) answer_timeout: Option<Duration>,
     /// Headers added to the request (behaviour.md §4.4).
-    pub headers: Option<Arc<[SipHeader]>>,
+    pub(crate) headers: Option<Arc<[SipHeader]>>,
     /// Early media from this target reaches the caller as a plain 180 (§4.6).
-    pub ignore_early_media: bool,
+    pub(crate) ignore_early_media: bool,
     /// This is the route's failover attempt (for the call record).
-    pub is_failover: bool,
+    pub(crate) is_failover: bool,
 }
 
 impl Attempt {
-    pub fn to(request_uri: Option<Bytes>, next_hop: Option<Peer>) -> Attempt {
+    pub(crate) fn to(request_uri: Option<Bytes>, next_hop: Option<Peer>) -> Attempt {
         Attempt {
             request_uri,
             next_hop,
@@ -164,32 +176,32 @@ impl Attempt {
 
 /// What to do with a request: the ordered attempts and the rule for moving on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptPlan {
-    pub attempts: Vec<Attempt>,
-    pub failover: FailoverRule,
+pub(crate) struct AttemptPlan {
+    pub(crate) attempts: Vec<Attempt>,
+    pub(crate) failover: FailoverRule,
     /// For logs and the call record.
-    pub did: Option<Arc<str>>,
-    pub account: Option<Arc<str>>,
-    pub server: Option<Arc<str>>,
-    pub document: Option<Arc<str>>,
+    pub(crate) did: Option<Arc<str>>,
+    pub(crate) account: Option<Arc<str>>,
+    pub(crate) server: Option<Arc<str>>,
+    pub(crate) document: Option<Arc<str>>,
     /// Tried once, after every attempt failed in a way `failover` accepts (§4.8);
     /// resolved by [`crate::failover::failover_attempts`] only then.
-    pub failover_to: Option<Arc<Failover>>,
+    pub(crate) failover_to: Option<Arc<Failover>>,
     /// Inbound, outbound or on-net (call record, trunk refusal status).
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// The account whose trunk an initial INVITE must take (§6); `None`: no trunk
     /// (on-net, emergency, not a call).
-    pub trunk: Option<Arc<str>>,
+    pub(crate) trunk: Option<Arc<str>>,
     /// Caller ID rewrite of the request and its responses (§5.3).
-    pub identity: Option<IdentityEdit>,
+    pub(crate) identity: Option<IdentityEdit>,
     /// The request was authenticated by its first `Proxy-Authorization`: the lines for
     /// that realm (ours) are consumed, not forwarded (RFC 3261 §22.3).
-    pub strip_credentials: bool,
+    pub(crate) strip_credentials: bool,
 }
 
 impl AttemptPlan {
     /// A single attempt, failing over on nothing but unreachability.
-    pub fn single(attempt: Attempt) -> AttemptPlan {
+    pub(crate) fn single(attempt: Attempt) -> AttemptPlan {
         AttemptPlan {
             attempts: vec![attempt],
             failover: FailoverRule::UNREACHABLE,
@@ -208,18 +220,16 @@ impl AttemptPlan {
 
 /// The routing outcome for a new out-of-dialog request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Forward(AttemptPlan),
     /// Answer locally with this status and reason.
     Reject(u16, &'static str),
     /// 407 with these `Proxy-Authenticate` challenges (§5.1).
     Challenge(ChallengeHeaders),
-    /// Send nothing (banned source, scanner, over its rate: §8).
-    Drop,
 }
 
 /// Inbound routing of a request from a carrier (§4): the DID's server.
-pub fn inbound(
+pub(crate) fn inbound(
     dir: &dyn Directory,
     request_user: Option<&[u8]>,
     is_invite: bool,
@@ -252,7 +262,7 @@ pub fn inbound(
 /// dialled user parameters (`;npdi;rn=...`, escaped, with the leading `;`; empty for
 /// none): they follow the number onto the Request-URI when the route's format writes a
 /// number (§4.3).
-pub fn to_route_with_params(
+pub(crate) fn to_route_with_params(
     did: &str,
     route: &InboundRoute,
     is_invite: bool,

@@ -129,7 +129,7 @@ pub(crate) struct Dialog {
 impl Dialog {
     /// Where the maximum call duration counts from: the 2xx, or for an early dialog
     /// the INVITE.
-    pub fn since(&self) -> Instant {
+    pub(crate) fn since(&self) -> Instant {
         match &self.phase {
             Phase::Early(_) => self.invited,
             Phase::Confirmed(c) => c.started,
@@ -157,21 +157,21 @@ pub(crate) enum ServerSide {
 }
 
 impl ServerSide {
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         match self {
             ServerSide::Invite(s) => s.is_terminated(),
             ServerSide::NonInvite(s) => s.is_terminated(),
         }
     }
 
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         match self {
             ServerSide::Invite(s) => s.is_final(),
             ServerSide::NonInvite(s) => s.is_final(),
         }
     }
 
-    pub fn on_retransmission(&self) -> Option<Bytes> {
+    pub(crate) fn on_retransmission(&self) -> Option<Bytes> {
         match self {
             ServerSide::Invite(s) => s.on_retransmission(),
             ServerSide::NonInvite(s) => s.on_retransmission(),
@@ -185,21 +185,21 @@ pub(crate) enum ClientSide {
 }
 
 impl ClientSide {
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         match self {
             ClientSide::Invite(c) => c.is_terminated(),
             ClientSide::NonInvite(c) => c.is_terminated(),
         }
     }
 
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         match self {
             ClientSide::Invite(c) => c.is_pending(),
             ClientSide::NonInvite(c) => c.is_pending(),
         }
     }
 
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         match self {
             ClientSide::Invite(c) => c.terminate(),
             ClientSide::NonInvite(c) => c.terminate(),
@@ -242,7 +242,7 @@ pub(crate) struct Branch {
 }
 
 impl Branch {
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.client.is_terminated()
             && self
                 .cancel
@@ -255,7 +255,7 @@ impl Branch {
     /// the client transaction is pending, the ACK of each copy of a non-2xx final
     /// (Completed), and the ACK and BYE of each copy of a 2xx on a branch we cancelled
     /// ourselves (Accepted). A 2xx relayed upstream, or a non-INVITE's final, needs nothing.
-    pub fn needs_request(&self) -> bool {
+    pub(crate) fn needs_request(&self) -> bool {
         match &self.client {
             ClientSide::Invite(c) => match c.state() {
                 client_invite::State::Calling
@@ -371,7 +371,12 @@ pub(crate) struct Deciding {
 impl ProxyTxn {
     /// A server transaction answered locally (CANCEL's 200), kept to absorb
     /// retransmissions.
-    pub fn local_only(key: TxKey, source: Peer, local: SocketAddr, server: ServerSide) -> Self {
+    pub(crate) fn local_only(
+        key: TxKey,
+        source: Peer,
+        local: SocketAddr,
+        server: ServerSide,
+    ) -> Self {
         ProxyTxn {
             key,
             source,
@@ -389,7 +394,7 @@ impl ProxyTxn {
         }
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.server.is_terminated()
             && self
                 .deciding
@@ -413,7 +418,7 @@ impl State {
     /// empty they would rehash every entry under a shard's write lock, stalling every
     /// worker that needs the shard, at each doubling of the load, and fault in a new
     /// table each time. Their memory is only touched as entries land in it.
-    pub fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
+    pub(crate) fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
         let timers = TimerConfig {
             t1: cfg.t1,
             t2: cfg.t2,
@@ -450,7 +455,7 @@ impl State {
         }
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         Stats {
             server_transactions: self.servers.len(),
             client_transactions: self.clients.len(),

@@ -11,10 +11,12 @@ pub use trunkstore_routing::{Peer, Transport};
 /// One message for the edge to send.
 #[derive(Debug, Clone)]
 pub struct Transmit {
+    /// Where it goes.
     pub to: Peer,
     /// The local listener it must leave from (the one named in our Via/Record-Route);
     /// `None` lets the edge pick the first listener of that transport and address family.
     pub from: Option<SocketAddr>,
+    /// The message, ready to send.
     pub data: Bytes,
 }
 
@@ -33,21 +35,28 @@ pub struct Stats {
 /// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
 #[derive(Debug, Clone)]
 pub struct CallRecord {
+    /// The call's Call-ID.
     pub call_id: Bytes,
     /// `"inbound"` (carrier → server), `"outbound"` (server → carriers) or `"onnet"`
     /// (server → one of our DIDs).
     pub direction: &'static str,
+    /// The account of the server in the call.
     pub account: Option<Arc<str>>,
+    /// The document that server is in.
     pub document: Option<Arc<str>>,
+    /// The server's name.
     pub server: Option<Arc<str>>,
     /// The dialled DID, normalised.
     pub did: Option<Arc<str>>,
     /// From URI user and Request-URI user, as received.
     pub from: Bytes,
+    /// Request-URI user, as received.
     pub to: Bytes,
     /// INVITE received, 2xx relayed (if answered), call over.
     pub started: Instant,
+    /// When the 2xx was relayed, if the call was answered.
     pub answered: Option<Instant>,
+    /// When the call ended.
     pub ended: Instant,
     /// The final status of the INVITE the caller got.
     pub status: u16,

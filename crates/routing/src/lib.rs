@@ -12,6 +12,8 @@
 //!   user → password servers.
 //! * [`Snapshot::trunk_limit`]: account → trunks.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod key;
 mod model;
 mod router;

@@ -229,7 +229,7 @@ const IDENTITY_HEADERS: [&[u8]; 3] = [
 ];
 
 impl Trust {
-    pub fn of(t: &ProxyTxn) -> Trust {
+    pub(crate) fn of(t: &ProxyTxn) -> Trust {
         Trust {
             from_carrier: t.from_carrier,
             to_carrier: t.to_carrier,
