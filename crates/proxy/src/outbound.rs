@@ -16,7 +16,7 @@ use crate::auth::{AuthOutcome, AuthRequest};
 use crate::callerid::{self, IdentityEdit, Side};
 use crate::carriers::carrier_attempts;
 use crate::context::Ctx;
-use crate::route::{self, AttemptPlan, Decision, Direction, FailoverRule};
+use crate::route::{self, AttemptPlan, Decision, Direction, FailoverRule, InboundRoute};
 use crate::sipview;
 use crate::types::Peer;
 
@@ -148,8 +148,20 @@ fn route_call(
             side: Side::FromPbx,
             initial: true,
         });
-    if !emergency && snap.did(&number).is_some_and(|r| !r.force_outbound) {
-        return on_net(cx, &number, dialled.params, method, identity, digest);
+    if let Some(r) = snap
+        .did(&number)
+        .filter(|r| !emergency && !r.force_outbound)
+    {
+        // The route from the same snapshot that authenticated the caller: one reload
+        // cannot split the decision between two configurations.
+        let call = OnNetCall {
+            number: &number,
+            params: dialled.params,
+            is_invite: method == Method::Invite,
+            identity,
+            digest,
+        };
+        return on_net(cx, &r.inbound, call);
     }
     let seed = cx.state.hasher.u64(&[sipview::call_id(msg)]);
     let settings = snap.settings();
@@ -221,26 +233,24 @@ fn caller_id_and_headers<'r>(
     (cid, headers)
 }
 
-/// §5.2.1: straight to the DID's server with every inbound rule; no trunk.
-/// `params`: the dialled user parameters, kept on the Request-URI (§2).
-fn on_net(
-    cx: &Ctx<'_>,
-    number: &str,
-    params: &str,
-    method: Method,
+/// An on-net call: the number dialled (normalised), its user parameters (kept on the
+/// Request-URI, §2), and what the calling server's side decided.
+struct OnNetCall<'a> {
+    number: &'a str,
+    params: &'a str,
+    is_invite: bool,
     identity: Option<IdentityEdit>,
     digest: bool,
-) -> Decision {
-    let Some(inbound) = cx.state.dir.inbound(number) else {
-        return Decision::Reject(404, "Not Found");
-    };
+}
+
+/// §5.2.1: straight to the DID's server (`route`) with every inbound rule; no trunk.
+fn on_net(cx: &Ctx<'_>, route: &InboundRoute, call: OnNetCall<'_>) -> Decision {
     let rule = cx.state.cfg.failover_on;
-    let is_invite = method == Method::Invite;
-    match route::to_route_with_params(number, &inbound, is_invite, rule, params) {
+    match route::to_route_with_params(call.number, route, call.is_invite, rule, call.params) {
         Decision::Forward(mut plan) => {
             plan.direction = Direction::OnNet;
-            plan.identity = identity;
-            plan.strip_credentials = digest;
+            plan.identity = call.identity;
+            plan.strip_credentials = call.digest;
             plan.into()
         }
         other => other,
