@@ -14,7 +14,8 @@
 //! moved on is ignored.
 //!
 //! Layers (no import loops): a module uses only modules of the layers below it and the
-//! modules listed before it in its own layer. From the bottom:
+//! modules listed before it in its own layer (checked by `tests/layers.rs`, which lists
+//! the same order). From the bottom:
 //!
 //! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
 //!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
