@@ -36,9 +36,9 @@ enum Wait {
 enum FailoverStage {
     /// Not resolved yet: added when the attempts run out.
     Open,
-    /// Resolved and added to the attempts.
+    /// Resolved and added to the attempts (never resolved again).
     Added,
-    /// No failover any more: resolved to nothing, or a failure did not allow it.
+    /// No failover: resolved to nothing, or a failure closed the plan before it.
     Closed,
 }
 
@@ -153,9 +153,12 @@ impl PlanCursor {
         }
     }
 
-    /// No more attempts: the best response so far is the answer.
+    /// No more attempts: the best response so far is the answer. A failover already
+    /// added stays on record (call record).
     pub(crate) fn close(&mut self) {
-        self.failover = FailoverStage::Closed;
+        if self.failover == FailoverStage::Open {
+            self.failover = FailoverStage::Closed;
+        }
         self.next = self.plan.attempts.len();
     }
 
@@ -292,6 +295,26 @@ mod tests {
             Step::Exhausted(_)
         ));
         assert_eq!(calls, 1);
+        assert!(
+            c.failover_ran(),
+            "still on record once the plan is exhausted"
+        );
+    }
+
+    #[test]
+    fn a_failover_that_fails_the_rule_stays_on_record() {
+        let now = Instant::now();
+        let mut c = PlanCursor::new(plan(vec![attempt("a", None)]));
+        c.next(now, no_failover);
+        c.attempt_failed(Failure::Status(503), FailoverReason::Response, false);
+        c.next(now, |_| vec![attempt("f", None)]);
+        // The failover target is busy: the rule does not go on, the plan closes.
+        c.attempt_failed(Failure::Status(486), FailoverReason::Response, false);
+        assert!(c.failover_ran());
+        assert!(matches!(
+            c.next(now, |_| panic!("closed")),
+            Step::Exhausted(_)
+        ));
     }
 
     #[test]
