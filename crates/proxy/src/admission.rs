@@ -11,10 +11,10 @@ use std::time::Instant;
 use trunkstore_sip::message::{HeaderName, Message};
 
 use crate::auth::{DropReason, Verdict};
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::route::SourceClass;
 use crate::state::State;
-use crate::Peer;
+use crate::types::Peer;
 
 /// A carrier's trusted source or an IP-auth server (by address, never by header).
 fn is_exempt(state: &State, from: SocketAddr) -> bool {

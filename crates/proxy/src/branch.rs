@@ -12,10 +12,10 @@ use trunkstore_sip::via::MAGIC_COOKIE;
 
 use crate::util::{hex32, hex64, parse_hex};
 
-pub const BRANCH_LEN: usize = 7 + 16 + 8;
+pub(crate) const BRANCH_LEN: usize = 7 + 16 + 8;
 
 /// The branch text.
-pub fn write(id: u64, loop_hash: u32) -> [u8; BRANCH_LEN] {
+pub(crate) fn write(id: u64, loop_hash: u32) -> [u8; BRANCH_LEN] {
     let mut b = [0u8; BRANCH_LEN];
     b[..7].copy_from_slice(MAGIC_COOKIE);
     hex64(id, &mut b[7..23]);
@@ -24,7 +24,7 @@ pub fn write(id: u64, loop_hash: u32) -> [u8; BRANCH_LEN] {
 }
 
 /// `(id, loop hash)` of a branch we generated; `None` for anyone else's.
-pub fn parse(branch: &[u8]) -> Option<(u64, u32)> {
+pub(crate) fn parse(branch: &[u8]) -> Option<(u64, u32)> {
     if branch.len() != BRANCH_LEN || !branch.starts_with(MAGIC_COOKIE) {
         return None;
     }

@@ -20,7 +20,7 @@ use crate::sipview;
 
 /// The two identities of the calling PBX in one dialog.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The PBX's From tag.
     pub pbx_tag: Bytes,
     /// The From value as the PBX sent it.
@@ -33,7 +33,7 @@ pub struct Identity {
 
 /// Which way a message of the dialog is going, relative to the PBX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// A request from the PBX (and the responses to it, going back to the PBX).
     FromPbx,
     /// A request to the PBX (and the PBX's responses to it).
@@ -43,7 +43,7 @@ pub enum Side {
 /// The identity edit of one proxied request: what to rewrite in the request forwarded
 /// and in the responses relayed back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityEdit {
+pub(crate) struct IdentityEdit {
     pub identity: Arc<Identity>,
     pub side: Side,
     /// The dialog-creating request: P-Asserted-Identity is set too.
@@ -53,7 +53,7 @@ pub struct IdentityEdit {
 impl IdentityEdit {
     /// The edit for an in-dialog request of a dialog with `identity`, by its tags; `None`
     /// when the request is not between the PBX and the far end.
-    pub fn in_dialog(identity: &Arc<Identity>, msg: &Message) -> Option<IdentityEdit> {
+    pub(crate) fn in_dialog(identity: &Arc<Identity>, msg: &Message) -> Option<IdentityEdit> {
         let tag = &identity.pbx_tag[..];
         let side = if sipview::from_tag(msg) == Some(tag) {
             Side::FromPbx
@@ -70,13 +70,16 @@ impl IdentityEdit {
     }
 
     /// Does the edit set P-Asserted-Identity (the initial request from the PBX)?
-    pub fn asserts(&self) -> bool {
+    pub(crate) fn asserts(&self) -> bool {
         self.initial && self.side == Side::FromPbx
     }
 
     /// Edits a request being forwarded. Uses 1 splice (2 for the initial request, plus
     /// one per extra P-Asserted-Identity line the PBX sent).
-    pub fn on_request<'a>(&'a self, ed: &mut Editor<'a>) -> Result<(), trunkstore_sip::Error> {
+    pub(crate) fn on_request<'a>(
+        &'a self,
+        ed: &mut Editor<'a>,
+    ) -> Result<(), trunkstore_sip::Error> {
         let id = &*self.identity;
         match self.side {
             Side::FromPbx => {
@@ -91,7 +94,10 @@ impl IdentityEdit {
     }
 
     /// Edits a response being relayed back to the sender of the request.
-    pub fn on_response<'a>(&'a self, ed: &mut Editor<'a>) -> Result<(), trunkstore_sip::Error> {
+    pub(crate) fn on_response<'a>(
+        &'a self,
+        ed: &mut Editor<'a>,
+    ) -> Result<(), trunkstore_sip::Error> {
         let id = &*self.identity;
         match self.side {
             Side::FromPbx => ed.set_header(b"From", &id.original),
@@ -102,7 +108,7 @@ impl IdentityEdit {
 
 /// The identity for an initial request whose From is `from` when `cid` applies; `None`
 /// when nothing would change (no caller id, or a From we cannot rewrite safely).
-pub fn identity_for(msg: &Message, cid: &CallerId) -> Option<Arc<Identity>> {
+pub(crate) fn identity_for(msg: &Message, cid: &CallerId) -> Option<Arc<Identity>> {
     if cid.is_empty() {
         return None;
     }

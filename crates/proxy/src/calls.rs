@@ -4,7 +4,7 @@
 //! removed by its final failure, by the far side's answer to the BYE of that dialog, or
 //! by the maximum-duration sweep. Every in-dialog request is matched here on Call-ID,
 //! both tags and the leg it comes from, and goes to the other leg. Also the one log line
-//! per call and, when enabled, the [`CallRecord`] per call for the CDR writer.
+//! per call and, when enabled, the [`CallRecord`](crate::types::CallRecord) per call for the CDR writer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,49 +17,17 @@ use trunkstore_sip::message::Message;
 use trunkstore_sip::validate::Checked;
 
 use crate::callerid::Identity;
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::keys::CallKey;
 use crate::metrics::Refusal;
 use crate::route::SourceClass;
 use crate::sipview;
 use crate::state::{CallInfo, Callee, Confirmed, Dialog, DialogEnd, Party, Phase, ProxyTxn};
 use crate::trunks::TrunkHold;
-use crate::Peer;
-
-/// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
-/// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    pub call_id: Bytes,
-    /// `"inbound"` (carrier → server), `"outbound"` (server → carriers) or `"onnet"`
-    /// (server → one of our DIDs).
-    pub direction: &'static str,
-    pub account: Option<Arc<str>>,
-    pub document: Option<Arc<str>>,
-    pub server: Option<Arc<str>>,
-    /// The dialled DID, normalised.
-    pub did: Option<Arc<str>>,
-    /// From URI user and Request-URI user, as received.
-    pub from: Bytes,
-    pub to: Bytes,
-    /// INVITE received, 2xx relayed (if answered), call over.
-    pub started: Instant,
-    pub answered: Option<Instant>,
-    pub ended: Instant,
-    /// The final status of the INVITE the caller got.
-    pub status: u16,
-    /// How it ended: `failed`, `bye`, `bye_failed`, `max_duration`.
-    pub reason: &'static str,
-    /// 1-based number of the attempt that answered.
-    pub answered_attempt: Option<u16>,
-    /// The failover attempt was tried.
-    pub failover: bool,
-    /// The call held one of its account's trunks (§6).
-    pub trunk_held: bool,
-}
+use crate::types::{CallRecord, Peer};
 
 /// The From user and Request-URI user of `req`, as slices of it.
-pub fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {
+pub(crate) fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {
     let from = checked
         .from
         .sip_uri()
@@ -76,7 +44,7 @@ pub fn numbers(req: &Message, checked: &Checked<'_>) -> (Bytes, Bytes) {
 
 /// Dialog table key: the Call-ID and the caller's From tag (§12: the dialog id as the
 /// caller sees it; the callee's tag is matched in the entry).
-pub fn key(cx: &Ctx<'_>, call_id: &[u8], caller_tag: &[u8]) -> CallKey {
+pub(crate) fn key(cx: &Ctx<'_>, call_id: &[u8], caller_tag: &[u8]) -> CallKey {
     CallKey(cx.state.hasher.hash(&[call_id, caller_tag]))
 }
 
@@ -86,7 +54,7 @@ fn tag_hash(cx: &Ctx<'_>, tag: &[u8]) -> u64 {
 }
 
 /// The dialog key of an initial INVITE.
-pub fn key_of_invite(cx: &Ctx<'_>, invite: &Message) -> CallKey {
+pub(crate) fn key_of_invite(cx: &Ctx<'_>, invite: &Message) -> CallKey {
     let caller_tag = sipview::from_tag(invite).unwrap_or(b"");
     key(cx, sipview::call_id(invite), caller_tag)
 }
@@ -118,13 +86,13 @@ fn speaks(cx: &Ctx<'_>, party: &Party, src: SocketAddr) -> bool {
 
 /// Does `src` speak for the party we sent a request to at `peer` (a response to one of
 /// our branches must come from there)?
-pub fn same_party(cx: &Ctx<'_>, peer: Peer, src: SocketAddr) -> bool {
+pub(crate) fn same_party(cx: &Ctx<'_>, peer: Peer, src: SocketAddr) -> bool {
     src.ip() == peer.addr.ip() || speaks(cx, &party_at(cx, peer), src)
 }
 
 /// The party at `peer`: a carrier's when the address is one of its trusted sources or
 /// gateways (a carrier may answer from a source that is not its gateway).
-pub fn party_at(cx: &Ctx<'_>, peer: Peer) -> Party {
+pub(crate) fn party_at(cx: &Ctx<'_>, peer: Peer) -> Party {
     let carrier = match cx.state.dir.classify_source(peer.addr) {
         SourceClass::Carrier(name) => Some(name),
         _ => cx.state.dir.carrier_with_gateway(peer.addr),
@@ -149,7 +117,7 @@ pub(crate) struct Matched {
 /// callee's, or the reverse) and its source speaks for the leg those tags say sent it.
 /// Anything else matches nothing: a third party that knows the Call-ID and both tags
 /// changes nothing and reaches no one.
-pub fn match_request(cx: &Ctx<'_>, src: SocketAddr, msg: &Message) -> Option<Matched> {
+pub(crate) fn match_request(cx: &Ctx<'_>, src: SocketAddr, msg: &Message) -> Option<Matched> {
     let call_id = sipview::call_id(msg);
     let from_tag = sipview::from_tag(msg).unwrap_or(b"");
     let to_tag = sipview::to_tag(msg)?;
@@ -196,7 +164,7 @@ pub(crate) enum Untrackable {
 
 impl Untrackable {
     /// The answer and the metric of the refusal.
-    pub fn refusal(&self) -> (u16, &'static [u8], Refusal) {
+    pub(crate) fn refusal(&self) -> (u16, &'static [u8], Refusal) {
         match self {
             Untrackable::Full => (503, b"Call Limit Reached", Refusal::MaxCalls),
             Untrackable::Merged => (482, b"Loop Detected", Refusal::Loop),
@@ -206,7 +174,7 @@ impl Untrackable {
 
 /// An admitted INVITE that turned out to be a retransmission racing its first copy:
 /// its dialog entry and call slot go, nothing is logged.
-pub fn forget(cx: &Ctx<'_>, t: &mut ProxyTxn) {
+pub(crate) fn forget(cx: &Ctx<'_>, t: &mut ProxyTxn) {
     if let Some(d) = t.deciding.as_deref_mut() {
         d.slot = None;
         if let Some(k) = d.dialog.take() {
@@ -219,7 +187,7 @@ pub fn forget(cx: &Ctx<'_>, t: &mut ProxyTxn) {
 /// An initial INVITE admitted: its dialog entry claims the Call-ID and From tag, and
 /// a place under `limits.max_calls` is held by the transaction until the call ends. A
 /// call that cannot be tracked is refused here, never run untracked.
-pub fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(), Untrackable> {
+pub(crate) fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(), Untrackable> {
     let identity = t.identity.as_ref().map(|e| e.identity.clone());
     let Some(d) = t.deciding.as_deref_mut() else {
         return Ok(());
@@ -248,7 +216,7 @@ pub fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(), Untrac
 
 /// A provisional with a To tag went upstream from a branch to `callee`: an early
 /// dialog (§12.1), in which PRACK, UPDATE, INFO and BYE may flow both ways.
-pub fn early(cx: &Ctx<'_>, t: &ProxyTxn, callee: Peer, resp: &Message) {
+pub(crate) fn early(cx: &Ctx<'_>, t: &ProxyTxn, callee: Peer, resp: &Message) {
     let Some(k) = t.deciding.as_deref().and_then(|d| d.dialog) else {
         return;
     };
@@ -271,7 +239,7 @@ pub fn early(cx: &Ctx<'_>, t: &ProxyTxn, callee: Peer, resp: &Message) {
 /// A 2xx to an initial INVITE went upstream from branch `attempt` at `callee`: the
 /// dialog is confirmed with the 2xx's To tag and holds the INVITE's trunk and call
 /// slot from now on.
-pub fn established(
+pub(crate) fn established(
     cx: &Ctx<'_>,
     t: &mut ProxyTxn,
     callee: Peer,
@@ -308,7 +276,7 @@ pub fn established(
 /// The BYE of a dialog got the far side's final response (or timed out): that dialog
 /// is over. A BYE in an early dialog ends that early dialog only; the INVITE's own
 /// final response settles the call.
-pub fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
+pub(crate) fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
     let confirmed = |_: &CallKey, d: &Dialog| matches!(&d.phase, Phase::Confirmed(c) if c.callee.tag == end.callee_tag);
     if let Some((_, d)) = cx.state.calls.remove_if(&end.key, confirmed) {
         let how = if status < 300 { "bye" } else { "bye_failed" };
@@ -326,7 +294,7 @@ pub fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
 
 /// An initial INVITE ended without a dialog, with `status` to the caller: its trunk is
 /// given back now (not when the transaction is dropped, which may be 32 s later).
-pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
+pub(crate) fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
     let Some(d) = t.deciding.as_deref_mut() else {
         return;
     };
@@ -342,7 +310,7 @@ pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
         let mut r = record(&d.call, call_id.unwrap_or_default(), d.started, now);
         r.status = status;
         r.reason = "failed";
-        r.failover = d.failover_ran;
+        r.failover = d.cursor.failover_ran();
         r.trunk_held = trunk.is_some();
         r
     });
@@ -351,7 +319,7 @@ pub fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
 
 /// A dialog swept after the maximum call duration (an early one only as a safety net:
 /// its INVITE settles it long before).
-pub fn expired(cx: &mut Ctx<'_>, d: &Dialog) {
+pub(crate) fn expired(cx: &mut Ctx<'_>, d: &Dialog) {
     if !matches!(d.phase, Phase::Confirmed(_)) {
         return;
     }
@@ -405,7 +373,7 @@ fn dialog_record(d: &Dialog, now: Instant, how: &'static str) -> CallRecord {
     r
 }
 
-pub fn log_end(d: &Dialog, how: &str) {
+pub(crate) fn log_end(d: &Dialog, how: &str) {
     log_line(&d.call_id, &d.info, 200, how);
 }
 

@@ -8,14 +8,15 @@ use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
 use crate::auth::ProtectionConfig;
-use crate::route::FailoverRule;
-use crate::Transport;
+use crate::policy::FailoverRule;
+use crate::types::Transport;
 
 /// The host and port we put in Via and Record-Route for one transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertise {
     /// Host as written in SIP (IPv6 in brackets).
     pub host: String,
+    /// The port advertised with it.
     pub port: u16,
 }
 
@@ -29,6 +30,7 @@ pub struct ProxyConfig {
     pub advertise_tcp: Advertise,
     /// Local listener messages leave from (the `from` of a [`crate::Transmit`]).
     pub local_udp: Option<SocketAddr>,
+    /// Local TCP listener messages leave from (see `local_udp`).
     pub local_tcp: Option<SocketAddr>,
     /// Other host:port pairs that also mean "us" in a Route or Request-URI (the listen
     /// addresses themselves, aliases).
@@ -36,7 +38,9 @@ pub struct ProxyConfig {
     /// RFC 3261 T1 (RTT estimate), T2 (cap of non-INVITE retransmit interval), T4
     /// (network lifetime of a message).
     pub t1: Duration,
+    /// RFC 3261 T2: the longest retransmit interval of non-INVITE requests and INVITE responses.
     pub t2: Duration,
+    /// RFC 3261 T4: how long a message may stay in the network.
     pub t4: Duration,
     /// Proxy timer C (RFC 3261 §16.6 step 11: more than 3 minutes).
     pub timer_c: Duration,
@@ -132,6 +136,7 @@ impl ProxyConfig {
         }
     }
 
+    /// What the proxy advertises for transport `t` (Via, Record-Route).
     pub fn advertise(&self, t: Transport) -> &Advertise {
         match t {
             Transport::Udp => &self.advertise_udp,
@@ -139,6 +144,7 @@ impl ProxyConfig {
         }
     }
 
+    /// The local listener messages on transport `t` leave from.
     pub fn local(&self, t: Transport) -> Option<SocketAddr> {
         match t {
             Transport::Udp => self.local_udp,

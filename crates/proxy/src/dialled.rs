@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 /// A user part split into the dialled number and its user parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dialled<'a> {
+pub(crate) struct Dialled<'a> {
     /// The number as dialled: parameters split off, `%xx` decoded (not normalised).
     pub number: Cow<'a, str>,
     /// The user parameters as received, escaped, with their leading `;`
@@ -22,10 +22,10 @@ pub struct Dialled<'a> {
 
 /// The answer to a user part that cannot be read as text (a bad escape, bytes that are
 /// not UTF-8, control characters): it names no number at all, so 400 rather than 404.
-pub const UNDECODABLE: (u16, &str) = (400, "Undecodable Number in URI User");
+pub(crate) const UNDECODABLE: (u16, &str) = (400, "Undecodable Number in URI User");
 
 /// Splits and decodes `user` (the URI's user part, as received).
-pub fn parse(user: &[u8]) -> Result<Dialled<'_>, (u16, &'static str)> {
+pub(crate) fn parse(user: &[u8]) -> Result<Dialled<'_>, (u16, &'static str)> {
     let (number, params) = match user.iter().position(|&b| b == b';') {
         Some(i) => user.split_at(i),
         None => (user, &b""[..]),
@@ -76,7 +76,7 @@ fn is_user_safe(b: u8) -> bool {
 
 /// `user` as a URI user part: every byte that may not stand unescaped is `%XX`-escaped
 /// (a decoded `;`, `@`, `#`, space...). Borrows when nothing needs escaping.
-pub fn escape_user(user: &str) -> Cow<'_, str> {
+pub(crate) fn escape_user(user: &str) -> Cow<'_, str> {
     if user.bytes().all(is_user_safe) {
         return Cow::Borrowed(user);
     }

@@ -1,7 +1,6 @@
 //! Entry points of the core: a message arrived, timers are due, a transport failed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,34 +8,12 @@ use trunkstore_sip::framing::is_keepalive;
 use trunkstore_sip::message::Message;
 use trunkstore_sip::parse::{parse_datagram, parse_datagram_head};
 
-use crate::keys::{TimerTarget, TxKey};
-use crate::state::{State, TxnRef};
-use crate::transaction::Timers;
-use crate::{proxying, request, response, Peer, Shard, Transmit};
-
-/// What every handler needs: the shared tables, this worker's queues and the time.
-pub(crate) struct Ctx<'a> {
-    pub state: &'a State,
-    pub shard: &'a mut Shard,
-    pub now: Instant,
-}
-
-impl Ctx<'_> {
-    pub fn send(&mut self, to: Peer, from: Option<SocketAddr>, data: Bytes) {
-        self.shard.send(Transmit { to, from, data });
-    }
-
-    /// Schedules what a state machine armed.
-    pub fn schedule(&mut self, target: TimerTarget, timers: &mut Timers) {
-        for t in timers.drain() {
-            self.shard.schedule(target, t.kind, t.at);
-        }
-    }
-
-    pub fn lookup(&self, key: TxKey) -> Option<TxnRef> {
-        self.state.servers.get(&key).map(|e| Arc::clone(e.value()))
-    }
-}
+use crate::context::{lock, Ctx};
+use crate::keys::TimerTarget;
+use crate::shard::Shard;
+use crate::state::State;
+use crate::types::Peer;
+use crate::{proxying, request, response};
 
 pub(crate) fn handle_datagram(
     state: &State,
@@ -133,11 +110,6 @@ pub(crate) fn handle_transport_error(state: &State, shard: &mut Shard, now: Inst
         proxying::on_branch_transport_error(&mut cx, &mut t, usize::from(entry.branch));
         proxying::settle(cx.state, &mut t);
     }
-}
-
-/// A poisoned lock means a panic elsewhere; the data is still consistent enough to go on.
-pub(crate) fn lock(t: &TxnRef) -> std::sync::MutexGuard<'_, crate::state::ProxyTxn> {
-    t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn sweep_interval(state: &State) -> Duration {

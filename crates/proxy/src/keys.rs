@@ -13,29 +13,29 @@ use std::hash::{BuildHasher, Hasher};
 /// Which transactions a request can match: ACK and CANCEL share the INVITE's branch but
 /// CANCEL has its own transaction (§9.2); ACK matches the INVITE's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MethodClass {
+pub(crate) enum MethodClass {
     Invite,
     Cancel,
     Other,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TxKey(pub u128);
+pub(crate) struct TxKey(pub u128);
 
 /// A client transaction: our branch id, and whether it is the CANCEL sent on that branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientKey {
+pub(crate) struct ClientKey {
     pub id: u64,
     pub cancel: bool,
 }
 
 /// Dialog table key: a hash of the Call-ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallKey(pub u128);
+pub(crate) struct CallKey(pub u128);
 
 /// What a timer refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimerTarget {
+pub(crate) enum TimerTarget {
     Server(TxKey),
     /// A branch of the server transaction `TxKey`: index in its branch list.
     Branch(TxKey, u16),
@@ -43,7 +43,7 @@ pub enum TimerTarget {
 
 /// Keyed hashing for table keys.
 #[derive(Debug, Clone)]
-pub struct KeyHasher {
+pub(crate) struct KeyHasher {
     a: RandomState,
     b: RandomState,
 }
@@ -64,7 +64,7 @@ const FRAMED: usize = 256;
 
 impl KeyHasher {
     /// 128-bit hash of `parts` (each length-prefixed so boundaries matter).
-    pub fn hash(&self, parts: &[&[u8]]) -> u128 {
+    pub(crate) fn hash(&self, parts: &[&[u8]]) -> u128 {
         let mut ha = self.a.build_hasher();
         let mut hb = self.b.build_hasher();
         feed(parts, |bytes| {
@@ -74,7 +74,7 @@ impl KeyHasher {
         (u128::from(ha.finish()) << 64) | u128::from(hb.finish())
     }
 
-    pub fn u64(&self, parts: &[&[u8]]) -> u64 {
+    pub(crate) fn u64(&self, parts: &[&[u8]]) -> u64 {
         let mut ha = self.a.build_hasher();
         feed(parts, |bytes| ha.write(bytes));
         ha.finish()
@@ -105,7 +105,7 @@ fn feed(parts: &[&[u8]], mut write: impl FnMut(&[u8])) {
 
 impl TxKey {
     /// The key of the same branch in another method class.
-    pub fn with_class(base: u128, class: MethodClass) -> TxKey {
+    pub(crate) fn with_class(base: u128, class: MethodClass) -> TxKey {
         let salt: u128 = match class {
             MethodClass::Invite => 0,
             MethodClass::Cancel => 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834,
@@ -120,7 +120,7 @@ impl TxKey {
 /// them again with SipHash, the map default, only costs time; one multiply and fold
 /// spreads their bits over the word (the map takes both the low bits and the top 7).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SpreadKeys;
+pub(crate) struct SpreadKeys;
 
 impl std::hash::BuildHasher for SpreadKeys {
     type Hasher = SpreadHasher;
@@ -131,7 +131,7 @@ impl std::hash::BuildHasher for SpreadKeys {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct SpreadHasher(u64);
+pub(crate) struct SpreadHasher(u64);
 
 impl SpreadHasher {
     #[inline]

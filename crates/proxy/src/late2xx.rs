@@ -22,47 +22,15 @@ use trunkstore_sip::parse::parse_datagram;
 use trunkstore_sip::scan::eq_ignore_case;
 use trunkstore_sip::uri::Scheme;
 
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::keys::{ClientKey, TimerTarget};
 use crate::metrics::LateByeOutcome;
-use crate::state::{Branch, ClientEntry, ProxyTxn, State};
+use crate::state::{Branch, ClientEntry, Late2xx, LateDialog, ProxyTxn, State, MAX_DIALOGS};
 use crate::transaction::client_non_invite::{ResponseAction, TimerAction};
 use crate::transaction::{ClientNonInvite, TimerKind, Timers};
+use crate::types::{Peer, Transport};
 use crate::util::mix;
-use crate::{branch, sipview, Peer, Transport};
-
-/// Dialogs hung up per branch: a downstream fork may answer more than once (each 2xx
-/// with its own To tag is its own dialog), but a peer spraying 2xx with new tags must
-/// not make the proxy send and keep without bound.
-const MAX_DIALOGS: usize = 4;
-
-/// The late dialogs of one branch (boxed in [`Branch`]: few branches ever have one).
-#[derive(Default)]
-pub(crate) struct Late2xx {
-    dialogs: Vec<LateDialog>,
-}
-
-/// One dialog set up by a late 2xx, and the BYE that ends it.
-struct LateDialog {
-    /// The 2xx's To tag: its copies carry the same one.
-    to_tag: Bytes,
-    /// Where its ACK and BYE go (first route, else Contact, else the branch's peer).
-    hop: Peer,
-    /// Sent again for each copy of the 2xx.
-    ack: Bytes,
-    /// Sent again on timer E.
-    bye: Bytes,
-    /// The BYE's Via branch id: its client index key.
-    bye_id: u64,
-    client: ClientNonInvite,
-    /// For the log line.
-    call_id: Bytes,
-}
-
-/// Is every BYE of the branch done (answered and past timer K, or timed out)?
-pub(crate) fn is_done(late: Option<&Late2xx>) -> bool {
-    late.is_none_or(|l| l.dialogs.iter().all(|d| d.client.is_terminated()))
-}
+use crate::{branch, sipview};
 
 /// Removes the BYEs' client index entries (the transaction is going).
 pub(crate) fn forget(state: &State, b: &Branch) {

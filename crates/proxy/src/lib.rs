@@ -12,6 +12,27 @@
 //! queue. A timer fires on the shard that set it and finds its transaction through the
 //! shared tables; timers are never cancelled eagerly: a fired timer whose transaction has
 //! moved on is ignored.
+//!
+//! Layers (no import loops; the workspace's `crates/trunkstore/tests/layering.rs` fails on
+//! any): a module uses only modules of the layers below it and the modules listed before
+//! it in its own layer. From the bottom:
+//!
+//! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
+//!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
+//!    `timerq`, `trunks`.
+//! 2. **Settings and wire reads**: `auth`, `config`, `sipview`, `callerid`, `metrics`.
+//! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
+//!    `failover`, and the proxy's plain-value machines `machines` (branch state,
+//!    deadline table, plan cursor, best response).
+//! 4. **Tables and context**: `state`, `shard`, `context` (`Ctx`, `lock`).
+//! 5. **Actions in context**: `local`, `admission`, `calls`, `late2xx`, `outbound`.
+//! 6. **Proxying**: `proxying/` (forward, cancel, answer, responses, timers; its
+//!    `mod.rs` moves the plan on top of them).
+//! 7. **Dispatch**: `request`, `response`, `engine`.
+//!
+//! The crate root (this file) only declares the modules and holds the public API.
+
+#![warn(missing_docs, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,16 +44,22 @@ use trunkstore_sip::message::Message;
 mod admission;
 pub mod auth;
 mod branch;
-pub mod callerid;
+mod callerid;
 mod calls;
+mod carriers;
 pub mod config;
-pub mod dialled;
+mod context;
+mod dialled;
 mod engine;
+pub mod error;
+mod failover;
 mod keys;
 mod late2xx;
 mod local;
+mod machines;
 pub mod metrics;
 mod outbound;
+mod policy;
 mod proxying;
 mod request;
 mod response;
@@ -41,53 +68,15 @@ mod shard;
 mod sipview;
 mod state;
 mod timerq;
-pub mod transaction;
+mod transaction;
 mod trunks;
+mod types;
 mod util;
 
-pub use calls::CallRecord;
 pub use config::{Advertise, ProxyConfig};
-pub use route::{
-    Attempt, AttemptPlan, Decision, Direction, Directory, FailoverRule, Failure, StaticDirectory,
-};
+pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
-
-/// The transport a message arrived on or must leave on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-/// The other end of a hop. For TCP, the remote address names the connection: replies to a
-/// request go back on the connection it came in on; for new requests the edge reuses an
-/// open connection to that address or opens one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Peer {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-}
-
-/// One message for the edge to send.
-#[derive(Debug, Clone)]
-pub struct Transmit {
-    pub to: Peer,
-    /// The local listener it must leave from (the one named in our Via/Record-Route);
-    /// `None` lets the edge pick the first listener of that transport and address family.
-    pub from: Option<SocketAddr>,
-    pub data: Bytes,
-}
-
-/// Table sizes, for leak tests and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Server transactions (one per request being handled statefully, CANCEL included).
-    pub server_transactions: usize,
-    /// Client transactions (one per branch sent, CANCEL included).
-    pub client_transactions: usize,
-    /// Dialogs established by a 2xx and not yet ended.
-    pub calls: usize,
-}
+pub use types::{CallRecord, Peer, Stats, Transmit, Transport};
 
 /// The proxy core, shared by every worker thread.
 pub struct Proxy {
@@ -144,6 +133,7 @@ impl Proxy {
         engine::handle_transport_error(&self.state, shard, now, peer)
     }
 
+    /// Sizes of the transaction and call tables (leak tests, metrics).
     pub fn stats(&self) -> Stats {
         self.state.stats()
     }

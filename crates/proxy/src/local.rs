@@ -6,13 +6,13 @@ use bytes::Bytes;
 use trunkstore_sip::build::{self, ResponseOptions};
 use trunkstore_sip::message::Message;
 
-use crate::engine::Ctx;
+use crate::context::Ctx;
 use crate::sipview;
+use crate::types::Peer;
 use crate::util::hex64;
-use crate::Peer;
 
 /// Reason phrases of the codes we generate.
-pub fn reason(code: u16) -> &'static [u8] {
+pub(crate) fn reason(code: u16) -> &'static [u8] {
     match code {
         100 => b"Trying",
         200 => b"OK",
@@ -36,7 +36,7 @@ pub fn reason(code: u16) -> &'static [u8] {
 
 /// Our To tag for responses to `req`: derived from the request, so the same request
 /// (e.g. a retransmission answered statelessly) always gets the same tag.
-pub fn to_tag(cx: &Ctx<'_>, req: &Message) -> [u8; 16] {
+pub(crate) fn to_tag(cx: &Ctx<'_>, req: &Message) -> [u8; 16] {
     let h = cx.state.hasher.u64(&[
         sipview::call_id(req),
         sipview::from_tag(req).unwrap_or(b""),
@@ -49,7 +49,7 @@ pub fn to_tag(cx: &Ctx<'_>, req: &Message) -> [u8; 16] {
 }
 
 /// Builds a response to `req`.
-pub fn build(
+pub(crate) fn build(
     cx: &Ctx<'_>,
     req: &Message,
     code: u16,
@@ -68,7 +68,7 @@ pub fn build(
 
 /// Answers `req` statelessly, back to where it came from (RFC 3581: source address and
 /// port; for TCP the same connection).
-pub fn respond(
+pub(crate) fn respond(
     cx: &mut Ctx<'_>,
     to: Peer,
     local: SocketAddr,

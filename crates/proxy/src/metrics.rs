@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use crate::route::Direction;
+pub use crate::error::ForwardError;
+pub use crate::policy::Direction;
 
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::OnNet];
 
@@ -123,13 +124,13 @@ impl Refusal {
     /// The reason of a routing decision's refusal, by its status and reason phrase.
     pub fn of(code: u16, reason: &str) -> Refusal {
         match code {
-            403 if reason == crate::route::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
+            403 if reason == crate::policy::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
             403 if reason == PRELOAD_ROUTE_DENIED => Refusal::PreloadedRoute,
             403 => Refusal::Forbidden,
             404 | 480 => Refusal::NotFound,
             481 => Refusal::NoDialog,
             482 => Refusal::Loop,
-            486 if reason == crate::route::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
+            486 if reason == crate::policy::TRUNK_LIMIT_REASON => Refusal::TrunkLimit,
             400..=499 => Refusal::Invalid,
             _ => Refusal::Other,
         }
@@ -182,6 +183,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Counts one observation of `d`.
     pub fn observe(&self, d: Duration) {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let slot = BUCKETS_MICROS
@@ -192,6 +194,7 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// Observations so far.
     pub fn count(&self) -> u64 {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
@@ -225,6 +228,8 @@ pub struct ProxyMetrics {
     refusals: [AtomicU64; Refusal::ALL.len()],
     /// Responses that matched no client transaction of ours: dropped, never relayed.
     stray_responses: AtomicU64,
+    /// Forwards (and messages built for a branch) that failed, by reason.
+    forward_errors: [AtomicU64; ForwardError::REASONS.len()],
     /// INVITE sent on a branch → its first provisional response (100 excluded: it is
     /// hop-by-hop).
     first_provisional: [Histogram; 3],
@@ -248,14 +253,17 @@ fn dir_index(d: Direction) -> usize {
 }
 
 impl ProxyMetrics {
+    /// A call ended with `outcome`.
     pub fn call_ended(&self, direction: Direction, outcome: Outcome) {
         bump(&self.calls[dir_index(direction)][outcome as usize]);
     }
 
+    /// An attempt failed and the next one started, for `reason`.
     pub fn failover(&self, reason: FailoverReason) {
         bump(&self.failovers[reason as usize]);
     }
 
+    /// A digest authentication failed.
     pub fn auth_failure(&self) {
         bump(&self.auth_failures);
     }
@@ -265,6 +273,7 @@ impl ProxyMetrics {
         bump(&self.challenges);
     }
 
+    /// A source was banned.
     pub fn ban(&self) {
         bump(&self.bans);
     }
@@ -280,16 +289,32 @@ impl ProxyMetrics {
         bump(&self.retransmissions[1]);
     }
 
+    /// A message could not be parsed.
     pub fn parse_error(&self) {
         bump(&self.parse_errors);
     }
 
+    /// A request was refused by the proxy itself, for `why`.
     pub fn refusal(&self, why: Refusal) {
         bump(&self.refusals[why as usize]);
     }
 
+    /// A response matched no client transaction of ours and was dropped.
     pub fn stray_response(&self) {
         bump(&self.stray_responses);
+    }
+
+    /// A forward failed (counted by [`ForwardError::reason`]).
+    pub fn forward_error(&self, why: ForwardError) {
+        bump(&self.forward_errors[why.reason_index()]);
+    }
+
+    /// Forwards failed with the reason `label` so far (for tests).
+    pub fn forward_errors(&self, label: &str) -> u64 {
+        ForwardError::REASONS
+            .iter()
+            .position(|r| *r == label)
+            .map_or(0, |i| self.forward_errors[i].load(Ordering::Relaxed))
     }
 
     /// Requests refused for `why` so far (for tests).
@@ -297,6 +322,7 @@ impl ProxyMetrics {
         self.refusals[why as usize].load(Ordering::Relaxed)
     }
 
+    /// Stray responses so far (for tests).
     pub fn stray_responses(&self) -> u64 {
         self.stray_responses.load(Ordering::Relaxed)
     }
@@ -306,6 +332,7 @@ impl ProxyMetrics {
         bump(&self.late_2xx);
     }
 
+    /// A BYE the proxy sent to end a late 2xx dialog ended with `outcome`.
     pub fn late_bye_ended(&self, outcome: LateByeOutcome) {
         bump(&self.late_byes[outcome as usize]);
     }
@@ -315,14 +342,17 @@ impl ProxyMetrics {
         self.late_2xx.load(Ordering::Relaxed)
     }
 
+    /// Late-2xx BYEs that ended with `outcome` so far (for tests).
     pub fn late_byes(&self, outcome: LateByeOutcome) -> u64 {
         self.late_byes[outcome as usize].load(Ordering::Relaxed)
     }
 
+    /// An INVITE branch had its first provisional other than 100 after `took`.
     pub fn first_provisional(&self, direction: Direction, took: Duration) {
         self.first_provisional[dir_index(direction)].observe(took);
     }
 
+    /// An INVITE branch had its final response after `took`.
     pub fn final_response(&self, direction: Direction, took: Duration) {
         self.final_response[dir_index(direction)].observe(took);
     }
@@ -332,18 +362,22 @@ impl ProxyMetrics {
         self.calls[dir_index(direction)][outcome as usize].load(Ordering::Relaxed)
     }
 
+    /// Failovers for `reason` so far (for tests).
     pub fn failovers(&self, reason: FailoverReason) -> u64 {
         self.failovers[reason as usize].load(Ordering::Relaxed)
     }
 
+    /// Failed authentications so far (for tests).
     pub fn auth_failures(&self) -> u64 {
         self.auth_failures.load(Ordering::Relaxed)
     }
 
+    /// 407 challenges sent so far (for tests).
     pub fn challenges(&self) -> u64 {
         self.challenges.load(Ordering::Relaxed)
     }
 
+    /// Bans so far (for tests).
     pub fn bans(&self) -> u64 {
         self.bans.load(Ordering::Relaxed)
     }
@@ -356,6 +390,7 @@ impl ProxyMetrics {
         )
     }
 
+    /// Unparseable messages so far (for tests).
     pub fn parse_errors(&self) -> u64 {
         self.parse_errors.load(Ordering::Relaxed)
     }
@@ -444,6 +479,19 @@ impl ProxyMetrics {
                 "trunkstore_refusals_total{{reason=\"{}\"}} {}",
                 r.label(),
                 self.refusals[r as usize].load(Ordering::Relaxed)
+            );
+        }
+        family(
+            out,
+            "trunkstore_forward_errors_total",
+            "counter",
+            "Forwards that failed inside the proxy (nothing or a local error sent), by reason.",
+        );
+        for (reason, counter) in ForwardError::REASONS.iter().zip(&self.forward_errors) {
+            let _ = writeln!(
+                out,
+                "trunkstore_forward_errors_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
             );
         }
         family(

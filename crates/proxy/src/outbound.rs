@@ -5,20 +5,20 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use trunkstore_config::numbers::{format_user, normalize};
-use trunkstore_config::{CallerId, Carrier, Gateway, Host, Settings, SipHeader};
+use trunkstore_config::numbers::normalize;
+use trunkstore_config::{CallerId, SipHeader};
 use trunkstore_routing::{RouteInfo, ServerId, ServerInfo, Snapshot};
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::validate::Checked;
 
 use crate::auth::{AuthOutcome, AuthRequest};
 use crate::callerid::{self, IdentityEdit, Side};
-use crate::engine::Ctx;
-use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, FailoverRule};
-use crate::{sipview, Peer, Transport};
+use crate::carriers::carrier_attempts;
+use crate::context::Ctx;
+use crate::route::{self, AttemptPlan, Decision, Direction, FailoverRule, InboundRoute};
+use crate::sipview;
+use crate::types::Peer;
 
 /// Routes a new out-of-dialog request from a source that is not a carrier; `checked` is
 /// what validation parsed of it (its Request-URI and From are read there).
@@ -148,8 +148,20 @@ fn route_call(
             side: Side::FromPbx,
             initial: true,
         });
-    if !emergency && snap.did(&number).is_some_and(|r| !r.force_outbound) {
-        return on_net(cx, &number, dialled.params, method, identity, digest);
+    if let Some(r) = snap
+        .did(&number)
+        .filter(|r| !emergency && !r.force_outbound)
+    {
+        // The route from the same snapshot that authenticated the caller: one reload
+        // cannot split the decision between two configurations.
+        let call = OnNetCall {
+            number: &number,
+            params: dialled.params,
+            is_invite: method == Method::Invite,
+            identity,
+            digest,
+        };
+        return on_net(cx, &r.inbound, call);
     }
     let seed = cx.state.hasher.u64(&[sipview::call_id(msg)]);
     let settings = snap.settings();
@@ -221,208 +233,26 @@ fn caller_id_and_headers<'r>(
     (cid, headers)
 }
 
-/// §5.2.1: straight to the DID's server with every inbound rule; no trunk.
-/// `params`: the dialled user parameters, kept on the Request-URI (§2).
-fn on_net(
-    cx: &Ctx<'_>,
-    number: &str,
-    params: &str,
-    method: Method,
+/// An on-net call: the number dialled (normalised), its user parameters (kept on the
+/// Request-URI, §2), and what the calling server's side decided.
+struct OnNetCall<'a> {
+    number: &'a str,
+    params: &'a str,
+    is_invite: bool,
     identity: Option<IdentityEdit>,
     digest: bool,
-) -> Decision {
-    let Some(inbound) = cx.state.dir.inbound(number) else {
-        return Decision::Reject(404, "Not Found");
-    };
+}
+
+/// §5.2.1: straight to the DID's server (`route`) with every inbound rule; no trunk.
+fn on_net(cx: &Ctx<'_>, route: &InboundRoute, call: OnNetCall<'_>) -> Decision {
     let rule = cx.state.cfg.failover_on;
-    let is_invite = method == Method::Invite;
-    match route::to_route_with_params(number, &inbound, is_invite, rule, params) {
+    match route::to_route_with_params(call.number, route, call.is_invite, rule, call.params) {
         Decision::Forward(mut plan) => {
             plan.direction = Direction::OnNet;
-            plan.identity = identity;
-            plan.strip_credentials = digest;
+            plan.identity = call.identity;
+            plan.strip_credentials = call.digest;
             plan.into()
         }
         other => other,
-    }
-}
-
-/// The carriers for `number` (normalised) as attempts, one per gateway: those whose rule
-/// takes the number, emergency carriers first for an emergency number, then by priority,
-/// weighted random within a priority (seeded: the same call always gets the same order).
-/// `params`: the dialled user parameters (escaped, leading `;`), kept on every carrier's
-/// Request-URI (§2).
-pub(crate) fn carrier_attempts(
-    settings: &Settings,
-    number: &str,
-    params: &str,
-    emergency: bool,
-    seed: u64,
-    headers: Option<Arc<[SipHeader]>>,
-) -> Vec<Attempt> {
-    let mut carriers: Vec<&Carrier> = settings
-        .carriers
-        .iter()
-        .filter(|c| c.accepts(number))
-        .collect();
-    order_carriers(&mut carriers, emergency, seed);
-    let timers = &settings.timers;
-    let progress = secs(timers.progress_timeout);
-    let answer = secs(timers.timeout);
-    let mut out = Vec::with_capacity(carriers.len());
-    for c in carriers {
-        for gw in &c.gateways {
-            let mut a = Attempt::to(Some(carrier_uri(c, gw, number, params)), gateway_peer(gw));
-            a.progress_timeout = progress;
-            a.answer_timeout = answer;
-            a.headers = headers.clone();
-            out.push(a);
-        }
-    }
-    out
-}
-
-fn secs(s: u32) -> Option<Duration> {
-    (s > 0).then(|| Duration::from_secs(u64::from(s)))
-}
-
-/// Sorts by (emergency first when it matters, priority); shuffles each run of equal keys
-/// by weight.
-fn order_carriers(carriers: &mut [&Carrier], emergency: bool, seed: u64) {
-    let key = |c: &Carrier| (emergency && !c.emergency, c.priority);
-    carriers.sort_by_key(|c| key(c));
-    let mut rng = seed | 1;
-    let mut start = 0;
-    while start < carriers.len() {
-        let k = key(carriers[start]);
-        let end = start + carriers[start..].iter().take_while(|c| key(c) == k).count();
-        weighted_shuffle(&mut carriers[start..end], &mut rng);
-        start = end;
-    }
-}
-
-/// Weighted order without replacement: each next carrier is drawn with probability
-/// proportional to its weight; weight 0 ones stay last, in configuration order.
-fn weighted_shuffle(group: &mut [&Carrier], rng: &mut u64) {
-    for i in 0..group.len() {
-        let total: u64 = group[i..].iter().map(|c| u64::from(c.weight)).sum();
-        if total == 0 {
-            return;
-        }
-        let mut r = next_random(rng) % total;
-        let pick = group[i..]
-            .iter()
-            .position(|c| {
-                let w = u64::from(c.weight);
-                if r < w {
-                    true
-                } else {
-                    r -= w;
-                    false
-                }
-            })
-            .unwrap_or(0);
-        // The pick to the front; the others keep their relative order (zero weights stay
-        // in configuration order).
-        group[i..=i + pick].rotate_right(1);
-    }
-}
-
-/// xorshift64*: enough to spread calls over carriers; not for secrets.
-fn next_random(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-}
-
-/// `sip:<number in the carrier's format><params>@<gateway>` (`;transport=tcp` for TCP).
-/// The number was decoded from what the PBX sent (§2): it is escaped again, so nothing
-/// in it (`;`, `@`, `?`...) can change the URI's structure.
-fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str, params: &str) -> Bytes {
-    let user = crate::dialled::escape_user(format_user(number, c.format, None));
-    let host = match &gw.host {
-        Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
-        h => h.to_string(),
-    };
-    let transport = match gw.transport {
-        trunkstore_config::Transport::Tcp => ";transport=tcp",
-        trunkstore_config::Transport::Udp => "",
-    };
-    Bytes::from(format!("sip:{user}{params}@{host}:{}{transport}", gw.port))
-}
-
-/// The gateway as a next hop; a DNS name cannot be reached (the core does no DNS) and
-/// fails at once, so the next carrier is tried.
-fn gateway_peer(gw: &Gateway) -> Option<Peer> {
-    let Host::Ip(ip) = gw.host else {
-        return None;
-    };
-    let transport = match gw.transport {
-        trunkstore_config::Transport::Udp => Transport::Udp,
-        trunkstore_config::Transport::Tcp => Transport::Tcp,
-    };
-    Some(Peer {
-        transport,
-        addr: std::net::SocketAddr::new(ip, gw.port),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn carrier(name: &str, priority: u32, weight: u32, emergency: bool) -> Carrier {
-        Carrier {
-            name: name.into(),
-            gateways: Vec::new(),
-            sources: Vec::new(),
-            priority,
-            weight,
-            format: trunkstore_config::NumberFormat::E164,
-            rule: None,
-            emergency,
-        }
-    }
-
-    fn order(list: &[Carrier], emergency: bool, seed: u64) -> Vec<String> {
-        let mut v: Vec<&Carrier> = list.iter().collect();
-        order_carriers(&mut v, emergency, seed);
-        v.iter().map(|c| c.name.clone()).collect()
-    }
-
-    #[test]
-    fn priority_then_emergency_then_weight() {
-        let list = [
-            carrier("b", 20, 1, false),
-            carrier("a", 10, 1, false),
-            carrier("e", 30, 1, true),
-        ];
-        assert_eq!(order(&list, false, 7), ["a", "b", "e"]);
-        assert_eq!(order(&list, true, 7), ["e", "a", "b"]);
-    }
-
-    #[test]
-    fn weights_spread_and_zero_is_last() {
-        let list = [
-            carrier("z", 10, 0, false),
-            carrier("h", 10, 3, false),
-            carrier("l", 10, 1, false),
-        ];
-        let mut first_h = 0;
-        for seed in 0..4000u64 {
-            let o = order(&list, false, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            assert_eq!(o[2], "z");
-            assert_eq!(o.len(), 3);
-            if o[0] == "h" {
-                first_h += 1;
-            }
-        }
-        // 3:1 → about 3000 of 4000.
-        assert!((2700..3300).contains(&first_h), "{first_h}");
-        // Deterministic for a seed.
-        assert_eq!(order(&list, false, 42), order(&list, false, 42));
     }
 }

@@ -12,14 +12,17 @@ use trunkstore_sip::validate::{
 };
 use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
-use crate::engine::{lock, Ctx};
+use crate::context::{lock, Ctx};
 use crate::keys::{MethodClass, TxKey};
+use crate::machines::plan::PlanCursor;
 use crate::metrics::{Outcome, Refusal};
+use crate::proxying::Routing;
 use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass};
 use crate::state::{CallInfo, Deciding, Party, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
 use crate::trunks::TrunkHold;
-use crate::{branch, calls, local, outbound, proxying, sipview, Peer, Transport};
+use crate::types::{Peer, Transport};
+use crate::{branch, calls, local, outbound, proxying, sipview};
 
 fn class_of(m: Method) -> MethodClass {
     match m {
@@ -161,7 +164,6 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
             local::respond(cx, from, local, &msg, 407, reason, &c.headers());
             return;
         }
-        Decision::Drop => return,
     };
     // A BYE of a live dialog is always served: refusing it would hold the call's trunk
     // until the maximum duration (the dialogs bound how many there can be).
@@ -222,15 +224,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     let identity = plan.identity.take();
     let deciding = Deciding {
         request: msg,
-        plan,
-        next_attempt: 0,
-        delay: None,
-        delay_elapsed: None,
-        plan_closed: false,
-        failover_ran: false,
-        failover_reason: None,
+        cursor: PlanCursor::new(plan),
         started: cx.now,
-        best: None,
         pop_route: routing.pop_route,
         strict_uri: routing.strict_uri,
         record_route,
@@ -512,20 +507,6 @@ fn is_loop(cx: &Ctx<'_>, msg: &Message, hash: u32) -> bool {
                 .and_then(branch::parse)
                 .is_some_and(|(_, h)| h == hash)
     })
-}
-
-/// Route pre-processing (§16.4) decided once per request.
-pub(crate) struct Routing {
-    /// The top Route is ours: pop it when forwarding.
-    pub pop_route: bool,
-    /// Strict-router fix-up: the Request-URI was ours, the (only) Route value is the
-    /// real Request-URI.
-    pub strict_uri: Option<bytes::Bytes>,
-    /// A Route that does not name us is left after ours is popped (or a strict
-    /// router's): an out-of-dialog request carrying one is refused.
-    pub foreign_route: bool,
-    /// Request-URI is us, with no user part (OPTIONS ping target).
-    pub to_us_without_user: bool,
 }
 
 /// `ruri`: the Request-URI, parsed by validation.

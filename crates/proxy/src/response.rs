@@ -6,9 +6,10 @@
 use trunkstore_sip::message::Message;
 use trunkstore_sip::validate::validate_response;
 
-use crate::engine::{lock, Ctx};
+use crate::context::{lock, Ctx};
 use crate::keys::ClientKey;
-use crate::{branch, calls, late2xx, proxying, sipview, Peer};
+use crate::types::Peer;
+use crate::{branch, calls, late2xx, proxying, sipview};
 
 pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
     let Ok(via) = validate_response(&msg) else {

@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trunkstore_config::numbers::{format_user, normalize, NumberFormat};
-use trunkstore_config::{Failover, FailoverOn, FailoverTarget, FailoverTrigger, SipHeader};
-use trunkstore_sip::uri::Uri;
+use trunkstore_config::{Failover, SipHeader};
 
 use crate::auth::ChallengeHeaders;
 use crate::callerid::IdentityEdit;
-use crate::Peer;
+pub(crate) use crate::policy::Direction;
+pub use crate::policy::FailoverRule;
+use crate::types::Peer;
+pub use trunkstore_routing::InboundRoute;
 
 /// Who sent a packet, by its source address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,81 +30,19 @@ pub enum SourceClass {
     Carrier(Arc<str>),
     /// An IP-authenticated server (account id, server name).
     Server {
+        /// The server's account.
         account: Arc<str>,
+        /// The server's name (`-` without one).
         server: Arc<str>,
     },
+    /// Anyone else: must authenticate by digest.
     Unknown,
-}
-
-/// Where calls to one DID go (behaviour.md §4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundRoute {
-    pub account: Arc<str>,
-    pub server: Arc<str>,
-    /// `options.enabled`; a disabled server gets 480 for inbound calls.
-    pub enabled: bool,
-    /// Target host as written in the Request-URI (IPv6 in brackets) and its port.
-    pub host: Arc<str>,
-    pub port: u16,
-    /// Resolved next hop (the core does no DNS); `None`: not reachable (no ip, no
-    /// registration), the attempt fails at once.
-    pub next_hop: Option<Peer>,
-    pub format: NumberFormat,
-    pub auth_user: Option<Arc<str>>,
-    /// Further targets tried in order when an attempt fails (host, port, next hop), before
-    /// the `failover` (tests and future multi-target servers use it).
-    pub alternates: Vec<(Arc<str>, u16, Option<Peer>)>,
-    /// The document the server is in (for the call record).
-    pub document: Option<Arc<str>>,
-    /// Per-attempt timers, DID → server → settings default (behaviour.md §4.5); `None`
-    /// (or zero for `delay`/`answer_timeout`) disables one.
-    pub delay: Option<Duration>,
-    pub progress_timeout: Option<Duration>,
-    pub answer_timeout: Option<Duration>,
-    /// 183 / 1xx with SDP reaches the caller as 180 without body (§4.6).
-    pub ignore_early_media: bool,
-    /// Merged DID → server → account (§4.4), shared by every call of the route.
-    pub sip_headers: Option<Arc<[SipHeader]>>,
-    /// First non-empty failover of DID, then server (§4.8); resolved only when needed.
-    pub failover: Option<Arc<Failover>>,
-    /// DID or server says so: on-net calls (and e164 failovers) to it go over carriers.
-    pub force_outbound: bool,
-}
-
-impl InboundRoute {
-    /// A route with no timers, headers or failover.
-    pub fn new(
-        account: &str,
-        server: &str,
-        host: &str,
-        port: u16,
-        next_hop: Option<Peer>,
-    ) -> InboundRoute {
-        InboundRoute {
-            account: account.into(),
-            server: server.into(),
-            enabled: true,
-            host: host.into(),
-            port,
-            next_hop,
-            format: NumberFormat::Npan,
-            auth_user: None,
-            alternates: Vec::new(),
-            document: None,
-            delay: None,
-            progress_timeout: None,
-            answer_timeout: None,
-            ignore_early_media: false,
-            sip_headers: None,
-            failover: None,
-            force_outbound: false,
-        }
-    }
 }
 
 /// The routing data the core reads. Implemented by the routing index (an atomically
 /// swapped snapshot) and by [`StaticDirectory`] in tests.
 pub trait Directory: Send + Sync {
+    /// Who sent a packet from `source` (by address only, never by header, §3).
     fn classify_source(&self, source: SocketAddr) -> SourceClass;
     /// Route for a normalised (E.164) DID.
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>>;
@@ -125,28 +65,35 @@ pub trait Directory: Send + Sync {
 /// A fixed directory: carrier sources and DIDs listed by hand.
 #[derive(Debug, Default, Clone)]
 pub struct StaticDirectory {
+    /// Carrier sources and the carrier's name.
     pub carriers: Vec<(SocketAddr, Arc<str>)>,
+    /// IP-auth servers: source, account, server name.
     pub servers: Vec<(SocketAddr, Arc<str>, Arc<str>)>,
+    /// Routes by normalised DID.
     pub dids: std::collections::HashMap<String, Arc<InboundRoute>>,
     /// `account.trunks` per account.
     pub trunks: std::collections::HashMap<String, u32>,
 }
 
 impl StaticDirectory {
+    /// An empty directory.
     pub fn new() -> StaticDirectory {
         StaticDirectory::default()
     }
 
+    /// Adds a carrier source.
     pub fn with_carrier(mut self, source: SocketAddr, name: &str) -> StaticDirectory {
         self.carriers.push((source, name.into()));
         self
     }
 
+    /// Adds a DID's route.
     pub fn with_did(mut self, did: &str, route: InboundRoute) -> StaticDirectory {
         self.dids.insert(did.to_string(), Arc::new(route));
         self
     }
 
+    /// Sets an account's trunk limit (§6).
     pub fn with_trunks(mut self, account: &str, trunks: u32) -> StaticDirectory {
         self.trunks.insert(account.to_string(), trunks);
         self
@@ -179,27 +126,27 @@ impl Directory for StaticDirectory {
 /// One try: the Request-URI to send and the hop to send it to, with optional timers the
 /// routing issues fill in (the core honours whichever are set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// New Request-URI; `None` keeps the request's.
-    pub request_uri: Option<Bytes>,
+    pub(crate) request_uri: Option<Bytes>,
     /// `None`: the target cannot be reached; the attempt fails at once (as 480).
-    pub next_hop: Option<Peer>,
+    pub(crate) next_hop: Option<Peer>,
     /// Wait this long before sending (behaviour.md §4.5 `delay`).
-    pub delay: Option<Duration>,
+    pub(crate) delay: Option<Duration>,
     /// Give up (CANCEL, next attempt) if no provisional other than 100 came by then.
-    pub progress_timeout: Option<Duration>,
+    pub(crate) progress_timeout: Option<Duration>,
     /// Give up if no 2xx came by then.
-    pub answer_timeout: Option<Duration>,
+    pub(crate) answer_timeout: Option<Duration>,
     /// Headers added to the request (behaviour.md §4.4).
-    pub headers: Option<Arc<[SipHeader]>>,
+    pub(crate) headers: Option<Arc<[SipHeader]>>,
     /// Early media from this target reaches the caller as a plain 180 (§4.6).
-    pub ignore_early_media: bool,
+    pub(crate) ignore_early_media: bool,
     /// This is the route's failover attempt (for the call record).
-    pub is_failover: bool,
+    pub(crate) is_failover: bool,
 }
 
 impl Attempt {
-    pub fn to(request_uri: Option<Bytes>, next_hop: Option<Peer>) -> Attempt {
+    pub(crate) fn to(request_uri: Option<Bytes>, next_hop: Option<Peer>) -> Attempt {
         Attempt {
             request_uri,
             next_hop,
@@ -217,180 +164,44 @@ impl Attempt {
         Attempt {
             request_uri: Some(request_uri),
             next_hop,
-            delay: route.delay.filter(|d| !d.is_zero()),
-            progress_timeout: route.progress_timeout.filter(|d| !d.is_zero()),
-            answer_timeout: route.answer_timeout.filter(|d| !d.is_zero()),
-            headers: route.sip_headers.clone().filter(|h| !h.is_empty()),
+            delay: route.delay,
+            progress_timeout: route.progress_timeout,
+            answer_timeout: route.answer_timeout,
+            headers: route.sip_headers.clone(),
             ignore_early_media: route.ignore_early_media,
             is_failover: false,
         }
     }
 }
 
-/// Why an attempt failed, for the failover rule (behaviour.md §4.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// A final response (>= 300) received from the target.
-    Status(u16),
-    /// `progress_timeout` or `timeout` expired (the proxy gave up on the attempt).
-    Timeout,
-    /// No response at all (timer B, timer C without a provisional), a transport error, or
-    /// no address to send to.
-    Unreachable,
-}
-
-/// When a failed attempt is followed by the next one: a set of final statuses plus the
-/// timeout and unreachable conditions (the settings' `failover_on`). `Copy` and
-/// allocation-free: one bit per status 300..=699.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailoverRule {
-    statuses: [u64; 7],
-    timeout: bool,
-    unreachable: bool,
-}
-
-impl FailoverRule {
-    /// Only when the target cannot be reached or times out (in-dialog hops).
-    pub const UNREACHABLE: FailoverRule = FailoverRule {
-        statuses: [0; 7],
-        timeout: true,
-        unreachable: true,
-    };
-
-    /// The default `failover_on`: 404, 408, 480, 5xx, timeout, unreachable.
-    pub fn default_inbound() -> FailoverRule {
-        FailoverRule::from_settings(&FailoverOn::default_list())
-    }
-
-    /// Carriers (§5.2): the next carrier on 408, 5xx, a timeout or no response; every
-    /// other failure (486, 600, 603, other 4xx) goes back to the PBX.
-    pub fn outbound() -> FailoverRule {
-        let mut r = FailoverRule {
-            statuses: [0; 7],
-            timeout: true,
-            unreachable: true,
-        };
-        r.set(408);
-        (500..600).for_each(|s| r.set(s));
-        r
-    }
-
-    /// `any`: every failure, busy included.
-    pub fn any() -> FailoverRule {
-        FailoverRule {
-            statuses: [u64::MAX; 7],
-            timeout: true,
-            unreachable: true,
-        }
-    }
-
-    /// The settings' `failover_on`, compiled once.
-    pub fn from_settings(on: &FailoverOn) -> FailoverRule {
-        let list = match on {
-            FailoverOn::Any => return FailoverRule::any(),
-            FailoverOn::List(l) => l,
-        };
-        let mut r = FailoverRule {
-            statuses: [0; 7],
-            timeout: false,
-            unreachable: false,
-        };
-        for t in list {
-            match *t {
-                FailoverTrigger::Status(s) => r.set(s),
-                FailoverTrigger::Class(c) => (c * 100..c * 100 + 100).for_each(|s| r.set(s)),
-                FailoverTrigger::Timeout => r.timeout = true,
-                FailoverTrigger::Unreachable => r.unreachable = true,
-            }
-        }
-        r
-    }
-
-    fn set(&mut self, status: u16) {
-        if let Some(i) = status.checked_sub(300).filter(|i| *i < 400) {
-            self.statuses[usize::from(i / 64)] |= 1 << (i % 64);
-        }
-    }
-
-    /// Should a final `status` from an attempt move on to the next one? Never for a 2xx
-    /// (or anything below 300).
-    pub fn on_status(self, status: u16) -> bool {
-        match status.checked_sub(300).filter(|i| *i < 400) {
-            Some(i) => self.statuses[usize::from(i / 64)] & (1 << (i % 64)) != 0,
-            None => false,
-        }
-    }
-
-    pub fn triggers(self, failure: Failure) -> bool {
-        match failure {
-            Failure::Status(s) => self.on_status(s),
-            Failure::Timeout => self.timeout,
-            Failure::Unreachable => self.unreachable,
-        }
-    }
-}
-
 /// What to do with a request: the ordered attempts and the rule for moving on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptPlan {
-    pub attempts: Vec<Attempt>,
-    pub failover: FailoverRule,
+pub(crate) struct AttemptPlan {
+    pub(crate) attempts: Vec<Attempt>,
+    pub(crate) failover: FailoverRule,
     /// For logs and the call record.
-    pub did: Option<Arc<str>>,
-    pub account: Option<Arc<str>>,
-    pub server: Option<Arc<str>>,
-    pub document: Option<Arc<str>>,
+    pub(crate) did: Option<Arc<str>>,
+    pub(crate) account: Option<Arc<str>>,
+    pub(crate) server: Option<Arc<str>>,
+    pub(crate) document: Option<Arc<str>>,
     /// Tried once, after every attempt failed in a way `failover` accepts (§4.8);
-    /// resolved by [`failover_attempts`] only then.
-    pub failover_to: Option<Arc<Failover>>,
+    /// resolved by [`crate::failover::failover_attempts`] only then.
+    pub(crate) failover_to: Option<Arc<Failover>>,
     /// Inbound, outbound or on-net (call record, trunk refusal status).
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// The account whose trunk an initial INVITE must take (§6); `None`: no trunk
     /// (on-net, emergency, not a call).
-    pub trunk: Option<Arc<str>>,
+    pub(crate) trunk: Option<Arc<str>>,
     /// Caller ID rewrite of the request and its responses (§5.3).
-    pub identity: Option<IdentityEdit>,
+    pub(crate) identity: Option<IdentityEdit>,
     /// The request was authenticated by its first `Proxy-Authorization`: the lines for
     /// that realm (ours) are consumed, not forwarded (RFC 3261 §22.3).
-    pub strip_credentials: bool,
+    pub(crate) strip_credentials: bool,
 }
-
-/// Which way a call goes (behaviour.md §4, §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    /// Carrier → our server.
-    #[default]
-    Inbound,
-    /// Our server → carriers.
-    Outbound,
-    /// Our server → one of our DIDs.
-    OnNet,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-            Direction::OnNet => "onnet",
-        }
-    }
-
-    /// The answer when the account has no trunk left (§6).
-    pub fn trunk_refusal(self) -> (u16, &'static str) {
-        match self {
-            Direction::Outbound => (403, TRUNK_LIMIT_REASON),
-            _ => (486, TRUNK_LIMIT_REASON),
-        }
-    }
-}
-
-/// Reason phrase of a call refused for trunks (§6).
-pub const TRUNK_LIMIT_REASON: &str = "Trunk Limit Reached";
 
 impl AttemptPlan {
     /// A single attempt, failing over on nothing but unreachability.
-    pub fn single(attempt: Attempt) -> AttemptPlan {
+    pub(crate) fn single(attempt: Attempt) -> AttemptPlan {
         AttemptPlan {
             attempts: vec![attempt],
             failover: FailoverRule::UNREACHABLE,
@@ -409,35 +220,16 @@ impl AttemptPlan {
 
 /// The routing outcome for a new out-of-dialog request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Forward(AttemptPlan),
     /// Answer locally with this status and reason.
     Reject(u16, &'static str),
     /// 407 with these `Proxy-Authenticate` challenges (§5.1).
     Challenge(ChallengeHeaders),
-    /// Send nothing (banned source, scanner, over its rate: §8).
-    Drop,
-}
-
-/// Inbound routing (behaviour.md §3–4): a request from a carrier's source to one of our
-/// DIDs goes to the DID's server. `rule` is the settings' `failover_on`.
-pub fn decide(
-    dir: &dyn Directory,
-    source: SocketAddr,
-    request_user: Option<&[u8]>,
-    is_invite: bool,
-    rule: FailoverRule,
-) -> Decision {
-    match dir.classify_source(source) {
-        SourceClass::Carrier(_) => inbound(dir, request_user, is_invite, rule),
-        // Outbound routing and digest auth arrive with later issues.
-        SourceClass::Server { .. } => Decision::Reject(403, "Forbidden"),
-        SourceClass::Unknown => Decision::Reject(403, "Forbidden"),
-    }
 }
 
 /// Inbound routing of a request from a carrier (§4): the DID's server.
-pub fn inbound(
+pub(crate) fn inbound(
     dir: &dyn Directory,
     request_user: Option<&[u8]>,
     is_invite: bool,
@@ -465,16 +257,12 @@ pub fn inbound(
     }
 }
 
-/// The plan for a call to `did` (normalised) on `route` with every inbound rule (§4):
-/// a call from a carrier, or an on-net call from one of our servers (§5.2).
-pub fn to_route(did: &str, route: &InboundRoute, is_invite: bool, rule: FailoverRule) -> Decision {
-    to_route_with_params(did, route, is_invite, rule, "")
-}
-
-/// [`to_route`] for a dialled number that came with user parameters (`;npdi;rn=...`,
-/// escaped, with the leading `;`; empty for none): they follow the number onto the
-/// Request-URI when the route's format writes a number (§4.3).
-pub fn to_route_with_params(
+/// The plan for a call to `did` (normalised) on `route` with every inbound rule (§4): a
+/// call from a carrier, or an on-net call from one of our servers (§5.2). `params`: the
+/// dialled user parameters (`;npdi;rn=...`, escaped, with the leading `;`; empty for
+/// none): they follow the number onto the Request-URI when the route's format writes a
+/// number (§4.3).
+pub(crate) fn to_route_with_params(
     did: &str,
     route: &InboundRoute,
     is_invite: bool,
@@ -485,17 +273,8 @@ pub fn to_route_with_params(
     if !route.enabled && is_invite {
         return Decision::Reject(480, "Temporarily Unavailable");
     }
-    let mut attempts = Vec::with_capacity(1 + route.alternates.len());
-    attempts.push(attempt_to_route(did, route, params));
-    for (host, port, hop) in &route.alternates {
-        let user = route_user(did, route, params);
-        let mut a = Attempt::inbound(inbound_request_uri(&user, host, *port), *hop, route);
-        // The delay is paid once, before the first attempt.
-        a.delay = None;
-        attempts.push(a);
-    }
     AttemptPlan {
-        attempts,
+        attempts: vec![attempt_to_route(did, route, params)],
         failover: rule,
         did: Some(Arc::from(did)),
         account: Some(route.account.clone()),
@@ -512,7 +291,7 @@ pub fn to_route_with_params(
 
 /// The attempt for a call to `did` (normalised) on `route`: Request-URI
 /// `sip:<user per inbound_format>@<target>` (§4.3), the route's timers and headers.
-fn attempt_to_route(did: &str, route: &InboundRoute, params: &str) -> Attempt {
+pub(crate) fn attempt_to_route(did: &str, route: &InboundRoute, params: &str) -> Attempt {
     let user = route_user(did, route, params);
     let uri = inbound_request_uri(&user, &route.host, route.port);
     Attempt::inbound(uri, route.next_hop, route)
@@ -528,75 +307,6 @@ fn route_user<'a>(did: &'a str, route: &'a InboundRoute, params: &str) -> Cow<'a
     } else {
         Cow::Owned(format!("{user}{params}"))
     }
-}
-
-/// The failover of a plan whose attempts all failed (§4.8), resolved now because it is
-/// rarely needed. Always at least one attempt: one that cannot be sent (no next hop)
-/// fails at once as unreachable, so the caller still gets an answer.
-///
-/// * `sip`: the INVITE goes to that URI (its host must be an IP literal: the core does no
-///   DNS), with the primary attempt's timers, headers and early-media rule.
-/// * `e164`: the number, normalised, routed like an outbound call of the account: to our
-///   own server when it is one of our DIDs (and not `force_outbound`), else over the
-///   carriers ([`outbound_targets`]).
-pub fn failover_attempts(dir: &dyn Directory, plan: &AttemptPlan) -> Vec<Attempt> {
-    let Some(failover) = plan.failover_to.as_deref() else {
-        return Vec::new();
-    };
-    let mut out = match failover.target() {
-        FailoverTarget::Uri(uri) => vec![uri_attempt(uri, plan.attempts.first())],
-        FailoverTarget::Number(number) => number_attempts(dir, plan, number),
-    };
-    if out.is_empty() {
-        out.push(Attempt::to(None, None));
-    }
-    for a in &mut out {
-        a.is_failover = true;
-    }
-    out
-}
-
-fn uri_attempt(uri: &str, primary: Option<&Attempt>) -> Attempt {
-    let next_hop = Uri::parse(uri.as_bytes())
-        .ok()
-        .and_then(|u| crate::sipview::uri_next_hop(&u));
-    let mut a = Attempt::to(Some(Bytes::copy_from_slice(uri.as_bytes())), next_hop);
-    if let Some(p) = primary {
-        a.progress_timeout = p.progress_timeout;
-        a.answer_timeout = p.answer_timeout;
-        a.headers = p.headers.clone();
-        a.ignore_early_media = p.ignore_early_media;
-    }
-    a
-}
-
-fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec<Attempt> {
-    let number = normalize(number);
-    match dir.inbound(&number) {
-        Some(route) if !route.force_outbound => {
-            if !route.enabled {
-                return vec![Attempt::to(None, None)];
-            }
-            vec![attempt_to_route(&number, &route, "")]
-        }
-        _ => outbound_targets(dir, plan.account.as_deref(), &number),
-    }
-}
-
-/// The carrier attempts (behaviour.md §5.2) for a call of `account` to `number`
-/// (normalised), in priority order: the e164 failover of an inbound call. Emergency
-/// numbers are recognised as dialled; the weighted order within a priority is seeded by
-/// the number (deterministic).
-pub fn outbound_targets(dir: &dyn Directory, _account: Option<&str>, number: &str) -> Vec<Attempt> {
-    let Some(snap) = dir.snapshot() else {
-        return Vec::new();
-    };
-    let settings = snap.settings();
-    let emergency = settings.is_emergency(number);
-    let seed = number.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    crate::outbound::carrier_attempts(settings, number, "", emergency, seed, None)
 }
 
 impl From<AttemptPlan> for Decision {
@@ -616,11 +326,6 @@ fn inbound_request_uri(user: &str, host: &str, port: u16) -> Bytes {
     let mut buf = [0u8; 5];
     v.extend_from_slice(crate::util::u16_decimal(port, &mut buf));
     Bytes::from(v)
-}
-
-/// Seconds from the routing index as a timer; 0 means "not set" for the optional ones.
-fn secs(s: u32) -> Option<Duration> {
-    (s > 0).then(|| Duration::from_secs(u64::from(s)))
 }
 
 /// The routing index is the production [`Directory`]: each call reads the current
@@ -662,56 +367,8 @@ impl Directory for trunkstore_routing::Router {
         snap.carrier_name(index).cloned()
     }
 
+    /// The route built with the snapshot: an `Arc` clone, no allocation per call.
     fn inbound(&self, did: &str) -> Option<Arc<InboundRoute>> {
-        let snap = self.load();
-        let r = snap.did(did)?;
-        let t = r.server.target;
-        let host = (r.server.target_host.clone()).unwrap_or_else(|| Arc::from("invalid"));
-        Some(Arc::new(InboundRoute {
-            account: r.server.account.clone(),
-            server: r.server.name.clone().unwrap_or_else(|| Arc::from("-")),
-            enabled: r.enabled,
-            host,
-            port: t.port,
-            next_hop: t.socket_addr().map(|addr| Peer {
-                transport: crate::Transport::Udp,
-                addr,
-            }),
-            format: r.inbound_format,
-            auth_user: r.server.auth_user.clone(),
-            alternates: Vec::new(),
-            document: Some(r.server.document.clone()),
-            delay: secs(r.delay),
-            // `progress_timeout` is at least 1 s by validation; 0 would mean "none".
-            progress_timeout: secs(r.progress_timeout),
-            answer_timeout: secs(r.timeout),
-            ignore_early_media: r.ignore_early_media,
-            sip_headers: Some(r.sip_headers.clone()).filter(|h| !h.is_empty()),
-            failover: r.failover.clone(),
-            force_outbound: r.force_outbound,
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failover_rule_from_settings() {
-        let d = FailoverRule::default_inbound();
-        for s in [404, 408, 480, 500, 503, 599] {
-            assert!(d.on_status(s), "{s}");
-        }
-        for s in [200, 302, 403, 486, 487, 600, 603] {
-            assert!(!d.on_status(s), "{s}");
-        }
-        assert!(d.triggers(Failure::Timeout) && d.triggers(Failure::Unreachable));
-        let any = FailoverRule::any();
-        assert!(any.on_status(486) && any.on_status(603) && !any.on_status(200));
-        let only =
-            FailoverRule::from_settings(&FailoverOn::List(vec![FailoverTrigger::Status(486)]));
-        assert!(only.on_status(486) && !only.on_status(503));
-        assert!(!only.triggers(Failure::Timeout) && !only.triggers(Failure::Unreachable));
+        self.load().did(did).map(|r| r.inbound.clone())
     }
 }

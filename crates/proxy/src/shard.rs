@@ -4,13 +4,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::calls::CallRecord;
 use crate::keys::TimerTarget;
 use crate::state::State;
 pub(crate) use crate::timerq::Entry;
 use crate::timerq::TimerQueue;
 use crate::transaction::TimerKind;
-use crate::Transmit;
+use crate::types::CallRecord;
+use crate::types::Transmit;
 
 /// One worker's timers and pending transmits. Create with [`crate::Proxy::new_shard`].
 pub struct Shard {

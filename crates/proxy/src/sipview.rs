@@ -10,50 +10,50 @@ use trunkstore_sip::uri::{Host, Uri};
 use trunkstore_sip::via::{self, Via};
 
 use crate::config::ProxyConfig;
-use crate::{Peer, Transport};
+use crate::types::{Peer, Transport};
 
 /// The top Via value (the first value of the first Via line).
-pub fn top_via(msg: &Message) -> Option<Via<'_>> {
+pub(crate) fn top_via(msg: &Message) -> Option<Via<'_>> {
     let line = msg.header(HeaderName::Via)?;
     via::vias(line).next()?.ok().map(|(v, _)| v)
 }
 
 /// Every Via value, across lines (comma-joined values included).
-pub fn all_vias(msg: &Message) -> impl Iterator<Item = Via<'_>> + '_ {
+pub(crate) fn all_vias(msg: &Message) -> impl Iterator<Item = Via<'_>> + '_ {
     msg.headers(HeaderName::Via)
         .flat_map(via::vias)
         .filter_map(|r| r.ok().map(|(v, _)| v))
 }
 
 /// Every Route value, across lines.
-pub fn routes(msg: &Message) -> impl Iterator<Item = &[u8]> + '_ {
+pub(crate) fn routes(msg: &Message) -> impl Iterator<Item = &[u8]> + '_ {
     msg.headers(HeaderName::Route)
         .flat_map(split_list)
         .map(|i| i.value)
 }
 
-pub fn tag_of(v: Option<&[u8]>) -> Option<&[u8]> {
+pub(crate) fn tag_of(v: Option<&[u8]>) -> Option<&[u8]> {
     header_params(v?)?.value(b"tag")
 }
 
-pub fn from_tag(msg: &Message) -> Option<&[u8]> {
+pub(crate) fn from_tag(msg: &Message) -> Option<&[u8]> {
     tag_of(msg.header(HeaderName::From))
 }
 
-pub fn to_tag(msg: &Message) -> Option<&[u8]> {
+pub(crate) fn to_tag(msg: &Message) -> Option<&[u8]> {
     tag_of(msg.header(HeaderName::To))
 }
 
-pub fn cseq(msg: &Message) -> Option<CSeq<'_>> {
+pub(crate) fn cseq(msg: &Message) -> Option<CSeq<'_>> {
     CSeq::parse(msg.header(HeaderName::CSeq)?).ok()
 }
 
-pub fn call_id(msg: &Message) -> &[u8] {
+pub(crate) fn call_id(msg: &Message) -> &[u8] {
     msg.header(HeaderName::CallId).unwrap_or(b"")
 }
 
 /// Is `host:port` (port defaulting to 5060) one of our addresses?
-pub fn is_us(cfg: &ProxyConfig, host: &Host<'_>, port: Option<u16>) -> bool {
+pub(crate) fn is_us(cfg: &ProxyConfig, host: &Host<'_>, port: Option<u16>) -> bool {
     let port = port.unwrap_or(5060);
     let text = host.as_bytes();
     let same = |h: &str, p: u16| {
@@ -68,17 +68,17 @@ pub fn is_us(cfg: &ProxyConfig, host: &Host<'_>, port: Option<u16>) -> bool {
         || cfg.aliases.iter().any(|(h, p)| same(h, *p))
 }
 
-pub fn via_is_us(cfg: &ProxyConfig, v: &Via<'_>) -> bool {
+pub(crate) fn via_is_us(cfg: &ProxyConfig, v: &Via<'_>) -> bool {
     let sb = v.sent_by();
     is_us(cfg, &sb.host, sb.port)
 }
 
 /// The URI inside a Route/Record-Route value.
-pub fn route_uri(value: &[u8]) -> Option<Uri<'_>> {
+pub(crate) fn route_uri(value: &[u8]) -> Option<Uri<'_>> {
     NameAddr::parse(value).ok()?.sip_uri().copied()
 }
 
-pub fn uri_is_us(cfg: &ProxyConfig, uri: &Uri<'_>) -> bool {
+pub(crate) fn uri_is_us(cfg: &ProxyConfig, uri: &Uri<'_>) -> bool {
     match uri.host() {
         Some(h) => is_us(cfg, &h, uri.port()),
         None => false,
@@ -87,7 +87,7 @@ pub fn uri_is_us(cfg: &ProxyConfig, uri: &Uri<'_>) -> bool {
 
 /// The next hop a SIP URI names: its host (an IP literal; the core does no DNS), port
 /// (5060 by default) and `transport` parameter.
-pub fn uri_next_hop(uri: &Uri<'_>) -> Option<Peer> {
+pub(crate) fn uri_next_hop(uri: &Uri<'_>) -> Option<Peer> {
     let ip = uri.host()?.ip()?;
     let transport = match uri.transport() {
         Some(t) if eq_ignore_case(t, b"tcp") => Transport::Tcp,

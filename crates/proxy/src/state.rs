@@ -16,14 +16,18 @@ use trunkstore_sip::message::Message;
 
 use crate::auth::{Authenticator, Protection};
 use crate::callerid::{Identity, IdentityEdit};
+use crate::config::ProxyConfig;
 use crate::keys::{CallKey, ClientKey, KeyHasher, SpreadKeys, TxKey};
-use crate::metrics::{FailoverReason, ProxyMetrics};
-use crate::route::{AttemptPlan, Direction, Directory};
+use crate::machines::branch::BranchState;
+use crate::machines::deadlines::Deadlines;
+use crate::machines::plan::PlanCursor;
+use crate::metrics::ProxyMetrics;
+use crate::route::{Direction, Directory};
 use crate::transaction::{
     client_invite, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
 use crate::trunks::{TrunkHold, Trunks};
-use crate::{Peer, ProxyConfig, Stats};
+use crate::types::{Peer, Stats};
 
 pub(crate) type TxnRef = Arc<Mutex<ProxyTxn>>;
 
@@ -125,7 +129,7 @@ pub(crate) struct Dialog {
 impl Dialog {
     /// Where the maximum call duration counts from: the 2xx, or for an early dialog
     /// the INVITE.
-    pub fn since(&self) -> Instant {
+    pub(crate) fn since(&self) -> Instant {
         match &self.phase {
             Phase::Early(_) => self.invited,
             Phase::Confirmed(c) => c.started,
@@ -153,21 +157,21 @@ pub(crate) enum ServerSide {
 }
 
 impl ServerSide {
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         match self {
             ServerSide::Invite(s) => s.is_terminated(),
             ServerSide::NonInvite(s) => s.is_terminated(),
         }
     }
 
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         match self {
             ServerSide::Invite(s) => s.is_final(),
             ServerSide::NonInvite(s) => s.is_final(),
         }
     }
 
-    pub fn on_retransmission(&self) -> Option<Bytes> {
+    pub(crate) fn on_retransmission(&self) -> Option<Bytes> {
         match self {
             ServerSide::Invite(s) => s.on_retransmission(),
             ServerSide::NonInvite(s) => s.on_retransmission(),
@@ -181,21 +185,21 @@ pub(crate) enum ClientSide {
 }
 
 impl ClientSide {
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         match self {
             ClientSide::Invite(c) => c.is_terminated(),
             ClientSide::NonInvite(c) => c.is_terminated(),
         }
     }
 
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         match self {
             ClientSide::Invite(c) => c.is_pending(),
             ClientSide::NonInvite(c) => c.is_pending(),
         }
     }
 
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         match self {
             ClientSide::Invite(c) => c.terminate(),
             ClientSide::NonInvite(c) => c.terminate(),
@@ -203,15 +207,8 @@ impl ClientSide {
     }
 }
 
-/// The CANCEL of one branch.
-pub(crate) enum CancelState {
-    None,
-    /// Asked for, but the branch has had no provisional yet (§9.1: wait for one).
-    Pending,
-    /// Boxed: few branches are ever cancelled, and every branch would carry the room.
-    Sent(Box<SentCancel>),
-}
-
+/// The CANCEL sent on a branch, with its own client transaction (it outlives the
+/// INVITE's final response).
 pub(crate) struct SentCancel {
     pub request: Bytes,
     pub client: ClientNonInvite,
@@ -226,27 +223,12 @@ pub(crate) struct Branch {
     /// 2xx are built from it); `None` once nothing can need it ([`Branch::needs_request`]).
     pub request: Option<Bytes>,
     pub client: ClientSide,
-    pub cancel: CancelState,
-    /// Any provisional (100 included) seen: CANCEL may be sent.
-    pub provisional: bool,
-    /// A provisional other than 100 seen (progress timeout).
-    pub progress: bool,
-    /// We cancelled it ourselves (timer, failover), not the caller: a late 2xx is ACKed
-    /// and BYEd here instead of forwarded.
-    pub cancelled_by_proxy: bool,
-    pub timer_c: Option<Instant>,
-    /// Timer C fired after the CANCEL: next expiry gives up on the branch.
-    pub c_after_cancel: bool,
-    pub progress_deadline: Option<Instant>,
-    pub answer_deadline: Option<Instant>,
-    /// When the one queued [`TimerKind::Deadline`] timer of the branch fires, if one is
-    /// queued (`proxying::arm_deadline`).
-    ///
-    /// [`TimerKind::Deadline`]: crate::transaction::TimerKind::Deadline
-    pub wake: Option<Instant>,
-    /// An attempt timer gave up on it: its outcome is already counted (as a timeout) and
-    /// the plan has moved on; it is only being cancelled.
-    pub given_up: bool,
+    /// The proxy's position on the branch: provisionals seen, cancelled by whom, given up.
+    pub state: BranchState,
+    /// The CANCEL sent on it, if one was.
+    pub cancel: Option<Box<SentCancel>>,
+    /// Timer C and the attempt's progress and answer timeouts, behind one queued timer.
+    pub deadlines: Deadlines,
     /// 1-based attempt number and whether it is the failover (call record).
     pub attempt: u16,
     pub is_failover: bool,
@@ -256,27 +238,30 @@ pub(crate) struct Branch {
     /// histograms; `None` for other methods).
     pub sent: Option<Instant>,
     /// The dialogs of 2xx answers after the proxy cancelled the branch, and their BYEs.
-    pub late: Option<Box<crate::late2xx::Late2xx>>,
+    pub late: Option<Box<Late2xx>>,
 }
 
 impl Branch {
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.client.is_terminated()
-            && !matches!(&self.cancel, CancelState::Sent(c) if !c.client.is_terminated())
-            && crate::late2xx::is_done(self.late.as_deref())
+            && self
+                .cancel
+                .as_ref()
+                .is_none_or(|c| c.client.is_terminated())
+            && late_done(self.late.as_deref())
     }
 
     /// Can anything still be built from the request? Retransmissions and the CANCEL while
     /// the client transaction is pending, the ACK of each copy of a non-2xx final
     /// (Completed), and the ACK and BYE of each copy of a 2xx on a branch we cancelled
     /// ourselves (Accepted). A 2xx relayed upstream, or a non-INVITE's final, needs nothing.
-    pub fn needs_request(&self) -> bool {
+    pub(crate) fn needs_request(&self) -> bool {
         match &self.client {
             ClientSide::Invite(c) => match c.state() {
                 client_invite::State::Calling
                 | client_invite::State::Proceeding
                 | client_invite::State::Completed => true,
-                client_invite::State::Accepted => self.cancelled_by_proxy,
+                client_invite::State::Accepted => self.state.by_proxy(),
                 client_invite::State::Terminated => false,
             },
             ClientSide::NonInvite(c) => c.is_pending(),
@@ -284,21 +269,37 @@ impl Branch {
     }
 }
 
-/// The best final response so far (§16.7 step 6).
-pub(crate) enum Best {
-    /// A response received from a branch.
-    Received(Box<Message>),
-    /// One we make up (408 timeout, 503 transport error, 480 unreachable).
-    Local(u16),
+/// Dialogs hung up per branch: a downstream fork may answer more than once (each 2xx
+/// with its own To tag is its own dialog), but a peer spraying 2xx with new tags must
+/// not make the proxy send and keep without bound.
+pub(crate) const MAX_DIALOGS: usize = 4;
+
+/// The late dialogs of one branch (boxed in [`Branch`]: few branches ever have one).
+#[derive(Default)]
+pub(crate) struct Late2xx {
+    pub dialogs: Vec<LateDialog>,
 }
 
-impl Best {
-    pub fn status(&self) -> u16 {
-        match self {
-            Best::Received(m) => m.status().unwrap_or(500),
-            Best::Local(c) => *c,
-        }
-    }
+/// One dialog set up by a late 2xx, and the BYE that ends it.
+pub(crate) struct LateDialog {
+    /// The 2xx's To tag: its copies carry the same one.
+    pub to_tag: Bytes,
+    /// Where its ACK and BYE go (first route, else Contact, else the branch's peer).
+    pub hop: Peer,
+    /// Sent again for each copy of the 2xx.
+    pub ack: Bytes,
+    /// Sent again on timer E.
+    pub bye: Bytes,
+    /// The BYE's Via branch id: its client index key.
+    pub bye_id: u64,
+    pub client: ClientNonInvite,
+    /// For the log line.
+    pub call_id: Bytes,
+}
+
+/// Is every BYE of the branch done (answered and past timer K, or timed out)?
+pub(crate) fn late_done(late: Option<&Late2xx>) -> bool {
+    late.is_none_or(|l| l.dialogs.iter().all(|d| d.client.is_terminated()))
 }
 
 /// One proxied request: its server transaction and its branches.
@@ -347,23 +348,10 @@ pub(crate) struct DialogEnd {
 pub(crate) struct Deciding {
     /// The request as received.
     pub request: Message,
-    pub plan: AttemptPlan,
-    /// Index of the next attempt of `plan` to start.
-    pub next_attempt: usize,
-    /// Deadline of the attempt delay (an attempt waiting to be sent).
-    pub delay: Option<Instant>,
-    /// The attempt (index) whose delay is over: it is sent without waiting again.
-    pub delay_elapsed: Option<usize>,
-    /// The plan may not grow any more: its failover ran, or a failure did not allow it.
-    pub plan_closed: bool,
-    /// The failover attempt was added to the plan (call record).
-    pub failover_ran: bool,
-    /// Why the last attempt failed when the plan may go on: counted as a failover when
-    /// the next attempt starts (metrics).
-    pub failover_reason: Option<FailoverReason>,
+    /// The attempt plan and the position in it, with the best response so far.
+    pub cursor: PlanCursor,
     /// When the request arrived (call record).
     pub started: Instant,
-    pub best: Option<Best>,
     /// Route edits decided once for all attempts.
     pub pop_route: bool,
     /// Strict-router fix-up: the Request-URI to restore (and Route to drop).
@@ -383,7 +371,12 @@ pub(crate) struct Deciding {
 impl ProxyTxn {
     /// A server transaction answered locally (CANCEL's 200), kept to absorb
     /// retransmissions.
-    pub fn local_only(key: TxKey, source: Peer, local: SocketAddr, server: ServerSide) -> Self {
+    pub(crate) fn local_only(
+        key: TxKey,
+        source: Peer,
+        local: SocketAddr,
+        server: ServerSide,
+    ) -> Self {
         ProxyTxn {
             key,
             source,
@@ -401,9 +394,12 @@ impl ProxyTxn {
         }
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.server.is_terminated()
-            && self.deciding.as_ref().is_none_or(|d| d.delay.is_none())
+            && self
+                .deciding
+                .as_ref()
+                .is_none_or(|d| !d.cursor.is_waiting())
             && self.branches.iter().all(Branch::is_done)
     }
 }
@@ -422,7 +418,7 @@ impl State {
     /// empty they would rehash every entry under a shard's write lock, stalling every
     /// worker that needs the shard, at each doubling of the load, and fault in a new
     /// table each time. Their memory is only touched as entries land in it.
-    pub fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
+    pub(crate) fn new(cfg: ProxyConfig, dir: Arc<dyn Directory>) -> State {
         let timers = TimerConfig {
             t1: cfg.t1,
             t2: cfg.t2,
@@ -459,7 +455,7 @@ impl State {
         }
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         Stats {
             server_transactions: self.servers.len(),
             client_transactions: self.clients.len(),

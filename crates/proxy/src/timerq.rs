@@ -147,7 +147,7 @@ pub(crate) struct TimerQueue {
 }
 
 impl TimerQueue {
-    pub fn new() -> TimerQueue {
+    pub(crate) fn new() -> TimerQueue {
         let now = Instant::now();
         TimerQueue {
             lanes: std::array::from_fn(|_| Fifo::default()),
@@ -157,7 +157,7 @@ impl TimerQueue {
         }
     }
 
-    pub fn push(&mut self, target: TimerTarget, kind: TimerKind, at: Instant) {
+    pub(crate) fn push(&mut self, target: TimerTarget, kind: TimerKind, at: Instant) {
         // Wraps after 4 billion timers: only the order of equal deadlines could be off,
         // for one wrap.
         self.seq = self.seq.wrapping_add(1);
@@ -182,17 +182,17 @@ impl TimerQueue {
     }
 
     /// Entries queued, stale ones included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.spill.len() + self.lanes.iter().map(Fifo::len).sum::<usize>()
     }
 
     /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.earliest().map(|(s, _)| self.instant(s.at))
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Entry> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Entry> {
         let (slot, source) = self.earliest()?;
         if slot.at > self.offset(now) {
             return None;

@@ -34,7 +34,7 @@ impl Drop for TrunkHold {
 impl TrunkHold {
     /// One unit of `counter` if fewer than `limit` are held: the same hold serves the
     /// proxy-wide call limit (`limits.max_calls`).
-    pub fn take(counter: Arc<AtomicU32>, limit: u32) -> Option<TrunkHold> {
+    pub(crate) fn take(counter: Arc<AtomicU32>, limit: u32) -> Option<TrunkHold> {
         counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit).then_some(n + 1)
@@ -47,7 +47,7 @@ impl TrunkHold {
 impl Trunks {
     /// Takes a trunk of `account` if fewer than `limit` are in use (`None`: unlimited,
     /// still counted). `None` back: the limit is reached.
-    pub fn acquire(&self, account: &Arc<str>, limit: Option<u32>) -> Option<TrunkHold> {
+    pub(crate) fn acquire(&self, account: &Arc<str>, limit: Option<u32>) -> Option<TrunkHold> {
         TrunkHold::take(self.counter(account), limit.unwrap_or(u32::MAX))
     }
 
@@ -65,7 +65,7 @@ impl Trunks {
     }
 
     /// Trunks in use per account, sorted by account (accounts that ever had a call).
-    pub fn in_use(&self) -> Vec<(String, u32)> {
+    pub(crate) fn in_use(&self) -> Vec<(String, u32)> {
         let mut v: Vec<(String, u32)> = self
             .accounts
             .iter()

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 /// Decimal text of `n` in `buf`.
-pub fn u16_decimal(n: u16, buf: &mut [u8; 5]) -> &[u8] {
+pub(crate) fn u16_decimal(n: u16, buf: &mut [u8; 5]) -> &[u8] {
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -20,21 +20,21 @@ pub fn u16_decimal(n: u16, buf: &mut [u8; 5]) -> &[u8] {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Lower-case hex of `v` into `out` (16 digits).
-pub fn hex64(v: u64, out: &mut [u8]) {
+pub(crate) fn hex64(v: u64, out: &mut [u8]) {
     for (i, b) in out.iter_mut().take(16).enumerate() {
         *b = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
     }
 }
 
 /// Lower-case hex of `v` into `out` (8 digits).
-pub fn hex32(v: u32, out: &mut [u8]) {
+pub(crate) fn hex32(v: u32, out: &mut [u8]) {
     for (i, b) in out.iter_mut().take(8).enumerate() {
         *b = HEX[((v >> (28 - 4 * i)) & 0xf) as usize];
     }
 }
 
 /// Parses exactly `s.len()` (≤ 16) hex digits.
-pub fn parse_hex(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_hex(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 16 {
         return None;
     }
@@ -51,7 +51,7 @@ pub fn parse_hex(s: &[u8]) -> Option<u64> {
 
 /// An IP address as it appears in a `received` parameter (IPv6 without brackets), written
 /// into `buf`; returns the used part.
-pub fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
     use std::io::Write;
     if let IpAddr::V4(v4) = ip {
         // Every forwarded request's Via gets one: digits by hand, not the formatter.
@@ -77,7 +77,7 @@ pub fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
 
 /// splitmix64 finaliser.
 #[inline]
-pub fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;

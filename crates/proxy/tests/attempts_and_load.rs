@@ -5,14 +5,18 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use trunkstore_config::Failover;
 use trunkstore_proxy::{ProxyConfig, Transport};
 
 const BACKUP: &str = "10.0.0.7:5060";
 
+/// The DID's server, then (its failover) the backup at BACKUP.
 fn with_backup() -> H {
     let mut r = route_to("10.0.0.5", 5080, true, Transport::Udp);
-    r.alternates
-        .push((Arc::from("10.0.0.7"), 5060, Some(udp(BACKUP))));
+    r.failover = Some(Arc::new(Failover {
+        e164: None,
+        sip: Some(format!("sip:4155551234@{BACKUP}")),
+    }));
     let dir = directory().with_did(DID, r);
     H::with(ProxyConfig::for_tests("10.0.0.1", 5060), dir)
 }

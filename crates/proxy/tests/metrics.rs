@@ -309,3 +309,59 @@ fn auth_challenges_failures_bans_and_an_outbound_call() {
     assert_eq!(h.proxy.trunks_in_use(), vec![("acme".to_string(), 1)]);
     assert_eq!(h.proxy.trunk_limits(), vec![("acme".to_string(), 2)]);
 }
+
+/// A forward that fails inside the proxy is never silent: the caller gets its answer and
+/// `/metrics` counts the failure by reason (issue 14).
+#[test]
+fn forward_errors_are_counted_by_reason() {
+    let mut r = route_to("10.0.0.5", 5080, true, Transport::Udp);
+    r.next_hop = None;
+    let mut h = H::with(
+        ProxyConfig::for_tests("10.0.0.1", 5060),
+        directory().with_did(DID, r),
+    );
+    let before = page(&h);
+    has_line(
+        &before,
+        "trunkstore_forward_errors_total{reason=\"no_next_hop\"} 0",
+    );
+    has_line(
+        &before,
+        "trunkstore_forward_errors_total{reason=\"edit\"} 0",
+    );
+    let out = call(&mut h, "fe1");
+    let codes: Vec<_> = out.iter().map(status).collect();
+    assert_eq!(codes, vec![Some(100), Some(480)]);
+    assert_eq!(h.proxy.metrics().forward_errors("no_next_hop"), 1);
+    has_line(
+        &page(&h),
+        "trunkstore_forward_errors_total{reason=\"no_next_hop\"} 1",
+    );
+}
+
+/// A response with no Via left once ours is removed was meant for the proxy: not
+/// relayed, counted.
+#[test]
+fn response_with_no_via_left_is_counted() {
+    let mut h = H::new();
+    let out = call(&mut h, "nv1");
+    let inv = to(&out, SERVER).remove(0);
+    // Only our Via: the caller's is gone.
+    let ours = vias(&inv).remove(0);
+    let text = reply(&inv, 180);
+    let mut kept = Vec::new();
+    let mut first_via = true;
+    for line in text.split('\n') {
+        if line.starts_with("Via:") {
+            if first_via {
+                kept.push(format!("Via: {ours}"));
+                first_via = false;
+            }
+            continue;
+        }
+        kept.push(line.to_string());
+    }
+    let out = h.feed(udp(SERVER), &kept.join("\n"));
+    assert!(to(&out, CARRIER).is_empty(), "not relayed: {out:?}");
+    assert_eq!(h.proxy.metrics().forward_errors("no_via_left"), 1);
+}

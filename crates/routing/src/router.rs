@@ -14,6 +14,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router serving `snapshot` until the first swap.
     pub fn new(snapshot: Snapshot) -> Self {
         Router {
             current: ArcSwap::from_pointee(snapshot),

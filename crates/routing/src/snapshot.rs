@@ -19,6 +19,7 @@ use trunkstore_config::{
 };
 
 use crate::key::pack;
+use crate::model::{secs, InboundRoute, Peer, Transport};
 use crate::table::DidTable;
 
 /// Index of a server in a [`Snapshot`] (valid for that snapshot only).
@@ -36,6 +37,7 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target as a socket address, when it has an IP.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         self.ip.map(|ip| SocketAddr::new(ip, self.port))
     }
@@ -53,12 +55,17 @@ impl Target {
 /// What does not depend on the DID: identity, credentials and target of one server.
 #[derive(Debug)]
 pub struct ServerInfo {
+    /// Its id in the snapshot.
     pub id: ServerId,
+    /// The account it belongs to.
     pub account: Arc<str>,
+    /// The document it is in.
     pub document: Arc<str>,
     /// Position in the document's `servers[]`.
     pub index: usize,
+    /// Its name, if it has one.
     pub name: Option<Arc<str>>,
+    /// How it authenticates (IP or digest).
     pub auth_method: AuthMethod,
     /// `auth_user` (required for password servers, optional for IP servers).
     pub auth_user: Option<Arc<str>>,
@@ -66,6 +73,7 @@ pub struct ServerInfo {
     pub password: Option<Secret>,
     /// Digest realm of a password server: the account's `auth_realm`, else the default.
     pub realm: Arc<str>,
+    /// Where calls to it go.
     pub target: Target,
     /// `target.ip` as a SIP URI host (`[v6]` bracketed); `None` when there is no ip.
     pub target_host: Option<Arc<str>>,
@@ -78,15 +86,22 @@ pub struct ServerInfo {
 /// itself), with the cascade already resolved.
 #[derive(Debug)]
 pub struct RouteInfo {
+    /// The server calls to the route go to.
     pub server: Arc<ServerInfo>,
     /// True when this entry was resolved for one DID with its own options; false for the
     /// server-level entry shared by every DID without options.
     pub did_specific: bool,
+    /// The Request-URI user's format (§4.3).
     pub inbound_format: NumberFormat,
+    /// Seconds to wait before the attempt (0: none), as configured.
     pub delay: u32,
+    /// Seconds to wait for a provisional other than 100 (0: none), as configured.
     pub progress_timeout: u32,
+    /// Seconds to wait for a 2xx (0: none), as configured.
     pub timeout: u32,
+    /// 183 / 1xx with SDP reaches the caller as 180 without body (§4.6).
     pub ignore_early_media: bool,
+    /// How media is handled.
     pub media_handling: MediaHandling,
     /// First non-empty failover of DID, then server. Use [`Failover::target`]
     /// (e164 wins over sip).
@@ -102,6 +117,9 @@ pub struct RouteInfo {
     pub emergency_caller_id: Option<Arc<CallerId>>,
     /// DID, then server, then account; most specific level wins per name (§4.4).
     pub sip_headers: Arc<[SipHeader]>,
+    /// The same route as the proxy core reads it, in its final units: built once here,
+    /// shared by every call (no per-call conversion or allocation).
+    pub inbound: Arc<InboundRoute>,
 }
 
 impl RouteInfo {
@@ -135,7 +153,12 @@ pub struct AccountInfo {
 #[derive(Debug, Clone, Copy)]
 pub enum SourceMatch<'a> {
     /// One of the settings' carriers (index into `settings.carriers`).
-    Carrier { index: usize, carrier: &'a Carrier },
+    Carrier {
+        /// Its index in `settings.carriers`.
+        index: usize,
+        /// The carrier.
+        carrier: &'a Carrier,
+    },
     /// An IP-auth server.
     Server(&'a ServerInfo),
 }
@@ -247,6 +270,7 @@ impl Snapshot {
         b.snap
     }
 
+    /// The settings the snapshot was built with.
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
     }
@@ -385,6 +409,7 @@ impl Snapshot {
         }
     }
 
+    /// An account's data, by id.
     pub fn account(&self, account: &str) -> Option<&AccountInfo> {
         self.accounts.get(account)
     }
@@ -651,7 +676,33 @@ fn resolve(
             .cloned()
             .collect(),
     };
+    let inbound = Arc::new(InboundRoute {
+        account: info.account.clone(),
+        server: info.name.clone().unwrap_or_else(|| Arc::from("-")),
+        enabled: eff.enabled,
+        host: info
+            .target_host
+            .clone()
+            .unwrap_or_else(|| Arc::from("invalid")),
+        port: info.target.port,
+        next_hop: info.target.socket_addr().map(|addr| Peer {
+            transport: Transport::Udp,
+            addr,
+        }),
+        format: eff.inbound_format,
+        auth_user: info.auth_user.clone(),
+        document: Some(info.document.clone()),
+        delay: secs(eff.delay),
+        // `progress_timeout` is at least 1 s by validation.
+        progress_timeout: secs(eff.progress_timeout),
+        answer_timeout: secs(eff.timeout),
+        ignore_early_media: eff.ignore_early_media,
+        sip_headers: Some(sip_headers.clone()).filter(|h| !h.is_empty()),
+        failover: failover.clone(),
+        force_outbound: eff.force_outbound,
+    });
     RouteInfo {
+        inbound,
         server: info,
         did_specific: did.is_some(),
         inbound_format: eff.inbound_format,

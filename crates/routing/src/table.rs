@@ -33,7 +33,7 @@ impl Slot {
     }
 }
 
-pub struct DidTable {
+pub(crate) struct DidTable {
     slots: Slots,
     /// `64 - log2(slots.len())`: the hash's top bits pick the home slot.
     shift: u32,
@@ -49,7 +49,7 @@ const FIBONACCI: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl DidTable {
     /// An empty table sized for `expected` keys.
-    pub fn with_capacity(expected: usize) -> Self {
+    pub(crate) fn with_capacity(expected: usize) -> Self {
         let needed = (expected * MAX_LOAD_DEN).div_ceil(MAX_LOAD_NUM).max(8);
         let cap = needed.next_power_of_two();
         DidTable {
@@ -59,12 +59,12 @@ impl DidTable {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Bytes held by the table (for memory reports).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.len * std::mem::size_of::<Slot>()
     }
 
@@ -77,7 +77,7 @@ impl DidTable {
     /// Inserts `key` (non-zero, from [`crate::key::pack`]); returns the previous value if
     /// the key was already there (the catalog guarantees it never is). Panics if the table
     /// was sized too small, which `with_capacity` rules out.
-    pub fn insert(&mut self, key: u64, value: u32) -> Option<u32> {
+    pub(crate) fn insert(&mut self, key: u64, value: u32) -> Option<u32> {
         debug_assert_ne!(key, 0);
         assert!(
             (self.len + 1) * MAX_LOAD_DEN <= self.slots.len() * MAX_LOAD_NUM,
@@ -108,7 +108,7 @@ impl DidTable {
     /// has in flight at once: each waits on a cache miss to the home slot, so throughput
     /// is set by how many of those misses overlap, not by the work around them.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<u32> {
+    pub(crate) fn get(&self, key: u64) -> Option<u32> {
         let home = self.home(key);
         let slot = &self.slots[home];
         match slot.key() {

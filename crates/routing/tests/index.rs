@@ -520,3 +520,21 @@ fn ipv6_and_mapped_server_addresses() {
     let ip: IpAddr = "2001:db8::7".parse().unwrap();
     assert_eq!(s.server(ServerId(1)).target.ip, Some(ip));
 }
+
+/// The core's view of a route is built once with the snapshot, in its final units ("0
+/// means none" decided there), and shared by every lookup (no per-call allocation).
+#[test]
+fn inbound_model_is_built_once_in_final_units() {
+    use std::time::Duration;
+    let s = both();
+    let r = s.did("+14155552003").unwrap();
+    assert_eq!(r.inbound.delay, Some(Duration::from_secs(3)));
+    assert_eq!(r.inbound.progress_timeout, Some(Duration::from_secs(4)));
+    assert_eq!(r.inbound.answer_timeout, None, "timeout 0 is no timer");
+    assert_eq!(r.inbound.format, NumberFormat::E164);
+    assert_eq!(r.inbound.account, r.server.account);
+    let again = s.did("+14155552003").unwrap();
+    assert!(Arc::ptr_eq(&r.inbound, &again.inbound));
+    let d = s.did("+14155551001").unwrap();
+    assert_eq!(d.inbound.answer_timeout, Some(Duration::from_secs(61)));
+}

@@ -23,16 +23,11 @@
 //! Parsing is plain text scanning (no `syn`): enough for the way this workspace writes Rust;
 //! macros that build paths from fragments are not seen.
 //!
-//! Crates still being layered are listed in [`LOOPS_ALLOWED_IN`]; an entry whose crate has
-//! no loop left fails the test so the list cannot outlive the work.
+//! Every crate is checked; none is allowed a loop.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// Crates (directory names under `crates/`) whose loops are reported but tolerated.
-// Being layered in issue 14 (crates/proxy); delete the entry when it lands.
-const LOOPS_ALLOWED_IN: &[&str] = &["proxy"];
 
 #[test]
 fn no_crate_has_an_import_loop() {
@@ -43,17 +38,8 @@ fn no_crate_has_an_import_loop() {
         let files = read_sources(&crates_dir.join(&name).join("src"));
         let loops = import_loops(&files);
         checked += 1;
-        let allowed = LOOPS_ALLOWED_IN.contains(&name.as_str());
-        match (allowed, loops.is_empty()) {
-            (false, false) => failures.push(format!("crates/{name}:\n{}", loops.join("\n"))),
-            (true, true) => failures.push(format!(
-                "crates/{name} has no import loop left: remove it from LOOPS_ALLOWED_IN"
-            )),
-            (true, false) => eprintln!(
-                "crates/{name}: allowed while it is layered (issue 14):\n{}",
-                loops.join("\n")
-            ),
-            (false, true) => {}
+        if !loops.is_empty() {
+            failures.push(format!("crates/{name}:\n{}", loops.join("\n")));
         }
     }
     assert!(

@@ -23,16 +23,14 @@
 //! retransmitted INVITE carries the same nonce-count and would be refused as a replay.
 //! Passwords are never logged or formatted here; `Forbidden` reasons are for logs only.
 
-pub mod nonce;
-pub mod protect;
-pub mod replay;
+mod nonce;
+mod protect;
+mod replay;
 mod verify;
 
 #[cfg(test)]
 mod tests;
 
-pub use nonce::NonceKey;
-pub use protect::{source_key, DropReason, Protection, ProtectionConfig, ProtectionStats, Verdict};
-pub use verify::{
-    AuthOutcome, AuthRequest, Authenticator, ChallengeHeaders, Forbidden, PROXY_AUTHENTICATE,
-};
+pub use protect::{source_key, ProtectionConfig, ProtectionStats};
+pub(crate) use protect::{DropReason, Protection, Verdict};
+pub(crate) use verify::{AuthOutcome, AuthRequest, Authenticator, ChallengeHeaders};

@@ -21,7 +21,7 @@ const MAC_LEN: usize = 16;
 /// `issued` (8) ‖ `seq` (8) ‖ MAC.
 const RAW_LEN: usize = 16 + MAC_LEN;
 /// Length of the nonce as sent (hex).
-pub const NONCE_LEN: usize = RAW_LEN * 2;
+pub(super) const NONCE_LEN: usize = RAW_LEN * 2;
 
 /// A nonce may claim to be this many seconds in the future (the wall clock stepped back a
 /// little since it was issued); beyond that it is not ours to trust.
@@ -29,7 +29,7 @@ const MAX_FUTURE_SECS: u64 = 5;
 
 /// The per-process nonce secret with its precomputed HMAC states.
 #[derive(Clone)]
-pub struct NonceKey {
+pub(crate) struct NonceKey {
     inner: Sha256,
     outer: Sha256,
     seq: std::sync::Arc<AtomicU64>,
@@ -43,10 +43,10 @@ impl std::fmt::Debug for NonceKey {
 
 /// A nonce as sent: lowercase hex, fixed size, no heap.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Nonce([u8; NONCE_LEN]);
+pub(crate) struct Nonce([u8; NONCE_LEN]);
 
 impl Nonce {
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Nonce {
 
 /// What a nonce turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonceCheck {
+pub(crate) enum NonceCheck {
     /// Ours, for this source, still fresh.
     Valid { issued: u64, seq: u64 },
     /// Ours and for this source, but older than the TTL: answer `stale=true`.
@@ -70,12 +70,12 @@ pub enum NonceCheck {
 
 impl NonceKey {
     /// A key from the operating system's random source.
-    pub fn random() -> NonceKey {
+    pub(crate) fn random() -> NonceKey {
         NonceKey::from_secret(&random_secret())
     }
 
     /// A fixed key (tests; several processes sharing nonces).
-    pub fn from_secret(secret: &[u8; 32]) -> NonceKey {
+    pub(crate) fn from_secret(secret: &[u8; 32]) -> NonceKey {
         let mut ipad = [0x36u8; 64];
         let mut opad = [0x5cu8; 64];
         for (i, b) in secret.iter().enumerate() {
@@ -90,7 +90,7 @@ impl NonceKey {
     }
 
     /// A fresh nonce for a challenge to `ip` at wall-clock second `now_secs`.
-    pub fn issue(&self, ip: IpAddr, now_secs: u64) -> Nonce {
+    pub(crate) fn issue(&self, ip: IpAddr, now_secs: u64) -> Nonce {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut raw = [0u8; RAW_LEN];
         raw[..8].copy_from_slice(&now_secs.to_be_bytes());
@@ -104,7 +104,13 @@ impl NonceKey {
     }
 
     /// Checks a nonce presented by `ip` at `now_secs`; it lives `ttl_secs` after issue.
-    pub fn check(&self, nonce: &[u8], ip: IpAddr, now_secs: u64, ttl_secs: u64) -> NonceCheck {
+    pub(crate) fn check(
+        &self,
+        nonce: &[u8],
+        ip: IpAddr,
+        now_secs: u64,
+        ttl_secs: u64,
+    ) -> NonceCheck {
         let mut raw = [0u8; RAW_LEN];
         if nonce.len() != NONCE_LEN || hex::decode_to_slice(nonce, &mut raw).is_err() {
             return NonceCheck::Invalid;

@@ -37,21 +37,18 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 /// How long a successful authentication exempts its source from the rate limit.
-pub const TRUSTED_SECS: u64 = 300;
+pub(super) const TRUSTED_SECS: u64 = 300;
 /// Least time between two sweeps of a full table.
 const SWEEP_INTERVAL_MS: u64 = 1000;
 /// One request in milli-tokens.
 const TOKEN: u64 = 1000;
-
-/// Default scanner user agents (case-insensitive substrings; `sipsak`, a legitimate test
-/// tool, is not one of them).
-pub use trunkstore_config::DEFAULT_SCANNER_USER_AGENTS as DEFAULT_SCANNERS;
 
 /// Limits; see `protection` in the settings (config/README.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectionConfig {
     /// Auth failures (403s) within `ban_window_secs` that ban a source; 0 = never ban.
     pub ban_threshold: u32,
+    /// Seconds a banned source stays banned.
     pub ban_window_secs: u32,
     /// How long a ban lasts.
     pub ban_secs: u32,
@@ -88,14 +85,14 @@ impl From<&trunkstore_config::Protection> for ProtectionConfig {
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow,
     /// Drop without a response.
     Drop(DropReason),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// A request, datagram or TCP message from a banned source.
     Banned,
     Scanner,
@@ -109,14 +106,21 @@ pub enum DropReason {
 /// Counters for metrics (monotonic, except the gauges).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProtectionStats {
+    /// Failed digest authentications.
     pub auth_failures: u64,
+    /// Sources banned so far.
     pub bans_total: u64,
     /// Gauge: sources banned now.
     pub bans_active: usize,
+    /// Requests dropped because their source is banned.
     pub dropped_banned: u64,
+    /// Requests dropped as a scanner's (User-Agent).
     pub dropped_scanner: u64,
+    /// Requests dropped over the unknown-source rate limit.
     pub dropped_rate_limited: u64,
+    /// TCP connections refused because their source is banned.
     pub dropped_banned_connections: u64,
+    /// TCP connections refused at the per-source limit.
     pub dropped_source_connections: u64,
     /// Gauge: sources tracked now.
     pub tracked_sources: usize,
@@ -149,7 +153,7 @@ struct Counters {
 
 /// Shared by all workers.
 #[derive(Debug)]
-pub struct Protection {
+pub(crate) struct Protection {
     config: ProtectionConfig,
     /// Lower-case scanner patterns.
     scanners: Vec<Vec<u8>>,
@@ -166,7 +170,7 @@ pub struct Protection {
 impl Protection {
     /// `epoch`: any instant not after the first `now` passed in (times are kept relative
     /// to it).
-    pub fn new(config: ProtectionConfig, epoch: Instant) -> Protection {
+    pub(crate) fn new(config: ProtectionConfig, epoch: Instant) -> Protection {
         let scanners = config
             .scanner_user_agents
             .iter()
@@ -186,13 +190,9 @@ impl Protection {
         }
     }
 
-    pub fn config(&self) -> &ProtectionConfig {
-        &self.config
-    }
-
     /// Should a new request from `source` be handled? `exempt`: it comes from a carrier
     /// or an IP-auth server. Call once per received request (not per response).
-    pub fn check_request(
+    pub(crate) fn check_request(
         &self,
         source: IpAddr,
         exempt: bool,
@@ -219,7 +219,7 @@ impl Protection {
 
     /// A 403 was sent to `source` (wrong password, unknown user...). Returns true when
     /// this failure bans the source.
-    pub fn record_failure(&self, source: IpAddr, exempt: bool, now: Instant) -> bool {
+    pub(crate) fn record_failure(&self, source: IpAddr, exempt: bool, now: Instant) -> bool {
         self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
         if exempt || self.config.ban_threshold == 0 {
             return false;
@@ -261,7 +261,7 @@ impl Protection {
     }
 
     /// `source` authenticated: no rate limit for it for [`TRUSTED_SECS`].
-    pub fn record_success(&self, source: IpAddr, now: Instant) {
+    pub(crate) fn record_success(&self, source: IpAddr, now: Instant) {
         let now = self.ms(now);
         if let Some(mut s) = self.entry(source_key(source), now) {
             s.trusted_until = now + TRUSTED_SECS * 1000;
@@ -270,7 +270,7 @@ impl Protection {
 
     /// Is `source` banned now? Lock-free (an atomic load of the published set, and a
     /// lookup only when some ban was ever made): cheap enough for every packet.
-    pub fn is_banned(&self, source: IpAddr, now: Instant) -> bool {
+    pub(crate) fn is_banned(&self, source: IpAddr, now: Instant) -> bool {
         let bans = self.bans.load();
         if bans.is_empty() {
             return false;
@@ -287,12 +287,12 @@ impl Protection {
 
     /// Counts something refused outside [`Protection::check_request`] (the edge's
     /// questions); returns the verdict to pass on.
-    pub fn refuse(&self, reason: DropReason) -> Verdict {
+    pub(crate) fn refuse(&self, reason: DropReason) -> Verdict {
         self.drop(reason)
     }
 
     /// Does this User-Agent value contain a scanner pattern (case-insensitive)?
-    pub fn is_scanner(&self, user_agent: &[u8]) -> bool {
+    pub(crate) fn is_scanner(&self, user_agent: &[u8]) -> bool {
         self.scanners
             .iter()
             .any(|p| contains_ignore_case(user_agent, p))
@@ -300,7 +300,7 @@ impl Protection {
 
     /// Counters and gauges (the gauges scan the table: call at scrape time, not per
     /// packet).
-    pub fn stats(&self, now: Instant) -> ProtectionStats {
+    pub(crate) fn stats(&self, now: Instant) -> ProtectionStats {
         let now = self.ms(now);
         let c = &self.counters;
         ProtectionStats {

@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Shards of the table; a power of two.
-pub const SHARDS: usize = 16;
+pub(super) const SHARDS: usize = 16;
 /// Default capacity (entries in total).
-pub const DEFAULT_CAPACITY: usize = 1 << 18;
+pub(super) const DEFAULT_CAPACITY: usize = 1 << 18;
 
 /// What the table says about one use of a nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NcCheck {
+pub(super) enum NcCheck {
     /// First use of this count: accepted and recorded.
     Fresh,
     /// This count (or one too old to tell) was seen before.
@@ -54,7 +54,7 @@ struct Shard {
 
 /// A bounded, concurrent nonce → nonce-count table.
 #[derive(Debug)]
-pub struct NonceCounts {
+pub(super) struct NonceCounts {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     evictions: AtomicU64,
@@ -62,7 +62,7 @@ pub struct NonceCounts {
 
 impl NonceCounts {
     /// A table holding at most `capacity` nonces (rounded up to a multiple of [`SHARDS`]).
-    pub fn new(capacity: usize) -> NonceCounts {
+    pub(super) fn new(capacity: usize) -> NonceCounts {
         NonceCounts {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
@@ -72,7 +72,7 @@ impl NonceCounts {
 
     /// Records count `nc` of nonce `seq` (valid until `expires`, wall-clock seconds) at
     /// `now_secs`.
-    pub fn check(&self, seq: u64, nc: u32, expires: u64, now_secs: u64) -> NcCheck {
+    pub(super) fn check(&self, seq: u64, nc: u32, expires: u64, now_secs: u64) -> NcCheck {
         let shard = &self.shards[(seq as usize) & (SHARDS - 1)];
         // A poisoned lock only means another thread panicked mid-update; the table is
         // still a valid (if conservative) record.
@@ -106,20 +106,18 @@ impl NonceCounts {
     }
 
     /// Nonces tracked.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map_or(0, |s| s.map.len()))
             .sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Live entries evicted because the table was full (a metric: non-zero means the
     /// capacity is too small for the authentication rate).
-    pub fn evictions(&self) -> u64 {
+    #[cfg(test)]
+    pub(super) fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
 }

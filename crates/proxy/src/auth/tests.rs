@@ -11,6 +11,8 @@ use trunkstore_sip::digest::{
     expected_response, Algorithm, Challenge, Credentials, ResponseParams,
 };
 
+use super::nonce::NonceKey;
+use super::verify::Forbidden;
 use super::*;
 
 const PBX: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20));

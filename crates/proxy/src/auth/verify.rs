@@ -10,11 +10,11 @@ use super::nonce::{NonceCheck, NonceKey};
 use super::replay::{NcCheck, NonceCounts, DEFAULT_CAPACITY};
 
 /// Header name of the challenges.
-pub const PROXY_AUTHENTICATE: &[u8] = b"Proxy-Authenticate";
+pub(super) const PROXY_AUTHENTICATE: &[u8] = b"Proxy-Authenticate";
 
 /// The request being authenticated.
 #[derive(Debug, Clone, Copy)]
-pub struct AuthRequest<'a> {
+pub(crate) struct AuthRequest<'a> {
     /// `INVITE`...
     pub method: &'a [u8],
     /// The Request-URI as received (the credentials' `uri` must be the same).
@@ -27,7 +27,7 @@ pub struct AuthRequest<'a> {
 
 /// What to do with a request after [`Authenticator::verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthOutcome {
+pub(crate) enum AuthOutcome {
     /// Authenticated as this password server.
     Ok { server: ServerId },
     /// No usable credentials (unparseable, not Digest, a nonce we did not issue to this
@@ -48,7 +48,8 @@ pub enum AuthOutcome {
 
 impl AuthOutcome {
     /// The status to answer with (`None`: go on with the request).
-    pub fn status(&self) -> Option<u16> {
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             AuthOutcome::Ok { .. } => None,
             AuthOutcome::Challenge | AuthOutcome::Stale | AuthOutcome::Replay => Some(407),
@@ -57,19 +58,20 @@ impl AuthOutcome {
     }
 
     /// Does the 407 carry `stale=true`?
-    pub fn stale(&self) -> bool {
+    pub(crate) fn stale(&self) -> bool {
         matches!(self, AuthOutcome::Stale | AuthOutcome::Replay)
     }
 
     /// Counts towards a ban of the source.
-    pub fn is_failure(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_failure(&self) -> bool {
         matches!(self, AuthOutcome::Forbidden(_))
     }
 }
 
 /// Why credentials were refused (for logs and metrics; never sent to the peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forbidden {
+pub(crate) enum Forbidden {
     /// The realm is neither an account's `auth_realm` nor the default realm.
     UnknownRealm,
     /// No password server with that `auth_user` in that realm.
@@ -85,7 +87,7 @@ pub enum Forbidden {
 }
 
 impl Forbidden {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Forbidden::UnknownRealm => "unknown realm",
             Forbidden::UnknownUser => "unknown user",
@@ -100,7 +102,7 @@ impl Forbidden {
 /// The `Proxy-Authenticate` values of a 407, one per algorithm offered (the settings'
 /// `auth.algorithms`, in RFC 8760 order: SHA-256 before MD5), in one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeHeaders {
+pub(crate) struct ChallengeHeaders {
     buf: Vec<u8>,
     /// Where each value ends in `buf`, in the order sent.
     ends: Vec<usize>,
@@ -108,7 +110,7 @@ pub struct ChallengeHeaders {
 
 impl ChallengeHeaders {
     /// The values, in the order sent.
-    pub fn values(&self) -> Vec<&[u8]> {
+    pub(crate) fn values(&self) -> Vec<&[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(self.ends.iter().copied())
@@ -117,7 +119,7 @@ impl ChallengeHeaders {
     }
 
     /// `(name, value)` pairs for `ResponseOptions::headers`.
-    pub fn headers(&self) -> Vec<(&[u8], &[u8])> {
+    pub(crate) fn headers(&self) -> Vec<(&[u8], &[u8])> {
         self.values()
             .into_iter()
             .map(|v| (PROXY_AUTHENTICATE, v))
@@ -127,7 +129,7 @@ impl ChallengeHeaders {
 
 /// Issues challenges and verifies credentials. One per process, shared by all workers.
 #[derive(Debug)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     key: NonceKey,
     counts: NonceCounts,
 }
@@ -140,7 +142,7 @@ impl Default for Authenticator {
 
 impl Authenticator {
     /// `capacity`: most nonces whose counts are tracked at once.
-    pub fn new(key: NonceKey, capacity: usize) -> Authenticator {
+    pub(crate) fn new(key: NonceKey, capacity: usize) -> Authenticator {
         Authenticator {
             key,
             counts: NonceCounts::new(capacity),
@@ -150,7 +152,7 @@ impl Authenticator {
     /// The 407's challenges for a request whose From host is `from_host`, from `source`,
     /// at wall-clock second `now_secs`. The realm is the account's `auth_realm` when the
     /// From host is one, else the default realm.
-    pub fn challenge(
+    pub(crate) fn challenge(
         &self,
         snapshot: &Snapshot,
         from_host: &[u8],
@@ -189,7 +191,12 @@ impl Authenticator {
     /// trusted); the password is checked before staleness and replay, so `stale=true` is
     /// only ever said to a client that knows the password (RFC 7616 §3.3) and the
     /// nonce-count table only grows with successful authentications.
-    pub fn verify(&self, snapshot: &Snapshot, req: &AuthRequest<'_>, now_secs: u64) -> AuthOutcome {
+    pub(crate) fn verify(
+        &self,
+        snapshot: &Snapshot,
+        req: &AuthRequest<'_>,
+        now_secs: u64,
+    ) -> AuthOutcome {
         let Ok(creds) = Credentials::parse(req.credentials) else {
             return AuthOutcome::Challenge;
         };
@@ -220,12 +227,14 @@ impl Authenticator {
     }
 
     /// Nonces whose counts are tracked (metrics, tests).
-    pub fn tracked_nonces(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_nonces(&self) -> usize {
         self.counts.len()
     }
 
     /// Tracked nonces evicted before expiry (non-zero: the capacity is too small).
-    pub fn nonce_evictions(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn nonce_evictions(&self) -> u64 {
         self.counts.evictions()
     }
 }

@@ -20,7 +20,7 @@ use super::TimerConfig;
 use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Calling,
     Proceeding,
     Completed,
@@ -29,7 +29,7 @@ pub enum State {
 }
 
 #[derive(Debug)]
-pub struct ClientInvite {
+pub(crate) struct ClientInvite {
     state: State,
     reliable: bool,
     a_interval: Duration,
@@ -42,7 +42,7 @@ pub struct ClientInvite {
 
 /// What a response means for the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseAction {
+pub(crate) enum ResponseAction {
     /// A provisional: hand it to the proxy core.
     Provisional,
     /// A 2xx (first or retransmitted): forward upstream.
@@ -56,7 +56,7 @@ pub enum ResponseAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerAction {
+pub(crate) enum TimerAction {
     None,
     /// Send the INVITE again (timer A).
     Retransmit,
@@ -67,7 +67,7 @@ pub enum TimerAction {
 
 impl ClientInvite {
     /// The INVITE has just been sent: arms A (UDP, carrying B) or B.
-    pub fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
+    pub(crate) fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
         let cfg = timers.cfg();
         let b = now + cfg.t1x64();
         let mut c = ClientInvite {
@@ -87,20 +87,20 @@ impl ClientInvite {
         c
     }
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         self.state == State::Terminated
     }
 
     /// Calling or Proceeding: no final response yet.
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         matches!(self.state, State::Calling | State::Proceeding)
     }
 
-    pub fn on_response(
+    pub(crate) fn on_response(
         &mut self,
         status: u16,
         now: Instant,
@@ -135,7 +135,7 @@ impl ClientInvite {
         }
     }
 
-    pub fn on_timer(
+    pub(crate) fn on_timer(
         &mut self,
         kind: TimerKind,
         at: Instant,
@@ -171,7 +171,7 @@ impl ClientInvite {
 
     /// The branch is given up without a final response (timer C after CANCEL, transport
     /// error).
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
     }
 }

@@ -15,7 +15,7 @@ use super::TimerConfig;
 use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Trying,
     Proceeding,
     Completed,
@@ -23,7 +23,7 @@ pub enum State {
 }
 
 #[derive(Debug)]
-pub struct ClientNonInvite {
+pub(crate) struct ClientNonInvite {
     state: State,
     reliable: bool,
     e_interval: Duration,
@@ -34,7 +34,7 @@ pub struct ClientNonInvite {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseAction {
+pub(crate) enum ResponseAction {
     Provisional,
     /// The first final response: hand it to the core.
     Final,
@@ -43,7 +43,7 @@ pub enum ResponseAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerAction {
+pub(crate) enum TimerAction {
     None,
     Retransmit,
     /// Timer F: no final response.
@@ -52,7 +52,7 @@ pub enum TimerAction {
 }
 
 impl ClientNonInvite {
-    pub fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
+    pub(crate) fn start(reliable: bool, now: Instant, timers: &mut Timers) -> Self {
         let cfg = timers.cfg();
         let f = now + cfg.t1x64();
         let mut c = ClientNonInvite {
@@ -71,19 +71,15 @@ impl ClientNonInvite {
         c
     }
 
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         self.state == State::Terminated
     }
 
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         matches!(self.state, State::Trying | State::Proceeding)
     }
 
-    pub fn on_response(
+    pub(crate) fn on_response(
         &mut self,
         status: u16,
         now: Instant,
@@ -108,7 +104,7 @@ impl ClientNonInvite {
         }
     }
 
-    pub fn on_timer(
+    pub(crate) fn on_timer(
         &mut self,
         kind: TimerKind,
         at: Instant,
@@ -143,7 +139,7 @@ impl ClientNonInvite {
         }
     }
 
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
     }
 }

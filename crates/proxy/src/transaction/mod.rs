@@ -8,19 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-pub mod client_invite;
-pub mod client_non_invite;
-pub mod server_invite;
-pub mod server_non_invite;
+pub(crate) mod client_invite;
+pub(crate) mod client_non_invite;
+pub(crate) mod server_invite;
+pub(crate) mod server_non_invite;
 
-pub use client_invite::ClientInvite;
-pub use client_non_invite::ClientNonInvite;
-pub use server_invite::ServerInvite;
-pub use server_non_invite::ServerNonInvite;
+pub(crate) use client_invite::ClientInvite;
+pub(crate) use client_non_invite::ClientNonInvite;
+pub(crate) use server_invite::ServerInvite;
+pub(crate) use server_non_invite::ServerNonInvite;
 
 /// RFC 3261 timer values the machines use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimerConfig {
+pub(crate) struct TimerConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
@@ -28,7 +28,7 @@ pub struct TimerConfig {
 
 impl TimerConfig {
     /// 64·T1: timers B, F, H, J (UDP), L, M.
-    pub fn t1x64(&self) -> Duration {
+    pub(crate) fn t1x64(&self) -> Duration {
         self.t1 * 64
     }
 }
@@ -46,7 +46,7 @@ impl Default for TimerConfig {
 /// The timers of RFC 3261 §17 and RFC 6026, plus the proxy's own per-branch and
 /// per-transaction timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TimerKind {
+pub(crate) enum TimerKind {
     /// Client INVITE retransmit.
     A,
     /// Client INVITE timeout.
@@ -80,14 +80,14 @@ pub enum TimerKind {
 
 /// A deadline armed by a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timer {
+pub(crate) struct Timer {
     pub kind: TimerKind,
     pub at: Instant,
 }
 
 impl Timer {
     /// Is a fired `(kind, at)` this timer, still armed?
-    pub fn matches(slot: &Option<Instant>, at: Instant) -> bool {
+    pub(crate) fn matches(slot: &Option<Instant>, at: Instant) -> bool {
         *slot == Some(at)
     }
 }
@@ -96,40 +96,81 @@ impl Timer {
 /// them with (carried here rather than in every machine: machines live 64·T1 after
 /// their transaction completes, thousands at a time).
 #[derive(Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     items: [Option<Timer>; 4],
     n: usize,
+    /// Timers beyond the four slots: kept, never dropped. No machine arms more than two
+    /// per event, so this stays empty (an empty `Vec` does not allocate).
+    more: Vec<Timer>,
     cfg: TimerConfig,
 }
 
 impl Timers {
-    pub fn new(cfg: TimerConfig) -> Timers {
+    pub(crate) fn new(cfg: TimerConfig) -> Timers {
         Timers {
             items: [None; 4],
             n: 0,
+            more: Vec::new(),
             cfg,
         }
     }
 
-    pub fn cfg(&self) -> TimerConfig {
+    pub(crate) fn cfg(&self) -> TimerConfig {
         self.cfg
     }
 
-    /// Arms `kind` at `at` and returns the deadline to store in the machine's slot.
-    pub fn arm(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
-        if self.n < self.items.len() {
-            self.items[self.n] = Some(Timer { kind, at });
-            self.n += 1;
+    /// Arms `kind` at `at` and returns the deadline to store in the machine's slot. Every
+    /// timer armed is drained: none is ever dropped.
+    pub(crate) fn arm(&mut self, kind: TimerKind, at: Instant) -> Option<Instant> {
+        let timer = Timer { kind, at };
+        match self.items.get_mut(self.n) {
+            Some(slot) => {
+                *slot = Some(timer);
+                self.n += 1;
+            }
+            None => self.more.push(timer),
         }
         Some(at)
     }
 
-    pub fn drain(&mut self) -> impl Iterator<Item = Timer> + '_ {
+    /// Every timer armed since the last drain, in the order armed.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Timer> + '_ {
         let n = std::mem::take(&mut self.n);
-        self.items[..n].iter_mut().filter_map(Option::take)
+        self.items[..n]
+            .iter_mut()
+            .filter_map(Option::take)
+            .chain(self.more.drain(..))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.n == 0 && self.more.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_timer_is_ever_dropped() {
+        let now = Instant::now();
+        let mut timers = Timers::new(TimerConfig::default());
+        let kinds = [
+            TimerKind::A,
+            TimerKind::B,
+            TimerKind::D,
+            TimerKind::E,
+            TimerKind::F,
+            TimerKind::K,
+        ];
+        for (i, k) in kinds.iter().enumerate() {
+            timers.arm(*k, now + Duration::from_millis(i as u64));
+        }
+        assert!(!timers.is_empty());
+        let drained: Vec<TimerKind> = timers.drain().map(|t| t.kind).collect();
+        assert_eq!(drained, kinds, "all six, in order");
+        assert!(timers.is_empty());
+        assert_eq!(timers.drain().count(), 0);
     }
 }

@@ -15,7 +15,7 @@ use super::TimerConfig;
 use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Proceeding,
     Completed,
     Confirmed,
@@ -24,7 +24,7 @@ pub enum State {
 }
 
 #[derive(Debug)]
-pub struct ServerInvite {
+pub(crate) struct ServerInvite {
     state: State,
     reliable: bool,
     /// Last provisional, or the final non-2xx: what a retransmitted INVITE gets again.
@@ -38,7 +38,7 @@ pub struct ServerInvite {
 
 /// What a fired timer asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum TimerAction {
+pub(crate) enum TimerAction {
     None,
     /// Send the final response again (timer G).
     Retransmit(Bytes),
@@ -48,7 +48,7 @@ pub enum TimerAction {
 }
 
 impl ServerInvite {
-    pub fn new(reliable: bool) -> ServerInvite {
+    pub(crate) fn new(reliable: bool) -> ServerInvite {
         ServerInvite {
             state: State::Proceeding,
             reliable,
@@ -62,23 +62,24 @@ impl ServerInvite {
         }
     }
 
-    pub fn state(&self) -> State {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         self.state == State::Terminated
     }
 
     /// Has a final response been sent?
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         self.state != State::Proceeding
     }
 
     /// The INVITE was retransmitted: the response to send again, if any. In Confirmed and
     /// Accepted the retransmission is absorbed silently (RFC 6026: the 2xx is the UAS's
     /// to retransmit).
-    pub fn on_retransmission(&self) -> Option<Bytes> {
+    pub(crate) fn on_retransmission(&self) -> Option<Bytes> {
         match self.state {
             State::Proceeding | State::Completed => self.last.clone(),
             _ => None,
@@ -86,7 +87,7 @@ impl ServerInvite {
     }
 
     /// A provisional response goes upstream; remembered for retransmitted INVITEs.
-    pub fn on_provisional(&mut self, resp: Bytes) -> bool {
+    pub(crate) fn on_provisional(&mut self, resp: Bytes) -> bool {
         if self.state != State::Proceeding {
             return false;
         }
@@ -95,7 +96,7 @@ impl ServerInvite {
     }
 
     /// A 2xx goes upstream (statelessly; retransmissions too): move to Accepted.
-    pub fn on_2xx(&mut self, now: Instant, timers: &mut Timers) {
+    pub(crate) fn on_2xx(&mut self, now: Instant, timers: &mut Timers) {
         if matches!(self.state, State::Proceeding) {
             self.state = State::Accepted;
             self.last = None;
@@ -105,7 +106,7 @@ impl ServerInvite {
 
     /// A final non-2xx goes upstream: remember it for retransmission. Returns false (and
     /// the response must not be sent) if a final response was already sent.
-    pub fn on_final(&mut self, resp: Bytes, now: Instant, timers: &mut Timers) -> bool {
+    pub(crate) fn on_final(&mut self, resp: Bytes, now: Instant, timers: &mut Timers) -> bool {
         if self.state != State::Proceeding {
             return false;
         }
@@ -122,7 +123,7 @@ impl ServerInvite {
 
     /// An ACK matched this transaction. Returns true if it was the hop-by-hop ACK for our
     /// non-2xx final (absorbed); false means it is not ours to absorb.
-    pub fn on_ack(&mut self, now: Instant, timers: &mut Timers) -> bool {
+    pub(crate) fn on_ack(&mut self, now: Instant, timers: &mut Timers) -> bool {
         match self.state {
             State::Completed => {
                 self.state = State::Confirmed;
@@ -139,7 +140,7 @@ impl ServerInvite {
         }
     }
 
-    pub fn on_timer(
+    pub(crate) fn on_timer(
         &mut self,
         kind: TimerKind,
         at: Instant,
@@ -171,7 +172,7 @@ impl ServerInvite {
     }
 
     /// Ends the transaction (e.g. a non-INVITE-style abandon, or shutdown).
-    pub fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
         self.last = None;
     }

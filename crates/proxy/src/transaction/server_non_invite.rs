@@ -1,7 +1,8 @@
 //! Server non-INVITE transaction (RFC 3261 §17.2.2, RFC 4320).
 //!
 //! ```text
-//! Trying --100--> Proceeding --final--> Completed --J--> Terminated
+//! Trying --final--> Completed --J--> Terminated
+//! (the proxy sends no provisional to a non-INVITE: RFC 4320)
 //!    `-------------final-------------^
 //! ```
 //! RFC 4320: a proxy never sends 408 to a non-INVITE request (the client has timed out
@@ -17,15 +18,14 @@ use super::TimerConfig;
 use super::{Timer, TimerKind, Timers};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Trying,
-    Proceeding,
     Completed,
     Terminated,
 }
 
 #[derive(Debug)]
-pub struct ServerNonInvite {
+pub(crate) struct ServerNonInvite {
     state: State,
     reliable: bool,
     last: Option<Bytes>,
@@ -33,7 +33,7 @@ pub struct ServerNonInvite {
 }
 
 impl ServerNonInvite {
-    pub fn new(reliable: bool) -> ServerNonInvite {
+    pub(crate) fn new(reliable: bool) -> ServerNonInvite {
         ServerNonInvite {
             state: State::Trying,
             reliable,
@@ -42,38 +42,24 @@ impl ServerNonInvite {
         }
     }
 
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    pub fn is_terminated(&self) -> bool {
+    pub(crate) fn is_terminated(&self) -> bool {
         self.state == State::Terminated
     }
 
-    pub fn is_final(&self) -> bool {
+    pub(crate) fn is_final(&self) -> bool {
         matches!(self.state, State::Completed | State::Terminated)
     }
 
     /// A retransmitted request: the last response again (none while Trying).
-    pub fn on_retransmission(&self) -> Option<Bytes> {
+    pub(crate) fn on_retransmission(&self) -> Option<Bytes> {
         match self.state {
-            State::Proceeding | State::Completed => self.last.clone(),
+            State::Completed => self.last.clone(),
             _ => None,
         }
     }
 
-    /// A 100 Trying goes upstream. Only 100 is allowed (RFC 4320).
-    pub fn on_trying(&mut self, resp: Bytes) -> bool {
-        if matches!(self.state, State::Trying | State::Proceeding) {
-            self.state = State::Proceeding;
-            self.last = Some(resp);
-            return true;
-        }
-        false
-    }
-
     /// A final response goes upstream. False (do not send) if one already went.
-    pub fn on_final(&mut self, resp: Bytes, now: Instant, timers: &mut Timers) -> bool {
+    pub(crate) fn on_final(&mut self, resp: Bytes, now: Instant, timers: &mut Timers) -> bool {
         if self.is_final() {
             return false;
         }
@@ -88,13 +74,13 @@ impl ServerNonInvite {
     }
 
     /// Ends without a response (every branch timed out: RFC 4320 forbids the 408).
-    pub fn abandon(&mut self) {
+    pub(crate) fn abandon(&mut self) {
         self.state = State::Terminated;
         self.last = None;
     }
 
     /// Returns true when the timer ended the transaction.
-    pub fn on_timer(&mut self, kind: TimerKind, at: Instant) -> bool {
+    pub(crate) fn on_timer(&mut self, kind: TimerKind, at: Instant) -> bool {
         if kind == TimerKind::J && Timer::matches(&self.j, at) && self.state == State::Completed {
             self.state = State::Terminated;
             self.last = None;

@@ -1,0 +1,71 @@
+//! Plain values the core and the edge exchange: peers (defined with the routing model,
+//! re-exported here), transmits, table sizes and call records. The bottom of the crate: it uses no other module.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+pub use trunkstore_routing::{Peer, Transport};
+
+/// One message for the edge to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// Where it goes.
+    pub to: Peer,
+    /// The local listener it must leave from (the one named in our Via/Record-Route);
+    /// `None` lets the edge pick the first listener of that transport and address family.
+    pub from: Option<SocketAddr>,
+    /// The message, ready to send.
+    pub data: Bytes,
+}
+
+/// Table sizes, for leak tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Server transactions (one per request being handled statefully, CANCEL included).
+    pub server_transactions: usize,
+    /// Client transactions (one per branch sent, CANCEL included).
+    pub client_transactions: usize,
+    /// Dialogs established by a 2xx and not yet ended.
+    pub calls: usize,
+}
+
+/// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
+/// them into wall-clock times with a (`SystemTime`, `Instant`) pair it took at start.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The call's Call-ID.
+    pub call_id: Bytes,
+    /// `"inbound"` (carrier → server), `"outbound"` (server → carriers) or `"onnet"`
+    /// (server → one of our DIDs).
+    pub direction: &'static str,
+    /// The account of the server in the call.
+    pub account: Option<Arc<str>>,
+    /// The document that server is in.
+    pub document: Option<Arc<str>>,
+    /// The server's name.
+    pub server: Option<Arc<str>>,
+    /// The dialled DID, normalised.
+    pub did: Option<Arc<str>>,
+    /// From URI user and Request-URI user, as received.
+    pub from: Bytes,
+    /// Request-URI user, as received.
+    pub to: Bytes,
+    /// INVITE received, 2xx relayed (if answered), call over.
+    pub started: Instant,
+    /// When the 2xx was relayed, if the call was answered.
+    pub answered: Option<Instant>,
+    /// When the call ended.
+    pub ended: Instant,
+    /// The final status of the INVITE the caller got.
+    pub status: u16,
+    /// How it ended: `failed`, `bye`, `bye_failed`, `max_duration`.
+    pub reason: &'static str,
+    /// 1-based number of the attempt that answered.
+    pub answered_attempt: Option<u16>,
+    /// The failover attempt was tried.
+    pub failover: bool,
+    /// The call held one of its account's trunks (§6).
+    pub trunk_held: bool,
+}
