@@ -27,7 +27,7 @@ pub struct Stats {
     pub server_transactions: usize,
     /// Client transactions (one per branch sent, CANCEL included).
     pub client_transactions: usize,
-    /// Dialogs established by a 2xx and not yet ended.
+    /// Calls in the dialog table: admitted and not yet over (ringing or answered).
     pub calls: usize,
 }
 

@@ -156,7 +156,7 @@ impl MetricsSource for ProxyMetrics {
             out,
             "trunkstore_active_calls",
             "gauge",
-            "Dialogs established and not yet ended.",
+            "Calls in progress (ringing or answered) in the dialog table.",
             stats.calls,
         );
         render_trunks(out, &self.0.trunks_in_use(), &self.0.trunk_limits());
