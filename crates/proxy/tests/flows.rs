@@ -403,17 +403,8 @@ fn loop_is_482_and_a_spiral_is_a_merged_request() {
 #[test]
 fn options_to_us_is_answered_locally() {
     let mut h = H::new();
-    let opt = "OPTIONS sip:10.0.0.1:5060 SIP/2.0
-Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-o1
-Max-Forwards: 70
-From: <sip:ping@192.0.2.10>;tag=p1
-To: <sip:10.0.0.1>
-Call-ID: o1
-CSeq: 1 OPTIONS
-Content-Length: 0
-
-";
-    let out = h.feed(udp(CARRIER), opt);
+    let opt = options_to_proxy(70);
+    let out = h.feed(udp(CARRIER), &opt);
     assert_eq!(out.len(), 1);
     assert_eq!(status(&out[0]), Some(200));
     assert_eq!(out[0].to, udp(CARRIER));

@@ -214,7 +214,7 @@ fn retransmissions_sent_and_received_and_parse_errors() {
 
 const PW_PBX: &str = "10.0.0.99:5060";
 const C1: &str = "192.0.2.21:5060";
-/// The Request-URI of `pbx_invite`.
+/// The Request-URI of `pbx_call_invite`.
 const PBX_RURI: &str = "sip:+12125550100@10.0.0.1:5060";
 
 fn outbound_harness() -> H {
@@ -239,33 +239,17 @@ fn outbound_harness() -> H {
     H::routed(&catalog, false)
 }
 
-fn pbx_invite(call: &str, from: &str, extra: &str) -> String {
-    format!(
-        "INVITE sip:+12125550100@10.0.0.1:5060 SIP/2.0
-Via: SIP/2.0/UDP {from};branch=z9hG4bK-{call};rport
-Max-Forwards: 70
-From: <sip:1000@pbx.example.com>;tag=pbx-{call}
-To: <sip:+12125550100@10.0.0.1>
-Call-ID: {call}
-CSeq: 1 INVITE
-Contact: <sip:1000@{from}>
-{extra}Content-Length: 0
-
-"
-    )
-}
-
 #[test]
 fn auth_challenges_failures_bans_and_an_outbound_call() {
     let mut h = outbound_harness();
     // 407 (no credentials): a challenge, not a call.
-    let first = h.feed(udp(PW_PBX), &pbx_invite("o0", PW_PBX, ""));
+    let first = h.feed(udp(PW_PBX), &pbx_call_invite("o0", PW_PBX, ""));
     assert_eq!(status(&first[0]), Some(407));
     assert_eq!(h.proxy.metrics().challenges(), 1);
     assert_eq!(calls(&h).iter().sum::<u64>(), 0);
     // Good credentials: forwarded to the carrier, which answers.
     let auth = authorization(&first[0], "alice", "s3cret", 1, PBX_RURI);
-    let out = h.feed(udp(PW_PBX), &pbx_invite("o1", PW_PBX, &auth));
+    let out = h.feed(udp(PW_PBX), &pbx_call_invite("o1", PW_PBX, &auth));
     let inv = to(&out, C1).remove(0);
     h.feed(udp(C1), &reply(&inv, 183));
     h.feed(udp(C1), &reply(&inv, 200));
@@ -283,14 +267,14 @@ fn auth_challenges_failures_bans_and_an_outbound_call() {
     );
     // Three wrong passwords from one address: three 403s, the third bans it.
     let w = "10.0.0.98:5060";
-    let first = h.feed(udp(w), &pbx_invite("w0", w, ""));
+    let first = h.feed(udp(w), &pbx_call_invite("w0", w, ""));
     for i in 1..=3 {
         let auth = authorization(&first[0], "alice", "wrong", 1, PBX_RURI);
-        let out = h.feed(udp(w), &pbx_invite(&format!("w{i}"), w, &auth));
+        let out = h.feed(udp(w), &pbx_call_invite(&format!("w{i}"), w, &auth));
         assert_eq!(status(&out[0]), Some(403));
     }
     // Banned: dropped without an answer, counted by protection only.
-    assert!(h.feed(udp(w), &pbx_invite("w4", w, "")).is_empty());
+    assert!(h.feed(udp(w), &pbx_call_invite("w4", w, "")).is_empty());
     let m = h.proxy.metrics();
     assert_eq!((m.auth_failures(), m.bans(), m.challenges()), (3, 1, 2));
     assert_eq!(m.calls(Direction::Outbound, Outcome::Rejected), 3);

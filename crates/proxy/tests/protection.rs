@@ -62,22 +62,6 @@ CSeq: 1 OPTIONS
     )
 }
 
-fn pbx_invite(call: &str, from: &str, extra: &str) -> String {
-    format!(
-        "INVITE sip:+12125550100@10.0.0.1:5060 SIP/2.0
-Via: SIP/2.0/UDP {from};branch=z9hG4bK-{call};rport
-Max-Forwards: 70
-From: <sip:1000@pbx.example.com>;tag=pbx-{call}
-To: <sip:+12125550100@10.0.0.1>
-Call-ID: {call}
-CSeq: 1 INVITE
-Contact: <sip:1000@{from}>
-{extra}Content-Length: 0
-
-"
-    )
-}
-
 /// A request of `method` inside a dialog through our Record-Route.
 fn in_dialog(method: &str, from: &str, call: &str) -> String {
     format!(
@@ -116,7 +100,7 @@ fn statuses(out: &[Transmit]) -> Vec<u16> {
 
 /// Three wrong passwords from `PW_PBX` (the ban threshold of these tests).
 fn ban_pw_pbx(h: &mut H) {
-    let first = h.feed(udp(PW_PBX), &pbx_invite("b0", PW_PBX, ""));
+    let first = h.feed(udp(PW_PBX), &pbx_call_invite("b0", PW_PBX, ""));
     assert_eq!(statuses(&first), [407]);
     let bad = authorization(
         &first[0],
@@ -126,7 +110,10 @@ fn ban_pw_pbx(h: &mut H) {
         "sip:+12125550100@10.0.0.1:5060",
     );
     for i in 1..=3 {
-        let out = h.feed(udp(PW_PBX), &pbx_invite(&format!("b{i}"), PW_PBX, &bad));
+        let out = h.feed(
+            udp(PW_PBX),
+            &pbx_call_invite(&format!("b{i}"), PW_PBX, &bad),
+        );
         assert_eq!(statuses(&out), [403], "failure {i}");
     }
 }
@@ -247,7 +234,7 @@ fn an_authenticated_pbx_is_not_rate_limited_for_its_in_dialog_requests() {
     // Burst 3: the 407 round and the authenticated INVITE take them all; the PBX's
     // later requests pass because it authenticated (trusted for 300 s).
     let mut h = harness(json!({"rate": 1, "burst": 3}));
-    let first = h.feed(udp(PW_PBX), &pbx_invite("t1", PW_PBX, ""));
+    let first = h.feed(udp(PW_PBX), &pbx_call_invite("t1", PW_PBX, ""));
     assert_eq!(statuses(&first), [407]);
     let good = authorization(
         &first[0],
@@ -258,7 +245,7 @@ fn an_authenticated_pbx_is_not_rate_limited_for_its_in_dialog_requests() {
     );
     let out = h.feed(
         udp(PW_PBX),
-        &pbx_invite("t1", PW_PBX, &good).replace("CSeq: 1", "CSeq: 2"),
+        &pbx_call_invite("t1", PW_PBX, &good).replace("CSeq: 1", "CSeq: 2"),
     );
     assert!(statuses(&out).contains(&100), "{:?}", statuses(&out));
     for i in 0..5 {

@@ -299,17 +299,8 @@ fn unparseable_request_gets_400_and_options_max_forwards_zero_gets_200() {
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].to, status(&out[0])), (udp(CARRIER), Some(400)));
     assert_eq!(h.proxy.stats().server_transactions, 0);
-    let opt = "OPTIONS sip:10.0.0.1:5060 SIP/2.0
-Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-o1
-Max-Forwards: 0
-From: <sip:ping@192.0.2.10>;tag=p1
-To: <sip:10.0.0.1>
-Call-ID: o1
-CSeq: 1 OPTIONS
-Content-Length: 0
-
-";
-    let out = h.feed(udp(CARRIER), opt);
+    let opt = options_to_proxy(0);
+    let out = h.feed(udp(CARRIER), &opt);
     assert_eq!((out.len(), status(&out[0])), (1, Some(200)));
     // Toward anything else Max-Forwards 0 is still 483.
     let fwd = opt.replace(

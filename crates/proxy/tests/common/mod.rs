@@ -298,6 +298,40 @@ Content-Length: 0
     )
 }
 
+/// A PBX's INVITE to +12125550100 from `from`, with `extra` header lines (each ending in
+/// a newline) before Content-Length.
+pub fn pbx_call_invite(call: &str, from: &str, extra: &str) -> String {
+    format!(
+        "INVITE sip:+12125550100@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {from};branch=z9hG4bK-{call};rport
+Max-Forwards: 70
+From: <sip:1000@pbx.example.com>;tag=pbx-{call}
+To: <sip:+12125550100@10.0.0.1>
+Call-ID: {call}
+CSeq: 1 INVITE
+Contact: <sip:1000@{from}>
+{extra}Content-Length: 0
+
+"
+    )
+}
+
+/// The carrier's OPTIONS ping to the proxy itself, with this Max-Forwards.
+pub fn options_to_proxy(max_forwards: u8) -> String {
+    format!(
+        "OPTIONS sip:10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-o1
+Max-Forwards: {max_forwards}
+From: <sip:ping@192.0.2.10>;tag=p1
+To: <sip:10.0.0.1>
+Call-ID: o1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+"
+    )
+}
+
 /// A response to a request we forwarded, as its next hop would send it (no Contact).
 pub fn reply(req: &Transmit, code: u16) -> String {
     answer(req, code, "sip:x@10.0.0.5:5080")
