@@ -75,7 +75,7 @@ fn preloaded_route_is_refused_and_never_followed() {
         assert_eq!(m.status(), Some(403));
         assert_eq!(m.reason(), b"Preload Route denied");
         // The ACK for our 403 repeats the Route (§17.1.1.3): absorbed, not followed.
-        let tag = trunkstore_proxy_test_to_tag(&out[0]);
+        let tag = to_tag_of(&out[0]);
         let ack = ack_non2xx(&format!("r{n}"), &format!("z9hG4bK-r{n}"), &tag).replace(
             "Max-Forwards: 70\n",
             &format!("Route: {route}\nMax-Forwards: 70\n"),
@@ -87,7 +87,8 @@ fn preloaded_route_is_refused_and_never_followed() {
     h.assert_drained();
 }
 
-fn trunkstore_proxy_test_to_tag(t: &Transmit) -> String {
+/// The To tag of a response the proxy sent.
+fn to_tag_of(t: &Transmit) -> String {
     let to = header(t, HeaderName::To).unwrap();
     to.split("tag=").nth(1).unwrap().to_string()
 }
