@@ -176,18 +176,25 @@ fn challenges(t: &Transmit) -> Vec<String> {
 /// A digest-authenticated INVITE from the password PBX: the 407 round, then the INVITE
 /// with credentials. Returns what the second INVITE produced.
 fn pw_call(h: &mut H, call: &str, number: &str) -> Vec<Transmit> {
-    let out = h.feed(udp(PW_PBX), &pbx_invite(call, PW_PBX, number, "1000", ""));
-    assert_eq!(status(&out[0]), Some(407));
-    let auth = authorization(
-        &out[0],
-        "alice",
-        "s3cret",
-        1,
-        &format!("sip:{number}@10.0.0.1:5060"),
-    );
+    digest_call(h, (PW_PBX, "1000"), ("alice", "s3cret"), call, number)
+}
+
+/// The 407 round from `src` (From user `from_user`), then the INVITE with `user`'s
+/// credentials. Returns what the second INVITE produced.
+fn digest_call(
+    h: &mut H,
+    (src, from_user): (&str, &str),
+    (user, password): (&str, &str),
+    call: &str,
+    number: &str,
+) -> Vec<Transmit> {
+    let out = h.feed(udp(src), &pbx_invite(call, src, number, from_user, ""));
+    assert_eq!(status(&out[0]), Some(407), "{call}");
+    let ruri = format!("sip:{number}@10.0.0.1:5060");
+    let auth = authorization(&out[0], user, password, 1, &ruri);
     h.feed(
-        udp(PW_PBX),
-        &pbx_invite(call, PW_PBX, number, "1000", &auth).replace("CSeq: 1", "CSeq: 2"),
+        udp(src),
+        &pbx_invite(call, src, number, from_user, &auth).replace("CSeq: 1", "CSeq: 2"),
     )
 }
 
@@ -493,14 +500,7 @@ fn disabled_servers_still_place_emergency_calls() {
 
 /// A digest-authenticated INVITE from the disabled password server (carol) at `src`.
 fn carol_call(h: &mut H, src: &str, call: &str, number: &str) -> Vec<Transmit> {
-    let out = h.feed(udp(src), &pbx_invite(call, src, number, "2000", ""));
-    assert_eq!(status(&out[0]), Some(407), "{call}");
-    let ruri = format!("sip:{number}@10.0.0.1:5060");
-    let auth = authorization(&out[0], "carol", "pw", 1, &ruri);
-    h.feed(
-        udp(src),
-        &pbx_invite(call, src, number, "2000", &auth).replace("CSeq: 1", "CSeq: 2"),
-    )
+    digest_call(h, (src, "2000"), ("carol", "pw"), call, number)
 }
 
 /// Issue 13 item 4, outbound: the dialled number's user parameters are split off before

@@ -177,12 +177,31 @@ impl<'a> Editor<'a> {
 
     /// Removes every line of a header. Returns how many lines were removed.
     pub fn remove_header(&mut self, name: &[u8]) -> Result<usize, Error> {
-        check_not_content_length(name)?;
+        self.remove_headers(&[name])
+    }
+
+    /// Removes every line of each of `names` (at most [`MAX_REMOVED_NAMES`]) in one pass
+    /// over the header index. Returns how many lines were removed.
+    pub fn remove_headers(&mut self, names: &[&[u8]]) -> Result<usize, Error> {
+        let mut kinds = [HeaderName::Other; MAX_REMOVED_NAMES];
+        if names.len() > kinds.len() {
+            return Err(Error::TooLarge("header names removed at once"));
+        }
+        if names.is_empty() {
+            return Ok(0);
+        }
+        for (kind, name) in kinds.iter_mut().zip(names) {
+            check_not_content_length(name)?;
+            *kind = HeaderName::from_bytes(name);
+        }
+        let wanted = || kinds.iter().zip(names);
         let mut n = 0;
         let msg = self.msg;
-        for e in msg.entries().iter().filter(|e| name_matches(msg, e, name)) {
-            self.remove_line(e)?;
-            n += 1;
+        for e in msg.entries() {
+            if wanted().any(|(&kind, name)| kind_matches(msg, e, kind, name)) {
+                self.remove_line(e)?;
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -526,13 +545,21 @@ impl<'a> Editor<'a> {
 }
 
 fn name_matches(msg: &Message, e: &HeaderEntry, name: &[u8]) -> bool {
-    match HeaderName::from_bytes(name) {
+    kind_matches(msg, e, HeaderName::from_bytes(name), name)
+}
+
+/// `name_matches` with `name` already classified as `kind`.
+fn kind_matches(msg: &Message, e: &HeaderEntry, kind: HeaderName, name: &[u8]) -> bool {
+    match kind {
         HeaderName::Other => {
             e.kind == HeaderName::Other && msg.span(e.name_span()).eq_ignore_ascii_case(name)
         }
         kind => e.kind == kind,
     }
 }
+
+/// Header names [`Editor::remove_headers`] takes at once.
+pub const MAX_REMOVED_NAMES: usize = 4;
 
 fn check_not_content_length(name: &[u8]) -> Result<(), Error> {
     if HeaderName::from_bytes(name) == HeaderName::ContentLength {
@@ -790,6 +817,24 @@ body";
             o.headers(HeaderName::ContentLength).collect::<Vec<_>>(),
             vec![&b"3"[..], b"3"]
         );
+    }
+
+    #[test]
+    fn several_headers_removed_in_one_pass() {
+        let m = parse(
+            b"OPTIONS sip:a SIP/2.0\r\nP-Asserted-Identity: <sip:1@x>\r\nX-A: 1\r\n\
+              remote-party-id: <sip:2@x>\r\nP-Asserted-Identity: <sip:3@x>\r\n\r\n",
+        );
+        let mut ed = Editor::new(&m);
+        let names: [&[u8]; 3] = [b"P-Asserted-Identity", b"Remote-Party-ID", b"X-None"];
+        assert_eq!(ed.remove_headers(&names).unwrap(), 3);
+        assert_eq!(
+            out(&ed),
+            b"OPTIONS sip:a SIP/2.0\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut ed = Editor::new(&m);
+        assert!(ed.remove_headers(&[b"A", b"B", b"C", b"D", b"E"]).is_err());
+        assert!(ed.remove_headers(&[b"X-A", b"Content-Length"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use trunkstore_sip::edit::Editor;
+use trunkstore_sip::edit::{Editor, MAX_REMOVED_NAMES};
 use trunkstore_sip::message::{HeaderName, Message};
 
 use crate::branch;
@@ -244,33 +244,38 @@ impl Trust {
         ed: &mut Editor<'_>,
         identity: Option<&IdentityEdit>,
     ) -> Result<usize, trunkstore_sip::Error> {
-        let mut used = 0;
+        let mut names: [&[u8]; MAX_REMOVED_NAMES] = [b""; MAX_REMOVED_NAMES];
+        let mut n = 0;
         if !self.from_carrier {
             let sets_pai = identity.is_some_and(|i| i.asserts());
             for name in IDENTITY_HEADERS {
                 if !(sets_pai && name == b"P-Asserted-Identity") {
-                    used += ed.remove_header(name)?;
+                    names[n] = name;
+                    n += 1;
                 }
             }
         }
         if self.to_carrier {
-            used += ed.remove_header(b"Proxy-Authorization")?;
+            names[n] = b"Proxy-Authorization";
+            n += 1;
         }
-        Ok(used)
+        ed.remove_headers(&names[..n])
     }
 
     /// A response on its way back: a server's identity headers go, and toward a carrier
     /// every `Proxy-Authenticate` (a customer may not collect a carrier's credentials).
     pub(super) fn strip_response(self, ed: &mut Editor<'_>) -> Result<(), trunkstore_sip::Error> {
+        let mut names: [&[u8]; MAX_REMOVED_NAMES] = [b""; MAX_REMOVED_NAMES];
+        let mut n = 0;
         if !self.to_carrier {
-            for name in IDENTITY_HEADERS {
-                ed.remove_header(name)?;
-            }
+            names[..IDENTITY_HEADERS.len()].copy_from_slice(&IDENTITY_HEADERS);
+            n = IDENTITY_HEADERS.len();
         }
         if self.from_carrier {
-            ed.remove_header(b"Proxy-Authenticate")?;
+            names[n] = b"Proxy-Authenticate";
+            n += 1;
         }
-        Ok(())
+        ed.remove_headers(&names[..n]).map(|_| ())
     }
 }
 
