@@ -257,14 +257,20 @@ pub(crate) fn established(
     let Some(mut dialog) = cx.state.calls.get_mut(&k) else {
         return;
     };
-    if matches!(dialog.phase, Phase::Confirmed(_)) {
-        return;
-    }
+    // The early dialog of that tag on that branch already knows its party.
+    let early = match &mut dialog.phase {
+        Phase::Confirmed(_) => return,
+        Phase::Early(list) => list
+            .iter()
+            .position(|c| c.tag == tag && c.party.peer == callee)
+            .map(|i| list.swap_remove(i)),
+    };
+    let callee = early.unwrap_or_else(|| Callee {
+        tag,
+        party: party_at(cx, callee),
+    });
     dialog.phase = Phase::Confirmed(Box::new(Confirmed {
-        callee: Callee {
-            tag,
-            party: party_at(cx, callee),
-        },
+        callee,
         started: cx.now,
         attempt,
         failover,
