@@ -136,18 +136,22 @@ fn udp_exchange(s: &UdpSocket, to: SocketAddr, text: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-fn udp_options(s: &UdpSocket, to: SocketAddr, call: &str) -> Option<String> {
-    let me = s.local_addr().unwrap();
+/// An OPTIONS ping from `me` to the proxy at `to` over `transport` (`UDP`/`TCP`).
+fn options(me: SocketAddr, to: SocketAddr, transport: &str, call: &str) -> String {
     let ruri = format!("sip:{to}");
-    let text = request(
+    request(
         "OPTIONS",
         &ruri,
         &me.ip().to_string(),
         me.port(),
-        "UDP",
+        transport,
         call,
         "",
-    );
+    )
+}
+
+fn udp_options(s: &UdpSocket, to: SocketAddr, call: &str) -> Option<String> {
+    let text = options(s.local_addr().unwrap(), to, "UDP", call);
     udp_exchange(s, to, &text)
 }
 
@@ -165,17 +169,7 @@ fn tcp_from(host: &str, to: SocketAddr) -> TcpStream {
 /// An OPTIONS over `s`; what came back: the answer, or everything read until the proxy
 /// closed the connection (then `closed` is true).
 fn tcp_options(s: &mut TcpStream, to: SocketAddr, call: &str) -> (String, bool) {
-    let me = s.local_addr().unwrap();
-    let ruri = format!("sip:{to}");
-    let text = request(
-        "OPTIONS",
-        &ruri,
-        &me.ip().to_string(),
-        me.port(),
-        "TCP",
-        call,
-        "",
-    );
+    let text = options(s.local_addr().unwrap(), to, "TCP", call);
     // The proxy may have closed the connection already: a failed write is fine.
     let _ = s.write_all(text.as_bytes());
     let mut got = Vec::new();
