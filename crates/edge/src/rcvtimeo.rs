@@ -27,7 +27,9 @@ pub(crate) fn rearm(armed: Armed, left: Option<Duration>) -> Option<Armed> {
     let wanted = quantize(left);
     match armed {
         None => Some(Some(wanted)),
-        Some(a) if a > left => Some(Some(wanted)),
+        // Lowered only when that changes it: with 1 ms the shortest arm, a deadline
+        // under 1 ms away (always, under load) must not re-arm the same 1 ms each time.
+        Some(a) if a > left && wanted < a => Some(Some(wanted)),
         Some(a) if wanted >= a * 8 => Some(Some(wanted)),
         Some(_) => None,
     }
@@ -73,6 +75,18 @@ mod tests {
             let armed = rearm(Some(ms(512)), Some(ms(left))).unwrap_or(Some(ms(512)));
             assert!(armed.unwrap() <= ms(left), "{left}");
         }
+    }
+
+    #[test]
+    fn a_deadline_under_a_millisecond_keeps_the_shortest_arm() {
+        for us in [0, 1, 300, 999] {
+            let left = Some(Duration::from_micros(us));
+            assert_eq!(rearm(Some(ms(1)), left), None, "{us} µs");
+        }
+        assert_eq!(
+            rearm(Some(ms(2)), Some(Duration::from_micros(300))),
+            Some(Some(ms(1)))
+        );
     }
 
     #[test]
