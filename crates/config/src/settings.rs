@@ -71,6 +71,40 @@ pub struct Settings {
     pub protection: Protection,
     /// `auth`: digest challenge options.
     pub auth: DigestAuth,
+    /// `data_dir`, resolved: where the proxy keeps state across restarts (registrations).
+    pub data_dir: PathBuf,
+    /// `registrar`: REGISTER of password servers and keep-alives to NATed bindings.
+    pub registrar: Registrar,
+}
+
+/// `registrar`: bindings of password servers that REGISTER (behaviour.md §4.2, §5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registrar {
+    /// Shortest expiry accepted, seconds (60); shorter gets 423 with `Min-Expires`.
+    pub min_expires: u32,
+    /// Longest expiry granted, seconds (3600); longer is cut to this.
+    pub max_expires: u32,
+    /// Expiry when the REGISTER gives none, seconds (3600).
+    pub default_expires: u32,
+    /// Most bindings per address of record (5); a new one past it replaces the oldest.
+    pub max_contacts: u32,
+    /// Seconds between keep-alives to a binding behind NAT (30); 0 sends none.
+    pub keepalive_interval: u32,
+    /// Keep-alive OPTIONS left unanswered in a row before the binding is dropped (3).
+    pub keepalive_failures: u32,
+}
+
+impl Default for Registrar {
+    fn default() -> Self {
+        Registrar {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 5,
+            keepalive_interval: 30,
+            keepalive_failures: 3,
+        }
+    }
 }
 
 /// Scanner user agents blocked by default (case-insensitive substrings). `sipsak` is a
@@ -572,6 +606,8 @@ const KEYS: &[&str] = &[
     "transport",
     "protection",
     "auth",
+    "data_dir",
+    "registrar",
 ];
 
 impl Settings {
@@ -629,6 +665,11 @@ impl Settings {
             transport: transport(&mut w, root),
             protection: protection(&mut w, root),
             auth: auth(&mut w, root),
+            data_dir: base_dir.join(
+                w.opt_string(root, "data_dir", "", Str::NON_EMPTY)
+                    .unwrap_or_else(|| "data".into()),
+            ),
+            registrar: registrar(&mut w, root),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1187,6 +1228,46 @@ fn metrics(w: &mut Walker, root: &Map<String, Value>) -> Metrics {
     Metrics {
         listen: Walker::field(obj, "listen").and_then(|v| socket_addr(w, v, "metrics.listen")),
     }
+}
+
+fn registrar(w: &mut Walker, root: &Map<String, Value>) -> Registrar {
+    let d = Registrar::default();
+    let known = [
+        "min_expires",
+        "max_expires",
+        "default_expires",
+        "max_contacts",
+        "keepalive_interval",
+        "keepalive_failures",
+    ];
+    let Some(obj) = sub_object(w, root, "registrar", &known) else {
+        return d;
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "registrar", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    let r = Registrar {
+        min_expires: get("min_expires", 1, 86_400, d.min_expires),
+        max_expires: get("max_expires", 1, 7 * 86_400, d.max_expires),
+        default_expires: get("default_expires", 1, 7 * 86_400, d.default_expires),
+        max_contacts: get("max_contacts", 1, 100, d.max_contacts),
+        keepalive_interval: get("keepalive_interval", 0, 3600, d.keepalive_interval),
+        keepalive_failures: get("keepalive_failures", 1, 100, d.keepalive_failures),
+    };
+    if r.min_expires > r.max_expires {
+        w.error(
+            "registrar.min_expires",
+            "maximum",
+            format!(
+                "{} is above registrar.max_expires ({})",
+                r.min_expires, r.max_expires
+            ),
+            None,
+            None,
+        );
+    }
+    r
 }
 
 fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {

@@ -63,6 +63,8 @@ pub struct ProxyConfig {
     pub call_records: bool,
     /// Rate limits, bans and scanner user agents for unauthenticated sources (§8).
     pub protection: ProtectionConfig,
+    /// REGISTER expiries, contacts per address of record, keep-alives (§5.4).
+    pub registrar: crate::registrar::RegistrarConfig,
 }
 
 impl ProxyConfig {
@@ -103,6 +105,7 @@ impl ProxyConfig {
             failover_on: FailoverRule::from_settings(&settings.failover_on),
             call_records: settings.cdr.file.is_some(),
             protection: ProtectionConfig::from(&settings.protection),
+            registrar: crate::registrar::RegistrarConfig::from(&settings.registrar),
         }
     }
 
@@ -133,6 +136,7 @@ impl ProxyConfig {
             failover_on: FailoverRule::default_inbound(),
             call_records: false,
             protection: ProtectionConfig::default(),
+            registrar: crate::registrar::RegistrarConfig::default(),
         }
     }
 

@@ -19,13 +19,14 @@
 //!
 //! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
 //!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
-//!    `timerq`, `trunks`.
+//!    `timerq`, `trunks`, `registrar` (bindings of REGISTERed servers).
 //! 2. **Settings and wire reads**: `auth`, `config`, `sipview`, `callerid`, `metrics`.
 //! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
 //!    `failover`, and the proxy's plain-value machines `machines` (branch state,
 //!    deadline table, plan cursor, best response).
 //! 4. **Tables and context**: `state`, `shard`, `context` (`Ctx`, `lock`).
-//! 5. **Actions in context**: `local`, `admission`, `calls`, `late2xx`, `outbound`.
+//! 5. **Actions in context**: `local`, `admission`, `calls`, `late2xx`, `outbound`,
+//!    `register` (answers REGISTER, sends keep-alives).
 //! 6. **Proxying**: `proxying/` (forward, cancel, answer, responses, timers; its
 //!    `mod.rs` moves the plan on top of them).
 //! 7. **Dispatch**: `request`, `response`, `engine`.
@@ -61,6 +62,8 @@ pub mod metrics;
 mod outbound;
 mod policy;
 mod proxying;
+mod register;
+pub mod registrar;
 mod request;
 mod response;
 pub mod route;

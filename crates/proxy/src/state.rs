@@ -27,6 +27,7 @@ use crate::transaction::{
     client_invite, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
 use crate::trunks::{TrunkHold, Trunks};
+use crate::registrar::Registrar;
 use crate::types::{Peer, Stats};
 
 pub(crate) type TxnRef = Arc<Mutex<ProxyTxn>>;
@@ -44,6 +45,8 @@ pub(crate) struct State {
     pub auth: Authenticator,
     /// Rate limits, bans and scanner blocking for unknown sources (§8).
     pub protection: Protection,
+    /// Bindings of password servers that REGISTER (§5.4).
+    pub registrar: Registrar,
     /// Trunks in use per account (§6).
     pub trunks: Trunks,
     /// Calls admitted and not yet over (early and confirmed), capped by `max_calls`.
@@ -438,6 +441,7 @@ impl State {
         State {
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),
+            registrar: Registrar::new(cfg.registrar.clone()),
             trunks: Trunks::default(),
             active_calls: Arc::default(),
             metrics: ProxyMetrics::default(),

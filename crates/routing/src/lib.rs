@@ -21,6 +21,6 @@ mod snapshot;
 mod table;
 
 pub use key::{pack as pack_did, MAX_PACKED_DIGITS};
-pub use model::{secs, InboundRoute, Peer, Transport};
+pub use model::{aor, secs, InboundRoute, Peer, Transport};
 pub use router::Router;
 pub use snapshot::{AccountInfo, RouteInfo, ServerId, ServerInfo, Snapshot, SourceMatch, Target};

@@ -67,6 +67,15 @@ pub struct InboundRoute {
     pub failover: Option<Arc<Failover>>,
     /// DID or server says so: on-net calls (and e164 failovers) to it go over carriers.
     pub force_outbound: bool,
+    /// A password server without an ip is reached at the bindings it REGISTERed for this
+    /// address of record (`auth_user@realm`, see [`aor()`]); `None` for every other server.
+    pub registered_aor: Option<Arc<str>>,
+}
+
+/// The address of record a password server registers as: `auth_user@realm`, the realm
+/// lower-cased (realms compare case-insensitively, the user does not).
+pub fn aor(auth_user: &str, realm: &str) -> Arc<str> {
+    Arc::from(format!("{auth_user}@{}", realm.to_ascii_lowercase()))
 }
 
 impl InboundRoute {
@@ -95,6 +104,7 @@ impl InboundRoute {
             sip_headers: None,
             failover: None,
             force_outbound: false,
+            registered_aor: None,
         }
     }
 }

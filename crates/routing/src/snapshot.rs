@@ -700,6 +700,7 @@ fn resolve(
         sip_headers: Some(sip_headers.clone()).filter(|h| !h.is_empty()),
         failover: failover.clone(),
         force_outbound: eff.force_outbound,
+        registered_aor: registered_aor(&info),
     });
     RouteInfo {
         inbound,
@@ -735,4 +736,13 @@ fn cascade_caller_id(
         return b.clone();
     }
     non_empty_caller_id(server).or_else(|| account.clone())
+}
+
+/// The address of record of a password server with no ip (its calls go to its bindings).
+fn registered_aor(info: &ServerInfo) -> Option<Arc<str>> {
+    if info.auth_method != AuthMethod::Password || info.target.socket_addr().is_some() {
+        return None;
+    }
+    let user = info.auth_user.as_deref()?;
+    Some(crate::model::aor(user, &info.realm))
 }
