@@ -74,6 +74,7 @@ pub(crate) fn handle_message(
         response::on_response(&mut cx, from, msg);
     }
     arm_sweep(&mut cx);
+    arm_registrar(&mut cx);
 }
 
 pub(crate) fn handle_timeouts(state: &State, shard: &mut Shard, now: Instant) {
@@ -93,10 +94,28 @@ pub(crate) fn handle_timeouts(state: &State, shard: &mut Shard, now: Instant) {
         proxying::settle(cx.state, &mut t);
     }
     sweep_calls(&mut cx);
+    sweep_registrar(&mut cx);
+}
+
+/// The registrar's sweep, offered by every shard once a second while it has anything
+/// (one does it: `Registrar::take_sweep`).
+fn sweep_registrar(cx: &mut Ctx<'_>) {
+    if cx.shard.next_registrar.is_some_and(|at| at <= cx.now) {
+        cx.shard.next_registrar = None;
+        crate::register::sweep(cx);
+    }
+    arm_registrar(cx);
+}
+
+fn arm_registrar(cx: &mut Ctx<'_>) {
+    if cx.shard.next_registrar.is_none() && cx.state.registrar.is_live() {
+        cx.shard.next_registrar = Some(cx.now + crate::registrar::SWEEP_EVERY);
+    }
 }
 
 pub(crate) fn handle_transport_error(state: &State, shard: &mut Shard, now: Instant, peer: Peer) {
     let mut cx = Ctx { state, shard, now };
+    state.registrar.transport_failed(peer);
     // Rare event: a scan of the client index is fine, and no map guard is held while
     // a transaction is locked.
     let hit: Vec<_> = state

@@ -7,7 +7,7 @@ use trunkstore_config::numbers::normalize;
 use trunkstore_config::FailoverTarget;
 use trunkstore_sip::uri::Uri;
 
-use crate::route::{attempt_to_route, Attempt, AttemptPlan, Directory};
+use crate::route::{attempts_to_route, Attempt, AttemptPlan, Bindings, Directory};
 
 /// The failover of a plan whose attempts all failed (§4.8), resolved now because it is
 /// rarely needed. Always at least one attempt: one that cannot be sent (no next hop)
@@ -18,13 +18,17 @@ use crate::route::{attempt_to_route, Attempt, AttemptPlan, Directory};
 /// * `e164`: the number, normalised, routed like an outbound call of the account: to our
 ///   own server when it is one of our DIDs (and not `force_outbound`), else over the
 ///   carriers ([`outbound_targets`]).
-pub(crate) fn failover_attempts(dir: &dyn Directory, plan: &AttemptPlan) -> Vec<Attempt> {
+pub(crate) fn failover_attempts(
+    dir: &dyn Directory,
+    plan: &AttemptPlan,
+    bindings: Bindings<'_>,
+) -> Vec<Attempt> {
     let Some(failover) = plan.failover_to.as_deref() else {
         return Vec::new();
     };
     let mut out = match failover.target() {
         FailoverTarget::Uri(uri) => vec![uri_attempt(uri, plan.attempts.first())],
-        FailoverTarget::Number(number) => number_attempts(dir, plan, number),
+        FailoverTarget::Number(number) => number_attempts(dir, plan, number, bindings),
     };
     if out.is_empty() {
         out.push(Attempt::to(None, None));
@@ -49,14 +53,19 @@ fn uri_attempt(uri: &str, primary: Option<&Attempt>) -> Attempt {
     a
 }
 
-fn number_attempts(dir: &dyn Directory, plan: &AttemptPlan, number: &str) -> Vec<Attempt> {
+fn number_attempts(
+    dir: &dyn Directory,
+    plan: &AttemptPlan,
+    number: &str,
+    bindings: Bindings<'_>,
+) -> Vec<Attempt> {
     let number = normalize(number);
     match dir.inbound(&number) {
         Some(route) if !route.force_outbound => {
             if !route.enabled {
                 return vec![Attempt::to(None, None)];
             }
-            vec![attempt_to_route(&number, &route, "")]
+            attempts_to_route(&number, &route, "", bindings)
         }
         _ => outbound_targets(dir, plan.account.as_deref(), &number),
     }

@@ -193,6 +193,31 @@ impl Proxy {
             .collect()
     }
 
+    /// Every live binding of the registrar (admin API, persistence), by address of record.
+    pub fn registrations(&self, now: Instant) -> Vec<registrar::Registration> {
+        self.state.registrar.list(now)
+    }
+
+    /// Puts back bindings saved before a restart (`expires_in` counted from `now`);
+    /// returns how many were taken.
+    pub fn restore_registrations(
+        &self,
+        saved: Vec<registrar::Registration>,
+        now: Instant,
+    ) -> usize {
+        self.state.registrar.restore(saved, now)
+    }
+
+    /// Moves whenever a binding changes: persistence saves when it moved.
+    pub fn registrations_generation(&self) -> u64 {
+        self.state.registrar.generation()
+    }
+
+    /// Live bindings per account (metrics).
+    pub fn bindings_by_account(&self, now: Instant) -> Vec<(String, usize)> {
+        self.state.registrar.count_by_account(now)
+    }
+
     /// From now on, new out-of-dialog requests get 503; transactions and dialogs in
     /// progress finish normally.
     pub fn begin_shutdown(&self) {

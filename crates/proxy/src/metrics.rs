@@ -214,6 +214,44 @@ impl Histogram {
     }
 }
 
+/// How a REGISTER ended (behaviour.md §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// 200: a binding added or refreshed (or a query answered).
+    Ok,
+    /// 200: bindings removed (expiry 0 or `*`).
+    Removed,
+    /// 401: no credentials, stale or replayed nonce.
+    Challenged,
+    /// 403: wrong password, unknown user, an AOR not its own, a carrier or IP-auth source.
+    Forbidden,
+    /// 423: an expiry below `registrar.min_expires`.
+    TooBrief,
+    /// 400: unreadable Contact, `*` misused, out-of-order CSeq.
+    Invalid,
+}
+
+impl RegisterOutcome {
+    const ALL: [RegisterOutcome; 6] = [
+        RegisterOutcome::Ok,
+        RegisterOutcome::Removed,
+        RegisterOutcome::Challenged,
+        RegisterOutcome::Forbidden,
+        RegisterOutcome::TooBrief,
+        RegisterOutcome::Invalid,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            RegisterOutcome::Ok => "ok",
+            RegisterOutcome::Removed => "removed",
+            RegisterOutcome::Challenged => "challenged",
+            RegisterOutcome::Forbidden => "forbidden",
+            RegisterOutcome::TooBrief => "too_brief",
+            RegisterOutcome::Invalid => "invalid",
+        }
+    }
+}
+
 /// Every counter of the core. Shared by all workers (`Sync`).
 #[derive(Debug, Default)]
 pub struct ProxyMetrics {
@@ -238,6 +276,9 @@ pub struct ProxyMetrics {
     /// Late 2xx dialogs the proxy ACKed and BYEd itself, and their BYEs' outcomes.
     late_2xx: AtomicU64,
     late_byes: [AtomicU64; 3],
+    registrations: [AtomicU64; RegisterOutcome::ALL.len()],
+    /// Keep-alives sent to bindings behind NAT.
+    keepalives: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -261,6 +302,21 @@ impl ProxyMetrics {
     /// An attempt failed and the next one started, for `reason`.
     pub fn failover(&self, reason: FailoverReason) {
         bump(&self.failovers[reason as usize]);
+    }
+
+    /// A REGISTER ended with `outcome`.
+    pub fn registration(&self, outcome: RegisterOutcome) {
+        bump(&self.registrations[outcome as usize]);
+    }
+
+    /// REGISTERs that ended with `outcome` so far (tests).
+    pub fn registrations(&self, outcome: RegisterOutcome) -> u64 {
+        self.registrations[outcome as usize].load(Ordering::Relaxed)
+    }
+
+    /// A keep-alive was sent to a binding behind NAT.
+    pub fn keepalive_sent(&self) {
+        bump(&self.keepalives);
     }
 
     /// A digest authentication failed.
@@ -437,7 +493,26 @@ impl ProxyMetrics {
                 r.label()
             );
         }
+        family(
+            out,
+            "trunkstore_registrations_total",
+            "counter",
+            "REGISTER requests by outcome.",
+        );
+        for o in RegisterOutcome::ALL {
+            let n = self.registrations[o as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "trunkstore_registrations_total{{outcome=\"{}\"}} {n}",
+                o.label()
+            );
+        }
         for (name, help, counter) in [
+            (
+                "trunkstore_registrar_keepalives_total",
+                "Keep-alives (OPTIONS over UDP, CRLF over TCP) sent to bindings behind NAT.",
+                &self.keepalives,
+            ),
             (
                 "trunkstore_auth_failures_total",
                 "Failed authentications.",

@@ -246,7 +246,17 @@ struct OnNetCall<'a> {
 /// §5.2.1: straight to the DID's server (`route`) with every inbound rule; no trunk.
 fn on_net(cx: &Ctx<'_>, route: &InboundRoute, call: OnNetCall<'_>) -> Decision {
     let rule = cx.state.cfg.failover_on;
-    match route::to_route_with_params(call.number, route, call.is_invite, rule, call.params) {
+    let (registrar, now) = (&cx.state.registrar, cx.now);
+    let bindings = |aor: &str| registrar.targets(aor, now);
+    let routed = route::to_route_with_params(
+        call.number,
+        route,
+        call.is_invite,
+        rule,
+        call.params,
+        &bindings,
+    );
+    match routed {
         Decision::Forward(mut plan) => {
             plan.direction = Direction::OnNet;
             plan.identity = call.identity;

@@ -10,7 +10,7 @@
 //! routing decides where a message goes). The Contact gives the Request-URI only.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -286,6 +286,9 @@ pub(crate) struct Registrar {
     next_ping_id: AtomicU64,
     /// When the next sweep is due; the worker that takes the lock does it.
     next_sweep: Mutex<Option<Instant>>,
+    /// Anything to sweep (bindings or kept answers): read on every message, so a flag
+    /// instead of the maps' own (locking) emptiness checks.
+    live: AtomicBool,
 }
 
 impl Registrar {
@@ -298,11 +301,8 @@ impl Registrar {
             generation: AtomicU64::new(0),
             next_ping_id: AtomicU64::new(1),
             next_sweep: Mutex::new(None),
+            live: AtomicBool::new(false),
         }
-    }
-
-    pub(crate) fn config(&self) -> &RegistrarConfig {
-        &self.cfg
     }
 
     /// Applies a REGISTER (RFC 3261 §10.3 steps 6 to 8).
@@ -311,6 +311,7 @@ impl Registrar {
         req: RegisterRequest,
         now: Instant,
     ) -> Result<Registered, RegisterError> {
+        self.live.store(true, Ordering::Relaxed);
         let mut entry = self.aors.entry(req.aor.clone()).or_default();
         let bindings = entry.value_mut();
         bindings.retain(|b| b.expires > now);
@@ -395,7 +396,13 @@ impl Registrar {
         Ok(out)
     }
 
-    fn binding(&self, req: &RegisterRequest, c: &ContactReq, expires: u32, now: Instant) -> Binding {
+    fn binding(
+        &self,
+        req: &RegisterRequest,
+        c: &ContactReq,
+        expires: u32,
+        now: Instant,
+    ) -> Binding {
         let target = target_of(&c.uri, req.source);
         let nat = is_nat(&target, req.source);
         Binding {
@@ -449,11 +456,6 @@ impl Registrar {
         let mut changed = false;
         for mut entry in self.aors.iter_mut() {
             let aor = entry.key().clone();
-            let before = entry.value().len();
-            entry
-                .value_mut()
-                .retain(|b| b.expires > now && b.ping.failures < self.cfg.keepalive_failures);
-            changed |= entry.value().len() != before;
             if let Some(every) = self.cfg.keepalive_interval {
                 for b in entry.value_mut().iter_mut().filter(|b| b.nat) {
                     if let Some(k) = self.ping_due(&aor, b, every, now) {
@@ -461,15 +463,34 @@ impl Registrar {
                     }
                 }
             }
+            let before = entry.value().len();
+            entry
+                .value_mut()
+                .retain(|b| b.expires > now && b.ping.failures < self.cfg.keepalive_failures);
+            changed |= entry.value().len() != before;
         }
         self.aors.retain(|_, v| !v.is_empty());
         if changed {
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
+        if self.aors.is_empty() && self.answered.is_empty() {
+            self.live.store(false, Ordering::Relaxed);
+        }
         due
     }
 
-    fn ping_due(&self, aor: &Arc<str>, b: &mut Binding, every: Duration, now: Instant) -> Option<Keepalive> {
+    /// Is there anything for [`Registrar::sweep`] to do?
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn ping_due(
+        &self,
+        aor: &Arc<str>,
+        b: &mut Binding,
+        every: Duration,
+        now: Instant,
+    ) -> Option<Keepalive> {
         if b.ping.next > now {
             return None;
         }
@@ -477,7 +498,7 @@ impl Registrar {
             self.pings.remove(&id);
             b.ping.failures += 1;
             if b.ping.failures >= self.cfg.keepalive_failures {
-                // Dropped at the next sweep; no point pinging it again.
+                // Dropped by this sweep.
                 return None;
             }
         }
@@ -542,6 +563,7 @@ impl Registrar {
 
     /// Keeps `response` as the answer to REGISTER transaction `key` for its retransmissions.
     pub(crate) fn keep_answer(&self, key: TxKey, response: Bytes, now: Instant) {
+        self.live.store(true, Ordering::Relaxed);
         self.answered.insert(key, (response, now + ANSWER_KEPT));
     }
 
@@ -628,6 +650,7 @@ impl Registrar {
         for mut e in self.aors.iter_mut() {
             e.value_mut().sort_by(|a, b| b.expires.cmp(&a.expires));
         }
+        self.live.store(n > 0, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::Relaxed);
         n
     }
@@ -649,7 +672,9 @@ fn same_uri(a: &str, b: &str) -> bool {
                 && x.host().map(|h| h.as_bytes().to_ascii_lowercase())
                     == y.host().map(|h| h.as_bytes().to_ascii_lowercase())
                 && x.port() == y.port()
-                && x.params().as_bytes().eq_ignore_ascii_case(y.params().as_bytes())
+                && x.params()
+                    .as_bytes()
+                    .eq_ignore_ascii_case(y.params().as_bytes())
         }
         _ => a == b,
     }

@@ -109,6 +109,10 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     };
     let via = checked.top_via;
     let key = server_key(cx, &msg, &via, class_of(method));
+    if method == Method::Register {
+        // Never proxied: the proxy is the registrar of its password servers (§5.4).
+        return crate::register::on_register(cx, from, local, &msg, &source, &checked, key);
+    }
     if let Some(txn) = cx.lookup(key) {
         return absorb_retransmission(cx, &txn);
     }
@@ -422,7 +426,10 @@ fn new_request_plan(
         SourceClass::Carrier(_) => {
             let user = checked.request_uri.user();
             let is_invite = method == Method::Invite;
-            route::inbound(&*cx.state.dir, user, is_invite, cx.state.cfg.failover_on)
+            let (registrar, now) = (&cx.state.registrar, cx.now);
+            let bindings = |aor: &str| registrar.targets(aor, now);
+            let rule = cx.state.cfg.failover_on;
+            route::inbound(&*cx.state.dir, user, is_invite, rule, &bindings)
         }
         _ => outbound::decide(cx, from, msg, method, checked),
     }

@@ -15,7 +15,15 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
     let Ok(via) = validate_response(&msg) else {
         return;
     };
-    let ours = sipview::via_is_us(&cx.state.cfg, &via)
+    let is_us = sipview::via_is_us(&cx.state.cfg, &via);
+    if is_us
+        && via
+            .branch()
+            .is_some_and(|b| crate::register::keepalive_response(cx, from, b))
+    {
+        return;
+    }
+    let ours = is_us
         .then(|| via.branch().and_then(branch::parse))
         .flatten();
     let Some((id, _)) = ours else {

@@ -20,6 +20,7 @@ use crate::auth::ChallengeHeaders;
 use crate::callerid::IdentityEdit;
 pub(crate) use crate::policy::Direction;
 pub use crate::policy::FailoverRule;
+use crate::registrar::BindingTarget;
 use crate::types::Peer;
 pub use trunkstore_routing::InboundRoute;
 
@@ -234,6 +235,7 @@ pub(crate) fn inbound(
     request_user: Option<&[u8]>,
     is_invite: bool,
     rule: FailoverRule,
+    bindings: Bindings<'_>,
 ) -> Decision {
     let Some(user) = request_user else {
         return Decision::Reject(404, "Not Found");
@@ -247,7 +249,7 @@ pub(crate) fn inbound(
     let Some(route) = dir.inbound(&did) else {
         return Decision::Reject(404, "Not Found");
     };
-    match to_route_with_params(&did, &route, is_invite, rule, dialled.params) {
+    match to_route_with_params(&did, &route, is_invite, rule, dialled.params, bindings) {
         Decision::Forward(mut plan) => {
             // Every call from a carrier takes a trunk of the DID's account (§6).
             plan.trunk = Some(route.account.clone());
@@ -268,13 +270,14 @@ pub(crate) fn to_route_with_params(
     is_invite: bool,
     rule: FailoverRule,
     params: &str,
+    bindings: Bindings<'_>,
 ) -> Decision {
     // §3: a disabled server takes no inbound call, and no failover runs for it.
     if !route.enabled && is_invite {
         return Decision::Reject(480, "Temporarily Unavailable");
     }
     AttemptPlan {
-        attempts: vec![attempt_to_route(did, route, params)],
+        attempts: attempts_to_route(did, route, params, bindings),
         failover: rule,
         did: Some(Arc::from(did)),
         account: Some(route.account.clone()),
@@ -295,6 +298,50 @@ pub(crate) fn attempt_to_route(did: &str, route: &InboundRoute, params: &str) ->
     let user = route_user(did, route, params);
     let uri = inbound_request_uri(&user, &route.host, route.port);
     Attempt::inbound(uri, route.next_hop, route)
+}
+
+/// The bindings a registered server can be reached at now, by address of record
+/// (newest first): the registrar's, read when a call is routed.
+pub(crate) type Bindings<'a> = &'a dyn Fn(&str) -> Vec<BindingTarget>;
+
+/// The attempts of a call to `did` on `route`: one to its target, or, for a password
+/// server without an ip (§4.2), one per binding it REGISTERed, newest first, each sent to
+/// the address the REGISTER came from with the Contact's host in the Request-URI. With
+/// no binding, one attempt that fails at once (and the failover runs).
+pub(crate) fn attempts_to_route(
+    did: &str,
+    route: &InboundRoute,
+    params: &str,
+    bindings: Bindings<'_>,
+) -> Vec<Attempt> {
+    let Some(aor) = route.registered_aor.as_deref() else {
+        return vec![attempt_to_route(did, route, params)];
+    };
+    let targets = bindings(aor);
+    if targets.is_empty() {
+        return vec![attempt_to_route(did, route, params)];
+    }
+    let user = route_user(did, route, params);
+    targets
+        .iter()
+        .map(|t| Attempt::inbound(binding_request_uri(&user, t), Some(t.source), route))
+        .collect()
+}
+
+/// `sip:<user>@<Contact host>[:<Contact port>]<Contact parameters>`.
+fn binding_request_uri(user: &str, t: &BindingTarget) -> Bytes {
+    let mut v = Vec::with_capacity(4 + user.len() + 1 + t.host.len() + 6 + t.params.len());
+    v.extend_from_slice(b"sip:");
+    v.extend_from_slice(user.as_bytes());
+    v.push(b'@');
+    v.extend_from_slice(t.host.as_bytes());
+    if let Some(port) = t.port {
+        v.push(b':');
+        let mut buf = [0u8; 5];
+        v.extend_from_slice(crate::util::u16_decimal(port, &mut buf));
+    }
+    v.extend_from_slice(t.params.as_bytes());
+    Bytes::from(v)
 }
 
 /// The Request-URI user for `did` on `route` (§4.3) with the dialled user parameters

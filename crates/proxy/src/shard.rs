@@ -21,6 +21,8 @@ pub struct Shard {
     pub(crate) records: VecDeque<CallRecord>,
     /// When this shard next sweeps the call table for dialogs past their maximum age.
     pub(crate) next_sweep: Option<Instant>,
+    /// When this shard next offers to do the registrar's sweep (one shard does it).
+    pub(crate) next_registrar: Option<Instant>,
 }
 
 impl Shard {
@@ -31,6 +33,7 @@ impl Shard {
             out: VecDeque::new(),
             records: VecDeque::new(),
             next_sweep: None,
+            next_registrar: None,
         }
     }
 
@@ -47,11 +50,14 @@ impl Shard {
 
     /// Earliest pending deadline of this shard: call `handle_timeouts` then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timers.next_deadline();
-        match (t, self.sweep_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.next_deadline(),
+            self.sweep_deadline(),
+            self.next_registrar,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Timers still queued on this shard (stale ones included), for leak tests.

@@ -22,12 +22,12 @@ use crate::machines::branch::BranchState;
 use crate::machines::deadlines::Deadlines;
 use crate::machines::plan::PlanCursor;
 use crate::metrics::ProxyMetrics;
+use crate::registrar::Registrar;
 use crate::route::{Direction, Directory};
 use crate::transaction::{
     client_invite, ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig,
 };
 use crate::trunks::{TrunkHold, Trunks};
-use crate::registrar::Registrar;
 use crate::types::{Peer, Stats};
 
 pub(crate) type TxnRef = Arc<Mutex<ProxyTxn>>;

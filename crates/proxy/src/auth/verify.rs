@@ -118,12 +118,15 @@ impl ChallengeHeaders {
             .collect()
     }
 
-    /// `(name, value)` pairs for `ResponseOptions::headers`.
+    /// `(name, value)` pairs for `ResponseOptions::headers` of a 407.
     pub(crate) fn headers(&self) -> Vec<(&[u8], &[u8])> {
-        self.values()
-            .into_iter()
-            .map(|v| (PROXY_AUTHENTICATE, v))
-            .collect()
+        self.headers_named(PROXY_AUTHENTICATE)
+    }
+
+    /// The same challenges under another header name (`WWW-Authenticate` in a 401 to a
+    /// REGISTER: the registrar is the UAS, not a proxy).
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a [u8]) -> Vec<(&'a [u8], &'a [u8])> {
+        self.values().into_iter().map(|v| (name, v)).collect()
     }
 }
 

@@ -65,10 +65,11 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             return;
         }
         let dir = &*cx.state.dir;
-        let (attempt, number, failover) = match d
-            .cursor
-            .next(cx.now, |plan| crate::failover::failover_attempts(dir, plan))
-        {
+        let (registrar, now) = (&cx.state.registrar, cx.now);
+        let bindings = |aor: &str| registrar.targets(aor, now);
+        let (attempt, number, failover) = match d.cursor.next(cx.now, |plan| {
+            crate::failover::failover_attempts(dir, plan, &bindings)
+        }) {
             Step::Send {
                 attempt,
                 number,

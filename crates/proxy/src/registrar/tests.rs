@@ -46,7 +46,10 @@ fn a_binding_is_reached_at_the_source_with_the_contact_as_request_uri() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
     let done = r
-        .register(req(&["<sip:pbx1@192.168.1.20:5080;transport=udp>"], "c1", 1), now)
+        .register(
+            req(&["<sip:pbx1@192.168.1.20:5080;transport=udp>"], "c1", 1),
+            now,
+        )
         .unwrap();
     assert!(done.added);
     assert_eq!(
@@ -80,7 +83,11 @@ fn a_contact_naming_its_source_is_not_behind_nat() {
 fn expiry_comes_from_the_contact_then_the_header_then_the_default_and_is_capped() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
-    let mut q = req(&["<sip:a@10.0.0.1>;expires=120", "<sip:b@10.0.0.1>"], "c1", 1);
+    let mut q = req(
+        &["<sip:a@10.0.0.1>;expires=120", "<sip:b@10.0.0.1>"],
+        "c1",
+        1,
+    );
     q.header_expires = Some(300);
     let done = r.register(q, now).unwrap();
     let mut got: Vec<(String, u32)> = done
@@ -91,9 +98,14 @@ fn expiry_comes_from_the_contact_then_the_header_then_the_default_and_is_capped(
     got.sort();
     assert_eq!(
         got,
-        vec![("sip:a@10.0.0.1".into(), 120), ("sip:b@10.0.0.1".into(), 300)]
+        vec![
+            ("sip:a@10.0.0.1".into(), 120),
+            ("sip:b@10.0.0.1".into(), 300)
+        ]
     );
-    let done = r.register(req(&["<sip:c@10.0.0.1>"], "c1", 2), now).unwrap();
+    let done = r
+        .register(req(&["<sip:c@10.0.0.1>"], "c1", 2), now)
+        .unwrap();
     assert!(done.bindings.contains(&(Arc::from("sip:c@10.0.0.1"), 600)));
     let done = r
         .register(req(&["<sip:d@10.0.0.1>;expires=999999"], "c1", 3), now)
@@ -105,11 +117,23 @@ fn expiry_comes_from_the_contact_then_the_header_then_the_default_and_is_capped(
 fn too_brief_is_423_with_the_minimum_and_changes_nothing() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
-    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now).unwrap();
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now)
+        .unwrap();
     let g = r.generation();
-    let brief = req(&["<sip:b@10.0.0.1>;expires=3600", "<sip:c@10.0.0.1>;expires=59"], "c1", 2);
+    let brief = req(
+        &[
+            "<sip:b@10.0.0.1>;expires=3600",
+            "<sip:c@10.0.0.1>;expires=59",
+        ],
+        "c1",
+        2,
+    );
     assert_eq!(r.register(brief, now), Err(RegisterError::TooBrief(60)));
-    assert_eq!(contacts_of(&r, now), vec!["sip:a@10.0.0.1"], "all or nothing");
+    assert_eq!(
+        contacts_of(&r, now),
+        vec!["sip:a@10.0.0.1"],
+        "all or nothing"
+    );
     assert_eq!(r.generation(), g);
 }
 
@@ -117,7 +141,8 @@ fn too_brief_is_423_with_the_minimum_and_changes_nothing() {
 fn the_same_call_id_needs_a_higher_cseq_another_call_id_replaces() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
-    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 5), now).unwrap();
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 5), now)
+        .unwrap();
     for cseq in [4, 5] {
         assert_eq!(
             r.register(req(&["<sip:a@10.0.0.1>;expires=0"], "c1", cseq), now),
@@ -128,7 +153,9 @@ fn the_same_call_id_needs_a_higher_cseq_another_call_id_replaces() {
     assert_eq!(contacts_of(&r, now).len(), 1);
     // A PBX that rebooted has a new Call-ID (and may restart its CSeq).
     let later = now + Duration::from_secs(10);
-    let done = r.register(req(&["<sip:a@10.0.0.1>;expires=300"], "c2", 1), later).unwrap();
+    let done = r
+        .register(req(&["<sip:a@10.0.0.1>;expires=300"], "c2", 1), later)
+        .unwrap();
     assert_eq!(done.bindings, vec![(Arc::from("sip:a@10.0.0.1"), 300)]);
     assert_eq!(r.list(later)[0].call_id, "c2");
 }
@@ -157,17 +184,30 @@ fn star_is_only_valid_alone_with_expires_zero() {
     let star = |v: &'static [u8], e| parse_contacts(std::iter::once(v), e);
     assert_eq!(star(b"*", None), Err(ContactError::BadWildcard));
     assert_eq!(star(b"*", Some(60)), Err(ContactError::BadWildcard));
-    assert_eq!(star(b"*, <sip:a@10.0.0.1>", Some(0)), Err(ContactError::BadWildcard));
-    assert_eq!(star(b"<tel:+14155550000>", None), Err(ContactError::Unreadable));
-    assert_eq!(star(b"<sip:a@10.0.0.1>;expires=soon", None), Err(ContactError::Unreadable));
-    assert_eq!(parse_contacts(std::iter::empty(), None), Ok(Contacts::Query));
+    assert_eq!(
+        star(b"*, <sip:a@10.0.0.1>", Some(0)),
+        Err(ContactError::BadWildcard)
+    );
+    assert_eq!(
+        star(b"<tel:+14155550000>", None),
+        Err(ContactError::Unreadable)
+    );
+    assert_eq!(
+        star(b"<sip:a@10.0.0.1>;expires=soon", None),
+        Err(ContactError::Unreadable)
+    );
+    assert_eq!(
+        parse_contacts(std::iter::empty(), None),
+        Ok(Contacts::Query)
+    );
 }
 
 #[test]
 fn a_query_lists_without_changing() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
-    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now).unwrap();
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now)
+        .unwrap();
     let g = r.generation();
     let done = r
         .register(req(&[], "c1", 2), now + Duration::from_secs(100))
@@ -181,9 +221,14 @@ fn a_query_lists_without_changing() {
 fn past_max_contacts_the_oldest_binding_goes() {
     let r = Registrar::new(cfg());
     let mut now = Instant::now();
-    for (i, c) in ["<sip:a@10.0.0.1>", "<sip:b@10.0.0.1>", "<sip:c@10.0.0.1>", "<sip:d@10.0.0.1>"]
-        .iter()
-        .enumerate()
+    for (i, c) in [
+        "<sip:a@10.0.0.1>",
+        "<sip:b@10.0.0.1>",
+        "<sip:c@10.0.0.1>",
+        "<sip:d@10.0.0.1>",
+    ]
+    .iter()
+    .enumerate()
     {
         now += Duration::from_secs(1);
         r.register(req(&[c], "c1", i as u32 + 1), now).unwrap();
@@ -195,15 +240,20 @@ fn past_max_contacts_the_oldest_binding_goes() {
         .collect();
     assert_eq!(t.len(), 3);
     let contacts = contacts_of(&r, now);
-    assert!(!contacts.contains(&"sip:a@10.0.0.1".to_string()), "{contacts:?}");
+    assert!(
+        !contacts.contains(&"sip:a@10.0.0.1".to_string()),
+        "{contacts:?}"
+    );
 }
 
 #[test]
 fn newest_binding_first() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
-    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now).unwrap();
-    r.register(req(&["<sip:b@10.0.0.2>"], "c1", 2), now).unwrap();
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now)
+        .unwrap();
+    r.register(req(&["<sip:b@10.0.0.2>"], "c1", 2), now)
+        .unwrap();
     let hosts: Vec<String> = r
         .targets("pbx1@example.net", now)
         .iter()
@@ -211,7 +261,8 @@ fn newest_binding_first() {
         .collect();
     assert_eq!(hosts, vec!["10.0.0.2", "10.0.0.1"]);
     // A refresh of the older one makes it the newest.
-    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 3), now).unwrap();
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 3), now)
+        .unwrap();
     assert_eq!(&*r.targets("pbx1@example.net", now)[0].host, "10.0.0.1");
 }
 
@@ -221,7 +272,11 @@ fn a_binding_expires_on_time_and_the_sweep_forgets_it() {
     let now = Instant::now();
     r.register(req(&["<sip:a@10.0.0.1>;expires=60"], "c1", 1), now)
         .unwrap();
-    assert_eq!(r.targets("pbx1@example.net", now + Duration::from_secs(59)).len(), 1);
+    assert_eq!(
+        r.targets("pbx1@example.net", now + Duration::from_secs(59))
+            .len(),
+        1
+    );
     let after = now + Duration::from_secs(60);
     assert!(r.targets("pbx1@example.net", after).is_empty());
     let g = r.generation();
@@ -241,7 +296,11 @@ fn a_refresh_racing_its_expiry_keeps_the_binding() {
     r.register(req(&["<sip:a@10.0.0.1>;expires=60"], "c1", 2), edge)
         .unwrap();
     r.sweep(now + Duration::from_secs(61));
-    assert_eq!(r.targets("pbx1@example.net", now + Duration::from_secs(61)).len(), 1);
+    assert_eq!(
+        r.targets("pbx1@example.net", now + Duration::from_secs(61))
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -257,7 +316,11 @@ fn nat_bindings_get_keepalives_and_go_after_three_unanswered() {
     for round in 1..=3 {
         t += Duration::from_secs(30);
         let due = r.sweep(t);
-        assert_eq!(due.len(), 1, "round {round}: only the NATed binding is pinged");
+        assert_eq!(
+            due.len(),
+            1,
+            "round {round}: only the NATed binding is pinged"
+        );
         assert_eq!(due[0].to, udp(SRC));
         assert_eq!(&*due[0].contact, "sip:a@192.168.1.20");
     }
@@ -317,8 +380,11 @@ fn answers_are_kept_for_retransmissions_then_forgotten() {
 fn bindings_survive_a_restart_with_their_time_left() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
-    r.register(req(&["<sip:a@192.168.1.20:5080>;expires=600"], "c1", 4), now)
-        .unwrap();
+    r.register(
+        req(&["<sip:a@192.168.1.20:5080>;expires=600"], "c1", 4),
+        now,
+    )
+    .unwrap();
     let saved = r.list(now + Duration::from_secs(100));
     assert_eq!(saved[0].expires_in, Duration::from_secs(500));
     let again = Registrar::new(cfg());
@@ -327,7 +393,9 @@ fn bindings_survive_a_restart_with_their_time_left() {
     assert_eq!(again.list(later), saved);
     let t = again.targets("pbx1@example.net", later);
     assert_eq!(t[0].source, udp(SRC));
-    assert!(again.targets("pbx1@example.net", later + Duration::from_secs(500)).is_empty());
+    assert!(again
+        .targets("pbx1@example.net", later + Duration::from_secs(500))
+        .is_empty());
     // The ordering rule holds across the restart.
     assert_eq!(
         again.register(req(&["<sip:a@192.168.1.20:5080>"], "c1", 4), later),

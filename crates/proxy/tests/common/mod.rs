@@ -340,15 +340,36 @@ pub fn reply(req: &Transmit, code: u16) -> String {
 /// `Proxy-Authorization` answering the MD5 challenge of `resp` (offered alone by default,
 /// after SHA-256 when both are), with nonce count `nc` for the Request-URI `ruri`.
 pub fn authorization(resp: &Transmit, user: &str, password: &str, nc: u32, ruri: &str) -> String {
+    let value = digest_answer(
+        resp,
+        b"Proxy-Authenticate",
+        b"INVITE",
+        (user, password),
+        nc,
+        ruri,
+    );
+    format!("Proxy-Authorization: {value}\n")
+}
+
+/// The credentials answering the MD5 challenge of `resp` (under `challenge_header`) for a
+/// `method` to `ruri`, as a header value.
+pub fn digest_answer(
+    resp: &Transmit,
+    challenge_header: &[u8],
+    method: &[u8],
+    (user, password): (&str, &str),
+    nc: u32,
+    ruri: &str,
+) -> String {
     let msg = parse(resp);
     let c = msg
-        .headers_named(b"Proxy-Authenticate")
+        .headers_named(challenge_header)
         .filter_map(|v| Challenge::parse(v).ok())
         .find(|c| c.algorithm() == Algorithm::Md5)
         .expect("an MD5 challenge");
     let nc = format!("{nc:08x}");
     let params = ResponseParams {
-        method: b"INVITE",
+        method,
         uri: ruri.as_bytes(),
         nonce: c.nonce,
         nc: nc.as_bytes(),
@@ -377,5 +398,5 @@ pub fn authorization(resp: &Transmit, user: &str, password: &str, nc: u32, ruri:
     };
     let mut buf = Vec::new();
     creds.write_value(&mut buf);
-    format!("Proxy-Authorization: {}\n", String::from_utf8(buf).unwrap())
+    String::from_utf8(buf).unwrap()
 }
