@@ -26,6 +26,7 @@ use trunkstore_config::Document;
 use crate::auth::Tokens;
 use crate::merge::merge;
 use crate::metrics::{self, ApiMetrics, MetricsSource};
+use crate::registrations::RegistrationSource;
 use crate::store::{revision, Expect, Store, WriteError};
 
 /// Largest request body accepted: a connectivity document with thousands of DIDs fits.
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub sources: Vec<Arc<dyn MetricsSource>>,
     /// Are the listeners up (and not shutting down)?
     pub healthy: Box<dyn Fn() -> bool + Send + Sync>,
+    /// The registrar's bindings; `None` lists nothing.
+    pub registrations: Option<Arc<dyn RegistrationSource>>,
 }
 
 type St = State<Arc<Shared>>;
@@ -53,9 +56,11 @@ pub(crate) fn api_router(shared: Arc<Shared>) -> Router {
         .patch(patch)
         .delete(remove)
         .fallback(method_not_allowed);
+    let bindings = get(registrations).fallback(method_not_allowed);
     Router::new()
         .route("/v2/accounts/{account}/connectivity", collection)
         .route("/v2/accounts/{account}/connectivity/{id}", document)
+        .route("/v2/accounts/{account}/registrations", bindings)
         .merge(observability_routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), count))
@@ -235,8 +240,11 @@ async fn method_not_allowed(headers: HeaderMap, request: Request) -> Response {
     let ctx = Ctx::new(&headers);
     let data = json!({"message": format!("method {} is not allowed here", request.method())});
     let mut r = ctx.error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", data);
-    let allow = if request.uri().path().ends_with("/connectivity") {
+    let path = request.uri().path();
+    let allow = if path.ends_with("/connectivity") {
         "GET, PUT"
+    } else if path.ends_with("/registrations") {
+        "GET"
     } else {
         "GET, POST, PATCH, DELETE"
     };
@@ -256,9 +264,36 @@ async fn list(State(s): St, Path(account): Path<String>, headers: HeaderMap) -> 
         .iter()
         .map(|(id, rev)| format!("{id}:{rev};"))
         .collect();
-    let list_revision = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(all.as_bytes())[..12]);
     let ids: Vec<Value> = docs.into_iter().map(|(id, _)| json!(id)).collect();
-    ctx.success(StatusCode::OK, Value::Array(ids), Some(list_revision))
+    ctx.success(StatusCode::OK, Value::Array(ids), Some(list_revision(&all)))
+}
+
+/// A list's revision: a digest of what identifies its current content.
+fn list_revision(content: &str) -> String {
+    hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes())[..12])
+}
+
+/// The registrar's current bindings of the account's servers. Read-only; authorised
+/// exactly like the connectivity list, and like it an account without any answers an
+/// empty list (nothing tells an unknown account from one with no bindings).
+async fn registrations(State(s): St, Path(account): Path<String>, headers: HeaderMap) -> Response {
+    let mut ctx = Ctx::new(&headers);
+    if let Err(r) = authorise(&s, &headers, &account, &mut ctx) {
+        return r;
+    }
+    let bindings = match s.registrations.clone() {
+        // The registrar's lock is shared with the packet path: read it off the async threads.
+        Some(source) => {
+            let a = account.clone();
+            blocking(move || source.registrations(&a)).await
+        }
+        None => Vec::new(),
+    };
+    // Cannot fail: strings, numbers and booleans only.
+    let data = serde_json::to_value(&bindings).unwrap_or_else(|_| json!([]));
+    // Changes whenever the list does (expires_in included: it counts down).
+    let revision = list_revision(&data.to_string());
+    ctx.success(StatusCode::OK, data, Some(revision))
 }
 
 async fn read(

@@ -1,6 +1,7 @@
 //! The admin side of trunkstore (behaviour.md §8): the REST API over connectivity
-//! documents (the original's paths and envelopes), live reload (API writes, SIGHUP,
-//! edits of the connectivity directory), Prometheus metrics and a health check.
+//! documents (the original's paths and envelopes) plus a read-only view of the registrar's
+//! bindings, live reload (API writes, SIGHUP, edits of the connectivity directory),
+//! Prometheus metrics and a health check.
 //!
 //! It runs on its own small runtime and threads, apart from the packet path: a long
 //! reload or a slow client never delays a SIP message. The proxy core only sees the
@@ -12,6 +13,7 @@ mod auth;
 mod http;
 mod merge;
 pub mod metrics;
+mod registrations;
 mod scan;
 mod store;
 
@@ -28,6 +30,7 @@ use trunkstore_config::Settings;
 use auth::Tokens;
 use metrics::ApiMetrics;
 pub use metrics::MetricsSource;
+pub use registrations::{RegistrationSource, RegistrationView};
 use store::Reload;
 pub use store::Store;
 
@@ -47,6 +50,9 @@ pub struct ApiOptions {
     pub healthy: Box<dyn Fn() -> bool + Send + Sync>,
     /// `None` disables the directory watcher (SIGHUP and API writes still reload).
     pub watch_interval: Option<Duration>,
+    /// The registrar's bindings for `GET /v2/accounts/{account}/registrations`; `None`
+    /// (no registrar wired in) answers every account with an empty list.
+    pub registrations: Option<Arc<dyn RegistrationSource>>,
 }
 
 /// Why a reload is asked for.
@@ -84,6 +90,7 @@ impl Api {
             metrics: ApiMetrics::default(),
             sources: options.sources,
             healthy: options.healthy,
+            registrations: options.registrations,
         });
         let (shutdown, stopped) = watch::channel(false);
         let mut addrs = vec![api_listener.local_addr()?];

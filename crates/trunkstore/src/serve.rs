@@ -128,6 +128,7 @@ fn start_api(
         sources: vec![Arc::new(source) as Arc<dyn MetricsSource>],
         healthy: Box::new(move || serving.load(Ordering::Relaxed)),
         watch_interval: Some(WATCH_INTERVAL),
+        registrations: None,
     })
 }
 

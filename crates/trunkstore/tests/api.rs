@@ -369,6 +369,13 @@ fn authentication_and_authorisation() {
         ADMIN,
     );
     assert_eq!(body["data"], json!(["theirs"]));
+    // The registrar's bindings: the same tokens and grants (nothing registered here).
+    let regs = "/v2/accounts/acme/registrations";
+    assert_error(&s.call("GET", regs, None, None), 401);
+    let r = s.call("GET", "/v2/accounts/other/registrations", Some(ACME), None);
+    assert_error(&r, 403);
+    let body = assert_success(&s.call("GET", regs, Some(ACME), None), 200, ACME);
+    assert_eq!(body["data"], json!([]));
     // The token never reaches the log.
     assert!(!s.log().contains(ACME) && !s.log().contains(ADMIN));
 }
