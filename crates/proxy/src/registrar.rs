@@ -648,7 +648,7 @@ impl Registrar {
             }
         }
         for mut e in self.aors.iter_mut() {
-            e.value_mut().sort_by(|a, b| b.expires.cmp(&a.expires));
+            e.value_mut().sort_by_key(|b| std::cmp::Reverse(b.expires));
         }
         self.live.store(n > 0, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::Relaxed);

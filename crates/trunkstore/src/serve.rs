@@ -34,6 +34,8 @@ pub fn run(catalog: Catalog) -> ExitCode {
         ProxyConfig::from_settings(&settings),
         router.clone(),
     ));
+    let saved = crate::registrations::file(&settings.data_dir);
+    crate::registrations::restore(&proxy, &saved);
     let edge_config = EdgeConfig::from_settings(&settings);
     let workers = edge_config.workers;
     let cdr = match start_cdr(&settings) {
@@ -86,6 +88,8 @@ pub fn run(catalog: Catalog) -> ExitCode {
         carriers = settings.carriers.len(),
         "trunkstore serving"
     );
+    edge.handle()
+        .spawn(keep_registrations(proxy.clone(), saved.clone()));
     let signal_name = edge.handle().block_on(signals.next());
     let grace = Duration::from_secs(settings.shutdown_grace.into());
     tracing::info!(
@@ -98,6 +102,9 @@ pub fn run(catalog: Catalog) -> ExitCode {
     let early = edge.handle().block_on(drain(&*proxy, grace, &mut signals));
     api.stop();
     edge.stop();
+    if let Err(e) = crate::registrations::save(&proxy, &saved) {
+        tracing::warn!(path = %saved.display(), error = %e, "cannot save registrations");
+    }
     if let Some((sink, writer)) = cdr {
         drop(sink);
         if !writer.join_within(Duration::from_secs(2)) {
@@ -110,6 +117,20 @@ pub fn run(catalog: Catalog) -> ExitCode {
     tracing::info!(total, trunks = ?trunks, "trunks in use at shutdown");
     tracing::info!(reason = early, "trunkstore stopped");
     ExitCode::SUCCESS
+}
+
+/// Writes the registrar's bindings whenever they changed (they survive a restart).
+async fn keep_registrations(proxy: Arc<Proxy>, path: std::path::PathBuf) {
+    let mut written = proxy.registrations_generation();
+    loop {
+        sleep(crate::registrations::SAVE_EVERY).await;
+        let (p, file) = (proxy.clone(), path.clone());
+        written = tokio::task::spawn_blocking(move || {
+            crate::registrations::save_if_changed(&p, &file, written)
+        })
+        .await
+        .unwrap_or(written);
+    }
 }
 
 /// The admin API over the live store, with the proxy's counters on `/metrics` and
@@ -128,7 +149,7 @@ fn start_api(
         sources: vec![Arc::new(source) as Arc<dyn MetricsSource>],
         healthy: Box::new(move || serving.load(Ordering::Relaxed)),
         watch_interval: Some(WATCH_INTERVAL),
-        registrations: None,
+        registrations: Some(Arc::new(crate::registrations::Source(proxy.clone()))),
     })
 }
 
@@ -161,6 +182,7 @@ impl MetricsSource for ProxyMetrics {
             stats.calls,
         );
         render_trunks(out, &self.0.trunks_in_use(), &self.0.trunk_limits());
+        crate::registrations::render_metrics(&self.0, out);
         self.0.metrics().render(out);
         render_protection(out, &self.0.protection_stats(std::time::Instant::now()));
     }

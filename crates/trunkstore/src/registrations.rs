@@ -1,0 +1,231 @@
+//! The registrar's bindings outside the core: kept in `<data_dir>/registrations.json`
+//! across restarts (written atomically whenever they changed), listed by the admin API,
+//! counted on `/metrics` (behaviour.md §5.4).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use trunkstore_api::{RegistrationSource, RegistrationView};
+use trunkstore_proxy::registrar::Registration;
+use trunkstore_proxy::{Peer, Proxy, Transport};
+
+/// How often the bindings are checked for changes to write.
+pub const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+/// The file the bindings are kept in.
+pub fn file(data_dir: &Path) -> PathBuf {
+    data_dir.join("registrations.json")
+}
+
+/// Puts back the bindings saved by the last run (those not expired since). A missing file
+/// is a first start; an unreadable one is logged and left for the operator (the next
+/// save replaces it).
+pub fn restore(proxy: &Proxy, path: &Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read saved registrations");
+            return;
+        }
+    };
+    let saved = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => from_json(&v, unix_now()),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "saved registrations are not JSON: ignored");
+            return;
+        }
+    };
+    let n = proxy.restore_registrations(saved, Instant::now());
+    tracing::info!(path = %path.display(), bindings = n, "registrations restored");
+}
+
+/// Writes the bindings if they changed since `last` (a generation); returns the
+/// generation written (or still current).
+pub fn save_if_changed(proxy: &Proxy, path: &Path, last: u64) -> u64 {
+    let generation = proxy.registrations_generation();
+    if generation == last {
+        return last;
+    }
+    match save(proxy, path) {
+        Ok(()) => generation,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save registrations");
+            last
+        }
+    }
+}
+
+/// Writes every live binding: to a temporary file in the same directory, then renamed
+/// over the old one, so a crash leaves either the old file or the new one.
+pub fn save(proxy: &Proxy, path: &Path) -> std::io::Result<()> {
+    let regs = proxy.registrations(Instant::now());
+    let text = to_json(&regs, unix_now()).to_string();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The file's form: expiries as absolute unix seconds, so time spent stopped counts.
+fn to_json(regs: &[Registration], now_unix: u64) -> Value {
+    let bindings: Vec<Value> = regs
+        .iter()
+        .map(|r| {
+            json!({
+                "account": r.account,
+                "server": r.server,
+                "aor": r.aor,
+                "contact": r.contact,
+                "source": source_text(r.source),
+                "user_agent": r.user_agent,
+                "expires_at": now_unix + r.expires_in.as_secs(),
+                "call_id": r.call_id,
+                "cseq": r.cseq,
+            })
+        })
+        .collect();
+    json!({"version": 1, "bindings": bindings})
+}
+
+fn from_json(v: &Value, now_unix: u64) -> Vec<Registration> {
+    let Some(list) = v.get("bindings").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|b| binding_from_json(b, now_unix))
+        .collect()
+}
+
+fn binding_from_json(b: &Value, now_unix: u64) -> Option<Registration> {
+    let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+    let expires_at = b.get("expires_at")?.as_u64()?;
+    Some(Registration {
+        account: text("account")?,
+        server: text("server")?,
+        aor: text("aor")?,
+        contact: text("contact")?,
+        source: parse_source(&text("source")?)?,
+        user_agent: text("user_agent"),
+        expires_in: Duration::from_secs(expires_at.saturating_sub(now_unix)),
+        nat: false,
+        call_id: text("call_id")?,
+        cseq: u32::try_from(b.get("cseq")?.as_u64()?).ok()?,
+    })
+}
+
+/// `udp:127.0.0.7:5060` (IPv6: `udp:[::1]:5060`).
+fn source_text(p: Peer) -> String {
+    format!("{}:{}", transport_text(p.transport), p.addr)
+}
+
+fn transport_text(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
+}
+
+fn parse_source(s: &str) -> Option<Peer> {
+    let (t, addr) = s.split_once(':')?;
+    let transport = match t {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        _ => return None,
+    };
+    Some(Peer {
+        transport,
+        addr: addr.parse::<SocketAddr>().ok()?,
+    })
+}
+
+/// The admin API's view of the bindings.
+pub struct Source(pub Arc<Proxy>);
+
+impl RegistrationSource for Source {
+    fn registrations(&self, account: &str) -> Vec<RegistrationView> {
+        self.0
+            .registrations(Instant::now())
+            .into_iter()
+            .filter(|r| r.account == account)
+            .map(|r| RegistrationView {
+                server: r.server,
+                aor: r.aor,
+                contact: r.contact,
+                source: source_text(r.source),
+                transport: transport_text(r.source.transport).to_string(),
+                user_agent: r.user_agent,
+                expires_in: r.expires_in.as_secs(),
+                nat: r.nat,
+            })
+            .collect()
+    }
+}
+
+/// `trunkstore_registrar_bindings{account="..."}`. Account ids are path-safe identifiers.
+pub fn render_metrics(proxy: &Proxy, out: &mut String) {
+    use std::fmt::Write as _;
+    trunkstore_api::metrics::header(
+        out,
+        "trunkstore_registrar_bindings",
+        "gauge",
+        "Live registrar bindings per account.",
+    );
+    for (account, n) in proxy.bindings_by_account(Instant::now()) {
+        let _ = writeln!(
+            out,
+            "trunkstore_registrar_bindings{{account=\"{account}\"}} {n}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(expires_in: u64) -> Registration {
+        Registration {
+            account: "acme".into(),
+            server: "office".into(),
+            aor: "office1@acme.example".into(),
+            contact: "sip:office1@192.168.1.20:5080".into(),
+            source: Peer {
+                transport: Transport::Tcp,
+                addr: "[::1]:5062".parse().unwrap(),
+            },
+            user_agent: Some("PBX".into()),
+            expires_in: Duration::from_secs(expires_in),
+            nat: false,
+            call_id: "c1".into(),
+            cseq: 7,
+        }
+    }
+
+    #[test]
+    fn time_stopped_counts_against_the_expiry() {
+        let v = to_json(&[reg(600)], 1_000_000);
+        assert_eq!(v["bindings"][0]["source"], "tcp:[::1]:5062");
+        let back = from_json(&v, 1_000_100);
+        assert_eq!(back, vec![reg(500)]);
+        let expired = from_json(&v, 1_000_700);
+        assert_eq!(expired[0].expires_in, Duration::ZERO, "the core skips it");
+    }
+
+    #[test]
+    fn unreadable_entries_are_skipped() {
+        let v = json!({"bindings": [{"aor": "x"}, {"source": "sctp:1.2.3.4:5"}]});
+        assert!(from_json(&v, 0).is_empty());
+        assert!(from_json(&json!([]), 0).is_empty());
+    }
+}
