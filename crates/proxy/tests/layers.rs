@@ -20,6 +20,7 @@ const ORDER: &[&str] = &[
     "transaction",
     "timerq",
     "trunks",
+    "registrar",
     // 2. Settings and wire reads.
     "auth",
     "config",
@@ -41,6 +42,7 @@ const ORDER: &[&str] = &[
     "calls",
     "late2xx",
     "outbound",
+    "register",
     // 6. Proxying.
     "proxying",
     // 7. Dispatch.
