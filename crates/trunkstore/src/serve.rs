@@ -102,8 +102,11 @@ pub fn run(catalog: Catalog) -> ExitCode {
     let early = edge.handle().block_on(drain(&*proxy, grace, &mut signals));
     api.stop();
     edge.stop();
-    if let Err(e) = crate::registrations::save(&proxy, &saved) {
-        tracing::warn!(path = %saved.display(), error = %e, "cannot save registrations");
+    // Nothing is written for a proxy that never had a binding.
+    if proxy.registrations_generation() != 0 || saved.exists() {
+        if let Err(e) = crate::registrations::save(&proxy, &saved) {
+            tracing::warn!(path = %saved.display(), error = %e, "cannot save registrations");
+        }
     }
     if let Some((sink, writer)) = cdr {
         drop(sink);
