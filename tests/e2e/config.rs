@@ -116,7 +116,9 @@ pub fn write_files(dir: &TestDir, settings: &Value, documents: &[(&str, &Value)]
     path
 }
 
-fn settings_json(proxy: &ProxySetup) -> Value {
+/// The base settings of a test (listeners, the trusted carrier, the API), with
+/// `proxy.extra` merged over them.
+pub fn settings_json(proxy: &ProxySetup) -> Value {
     let listen = format!("127.0.0.1:{}", proxy.port);
     let mut settings = json!({
         "listen": {"udp": [listen], "tcp": [listen]},

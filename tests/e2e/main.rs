@@ -18,6 +18,7 @@ mod ports;
 mod protection;
 mod proxy;
 mod raw;
+mod registrar;
 mod sipp;
 mod soak;
 

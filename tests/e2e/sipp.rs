@@ -207,6 +207,13 @@ impl Uac<'_> {
     /// Runs the UAC in the foreground: `-m` calls (one per injection line), at `rate`
     /// calls/s, killed if it outlives the time the calls need plus a margin.
     pub fn run(&self, dir: &TestDir) -> UacRun {
+        let calls = self.lines.len() as u64;
+        self.run_for(dir, calls / u64::from(self.rate.max(1)) + 20)
+    }
+
+    /// As [`Uac::run`], bounded by `max_secs` (SIPp's -timeout) instead: for a run that
+    /// waits on purpose, e.g. a PBX that registers and then waits for its inbound call.
+    pub fn run_for(&self, dir: &TestDir, max_secs: u64) -> UacRun {
         let files = SippFiles::new(dir, self.name);
         let csv = files.path("inf");
         let mut text = String::from("SEQUENTIAL\n");
@@ -217,7 +224,6 @@ impl Uac<'_> {
         fs::write(&csv, text).expect("write injection file");
 
         let calls = self.lines.len() as u64;
-        let max_secs = calls / u64::from(self.rate.max(1)) + 20;
         let mut cmd = base_command(self.scenario, self.local_port);
         cmd.arg(format!("127.0.0.1:{}", self.proxy_port))
             .arg("-inf")
