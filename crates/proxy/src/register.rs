@@ -44,7 +44,7 @@ pub(crate) fn on_register(
 ) {
     // A retransmission gets the answer its first copy got: checked again, its reused
     // nonce-count would be a replay and its CSeq no longer above the binding's.
-    if let Some(answer) = cx.state.registrar.answer_of(key) {
+    if let Some(answer) = cx.state.registrar.answer_of(key, from) {
         cx.state.metrics.retransmission_received();
         cx.send(from, Some(local), answer);
         return;
@@ -56,7 +56,7 @@ pub(crate) fn on_register(
     if !matches!(outcome, RegisterOutcome::Challenged) {
         cx.state
             .registrar
-            .keep_answer(key, response.clone(), cx.now);
+            .keep_answer(key, from, response.clone(), cx.now);
     }
     cx.send(from, Some(local), response);
 }

@@ -236,6 +236,16 @@ pub struct Registration {
     pub cseq: u32,
 }
 
+/// The final answer to a REGISTER, kept for its retransmissions.
+#[derive(Debug, Clone)]
+struct Kept {
+    response: Bytes,
+    /// Only a copy from the same source is a retransmission: anyone else who copied the
+    /// branch gets no answer meant for the PBX.
+    source: Peer,
+    until: Instant,
+}
+
 /// A keep-alive to send now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keepalive {
@@ -280,7 +290,7 @@ pub(crate) struct Registrar {
     pings: DashMap<u64, Arc<str>>,
     /// Final answers to authenticated REGISTERs, for their retransmissions (a replayed
     /// nonce-count or an equal CSeq would otherwise be refused).
-    answered: DashMap<TxKey, (Bytes, Instant)>,
+    answered: DashMap<TxKey, Kept>,
     /// Changes on every change of a binding (persistence writes when it moved).
     generation: AtomicU64,
     next_ping_id: AtomicU64,
@@ -451,7 +461,7 @@ impl Registrar {
     /// Drops expired bindings, and bindings whose keep-alives went unanswered too often;
     /// returns the keep-alives due now. Also forgets answers kept past their time.
     pub(crate) fn sweep(&self, now: Instant) -> Vec<Keepalive> {
-        self.answered.retain(|_, (_, until)| *until > now);
+        self.answered.retain(|_, k| k.until > now);
         let mut due = Vec::new();
         let mut changed = false;
         for mut entry in self.aors.iter_mut() {
@@ -561,15 +571,25 @@ impl Registrar {
         }
     }
 
-    /// Keeps `response` as the answer to REGISTER transaction `key` for its retransmissions.
-    pub(crate) fn keep_answer(&self, key: TxKey, response: Bytes, now: Instant) {
+    /// Keeps `response` as the answer to REGISTER transaction `key` from `source`, for
+    /// its retransmissions.
+    pub(crate) fn keep_answer(&self, key: TxKey, source: Peer, response: Bytes, now: Instant) {
         self.live.store(true, Ordering::Relaxed);
-        self.answered.insert(key, (response, now + ANSWER_KEPT));
+        let until = now + ANSWER_KEPT;
+        self.answered.insert(
+            key,
+            Kept {
+                response,
+                source,
+                until,
+            },
+        );
     }
 
-    /// The answer kept for a retransmission of REGISTER transaction `key`.
-    pub(crate) fn answer_of(&self, key: TxKey) -> Option<Bytes> {
-        self.answered.get(&key).map(|e| e.value().0.clone())
+    /// The answer kept for a retransmission of REGISTER transaction `key` from `source`.
+    pub(crate) fn answer_of(&self, key: TxKey, source: Peer) -> Option<Bytes> {
+        let kept = self.answered.get(&key)?;
+        (kept.source == source).then(|| kept.response.clone())
     }
 
     /// Moves on every change of a binding.

@@ -370,10 +370,18 @@ fn answers_are_kept_for_retransmissions_then_forgotten() {
     let r = Registrar::new(cfg());
     let now = Instant::now();
     let key = TxKey(7);
-    r.keep_answer(key, Bytes::from_static(b"SIP/2.0 200 OK"), now);
-    assert_eq!(r.answer_of(key).as_deref(), Some(&b"SIP/2.0 200 OK"[..]));
+    r.keep_answer(key, udp(SRC), Bytes::from_static(b"SIP/2.0 200 OK"), now);
+    assert_eq!(
+        r.answer_of(key, udp(SRC)).as_deref(),
+        Some(&b"SIP/2.0 200 OK"[..])
+    );
+    assert_eq!(
+        r.answer_of(key, udp("127.0.0.66:5062")),
+        None,
+        "only for its source"
+    );
     r.sweep(now + Duration::from_secs(33));
-    assert_eq!(r.answer_of(key), None);
+    assert_eq!(r.answer_of(key, udp(SRC)), None);
 }
 
 #[test]
