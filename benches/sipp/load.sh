@@ -10,6 +10,7 @@
 # /proc) right before and after the UAC run, stops everything it started (by PID only)
 # and prints one line:
 #   proxy=NAME scenario=S rate=R calls=N ok=… failed=… cpu_us_per_call=… out=DIR
+# (the register scenario has no UAS, and adds p50_ms= p99_ms=: its round's response time)
 #
 # Scenarios (files next to this script):
 #   inbound  uac-inbound.xml: carrier -> proxy -> PBX, DIDs +14155550000..0999
@@ -17,9 +18,15 @@
 #   auth     uac-auth.xml: password PBX -> proxy -> carrier with digest on every call
 #            (INVITE / 407 / ACK / INVITE with credentials / 100 / 180 / 200 / ACK /
 #            BYE / 200); needs --auth USER:PASSWORD
+#   register uac-register.xml: password PBXs (re-)registering with digest, one "call" =
+#            one REGISTER round (REGISTER / 401 / REGISTER with credentials / 200), users
+#            in turn from --users (gen-register-users.sh: 10,000 PBXs pbx00000..); no
+#            UAS. cpu_us_per_call is the proxy's CPU per round; p50_ms / p99_ms are the
+#            round's response time (first REGISTER -> 200, SIPp's -trace_rtt, 1 ms
+#            resolution). 10,000 PBXs re-registering every 60 s = --rate 167
 #
 # Options:
-#   --scenario inbound|auth   (default inbound)
+#   --scenario inbound|auth|register   (default inbound)
 #   --rate R                  calls/s (default 1000)
 #   --calls N                 calls in all (default 20000: 20 s at 1000/s)
 #   --name NAME               label (default: the command's basename)
@@ -29,17 +36,26 @@
 #   --media-port P            SIPp media port of the UAS (default 16000; the UAC's is
 #                             P+1000): another SIPp on this host may hold 16000/17000
 #   --auth USER:PASSWORD      digest credentials for the auth scenario
+#   --users CSV               the register scenario's users (default register-users.csv
+#                             next to this script, written by gen-register-users.sh)
 #   --out DIR                 logs (default /tmp/trunkstore-load/NAME-SCENARIO-<time>)
 #
 # The proxy must route to 127.0.0.1:<uas port> and record-route. For the inbound
 # scenario the ports must be the ones of benches/sipp/config (5060/5070/5090); for auth
-# benches/sipp/config-auth and kamailio-auth.cfg use 5160/5170/5190. Examples (repo root):
+# benches/sipp/config-auth and kamailio-auth.cfg use 5160/5170/5190; for register
+# benches/sipp/config-register and kamailio-registrar.cfg listen on 5260 (UAC 5270; the
+# UAS port is only checked to be free). Examples (repo root):
 #   benches/sipp/load.sh --name trunkstore -- target/release/trunkstore serve \
 #       --config benches/sipp/config/trunkstore.json
 #   benches/sipp/load.sh --scenario auth --auth loadpbx:load-s3cret --proxy-port 5160 \
 #       --uas-port 5190 --uac-port 5170 --name kamailio -- kamailio -DD -E -m 1024 -M 16 \
 #       -x tlsf -X tlsf -f benches/sipp/kamailio-auth.cfg \
 #       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db\""
+#   benches/sipp/gen-register-users.sh
+#   benches/sipp/load.sh --scenario register --rate 167 --calls 20000 --proxy-port 5260 \
+#       --uac-port 5270 --uas-port 5290 --name kamailio -- kamailio -DD -E -m 1024 -M 16 \
+#       -x tlsf -X tlsf -f benches/sipp/kamailio-registrar.cfg \
+#       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db-register\"" -A CREDS_HTABLE
 #
 # Safety: 127.0.0.1 only; SIPp bounded by -m, -timeout and timeout(1); a port already
 # bound by someone else stops the run before anything starts; only processes started
@@ -47,7 +63,7 @@
 set -u
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SCENARIO=inbound; RATE=1000; CALLS=20000; NAME=""; OUT=""; AUTH=""
+SCENARIO=inbound; RATE=1000; CALLS=20000; NAME=""; OUT=""; AUTH=""; USERS=$HERE/register-users.csv
 PROXY_PORT=5060; UAS_PORT=5090; UAC_PORT=5070; MEDIA_PORT=16000
 IP=127.0.0.1
 
@@ -66,7 +82,8 @@ while [ $# -gt 0 ]; do
 	--auth) AUTH=$2; shift 2 ;;
 	--media-port) MEDIA_PORT=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h|--help) sed -n '2,44p' "$0"; exit 0 ;;
+	--users) USERS=$2; shift 2 ;;
+	-h|--help) sed -n '2,62p' "$0"; exit 0 ;;
 	--) shift; break ;;
 	*) die "unknown option $1 (the proxy command goes after --)" ;;
 	esac
@@ -100,7 +117,15 @@ auth)
 	# The credentials' uri = the Request-URI (SIPp's default is the proxy's address).
 	UAC_ARGS=(-au "${AUTH%%:*}" -ap "${AUTH#*:}" -auth_uri "$NUMBER@$IP:$PROXY_PORT")
 	;;
-*) die "unknown scenario $SCENARIO (inbound or auth)" ;;
+register)
+	UAC_XML=$HERE/uac-register.xml
+	[ -s "$USERS" ] || die "no users file $USERS (run $HERE/gen-register-users.sh first)"
+	cp "$USERS" "$OUT/calls.csv" || die "cannot copy $USERS"
+	# The credentials' uri = the Request-URI, the registrar itself. Every round's
+	# response time goes to the rtt file (written every 1000 rounds).
+	UAC_ARGS=(-auth_uri "$IP:$PROXY_PORT" -trace_rtt -rtt_freq 1000)
+	;;
+*) die "unknown scenario $SCENARIO (inbound, auth or register)" ;;
 esac
 
 # ---- /proc helpers
@@ -179,20 +204,24 @@ done
 sleep 0.3 # let every worker come up
 PROXY_TREE=$(tree "$PROXY_PID")
 
-# ---- UAS (CPU 0)
+# ---- UAS (CPU 0); a registrar sends nothing onwards: no UAS
 BOUND=$((CALLS / RATE + 30))
-( cd "$OUT" && exec timeout -k 5 $((BOUND + 60)) taskset -c 0 sipp -sf "$HERE/uas.xml" \
-	-i $IP -p "$UAS_PORT" -mp "$MEDIA_PORT" -nostdin -aa -timeout "$((BOUND + 45))s" \
-	-recv_timeout 20000 -buff_size 4194304 -trace_stat -stf uas_stat.csv -fd 1 \
-	-trace_err -max_log_size 1000000 >uas.out 2>&1 </dev/null ) &
-UAS_PID=$!
-for i in $(seq 1 50); do
-	udp_bound "$UAS_PORT" && break
-	kill -0 "$UAS_PID" 2>/dev/null || die "UAS exited at start-up ($OUT/uas.out)"
-	[ "$i" = 50 ] && die "UAS did not bind udp $IP:$UAS_PORT"
-	sleep 0.1
-done
-sleep 1
+start_uas() {
+	local i
+	( cd "$OUT" && exec timeout -k 5 $((BOUND + 60)) taskset -c 0 sipp -sf "$HERE/uas.xml" \
+		-i $IP -p "$UAS_PORT" -mp "$MEDIA_PORT" -nostdin -aa -timeout "$((BOUND + 45))s" \
+		-recv_timeout 20000 -buff_size 4194304 -trace_stat -stf uas_stat.csv -fd 1 \
+		-trace_err -max_log_size 1000000 >uas.out 2>&1 </dev/null ) &
+	UAS_PID=$!
+	for i in $(seq 1 50); do
+		udp_bound "$UAS_PORT" && break
+		kill -0 "$UAS_PID" 2>/dev/null || die "UAS exited at start-up ($OUT/uas.out)"
+		[ "$i" = 50 ] && die "UAS did not bind udp $IP:$UAS_PORT"
+		sleep 0.1
+	done
+	sleep 1
+}
+[ "$SCENARIO" = register ] || start_uas
 
 # ---- UAC (CPU 0), measured
 log "$NAME $SCENARIO: $CALLS calls at $RATE/s (logs: $OUT)"
@@ -217,8 +246,25 @@ counter() { # CSV NAME -> value in the last line
 OK=$(counter "$OUT/uac_stat.csv" "SuccessfulCall(C)")
 FAILED=$(counter "$OUT/uac_stat.csv" "FailedCall(C)")
 UAS_FAILED=$(counter "$OUT/uas_stat.csv" "FailedCall(C)")
+# p-th percentile (nearest rank) of rtd 1 in the UAC's rtt file: "P50 P99", or "na na"
+percentiles() {
+	local f
+	f=$(ls "$OUT"/*_rtt.csv 2>/dev/null | head -n 1)
+	[ -n "$f" ] || { echo "na na"; return; }
+	awk -F';' 'NR > 1 && $3 == 1 { print $2 + 0 }' "$f" | sort -n |
+		awk '{ v[NR] = $1 } END {
+			if (NR == 0) { print "na na"; exit }
+			i50 = int(NR * 0.50 + 0.999999); i99 = int(NR * 0.99 + 0.999999)
+			print v[i50], v[i99] }'
+}
 HZ=$(getconf CLK_TCK)
 CPU_US=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v ok="$OK" \
 	'BEGIN { if (ok + 0 > 0) printf "%.0f", t * 1e6 / hz / ok; else print "na" }')
-echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
-	"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US sipp_rc=$rc out=$OUT"
+if [ "$SCENARIO" = register ]; then
+	read -r P50 P99 < <(percentiles)
+	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
+		"cpu_us_per_call=$CPU_US p50_ms=$P50 p99_ms=$P99 sipp_rc=$rc out=$OUT"
+else
+	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
+		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US sipp_rc=$rc out=$OUT"
+fi
