@@ -208,9 +208,17 @@ impl Proxy {
         self.state.registrar.restore(saved, now)
     }
 
-    /// Moves whenever a binding changes: persistence saves when it moved.
+    /// Moves whenever a binding is added, removed or moves to another flow:
+    /// persistence saves soon after it moved.
     pub fn registrations_generation(&self) -> u64 {
         self.state.registrar.generation()
+    }
+
+    /// Moves whenever a binding is only refreshed (a new expiry): persistence may save
+    /// those less often (a binding restored with an older expiry only needs its PBX's
+    /// next REGISTER sooner).
+    pub fn registrations_refreshes(&self) -> u64 {
+        self.state.registrar.refresh_generation()
     }
 
     /// Live bindings per account (metrics).

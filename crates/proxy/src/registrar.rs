@@ -291,8 +291,16 @@ pub(crate) struct Registrar {
     /// Final answers to authenticated REGISTERs, for their retransmissions (a replayed
     /// nonce-count or an equal CSeq would otherwise be refused).
     answered: DashMap<TxKey, Kept>,
+    /// The kept answers in the order they expire (they all live `ANSWER_KEPT`), so the
+    /// sweep forgets the old ones without scanning the rest.
+    answered_order: Mutex<std::collections::VecDeque<(Instant, TxKey)>>,
+    /// No binding expires or needs a keep-alive before this: the sweep scans the
+    /// bindings only from then on (`None`: nothing to scan).
+    next_due: Mutex<Option<Instant>>,
     /// Changes on every change of a binding (persistence writes when it moved).
     generation: AtomicU64,
+    /// Moves when a binding only got a new expiry (same Contact, same flow).
+    refreshes: AtomicU64,
     next_ping_id: AtomicU64,
     /// When the next sweep is due; the worker that takes the lock does it.
     next_sweep: Mutex<Option<Instant>>,
@@ -308,7 +316,10 @@ impl Registrar {
             aors: DashMap::new(),
             pings: DashMap::new(),
             answered: DashMap::new(),
+            answered_order: Mutex::new(std::collections::VecDeque::new()),
+            next_due: Mutex::new(None),
             generation: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
             next_ping_id: AtomicU64::new(1),
             next_sweep: Mutex::new(None),
             live: AtomicBool::new(false),
@@ -327,6 +338,7 @@ impl Registrar {
         bindings.retain(|b| b.expires > now);
         let mut added = false;
         let mut removed = false;
+        let mut refreshed = false;
         match &req.contacts {
             Contacts::Query => {}
             Contacts::Wildcard => {
@@ -344,13 +356,17 @@ impl Registrar {
                 let plan = self.plan(bindings, &req, list)?;
                 for (c, expires) in list.iter().zip(plan) {
                     let at = bindings.iter().position(|b| same_uri(&b.contact, &c.uri));
-                    if let Some(i) = at {
-                        bindings.remove(i);
-                        removed |= expires == 0;
-                    }
+                    let old = at.map(|i| bindings.remove(i));
+                    removed |= old.is_some() && expires == 0;
                     if expires > 0 {
-                        bindings.insert(0, self.binding(&req, c, expires, now));
-                        added = true;
+                        let new = self.binding(&req, c, expires, now);
+                        // Same flow, new expiry: persistence may take its time over it.
+                        match old.filter(|o| o.target == new.target) {
+                            Some(_) => refreshed = true,
+                            None => added = true,
+                        }
+                        self.due_by(self.due_at(&new));
+                        bindings.insert(0, new);
                     }
                 }
                 if bindings.len() > self.cfg.max_contacts {
@@ -370,10 +386,12 @@ impl Registrar {
         }
         if added || removed {
             self.generation.fetch_add(1, Ordering::Relaxed);
+        } else if refreshed {
+            self.refreshes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Registered {
             bindings: listed,
-            added,
+            added: added || refreshed,
             removed,
         })
     }
@@ -461,9 +479,13 @@ impl Registrar {
     /// Drops expired bindings, and bindings whose keep-alives went unanswered too often;
     /// returns the keep-alives due now. Also forgets answers kept past their time.
     pub(crate) fn sweep(&self, now: Instant) -> Vec<Keepalive> {
-        self.answered.retain(|_, k| k.until > now);
+        self.forget_answers(now);
         let mut due = Vec::new();
+        if !self.scan_due(now) {
+            return self.settle_live(due);
+        }
         let mut changed = false;
+        let mut next: Option<Instant> = None;
         for mut entry in self.aors.iter_mut() {
             let aor = entry.key().clone();
             if let Some(every) = self.cfg.keepalive_interval {
@@ -478,11 +500,62 @@ impl Registrar {
                 .value_mut()
                 .retain(|b| b.expires > now && b.ping.failures < self.cfg.keepalive_failures);
             changed |= entry.value().len() != before;
+            for b in entry.value().iter() {
+                let at = self.due_at(b);
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
         self.aors.retain(|_, v| !v.is_empty());
         if changed {
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
+        // Lowered meanwhile by a REGISTER on another worker? Keep the earlier one.
+        let mut guard = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = match (*guard, next) {
+            (Some(g), Some(n)) if g > now => Some(g.min(n)),
+            (Some(g), None) if g > now => Some(g),
+            _ => next,
+        };
+        drop(guard);
+        self.settle_live(due)
+    }
+
+    /// Is a scan of the bindings due (something may expire or need a keep-alive)?
+    fn scan_due(&self, now: Instant) -> bool {
+        let guard = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        guard.is_some_and(|at| at <= now)
+    }
+
+    /// When the scan must next look at `b`.
+    fn due_at(&self, b: &Binding) -> Instant {
+        match self.cfg.keepalive_interval {
+            Some(_) if b.nat => b.expires.min(b.ping.next),
+            _ => b.expires,
+        }
+    }
+
+    /// Makes the scan look again by `at` at the latest.
+    fn due_by(&self, at: Instant) {
+        let mut guard = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = Some(guard.map_or(at, |g| g.min(at)));
+    }
+
+    /// Forgets kept answers past their time (oldest first: no scan of the rest).
+    fn forget_answers(&self, now: Instant) {
+        let mut order = self
+            .answered_order
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while let Some(&(until, key)) = order.front() {
+            if until > now {
+                break;
+            }
+            order.pop_front();
+            self.answered.remove_if(&key, |_, k| k.until <= now);
+        }
+    }
+
+    fn settle_live(&self, due: Vec<Keepalive>) -> Vec<Keepalive> {
         if self.aors.is_empty() && self.answered.is_empty() {
             self.live.store(false, Ordering::Relaxed);
         }
@@ -576,6 +649,10 @@ impl Registrar {
     pub(crate) fn keep_answer(&self, key: TxKey, source: Peer, response: Bytes, now: Instant) {
         self.live.store(true, Ordering::Relaxed);
         let until = now + ANSWER_KEPT;
+        self.answered_order
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((until, key));
         self.answered.insert(
             key,
             Kept {
@@ -592,9 +669,14 @@ impl Registrar {
         (kept.source == source).then(|| kept.response.clone())
     }
 
-    /// Moves on every change of a binding.
+    /// Moves when a binding is added, removed or moved to another flow.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Moves when a binding only got a new expiry.
+    pub(crate) fn refresh_generation(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
     }
 
     /// Every live binding.
@@ -671,6 +753,7 @@ impl Registrar {
             e.value_mut().sort_by_key(|b| std::cmp::Reverse(b.expires));
         }
         self.live.store(n > 0, Ordering::Relaxed);
+        self.due_by(now);
         self.generation.fetch_add(1, Ordering::Relaxed);
         n
     }

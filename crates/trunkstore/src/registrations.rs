@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use trunkstore_api::{RegistrationSource, RegistrationView};
 use trunkstore_proxy::registrar::Registration;
 use trunkstore_proxy::{Peer, Proxy, Transport};
@@ -43,15 +43,42 @@ pub fn restore(proxy: &Proxy, path: &Path) {
     tracing::info!(path = %path.display(), bindings = n, "registrations restored");
 }
 
-/// Writes the bindings if they changed since `last` (a generation); returns the
-/// generation written (or still current).
-pub fn save_if_changed(proxy: &Proxy, path: &Path, last: u64) -> u64 {
-    let generation = proxy.registrations_generation();
-    if generation == last {
+/// Bindings that only got a new expiry are written at most this often: under
+/// re-registration load nearly every second brings one, and a binding restored with an
+/// older expiry only needs its PBX's next REGISTER sooner.
+pub const REFRESHES_SAVED_EVERY: Duration = Duration::from_secs(30);
+
+/// What the file holds: the generations written, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    generation: u64,
+    refreshes: u64,
+    at: Instant,
+}
+
+impl Written {
+    /// The state at start (what was restored is what the file holds).
+    pub fn now(proxy: &Proxy) -> Written {
+        Written {
+            generation: proxy.registrations_generation(),
+            refreshes: proxy.registrations_refreshes(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// Writes the bindings if one was added, removed or moved since `last`, or only
+/// refreshed and `REFRESHES_SAVED_EVERY` has passed; returns what the file holds now.
+pub fn save_if_changed(proxy: &Proxy, path: &Path, last: Written) -> Written {
+    let current = Written::now(proxy);
+    let changed = current.generation != last.generation;
+    let refreshed =
+        current.refreshes != last.refreshes && last.at.elapsed() >= REFRESHES_SAVED_EVERY;
+    if !changed && !refreshed {
         return last;
     }
     match save(proxy, path) {
-        Ok(()) => generation,
+        Ok(()) => current,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot save registrations");
             last
@@ -63,7 +90,7 @@ pub fn save_if_changed(proxy: &Proxy, path: &Path, last: u64) -> u64 {
 /// over the old one, so a crash leaves either the old file or the new one.
 pub fn save(proxy: &Proxy, path: &Path) -> std::io::Result<()> {
     let regs = proxy.registrations(Instant::now());
-    let text = to_json(&regs, unix_now()).to_string();
+    let text = to_json_text(&regs, unix_now());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -78,12 +105,69 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The file's text, written directly: with 10,000 bindings a `serde_json::Value` tree
+/// (a map per binding) cost more than everything else the registrar does under load.
+fn to_json_text(regs: &[Registration], now_unix: u64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64 + regs.len() * 256);
+    out.push_str("{\"version\":1,\"bindings\":[");
+    for (i, r) in regs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        for (key, value) in [
+            ("account", r.account.as_str()),
+            ("server", r.server.as_str()),
+            ("aor", r.aor.as_str()),
+            ("contact", r.contact.as_str()),
+            ("source", source_text(r.source).as_str()),
+            ("call_id", r.call_id.as_str()),
+        ] {
+            let _ = write!(out, "\"{key}\":");
+            json_string(&mut out, value);
+            out.push(',');
+        }
+        out.push_str("\"user_agent\":");
+        match &r.user_agent {
+            Some(ua) => json_string(&mut out, ua),
+            None => out.push_str("null"),
+        }
+        let _ = write!(
+            out,
+            ",\"expires_at\":{},\"cseq\":{}}}",
+            now_unix + r.expires_in.as_secs(),
+            r.cseq
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `s` as a JSON string literal.
+fn json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// The file's form: expiries as absolute unix seconds, so time spent stopped counts.
+#[cfg(test)]
 fn to_json(regs: &[Registration], now_unix: u64) -> Value {
     let bindings: Vec<Value> = regs
         .iter()
         .map(|r| {
-            json!({
+            serde_json::json!({
                 "account": r.account,
                 "server": r.server,
                 "aor": r.aor,
@@ -96,7 +180,7 @@ fn to_json(regs: &[Registration], now_unix: u64) -> Value {
             })
         })
         .collect();
-    json!({"version": 1, "bindings": bindings})
+    serde_json::json!({"version": 1, "bindings": bindings})
 }
 
 fn from_json(v: &Value, now_unix: u64) -> Vec<Registration> {
@@ -193,6 +277,7 @@ pub fn render_metrics(proxy: &Proxy, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn reg(expires_in: u64) -> Registration {
         Registration {
@@ -220,6 +305,19 @@ mod tests {
         assert_eq!(back, vec![reg(500)]);
         let expired = from_json(&v, 1_000_700);
         assert_eq!(expired[0].expires_in, Duration::ZERO, "the core skips it");
+    }
+
+    #[test]
+    fn the_written_text_is_the_json_form() {
+        let mut odd = reg(600);
+        odd.user_agent = Some("PBX \"7\" \\ \u{1}".into());
+        let regs = [odd, reg(30)];
+        let text = to_json_text(&regs, 1_000_000);
+        let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(parsed, to_json(&regs, 1_000_000));
+        assert_eq!(from_json(&parsed, 1_000_000), regs.to_vec());
+        let empty: Value = serde_json::from_str(&to_json_text(&[], 0)).unwrap();
+        assert_eq!(empty["bindings"], json!([]));
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
 
 /// Writes the registrar's bindings whenever they changed (they survive a restart).
 async fn keep_registrations(proxy: Arc<Proxy>, path: std::path::PathBuf) {
-    let mut written = proxy.registrations_generation();
+    let mut written = crate::registrations::Written::now(&proxy);
     loop {
         sleep(crate::registrations::SAVE_EVERY).await;
         let (p, file) = (proxy.clone(), path.clone());

@@ -410,3 +410,20 @@ fn bindings_survive_a_restart_with_their_time_left() {
         Err(RegisterError::OutOfOrder)
     );
 }
+
+#[test]
+fn a_refresh_of_the_same_flow_is_told_apart_from_a_change() {
+    let r = Registrar::new(cfg());
+    let now = Instant::now();
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 1), now)
+        .unwrap();
+    let (g, f) = (r.generation(), r.refresh_generation());
+    r.register(req(&["<sip:a@10.0.0.1>"], "c1", 2), now)
+        .unwrap();
+    assert_eq!((r.generation(), r.refresh_generation()), (g, f + 1));
+    // The same Contact from another source port (the NAT mapping changed) is a change.
+    let mut moved = req(&["<sip:a@10.0.0.1>"], "c1", 3);
+    moved.source = udp("127.0.0.7:6000");
+    r.register(moved, now).unwrap();
+    assert_eq!(r.generation(), g + 1);
+}
