@@ -424,3 +424,28 @@ fn header_named(t: &Transmit, name: &str) -> Option<String> {
         .header_named(name.as_bytes())
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
+
+#[test]
+fn a_register_flood_from_one_source_is_cut_by_the_rate_limit() {
+    // Default protection: 50 requests/s, bursts of 100, per unknown source.
+    let mut h = harness();
+    let mut answered = 0;
+    for i in 0..300 {
+        let out = h.feed(
+            udp("203.0.113.99:5060"),
+            &register(&format!("f{i}"), 1, PBX, "office1", CONTACT),
+        );
+        answered += out.len();
+    }
+    assert!(
+        (100..=101).contains(&answered),
+        "{answered} of 300 answered"
+    );
+    assert_eq!(
+        h.proxy.protection_stats(h.now).dropped_rate_limited,
+        300 - answered as u64
+    );
+    // Another source is not affected.
+    let out = h.feed(udp(PBX), &register("ok", 1, PBX, "office1", CONTACT));
+    assert_eq!(status(&out[0]), Some(401));
+}
