@@ -89,8 +89,13 @@ impl PasswordPbx {
     }
 }
 
-/// Registrar settings with `min_expires`, bindings kept in `<test dir>/data`.
+/// Registrar settings with `min_expires`, bindings kept in `<test dir>/data`, no
+/// keep-alives (an OPTIONS would reach the PBX's INVITE-only scenario).
 fn registrar_settings(min_expires: u32) -> Map<String, Value> {
+    registrar_settings_with(min_expires, 0, 3)
+}
+
+fn registrar_settings_with(min_expires: u32, keepalive: u32, failures: u32) -> Map<String, Value> {
     let mut settings = Map::new();
     settings.insert("default_realm".into(), json!(REALM));
     settings.insert("data_dir".into(), json!("data"));
@@ -101,8 +106,8 @@ fn registrar_settings(min_expires: u32) -> Map<String, Value> {
             "max_expires": 3600,
             "default_expires": 3600,
             "max_contacts": 5,
-            "keepalive_interval": 0,
-            "keepalive_failures": 3,
+            "keepalive_interval": keepalive,
+            "keepalive_failures": failures,
         }),
     );
     settings
@@ -110,13 +115,17 @@ fn registrar_settings(min_expires: u32) -> Map<String, Value> {
 
 /// Writes the settings and one document with `servers` (JSON), starts the proxy.
 fn start(test: &str, min_expires: u32, servers: Vec<Value>) -> Scene {
+    start_with(test, registrar_settings(min_expires), servers)
+}
+
+fn start_with(test: &str, extra: Map<String, Value>, servers: Vec<Value>) -> Scene {
     let _sipp = sipp::sipp_binary();
     let dir = TestDir::new(test);
     let setup = ProxySetup {
         port: free_port(),
         carrier_port: free_port(),
         api_port: free_port(),
-        extra: registrar_settings(min_expires),
+        extra,
     };
     let settings = config::settings_json(&setup);
     let doc = json!({"name": "registrar", "account": {}, "servers": servers});
@@ -361,6 +370,65 @@ fn registered_pbx_takes_a_call(test: &str, transport: Transport) {
             ("trunkstore_active_calls", 0),
         ],
     ));
+    scene.finish(results);
+}
+
+/// Keep-alives (interval 1 s, 2 failures): the NATed PBX's socket gets an OPTIONS for its
+/// Contact and answers it; once the PBX is gone, the unanswered keep-alives drop its
+/// binding. Nothing ever reaches the private Contact.
+#[test]
+fn keepalives_reach_a_nat_binding_at_its_source_and_drop_it_once_unanswered() {
+    let alice = PasswordPbx::new("nat-pbx", ALICE, &dids(0, 1)[0]);
+    let scene = start_with(
+        "reg-keepalive",
+        registrar_settings_with(60, 1, 2),
+        vec![alice.to_json()],
+    );
+    let nat = Sink::bind(NAT_IP, free_port());
+    let contact = nat.host_port();
+    let mut pbx = nat_pbx(
+        &scene.setup,
+        "pbx",
+        &alice,
+        free_port(),
+        &contact,
+        LONG_EXPIRES,
+        true,
+        Transport::Udp,
+    );
+    let ooc = sipp::scenario("uas-keepalive.xml");
+    let at = pbx
+        .extra
+        .iter()
+        .position(|a| a == "-oocsf")
+        .expect("-oocsf")
+        + 1;
+    pbx.extra[at] = ooc.display().to_string();
+    let mut results = vec![pbx.run_for(&scene.dir, PBX_RUN_SECS).check()];
+    // The PBX answered a keep-alive and left: two unanswered ones later (2-3 s) its
+    // binding is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gone = "trunkstore_registrar_bindings{account=\"e2e\"}";
+    loop {
+        let page = crate::metrics_page(scene.setup.api_port).unwrap_or_default();
+        if !page.lines().any(|l| l.starts_with(gone)) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            results.push(Err(format!("binding still there after 10 s:\n{page}")));
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    results.push(nat.silent());
+    let page = crate::metrics_page(scene.setup.api_port).unwrap_or_default();
+    let sent = page
+        .lines()
+        .find_map(|l| l.strip_prefix("trunkstore_registrar_keepalives_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    if sent.is_none_or(|n| n < 2) {
+        results.push(Err(format!("keep-alives sent: {sent:?}")));
+    }
     scene.finish(results);
 }
 
