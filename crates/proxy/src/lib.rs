@@ -19,7 +19,8 @@
 //!
 //! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
 //!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
-//!    `timerq`, `trunks`, `registrar` (bindings of REGISTERed servers).
+//!    `timerq`, `trunks`, `media` (rtpengine's NG protocol and the client choosing an
+//!    instance), `registrar` (bindings of REGISTERed servers).
 //! 2. **Settings and wire reads**: `auth`, `config`, `sipview`, `callerid`, `metrics`.
 //! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
 //!    `failover`, and the proxy's plain-value machines `machines` (branch state,
@@ -58,6 +59,9 @@ mod keys;
 mod late2xx;
 mod local;
 mod machines;
+// Used by the media integration (issue 16).
+#[allow(dead_code)]
+pub(crate) mod media;
 pub mod metrics;
 mod outbound;
 mod policy;

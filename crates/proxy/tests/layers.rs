@@ -20,6 +20,7 @@ const ORDER: &[&str] = &[
     "transaction",
     "timerq",
     "trunks",
+    "media",
     "registrar",
     // 2. Settings and wire reads.
     "auth",
