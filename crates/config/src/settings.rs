@@ -75,6 +75,56 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `registrar`: REGISTER of password servers and keep-alives to NATed bindings.
     pub registrar: Registrar,
+    /// `media`: rtpengine instances that anchor the media of calls (issue 16).
+    pub media: Media,
+}
+
+/// `media`: the rtpengine instances driven over the NG control protocol, and what a call
+/// does when none answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    /// `rtpengine`: NG control addresses with weights (`[]`, the default: media is not
+    /// anchored, SDP passes untouched).
+    pub rtpengine: Vec<RtpEngine>,
+    /// `timeout_ms`: wait for a reply before sending again (1000).
+    pub timeout_ms: u32,
+    /// `retries`: sends after the first to one instance before it counts as down (2).
+    pub retries: u32,
+    /// `down_secs`: seconds a silent instance is skipped (30).
+    pub down_secs: u32,
+    /// `on_failure`: what a call does when no instance answers (`reject`).
+    pub on_failure: MediaFailure,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media {
+            rtpengine: Vec::new(),
+            timeout_ms: 1000,
+            retries: 2,
+            down_secs: 30,
+            on_failure: MediaFailure::Reject,
+        }
+    }
+}
+
+/// One rtpengine instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpEngine {
+    /// `address`: its NG control socket, `ip:port`.
+    pub address: SocketAddr,
+    /// `weight`: relative share of new calls (1); 0 takes no new calls (draining).
+    pub weight: u32,
+}
+
+/// `media.on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaFailure {
+    /// `reject` (default): the INVITE gets 503, counted.
+    #[default]
+    Reject,
+    /// `bypass`: the call goes on with its media unanchored, logged.
+    Bypass,
 }
 
 /// `registrar`: bindings of password servers that REGISTER (behaviour.md §4.2, §5.4).
@@ -608,6 +658,7 @@ const KEYS: &[&str] = &[
     "auth",
     "data_dir",
     "registrar",
+    "media",
 ];
 
 impl Settings {
@@ -670,6 +721,7 @@ impl Settings {
                     .unwrap_or_else(|| "data".into()),
             ),
             registrar: registrar(&mut w, root),
+            media: media(&mut w, root),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1270,6 +1322,94 @@ fn registrar(w: &mut Walker, root: &Map<String, Value>) -> Registrar {
     r
 }
 
+fn media(w: &mut Walker, root: &Map<String, Value>) -> Media {
+    let d = Media::default();
+    let known = [
+        "rtpengine",
+        "timeout_ms",
+        "retries",
+        "down_secs",
+        "on_failure",
+    ];
+    let Some(obj) = sub_object(w, root, "media", &known) else {
+        return d;
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "media", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    // A reply later than a minute is no use to a ringing INVITE.
+    let timeout_ms = get("timeout_ms", 1, 60_000, d.timeout_ms);
+    let retries = get("retries", 0, 10, d.retries);
+    let down_secs = get("down_secs", 0, 86_400, d.down_secs);
+    let on_failure = Walker::field(obj, "on_failure")
+        .and_then(|v| {
+            w.enumeration(
+                v,
+                "media.on_failure",
+                &[
+                    ("reject", MediaFailure::Reject),
+                    ("bypass", MediaFailure::Bypass),
+                ],
+            )
+        })
+        .unwrap_or_default();
+    Media {
+        rtpengine: rtpengines(w, obj),
+        timeout_ms,
+        retries,
+        down_secs,
+        on_failure,
+    }
+}
+
+fn rtpengines(w: &mut Walker, obj: &Map<String, Value>) -> Vec<RtpEngine> {
+    let path = "media.rtpengine";
+    let Some(list) = Walker::field(obj, "rtpengine").and_then(|v| w.array(v, path)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<RtpEngine> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let item = join(path, i);
+        let Some(e) = w.object(v, &item) else {
+            continue;
+        };
+        w.no_unknown_keys(e, &item, &["address", "weight"]);
+        let address = match Walker::field(e, "address") {
+            Some(a) => socket_addr(w, a, &join(&item, "address")),
+            None => {
+                w.required(&join(&item, "address"));
+                None
+            }
+        };
+        let weight = w
+            .opt_integer(e, "weight", &item, 0, 1000)
+            .map_or(1, |n| n as u32);
+        let Some(address) = address else { continue };
+        if let Some(first) = out.iter().position(|o| o.address == address) {
+            w.error(
+                &join(&item, "address"),
+                "unique",
+                format!("{address} is already listed as media.rtpengine.{first}"),
+                Some(json!(format!("media.rtpengine.{first}"))),
+                Some(json!(address.to_string())),
+            );
+            continue;
+        }
+        out.push(RtpEngine { address, weight });
+    }
+    if !out.is_empty() && out.iter().all(|e| e.weight == 0) {
+        w.error(
+            path,
+            "minimum",
+            "At least one rtpengine needs a weight above 0",
+            Some(json!(1)),
+            None,
+        );
+    }
+    out
+}
+
 fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
     let d = Limits::default();
     let known = [
@@ -1685,6 +1825,105 @@ mod edge_keys_tests {
                 "transport.tcp_connect",
             ),
             (json!({"transport": 1}), "transport"),
+        ] {
+            let errors = error_paths(v.clone());
+            assert!(errors.contains(path), "{v}: {errors}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Settings, ValidationErrors> {
+        Settings::from_value(&v, Path::new("/"))
+    }
+
+    fn error_paths(v: Value) -> String {
+        format!("{:?}", parse(v).expect_err("settings must be rejected"))
+    }
+
+    #[test]
+    fn media_defaults_to_no_rtpengine() {
+        let m = parse(json!({})).unwrap().media;
+        assert_eq!(m, Media::default());
+        assert!(m.rtpengine.is_empty());
+        assert_eq!((m.timeout_ms, m.retries, m.down_secs), (1000, 2, 30));
+        assert_eq!(m.on_failure, MediaFailure::Reject);
+    }
+
+    #[test]
+    fn media_keys_are_read() {
+        let m = parse(json!({"media": {
+            "rtpengine": [
+                {"address": "127.0.0.1:2223", "weight": 3},
+                {"address": "[::1]:2224"}
+            ],
+            "timeout_ms": 250,
+            "retries": 0,
+            "down_secs": 5,
+            "on_failure": "bypass"
+        }}))
+        .unwrap()
+        .media;
+        assert_eq!(
+            m.rtpengine,
+            vec![
+                RtpEngine {
+                    address: "127.0.0.1:2223".parse().unwrap(),
+                    weight: 3
+                },
+                RtpEngine {
+                    address: "[::1]:2224".parse().unwrap(),
+                    weight: 1
+                },
+            ]
+        );
+        assert_eq!((m.timeout_ms, m.retries, m.down_secs), (250, 0, 5));
+        assert_eq!(m.on_failure, MediaFailure::Bypass);
+    }
+
+    #[test]
+    fn media_keys_are_validated_with_field_paths() {
+        let one = |e: Value| json!({"media": {"rtpengine": [e]}});
+        for (v, path) in [
+            (json!({"media": 1}), "media"),
+            (json!({"media": {"rtp": []}}), "media.rtp"),
+            (json!({"media": {"rtpengine": {}}}), "media.rtpengine"),
+            (json!({"media": {"rtpengine": ["x"]}}), "media.rtpengine.0"),
+            (one(json!({})), "media.rtpengine.0.address"),
+            (
+                one(json!({"address": "localhost:2223"})),
+                "media.rtpengine.0.address",
+            ),
+            (
+                one(json!({"address": "127.0.0.1:1", "weight": -1})),
+                "media.rtpengine.0.weight",
+            ),
+            (
+                one(json!({"address": "127.0.0.1:1", "weight": 1001})),
+                "media.rtpengine.0.weight",
+            ),
+            (
+                one(json!({"address": "127.0.0.1:1", "port": 1})),
+                "media.rtpengine.0.port",
+            ),
+            (
+                json!({"media": {"rtpengine": [
+                    {"address": "127.0.0.1:1"}, {"address": "127.0.0.1:1"}
+                ]}}),
+                "media.rtpengine.1.address",
+            ),
+            (
+                one(json!({"address": "127.0.0.1:1", "weight": 0})),
+                "media.rtpengine",
+            ),
+            (json!({"media": {"timeout_ms": 0}}), "media.timeout_ms"),
+            (json!({"media": {"timeout_ms": 60_001}}), "media.timeout_ms"),
+            (json!({"media": {"retries": 11}}), "media.retries"),
+            (json!({"media": {"down_secs": -1}}), "media.down_secs"),
+            (json!({"media": {"on_failure": "drop"}}), "media.on_failure"),
         ] {
             let errors = error_paths(v.clone());
             assert!(errors.contains(path), "{v}: {errors}");
