@@ -4,7 +4,8 @@
 //! keys. The decoder reads replies from the network, so it is written for hostile input:
 //! it never panics, nests at most [`MAX_DEPTH`] deep (no stack exhaustion), and checks
 //! every length against what is left of the input before allocating, so a decoded value
-//! never holds more bytes than the datagram had.
+//! never holds more data bytes than the datagram had, and at most one value per two
+//! input bytes (the shortest value, `0:`, takes two).
 
 /// Deepest nesting of lists and dictionaries the decoder accepts. NG replies nest two or
 /// three levels; anything deeper is not from rtpengine.
