@@ -38,9 +38,9 @@
 //!   callee (the port the callee sends to); the answer's is for the caller. Each side
 //!   takes an RTP+RTCP pair, so a call holds 4 ports of the range.
 //! - `list` → `{result: "ok", calls: [call-id…]}`.
-//! - `query`, and `delete` with a `from-tag` → `{result: "ok", created, created_us, last signal, SSRC, tags:
-//!   {<tag>: {medias: [{streams: [{local port, endpoint, stats…}]}]…}}, totals: {RTP:
-//!   {packets, bytes, errors}, RTCP…}}`. `delete` with only the `call-id` removes the
+//! - `query`, and `delete` with a `from-tag` → `{result: "ok", created, created_us,
+//!   last signal, SSRC, tags: {<tag>: {medias: [{streams: [{local port, endpoint,
+//!   stats…}]}]…}}, totals: {RTP: {packets, bytes, errors}, RTCP…}}`. `delete` with only the `call-id` removes the
 //!   whole call too but replies a bare `{result: "ok"}` (no statistics): `query` first
 //!   when the counts matter.
 //! - Failures → `{result: "error", error-reason}`: e.g. "Unrecognized command",
@@ -57,8 +57,11 @@
 //! - RTP: with both SDPs naming the real sockets, packets flow straight away in both
 //!   directions; a caller's packet sent to the port of the answer's SDP arrives at the
 //!   callee from the port of the offer's SDP, and the other way round (symmetric RTP, so
-//!   each side sees one peer address). Endpoint learning (latching) only matters when a
-//!   side sends from another address than its SDP says (NAT); default `delayed`.
+//!   each side sees one peer address). No packet is needed first.
+//! - Latching (endpoint learning, default `delayed`): until a side's first packet its
+//!   media goes to its SDP address; its first packet from elsewhere (NAT) is taken at
+//!   once as its address ("Confirmed peer address as …" in the log) and media follows
+//!   it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::UdpSocket;
@@ -627,6 +630,60 @@ fn rtp_flows_both_ways_through_the_relay() {
     );
     assert_eq!(deleted, dict([("result", s("ok"))]));
     assert_eq!(listed_calls(&engine), Vec::<Bencode>::new());
+}
+
+/// Latching (NAT): the callee's SDP names one socket but it sends from another. Until
+/// its first packet the caller's media goes to the SDP address; from then on to the
+/// address it sent from.
+#[test]
+fn rtp_latches_to_where_the_callee_sends_from() {
+    let dir = TestDir::new("rtpengine-latch");
+    let engine = Rtpengine::start(&dir);
+    let caller = media_socket();
+    let callee_in_sdp = media_socket();
+    let callee_behind_nat = media_socket();
+    let caller_port = caller.local_addr().unwrap().port();
+    let sdp_port = callee_in_sdp.local_addr().unwrap().port();
+    let (for_callee, for_caller) = offer_answer(&engine, "latch", caller_port, sdp_port);
+
+    caller.send_to(&rtp_packet(1), addr(for_caller)).unwrap();
+    let got = receive(&callee_in_sdp).map(|(p, _)| p);
+    assert_eq!(
+        got,
+        Some(rtp_packet(1)),
+        "before latching: to the SDP address"
+    );
+
+    callee_behind_nat
+        .send_to(&rtp_packet(2), addr(for_callee))
+        .unwrap();
+    let got = receive(&caller).map(|(p, _)| p);
+    assert_eq!(
+        got,
+        Some(rtp_packet(2)),
+        "callee → caller from its NAT address"
+    );
+
+    caller.send_to(&rtp_packet(3), addr(for_caller)).unwrap();
+    let got = receive(&callee_behind_nat).map(|(p, _)| p);
+    assert_eq!(
+        got,
+        Some(rtp_packet(3)),
+        "after latching: to where it sent from"
+    );
+    assert_eq!(
+        quick_receive(&callee_in_sdp),
+        None,
+        "the SDP address gets nothing once latched"
+    );
+}
+
+/// A datagram already there or arriving within 200 ms.
+fn quick_receive(socket: &UdpSocket) -> Option<Vec<u8>> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    receive(socket).map(|(p, _)| p)
 }
 
 fn media_socket() -> UdpSocket {
