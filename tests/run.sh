@@ -16,10 +16,33 @@ install_for_tests() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package"
 }
 
+# Stops and disables systemd units `$@` where systemd runs (a container has none).
+disable_services() {
+    [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 || return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    local unit
+    for unit in "$@"; do
+        # One at a time: a unit that is not installed must not keep the others running.
+        $sudo systemctl disable --now "$unit" 2>/dev/null || true
+    done
+}
+
 # End-to-end tests drive the real binary with SIPp, and a real softphone (libre's SIP
 # stack, tests/e2e/baresip.rs) calls through it.
 install_for_tests sipp sip-tester
 install_for_tests baresip baresip-core
+
+# Media tests start their own rtpengine in the foreground on loopback
+# (tests/e2e/rtpengine.rs). The package enables and starts its daemons (and the
+# recording daemon it recommends): when this script installed it, they are stopped and
+# disabled so nothing keeps running after the tests. An rtpengine already there is left
+# as its owner set it up.
+if ! command -v rtpengine >/dev/null 2>&1; then
+    install_for_tests rtpengine rtpengine-daemon
+    disable_services rtpengine-daemon rtpengine-recording-daemon \
+        rtpengine-recording-nfs-mount
+fi
 
 # cargo's last line is its last (often empty) doc-test run, so close with the total over
 # every test binary.

@@ -19,6 +19,7 @@ mod protection;
 mod proxy;
 mod raw;
 mod registrar;
+mod rtpengine;
 mod sipp;
 mod soak;
 
