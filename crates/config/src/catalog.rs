@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::claims::{ip_path, show_addr, Claims, DidIndex};
-use crate::document::{AuthMethod, Did, Document, Server};
+use crate::document::{AuthMethod, Did, Document, MediaHandling, Server};
 use crate::error::{FileErrors, ValidationErrors};
 use crate::settings::{Carrier, Settings};
 
@@ -205,6 +205,41 @@ impl Catalog {
             }
         }
         s
+    }
+
+    /// Warnings that do not stop the proxy: what it will do differently from what a
+    /// document asks. Today: servers or DIDs asking for `media_handling: process` when
+    /// no rtpengine is configured (their SDP passes untouched; when the call flow anchors
+    /// media, issue 16, such calls get 503 and this line must say so), one line each,
+    /// as `<file>: servers.<i>[.DIDs.<number>]: ...`.
+    pub fn warnings(&self) -> Vec<String> {
+        if !self.settings.media.rtpengine.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for doc in &self.documents {
+            let file = doc.source.clone().unwrap_or_else(|| doc.relative_path());
+            for server in &doc.servers {
+                let timers = &self.settings.timers;
+                let mut asked: Vec<String> = Vec::new();
+                if server.effective(None, timers).media_handling == MediaHandling::Process {
+                    asked.push(format!("servers.{}", server.index));
+                }
+                for did in &server.dids {
+                    let own = did.options.media_handling == Some(MediaHandling::Process);
+                    if own {
+                        asked.push(format!("servers.{}.DIDs.{}", server.index, did.key));
+                    }
+                }
+                for path in asked {
+                    out.push(format!(
+                        "{}: {path}: media_handling is \"process\" but no media.rtpengine is configured: its media is not anchored (SDP passes untouched)",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -70,6 +70,9 @@ fn check(config: &Path) -> ExitCode {
             println!("configuration OK: {}", config.display());
             println!("connectivity: {}", settings.connectivity_dir.display());
             println!("{}", catalog.summary());
+            for w in catalog.warnings() {
+                println!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(failures) => {

@@ -63,6 +63,9 @@ pub fn run(catalog: Catalog) -> ExitCode {
         }
     };
     let summary = catalog.summary();
+    for w in catalog.warnings() {
+        tracing::warn!("{w}");
+    }
     let serving = Arc::new(AtomicBool::new(true));
     let store = Arc::new(Store::new(catalog, router));
     let api = match start_api(&settings, store, &proxy, &serving) {

@@ -1,0 +1,44 @@
+//! Warnings of `trunkstore check` (issue 16 item 5): what the proxy will do differently
+//! from what a document asks, without refusing the document.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use trunkstore_config::*;
+
+fn catalog(settings: Value) -> Catalog {
+    let settings = Settings::from_value(&settings, Path::new(".")).unwrap();
+    let doc = validate_document(
+        "acme",
+        "main",
+        &json!({"servers": [
+            {"name": "anchored", "auth": {"auth_method": "IP", "ip": "10.0.0.5"},
+             "options": {"media_handling": "process"}, "DIDs": {"+14155550001": {}}},
+            {"name": "plain", "auth": {"auth_method": "IP", "ip": "10.0.0.6"},
+             "DIDs": {"+14155550002": {"media_handling": "process"}, "+14155550003": {}}}
+        ]}),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Catalog::build(settings, [doc]).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[test]
+fn process_without_rtpengine_is_a_warning_naming_each_place() {
+    let w = catalog(json!({})).warnings();
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(
+        w[0].contains(": servers.0: media_handling is \"process\""),
+        "{}",
+        w[0]
+    );
+    assert!(w[1].contains(": servers.1.DIDs.+14155550002: "), "{}", w[1]);
+    assert!(w
+        .iter()
+        .all(|l| l.ends_with("its media is not anchored (SDP passes untouched)")));
+}
+
+#[test]
+fn with_an_rtpengine_there_is_nothing_to_warn_about() {
+    let c = catalog(json!({"media": {"rtpengine": [{"address": "127.0.0.1:2223"}]}}));
+    assert!(c.warnings().is_empty());
+}
