@@ -339,41 +339,53 @@ impl Registrar {
         let mut added = false;
         let mut removed = false;
         let mut refreshed = false;
-        match &req.contacts {
-            Contacts::Query => {}
-            Contacts::Wildcard => {
-                // Step 6 for `*`: a binding of the same Call-ID goes only with a higher CSeq.
-                if bindings
-                    .iter()
-                    .any(|b| *b.call_id == *req.call_id && req.cseq <= b.cseq)
-                {
-                    return Err(RegisterError::OutOfOrder);
+        let applied = (|| {
+            match &req.contacts {
+                Contacts::Query => {}
+                Contacts::Wildcard => {
+                    // Step 6 for `*`: a binding of the same Call-ID goes only with a higher CSeq.
+                    if bindings
+                        .iter()
+                        .any(|b| *b.call_id == *req.call_id && req.cseq <= b.cseq)
+                    {
+                        return Err(RegisterError::OutOfOrder);
+                    }
+                    removed = !bindings.is_empty();
+                    bindings.clear();
                 }
-                removed = !bindings.is_empty();
-                bindings.clear();
-            }
-            Contacts::List(list) => {
-                let plan = self.plan(bindings, &req, list)?;
-                for (c, expires) in list.iter().zip(plan) {
-                    let at = bindings.iter().position(|b| same_uri(&b.contact, &c.uri));
-                    let old = at.map(|i| bindings.remove(i));
-                    removed |= old.is_some() && expires == 0;
-                    if expires > 0 {
-                        let new = self.binding(&req, c, expires, now);
-                        // Same flow, new expiry: persistence may take its time over it.
-                        match old.filter(|o| o.target == new.target) {
-                            Some(_) => refreshed = true,
-                            None => added = true,
+                Contacts::List(list) => {
+                    let plan = self.plan(bindings, &req, list)?;
+                    for (c, expires) in list.iter().zip(plan) {
+                        let at = bindings.iter().position(|b| same_uri(&b.contact, &c.uri));
+                        let old = at.map(|i| bindings.remove(i));
+                        removed |= old.is_some() && expires == 0;
+                        if expires > 0 {
+                            let new = self.binding(&req, c, expires, now);
+                            // Same flow, new expiry: persistence may take its time over it.
+                            match old.filter(|o| o.target == new.target) {
+                                Some(_) => refreshed = true,
+                                None => added = true,
+                            }
+                            self.due_by(self.due_at(&new));
+                            bindings.insert(0, new);
                         }
-                        self.due_by(self.due_at(&new));
-                        bindings.insert(0, new);
+                    }
+                    if bindings.len() > self.cfg.max_contacts {
+                        bindings.truncate(self.cfg.max_contacts);
+                        removed = true;
                     }
                 }
-                if bindings.len() > self.cfg.max_contacts {
-                    bindings.truncate(self.cfg.max_contacts);
-                    removed = true;
-                }
             }
+            Ok(())
+        })();
+        if let Err(e) = applied {
+            let empty = bindings.is_empty();
+            drop(entry);
+            if empty {
+                // A first REGISTER refused leaves no empty entry behind.
+                self.aors.remove_if(&req.aor, |_, v| v.is_empty());
+            }
+            return Err(e);
         }
         let listed = bindings
             .iter()

@@ -427,3 +427,14 @@ fn a_refresh_of_the_same_flow_is_told_apart_from_a_change() {
     r.register(moved, now).unwrap();
     assert_eq!(r.generation(), g + 1);
 }
+
+#[test]
+fn a_refused_first_register_leaves_nothing_behind() {
+    let r = Registrar::new(cfg());
+    let now = Instant::now();
+    let brief = req(&["<sip:a@10.0.0.1>;expires=5"], "c1", 1);
+    assert_eq!(r.register(brief, now), Err(RegisterError::TooBrief(60)));
+    assert!(r.aors.is_empty());
+    r.register(req(&[], "c1", 2), now).unwrap();
+    assert!(r.aors.is_empty(), "a query of nothing keeps nothing");
+}
