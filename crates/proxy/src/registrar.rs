@@ -332,7 +332,6 @@ impl Registrar {
         req: RegisterRequest,
         now: Instant,
     ) -> Result<Registered, RegisterError> {
-        self.live.store(true, Ordering::Relaxed);
         let mut entry = self.aors.entry(req.aor.clone()).or_default();
         let bindings = entry.value_mut();
         bindings.retain(|b| b.expires > now);
@@ -396,6 +395,8 @@ impl Registrar {
         if empty {
             self.aors.remove_if(&req.aor, |_, v| v.is_empty());
         }
+        // After the binding is in: a sweep clearing the flag meanwhile sees it (settle_live).
+        self.live.store(true, Ordering::SeqCst);
         if added || removed {
             self.generation.fetch_add(1, Ordering::Relaxed);
         } else if refreshed {
@@ -568,10 +569,20 @@ impl Registrar {
     }
 
     fn settle_live(&self, due: Vec<Keepalive>) -> Vec<Keepalive> {
-        if self.aors.is_empty() && self.answered.is_empty() {
-            self.live.store(false, Ordering::Relaxed);
+        if self.is_empty() {
+            self.live.store(false, Ordering::SeqCst);
+            // A REGISTER on another worker may have added a binding between the check and
+            // the store (it sets the flag after adding): look again, or its keep-alives
+            // would wait for the next REGISTER.
+            if !self.is_empty() {
+                self.live.store(true, Ordering::SeqCst);
+            }
         }
         due
+    }
+
+    fn is_empty(&self) -> bool {
+        self.aors.is_empty() && self.answered.is_empty()
     }
 
     /// Is there anything for [`Registrar::sweep`] to do?
@@ -659,7 +670,6 @@ impl Registrar {
     /// Keeps `response` as the answer to REGISTER transaction `key` from `source`, for
     /// its retransmissions.
     pub(crate) fn keep_answer(&self, key: TxKey, source: Peer, response: Bytes, now: Instant) {
-        self.live.store(true, Ordering::Relaxed);
         let until = now + ANSWER_KEPT;
         self.answered_order
             .lock()
@@ -673,6 +683,8 @@ impl Registrar {
                 until,
             },
         );
+        // After the answer is in (see settle_live): the sweep must come to forget it.
+        self.live.store(true, Ordering::SeqCst);
     }
 
     /// The answer kept for a retransmission of REGISTER transaction `key` from `source`.
