@@ -17,13 +17,18 @@ use crate::proxy::Proxy;
 use crate::raw;
 use crate::{call_lines, Scene, UAS_FINISH};
 
-const TOKEN: &str = "e2e-admin-token-0123456789";
+pub(crate) const TOKEN: &str = "e2e-admin-token-0123456789";
 const ROUNDS: usize = 100;
 /// How long a probe waits for its INVITE or its final response.
 const PROBE_WAIT: Duration = Duration::from_secs(3);
 
 /// One HTTP/1.1 request on a fresh connection; (status, JSON body).
-fn http(api: u16, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
+pub(crate) fn http(
+    api: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut s = TcpStream::connect(addr(api)).map_err(|e| format!("connect API: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))

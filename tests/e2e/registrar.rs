@@ -127,6 +127,13 @@ fn start_with(test: &str, extra: Map<String, Value>, servers: Vec<Value>) -> Sce
         api_port: free_port(),
         extra,
     };
+    let mut setup = setup;
+    // An admin token, for the registrations listing.
+    setup.extra.insert(
+        "api".into(),
+        json!({"listen": format!("127.0.0.1:{}", setup.api_port),
+               "tokens": [{"token": crate::api::TOKEN, "account": null}]}),
+    );
     let settings = config::settings_json(&setup);
     let doc = json!({"name": "registrar", "account": {}, "servers": servers});
     let path = config::write_files(&dir, &settings, &[(ACCOUNT, &doc)]);
@@ -354,6 +361,7 @@ fn registered_pbx_takes_a_call(test: &str, transport: Transport) {
     });
     results.push(pbx_run.check());
     results.push(nat.silent());
+    results.push(listed(&scene, pbx_addr, &contact, transport));
     if transport == Transport::Tcp {
         results.push(one_connection(pbx_addr, scene.setup.port));
     }
@@ -430,6 +438,40 @@ fn keepalives_reach_a_nat_binding_at_its_source_and_drop_it_once_unanswered() {
         results.push(Err(format!("keep-alives sent: {sent:?}")));
     }
     scene.finish(results);
+}
+
+/// The admin API lists the binding: its Contact (the private address), the source calls
+/// went to, the transport, NAT, the User-Agent and time left.
+fn listed(
+    scene: &Scene,
+    pbx: SocketAddr,
+    contact: &str,
+    transport: Transport,
+) -> Result<(), String> {
+    let path = format!("/v2/accounts/{ACCOUNT}/registrations");
+    let (status, body) = crate::api::http(scene.setup.api_port, "GET", &path, None)?;
+    let t = match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    };
+    let list = body["data"].as_array().cloned().unwrap_or_default();
+    let ok = status == 200
+        && list.len() == 1
+        && list[0]["contact"]
+            .as_str()
+            .is_some_and(|c| c.contains(contact))
+        && list[0]["source"] == json!(format!("{t}:{pbx}"))
+        && list[0]["transport"] == json!(t)
+        && list[0]["nat"] == json!(true)
+        && list[0]["user_agent"] == json!("e2e-nat-pbx")
+        && list[0]["expires_in"]
+            .as_u64()
+            .is_some_and(|e| e > 0 && e <= u64::from(LONG_EXPIRES));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("GET {path}: {status} {body}"))
+    }
 }
 
 #[test]
