@@ -10,9 +10,10 @@ use trunkstore_config::numbers::normalize;
 use trunkstore_config::{CallerId, SipHeader};
 use trunkstore_routing::{RouteInfo, ServerId, ServerInfo, Snapshot};
 use trunkstore_sip::message::{HeaderName, Message, Method};
+use trunkstore_sip::nameaddr::NameAddr;
 use trunkstore_sip::validate::Checked;
 
-use crate::auth::{AuthOutcome, AuthRequest};
+use crate::auth::{AuthOutcome, AuthRequest, ChallengeHeaders};
 use crate::callerid::{self, IdentityEdit, Side};
 use crate::carriers::carrier_attempts;
 use crate::context::Ctx;
@@ -54,10 +55,47 @@ fn authenticate(
     // Bans, scanners and the rate limit were checked for every request on arrival
     // (`admission::screen_request`).
     let ip = from.addr.ip();
-    let state = cx.state;
-    let Some(credentials) = msg.header(HeaderName::ProxyAuthorization) else {
-        return Err(Box::new(challenge(cx, snap, checked, ip, false)));
+    // A 407; the realm follows the From host (§5.1).
+    let again = |stale| {
+        let headers = challenge(cx, snap, &checked.from, ip, stale);
+        Box::new(Decision::Challenge(headers))
     };
+    let Some(credentials) = msg.header(HeaderName::ProxyAuthorization) else {
+        return Err(again(false));
+    };
+    match verify_digest(cx, snap, from, msg, credentials) {
+        Digest::Server(server) => Ok((server, true)),
+        Digest::Forbidden => Err(Box::new(Decision::Reject(403, "Forbidden"))),
+        Digest::Challenge { stale } => Err(again(stale)),
+    }
+}
+
+/// What a request's digest credentials proved (§5.1), for INVITE and REGISTER alike.
+pub(crate) enum Digest {
+    /// The password server they are for.
+    Server(ServerId),
+    /// Not usable (none we can check, a stale or replayed nonce): challenge again.
+    Challenge {
+        /// Say `stale=true` (the password was right).
+        stale: bool,
+    },
+    /// Wrong password, unknown user or realm: 403, counted towards a ban.
+    Forbidden,
+}
+
+/// Verifies `credentials` (a `Proxy-Authorization` or `Authorization` value of `msg`
+/// from `from`) against the password servers, with the one nonce scheme, replay table
+/// and ban counter of §5.1; records the success or failure with the protection layer
+/// and the metrics.
+pub(crate) fn verify_digest(
+    cx: &Ctx<'_>,
+    snap: &Snapshot,
+    from: Peer,
+    msg: &Message,
+    credentials: &[u8],
+) -> Digest {
+    let ip = from.addr.ip();
+    let state = cx.state;
     let req = AuthRequest {
         method: msg.method_bytes(),
         request_uri: msg.request_uri(),
@@ -67,7 +105,7 @@ fn authenticate(
     match state.auth.verify(snap, &req, now_secs(cx)) {
         AuthOutcome::Ok { server } => {
             state.protection.record_success(ip, cx.now);
-            Ok((server, true))
+            Digest::Server(server)
         }
         AuthOutcome::Forbidden(why) => {
             let banned = state.protection.record_failure(ip, false, cx.now);
@@ -75,29 +113,31 @@ fn authenticate(
             if banned {
                 state.metrics.ban();
             }
+            let method = String::from_utf8_lossy(msg.method_bytes());
             // The reason only: credentials and passwords are never logged.
-            tracing::warn!(source = %from.addr, reason = why.as_str(), banned, "digest auth failed");
-            Err(Box::new(Decision::Reject(403, "Forbidden")))
+            tracing::warn!(source = %from.addr, %method, reason = why.as_str(), banned, "digest auth failed");
+            Digest::Forbidden
         }
-        other => Err(Box::new(challenge(cx, snap, checked, ip, other.stale()))),
+        other => Digest::Challenge {
+            stale: other.stale(),
+        },
     }
 }
 
-/// A 407 with a fresh nonce; the realm follows the From host (§5.1).
-fn challenge(
+/// Fresh challenges (one nonce); the realm follows the host of `realm_from` (the From of
+/// an INVITE, the To of a REGISTER: §5.1).
+pub(crate) fn challenge(
     cx: &Ctx<'_>,
     snap: &Snapshot,
-    checked: &Checked<'_>,
+    realm_from: &NameAddr<'_>,
     ip: IpAddr,
     stale: bool,
-) -> Decision {
-    let host = checked
-        .from
+) -> ChallengeHeaders {
+    let host = realm_from
         .sip_uri()
         .and_then(|u| u.host())
         .map_or(&b""[..], |h| h.as_bytes());
-    let headers = cx.state.auth.challenge(snap, host, ip, now_secs(cx), stale);
-    Decision::Challenge(headers)
+    cx.state.auth.challenge(snap, host, ip, now_secs(cx), stale)
 }
 
 /// Nonce time: seconds on the core's own clock (the nonce key is per process, so only

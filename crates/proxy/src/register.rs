@@ -13,10 +13,11 @@ use trunkstore_sip::headers::{expires, CSeq};
 use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::validate::Checked;
 
-use crate::auth::{AuthOutcome, AuthRequest, ChallengeHeaders};
+use crate::auth::ChallengeHeaders;
 use crate::context::Ctx;
 use crate::keys::TxKey;
 use crate::metrics::RegisterOutcome;
+use crate::outbound::{challenge, verify_digest, Digest};
 use crate::registrar::{
     parse_contacts, ContactError, Keepalive, RegisterError, RegisterRequest, Registered,
 };
@@ -80,10 +81,7 @@ fn decide(
         Ok(s) => s,
         Err(answer) => return answer,
     };
-    let Some(request) = register_request(&server, from, msg, checked) else {
-        return Answer::Refuse(400, "Bad Request", RegisterOutcome::Invalid);
-    };
-    let request = match request {
+    let request = match register_request(&server, from, msg, checked) {
         Ok(r) => r,
         Err(answer) => return answer,
     };
@@ -99,7 +97,7 @@ fn decide(
 }
 
 /// The password server whose credentials these are (§5.1's rules: one nonce scheme,
-/// replay table and ban counter for INVITE and REGISTER alike).
+/// replay table and ban counter for INVITE and REGISTER alike, `outbound::verify_digest`).
 fn authenticate(
     cx: &Ctx<'_>,
     snap: &Snapshot,
@@ -107,89 +105,59 @@ fn authenticate(
     msg: &Message,
     checked: &Checked<'_>,
 ) -> Result<Arc<ServerInfo>, Answer> {
-    let ip = from.addr.ip();
-    let state = cx.state;
-    let challenge = |stale: bool| {
-        let host = checked
-            .to
-            .sip_uri()
-            .and_then(|u| u.host())
-            .map_or(&b""[..], |h| h.as_bytes());
-        Answer::Challenge(state.auth.challenge(snap, host, ip, now_secs(cx), stale))
-    };
+    // A 401; the realm follows the To host (the address of record's domain).
+    let again = |stale| Answer::Challenge(challenge(cx, snap, &checked.to, from.addr.ip(), stale));
     let Some(credentials) = msg.header(HeaderName::Authorization) else {
-        return Err(challenge(false));
+        return Err(again(false));
     };
-    let req = AuthRequest {
-        method: msg.method_bytes(),
-        request_uri: msg.request_uri(),
-        credentials,
-        source: ip,
-    };
-    match state.auth.verify(snap, &req, now_secs(cx)) {
-        AuthOutcome::Ok { server } => {
-            state.protection.record_success(ip, cx.now);
-            Ok(snap.server(server).clone())
-        }
-        AuthOutcome::Forbidden(why) => {
-            let banned = state.protection.record_failure(ip, false, cx.now);
-            state.metrics.auth_failure();
-            if banned {
-                state.metrics.ban();
-            }
-            // The reason only: credentials and passwords are never logged.
-            tracing::warn!(source = %from.addr, reason = why.as_str(), banned, "REGISTER digest auth failed");
-            Err(Answer::Refuse(403, "Forbidden", RegisterOutcome::Forbidden))
-        }
-        other => Err(challenge(other.stale())),
+    match verify_digest(cx, snap, from, msg, credentials) {
+        Digest::Server(server) => Ok(snap.server(server).clone()),
+        Digest::Forbidden => Err(Answer::Refuse(403, "Forbidden", RegisterOutcome::Forbidden)),
+        Digest::Challenge { stale } => Err(again(stale)),
     }
 }
 
-/// Nonce time, as for INVITE (`outbound::now_secs`).
-fn now_secs(cx: &Ctx<'_>) -> u64 {
-    cx.now.saturating_duration_since(cx.state.epoch).as_secs() + 1
-}
-
-/// The registrar's view of an authenticated REGISTER; `None` when a header it needs
-/// cannot be read.
+/// The registrar's view of an authenticated REGISTER, or the answer refusing it (400
+/// when a header it needs cannot be read, 403 for another address of record).
 fn register_request(
     server: &ServerInfo,
     from: Peer,
     msg: &Message,
     checked: &Checked<'_>,
-) -> Option<Result<RegisterRequest, Answer>> {
-    let user = server.auth_user.as_deref()?;
+) -> Result<RegisterRequest, Answer> {
+    let unreadable = || Answer::Refuse(400, "Bad Request", RegisterOutcome::Invalid);
+    let user = server.auth_user.as_deref().ok_or_else(unreadable)?;
     // The AOR is the server's own (RFC 3261 §10.3 step 3): a PBX registers itself only.
     let to_user = checked.to.sip_uri().and_then(|u| u.user_unescaped());
     if to_user.as_deref() != Some(user.as_bytes()) {
         tracing::warn!(source = %from.addr, server = ?server.name, "REGISTER for another address of record");
-        return Some(Err(Answer::Refuse(
-            403,
-            "Forbidden",
-            RegisterOutcome::Forbidden,
-        )));
+        return Err(Answer::Refuse(403, "Forbidden", RegisterOutcome::Forbidden));
     }
     let header_expires = match msg.header(HeaderName::Expires) {
-        Some(v) => Some(expires(v).ok()?),
+        Some(v) => Some(expires(v).map_err(|_| unreadable())?),
         None => None,
     };
     let contacts = match parse_contacts(msg.headers(HeaderName::Contact), header_expires) {
         Ok(c) => c,
         Err(ContactError::BadWildcard) => {
-            return Some(Err(Answer::Refuse(
+            return Err(Answer::Refuse(
                 400,
                 "Bad Request (Contact * needs Expires: 0 and no other Contact)",
                 RegisterOutcome::Invalid,
-            )))
+            ))
         }
-        Err(ContactError::Unreadable) => return None,
+        Err(ContactError::Unreadable) => return Err(unreadable()),
     };
-    let cseq = CSeq::parse(msg.header(HeaderName::CSeq)?).ok()?.seq;
-    let call_id = std::str::from_utf8(crate::sipview::call_id(msg)).ok()?;
+    let cseq = msg
+        .header(HeaderName::CSeq)
+        .and_then(|v| CSeq::parse(v).ok())
+        .ok_or_else(unreadable)?
+        .seq;
+    let call_id = std::str::from_utf8(crate::sipview::call_id(msg)).map_err(|_| unreadable())?;
     let user_agent = msg
         .header(HeaderName::UserAgent)
         .map(|ua| Arc::from(String::from_utf8_lossy(ua).as_ref()));
-    Some(Ok(RegisterRequest {
+    Ok(RegisterRequest {
         aor: trunkstore_routing::aor(user, &server.realm),
         account: server.account.clone(),
         server: server.name.clone().unwrap_or_else(|| Arc::from("-")),
@@ -199,7 +167,7 @@ fn register_request(
         cseq,
         source: from,
         user_agent,
-    }))
+    })
 }
 
 /// The response bytes for `answer`, and how the REGISTER ended.
@@ -254,7 +222,7 @@ pub(crate) fn sweep(cx: &mut Ctx<'_>) {
 }
 
 /// Branch prefix of keep-alive OPTIONS: their responses go to the registrar.
-pub(crate) const KEEPALIVE_BRANCH: &[u8] = b"z9hG4bKka";
+pub(crate) const KEEPALIVE_BRANCH: &str = "z9hG4bKka";
 
 /// A keep-alive: CRLF CRLF on a TCP flow (RFC 5626 §3.5.1), else an OPTIONS whose
 /// response proves the NAT binding open.
@@ -266,11 +234,10 @@ fn keepalive_bytes(cx: &Ctx<'_>, k: &Keepalive) -> Bytes {
     let mut id = [0u8; 16];
     hex64(k.id, &mut id);
     let id = std::str::from_utf8(&id).unwrap_or("0");
-    let branch = std::str::from_utf8(KEEPALIVE_BRANCH).unwrap_or("z9hG4bKka");
     let host = format!("{}:{}", adv.host, adv.port);
     Bytes::from(format!(
         "OPTIONS {contact} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {host};branch={branch}{id};rport\r\n\
+         Via: SIP/2.0/UDP {host};branch={KEEPALIVE_BRANCH}{id};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:keepalive@{host}>;tag={id}\r\n\
          To: <{contact}>\r\n\
@@ -284,7 +251,7 @@ fn keepalive_bytes(cx: &Ctx<'_>, k: &Keepalive) -> Bytes {
 /// A response to one of our keep-alives (its top Via branch has our prefix): the
 /// registrar takes it; true when it was one (it is never relayed).
 pub(crate) fn keepalive_response(cx: &Ctx<'_>, from: Peer, branch: &[u8]) -> bool {
-    let Some(id) = branch.strip_prefix(KEEPALIVE_BRANCH) else {
+    let Some(id) = branch.strip_prefix(KEEPALIVE_BRANCH.as_bytes()) else {
         return false;
     };
     if let Some(id) = crate::util::parse_hex(id) {
