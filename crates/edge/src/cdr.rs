@@ -186,8 +186,9 @@ fn field_time(out: &mut String, name: &str, ms: Option<i64>) {
     out.push(',');
 }
 
-/// A JSON string literal (RFC 8259 escapes).
-fn push_json_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal (RFC 8259 escapes); also used for the
+/// registrar's bindings file.
+pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use trunkstore_api::{RegistrationSource, RegistrationView};
+use trunkstore_edge::cdr::push_json_string;
 use trunkstore_proxy::registrar::Registration;
 use trunkstore_proxy::{Peer, Proxy, Transport};
 
@@ -125,12 +126,12 @@ fn to_json_text(regs: &[Registration], now_unix: u64) -> String {
             ("call_id", r.call_id.as_str()),
         ] {
             let _ = write!(out, "\"{key}\":");
-            json_string(&mut out, value);
+            push_json_string(&mut out, value);
             out.push(',');
         }
         out.push_str("\"user_agent\":");
         match &r.user_agent {
-            Some(ua) => json_string(&mut out, ua),
+            Some(ua) => push_json_string(&mut out, ua),
             None => out.push_str("null"),
         }
         let _ = write!(
@@ -142,23 +143,6 @@ fn to_json_text(regs: &[Registration], now_unix: u64) -> String {
     }
     out.push_str("]}");
     out
-}
-
-/// `s` as a JSON string literal.
-fn json_string(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// The file's form: expiries as absolute unix seconds, so time spent stopped counts.
