@@ -47,7 +47,7 @@ fn harness() -> H {
     H::routed(&catalog, false)
 }
 
-fn register(call: &str, cseq: u32, from: &str, user: &str, extra: &str) -> String {
+fn register(call: &str, cseq: u32, user: &str, extra: &str) -> String {
     format!(
         "REGISTER {RURI} SIP/2.0
 Via: SIP/2.0/UDP 192.168.1.20:5080;branch=z9hG4bK-{call}-{cseq};rport
@@ -61,34 +61,43 @@ User-Agent: OfficePBX/2.1
 
 "
     )
-    .replace("{from}", from)
 }
 
 const CONTACT: &str = "Contact: <sip:office1@192.168.1.20:5080>\nExpires: 600\n";
 
-/// The 401 round, then the REGISTER with `user`'s credentials; returns its answer.
-fn registered(h: &mut H, (user, password): (&str, &str), call: &str, extra: &str) -> Transmit {
-    let out = h.feed(udp(PBX), &register(call, 1, PBX, user, extra));
+/// The 401 round for REGISTER `call` at CSeq `cseq` (To user `to_user`), then the same
+/// REGISTER at `cseq + 1` with the answer of `credentials` to that challenge: its text,
+/// not yet sent.
+fn credentialed(
+    h: &mut H,
+    (call, cseq): (&str, u32),
+    to_user: &str,
+    credentials: (&str, &str),
+    extra: &str,
+) -> String {
+    let out = h.feed(udp(PBX), &register(call, cseq, to_user, extra));
     assert_eq!(out.len(), 1);
     assert_eq!(status(&out[0]), Some(401), "{}", text(&out[0]));
-    let creds = digest_answer(
+    let answer = digest_answer(
         &out[0],
         b"WWW-Authenticate",
         b"REGISTER",
-        (user, password),
+        credentials,
         1,
         RURI,
     );
-    let out = h.feed(
-        udp(PBX),
-        &register(
-            call,
-            2,
-            PBX,
-            user,
-            &format!("{extra}Authorization: {creds}\n"),
-        ),
-    );
+    register(
+        call,
+        cseq + 1,
+        to_user,
+        &format!("{extra}Authorization: {answer}\n"),
+    )
+}
+
+/// The 401 round, then the REGISTER with `user`'s credentials; returns its answer.
+fn registered(h: &mut H, (user, password): (&str, &str), call: &str, extra: &str) -> Transmit {
+    let msg = credentialed(h, (call, 1), user, (user, password), extra);
+    let out = h.feed(udp(PBX), &msg);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, udp(PBX), "answered where it came from");
     out[0].clone()
@@ -127,7 +136,7 @@ fn contacts(t: &Transmit) -> Vec<String> {
 #[test]
 fn register_is_challenged_with_401_and_www_authenticate() {
     let mut h = harness();
-    let out = h.feed(udp(PBX), &register("r1", 1, PBX, "office1", CONTACT));
+    let out = h.feed(udp(PBX), &register("r1", 1, "office1", CONTACT));
     assert_eq!(status(&out[0]), Some(401));
     let www: Vec<String> = parse(&out[0])
         .headers_named(b"WWW-Authenticate")
@@ -250,7 +259,7 @@ fn wrong_password_and_unknown_user_get_the_same_403() {
 fn carriers_and_ip_auth_servers_cannot_register() {
     let mut h = harness();
     for src in [CARRIER, "10.0.0.5:5060"] {
-        let out = h.feed(udp(src), &register("r1", 1, src, "office1", CONTACT));
+        let out = h.feed(udp(src), &register("r1", 1, "office1", CONTACT));
         assert_eq!(status(&out[0]), Some(403), "{src}");
     }
     assert!(h.proxy.registrations(h.now).is_empty());
@@ -259,25 +268,14 @@ fn carriers_and_ip_auth_servers_cannot_register() {
 #[test]
 fn a_pbx_registers_only_its_own_address_of_record() {
     let mut h = harness();
-    let out = h.feed(udp(PBX), &register("r1", 1, PBX, "someone-else", CONTACT));
-    let creds = digest_answer(
-        &out[0],
-        b"WWW-Authenticate",
-        b"REGISTER",
+    let msg = credentialed(
+        &mut h,
+        ("r1", 1),
+        "someone-else",
         ("office1", "s3cret"),
-        1,
-        RURI,
+        CONTACT,
     );
-    let out = h.feed(
-        udp(PBX),
-        &register(
-            "r1",
-            2,
-            PBX,
-            "someone-else",
-            &format!("{CONTACT}Authorization: {creds}\n"),
-        ),
-    );
+    let out = h.feed(udp(PBX), &msg);
     assert_eq!(status(&out[0]), Some(403));
     assert!(h.proxy.registrations(h.now).is_empty());
 }
@@ -299,22 +297,7 @@ fn too_brief_gets_423_with_min_expires() {
 #[test]
 fn a_retransmitted_register_gets_the_same_200_not_a_replay_challenge() {
     let mut h = harness();
-    let out = h.feed(udp(PBX), &register("r1", 1, PBX, "office1", CONTACT));
-    let creds = digest_answer(
-        &out[0],
-        b"WWW-Authenticate",
-        b"REGISTER",
-        ("office1", "s3cret"),
-        1,
-        RURI,
-    );
-    let msg = register(
-        "r1",
-        2,
-        PBX,
-        "office1",
-        &format!("{CONTACT}Authorization: {creds}\n"),
-    );
+    let msg = credentialed(&mut h, ("r1", 1), "office1", ("office1", "s3cret"), CONTACT);
     let first = h.feed(udp(PBX), &msg);
     let again = h.feed(udp(PBX), &msg);
     assert_eq!(status(&first[0]), Some(200));
@@ -325,36 +308,9 @@ fn a_retransmitted_register_gets_the_same_200_not_a_replay_challenge() {
 fn expires_zero_unregisters() {
     let mut h = harness();
     registered(&mut h, ("office1", "s3cret"), "r1", CONTACT);
-    let out = h.feed(
-        udp(PBX),
-        &register(
-            "r1",
-            3,
-            PBX,
-            "office1",
-            "Contact: <sip:office1@192.168.1.20:5080>;expires=0\n",
-        ),
-    );
-    let creds = digest_answer(
-        &out[0],
-        b"WWW-Authenticate",
-        b"REGISTER",
-        ("office1", "s3cret"),
-        1,
-        RURI,
-    );
-    let out = h.feed(
-        udp(PBX),
-        &register(
-            "r1",
-            4,
-            PBX,
-            "office1",
-            &format!(
-                "Contact: <sip:office1@192.168.1.20:5080>;expires=0\nAuthorization: {creds}\n"
-            ),
-        ),
-    );
+    let remove = "Contact: <sip:office1@192.168.1.20:5080>;expires=0\n";
+    let msg = credentialed(&mut h, ("r1", 3), "office1", ("office1", "s3cret"), remove);
+    let out = h.feed(udp(PBX), &msg);
     assert_eq!(status(&out[0]), Some(200));
     assert!(contacts(&out[0]).is_empty());
     assert!(h.proxy.registrations(h.now).is_empty());
@@ -409,7 +365,6 @@ fn a_register_never_leaves_the_proxy() {
         &register(
             "r9",
             1,
-            PBX,
             "office1",
             "Route: <sip:192.0.2.21;lr>\nContact: <sip:x@192.168.1.20>\n",
         ),
@@ -433,7 +388,7 @@ fn a_register_flood_from_one_source_is_cut_by_the_rate_limit() {
     for i in 0..300 {
         let out = h.feed(
             udp("203.0.113.99:5060"),
-            &register(&format!("f{i}"), 1, PBX, "office1", CONTACT),
+            &register(&format!("f{i}"), 1, "office1", CONTACT),
         );
         answered += out.len();
     }
@@ -446,6 +401,6 @@ fn a_register_flood_from_one_source_is_cut_by_the_rate_limit() {
         300 - answered as u64
     );
     // Another source is not affected.
-    let out = h.feed(udp(PBX), &register("ok", 1, PBX, "office1", CONTACT));
+    let out = h.feed(udp(PBX), &register("ok", 1, "office1", CONTACT));
     assert_eq!(status(&out[0]), Some(401));
 }
