@@ -13,6 +13,7 @@ mod config;
 mod harness;
 mod hostile;
 mod inbound;
+mod media;
 mod outbound;
 mod ports;
 mod protection;
@@ -138,7 +139,12 @@ fn metrics_page(api_port: u16) -> Result<String, String> {
 
 /// Every `(series, value)` is on the proxy's `/metrics` page with that value.
 fn check_metrics(scene: &Scene, expected: &[(&str, u64)]) -> Result<(), String> {
-    let page = metrics_page(scene.setup.api_port)?;
+    check_metrics_at(scene.setup.api_port, expected)
+}
+
+/// As [`check_metrics`], for the proxy whose API listens on `api_port`.
+fn check_metrics_at(api_port: u16, expected: &[(&str, u64)]) -> Result<(), String> {
+    let page = metrics_page(api_port)?;
     let mut wrong = Vec::new();
     for (series, value) in expected {
         let found = page

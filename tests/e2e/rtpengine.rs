@@ -191,6 +191,11 @@ impl Rtpengine {
         }
     }
 
+    /// The file its log goes to (`rtpengine.out` in the test directory).
+    pub fn log_path(&self) -> &Path {
+        &self.proc.output
+    }
+
     /// The log so far, for failure messages.
     pub fn log(&self) -> String {
         self.proc.output_tail(8000)
