@@ -134,11 +134,24 @@ fn delete_media(proxy: &Proxy) {
     if deletes.is_empty() {
         return;
     }
-    let sent = std::net::UdpSocket::bind("0.0.0.0:0").map(|socket| {
-        deletes
-            .iter()
-            .filter(|t| socket.send_to(&t.data, t.to.addr).is_ok())
-            .count()
+    let any = |v6: bool| -> std::net::SocketAddr {
+        if v6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        }
+    };
+    let sent = std::net::UdpSocket::bind(any(false)).map(|v4| {
+        let v6 = std::net::UdpSocket::bind(any(true)).ok();
+        let sent = deletes.iter().filter(|t| {
+            let socket = if t.to.addr.is_ipv6() {
+                v6.as_ref()
+            } else {
+                Some(&v4)
+            };
+            socket.is_some_and(|s| s.send_to(&t.data, t.to.addr).is_ok())
+        });
+        sent.count()
     });
     match sent {
         Ok(n) => tracing::info!(calls = n, "media of calls still up deleted at rtpengine"),
