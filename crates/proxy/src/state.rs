@@ -547,6 +547,7 @@ impl State {
             cfg.media.down_for,
             // Random per process: rtpengine answers a cookie it saw recently from its cache.
             hasher.u64(&[b"ng-cookie-seed"]),
+            epoch,
         );
         State {
             media,

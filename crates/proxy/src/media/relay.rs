@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,10 @@ pub(crate) struct MediaRelay {
     inner: Mutex<Inner>,
     /// The configured control addresses: a datagram from one of them is an NG reply.
     addresses: Vec<SocketAddr>,
+    /// The client's next deadline in nanoseconds after `epoch` (`u64::MAX`: none), kept
+    /// beside the lock: every worker asks for it after every batch.
+    next: AtomicU64,
+    epoch: Instant,
 }
 
 impl MediaRelay {
@@ -110,6 +115,7 @@ impl MediaRelay {
         retries: u32,
         down_for: Duration,
         seed: u64,
+        epoch: Instant,
     ) -> Option<MediaRelay> {
         if instances.is_empty() {
             return None;
@@ -129,11 +135,24 @@ impl MediaRelay {
                 waiting: HashMap::new(),
             }),
             addresses: instances.iter().map(|&(a, _)| a).collect(),
+            next: AtomicU64::new(u64::MAX),
+            epoch,
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the client's next deadline (call with the lock held, after a change).
+    fn publish(&self, inner: &Inner) {
+        // 0 stands for "at or before the epoch" (a clock a caller set before the
+        // relay existed): `next_deadline` then asks the client itself.
+        let at = inner.client.poll_timeout().map_or(u64::MAX, |at| {
+            let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+            u64::try_from(nanos).unwrap_or(u64::MAX - 1)
+        });
+        self.next.store(at, Ordering::Release);
     }
 
     /// Is `from` one of the configured instances (its datagrams are NG replies)?
@@ -157,6 +176,7 @@ impl MediaRelay {
             instance: send.to,
         };
         inner.waiting.insert(send.cookie, waiter);
+        self.publish(&inner);
         Ok(Sent {
             datagram: Datagram {
                 to: send.to,
@@ -170,6 +190,7 @@ impl MediaRelay {
     pub(crate) fn on_datagram(&self, from: SocketAddr, data: &[u8], now: Instant) -> Option<Done> {
         let mut inner = self.lock();
         let (cookie, reply) = inner.client.on_reply(from, data, now)?;
+        self.publish(&inner);
         let waiter = inner.waiting.remove(&cookie)?;
         Some(Done {
             cookie,
@@ -203,6 +224,7 @@ impl MediaRelay {
                 }
             }
         }
+        self.publish(&inner);
         out
     }
 
@@ -211,9 +233,13 @@ impl MediaRelay {
         self.lock().client.forget(call_key);
     }
 
-    /// The earliest retransmission or give-up of a request in flight.
+    /// The earliest retransmission or give-up of a request in flight (lock-free).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.lock().client.poll_timeout()
+        match self.next.load(Ordering::Acquire) {
+            u64::MAX => None,
+            0 => self.lock().client.poll_timeout(),
+            nanos => Some(self.epoch + Duration::from_nanos(nanos)),
+        }
     }
 
     /// Requests in flight and calls pinned to an instance (leak tests).
