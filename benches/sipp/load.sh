@@ -50,11 +50,13 @@
 #   --rate R                  calls/s (default 1000)
 #   --calls N                 calls in all (default 20000: 20 s at 1000/s)
 #   --name NAME               label (default: the command's basename)
-#   --proxy-port P            where the proxy listens (default 5060)
-#   --uas-port P              where the UAS listens, the proxy's target (default 5090)
-#   --uac-port P              the UAC's source port (default 5070)
-#   --media-port P            SIPp media port of the UAS (default 16000; the UAC's is
-#                             P+1000): another SIPp on this host may hold 16000/17000
+#   --proxy-port P            where the proxy listens (default 5060; media: 5360)
+#   --uas-port P              where the UAS listens, the proxy's target (default 5090;
+#                             media: 5390)
+#   --uac-port P              the UAC's source port (default 5070; media: 5370)
+#   --media-port P            SIPp media port of the UAS (default 16000, media: 16390;
+#                             the UAC's is P+1000): another SIPp on this host may hold
+#                             16000/17000
 #   --auth USER:PASSWORD      digest credentials for the auth scenario
 #   --users CSV               the register scenario's users (default register-users.csv
 #                             next to this script, written by gen-register-users.sh)
@@ -91,7 +93,7 @@
 #       -m 1024 -M 16 -x tlsf -X tlsf -f benches/sipp/kamailio-media.cfg \
 #       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db-media\""
 #
-# Safety: 127.0.0.1 only; SIPp bounded by -m, -timeout and timeout(1); a port already
+# Safety: 127.0.0.1 only (rtpengine's media: --rtp-ip, 127.0.0.2); SIPp bounded by -m, -timeout and timeout(1); a port already
 # bound by someone else stops the run before anything starts; only processes started
 # here are signalled, by PID (and the proxy's descendants by PID + start time).
 set -u
