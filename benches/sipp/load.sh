@@ -11,7 +11,8 @@
 # and prints one line:
 #   proxy=NAME scenario=S rate=R calls=N ok=… failed=… cpu_us_per_call=… out=DIR
 # (the register scenario has no UAS, and adds p50_ms= p99_ms=: its round's response time;
-# the media scenario adds rtpengine_calls_left= rtpengine_cpu_us_per_call=, see below)
+# the media scenario adds p50_ms= p99_ms= (INVITE -> 200), rtpengine_calls_left=
+# rtpengine_cpu_us_per_call=, see below)
 #
 # Scenarios (files next to this script):
 #   inbound  uac-inbound.xml: carrier -> proxy -> PBX, DIDs +14155550000..0999
@@ -160,6 +161,8 @@ case "$SCENARIO" in
 inbound|media)
 	UAC_XML=$HERE/uac-inbound.xml
 	{ echo SEQUENTIAL; for i in $(seq 0 999); do printf '+1415555%04d;\n' "$i"; done; } >"$OUT/calls.csv"
+	# media: call set-up time (rtd 1, INVITE -> 200) too: anchoring adds NG round trips.
+	[ "$SCENARIO" = media ] && UAC_ARGS=(-trace_rtt -rtt_freq 1000)
 	;;
 auth)
 	UAC_XML=$HERE/uac-auth.xml
@@ -395,8 +398,10 @@ elif [ "$SCENARIO" = media ]; then
 	SDP=""
 	[ -n "$TRACE" ] && SDP="sdp_via_rtpengine_uas=$(sdp_via_rtpengine uas)" &&
 		SDP="$SDP sdp_via_rtpengine_uac=$(sdp_via_rtpengine uac) "
+	read -r P50 P99 < <(percentiles)
 	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
-		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US rtpengine_calls_left=$LEFT" \
+		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US p50_ms=$P50 p99_ms=$P99" \
+		"rtpengine_calls_left=$LEFT" \
 		"rtpengine_cpu_us_per_call=$RTPE_US ${SDP}sipp_rc=$rc out=$OUT"
 else
 	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
