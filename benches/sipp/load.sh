@@ -10,7 +10,9 @@
 # /proc) right before and after the UAC run, stops everything it started (by PID only)
 # and prints one line:
 #   proxy=NAME scenario=S rate=R calls=N ok=… failed=… cpu_us_per_call=… out=DIR
-# (the register scenario has no UAS, and adds p50_ms= p99_ms=: its round's response time)
+# (the register scenario has no UAS, and adds p50_ms= p99_ms=: its round's response time;
+# the media scenario adds p50_ms= p99_ms= (INVITE -> 200), rtpengine_calls_left=
+# rtpengine_cpu_us_per_call=, see below)
 #
 # Scenarios (files next to this script):
 #   inbound  uac-inbound.xml: carrier -> proxy -> PBX, DIDs +14155550000..0999
@@ -24,20 +26,45 @@
 #            UAS. cpu_us_per_call is the proxy's CPU per round; p50_ms / p99_ms are the
 #            round's response time (first REGISTER -> 200, SIPp's -trace_rtt, 1 ms
 #            resolution). 10,000 PBXs re-registering every 60 s = --rate 167
+#   media    the inbound scenario (uac-inbound.xml, SDP offer in the INVITE, answer in
+#            the 200) with a real rtpengine (sipwise, user space: --table=-1, no kernel
+#            module) that load.sh starts first, pinned to CPU 0 with the SIPps, and
+#            stops by PID at the end: NG on 127.0.0.1:22322 (--rtpengine-ng), media on
+#            127.0.0.2 (--rtp-ip: an address of its own, so a rewritten c=/o= line is
+#            told from SIPp's 127.0.0.1) ports 6000-7999 (--rtp-ports: below tests/e2e's
+#            10000-19999, baresip's 20000-29999 and Linux's ephemeral 32768+; 4 ports a
+#            call). The proxy anchors (or, for the bypass twin, does not anchor) every
+#            call's media there. Ports default to 5360/5370/5390, SIPp media 16390/17390.
+#            Right after the UAC run, before the proxy is stopped (a proxy that deletes
+#            its sessions at shutdown would hide leaks), rtpengine is asked (NG `list`,
+#            ng.py) how many calls it still holds: rtpengine_calls_left=, 0 when every
+#            call's media session was deleted. rtpengine_cpu_us_per_call= is
+#            rtpengine's CPU (on CPU 0, not in cpu_us_per_call) per completed call.
+#            --trace also writes every SIP message (sipp -trace_msg) and rtpengine's
+#            debug log (NG requests in full), and counts the SDPs each SIPp received
+#            whose c= and o= name rtpengine's address: sdp_via_rtpengine_uas=A/B (the
+#            offer the PBX got) sdp_via_rtpengine_uac=C/D (the answer the carrier got);
+#            anchored: all of them, bypass: none. For checking only, not for measuring
 #
 # Options:
-#   --scenario inbound|auth|register   (default inbound)
+#   --scenario inbound|auth|register|media   (default inbound)
 #   --rate R                  calls/s (default 1000)
 #   --calls N                 calls in all (default 20000: 20 s at 1000/s)
 #   --name NAME               label (default: the command's basename)
-#   --proxy-port P            where the proxy listens (default 5060)
-#   --uas-port P              where the UAS listens, the proxy's target (default 5090)
-#   --uac-port P              the UAC's source port (default 5070)
-#   --media-port P            SIPp media port of the UAS (default 16000; the UAC's is
-#                             P+1000): another SIPp on this host may hold 16000/17000
+#   --proxy-port P            where the proxy listens (default 5060; media: 5360)
+#   --uas-port P              where the UAS listens, the proxy's target (default 5090;
+#                             media: 5390)
+#   --uac-port P              the UAC's source port (default 5070; media: 5370)
+#   --media-port P            SIPp media port of the UAS (default 16000, media: 16390;
+#                             the UAC's is P+1000): another SIPp on this host may hold
+#                             16000/17000
 #   --auth USER:PASSWORD      digest credentials for the auth scenario
 #   --users CSV               the register scenario's users (default register-users.csv
 #                             next to this script, written by gen-register-users.sh)
+#   --rtpengine-ng P          media: rtpengine's NG port on 127.0.0.1 (default 22322)
+#   --rtp-ip IP               media: rtpengine's media address (default 127.0.0.2)
+#   --rtp-ports MIN-MAX       media: rtpengine's port range (default 6000-7999)
+#   --trace                   media: SIP message traces and rtpengine debug log, see above
 #   --out DIR                 logs (default /tmp/trunkstore-load/NAME-SCENARIO-<time>)
 #
 # The proxy must route to 127.0.0.1:<uas port> and record-route. For the inbound
@@ -56,15 +83,26 @@
 #       --uac-port 5270 --uas-port 5290 --name kamailio -- kamailio -DD -E -m 1024 -M 16 \
 #       -x tlsf -X tlsf -f benches/sipp/kamailio-registrar.cfg \
 #       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db-register\"" -A CREDS_HTABLE
+# Media (settings + documents on 5360/5370/5390 with the rtpengine above: config-media
+# anchors every call, config-media-bypass is the same but media_handling bypass;
+# kamailio-media.cfg anchors with Kamailio's rtpengine module), one command each:
+#   benches/sipp/load.sh --scenario media --name trunkstore-anchored -- \
+#       target/release/trunkstore serve --config benches/sipp/config-media/trunkstore.json
+#   benches/sipp/load.sh --scenario media --name trunkstore-bypass -- target/release/trunkstore \
+#       serve --config benches/sipp/config-media-bypass/trunkstore.json
+#   benches/sipp/load.sh --scenario media --name kamailio-rtpengine -- kamailio -DD -E \
+#       -m 1024 -M 16 -x tlsf -X tlsf -f benches/sipp/kamailio-media.cfg \
+#       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db-media\""
 #
-# Safety: 127.0.0.1 only; SIPp bounded by -m, -timeout and timeout(1); a port already
+# Safety: 127.0.0.1 only (rtpengine's media: --rtp-ip, 127.0.0.2); SIPp bounded by -m, -timeout and timeout(1); a port already
 # bound by someone else stops the run before anything starts; only processes started
 # here are signalled, by PID (and the proxy's descendants by PID + start time).
 set -u
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCENARIO=inbound; RATE=1000; CALLS=20000; NAME=""; OUT=""; AUTH=""; USERS=$HERE/register-users.csv
-PROXY_PORT=5060; UAS_PORT=5090; UAC_PORT=5070; MEDIA_PORT=16000
+PROXY_PORT=""; UAS_PORT=""; UAC_PORT=""; MEDIA_PORT=""
+RTPENGINE_NG=22322; RTP_IP=127.0.0.2; RTP_PORTS=6000-7999; TRACE=""
 IP=127.0.0.1
 
 die() { echo "load.sh: $*" >&2; exit 2; }
@@ -81,9 +119,13 @@ while [ $# -gt 0 ]; do
 	--uac-port) UAC_PORT=$2; shift 2 ;;
 	--auth) AUTH=$2; shift 2 ;;
 	--media-port) MEDIA_PORT=$2; shift 2 ;;
+	--rtpengine-ng) RTPENGINE_NG=$2; shift 2 ;;
+	--rtp-ip) RTP_IP=$2; shift 2 ;;
+	--rtp-ports) RTP_PORTS=$2; shift 2 ;;
+	--trace) TRACE=1; shift ;;
 	--out) OUT=$2; shift 2 ;;
 	--users) USERS=$2; shift 2 ;;
-	-h|--help) sed -n '2,62p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^set -u$/p' "$0" | sed '$d'; exit 0 ;;
 	--) shift; break ;;
 	*) die "unknown option $1 (the proxy command goes after --)" ;;
 	esac
@@ -91,7 +133,18 @@ done
 PROXY_CMD=("$@")
 [ ${#PROXY_CMD[@]} -gt 0 ] || die "no proxy command (usage: load.sh [options] -- CMD ARGS...)"
 NAME=${NAME:-$(basename "${PROXY_CMD[0]}")}
-for v in "$RATE" "$CALLS" "$PROXY_PORT" "$UAS_PORT" "$UAC_PORT" "$MEDIA_PORT"; do
+# ports not given: the scenario's own (media: its own block, so a media run never meets
+# another scenario's proxy)
+if [ "$SCENARIO" = media ]; then
+	PROXY_PORT=${PROXY_PORT:-5360}; UAS_PORT=${UAS_PORT:-5390}; UAC_PORT=${UAC_PORT:-5370}
+	MEDIA_PORT=${MEDIA_PORT:-16390}
+else
+	PROXY_PORT=${PROXY_PORT:-5060}; UAS_PORT=${UAS_PORT:-5090}; UAC_PORT=${UAC_PORT:-5070}
+	MEDIA_PORT=${MEDIA_PORT:-16000}
+fi
+RTP_MIN=${RTP_PORTS%-*}; RTP_MAX=${RTP_PORTS#*-}
+for v in "$RATE" "$CALLS" "$PROXY_PORT" "$UAS_PORT" "$UAC_PORT" "$MEDIA_PORT" "$RTPENGINE_NG" \
+	"$RTP_MIN" "$RTP_MAX"; do
 	[[ $v =~ ^[0-9]+$ ]] || die "'$v' is not a number"
 done
 [ "$RATE" -ge 1 ] && [ "$RATE" -le 20000 ] || die "rate must be 1..20000"
@@ -105,9 +158,11 @@ OUT=$(cd "$OUT" && pwd)
 
 UAC_ARGS=()
 case "$SCENARIO" in
-inbound)
+inbound|media)
 	UAC_XML=$HERE/uac-inbound.xml
 	{ echo SEQUENTIAL; for i in $(seq 0 999); do printf '+1415555%04d;\n' "$i"; done; } >"$OUT/calls.csv"
+	# media: call set-up time (rtd 1, INVITE -> 200) too: anchoring adds NG round trips.
+	[ "$SCENARIO" = media ] && UAC_ARGS=(-trace_rtt -rtt_freq 1000)
 	;;
 auth)
 	UAC_XML=$HERE/uac-auth.xml
@@ -125,8 +180,20 @@ register)
 	# response time goes to the rtt file (written every 1000 rounds).
 	UAC_ARGS=(-auth_uri "$IP:$PROXY_PORT" -trace_rtt -rtt_freq 1000)
 	;;
-*) die "unknown scenario $SCENARIO (inbound, auth or register)" ;;
+*) die "unknown scenario $SCENARIO (inbound, auth, register or media)" ;;
 esac
+if [ "$SCENARIO" = media ]; then
+	command -v rtpengine >/dev/null || die "rtpengine not found (apt-get install rtpengine-daemon)"
+	command -v python3 >/dev/null || die "python3 not found (ng.py asks rtpengine over NG)"
+	[ "$RTP_MIN" -ge 1024 ] && [ "$RTP_MIN" -lt "$RTP_MAX" ] && [ "$RTP_MAX" -le 65535 ] ||
+		die "--rtp-ports MIN-MAX: 1024 <= MIN < MAX <= 65535"
+	[[ $RTP_IP =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "--rtp-ip must be a loopback address"
+elif [ -n "$TRACE" ]; then
+	die "--trace is for the media scenario"
+fi
+# SIPp's logs: a trace of 1,000 calls is ~5 MB a side
+LOG_MAX=1000000; TRACE_ARGS=()
+[ -n "$TRACE" ] && { LOG_MAX=200000000; TRACE_ARGS=(-trace_msg); }
 
 # ---- /proc helpers
 # "pid:starttime" of PID and every descendant.
@@ -157,12 +224,14 @@ udp_bound() { # PORT -> exit 0 if some UDP socket is bound on it
 		/proc/net/udp /proc/net/udp6 2>/dev/null
 }
 
-for p in "$PROXY_PORT" "$UAS_PORT" "$UAC_PORT"; do
+PORTS=("$PROXY_PORT" "$UAS_PORT" "$UAC_PORT")
+[ "$SCENARIO" = media ] && PORTS+=("$RTPENGINE_NG")
+for p in "${PORTS[@]}"; do
 	udp_bound "$p" && die "udp port $p is already in use (not by us): wait, or pick other ports"
 done
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-PROXY_PID=""; PROXY_TREE=""; UAS_PID=""
+PROXY_PID=""; PROXY_TREE=""; UAS_PID=""; RTPENGINE_PID=""
 
 stop_uas() {
 	[ -n "$UAS_PID" ] || return 0
@@ -188,9 +257,44 @@ stop_proxy() {
 	wait "$PROXY_PID" 2>/dev/null
 	PROXY_PID=""
 }
-cleanup() { stop_uas; stop_proxy; }
+stop_rtpengine() { # its timeout(1) passes TERM on to rtpengine
+	[ -n "$RTPENGINE_PID" ] || return 0
+	kill -TERM "$RTPENGINE_PID" 2>/dev/null
+	local i
+	for i in $(seq 1 50); do kill -0 "$RTPENGINE_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$RTPENGINE_PID" 2>/dev/null
+	wait "$RTPENGINE_PID" 2>/dev/null
+	RTPENGINE_PID=""
+}
+cleanup() { stop_uas; stop_proxy; stop_rtpengine; }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
+
+# ---- rtpengine (CPU 0, with the SIPps), before the proxy, which may ask it at start-up
+BOUND=$((CALLS / RATE + 30))
+NG=(python3 "$HERE/ng.py" "127.0.0.1:$RTPENGINE_NG")
+start_rtpengine() {
+	local i level=4 busy=0 p
+	[ -n "$TRACE" ] && level=7
+	# rtpengine skips ports it cannot bind; many taken ones would mean a crowded range
+	for p in $(seq "$RTP_MIN" 50 "$RTP_MAX"); do udp_bound "$p" && busy=$((busy + 1)); done
+	[ "$busy" = 0 ] || log "warning: $busy of the sampled ports in $RTP_PORTS are bound already"
+	# --config-file=none: not /etc/rtpengine's settings; --table=-1: no kernel module;
+	# --delete-delay=0: a deleted call leaves `list` at once (30 s by default)
+	( cd "$OUT" && exec timeout -k 5 $((BOUND + 120)) taskset -c 0 rtpengine \
+		--config-file=none --foreground --log-stderr --log-level=$level --table=-1 \
+		--interface="$RTP_IP" --listen-ng="127.0.0.1:$RTPENGINE_NG" \
+		--port-min="$RTP_MIN" --port-max="$RTP_MAX" --delete-delay=0 --num-threads=2 \
+		>rtpengine.out 2>&1 </dev/null ) &
+	RTPENGINE_PID=$!
+	for i in $(seq 1 50); do
+		kill -0 "$RTPENGINE_PID" 2>/dev/null || die "rtpengine exited at start-up ($OUT/rtpengine.out)"
+		[ "$("${NG[@]}" ping 2>/dev/null)" = pong ] && return 0
+		sleep 0.2
+	done
+	die "rtpengine did not answer ping on 127.0.0.1:$RTPENGINE_NG within 10 s ($OUT/rtpengine.out)"
+}
+[ "$SCENARIO" = media ] && start_rtpengine
 
 # ---- proxy (CPU 1)
 taskset -c 1 "${PROXY_CMD[@]}" >"$OUT/proxy.log" 2>&1 </dev/null &
@@ -205,13 +309,12 @@ sleep 0.3 # let every worker come up
 PROXY_TREE=$(tree "$PROXY_PID")
 
 # ---- UAS (CPU 0); a registrar sends nothing onwards: no UAS
-BOUND=$((CALLS / RATE + 30))
 start_uas() {
 	local i
 	( cd "$OUT" && exec timeout -k 5 $((BOUND + 60)) taskset -c 0 sipp -sf "$HERE/uas.xml" \
 		-i $IP -p "$UAS_PORT" -mp "$MEDIA_PORT" -nostdin -aa -timeout "$((BOUND + 45))s" \
 		-recv_timeout 20000 -buff_size 4194304 -trace_stat -stf uas_stat.csv -fd 1 \
-		-trace_err -max_log_size 1000000 >uas.out 2>&1 </dev/null ) &
+		-trace_err -max_log_size "$LOG_MAX" "${TRACE_ARGS[@]}" >uas.out 2>&1 </dev/null ) &
 	UAS_PID=$!
 	for i in $(seq 1 50); do
 		udp_bound "$UAS_PORT" && break
@@ -226,15 +329,22 @@ start_uas() {
 # ---- UAC (CPU 0), measured
 log "$NAME $SCENARIO: $CALLS calls at $RATE/s (logs: $OUT)"
 c0=$(cpu_ticks "$PROXY_PID")
+[ -n "$RTPENGINE_PID" ] && r0=$(cpu_ticks "$RTPENGINE_PID")
 ( cd "$OUT" && exec timeout -k 5 $((BOUND + 15)) taskset -c 0 sipp $IP:"$PROXY_PORT" \
 	-sf "$UAC_XML" -inf "$OUT/calls.csv" -i $IP -p "$UAC_PORT" -mp $((MEDIA_PORT + 1000)) \
 	-m "$CALLS" -r "$RATE" -rp 1000 -l $((RATE * 10 + 100)) -nostdin -aa \
 	-recv_timeout 5000 -timeout "${BOUND}s" -buff_size 4194304 \
 	-max_recv_loops 10000 -max_sched_loops 10000 "${UAC_ARGS[@]}" \
-	-trace_stat -stf uac_stat.csv -fd 1 -trace_err -max_log_size 1000000 \
+	-trace_stat -stf uac_stat.csv -fd 1 -trace_err -max_log_size "$LOG_MAX" "${TRACE_ARGS[@]}" \
 	>uac.out 2>&1 </dev/null )
 rc=$?
 c1=$(cpu_ticks "$PROXY_PID")
+if [ -n "$RTPENGINE_PID" ]; then
+	r1=$(cpu_ticks "$RTPENGINE_PID")
+	# the last BYE's delete may still be on its way; then ask with the proxy still up
+	sleep 1
+	LEFT=$("${NG[@]}" count 2>"$OUT/ng-count.err") || LEFT=na
+fi
 stop_uas
 stop_proxy
 
@@ -257,6 +367,24 @@ percentiles() {
 			i50 = int(NR * 0.50 + 0.999999); i99 = int(NR * 0.99 + 0.999999)
 			print v[i50], v[i99] }'
 }
+# SDPs a SIPp received (its -trace_msg log; SIDE uas or uac) whose c= and o= lines both
+# name rtpengine's address: "REWRITTEN/ALL"
+sdp_via_rtpengine() {
+	local f
+	f=$(ls "$OUT"/uas_*_messages.log 2>/dev/null | head -n 1)
+	[ "$1" = uac ] && f=$(ls "$OUT"/uac-inbound_*_messages.log 2>/dev/null | head -n 1)
+	[ -n "$f" ] || { echo na; return; }
+	awk -v ip="$RTP_IP" '
+		function done_msg() { if (sdp) { all++; if (c && o) ok++ } sdp = c = o = 0 }
+		/message received/ { done_msg(); inmsg = 1; next }
+		/message sent/ { done_msg(); inmsg = 0; next }
+		!inmsg { next }
+		{ sub(/\r$/, "") }
+		/^v=0$/ { sdp = 1 }
+		/^c=IN IP4 / && $3 == ip { c = 1 }
+		/^o=/ && $6 == ip { o = 1 }
+		END { done_msg(); printf "%d/%d", ok, all }' "$f"
+}
 HZ=$(getconf CLK_TCK)
 CPU_US=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v ok="$OK" \
 	'BEGIN { if (ok + 0 > 0) printf "%.0f", t * 1e6 / hz / ok; else print "na" }')
@@ -264,6 +392,17 @@ if [ "$SCENARIO" = register ]; then
 	read -r P50 P99 < <(percentiles)
 	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
 		"cpu_us_per_call=$CPU_US p50_ms=$P50 p99_ms=$P99 sipp_rc=$rc out=$OUT"
+elif [ "$SCENARIO" = media ]; then
+	RTPE_US=$(awk -v t=$((r1 - r0)) -v hz="$HZ" -v ok="$OK" \
+		'BEGIN { if (ok + 0 > 0) printf "%.0f", t * 1e6 / hz / ok; else print "na" }')
+	SDP=""
+	[ -n "$TRACE" ] && SDP="sdp_via_rtpengine_uas=$(sdp_via_rtpengine uas)" &&
+		SDP="$SDP sdp_via_rtpengine_uac=$(sdp_via_rtpengine uac) "
+	read -r P50 P99 < <(percentiles)
+	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
+		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US p50_ms=$P50 p99_ms=$P99" \
+		"rtpengine_calls_left=$LEFT" \
+		"rtpengine_cpu_us_per_call=$RTPE_US ${SDP}sipp_rc=$rc out=$OUT"
 else
 	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
 		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US sipp_rc=$rc out=$OUT"

@@ -209,13 +209,19 @@ impl Catalog {
 
     /// Warnings that do not stop the proxy: what it will do differently from what a
     /// document asks. Today: servers or DIDs asking for `media_handling: process` when
-    /// no rtpengine is configured (their SDP passes untouched; when the call flow anchors
-    /// media, issue 16, such calls get 503 and this line must say so), one line each,
-    /// as `<file>: servers.<i>[.DIDs.<number>]: ...`.
+    /// no rtpengine is configured (their calls get 503, or pass unanchored with
+    /// `media.on_failure: bypass`), one line each, as
+    /// `<file>: servers.<i>[.DIDs.<number>]: ...`.
     pub fn warnings(&self) -> Vec<String> {
         if !self.settings.media.rtpengine.is_empty() {
             return Vec::new();
         }
+        let outcome = match self.settings.media.on_failure {
+            crate::settings::MediaFailure::Reject => "its calls get 503 Media Relay Unavailable",
+            crate::settings::MediaFailure::Bypass => {
+                "its calls go on unanchored (media.on_failure is \"bypass\": SDP passes untouched)"
+            }
+        };
         let mut out = Vec::new();
         for doc in &self.documents {
             let file = doc.source.clone().unwrap_or_else(|| doc.relative_path());
@@ -233,7 +239,7 @@ impl Catalog {
                 }
                 for path in asked {
                     out.push(format!(
-                        "{}: {path}: media_handling is \"process\" but no media.rtpengine is configured: its media is not anchored (SDP passes untouched)",
+                        "{}: {path}: media_handling is \"process\" but no media.rtpengine is configured: {outcome}",
                         file.display()
                     ));
                 }

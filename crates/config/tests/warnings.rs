@@ -34,7 +34,15 @@ fn process_without_rtpengine_is_a_warning_naming_each_place() {
     assert!(w[1].contains(": servers.1.DIDs.+14155550002: "), "{}", w[1]);
     assert!(w
         .iter()
-        .all(|l| l.ends_with("its media is not anchored (SDP passes untouched)")));
+        .all(|l| l.ends_with("its calls get 503 Media Relay Unavailable")));
+    let w = catalog(json!({"media": {"on_failure": "bypass"}})).warnings();
+    assert!(
+        w[0].ends_with(
+            "its calls go on unanchored (media.on_failure is \"bypass\": SDP passes untouched)"
+        ),
+        "{}",
+        w[0]
+    );
 }
 
 #[test]

@@ -141,11 +141,18 @@ fn format_record(r: &CallRecord, clock: (SystemTime, Instant), out: &mut String)
         }
         None => out.push_str("\"answered_attempt\":null,"),
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "\"failover\":{},\"trunk_held\":{}}}",
+        "\"failover\":{},\"trunk_held\":{},",
         r.failover, r.trunk_held
     );
+    field_str(out, "media", Some(r.media));
+    match r.media_instance {
+        Some(a) => {
+            let _ = writeln!(out, "\"media_instance\":\"{a}\"}}");
+        }
+        None => out.push_str("\"media_instance\":null}\n"),
+    }
 }
 
 /// Milliseconds since the Unix epoch of a core `Instant`.
@@ -267,6 +274,8 @@ mod tests {
             answered_attempt: Some(2),
             failover: true,
             trunk_held: false,
+            media: "anchored",
+            media_instance: Some("127.0.0.1:2223".parse().unwrap()),
         }
     }
 
@@ -283,7 +292,8 @@ mod tests {
              \"from\":\"+12125550100\",\"to\":\"4155551234\",\
              \"start\":\"2001-09-09T01:46:40.000Z\",\"answer\":\"2001-09-09T01:46:41.500Z\",\
              \"end\":\"2001-09-09T01:46:50.000Z\",\"final_code\":200,\"end_reason\":\"bye\",\
-             \"answered_attempt\":2,\"failover\":true,\"trunk_held\":false}\n"
+             \"answered_attempt\":2,\"failover\":true,\"trunk_held\":false,\
+             \"media\":\"anchored\",\"media_instance\":\"127.0.0.1:2223\"}\n"
         );
     }
 

@@ -22,7 +22,9 @@ use crate::keys::CallKey;
 use crate::metrics::Refusal;
 use crate::route::SourceClass;
 use crate::sipview;
-use crate::state::{CallInfo, Callee, Confirmed, Dialog, DialogEnd, Party, Phase, ProxyTxn};
+use crate::state::{
+    CallInfo, Callee, Confirmed, Dialog, DialogEnd, MediaMode, Offer, Party, Phase, ProxyTxn,
+};
 use crate::trunks::TrunkHold;
 use crate::types::{CallRecord, Peer};
 
@@ -110,6 +112,8 @@ pub(crate) struct Matched {
     pub to_carrier: bool,
     /// The caller identities the dialog rewrites (§5.3).
     pub identity: Option<Arc<Identity>>,
+    /// The call's media is anchored: offers and answers in the dialog go to rtpengine.
+    pub anchored: bool,
 }
 
 /// §12.2.2 against the proxy's own records: a request with a To tag belongs to a dialog
@@ -134,6 +138,7 @@ pub(crate) fn match_request(cx: &Ctx<'_>, src: SocketAddr, msg: &Message) -> Opt
                 from_carrier: d.caller.carrier.is_some(),
                 to_carrier: callee.party.carrier.is_some(),
                 identity: d.identity.clone(),
+                anchored: matches!(d.media, MediaMode::Anchored { .. }),
             });
         }
     }
@@ -150,6 +155,7 @@ pub(crate) fn match_request(cx: &Ctx<'_>, src: SocketAddr, msg: &Message) -> Opt
         from_carrier: callee.party.carrier.is_some(),
         to_carrier: d.caller.carrier.is_some(),
         identity: d.identity.clone(),
+        anchored: matches!(d.media, MediaMode::Anchored { .. }),
     })
 }
 
@@ -195,6 +201,11 @@ pub(crate) fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(),
     let max = u32::try_from(cx.state.cfg.max_calls).unwrap_or(u32::MAX);
     let slot = TrunkHold::take(cx.state.active_calls.clone(), max).ok_or(Untrackable::Full)?;
     let k = key_of_invite(cx, &d.request);
+    let media = if d.cursor.plan().media {
+        MediaMode::Unanchored
+    } else {
+        MediaMode::Bypass
+    };
     match cx.state.calls.entry(k) {
         Entry::Occupied(_) => return Err(Untrackable::Merged),
         Entry::Vacant(v) => {
@@ -206,6 +217,7 @@ pub(crate) fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(),
                 caller,
                 identity,
                 phase: Phase::Early(Vec::new()),
+                media,
             });
         }
     }
@@ -286,6 +298,7 @@ pub(crate) fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
     let confirmed = |_: &CallKey, d: &Dialog| matches!(&d.phase, Phase::Confirmed(c) if c.callee.tag == end.callee_tag);
     if let Some((_, d)) = cx.state.calls.remove_if(&end.key, confirmed) {
         let how = if status < 300 { "bye" } else { "bye_failed" };
+        release_media(cx, end.key, &d);
         log_end(&d, how);
         let now = cx.now;
         emit(cx, || dialog_record(&d, now, how));
@@ -298,6 +311,21 @@ pub(crate) fn ended(cx: &mut Ctx<'_>, end: DialogEnd, status: u16) {
     }
 }
 
+/// The dialog's media session at rtpengine goes with it (§4.7).
+fn release_media(cx: &mut Ctx<'_>, key: CallKey, d: &Dialog) {
+    if let MediaMode::Anchored { from_tag, .. } = &d.media {
+        crate::anchor::delete(cx, crate::anchor::call_key(key), &d.call_id, from_tag);
+    }
+}
+
+/// The offer of the call of dialog `key` was taken by the rtpengine at `instance`: the
+/// dialog is anchored there until it ends.
+pub(crate) fn anchored(cx: &Ctx<'_>, key: CallKey, instance: SocketAddr, from_tag: Bytes) {
+    if let Some(mut d) = cx.state.calls.get_mut(&key) {
+        d.media = MediaMode::Anchored { instance, from_tag };
+    }
+}
+
 /// An initial INVITE ended without a dialog, with `status` to the caller: its trunk is
 /// given back now (not when the transaction is dropped, which may be 32 s later).
 pub(crate) fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
@@ -305,6 +333,18 @@ pub(crate) fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
         return;
     };
     let trunk = d.trunk.take();
+    let media = d
+        .dialog
+        .and_then(|k| cx.state.calls.get(&k).map(|e| e.media.clone()))
+        .unwrap_or_default();
+    // rtpengine may have a session from the offer even when no reply came.
+    if let Some(m) = t
+        .media
+        .as_deref()
+        .filter(|m| m.initial && !matches!(m.offer, Offer::Failed))
+    {
+        crate::anchor::delete(cx, m.call_key, &m.call_id, &m.from_tag);
+    }
     forget(cx, t);
     let Some(d) = t.deciding.as_deref() else {
         return;
@@ -318,6 +358,7 @@ pub(crate) fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
         r.reason = "failed";
         r.failover = d.cursor.failover_ran();
         r.trunk_held = trunk.is_some();
+        r.set_media(&media);
         r
     });
     drop(trunk);
@@ -325,7 +366,8 @@ pub(crate) fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
 
 /// A dialog swept after the maximum call duration (an early one only as a safety net:
 /// its INVITE settles it long before).
-pub(crate) fn expired(cx: &mut Ctx<'_>, d: &Dialog) {
+pub(crate) fn expired(cx: &mut Ctx<'_>, key: CallKey, d: &Dialog) {
+    release_media(cx, key, d);
     if !matches!(d.phase, Phase::Confirmed(_)) {
         return;
     }
@@ -363,6 +405,17 @@ fn record(info: &CallInfo, call_id: Bytes, started: Instant, ended: Instant) -> 
         answered_attempt: None,
         failover: false,
         trunk_held: false,
+        media: "bypass",
+        media_instance: None,
+    }
+}
+
+impl CallRecord {
+    fn set_media(&mut self, m: &MediaMode) {
+        self.media = m.label();
+        if let MediaMode::Anchored { instance, .. } = m {
+            self.media_instance = Some(*instance);
+        }
     }
 }
 
@@ -376,6 +429,7 @@ fn dialog_record(d: &Dialog, now: Instant, how: &'static str) -> CallRecord {
         r.failover = c.failover;
         r.trunk_held = c.trunk.is_some();
     }
+    r.set_media(&d.media);
     r
 }
 

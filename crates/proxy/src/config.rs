@@ -65,6 +65,43 @@ pub struct ProxyConfig {
     pub protection: ProtectionConfig,
     /// REGISTER expiries, contacts per address of record, keep-alives (§5.4).
     pub registrar: crate::registrar::RegistrarConfig,
+    /// rtpengine instances anchoring the media of `process` calls (§4.7).
+    pub media: MediaConfig,
+}
+
+/// The rtpengine instances (NG control addresses and weights) and how they are driven
+/// (behaviour.md §4.7). No instance: `process` calls get 503 (or pass in bypass).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// NG control sockets and their relative shares of new calls.
+    pub rtpengine: Vec<(SocketAddr, u32)>,
+    /// Wait this long for a reply before sending again.
+    pub timeout: Duration,
+    /// Sends after the first to one instance before it counts as down.
+    pub retries: u32,
+    /// How long a silent instance is skipped.
+    pub down_for: Duration,
+    /// When no instance answers, the call goes on with its SDP untouched (logged)
+    /// instead of getting 503.
+    pub bypass_on_failure: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig::from(&trunkstore_config::Media::default())
+    }
+}
+
+impl From<&trunkstore_config::Media> for MediaConfig {
+    fn from(m: &trunkstore_config::Media) -> Self {
+        MediaConfig {
+            rtpengine: m.rtpengine.iter().map(|r| (r.address, r.weight)).collect(),
+            timeout: Duration::from_millis(u64::from(m.timeout_ms.max(1))),
+            retries: m.retries,
+            down_for: Duration::from_secs(u64::from(m.down_secs)),
+            bypass_on_failure: m.on_failure == trunkstore_config::MediaFailure::Bypass,
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -106,6 +143,7 @@ impl ProxyConfig {
             call_records: settings.cdr.file.is_some(),
             protection: ProtectionConfig::from(&settings.protection),
             registrar: crate::registrar::RegistrarConfig::from(&settings.registrar),
+            media: MediaConfig::from(&settings.media),
         }
     }
 
@@ -137,6 +175,7 @@ impl ProxyConfig {
             call_records: false,
             protection: ProtectionConfig::default(),
             registrar: crate::registrar::RegistrarConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 

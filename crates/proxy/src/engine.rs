@@ -26,6 +26,18 @@ pub(crate) fn handle_datagram(
     if is_keepalive(&data) {
         return;
     }
+    // rtpengine answers on the socket its requests left from (§4.7): never SIP.
+    if state
+        .media
+        .as_ref()
+        .is_some_and(|m| m.is_instance(from.addr))
+    {
+        let mut cx = Ctx { state, shard, now };
+        if let Some(done) = crate::anchor::on_datagram(&cx, from.addr, &data) {
+            media_done(&mut cx, done);
+        }
+        return;
+    }
     match parse_datagram(data.clone(), &state.cfg.limits) {
         Ok(msg) => handle_message(state, shard, now, from, local, msg),
         Err(e) => {
@@ -93,8 +105,24 @@ pub(crate) fn handle_timeouts(state: &State, shard: &mut Shard, now: Instant) {
         }
         proxying::settle(cx.state, &mut t);
     }
+    for done in crate::anchor::on_timeouts(&mut cx) {
+        media_done(&mut cx, done);
+    }
     sweep_calls(&mut cx);
     sweep_registrar(&mut cx);
+}
+
+/// An NG request ended: the transaction waiting for it resumes (a delete has none).
+fn media_done(cx: &mut Ctx<'_>, done: crate::media::relay::Done) {
+    use crate::media::relay::Purpose;
+    let key = match done.waiter.purpose {
+        Purpose::Offer(k) | Purpose::Answer(k) => k,
+        Purpose::Delete => return,
+    };
+    let Some(txn) = cx.lookup(key) else { return };
+    let mut t = lock(&txn);
+    proxying::on_media_done(cx, &mut t, done);
+    proxying::settle(cx.state, &mut t);
 }
 
 /// The registrar's sweep, offered by every shard once a second while it has anything
@@ -163,8 +191,26 @@ fn sweep_calls(cx: &mut Ctx<'_>) {
         .collect();
     for k in expired {
         if let Some((_, d)) = cx.state.calls.remove(&k) {
-            crate::calls::expired(cx, &d);
+            crate::calls::expired(cx, k, &d);
         }
     }
     arm_sweep(cx);
+}
+
+/// Sends the `delete` of every anchored call's media (the proxy is stopping).
+pub(crate) fn delete_all_media(state: &State, shard: &mut Shard, now: Instant) {
+    let mut cx = Ctx { state, shard, now };
+    let anchored: Vec<_> = state
+        .calls
+        .iter()
+        .filter_map(|e| match &e.value().media {
+            crate::state::MediaMode::Anchored { from_tag, .. } => {
+                Some((*e.key(), e.value().call_id.clone(), from_tag.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (key, call_id, from_tag) in anchored {
+        crate::anchor::delete(&mut cx, crate::anchor::call_key(key), &call_id, &from_tag);
+    }
 }

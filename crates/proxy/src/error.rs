@@ -31,6 +31,8 @@ pub enum Edit {
     TopVia,
     /// Turning early media into a plain 180 (§4.6).
     PlainRinging,
+    /// Putting rtpengine's SDP in place of the body (§4.7).
+    Sdp,
 }
 
 impl Edit {
@@ -48,6 +50,7 @@ impl Edit {
             Edit::SipHeaders => "sip_headers",
             Edit::TopVia => "top via",
             Edit::PlainRinging => "plain ringing",
+            Edit::Sdp => "sdp",
         }
     }
 }

@@ -26,7 +26,8 @@
 //!    `failover`, and the proxy's plain-value machines `machines` (branch state,
 //!    deadline table, plan cursor, best response).
 //! 4. **Tables and context**: `state`, `shard`, `context` (`Ctx`, `lock`).
-//! 5. **Actions in context**: `local`, `admission`, `calls`, `late2xx`, `outbound`,
+//! 5. **Actions in context**: `local`, `admission`, `anchor` (the NG requests of
+//!    anchored calls), `calls`, `late2xx`, `outbound`,
 //!    `register` (answers REGISTER, sends keep-alives).
 //! 6. **Proxying**: `proxying/` (forward, cancel, answer, responses, timers; its
 //!    `mod.rs` moves the plan on top of them).
@@ -44,6 +45,7 @@ use bytes::Bytes;
 use trunkstore_sip::message::Message;
 
 mod admission;
+mod anchor;
 pub mod auth;
 mod branch;
 mod callerid;
@@ -59,8 +61,6 @@ mod keys;
 mod late2xx;
 mod local;
 mod machines;
-// Used by the media integration (issue 16).
-#[allow(dead_code)]
 pub(crate) mod media;
 pub mod metrics;
 mod outbound;
@@ -228,6 +228,24 @@ impl Proxy {
     /// Live bindings per account (metrics).
     pub fn bindings_by_account(&self, now: Instant) -> Vec<(String, usize)> {
         self.state.registrar.count_by_account(now)
+    }
+
+    /// Each configured rtpengine instance (NG control address) and whether it takes
+    /// requests now (not skipped after a silence), for `/metrics`.
+    pub fn media_instances(&self, now: Instant) -> Vec<(SocketAddr, bool)> {
+        self.state
+            .media
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.instances(now))
+    }
+
+    /// The proxy is stopping with calls still up: the `delete` of every anchored call's
+    /// media session, for the edge to send before it closes its sockets (their replies
+    /// are not waited for). The calls stay in the table.
+    pub fn media_deletes(&self, now: Instant) -> Vec<Transmit> {
+        let mut shard = self.new_shard();
+        engine::delete_all_media(&self.state, &mut shard, now);
+        shard.out.drain(..).collect()
     }
 
     /// From now on, new out-of-dialog requests get 503; transactions and dialogs in

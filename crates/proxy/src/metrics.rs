@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use crate::error::ForwardError;
+use crate::media::relay::Command;
 pub use crate::policy::Direction;
 
 const DIRECTIONS: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::OnNet];
@@ -174,22 +175,45 @@ const BUCKETS_MICROS: [u64; 12] = [
     10_000_000, 30_000_000,
 ];
 
+/// Upper bounds of the NG round-trip buckets, in microseconds (100 µs … 5 s: rtpengine
+/// answers in well under a millisecond when healthy, a retransmitted request after the
+/// timeout).
+const NG_BUCKETS_MICROS: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 1_000_000, 5_000_000,
+];
+
 /// A Prometheus histogram over fixed buckets (each counts only its own range; the
 /// cumulative counts are summed when rendering).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS_MICROS.len() + 1],
+    bounds: &'static [u64; 12],
+    buckets: [AtomicU64; 13],
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::over(&BUCKETS_MICROS)
+    }
+}
+
 impl Histogram {
+    fn over(bounds: &'static [u64; 12]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: Default::default(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     /// Counts one observation of `d`.
     pub fn observe(&self, d: Duration) {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let slot = BUCKETS_MICROS
+        let slot = self
+            .bounds
             .iter()
             .position(|&b| micros <= b)
-            .unwrap_or(BUCKETS_MICROS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
@@ -201,12 +225,12 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
-        for (i, bound) in BUCKETS_MICROS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
             let le = *bound as f64 / 1e6;
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
-        cumulative += self.buckets[BUCKETS_MICROS.len()].load(Ordering::Relaxed);
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
@@ -252,6 +276,118 @@ impl RegisterOutcome {
     }
 }
 
+impl ProxyMetrics {
+    fn render_media(&self, out: &mut String) {
+        family(
+            out,
+            "trunkstore_media_requests_total",
+            "counter",
+            "NG requests to rtpengine by command and outcome.",
+        );
+        for (c, name) in NG_COMMANDS {
+            for o in NgOutcome::ALL {
+                let n = self.media.requests[command_index(c)][o as usize].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "trunkstore_media_requests_total{{command=\"{name}\",outcome=\"{}\"}} {n}",
+                    o.label()
+                );
+            }
+        }
+        let name = "trunkstore_media_request_seconds";
+        family(
+            out,
+            name,
+            "histogram",
+            "NG request first sent to rtpengine's reply (or the last timeout).",
+        );
+        for (c, command) in NG_COMMANDS {
+            let labels = format!("command=\"{command}\"");
+            self.media.round_trip[command_index(c)].render(out, name, &labels);
+        }
+        for (name, help, counter) in [
+            (
+                "trunkstore_media_calls_anchored_total",
+                "Calls whose media was anchored at rtpengine.",
+                &self.media.anchored,
+            ),
+            (
+                "trunkstore_media_calls_unanchored_total",
+                "Calls of process servers that went on with their SDP untouched (no rtpengine answered, on_failure bypass).",
+                &self.media.unanchored,
+            ),
+        ] {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// How an NG request to rtpengine ended (behaviour.md §4.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NgOutcome {
+    /// `result: ok`.
+    Ok,
+    /// rtpengine refused it (`result: error`, or a result other than ok).
+    Error,
+    /// No instance answered in time, retries and failover included.
+    Timeout,
+    /// No instance was up (or none is configured): nothing was sent.
+    Unavailable,
+}
+
+impl NgOutcome {
+    const ALL: [NgOutcome; 4] = [
+        NgOutcome::Ok,
+        NgOutcome::Error,
+        NgOutcome::Timeout,
+        NgOutcome::Unavailable,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            NgOutcome::Ok => "ok",
+            NgOutcome::Error => "error",
+            NgOutcome::Timeout => "timeout",
+            NgOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+const NG_COMMANDS: [(Command, &str); 3] = [
+    (Command::Offer, "offer"),
+    (Command::Answer, "answer"),
+    (Command::Delete, "delete"),
+];
+
+fn command_index(c: Command) -> usize {
+    match c {
+        Command::Offer => 0,
+        Command::Answer => 1,
+        Command::Delete => 2,
+    }
+}
+
+/// The media relay's counters: NG requests by command and outcome, their round trips,
+/// calls anchored.
+#[derive(Debug)]
+struct MediaMetrics {
+    requests: [[AtomicU64; 4]; 3],
+    round_trip: [Histogram; 3],
+    anchored: AtomicU64,
+    unanchored: AtomicU64,
+}
+
+impl Default for MediaMetrics {
+    fn default() -> Self {
+        MediaMetrics {
+            requests: Default::default(),
+            round_trip: std::array::from_fn(|_| Histogram::over(&NG_BUCKETS_MICROS)),
+            anchored: AtomicU64::new(0),
+            unanchored: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Every counter of the core. Shared by all workers (`Sync`).
 #[derive(Debug, Default)]
 pub struct ProxyMetrics {
@@ -279,6 +415,7 @@ pub struct ProxyMetrics {
     registrations: [AtomicU64; RegisterOutcome::ALL.len()],
     /// Keep-alives sent to bindings behind NAT.
     keepalives: AtomicU64,
+    media: MediaMetrics,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -294,6 +431,46 @@ fn dir_index(d: Direction) -> usize {
 }
 
 impl ProxyMetrics {
+    /// An NG request ended with `outcome`; `took` since it was first sent when a reply
+    /// (or the last timeout) ended it.
+    pub(crate) fn media_request(
+        &self,
+        command: Command,
+        outcome: NgOutcome,
+        took: Option<Duration>,
+    ) {
+        let c = command_index(command);
+        bump(&self.media.requests[c][outcome as usize]);
+        if let Some(took) = took {
+            self.media.round_trip[c].observe(took);
+        }
+    }
+
+    /// NG requests of `command` (offer, answer, delete) that ended with `outcome`.
+    pub fn media_requests(&self, command: &str, outcome: NgOutcome) -> u64 {
+        NG_COMMANDS
+            .iter()
+            .find(|(_, name)| *name == command)
+            .map_or(0, |(c, _)| {
+                self.media.requests[command_index(*c)][outcome as usize].load(Ordering::Relaxed)
+            })
+    }
+
+    /// A call's media was anchored (its offer answered).
+    pub(crate) fn call_anchored(&self) {
+        bump(&self.media.anchored);
+    }
+
+    /// A `process` call went on without anchoring (relay failed, `on_failure: bypass`).
+    pub(crate) fn call_unanchored(&self) {
+        bump(&self.media.unanchored);
+    }
+
+    /// Calls anchored since start.
+    pub fn calls_anchored(&self) -> u64 {
+        self.media.anchored.load(Ordering::Relaxed)
+    }
+
     /// A call ended with `outcome`.
     pub fn call_ended(&self, direction: Direction, outcome: Outcome) {
         bump(&self.calls[dir_index(direction)][outcome as usize]);
@@ -462,6 +639,7 @@ impl ProxyMetrics {
 
     /// The Prometheus text of every counter.
     pub fn render(&self, out: &mut String) {
+        self.render_media(out);
         family(
             out,
             "trunkstore_calls_total",

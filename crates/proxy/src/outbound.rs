@@ -200,6 +200,7 @@ fn route_call(
             is_invite: method == Method::Invite,
             identity,
             digest,
+            media: own.inbound.media,
         };
         return on_net(cx, &r.inbound, call);
     }
@@ -222,6 +223,7 @@ fn route_call(
         trunk: (!emergency).then(|| server.account.clone()),
         identity,
         strip_credentials: digest,
+        media: own.inbound.media,
     }
     .into()
 }
@@ -276,6 +278,9 @@ fn caller_id_and_headers<'r>(
 /// An on-net call: the number dialled (normalised), its user parameters (kept on the
 /// Request-URI, §2), and what the calling server's side decided.
 struct OnNetCall<'a> {
+    /// The calling server anchors its media (§4.7): so does the call, whatever the
+    /// callee's server says.
+    media: bool,
     number: &'a str,
     params: &'a str,
     is_invite: bool,
@@ -301,6 +306,7 @@ fn on_net(cx: &Ctx<'_>, route: &InboundRoute, call: OnNetCall<'_>) -> Decision {
             plan.direction = Direction::OnNet;
             plan.identity = call.identity;
             plan.strip_credentials = call.digest;
+            plan.media |= call.media;
             plan.into()
         }
         other => other,

@@ -224,6 +224,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         Some(m) => m.to_carrier,
         None => direction == Direction::Outbound,
     };
+    let media = media_of(cx, &msg, method, &plan, matched.as_ref(), initial_invite);
     let mut plan = plan;
     let identity = plan.identity.take();
     let deciding = Deciding {
@@ -265,6 +266,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         ends: matched.filter(|_| method == Method::Bye).map(|m| m.end),
         from_carrier,
         to_carrier,
+        media,
     };
     if initial_invite {
         if let Err(why) = calls::admit(cx, &mut txn, caller) {
@@ -294,8 +296,37 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     if method == Method::Invite {
         proxying::send_trying(cx, &mut t);
     }
+    if t.media.is_some() {
+        proxying::start_media(cx, &mut t);
+    }
     proxying::advance(cx, &mut t);
     proxying::settle(cx.state, &mut t);
+}
+
+/// The media anchoring a request takes part in (behaviour.md §4.7): the INVITE of a
+/// `process` call, or an INVITE or UPDATE with SDP in an anchored dialog. An INVITE
+/// without SDP (late offer) is not anchored.
+fn media_of(
+    cx: &Ctx<'_>,
+    msg: &Message,
+    method: Method,
+    plan: &AttemptPlan,
+    matched: Option<&calls::Matched>,
+    initial: bool,
+) -> Option<Box<crate::state::MediaTxn>> {
+    if !crate::anchor::has_sdp(msg) {
+        return None;
+    }
+    let key = if initial {
+        plan.media.then(|| calls::key_of_invite(cx, msg))?
+    } else {
+        let m = matched.filter(|m| m.anchored)?;
+        if !matches!(method, Method::Invite | Method::Update) {
+            return None;
+        }
+        m.end.key
+    };
+    Some(Box::new(crate::anchor::media_txn(msg, key, initial)))
 }
 
 /// A request that failed validation: its status, with the tags it required that we do

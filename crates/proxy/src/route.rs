@@ -198,6 +198,9 @@ pub(crate) struct AttemptPlan {
     /// The request was authenticated by its first `Proxy-Authorization`: the lines for
     /// that realm (ours) are consumed, not forwarded (RFC 3261 §22.3).
     pub(crate) strip_credentials: bool,
+    /// `media_handling: process` on the call's server (inbound: the DID's; outbound: the
+    /// caller's; on-net: either): its media is anchored at rtpengine (§4.7).
+    pub(crate) media: bool,
 }
 
 impl AttemptPlan {
@@ -215,6 +218,7 @@ impl AttemptPlan {
             trunk: None,
             identity: None,
             strip_credentials: false,
+            media: false,
         }
     }
 }
@@ -288,6 +292,7 @@ pub(crate) fn to_route_with_params(
         trunk: None,
         identity: None,
         strip_credentials: false,
+        media: route.media,
     }
     .into()
 }

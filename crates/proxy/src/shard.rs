@@ -54,6 +54,7 @@ impl Shard {
             self.timers.next_deadline(),
             self.sweep_deadline(),
             self.next_registrar,
+            self.state.media.as_ref().and_then(|m| m.next_deadline()),
         ]
         .into_iter()
         .flatten()

@@ -21,6 +21,8 @@ use crate::keys::{CallKey, ClientKey, KeyHasher, SpreadKeys, TxKey};
 use crate::machines::branch::BranchState;
 use crate::machines::deadlines::Deadlines;
 use crate::machines::plan::PlanCursor;
+use crate::media::client::Cookie;
+use crate::media::relay::MediaRelay;
 use crate::metrics::ProxyMetrics;
 use crate::registrar::Registrar;
 use crate::route::{Direction, Directory};
@@ -49,6 +51,8 @@ pub(crate) struct State {
     pub registrar: Registrar,
     /// Trunks in use per account (§6).
     pub trunks: Trunks,
+    /// The rtpengine client of `process` calls (§4.7); `None` when none is configured.
+    pub media: Option<MediaRelay>,
     /// Calls admitted and not yet over (early and confirmed), capped by `max_calls`.
     pub active_calls: Arc<AtomicU32>,
     /// Counters for `/metrics` (relaxed atomics).
@@ -127,6 +131,99 @@ pub(crate) struct Dialog {
     /// The caller's two identities when its caller ID was rewritten (§5.3).
     pub identity: Option<Arc<Identity>>,
     pub phase: Phase,
+    /// Whether and where the call's media is anchored (§4.7).
+    pub media: MediaMode,
+}
+
+/// How a call's media is handled (behaviour.md §4.7; the call record says it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum MediaMode {
+    /// Its server's `media_handling` is `bypass`: SDP passes untouched.
+    #[default]
+    Bypass,
+    /// `process`, but not anchored: no rtpengine answered and `on_failure` is `bypass`,
+    /// or the INVITE carried no SDP (late offer), or the offer is still on its way.
+    Unanchored,
+    /// Anchored at the rtpengine instance at `instance`; the caller's From tag names the
+    /// session there (its `delete`).
+    Anchored {
+        instance: SocketAddr,
+        from_tag: Bytes,
+    },
+}
+
+impl MediaMode {
+    /// The call record's spelling.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            MediaMode::Bypass => "bypass",
+            MediaMode::Unanchored => "unanchored",
+            MediaMode::Anchored { .. } => "anchored",
+        }
+    }
+}
+
+/// The media of one proxied request of an anchored call (`process` servers only): the
+/// NG session it belongs to, its offer and the answers of its responses.
+#[derive(Debug)]
+pub(crate) struct MediaTxn {
+    /// The NG session: the Call-ID and the request's From tag.
+    pub call_id: Bytes,
+    pub from_tag: Bytes,
+    /// The call's key at the NG client (its instance pinning): the dialog's key.
+    pub call_key: u64,
+    /// The dialog-creating INVITE of the call (its offer anchors the call).
+    pub initial: bool,
+    pub offer: Offer,
+    /// Responses with SDP waiting for rtpengine's answer, in arrival order.
+    pub held: Vec<Held>,
+    /// Each answered SDP (To tag, the SDP as received) and rtpengine's rewrite: a
+    /// retransmitted response carries the same rewrite without a new request.
+    pub answered: Vec<Answered>,
+}
+
+impl MediaTxn {
+    /// Waiting for rtpengine: the plan does not move and the transaction stays.
+    pub(crate) fn is_busy(&self) -> bool {
+        matches!(self.offer, Offer::Pending) || !self.held.is_empty()
+    }
+
+    /// The SDP every attempt carries instead of the request's.
+    pub(crate) fn offer_sdp(&self) -> Option<&Bytes> {
+        match &self.offer {
+            Offer::Ready(sdp) => Some(sdp),
+            _ => None,
+        }
+    }
+}
+
+/// Where a request's offer is.
+#[derive(Debug)]
+pub(crate) enum Offer {
+    /// Sent to rtpengine; no attempt starts before its reply.
+    Pending,
+    /// rtpengine's SDP, forwarded in every attempt (failover included: one media
+    /// session per call).
+    Ready(Bytes),
+    /// No instance answered and `on_failure` let the request go on untouched; its
+    /// responses are not answered either.
+    Failed,
+}
+
+/// A response held until rtpengine rewrites its SDP.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub cookie: Cookie,
+    pub branch: usize,
+    pub msg: Message,
+}
+
+/// One answer rtpengine rewrote.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    pub to_tag: Bytes,
+    pub sdp: Bytes,
+    pub rewritten: Bytes,
 }
 
 impl Dialog {
@@ -336,6 +433,8 @@ pub(crate) struct ProxyTxn {
     pub from_carrier: bool,
     /// The request goes to a carrier: it loses every `Proxy-Authorization`.
     pub to_carrier: bool,
+    /// The request's media is anchored at rtpengine (§4.7).
+    pub media: Option<Box<MediaTxn>>,
 }
 
 /// The dialog a BYE ends when the far side answers it.
@@ -394,11 +493,13 @@ impl ProxyTxn {
             ends: None,
             from_carrier: false,
             to_carrier: false,
+            media: None,
         }
     }
 
     pub(crate) fn is_finished(&self) -> bool {
         self.server.is_terminated()
+            && self.media.as_ref().is_none_or(|m| !m.is_busy())
             && self
                 .deciding
                 .as_ref()
@@ -436,9 +537,20 @@ impl State {
             record_route(&cfg.advertise_tcp.host, cfg.advertise_tcp.port, true),
         ];
         let epoch = Instant::now();
+        let hasher = KeyHasher::default();
         let transactions = cfg.max_transactions.min(TRANSACTIONS_SIZED);
         let calls = cfg.max_calls.min(CALLS_SIZED);
+        let media = MediaRelay::new(
+            &cfg.media.rtpengine,
+            cfg.media.timeout,
+            cfg.media.retries,
+            cfg.media.down_for,
+            // Random per process: rtpengine answers a cookie it saw recently from its cache.
+            hasher.u64(&[b"ng-cookie-seed"]),
+            epoch,
+        );
         State {
+            media,
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),
             registrar: Registrar::new(cfg.registrar.clone()),
@@ -449,7 +561,7 @@ impl State {
             cfg,
             timers,
             dir,
-            hasher: KeyHasher::default(),
+            hasher,
             servers: DashMap::with_capacity_and_hasher(transactions, SpreadKeys),
             clients: DashMap::with_capacity_and_hasher(transactions, SpreadKeys),
             calls: DashMap::with_capacity_and_hasher(calls, SpreadKeys),
@@ -460,10 +572,13 @@ impl State {
     }
 
     pub(crate) fn stats(&self) -> Stats {
+        let (media_requests, media_calls) = self.media.as_ref().map_or((0, 0), |m| m.sizes());
         Stats {
             server_transactions: self.servers.len(),
             client_transactions: self.clients.len(),
             calls: self.calls.len(),
+            media_requests,
+            media_calls,
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct Stats {
     pub client_transactions: usize,
     /// Calls in the dialog table: admitted and not yet over (ringing or answered).
     pub calls: usize,
+    /// NG requests to rtpengine waiting for their reply (§4.7).
+    pub media_requests: usize,
+    /// Calls pinned to an rtpengine instance (anchored and not yet deleted).
+    pub media_calls: usize,
 }
 
 /// One finished call, as the core saw it. Times are the core's `Instant`s: the edge turns
@@ -68,4 +72,9 @@ pub struct CallRecord {
     pub failover: bool,
     /// The call held one of its account's trunks (§6).
     pub trunk_held: bool,
+    /// `anchored` (media through rtpengine), `bypass` (its server does not anchor) or
+    /// `unanchored` (it should have been, but no rtpengine took it, or no SDP came).
+    pub media: &'static str,
+    /// The rtpengine instance (NG control address) of an anchored call.
+    pub media_instance: Option<std::net::SocketAddr>,
 }

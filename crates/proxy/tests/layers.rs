@@ -40,6 +40,7 @@ const ORDER: &[&str] = &[
     // 5. Actions in context.
     "local",
     "admission",
+    "anchor",
     "calls",
     "late2xx",
     "outbound",

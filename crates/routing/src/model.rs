@@ -60,6 +60,8 @@ pub struct InboundRoute {
     pub answer_timeout: Option<Duration>,
     /// 183 / 1xx with SDP reaches the caller as 180 without body (§4.6).
     pub ignore_early_media: bool,
+    /// `media_handling: process`: the call's media is anchored at rtpengine (§4.7).
+    pub media: bool,
     /// Merged DID → server → account (§4.4), shared by every call of the route; `None`
     /// when there are none.
     pub sip_headers: Option<Arc<[SipHeader]>>,
@@ -101,6 +103,7 @@ impl InboundRoute {
             progress_timeout: None,
             answer_timeout: None,
             ignore_early_media: false,
+            media: false,
             sip_headers: None,
             failover: None,
             force_outbound: false,

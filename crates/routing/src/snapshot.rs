@@ -697,6 +697,7 @@ fn resolve(
         progress_timeout: secs(eff.progress_timeout),
         answer_timeout: secs(eff.timeout),
         ignore_early_media: eff.ignore_early_media,
+        media: eff.media_handling == MediaHandling::Process,
         sip_headers: Some(sip_headers.clone()).filter(|h| !h.is_empty()),
         failover: failover.clone(),
         force_outbound: eff.force_outbound,

@@ -103,6 +103,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
     proxy.begin_shutdown();
     serving.store(false, Ordering::Relaxed);
     let early = edge.handle().block_on(drain(&*proxy, grace, &mut signals));
+    delete_media(&proxy);
     api.stop();
     edge.stop();
     // Nothing is written for a proxy that never had a binding.
@@ -123,6 +124,39 @@ pub fn run(catalog: Catalog) -> ExitCode {
     tracing::info!(total, trunks = ?trunks, "trunks in use at shutdown");
     tracing::info!(reason = early, "trunkstore stopped");
     ExitCode::SUCCESS
+}
+
+/// Calls still up at the end of the grace period keep no ports at rtpengine: each gets
+/// its `delete` (behaviour.md §4.7), sent once from an ephemeral socket (rtpengine does
+/// not check where a command comes from; the replies are not waited for).
+fn delete_media(proxy: &Proxy) {
+    let deletes = proxy.media_deletes(std::time::Instant::now());
+    if deletes.is_empty() {
+        return;
+    }
+    let any = |v6: bool| -> std::net::SocketAddr {
+        if v6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        }
+    };
+    let sent = std::net::UdpSocket::bind(any(false)).map(|v4| {
+        let v6 = std::net::UdpSocket::bind(any(true)).ok();
+        let sent = deletes.iter().filter(|t| {
+            let socket = if t.to.addr.is_ipv6() {
+                v6.as_ref()
+            } else {
+                Some(&v4)
+            };
+            socket.is_some_and(|s| s.send_to(&t.data, t.to.addr).is_ok())
+        });
+        sent.count()
+    });
+    match sent {
+        Ok(n) => tracing::info!(calls = n, "media of calls still up deleted at rtpengine"),
+        Err(e) => tracing::warn!(error = %e, "cannot delete the media of calls still up"),
+    }
 }
 
 /// Writes the registrar's bindings whenever they changed (they survive a restart).
@@ -187,10 +221,37 @@ impl MetricsSource for ProxyMetrics {
             "Calls in progress (ringing or answered) in the dialog table.",
             stats.calls,
         );
+        single(
+            out,
+            "trunkstore_media_sessions",
+            "gauge",
+            "Calls anchored at rtpengine and not yet deleted.",
+            stats.media_calls,
+        );
+        render_media_instances(out, &self.0.media_instances(std::time::Instant::now()));
         render_trunks(out, &self.0.trunks_in_use(), &self.0.trunk_limits());
         crate::registrations::render_metrics(&self.0, out);
         self.0.metrics().render(out);
         render_protection(out, &self.0.protection_stats(std::time::Instant::now()));
+    }
+}
+
+/// `trunkstore_media_instance_up{address="ip:port"}`: 1 while an rtpengine instance takes
+/// requests, 0 while it is skipped after a silence (behaviour.md §4.7).
+fn render_media_instances(out: &mut String, instances: &[(std::net::SocketAddr, bool)]) {
+    use std::fmt::Write as _;
+    trunkstore_api::metrics::header(
+        out,
+        "trunkstore_media_instance_up",
+        "gauge",
+        "rtpengine instances: 1 up, 0 skipped after a silence.",
+    );
+    for (address, up) in instances {
+        let _ = writeln!(
+            out,
+            "trunkstore_media_instance_up{{address=\"{address}\"}} {}",
+            u8::from(*up)
+        );
     }
 }
 

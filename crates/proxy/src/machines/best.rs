@@ -8,6 +8,9 @@ pub(crate) enum Best {
     Received(Box<Message>),
     /// One we make up (408 timeout, 503 transport error, 480 unreachable).
     Local(u16),
+    /// A refusal of the proxy's own with its reason phrase, sent as it is (a 503 here is
+    /// about us, so it is not turned into 500): no rtpengine took the call's media.
+    Refused(u16, &'static str),
 }
 
 impl Best {
@@ -15,7 +18,7 @@ impl Best {
     pub(crate) fn status(&self) -> u16 {
         match self {
             Best::Received(m) => m.status().unwrap_or(500),
-            Best::Local(c) => *c,
+            Best::Local(c) | Best::Refused(c, _) => *c,
         }
     }
 
@@ -35,7 +38,7 @@ impl Best {
             503 => 2,
             _ => 1,
         };
-        (class, pref, u8::from(matches!(self, Best::Local(_))))
+        (class, pref, u8::from(!matches!(self, Best::Received(_))))
     }
 
     /// Keeps the better of `best` and `new` in `best` (on a tie, the earlier one).

@@ -199,6 +199,14 @@ impl BranchState {
         }
     }
 
+    /// The proxy refuses the 2xx the branch got (its SDP could not be anchored): the
+    /// dialog is the proxy's to end, as if it had cancelled the branch itself.
+    pub(crate) fn disown(&mut self) {
+        *self = BranchState::Done {
+            cancelled: Some(Canceller::Proxy),
+        };
+    }
+
     /// The client transaction has its outcome.
     pub(crate) fn finish(&mut self) {
         *self = BranchState::Done {

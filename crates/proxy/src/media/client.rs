@@ -254,6 +254,14 @@ impl NgClient {
         self.pinned.remove(&call_key);
     }
 
+    /// Is the instance at `address` taking requests at `now` (not skipped after a
+    /// silence)? False for an address that is not one of ours.
+    pub(crate) fn is_up(&self, address: SocketAddr, now: Instant) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.instance.address == address && m.is_up(now))
+    }
+
     /// Requests in flight and pinned calls (for tests and metrics).
     pub(crate) fn sizes(&self) -> (usize, usize) {
         (self.pending.len(), self.pinned.len())

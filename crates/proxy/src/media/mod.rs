@@ -5,3 +5,4 @@
 pub(crate) mod bencode;
 pub(crate) mod client;
 pub(crate) mod ng;
+pub(crate) mod relay;

@@ -36,6 +36,7 @@ pub(crate) struct Session<'a> {
 }
 
 /// `ping`: asks an instance whether it is alive (answered `pong`).
+#[cfg(test)]
 pub(crate) fn ping() -> Vec<u8> {
     body(vec![entry("command", Value::bytes("ping"))])
 }

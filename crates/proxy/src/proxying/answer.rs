@@ -51,6 +51,7 @@ pub(super) fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn, best: Option<Best>) {
         (Some(b), false) => b.status(),
         (None, false) => 480,
     };
+    let refused = matches!(best, Some(Best::Refused(..))) && !t.cancelled;
     let now = cx.now;
     let mut timers = Timers::new(cx.state.timers);
     match &mut t.server {
@@ -68,7 +69,7 @@ pub(super) fn finish(cx: &mut Ctx<'_>, t: &mut ProxyTxn, best: Option<Best>) {
                     Outcome::Failed
                 };
                 cx.state.metrics.call_ended(t.direction, outcome);
-                let code = if code == 503 { 500 } else { code };
+                let code = if code == 503 && !refused { 500 } else { code };
                 calls::failed(cx, t, code);
             }
         }
@@ -112,8 +113,11 @@ fn final_response(cx: &Ctx<'_>, t: &ProxyTxn, best: Option<&Best>, code: u16) ->
     // is nothing to relay, or what came cannot be relayed (no Via left below ours): the
     // caller is answered whatever the callee got wrong.
     received.or_else(|| {
-        let code = if code == 503 { 500 } else { code };
         let request = &t.deciding.as_deref()?.request;
+        if let Some(Best::Refused(c, reason)) = best.filter(|b| b.status() == code) {
+            return local::build(cx, request, *c, reason.as_bytes(), &[]);
+        }
+        let code = if code == 503 { 500 } else { code };
         local::build(cx, request, code, local::reason(code), &[])
     })
 }

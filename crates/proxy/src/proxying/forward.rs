@@ -172,6 +172,10 @@ fn build_forward(
         .edit(Edit::ViaReceived)?;
     ed.push_via(&via[..via_len]).edit(Edit::PushVia)?;
     ed.decrement_max_forwards().edit(Edit::MaxForwards)?;
+    if let Some(sdp) = t.media.as_ref().and_then(|m| m.offer_sdp()) {
+        // rtpengine's rewrite of the offer (§4.7).
+        ed.set_body(sdp).edit(Edit::Sdp)?;
+    }
     if d.record_route {
         ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
             .edit(Edit::RecordRoute)?;
@@ -279,8 +283,8 @@ impl Trust {
     }
 }
 
-/// Editor splices left for `sip_headers` after the forwarding edits (6 of 16).
-const HEADER_SPLICES: usize = 8;
+/// Editor splices left for `sip_headers` after the forwarding edits (7 of 16).
+const HEADER_SPLICES: usize = 7;
 
 /// RFC 3261 §22.3: a proxy consumes the credentials addressed to its own realm and
 /// forwards any others. The request was authenticated by its first `Proxy-Authorization`

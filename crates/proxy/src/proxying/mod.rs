@@ -19,8 +19,10 @@ use crate::machines::best::Best;
 use crate::machines::branch::{CancelStep, Canceller, OnTimerC};
 use crate::machines::deadlines::DeadlineKind;
 use crate::machines::plan::Step;
+use crate::media::relay::{Done, Purpose};
 use crate::metrics::FailoverReason;
 use crate::policy::Failure;
+use crate::state::Offer;
 use crate::state::{Branch, ClientSide, ProxyTxn, ServerSide, State};
 use crate::transaction::TimerKind;
 use crate::{local, sipview};
@@ -57,6 +59,10 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             return;
         };
         if d.cursor.is_waiting() || t.branches.iter().any(branch_pending) {
+            return;
+        }
+        // rtpengine has the offer, or a response's answer: nothing moves before its reply.
+        if t.media.as_ref().is_some_and(|m| m.is_busy()) {
             return;
         }
         if t.cancelled {
@@ -97,6 +103,94 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         cx.forward_failed(call_id.unwrap_or(b"-"), why);
         record(t, best);
         attempt_failed(t, Failure::Unreachable, FailoverReason::Transport);
+    }
+}
+
+/// Sends the offer of a request whose media is anchored (§4.7): no attempt starts before
+/// rtpengine's reply.
+pub(crate) fn start_media(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
+    let sdp = t
+        .deciding
+        .as_deref()
+        .and_then(|d| d.request.slice_ref(d.request.body()))
+        .unwrap_or_default();
+    if crate::anchor::offer(cx, t, &sdp).is_err() {
+        offer_failed(cx, t);
+    }
+}
+
+/// An NG request of `t` ended (`done.reply` is `None` when no instance answered): its
+/// offer or held response moves on, then the plan.
+pub(crate) fn on_media_done(cx: &mut Ctx<'_>, t: &mut ProxyTxn, done: Done) {
+    match done.waiter.purpose {
+        Purpose::Offer(_) => offer_done(cx, t, &done),
+        Purpose::Answer(_) => answer_done(cx, t, &done),
+        Purpose::Delete => {}
+    }
+    advance(cx, t);
+}
+
+fn offer_done(cx: &mut Ctx<'_>, t: &mut ProxyTxn, done: &Done) {
+    let Some(m) = t
+        .media
+        .as_deref_mut()
+        .filter(|m| matches!(m.offer, Offer::Pending))
+    else {
+        return;
+    };
+    let Some(sdp) = crate::anchor::rewritten(done) else {
+        return offer_failed(cx, t);
+    };
+    m.offer = Offer::Ready(sdp);
+    if m.initial {
+        cx.state.metrics.call_anchored();
+        let from_tag = m.from_tag.clone();
+        if let Some(k) = t.deciding.as_deref().and_then(|d| d.dialog) {
+            crate::calls::anchored(cx, k, done.from, from_tag);
+        }
+    }
+}
+
+/// No rtpengine took the offer: the request goes on untouched (`on_failure: bypass`,
+/// logged and counted) or is refused with 503 (§4.7).
+fn offer_failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
+    let Some(m) = t.media.as_deref_mut() else {
+        return;
+    };
+    m.offer = Offer::Failed;
+    let initial = m.initial;
+    let call_id = t.deciding.as_deref().map(|d| sipview::call_id(&d.request));
+    let call_id = String::from_utf8_lossy(call_id.unwrap_or(b"-"));
+    if cx.state.cfg.media.bypass_on_failure {
+        tracing::warn!(%call_id, "no rtpengine took the offer: the call goes on with its media unanchored");
+        if initial {
+            cx.state.metrics.call_unanchored();
+        }
+        return;
+    }
+    tracing::warn!(%call_id, "no rtpengine took the offer: refused with 503");
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.cursor
+            .record(Best::Refused(503, crate::anchor::UNAVAILABLE));
+        d.cursor.close();
+    }
+}
+
+fn answer_done(cx: &mut Ctx<'_>, t: &mut ProxyTxn, done: &Done) {
+    let Some(m) = t.media.as_deref_mut() else {
+        return;
+    };
+    let Some(i) = m.held.iter().position(|h| h.cookie == done.cookie) else {
+        return;
+    };
+    let held = m.held.remove(i);
+    let idx = held.branch;
+    let end = match crate::anchor::rewritten(done) {
+        Some(sdp) => responses::on_answered(cx, t, held, sdp),
+        None => responses::answer_failed(cx, t, idx, held.msg),
+    };
+    if let Some(end) = end {
+        on_branch_end(cx, t, idx, end);
     }
 }
 
@@ -320,6 +414,11 @@ pub(crate) fn settle(state: &State, t: &mut ProxyTxn) {
 fn release_unneeded(t: &mut ProxyTxn) {
     if t.server.is_final() {
         t.deciding = None;
+    }
+    // A held 2xx may still be refused (its SDP not anchored): its ACK and BYE are built
+    // from the branch's request.
+    if t.media.as_ref().is_some_and(|m| !m.held.is_empty()) {
+        return;
     }
     for b in &mut t.branches {
         if b.request.is_some() && !b.needs_request() {

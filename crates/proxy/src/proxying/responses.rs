@@ -21,8 +21,9 @@ use crate::machines::best::Best;
 use crate::machines::deadlines::DeadlineKind;
 use crate::metrics::{FailoverReason, Outcome};
 use crate::policy::{Direction, Failure};
-use crate::state::{Branch, ClientSide, ProxyTxn, ServerSide, State};
+use crate::state::{Answered, Branch, ClientSide, Held, ProxyTxn, ServerSide, State};
 use crate::transaction::{client_invite, client_non_invite, Timers};
+use trunkstore_sip::edit::Editor;
 
 /// A response to one of our branches. A final non-2xx (the branch's end) is returned for
 /// the plan to weigh; everything else is handled here.
@@ -82,6 +83,9 @@ pub(super) fn on_branch_response(
             // RFC 4320: provisionals other than our own 100 never go upstream.
             if action == client_non_invite::ResponseAction::Final {
                 b.state.finish();
+                if status < 300 && wants_answer(t, &msg) {
+                    return hold(cx, t, idx, msg);
+                }
                 return Some(BranchEnd {
                     best: Best::Received(Box::new(msg)),
                     failure: Failure::Status(status),
@@ -132,26 +136,46 @@ fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) 
         send_cancel(cx, key, idx, b);
     }
     let plain_ringing = b.ignore_early_media && is_early_media(&msg, status);
-    let callee = b.peer;
     // 100 is hop-by-hop: never relayed; nor anything from a branch the proxy cancelled.
-    if step.relay {
-        if initial {
-            calls::early(cx, t, callee, &msg);
-        }
-        let identity = t.identity.as_ref();
-        let trust = Trust::of(t);
-        let resp = if plain_ringing {
-            relay_as_ringing(&msg, identity, trust)
-        } else {
-            relay(&msg, identity, trust)
-        };
-        let resp = resp
-            .map_err(|e| cx.forward_failed(crate::sipview::call_id(&msg), e))
-            .ok();
-        if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, resp) {
-            if s.on_provisional(resp.clone()) {
-                cx.send(t.source, Some(t.local), resp);
-            }
+    if !step.relay {
+        return;
+    }
+    if !plain_ringing && wants_answer(t, &msg) {
+        // An INVITE's response: never a branch end.
+        let _ = hold(cx, t, idx, msg);
+        return;
+    }
+    relay_provisional(cx, t, idx, &msg, plain_ringing);
+}
+
+/// A provisional of branch `idx` goes upstream (as a plain 180 when `plain_ringing`);
+/// one with a To tag opens an early dialog.
+fn relay_provisional(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    msg: &Message,
+    plain_ringing: bool,
+) {
+    let Some(callee) = t.branches.get(idx).map(|b| b.peer) else {
+        return;
+    };
+    if t.initial_invite {
+        calls::early(cx, t, callee, msg);
+    }
+    let identity = t.identity.as_ref();
+    let trust = Trust::of(t);
+    let resp = if plain_ringing {
+        relay_as_ringing(msg, identity, trust)
+    } else {
+        relay(msg, identity, trust)
+    };
+    let resp = resp
+        .map_err(|e| cx.forward_failed(crate::sipview::call_id(msg), e))
+        .ok();
+    if let (ServerSide::Invite(s), Some(resp)) = (&mut t.server, resp) {
+        if s.on_provisional(resp.clone()) {
+            cx.send(t.source, Some(t.local), resp);
         }
     }
 }
@@ -203,6 +227,16 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
         crate::late2xx::on_2xx(cx, t, idx, &msg);
         return;
     }
+    if wants_answer(t, &msg) {
+        // An INVITE's response: never a branch end.
+        let _ = hold(cx, t, idx, msg);
+        return;
+    }
+    relay_2xx(cx, t, idx, msg);
+}
+
+/// A 2xx of branch `idx` goes upstream; the first confirms the call's dialog.
+fn relay_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     let resp = match relay(&msg, t.identity.as_ref(), Trust::of(t)) {
         Ok(resp) => resp,
         Err(e) => return cx.forward_failed(crate::sipview::call_id(&msg), e),
@@ -216,7 +250,9 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
     cx.send(t.source, Some(t.local), resp);
     if first && t.initial_invite {
         cx.state.metrics.call_ended(t.direction, Outcome::Answered);
-        let b = &t.branches[idx];
+        let Some(b) = t.branches.get(idx) else {
+            return;
+        };
         let (attempt, failover, callee) = (b.attempt, b.is_failover, b.peer);
         calls::established(cx, t, callee, &msg, attempt, failover);
     }
@@ -230,4 +266,142 @@ fn send_ack(cx: &mut Ctx<'_>, b: &Branch, resp: &Message) {
         Ok(ack) => send_on(cx, b.peer, ack),
         Err(e) => cx.forward_failed(crate::sipview::call_id(resp), e),
     }
+}
+
+/// A response whose SDP rtpengine must answer first (behaviour.md §4.7): the request's
+/// offer was anchored and the response carries SDP.
+fn wants_answer(t: &ProxyTxn, msg: &Message) -> bool {
+    t.media.as_ref().is_some_and(|m| m.offer_sdp().is_some()) && crate::anchor::has_sdp(msg)
+}
+
+/// Holds a response until rtpengine answers its SDP. A copy of one already answered goes
+/// up with the same rewrite at once; a copy of one still waiting is dropped (the reply
+/// relays the first).
+fn hold(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) -> Option<BranchEnd> {
+    let m = t.media.as_deref()?;
+    let tag = crate::sipview::to_tag(&msg).unwrap_or(b"");
+    let done = m
+        .answered
+        .iter()
+        .find(|a| a.to_tag == tag && a.sdp == msg.body())
+        .map(|a| a.rewritten.clone());
+    if let Some(sdp) = done {
+        cx.state.metrics.retransmission_received();
+        let msg = with_body(cx, &msg, &sdp)?;
+        return forward_held(cx, t, idx, msg);
+    }
+    let waiting = m.held.iter().any(|h| {
+        h.branch == idx
+            && h.msg.status() == msg.status()
+            && crate::sipview::to_tag(&h.msg).unwrap_or(b"") == tag
+            && h.msg.body() == msg.body()
+    });
+    if waiting {
+        cx.state.metrics.retransmission_received();
+        return None;
+    }
+    match crate::anchor::answer(cx, t, &msg) {
+        Ok(cookie) => {
+            let m = t.media.as_deref_mut()?;
+            m.held.push(Held {
+                cookie,
+                branch: idx,
+                msg,
+            });
+            None
+        }
+        Err(_) => answer_failed(cx, t, idx, msg),
+    }
+}
+
+/// The answers kept per request for retransmissions: a callee may send a few 18x and a
+/// 2xx; a hostile one sending new SDP in every response must not grow it without bound.
+const MAX_ANSWERED: usize = 8;
+
+/// rtpengine rewrote the SDP of held response `held`: it goes upstream with the new SDP.
+/// Returns the end of a non-INVITE branch (its 2xx), for the plan.
+pub(super) fn on_answered(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    held: Held,
+    sdp: Bytes,
+) -> Option<BranchEnd> {
+    if let Some(m) = t.media.as_deref_mut() {
+        if m.answered.len() < MAX_ANSWERED {
+            let to_tag = crate::sipview::to_tag(&held.msg)
+                .and_then(|tag| held.msg.slice_ref(tag))
+                .unwrap_or_default();
+            let original = held.msg.slice_ref(held.msg.body()).unwrap_or_default();
+            m.answered.push(Answered {
+                to_tag,
+                sdp: original,
+                rewritten: sdp.clone(),
+            });
+        }
+    }
+    let msg = with_body(cx, &held.msg, &sdp)?;
+    forward_held(cx, t, held.branch, msg)
+}
+
+/// The response with `sdp` in place of its body (Content-Length rewritten).
+fn with_body(cx: &Ctx<'_>, msg: &Message, sdp: &[u8]) -> Option<Message> {
+    let mut ed = Editor::new(msg);
+    let edited = ed.set_body(sdp).map(|()| ed.finish()).edit(Edit::Sdp);
+    let parsed = edited.and_then(|b| {
+        trunkstore_sip::parse::parse_datagram(b, &cx.state.cfg.limits)
+            .map_err(|_| ForwardError::Build("SDP"))
+    });
+    parsed
+        .map_err(|e| cx.forward_failed(crate::sipview::call_id(msg), e))
+        .ok()
+}
+
+/// A held response, its SDP settled, takes the path it would have taken at once.
+fn forward_held(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) -> Option<BranchEnd> {
+    let status = msg.status().unwrap_or(500);
+    let invite = matches!(t.branches.get(idx)?.client, ClientSide::Invite(_));
+    if !invite {
+        return Some(BranchEnd {
+            best: Best::Received(Box::new(msg)),
+            failure: Failure::Status(status),
+            reason: FailoverReason::Response,
+        });
+    }
+    if status < 200 {
+        relay_provisional(cx, t, idx, &msg, false);
+    } else {
+        relay_2xx(cx, t, idx, msg);
+    }
+    None
+}
+
+/// No rtpengine answered the SDP of `msg` (or none took the request). With
+/// `on_failure: bypass` it goes upstream untouched; else a provisional goes up as a
+/// plain 180 (no SDP that would bypass the relay), an in-dialog answer untouched (the
+/// call is up; its media stays where it was), and the 2xx of a call's INVITE is refused:
+/// the callee's leg is ACKed and hung up like a late 2xx, the caller gets 503.
+pub(super) fn answer_failed(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    msg: Message,
+) -> Option<BranchEnd> {
+    let status = msg.status().unwrap_or(500);
+    let bypass = cx.state.cfg.media.bypass_on_failure;
+    if !bypass && status < 200 {
+        relay_provisional(cx, t, idx, &msg, true);
+        return None;
+    }
+    if bypass || !t.initial_invite || status >= 300 {
+        return forward_held(cx, t, idx, msg);
+    }
+    let b = t.branches.get_mut(idx)?;
+    b.state.disown();
+    crate::late2xx::on_2xx(cx, t, idx, &msg);
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.cursor
+            .record(Best::Refused(503, crate::anchor::UNAVAILABLE));
+        d.cursor.close();
+    }
+    None
 }
