@@ -14,7 +14,9 @@
 //! the call has, per side, the peer address it learnt and the packets it got from it.
 //! Packets from the caller's media address prove caller → rtpengine; packets from the
 //! callee's echo port prove rtpengine → callee → rtpengine (the echo only answers
-//! what arrived); the echoes go on to the caller's learnt address.
+//! what arrived). rtpengine counts no egress, so one test is the caller's media itself
+//! (uac-media-socket.xml): the test's socket sends RTP to the caller-facing port and
+//! gets every packet back from it. More in tests/sipp/README.md.
 
 use std::fs;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -48,6 +50,7 @@ const DID_HANGUP: &str = "+14155551602";
 const DID_CANCEL: &str = "+14155551603";
 const DID_BUSY: &str = "+14155551604";
 const DID_LATE: &str = "+14155551605";
+const DID_FAILOVER: &str = "+14155551606";
 /// What the PBX calling out dials (routed to the carrier).
 const OUT_NUMBER: &str = "+12125550100";
 
@@ -79,8 +82,10 @@ struct MediaScene {
     dir: TestDir,
     setup: ProxySetup,
     proxy: Proxy,
-    /// PBX ports by DID: process, bypass, hangup, cancel, busy, late.
-    ports: [u16; 6],
+    /// PBX ports by DID: process, bypass, hangup, cancel, busy, late, failover (its
+    /// primary; its `failover.sip` target is `backup`).
+    ports: [u16; 7],
+    backup: u16,
 }
 
 impl MediaScene {
@@ -89,19 +94,31 @@ impl MediaScene {
     /// [`OUT_PBX`] (`process`) that calls out through the carrier at
     /// 127.0.0.1:`carrier_port` (also the trusted inbound source).
     fn start(dir: TestDir, media: Value) -> MediaScene {
+        MediaScene::start_with(dir, media, Map::new())
+    }
+
+    /// As [`MediaScene::start`], with `more` settings merged over the test's.
+    fn start_with(dir: TestDir, media: Value, more: Map<String, Value>) -> MediaScene {
         let _sipp = sipp::sipp_binary();
-        let ports = [(); 6].map(|_| free_port());
+        let ports = [(); 7].map(|_| free_port());
+        let backup = free_port();
+        let mut extra = Map::from_iter([
+            ("media".to_string(), media),
+            ("cdr".to_string(), json!({"file": "cdr.jsonl"})),
+            // Every call is over when the proxy is stopped; no need to wait 5 s.
+            ("shutdown_grace".to_string(), json!(1)),
+        ]);
+        extra.extend(more);
         let setup = ProxySetup {
             port: free_port(),
             carrier_port: free_port(),
             api_port: free_port(),
-            extra: Map::from_iter([
-                ("media".to_string(), media),
-                ("cdr".to_string(), json!({"file": "cdr.jsonl"})),
-            ]),
+            extra,
         };
         let mut late = pbx("late", ports[5], DID_LATE, "process");
         late["options"]["timeout"] = json!(1);
+        let mut failover = pbx("failover", ports[6], DID_FAILOVER, "process");
+        failover["options"]["failover"] = json!({"sip": format!("sip:backup@127.0.0.1:{backup}")});
         let document = json!({
             "name": "media",
             "account": {},
@@ -112,6 +129,7 @@ impl MediaScene {
                 pbx("cancel", ports[3], DID_CANCEL, "process"),
                 pbx("busy", ports[4], DID_BUSY, "process"),
                 late,
+                failover,
                 {"name": "out-pbx", "auth": {"auth_method": "IP", "ip": OUT_PBX},
                  "options": {"media_handling": "process"}, "DIDs": {}},
             ],
@@ -124,21 +142,29 @@ impl MediaScene {
             setup,
             proxy,
             ports,
+            backup,
         }
     }
 
     /// A callee (PBX or carrier) echoing RTP on [`CALLEE_MEDIA`]:`media_port`.
     fn callee(&self, name: &str, scenario: &str, port: u16, calls: u64, media_port: u16) -> Uas {
+        self.callee_with(name, scenario, port, calls, media_port, &[])
+    }
+
+    /// As [`MediaScene::callee`], with more SIPp arguments (`-d`...).
+    fn callee_with(
+        &self,
+        name: &str,
+        scenario: &str,
+        port: u16,
+        calls: u64,
+        media_port: u16,
+        more: &[&str],
+    ) -> Uas {
         let mp = media_port.to_string();
-        Uas::start_with(
-            &self.dir,
-            name,
-            scenario,
-            port,
-            calls,
-            60,
-            &["-rtp_echo", "-mi", CALLEE_MEDIA, "-mp", &mp],
-        )
+        let mut args = vec!["-rtp_echo", "-mi", CALLEE_MEDIA, "-mp", &mp];
+        args.extend_from_slice(more);
+        Uas::start_with(&self.dir, name, scenario, port, calls, 60, &args)
     }
 
     /// A callee that only answers SIP (its scenario's SDP, no RTP).
@@ -311,7 +337,12 @@ fn listed(engine: &Rtpengine) -> Result<Vec<String>, String> {
 /// rtpengine's `list` becomes empty within 2 s (the proxy's delete follows the end of
 /// the call by a few milliseconds).
 fn sessions_end(engine: &Rtpengine) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    sessions_end_within(engine, Duration::from_secs(2))
+}
+
+/// rtpengine's `list` becomes empty within `limit`.
+fn sessions_end_within(engine: &Rtpengine, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
     loop {
         let calls = listed(engine)?;
         if calls.is_empty() {
@@ -335,6 +366,24 @@ fn commands_received(engine: &Rtpengine, command: &str) -> usize {
 
 fn engine_log_path(engine: &Rtpengine) -> &Path {
     engine.log_path()
+}
+
+/// How many times rtpengine's log says it received NG `command` for `call_id`.
+fn commands_for(engine: &Rtpengine, call_id: &str, command: &str) -> usize {
+    let text = fs::read_to_string(engine_log_path(engine)).unwrap_or_default();
+    let needle = format!("[{call_id}]: [control] Received command '{command}'");
+    text.lines().filter(|l| l.contains(&needle)).count()
+}
+
+/// The Call-IDs of a SIPp run's log lines containing `marker` after "<call_id>: ".
+fn logged_call_ids(dir: &TestDir, sipp_name: &str, marker: &str) -> Vec<String> {
+    let text = fs::read_to_string(dir.file(&format!("{sipp_name}.log"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (call_id, rest) = line.split_once(": ")?;
+            rest.starts_with(marker).then(|| call_id.trim().to_string())
+        })
+        .collect()
 }
 
 /// At least `min` NG `command`s reached rtpengine.
@@ -508,7 +557,8 @@ fn inbound_anchored_call_relays_rtp_through_rtpengine() {
 /// the PBX hangs up (BYE from the callee), the caller CANCELs while it rings, the PBX
 /// is busy (486), the PBX rings past its answer timeout (the proxy CANCELs it, 408 to
 /// the caller) and then answers 200 with SDP anyway (the proxy ACKs and BYEs it: that
-/// late answer must not bring the session back). Every one was offered to rtpengine.
+/// late answer must not bring the session back, nor be sent to rtpengine as an answer).
+/// Every one was offered to rtpengine.
 #[test]
 fn calls_ending_every_way_leave_no_session_in_rtpengine() {
     const CALLS: usize = 2;
@@ -516,12 +566,12 @@ fn calls_ending_every_way_leave_no_session_in_rtpengine() {
     let engine = Rtpengine::start(&dir);
     let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
     let n = CALLS as u64;
-    let [_, _, hangup, cancel, busy, late] = scene.ports;
+    let [_, _, hangup, cancel, busy, late, _] = scene.ports;
     let uases = [
         scene.plain_callee("hangup-pbx", "uas-hangup.xml", hangup, n),
         scene.plain_callee("cancel-pbx", "uas-cancel.xml", cancel, n),
         scene.plain_callee("busy-pbx", "uas-busy.xml", busy, n),
-        scene.plain_callee("late-pbx", "uas-ring-late.xml", late, n),
+        scene.plain_callee("late-pbx", "uas-ring-late-sdp.xml", late, n),
     ];
     let runs = [
         (
@@ -533,9 +583,13 @@ fn calls_ending_every_way_leave_no_session_in_rtpengine() {
         (
             "busy",
             "uac-media-reject.xml",
-            format!("{DID_BUSY};486;Busy Here"),
+            format!("{DID_BUSY};486;Busy Here;-"),
         ),
-        ("late", "uac-media-reject.xml", format!("{DID_LATE};408;*")),
+        (
+            "late",
+            "uac-media-reject.xml",
+            format!("{DID_LATE};408;*;-"),
+        ),
     ];
     let mut results = Vec::new();
     for (name, scenario, line) in runs {
@@ -549,6 +603,20 @@ fn calls_ending_every_way_leave_no_session_in_rtpengine() {
     results.push(commands_at_least(&engine, "offer", 4 * CALLS));
     results.push(commands_at_least(&engine, "delete", 4 * CALLS));
     results.push(sessions_end(&engine));
+    let late_calls = logged_call_ids(&scene.dir, "late", "final ");
+    if late_calls.len() != CALLS {
+        results.push(Err(format!(
+            "late: {late_calls:?} in its log, expected {CALLS} calls"
+        )));
+    }
+    for id in late_calls {
+        let answers = commands_for(&engine, &id, "answer");
+        if answers > 0 {
+            results.push(Err(format!(
+                "{id}: the late 200 after the CANCEL went to rtpengine as {answers} answer(s)"
+            )));
+        }
+    }
     results.push(cdrs_say(
         &scene.dir,
         4 * CALLS,
@@ -616,7 +684,7 @@ fn rtpengine_stopped_process_call_gets_503_bypass_call_goes_on() {
     let mut results = vec![run.check(), uas.finish(UAS_FINISH), sessions_end(&engine)];
     drop(engine);
 
-    let line = format!("{DID_PROCESS};503;Media Relay Unavailable");
+    let line = format!("{DID_PROCESS};503;Media Relay Unavailable;-");
     let run = scene
         .carrier("refused", "uac-media-reject.xml", vec![line; 2])
         .run(&scene.dir);
@@ -768,5 +836,342 @@ fn reinvite_in_anchored_dialog_is_offered_and_answered() {
     results.push(commands_at_least(&engine, "answer", 2 * CALLS));
     results.push(sessions_end(&engine));
     results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    scene.finish(results, Some(&engine));
+}
+
+/// Item 1, at the caller's own socket: the test is the caller's media (the offer names
+/// its socket, uac-media-socket.xml). Once rtpengine has both sides of the call, the
+/// test sends RTP to the port the 200's SDP gave the caller, and every packet comes back
+/// to the same socket from that port: caller → rtpengine → PBX (SIPp -rtp_echo) →
+/// rtpengine → caller.
+#[test]
+fn callers_rtp_comes_back_to_its_socket_through_rtpengine() {
+    const PACKETS: u16 = 5;
+    let dir = media_dir("media-socket");
+    let engine = Rtpengine::start(&dir);
+    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let echo = media_port(CALLEE_MEDIA);
+    let uas = scene.callee("pbx", "uas-media-answer.xml", scene.ports[0], 1, echo);
+    let socket = UdpSocket::bind((CALLER_MEDIA.parse::<Ipv4Addr>().unwrap(), 0)).unwrap();
+    let media = socket.local_addr().unwrap().port();
+    let line = format!("{DID_PROCESS};{RELAY};{RELAY};{media}");
+    let mut uac = scene.carrier("carrier", "uac-media-socket.xml", vec![line]);
+    // Held long enough for the exchange below; a slow machine only makes it wait.
+    uac.extra.extend(["-d", "3000"].map(String::from));
+    let (run, round_trip) = thread::scope(|threads| {
+        let run = threads.spawn(|| uac.run(&scene.dir));
+        let round_trip = answered_relay_port(&engine, media)
+            .and_then(|relay| echo_round_trip(&socket, relay, PACKETS));
+        (run.join().expect("SIPp thread"), round_trip)
+    });
+    let mut results = vec![run.check(), uas.finish(UAS_FINISH), round_trip];
+    let relay = PortsFrom::Relay(&engine);
+    results.push(check_ports(&scene.dir, "carrier", "answer c=", 1, relay).map(drop));
+    results.push(sessions_end(&engine));
+    scene.finish(results, Some(&engine));
+}
+
+/// Waits (bounded) until rtpengine holds a call with a stream whose peer is the caller's
+/// socket (port `caller_port` on [`CALLER_MEDIA`]) and one whose peer is the callee's
+/// media address (the answer is in); the caller-facing port (what the 200 gave it).
+fn answered_relay_port(engine: &Rtpengine, caller_port: u16) -> Result<u16, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for call in listed(engine)? {
+            let query = dict([("command", s("query")), ("call-id", s(&call))]);
+            let streams = rtp_streams(&engine.ng(&query)?);
+            let facing_caller = streams
+                .iter()
+                .find(|(_, peer)| *peer == format!("{CALLER_MEDIA}:{caller_port}"));
+            let answered = streams
+                .iter()
+                .any(|(_, peer)| peer.starts_with(&format!("{CALLEE_MEDIA}:")));
+            if let (Some((local, _)), true) = (facing_caller, answered) {
+                return Ok(*local);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "rtpengine had no answered call with the caller's socket {CALLER_MEDIA}:{caller_port} within 10 s"
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The RTP streams of a `query` reply: (rtpengine's local port, "peer address:port").
+fn rtp_streams(reply: &Bencode) -> Vec<(u16, String)> {
+    let list = |b: Option<&Bencode>| match b {
+        Some(Bencode::List(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let int = |b: Option<&Bencode>| match b {
+        Some(Bencode::Int(i)) => u16::try_from(*i).ok(),
+        _ => None,
+    };
+    let tags = match reply.get("tags") {
+        Some(Bencode::Dict(tags)) => tags.values().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let is_rtp = |stream: &Bencode| list(stream.get("flags")).contains(&s("RTP"));
+    tags.iter()
+        .flat_map(|tag| list(tag.get("medias")))
+        .flat_map(|media| list(media.get("streams")))
+        .filter(is_rtp)
+        .filter_map(|stream| {
+            let local = int(stream.get("local port"))?;
+            let endpoint = stream.get("endpoint")?;
+            let peer = format!(
+                "{}:{}",
+                endpoint.text("address")?,
+                int(endpoint.get("port"))?
+            );
+            Some((local, peer))
+        })
+        .collect()
+}
+
+/// Sends `count` PCMU packets from `socket` to rtpengine's `relay` port and expects
+/// each back (the callee echoes) on the same socket, from that port, unchanged.
+fn echo_round_trip(socket: &UdpSocket, relay: u16, count: u16) -> Result<(), String> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let to = crate::harness::addr(relay);
+    let mut buf = [0u8; 2048];
+    for seq in 1..=count {
+        let packet = rtp_packet(seq);
+        socket
+            .send_to(&packet, to)
+            .map_err(|e| format!("send RTP: {e}"))?;
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .map_err(|e| format!("RTP packet {seq} did not come back within 2 s: {e}"))?;
+        if from != to || buf[..n] != packet[..] {
+            return Err(format!(
+                "RTP packet {seq}: got {n} bytes from {from}, expected the packet back from {to}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A PCMU packet: version 2, payload type 0, sequence `seq`, 160 bytes of silence.
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&0x7e57_0001u32.to_be_bytes());
+    packet.extend_from_slice(&[0xff; 160]);
+    packet
+}
+
+/// "Failover to another target keeps the session": the PBX answers 503, its
+/// `failover.sip` target answers; rtpengine got one offer per call, the target's INVITE
+/// names rtpengine, and RTP crosses it to the target and back.
+#[test]
+fn failover_target_gets_the_same_anchored_session() {
+    const CALLS: usize = 2;
+    let dir = media_dir("media-failover");
+    let engine = Rtpengine::start(&dir);
+    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let n = CALLS as u64;
+    let primary = scene.plain_callee("primary", "uas-unavailable.xml", scene.ports[6], n);
+    let echo = media_port(CALLEE_MEDIA);
+    let backup = scene.callee("backup", "uas-media-answer.xml", scene.backup, n, echo);
+    let lines = media_lines(DID_FAILOVER, RELAY, RELAY, CALLS);
+    let run = scene
+        .carrier("carrier", "uac-media-call.xml", lines)
+        .run(&scene.dir);
+    let mut results = vec![
+        run.check(),
+        primary.finish(UAS_FINISH),
+        backup.finish(UAS_FINISH),
+    ];
+    let relay = PortsFrom::Relay(&engine);
+    let ids = check_ports(&scene.dir, "carrier", "answer c=", CALLS, relay);
+    results.push(check_ports(&scene.dir, "backup", "offer c=", CALLS, relay).map(drop));
+    results.push(sessions_end(&engine));
+    if let Ok(ids) = &ids {
+        for id in ids {
+            let offers = commands_for(&engine, id, "offer");
+            if offers != 1 {
+                results.push(Err(format!("{id}: {offers} offers, expected 1")));
+            }
+        }
+    }
+    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    scene.finish(results, Some(&engine));
+}
+
+/// rtpengine takes the offer, then dies while the PBX rings: the PBX's 200 cannot be
+/// answered at rtpengine, so the caller gets 503 "Media Relay Unavailable" and the PBX's
+/// leg is ACKed and hung up (uas-media-answer.xml requires both).
+#[test]
+fn rtpengine_dying_before_the_answer_gets_503_and_the_pbx_is_hung_up() {
+    let dir = media_dir("media-dies");
+    let engine = Rtpengine::start(&dir);
+    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let echo = media_port(CALLEE_MEDIA);
+    // Rings for 1.5 s: time to stop rtpengine once it holds the offer.
+    let pbx = ["-d", "1500"];
+    let uas = scene.callee_with("pbx", "uas-media-answer.xml", scene.ports[0], 1, echo, &pbx);
+    let line = format!("{DID_PROCESS};503;Media Relay Unavailable;{RELAY}");
+    let uac = scene.carrier("carrier", "uac-media-reject.xml", vec![line]);
+    let (run, offered) = thread::scope(|threads| {
+        let run = threads.spawn(|| uac.run(&scene.dir));
+        let offered = wait_for_sessions(&engine);
+        drop(engine);
+        (run.join().expect("SIPp thread"), offered)
+    });
+    let results = vec![offered, run.check(), uas.finish(UAS_FINISH)];
+    scene.finish(results, None);
+}
+
+/// Waits (bounded) until rtpengine holds at least one call.
+fn wait_for_sessions(engine: &Rtpengine) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed(engine)?.is_empty() {
+        if Instant::now() >= deadline {
+            return Err("rtpengine got no session within 10 s".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The maximum call duration (1 s) drops an anchored dialog whose BYE does not come
+/// (the proxy forgets it, behaviour.md §6; it sends no BYE): its session at rtpengine is
+/// deleted while the caller still holds the call (4 s). The caller's late BYE then finds
+/// no dialog at the proxy, so the SIPp peers are not checked, only stopped.
+#[test]
+fn max_call_duration_deletes_the_session() {
+    let dir = media_dir("media-max-duration");
+    let engine = Rtpengine::start(&dir);
+    let more = Map::from_iter([("max_call_duration".to_string(), json!(1))]);
+    let scene = MediaScene::start_with(dir, media_settings(engine.ng_port, "reject"), more);
+    let echo = media_port(CALLEE_MEDIA);
+    let uas = scene.callee("pbx", "uas-media-answer.xml", scene.ports[0], 1, echo);
+    let lines = media_lines(DID_PROCESS, RELAY, RELAY, 1);
+    let mut uac = scene.carrier("carrier", "uac-media-call.xml", lines);
+    uac.extra.extend(["-d", "4000"].map(String::from));
+    let (answered, deleted) = thread::scope(|threads| {
+        let caller = threads.spawn(|| uac.run(&scene.dir));
+        let answered = wait_answered(&engine).map(|()| Instant::now());
+        let deleted = answered.clone().and_then(|at| {
+            sessions_end_within(&engine, Duration::from_millis(3000))?;
+            // The caller's BYE leaves at 4 s: the delete must have come before it.
+            match at.elapsed() < Duration::from_millis(3500) {
+                true => Ok(()),
+                false => Err(format!("deleted only {:?} after the answer", at.elapsed())),
+            }
+        });
+        let _ = caller.join();
+        (answered.map(drop), deleted)
+    });
+    drop(uas);
+    scene.finish(vec![answered, deleted], Some(&engine));
+}
+
+/// Shutdown: a call still up when the grace period (1 s) is over keeps no ports at
+/// rtpengine once the proxy has exited. The call itself is left hanging (nobody BYEs
+/// it), so its SIPp peers are not checked, only stopped.
+#[test]
+fn shutdown_deletes_the_sessions_of_calls_still_up() {
+    let dir = media_dir("media-shutdown");
+    let engine = Rtpengine::start(&dir);
+    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let uas = scene.plain_callee("pbx", "uas-answer.xml", scene.ports[0], 1);
+    let line = format!("{DID_PROCESS};{DID_PROCESS}");
+    let mut uac = scene.carrier("carrier", "uac-callee-hangs-up.xml", vec![line]);
+    uac.extra.extend(
+        [
+            "-key",
+            "extra_header",
+            "X-Test-Direct: no",
+            "-recv_timeout",
+            "2500",
+        ]
+        .map(String::from),
+    );
+    let MediaScene {
+        dir, proxy, setup, ..
+    } = scene;
+    let (up, stopped, log) = thread::scope(|threads| {
+        let caller = threads.spawn(|| uac.run(&dir));
+        let up = wait_answered(&engine);
+        let log = proxy.log();
+        let stopped = proxy.stop();
+        let _ = caller.join();
+        (up, stopped, log)
+    });
+    drop(uas);
+    let _ = setup;
+    let results = [up, stopped, sessions_end(&engine)];
+    let problems: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        problems.is_empty(),
+        "{}\n{log}\n--- rtpengine log ---\n{}",
+        problems.join("\n\n"),
+        engine.log()
+    );
+}
+
+/// Waits (bounded) until rtpengine holds a call whose answer is in (a stream with the
+/// callee's media address as peer).
+fn wait_answered(engine: &Rtpengine) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for call in listed(engine)? {
+            let query = dict([("command", s("query")), ("call-id", s(&call))]);
+            let streams = rtp_streams(&engine.ng(&query)?);
+            if streams
+                .iter()
+                .any(|(_, peer)| peer.starts_with(&format!("{CALLEE_MEDIA}:")))
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err("rtpengine had no answered call within 10 s".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// On-net (item 5): the PBX on [`OUT_PBX`] (`process`) calls DIDs of two servers of its
+/// account, a `bypass` one and a `process` one. Either side asking for `process`
+/// anchors the call, once: one offer per call, both SDPs name rtpengine, RTP crosses it.
+#[test]
+fn on_net_call_is_anchored_when_either_side_processes() {
+    let dir = media_dir("media-onnet");
+    let engine = Rtpengine::start(&dir);
+    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let mut results = Vec::new();
+    let relay = PortsFrom::Relay(&engine);
+    for (name, did, port) in [
+        ("to-bypass", DID_BYPASS, scene.ports[1]),
+        ("to-process", DID_PROCESS, scene.ports[0]),
+    ] {
+        let echo = media_port(CALLEE_MEDIA);
+        let callee = format!("{name}-pbx");
+        let uas = scene.callee(&callee, "uas-media-answer.xml", port, 1, echo);
+        let lines = media_lines(did, RELAY, RELAY, 1);
+        let run = scene
+            .out_pbx(name, "uac-media-call.xml", lines)
+            .run(&scene.dir);
+        results.extend([run.check(), uas.finish(UAS_FINISH)]);
+        let ids = check_ports(&scene.dir, name, "answer c=", 1, relay);
+        results.push(check_ports(&scene.dir, &callee, "offer c=", 1, relay).map(drop));
+        results.push(sessions_end(&engine));
+        if let Ok(ids) = &ids {
+            let offers = commands_for(&engine, &ids[0], "offer");
+            if offers != 1 {
+                results.push(Err(format!("{name}: {offers} offers, expected 1")));
+            }
+        }
+        results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    }
+    results.push(cdrs_say(&scene.dir, 2, &[("media", json!("anchored"))]));
     scene.finish(results, Some(&engine));
 }

@@ -1,6 +1,6 @@
 //! A real media relay: sipwise rtpengine (Debian package `rtpengine-daemon`, 10.5.3.5 on
 //! bookworm), user space only, driven over its NG control protocol (bencode over UDP).
-//! Groundwork for issue 16 (media anchoring); the proxy is not involved yet.
+//! Issue 16 (media anchoring): media.rs runs the proxy against it.
 //!
 //! # Command line
 //!
