@@ -1224,3 +1224,41 @@ fn early_media_183_and_a_different_200_are_both_answered() {
     results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
     scene.finish(results, Some(&engine));
 }
+
+/// Item 6 from the other side: the PBX re-INVITEs the carrier in an anchored dialog.
+/// The offer is the PBX's (its tag names the session's offerer): the carrier gets
+/// rtpengine's SDP, the PBX the rewritten 200, RTP still crosses, the BYE deletes.
+#[test]
+fn reinvite_from_the_callee_is_offered_and_answered() {
+    let dir = media_dir("media-callee-reinvite");
+    let engine = Rtpengine::start(&dir);
+    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let echo = media_port(CALLEE_MEDIA);
+    let uas = scene.callee_with(
+        "pbx",
+        "uas-media-callee-reinvite.xml",
+        scene.ports[0],
+        1,
+        echo,
+        &["-d", "300"],
+    );
+    let lines = media_lines(DID_PROCESS, RELAY, RELAY, 1);
+    let run = scene
+        .carrier("carrier", "uac-media-callee-reinvite.xml", lines)
+        .run(&scene.dir);
+    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
+    let relay = PortsFrom::Relay(&engine);
+    let ids = check_ports(&scene.dir, "carrier", "re-offer c=", 1, relay);
+    results.push(check_ports(&scene.dir, "pbx", "re-answer c=", 1, relay).map(drop));
+    if let Ok(ids) = &ids {
+        for command in ["offer", "answer"] {
+            let n = commands_for(&engine, &ids[0], command);
+            if n != 2 {
+                results.push(Err(format!("{}: {n} {command}s, expected 2", ids[0])));
+            }
+        }
+    }
+    results.push(sessions_end(&engine));
+    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    scene.finish(results, Some(&engine));
+}
