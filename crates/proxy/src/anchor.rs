@@ -152,7 +152,6 @@ pub(crate) fn on_timeouts(cx: &mut Ctx<'_>) -> Vec<Done> {
     };
     let expired = relay.on_timeout(cx.now);
     for d in expired.resend {
-        cx.state.metrics.retransmission_sent();
         transmit(cx, d.to, d.data);
     }
     for done in &expired.failed {
