@@ -155,8 +155,7 @@ impl Core for trunkstore_proxy::Proxy {
     }
 
     fn is_idle(&self) -> bool {
-        let s = self.stats();
         // Dialogs count too: their BYE still has to pass through us.
-        s.server_transactions == 0 && s.client_transactions == 0 && s.calls == 0
+        !self.in_progress()
     }
 }

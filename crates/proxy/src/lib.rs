@@ -145,6 +145,27 @@ impl Proxy {
         self.state.stats()
     }
 
+    /// Is anything still in progress: a call in the dialog table, or a request without
+    /// its final response (or with a branch still waiting for one)? Transactions that
+    /// only linger to absorb retransmissions (timers J, K, D, L) do not count: a graceful
+    /// shutdown need not wait 32 s for them. Scans the transaction table: for shutdown,
+    /// not for the packet path.
+    pub fn in_progress(&self) -> bool {
+        if !self.state.calls.is_empty() {
+            return true;
+        }
+        let txns: Vec<_> = self
+            .state
+            .servers
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        txns.iter().any(|t| {
+            let t = context::lock(t);
+            !t.server.is_final() || t.branches.iter().any(|b| b.client.is_pending())
+        })
+    }
+
     /// Trunks in use per account (behaviour.md §6), sorted by account: every account
     /// that has had a carrier call since start, zero included (metrics, shutdown log).
     pub fn trunks_in_use(&self) -> Vec<(String, u32)> {

@@ -50,7 +50,9 @@ fn invite_is_forwarded_per_rfc_3261_16_6() {
 #[test]
 fn full_call_and_tables_empty_afterwards() {
     let mut h = H::new();
+    assert!(!h.proxy.in_progress());
     let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
+    assert!(h.proxy.in_progress(), "ringing");
     // 100 from the server is not forwarded.
     assert!(h.feed(udp(SERVER), &reply(&fwd, 100)).is_empty());
     let out = h.feed(udp(SERVER), &reply(&fwd, 180));
@@ -91,6 +93,9 @@ fn full_call_and_tables_empty_afterwards() {
     assert_eq!(status(&out[0]), Some(200));
     assert_eq!(out[0].to, udp("10.0.0.5:5080"));
     assert_eq!(h.proxy.stats().calls, 0);
+    // Over: what is left only absorbs retransmissions (a graceful shutdown need not wait).
+    assert!(h.proxy.stats().server_transactions > 0);
+    assert!(!h.proxy.in_progress());
     h.advance_by(10 * 60 * 1000);
     let s = h.proxy.stats();
     assert_eq!(
