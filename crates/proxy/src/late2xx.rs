@@ -108,7 +108,7 @@ pub(crate) fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, resp: &Mess
     tracing::info!(
         call_id = %String::from_utf8_lossy(&d.call_id),
         hop = %d.hop.addr,
-        "late 2xx on a branch the proxy cancelled: ACK and BYE sent"
+        "2xx the proxy does not relay (a branch it cancelled, or an answer rtpengine could not anchor): ACK and BYE sent"
     );
     send(cx, d.hop, d.ack.clone());
     send(cx, d.hop, d.bye.clone());
