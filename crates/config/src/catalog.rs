@@ -207,12 +207,59 @@ impl Catalog {
         s
     }
 
-    /// Warnings that do not stop the proxy: what it will do differently from what a
-    /// document asks. Today: servers or DIDs asking for `media_handling: process` when
-    /// no rtpengine is configured (their calls get 503, or pass unanchored with
-    /// `media.on_failure: bypass`), one line each, as
-    /// `<file>: servers.<i>[.DIDs.<number>]: ...`.
+    /// Warnings that do not stop the proxy: what it will do differently from what the
+    /// configuration asks, one line each as `<file>: <dotted path>: ...` (`settings` for
+    /// the settings file): servers or DIDs asking for `media_handling: process` when no
+    /// rtpengine is configured, and targets named by a hostname (the proxy does no DNS
+    /// yet, issue 17: calls to them fail at once).
     pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.media_warnings();
+        out.extend(self.hostname_warnings());
+        out
+    }
+
+    /// Carrier gateways and `failover.sip` URIs whose host is not an IP literal.
+    fn hostname_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, carrier) in self.settings.carriers.iter().enumerate() {
+            for (j, gw) in carrier.gateways.iter().enumerate() {
+                if let crate::settings::Host::Name(name) = &gw.host {
+                    out.push(format!(
+                        "settings: carriers.{i}.gateways.{j}.host: \"{name}\" is a hostname: the proxy does no DNS yet, so calls to this gateway fail at once and go to the next one"
+                    ));
+                }
+            }
+        }
+        for doc in &self.documents {
+            let file = doc.source.clone().unwrap_or_else(|| doc.relative_path());
+            for server in &doc.servers {
+                let own = server.options.call.failover.as_ref();
+                let dids = server.dids.iter().map(|d| {
+                    let path = format!("servers.{}.DIDs.{}", server.index, d.key);
+                    (path, d.options.failover.as_ref())
+                });
+                let levels = std::iter::once((format!("servers.{}.options", server.index), own));
+                for (path, failover) in levels.chain(dids) {
+                    let Some(host) = failover
+                        .and_then(|f| f.sip.as_deref())
+                        .and_then(sip_hostname)
+                    else {
+                        continue;
+                    };
+                    out.push(format!(
+                        "{}: {path}.failover.sip: \"{host}\" is a hostname: the proxy does no DNS yet, so this failover fails at once (480)",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Servers or DIDs asking for `media_handling: process` when no rtpengine is
+    /// configured (their calls get 503, or pass unanchored with `media.on_failure:
+    /// bypass`).
+    fn media_warnings(&self) -> Vec<String> {
         if !self.settings.media.rtpengine.is_empty() {
             return Vec::new();
         }
@@ -247,6 +294,19 @@ impl Catalog {
         }
         out
     }
+}
+
+/// The host of a `sip:`/`sips:` URI when it is a name, not an IP literal.
+fn sip_hostname(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if rest.starts_with('[') {
+        return None;
+    }
+    let host = rest.split([':', ';', '?', '>']).next()?;
+    (host.parse::<std::net::IpAddr>().is_err() && !host.is_empty()).then_some(host)
 }
 
 fn document_errors(doc: &Document, errors: ValidationErrors) -> FileErrors {

@@ -50,3 +50,46 @@ fn with_an_rtpengine_there_is_nothing_to_warn_about() {
     let c = catalog(json!({"media": {"rtpengine": [{"address": "127.0.0.1:2223"}]}}));
     assert!(c.warnings().is_empty());
 }
+
+/// Issue 17 item 5: a hostname the proxy cannot resolve (it does no DNS yet) is a warning
+/// naming the place, not an error; IP literals are not mentioned.
+#[test]
+fn hostnames_are_warnings_naming_each_place() {
+    let settings = Settings::from_value(
+        &json!({"carriers": [{"name": "c1", "sources": ["192.0.2.10"], "gateways": [
+            {"host": "192.0.2.10"}, {"host": "sip.carrier.example", "port": 5060}]}]}),
+        Path::new("."),
+    )
+    .unwrap();
+    let doc = validate_document(
+        "acme",
+        "main",
+        &json!({"servers": [
+            {"name": "a", "auth": {"auth_method": "IP", "ip": "10.0.0.5"},
+             "options": {"failover": {"sip": "sip:backup@pbx.example.com:5070"}},
+             "DIDs": {"+14155550001": {"failover": {"sip": "sip:10.0.0.9"}},
+                      "+14155550002": {"failover": {"sip": "sips:b@[2001:db8::1]:5061"}},
+                      "+14155550003": {"failover": {"sip": "sip:dr.example.net;transport=tcp"}}}}
+        ]}),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let w = Catalog::build(settings, [doc]).unwrap().warnings();
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(
+        w[0].starts_with(
+            "settings: carriers.0.gateways.1.host: \"sip.carrier.example\" is a hostname"
+        ),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].contains(": servers.0.options.failover.sip: \"pbx.example.com\" is a hostname"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[2].contains(": servers.0.DIDs.+14155550003.failover.sip: \"dr.example.net\""),
+        "{}",
+        w[2]
+    );
+}
