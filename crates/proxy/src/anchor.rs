@@ -106,6 +106,34 @@ pub(crate) fn delete(cx: &mut Ctx<'_>, call_key: u64, call_id: &[u8], from_tag: 
     relay.forget(call_key);
 }
 
+/// A new attempt starts (failover): the callees of earlier branches that rtpengine
+/// answered for are not the call's any more; their dialogues go (one media session per
+/// call: the caller's side stays).
+pub(crate) fn drop_earlier_callees(cx: &mut Ctx<'_>, t: &mut ProxyTxn, new_branch: usize) {
+    let Some(m) = t.media.as_deref_mut().filter(|m| m.initial) else {
+        return;
+    };
+    let mut gone: Vec<Bytes> = Vec::new();
+    m.answered.retain(|a| {
+        if a.branch == new_branch {
+            return true;
+        }
+        if !gone.contains(&a.to_tag) {
+            gone.push(a.to_tag.clone());
+        }
+        false
+    });
+    let (call_key, call_id, from_tag) = (m.call_key, m.call_id.clone(), m.from_tag.clone());
+    for to_tag in gone {
+        let session = Session {
+            call_id: &call_id,
+            from_tag: &from_tag,
+        };
+        let body = ng::delete_branch(session, &to_tag);
+        let _ = send(cx, call_key, &body, Purpose::Delete);
+    }
+}
+
 /// Sends an NG request (counted as unavailable when no instance takes it).
 fn send(
     cx: &mut Ctx<'_>,

@@ -221,6 +221,8 @@ pub(crate) struct Held {
 /// One answer rtpengine rewrote.
 #[derive(Debug)]
 pub(crate) struct Answered {
+    /// The branch whose response it was.
+    pub branch: usize,
     pub to_tag: Bytes,
     pub sdp: Bytes,
     pub rewritten: Bytes,

@@ -567,7 +567,7 @@ fn a_reinvite_with_sdp_is_offered_and_answered_in_the_dialog() {
 }
 
 #[test]
-fn a_failover_keeps_one_media_session() {
+fn a_failover_keeps_one_media_session_and_drops_the_first_callees_dialogue() {
     let mut h = H::with(
         config(&[RTPE], false),
         dir(|r| {
@@ -578,8 +578,20 @@ fn a_failover_keeps_one_media_session() {
         }),
     );
     let fwd = offered_call(&mut h, "fo1");
+    // Early media from the first target: answered at rtpengine.
+    let out = feed_raw(&mut h, SERVER, callee_says(&fwd, 183, true));
+    let ng = ng_requests(&out);
+    assert_eq!(ng[0].command(), "answer");
+    h.feed_bytes(udp(RTPE), ng[0].ok(Some(&relayed_sdp(30002))));
     let out = h.feed(udp(SERVER), &reply(&fwd, 503));
-    assert!(ng_requests(&out).is_empty(), "no new offer, no delete");
+    // Failover: no new offer; only the first callee's dialogue is deleted.
+    let ng = ng_requests(&out);
+    assert_eq!(ng.len(), 1, "{ng:?}");
+    assert_eq!(ng[0].command(), "delete");
+    assert_eq!(
+        (ng[0].get("from-tag"), ng[0].get("to-tag")),
+        ("f-fo1".to_string(), "callee1".to_string())
+    );
     let backup = sip(&out)
         .into_iter()
         .find(|t| method(t) == "INVITE")

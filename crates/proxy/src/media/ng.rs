@@ -68,6 +68,14 @@ pub(crate) fn delete(session: Session<'_>) -> Vec<u8> {
     body(session_entries("delete", session))
 }
 
+/// `delete` of one branch of the call (the dialogue with `to_tag`): a callee that is not
+/// the call's any more (the plan failed over) frees its ports; the caller's stay.
+pub(crate) fn delete_branch(session: Session<'_>, to_tag: &[u8]) -> Vec<u8> {
+    let mut entries = session_entries("delete", session);
+    entries.push(entry("to-tag", Value::bytes(to_tag)));
+    body(entries)
+}
+
 fn entry(key: &str, value: Value) -> (Vec<u8>, Value) {
     (key.as_bytes().to_vec(), value)
 }

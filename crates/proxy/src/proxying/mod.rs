@@ -95,6 +95,9 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         if let Some(reason) = failover {
             cx.state.metrics.failover(reason);
         }
+        if t.media.is_some() {
+            crate::anchor::drop_earlier_callees(cx, t, t.branches.len());
+        }
         let Err((best, why)) = forward::start_attempt(cx, t, &attempt, number) else {
             return;
         };

@@ -333,6 +333,7 @@ pub(super) fn on_answered(
                 .unwrap_or_default();
             let original = held.msg.slice_ref(held.msg.body()).unwrap_or_default();
             m.answered.push(Answered {
+                branch: held.branch,
                 to_tag,
                 sdp: original,
                 rewritten: sdp.clone(),
