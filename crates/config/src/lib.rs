@@ -48,7 +48,7 @@ pub use numbers::NumberFormat;
 pub use secret::Secret;
 pub use settings::{
     Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, FailoverOn, FailoverTrigger, Gateway,
-    Host, HostPort, Limits, Listen, Log, LogFormat, Media, MediaFailure, Metrics, Protection,
+    Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media, MediaFailure, Metrics, Protection,
     Registrar, RtpEngine, Settings, Source, Timers, Transport, DEFAULT_SCANNER_USER_AGENTS,
     DEFAULT_SETTINGS_PATH,
 };
