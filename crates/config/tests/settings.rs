@@ -390,7 +390,10 @@ fn a_listener_of_the_other_family_advertises_itself_by_default() {
     let s = parse(json!({"listen": {"udp": ["127.0.0.1:5070", "[::1]:5070"]}})).unwrap();
     assert_eq!(s.advertise.to_string(), "127.0.0.1:5070");
     let v6: SocketAddr = "[::1]:5070".parse().unwrap();
-    assert_eq!(s.advertise_for(Transport::Udp, v6).to_string(), "[::1]:5070");
+    assert_eq!(
+        s.advertise_for(Transport::Udp, v6).to_string(),
+        "[::1]:5070"
+    );
     let all: Vec<String> = s
         .advertised_addresses()
         .iter()
@@ -402,8 +405,16 @@ fn a_listener_of_the_other_family_advertises_itself_by_default() {
 #[test]
 fn listener_objects_are_validated_with_field_paths() {
     let udp = |e: Value| json!({"listen": {"udp": [e]}});
-    rejects(udp(json!({"advertise": "10.0.0.1"})), "listen.udp.0.address", "required");
-    rejects(udp(json!({"address": "nope"})), "listen.udp.0.address", "format");
+    rejects(
+        udp(json!({"advertise": "10.0.0.1"})),
+        "listen.udp.0.address",
+        "required",
+    );
+    rejects(
+        udp(json!({"address": "nope"})),
+        "listen.udp.0.address",
+        "format",
+    );
     rejects(
         udp(json!({"address": "10.0.0.1:5060", "advertise": "bad host"})),
         "listen.udp.0.advertise",

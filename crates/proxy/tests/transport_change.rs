@@ -8,7 +8,9 @@ mod common;
 
 use common::*;
 use trunkstore_proxy::metrics::Refusal;
-use trunkstore_proxy::{Advertise, Listener, Peer, ProxyConfig, StaticDirectory, Transmit, Transport};
+use trunkstore_proxy::{
+    Advertise, Listener, Peer, ProxyConfig, StaticDirectory, Transmit, Transport,
+};
 use trunkstore_sip::message::HeaderName;
 
 const UDP_RR: &str = "<sip:10.0.0.1:5060;lr>";
@@ -61,7 +63,12 @@ fn bye_from_pbx(call: &str, via: &str, routes: &str) -> String {
 /// the other leg.
 #[test]
 fn udp_carrier_to_tcp_pbx_is_record_routed_twice_and_both_routes_pop() {
-    let mut h = harness_to("10.0.0.5", 5080, Transport::Tcp, ProxyConfig::for_tests("10.0.0.1", 5060));
+    let mut h = harness_to(
+        "10.0.0.5",
+        5080,
+        Transport::Tcp,
+        ProxyConfig::for_tests("10.0.0.1", 5060),
+    );
     let out = h.feed(udp(CARRIER), &invite("c1", "z9hG4bK-a1"));
     assert_eq!(out.len(), 2);
     let fwd = out[1].clone();
@@ -76,11 +83,18 @@ fn udp_carrier_to_tcp_pbx_is_record_routed_twice_and_both_routes_pop() {
     assert_eq!(record_routes(&out[0]), [TCP_RR, UDP_RR]);
     // The carrier reverses the set: its first Route is our UDP side.
     let both = format!("{UDP_RR}, {TCP_RR}");
-    let out = h.feed(udp(CARRIER), &from_carrier("ACK", "c1", "z9hG4bK-ack1", 1, &both));
+    let out = h.feed(
+        udp(CARRIER),
+        &from_carrier("ACK", "c1", "z9hG4bK-ack1", 1, &both),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(method(&out[0]), "ACK");
     assert_eq!(out[0].to, tcp(SERVER));
-    assert_eq!(header(&out[0], HeaderName::Route), None, "both of ours popped");
+    assert_eq!(
+        header(&out[0], HeaderName::Route),
+        None,
+        "both of ours popped"
+    );
     // The PBX sends in the Record-Route's order, on two lines this time.
     let routes = format!("{TCP_RR}\nRoute: {UDP_RR}");
     let bye = bye_from_pbx("c1", "SIP/2.0/TCP 10.0.0.5:5080", &routes);
@@ -88,7 +102,11 @@ fn udp_carrier_to_tcp_pbx_is_record_routed_twice_and_both_routes_pop() {
     assert_eq!(out.len(), 1);
     assert_eq!(method(&out[0]), "BYE");
     assert_eq!(out[0].to, udp(CARRIER));
-    assert_eq!(header(&out[0], HeaderName::Route), None, "both of ours popped");
+    assert_eq!(
+        header(&out[0], HeaderName::Route),
+        None,
+        "both of ours popped"
+    );
     assert!(vias(&out[0])[0].starts_with("SIP/2.0/UDP 10.0.0.1:5060;"));
     let out = h.feed(udp(CARRIER), &reply(&out[0], 200));
     assert_eq!(status(&out[0]), Some(200));
@@ -99,13 +117,27 @@ fn udp_carrier_to_tcp_pbx_is_record_routed_twice_and_both_routes_pop() {
 /// The carrier hangs up instead: its BYE with both Routes reaches the TCP PBX with none.
 #[test]
 fn the_carriers_bye_with_both_routes_reaches_the_tcp_pbx() {
-    let mut h = harness_to("10.0.0.5", 5080, Transport::Tcp, ProxyConfig::for_tests("10.0.0.1", 5060));
+    let mut h = harness_to(
+        "10.0.0.5",
+        5080,
+        Transport::Tcp,
+        ProxyConfig::for_tests("10.0.0.1", 5060),
+    );
     let out = h.feed(udp(CARRIER), &invite("c2", "z9hG4bK-a2"));
     let fwd = out[1].clone();
-    h.feed(tcp(SERVER), &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080;transport=tcp"));
+    h.feed(
+        tcp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080;transport=tcp"),
+    );
     let both = format!("{UDP_RR},{TCP_RR}");
-    h.feed(udp(CARRIER), &from_carrier("ACK", "c2", "z9hG4bK-ack2", 1, &both));
-    let out = h.feed(udp(CARRIER), &from_carrier("BYE", "c2", "z9hG4bK-bye2", 2, &both));
+    h.feed(
+        udp(CARRIER),
+        &from_carrier("ACK", "c2", "z9hG4bK-ack2", 1, &both),
+    );
+    let out = h.feed(
+        udp(CARRIER),
+        &from_carrier("BYE", "c2", "z9hG4bK-bye2", 2, &both),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, tcp(SERVER));
     assert_eq!(method(&out[0]), "BYE");
@@ -139,10 +171,7 @@ fn ipv4_carrier_to_ipv6_pbx_names_each_family() {
             port: 5060,
         },
     };
-    cfg.listeners = vec![
-        listener(US, "10.0.0.1"),
-        listener(V6_US, "[2001:db8::1]"),
-    ];
+    cfg.listeners = vec![listener(US, "10.0.0.1"), listener(V6_US, "[2001:db8::1]")];
     let mut h = harness_to("2001:db8::5", 5080, Transport::Udp, cfg);
     let out = h.feed(udp(CARRIER), &invite("c4", "z9hG4bK-a4"));
     let fwd = out[1].clone();
@@ -180,7 +209,12 @@ fn feed_at(h: &mut H, from: Peer, local: &str, text: &str) -> Vec<Transmit> {
 #[test]
 fn two_of_our_routes_do_not_carry_a_foreign_one() {
     const ELSEWHERE: &str = "198.51.100.7:5060";
-    let mut h = harness_to("10.0.0.5", 5080, Transport::Tcp, ProxyConfig::for_tests("10.0.0.1", 5060));
+    let mut h = harness_to(
+        "10.0.0.5",
+        5080,
+        Transport::Tcp,
+        ProxyConfig::for_tests("10.0.0.1", 5060),
+    );
     let routes = format!("{UDP_RR}, {TCP_RR}, <sip:{ELSEWHERE};lr>");
     let inv = invite("h1", "z9hG4bK-h1").replace(
         "Max-Forwards: 70\n",
@@ -195,8 +229,14 @@ fn two_of_our_routes_do_not_carry_a_foreign_one() {
     // In a dialog: to the PBX as recorded, the foreign Route passed on, never followed.
     let out = h.feed(udp(CARRIER), &invite("h2", "z9hG4bK-h2"));
     let fwd = out[1].clone();
-    h.feed(tcp(SERVER), &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080;transport=tcp"));
-    let out = h.feed(udp(CARRIER), &from_carrier("BYE", "h2", "z9hG4bK-hb2", 2, &routes));
+    h.feed(
+        tcp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080;transport=tcp"),
+    );
+    let out = h.feed(
+        udp(CARRIER),
+        &from_carrier("BYE", "h2", "z9hG4bK-hb2", 2, &routes),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, tcp(SERVER));
     assert_eq!(
@@ -209,7 +249,12 @@ fn two_of_our_routes_do_not_carry_a_foreign_one() {
 /// for a new request) are both popped; the request is routed by our own decision.
 #[test]
 fn two_of_our_routes_on_a_new_request_are_both_popped() {
-    let mut h = harness_to("10.0.0.5", 5080, Transport::Tcp, ProxyConfig::for_tests("10.0.0.1", 5060));
+    let mut h = harness_to(
+        "10.0.0.5",
+        5080,
+        Transport::Tcp,
+        ProxyConfig::for_tests("10.0.0.1", 5060),
+    );
     let inv = invite("n1", "z9hG4bK-n1").replace(
         "Max-Forwards: 70\n",
         &format!("Route: {UDP_RR}, {TCP_RR}\nMax-Forwards: 70\n"),

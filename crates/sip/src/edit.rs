@@ -774,7 +774,10 @@ body";
             (popped, left)
         };
         let one_line = msg(b"Route: <sip:p1;lr>, <sip:p2;lr>,<sip:x;lr>\r\n");
-        assert_eq!(routes_after(&one_line, 2), (2, vec![b"<sip:x;lr>".to_vec()]));
+        assert_eq!(
+            routes_after(&one_line, 2),
+            (2, vec![b"<sip:x;lr>".to_vec()])
+        );
         let lines = msg(b"Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>\r\nRoute: <sip:x;lr>\r\n");
         assert_eq!(routes_after(&lines, 2), (2, vec![b"<sip:x;lr>".to_vec()]));
         let mixed = msg(b"Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>, <sip:x;lr>\r\n");
