@@ -48,9 +48,9 @@ pub use numbers::NumberFormat;
 pub use secret::Secret;
 pub use settings::{
     Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, FailoverOn, FailoverTrigger, Gateway,
-    Host, HostPort, Limits, Listen, Log, LogFormat, Media, MediaFailure, Metrics, Protection,
-    Registrar, RtpEngine, Settings, Source, Timers, Transport, DEFAULT_SCANNER_USER_AGENTS,
-    DEFAULT_SETTINGS_PATH,
+    Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media, MediaFailure,
+    Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Transport,
+    DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{
     delete_document, load_all, load_connectivity_dir, load_document, write_document_atomically,

@@ -286,13 +286,28 @@ impl Default for TransportOptions {
     }
 }
 
-/// `listen`: addresses per transport. At least one address in total.
+/// `listen`: addresses per transport. At least one address in total. Each entry is
+/// `"ip:port"` or `{"address": "ip:port", "advertise": "host[:port]"}` (its own advertised
+/// address: RFC 5658 double Record-Route names each side by its listener's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
     /// UDP addresses to bind.
     pub udp: Vec<SocketAddr>,
     /// TCP addresses to listen on.
     pub tcp: Vec<SocketAddr>,
+    /// The listeners given their own `advertise`, in the order written.
+    pub advertised: Vec<ListenerAdvertise>,
+}
+
+/// A listener's own advertised address (`listen.udp[i].advertise`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerAdvertise {
+    /// The listener's transport.
+    pub transport: Transport,
+    /// The listener (as in `listen.udp` / `listen.tcp`).
+    pub address: SocketAddr,
+    /// What goes in Via/Record-Route for messages on it.
+    pub advertise: HostPort,
 }
 
 /// A host (IP literal or DNS name) and port.
@@ -733,6 +748,43 @@ impl Settings {
         w.errors.into_result(settings)
     }
 
+    /// What the listener `address` of `transport` advertises in Via/Record-Route: its own
+    /// `advertise`; else the global `advertise` unless that is an IP of the other address
+    /// family, in which case the listener's own address when it is not a wildcard (an IPv6
+    /// peer cannot reach an IPv4 Record-Route); else the global `advertise`.
+    pub fn advertise_for(&self, transport: Transport, address: SocketAddr) -> HostPort {
+        let own = self
+            .listen
+            .advertised
+            .iter()
+            .find(|l| l.transport == transport && l.address == address);
+        if let Some(l) = own {
+            return l.advertise.clone();
+        }
+        let other_family =
+            matches!(self.advertise.host, Host::Ip(ip) if ip.is_ipv4() != address.is_ipv4());
+        if other_family && !address.ip().is_unspecified() {
+            return HostPort {
+                host: Host::Ip(address.ip()),
+                port: address.port(),
+            };
+        }
+        self.advertise.clone()
+    }
+
+    /// Every address the proxy advertises: the global `advertise` and each listener's.
+    pub fn advertised_addresses(&self) -> Vec<HostPort> {
+        let mut out = vec![self.advertise.clone()];
+        let udp = self.listen.udp.iter().map(|a| (Transport::Udp, *a));
+        for (t, a) in udp.chain(self.listen.tcp.iter().map(|a| (Transport::Tcp, *a))) {
+            let h = self.advertise_for(t, a);
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
+
     /// Is `number` (as dialled, before normalisation) an emergency number?
     pub fn is_emergency(&self, number: &str) -> bool {
         self.emergency_numbers.iter().any(|n| n == number)
@@ -762,15 +814,45 @@ fn socket_addr(w: &mut Walker, v: &Value, path: &str) -> Option<SocketAddr> {
     parsed
 }
 
-fn addr_list(w: &mut Walker, obj: &Map<String, Value>, key: &str, base: &str) -> Vec<SocketAddr> {
-    let path = join(base, key);
-    let Some(list) = Walker::field(obj, key).and_then(|v| w.array(v, &path)) else {
+/// `listen.udp` / `listen.tcp`: each entry `"ip:port"` or `{"address": "ip:port",
+/// "advertise": "host[:port]"}`; the second form's advertise goes to `advertised`.
+fn listener_list(
+    w: &mut Walker,
+    obj: &Map<String, Value>,
+    transport: Transport,
+    advertised: &mut Vec<ListenerAdvertise>,
+) -> Vec<SocketAddr> {
+    let path = join("listen", transport.as_str());
+    let Some(list) = Walker::field(obj, transport.as_str()).and_then(|v| w.array(v, &path)) else {
         return Vec::new();
     };
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, v)| socket_addr(w, v, &join(&path, i)))
-        .collect()
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let at = join(&path, i);
+        let Value::Object(entry) = v else {
+            out.extend(socket_addr(w, v, &at));
+            continue;
+        };
+        w.no_unknown_keys(entry, &at, &["address", "advertise"]);
+        let Some(address) = Walker::field(entry, "address") else {
+            w.required(&join(&at, "address"));
+            continue;
+        };
+        let Some(address) = socket_addr(w, address, &join(&at, "address")) else {
+            continue;
+        };
+        out.push(address);
+        let own = Walker::field(entry, "advertise")
+            .and_then(|a| host_port(w, a, &join(&at, "advertise")));
+        if let Some(advertise) = own {
+            advertised.push(ListenerAdvertise {
+                transport,
+                address,
+                advertise,
+            });
+        }
+    }
+    out
 }
 
 fn listen(w: &mut Walker, root: &Map<String, Value>) -> Listen {
@@ -779,19 +861,23 @@ fn listen(w: &mut Walker, root: &Map<String, Value>) -> Listen {
         return Listen {
             udp: vec![local],
             tcp: vec![local],
+            advertised: vec![],
         };
     };
     let Some(obj) = w.object(v, "listen") else {
         return Listen {
             udp: vec![],
             tcp: vec![],
+            advertised: vec![],
         };
     };
     w.no_unknown_keys(obj, "listen", &["udp", "tcp"]);
     let before = w.errors.len();
+    let mut advertised = Vec::new();
     let listen = Listen {
-        udp: addr_list(w, obj, "udp", "listen"),
-        tcp: addr_list(w, obj, "tcp", "listen"),
+        udp: listener_list(w, obj, Transport::Udp, &mut advertised),
+        tcp: listener_list(w, obj, Transport::Tcp, &mut advertised),
+        advertised,
     };
     if listen.udp.is_empty() && listen.tcp.is_empty() && w.errors.len() == before {
         w.error(

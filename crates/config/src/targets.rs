@@ -210,17 +210,15 @@ fn own_clash(target: Target<'_>, settings: &Settings) -> Option<Clash> {
             target: json!({"proxy": what}),
         })
     };
-    let advertise = &settings.advertise;
+    let advertised = settings.advertised_addresses();
     let (ip, port) = match target {
         Target::Ip(ip, port) => (canonical(ip), port),
         Target::Name(n, port) => {
-            let hit = matches!(&advertise.host, Host::Name(a) if a.eq_ignore_ascii_case(n))
-                && port_matches(port, advertise.port);
-            return if hit {
-                own(format!("advertise {advertise}"))
-            } else {
-                None
-            };
+            let hit = advertised.iter().find(|a| {
+                matches!(&a.host, Host::Name(h) if h.eq_ignore_ascii_case(n))
+                    && port_matches(port, a.port)
+            });
+            return hit.and_then(|a| own(format!("advertise {a}")));
         }
     };
     if ip.is_unspecified() {
@@ -234,9 +232,12 @@ fn own_clash(target: Target<'_>, settings: &Settings) -> Option<Clash> {
             return own(format!("listen {addr}"));
         }
     }
-    if let Host::Ip(a) = advertise.host {
-        if same_addr(ip, port, SocketAddr::new(a, advertise.port)) {
-            return own(format!("advertise {advertise}"));
+    // The global advertised address and every listener's own (RFC 5658 sides).
+    for a in &advertised {
+        if let Host::Ip(h) = a.host {
+            if same_addr(ip, port, SocketAddr::new(h, a.port)) {
+                return own(format!("advertise {a}"));
+            }
         }
     }
     None

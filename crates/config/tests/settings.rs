@@ -361,3 +361,69 @@ fn shipped_config_is_valid() {
     assert!(s.password_servers > 0 && s.ip_servers > 0 && s.disabled_servers > 0);
     assert!(catalog.did("+14155550100").is_some());
 }
+
+#[test]
+fn a_listener_may_have_its_own_advertised_address() {
+    // Plain strings stay valid next to objects; IPv4 and IPv6 listeners together.
+    let s = parse(json!({
+        "listen": {
+            "udp": ["0.0.0.0:5060", {"address": "[::]:5060", "advertise": "[2001:db8::5]:5060"}],
+            "tcp": [{"address": "0.0.0.0:5060", "advertise": "sip.example.com"}]
+        },
+        "advertise": "203.0.113.5:5060"
+    }))
+    .unwrap();
+    let v4: SocketAddr = "0.0.0.0:5060".parse().unwrap();
+    let v6: SocketAddr = "[::]:5060".parse().unwrap();
+    assert_eq!(s.listen.udp, vec![v4, v6]);
+    assert_eq!(s.listen.tcp, vec![v4]);
+    assert_eq!(s.listen.advertised.len(), 2);
+    let text = |t, a| s.advertise_for(t, a).to_string();
+    assert_eq!(text(Transport::Udp, v4), "203.0.113.5:5060");
+    assert_eq!(text(Transport::Udp, v6), "[2001:db8::5]:5060");
+    assert_eq!(text(Transport::Tcp, v4), "sip.example.com:5060");
+}
+
+#[test]
+fn a_listener_of_the_other_family_advertises_itself_by_default() {
+    // The global advertise is IPv4: an IPv6 peer must not be given it.
+    let s = parse(json!({"listen": {"udp": ["127.0.0.1:5070", "[::1]:5070"]}})).unwrap();
+    assert_eq!(s.advertise.to_string(), "127.0.0.1:5070");
+    let v6: SocketAddr = "[::1]:5070".parse().unwrap();
+    assert_eq!(
+        s.advertise_for(Transport::Udp, v6).to_string(),
+        "[::1]:5070"
+    );
+    let all: Vec<String> = s
+        .advertised_addresses()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(all, ["127.0.0.1:5070", "[::1]:5070"]);
+}
+
+#[test]
+fn listener_objects_are_validated_with_field_paths() {
+    let udp = |e: Value| json!({"listen": {"udp": [e]}});
+    rejects(
+        udp(json!({"advertise": "10.0.0.1"})),
+        "listen.udp.0.address",
+        "required",
+    );
+    rejects(
+        udp(json!({"address": "nope"})),
+        "listen.udp.0.address",
+        "format",
+    );
+    rejects(
+        udp(json!({"address": "10.0.0.1:5060", "advertise": "bad host"})),
+        "listen.udp.0.advertise",
+        "format",
+    );
+    rejects(
+        udp(json!({"address": "10.0.0.1:5060", "adverstise": "x"})),
+        "listen.udp.0.adverstise",
+        "additionalProperties",
+    );
+    rejects(json!({"listen": {"tcp": [true]}}), "listen.tcp.0", "type");
+}

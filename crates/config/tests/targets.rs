@@ -171,6 +171,32 @@ fn the_proxys_own_addresses_are_refused() {
     }
 }
 
+/// A listener's own advertised address (RFC 5658 sides) is the proxy's as much as the
+/// global one: by IP and by DNS name.
+#[test]
+fn a_listeners_own_advertised_address_is_refused() {
+    let mut s = settings_with_listen(json!({
+        "udp": [{"address": "0.0.0.0:5060", "advertise": "198.18.0.10:5060"}],
+        "tcp": [{"address": "[::]:5060", "advertise": "sip6.example.net:5061"}]
+    }));
+    s.carriers.clear();
+    for (options, what) in [
+        (
+            json!({"ip": "198.18.0.10", "port": 5060}),
+            "advertise 198.18.0.10:5060",
+        ),
+        (
+            json!({"failover": {"sip": "sip:+14155550000@sip6.example.net:5061"}}),
+            "advertise sip6.example.net:5061",
+        ),
+    ] {
+        let errs = errors(s.clone(), password_server(json!({}), options.clone()));
+        let (_, keyword, message) = only_error(&errs);
+        assert_eq!(keyword, "forbidden_address", "{options}");
+        assert!(message.contains(what), "{options}: {message}");
+    }
+}
+
 #[test]
 fn a_wildcard_listen_covers_every_loopback_address_on_its_port() {
     let wildcard = || settings_with_listen(json!({"udp": ["0.0.0.0:5060"], "tcp": ["[::]:5062"]}));

@@ -20,6 +20,19 @@ pub struct Advertise {
     pub port: u16,
 }
 
+/// One listener and the address it advertises (the settings' `listen` entries): a
+/// message to a peer of its transport and address family leaves from it and names it
+/// in Via and Record-Route (RFC 5658: one Record-Route per side when they differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Its transport.
+    pub transport: Transport,
+    /// The bound address (the `from` of a [`crate::Transmit`] leaving from it).
+    pub local: SocketAddr,
+    /// What it advertises.
+    pub advertise: Advertise,
+}
+
 /// Configuration of the proxy core. Build it with [`ProxyConfig::from_settings`] or, in
 /// tests, [`ProxyConfig::for_tests`] and adjust the fields.
 #[derive(Debug, Clone)]
@@ -35,6 +48,9 @@ pub struct ProxyConfig {
     /// Other host:port pairs that also mean "us" in a Route or Request-URI (the listen
     /// addresses themselves, aliases).
     pub aliases: Vec<(String, u16)>,
+    /// The listeners with what each advertises; empty: `advertise_*` and `local_*` for
+    /// everything (one side per transport).
+    pub listeners: Vec<Listener>,
     /// RFC 3261 T1 (RTT estimate), T2 (cap of non-INVITE retransmit interval), T4
     /// (network lifetime of a message).
     pub t1: Duration,
@@ -107,17 +123,30 @@ impl From<&trunkstore_config::Media> for MediaConfig {
 impl ProxyConfig {
     /// Configuration from the proxy settings file.
     pub fn from_settings(settings: &Settings) -> ProxyConfig {
-        let host = match &settings.advertise.host {
-            trunkstore_config::Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-            h => h.to_string(),
-        };
-        let port = settings.advertise.port;
+        let Advertise { host, port } = Advertise::from(&settings.advertise);
         let mut aliases = Vec::new();
         for a in settings.listen.udp.iter().chain(settings.listen.tcp.iter()) {
             aliases.push((host_text(a), a.port()));
         }
         let t = &settings.timers;
+        let udp = settings.listen.udp.iter().map(|a| (Transport::Udp, *a));
+        let tcp = settings.listen.tcp.iter().map(|a| (Transport::Tcp, *a));
+        let listeners = udp
+            .chain(tcp)
+            .map(|(transport, local)| {
+                let ty = match transport {
+                    Transport::Udp => trunkstore_config::Transport::Udp,
+                    Transport::Tcp => trunkstore_config::Transport::Tcp,
+                };
+                Listener {
+                    transport,
+                    local,
+                    advertise: Advertise::from(&settings.advertise_for(ty, local)),
+                }
+            })
+            .collect();
         ProxyConfig {
+            listeners,
             advertise_udp: Advertise {
                 host: host.clone(),
                 port,
@@ -162,6 +191,7 @@ impl ProxyConfig {
             local_udp: local,
             local_tcp: local,
             aliases: Vec::new(),
+            listeners: Vec::new(),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
@@ -193,6 +223,16 @@ impl ProxyConfig {
             Transport::Udp => self.local_udp,
             Transport::Tcp => self.local_tcp,
         }
+    }
+}
+
+impl From<&trunkstore_config::HostPort> for Advertise {
+    fn from(h: &trunkstore_config::HostPort) -> Advertise {
+        let host = match &h.host {
+            trunkstore_config::Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            other => other.to_string(),
+        };
+        Advertise { host, port: h.port }
     }
 }
 

@@ -158,11 +158,7 @@ fn build_dialog(
 
 /// Our Via for `hop` with branch `id`.
 fn via(state: &State, hop: Peer, id: u64) -> Vec<u8> {
-    let prefix = match hop.transport {
-        Transport::Udp => &state.via_prefix[0],
-        Transport::Tcp => &state.via_prefix[1],
-    };
-    let mut v = prefix.to_vec();
+    let mut v = state.sides.toward(hop).via_prefix.to_vec();
     v.extend_from_slice(&branch::write(id, 0));
     v
 }
@@ -203,7 +199,7 @@ fn usable(ip: IpAddr) -> bool {
 }
 
 fn send(cx: &mut Ctx<'_>, hop: Peer, data: Bytes) {
-    let from = cx.state.cfg.local(hop.transport);
+    let from = cx.state.sides.toward(hop).local;
     cx.send(hop, from, data);
 }
 
@@ -266,7 +262,7 @@ pub(crate) fn on_timer(
         match d.client.on_timer(kind, at, cx.now, &mut timers) {
             TimerAction::Retransmit => {
                 cx.state.metrics.retransmission_sent();
-                let from = cx.state.cfg.local(d.hop.transport);
+                let from = cx.state.sides.toward(d.hop).local;
                 cx.send(d.hop, from, d.bye.clone());
             }
             TimerAction::Timeout => ended(cx.state, d, LateByeOutcome::Timeout, None),

@@ -21,7 +21,8 @@
 //!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
 //!    `timerq`, `trunks`, `media` (rtpengine's NG protocol and the client choosing an
 //!    instance), `registrar` (bindings of REGISTERed servers).
-//! 2. **Settings and wire reads**: `auth`, `config`, `sipview`, `callerid`, `metrics`.
+//! 2. **Settings and wire reads**: `auth`, `config`, `sides` (our Via and Record-Route
+//!    per listener, RFC 5658), `sipview`, `callerid`, `metrics`.
 //! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
 //!    `failover`, and the proxy's plain-value machines `machines` (branch state,
 //!    deadline table, plan cursor, best response).
@@ -72,6 +73,7 @@ mod request;
 mod response;
 pub mod route;
 mod shard;
+mod sides;
 mod sipview;
 mod state;
 mod timerq;
@@ -80,7 +82,7 @@ mod trunks;
 mod types;
 mod util;
 
-pub use config::{Advertise, ProxyConfig};
+pub use config::{Advertise, Listener, ProxyConfig};
 pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
 pub use types::{CallRecord, Peer, Stats, Transmit, Transport};

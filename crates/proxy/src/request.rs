@@ -555,7 +555,7 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
     let first = routes.next();
     let second = routes.next();
     let mut r = Routing {
-        pop_route: false,
+        pop_route: 0,
         strict_uri: None,
         foreign_route: false,
         to_us_without_user: ruri_is_us && ruri.user().is_none(),
@@ -567,7 +567,7 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
             if !sipview::uri_is_us(cfg, &u) {
                 r.strict_uri = msg.slice_ref(u.as_bytes());
                 r.foreign_route = true;
-                r.pop_route = true;
+                r.pop_route = 1;
                 r.to_us_without_user = false;
                 return r;
             }
@@ -578,8 +578,17 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
         .as_ref()
         .is_some_and(|u| sipview::uri_is_us(cfg, u))
     {
-        r.pop_route = true;
-        r.foreign_route = second.is_some();
+        // RFC 5658: our two entries (another transport or address family on each side)
+        // come back as two Routes naming us; both are ours to pop.
+        let second_is_us = second
+            .and_then(sipview::route_uri)
+            .is_some_and(|u| sipview::uri_is_us(cfg, &u));
+        r.pop_route = if second_is_us { 2 } else { 1 };
+        r.foreign_route = if second_is_us {
+            routes.next().is_some()
+        } else {
+            second.is_some()
+        };
     } else if first.is_some() {
         r.foreign_route = true;
     }

@@ -66,6 +66,10 @@ pub(crate) fn is_us(cfg: &ProxyConfig, host: &Host<'_>, port: Option<u16>) -> bo
     same(&cfg.advertise_udp.host, cfg.advertise_udp.port)
         || same(&cfg.advertise_tcp.host, cfg.advertise_tcp.port)
         || cfg.aliases.iter().any(|(h, p)| same(h, *p))
+        || cfg
+            .listeners
+            .iter()
+            .any(|l| same(&l.advertise.host, l.advertise.port))
 }
 
 pub(crate) fn via_is_us(cfg: &ProxyConfig, v: &Via<'_>) -> bool {

@@ -59,9 +59,8 @@ pub(crate) struct State {
     pub metrics: ProxyMetrics,
     /// When the proxy was made: the origin of nonce times and protection clocks.
     pub epoch: Instant,
-    /// Precomputed pieces of our Via and Record-Route, per transport.
-    pub via_prefix: [Box<[u8]>; 2],
-    pub record_route: [Box<[u8]>; 2],
+    /// Our Via and Record-Route per listener, and where messages leave from (RFC 5658).
+    pub sides: crate::sides::Sides,
 }
 
 /// Where a client transaction lives.
@@ -456,8 +455,8 @@ pub(crate) struct Deciding {
     pub cursor: PlanCursor,
     /// When the request arrived (call record).
     pub started: Instant,
-    /// Route edits decided once for all attempts.
-    pub pop_route: bool,
+    /// Route edits decided once for all attempts: how many of our Routes to pop.
+    pub pop_route: u8,
     /// Strict-router fix-up: the Request-URI to restore (and Route to drop).
     pub strict_uri: Option<Bytes>,
     pub record_route: bool,
@@ -530,14 +529,7 @@ impl State {
             t2: cfg.t2,
             t4: cfg.t4,
         };
-        let via_prefix = [
-            via_prefix(b"UDP", &cfg.advertise_udp.host, cfg.advertise_udp.port),
-            via_prefix(b"TCP", &cfg.advertise_tcp.host, cfg.advertise_tcp.port),
-        ];
-        let record_route = [
-            record_route(&cfg.advertise_udp.host, cfg.advertise_udp.port, false),
-            record_route(&cfg.advertise_tcp.host, cfg.advertise_tcp.port, true),
-        ];
+        let sides = crate::sides::Sides::new(&cfg);
         let epoch = Instant::now();
         let hasher = KeyHasher::default();
         let transactions = cfg.max_transactions.min(TRANSACTIONS_SIZED);
@@ -568,8 +560,7 @@ impl State {
             clients: DashMap::with_capacity_and_hasher(transactions, SpreadKeys),
             calls: DashMap::with_capacity_and_hasher(calls, SpreadKeys),
             shutting_down: AtomicBool::new(false),
-            via_prefix,
-            record_route,
+            sides,
         }
     }
 
@@ -585,26 +576,6 @@ impl State {
     }
 }
 
-/// `SIP/2.0/UDP host:port;rport;branch=`: the branch follows.
-fn via_prefix(transport: &[u8], host: &str, port: u16) -> Box<[u8]> {
-    let mut v = Vec::new();
-    v.extend_from_slice(b"SIP/2.0/");
-    v.extend_from_slice(transport);
-    v.push(b' ');
-    v.extend_from_slice(host.as_bytes());
-    v.push(b':');
-    v.extend_from_slice(port.to_string().as_bytes());
-    v.extend_from_slice(b";rport;branch=");
-    v.into_boxed_slice()
-}
-
-/// `<sip:host:port;lr>` (`;transport=tcp` for TCP).
-fn record_route(host: &str, port: u16, tcp: bool) -> Box<[u8]> {
-    let t = if tcp { ";transport=tcp" } else { "" };
-    format!("<sip:{host}:{port}{t};lr>")
-        .into_bytes()
-        .into_boxed_slice()
-}
 #[cfg(test)]
 mod size_probe {
     #[test]

@@ -25,6 +25,7 @@ const ORDER: &[&str] = &[
     // 2. Settings and wire reads.
     "auth",
     "config",
+    "sides",
     "sipview",
     "callerid",
     "metrics",

@@ -130,6 +130,42 @@ impl<'a> Editor<'a> {
         }
     }
 
+    /// Removes the first `n` Route values, across lines and within comma-separated lines
+    /// (the two entries a proxy records when it changes transport, RFC 5658). Returns
+    /// how many were removed (fewer when the message has fewer).
+    pub fn pop_routes(&mut self, n: usize) -> Result<usize, Error> {
+        let msg = self.msg;
+        let mut left = n;
+        for e in msg.entries().iter().filter(|e| e.kind == HeaderName::Route) {
+            if left == 0 {
+                break;
+            }
+            let value = msg.span(e.value_span());
+            let items = split_list(value).count();
+            if items == 0 {
+                continue;
+            }
+            if items <= left {
+                self.remove_line(e)?;
+                left -= items;
+                continue;
+            }
+            // Keep the values from the `left`-th on: cut from the first to it.
+            let (Some(first), Some(keep)) = (split_list(value).next(), split_list(value).nth(left))
+            else {
+                break;
+            };
+            let base = e.value_start;
+            self.add(
+                base + first.range.start as u32,
+                base + keep.range.start as u32,
+                Default::default(),
+            )?;
+            left = 0;
+        }
+        Ok(n - left)
+    }
+
     /// Adds `Record-Route: value` above the existing Record-Route lines, so it is the first
     /// value (RFC 3261 §16.6 step 4); at the end of the header section if there are none.
     pub fn prepend_record_route(&mut self, value: &'a [u8]) -> Result<(), Error> {
@@ -715,6 +751,40 @@ body";
             String::from_utf8_lossy(&o),
             String::from_utf8_lossy(expected)
         );
+    }
+
+    #[test]
+    fn pop_routes_takes_values_across_and_within_lines() {
+        let head = b"BYE sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n";
+        let msg = |routes: &[u8]| {
+            let mut m = head.to_vec();
+            m.extend_from_slice(routes);
+            m.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+            parse(&m)
+        };
+        let routes_after = |m: &Message, n: usize| {
+            let mut ed = Editor::new(m);
+            let popped = ed.pop_routes(n).unwrap();
+            let o = parse(&out(&ed));
+            let left: Vec<Vec<u8>> = o
+                .headers(HeaderName::Route)
+                .flat_map(split_list)
+                .map(|i| i.value.to_vec())
+                .collect();
+            (popped, left)
+        };
+        let one_line = msg(b"Route: <sip:p1;lr>, <sip:p2;lr>,<sip:x;lr>\r\n");
+        assert_eq!(
+            routes_after(&one_line, 2),
+            (2, vec![b"<sip:x;lr>".to_vec()])
+        );
+        let lines = msg(b"Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>\r\nRoute: <sip:x;lr>\r\n");
+        assert_eq!(routes_after(&lines, 2), (2, vec![b"<sip:x;lr>".to_vec()]));
+        let mixed = msg(b"Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>, <sip:x;lr>\r\n");
+        assert_eq!(routes_after(&mixed, 2), (2, vec![b"<sip:x;lr>".to_vec()]));
+        let two = msg(b"Route: <sip:p1;lr>,<sip:p2;lr>\r\n");
+        assert_eq!(routes_after(&two, 2), (2, vec![]));
+        assert_eq!(routes_after(&two, 3), (2, vec![]));
     }
 
     #[test]

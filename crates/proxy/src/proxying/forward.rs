@@ -23,17 +23,10 @@ use crate::transaction::{ClientInvite, ClientNonInvite, TimerKind, Timers};
 use crate::types::{Peer, Transport};
 use crate::util::{ip_text, mix};
 
-pub(super) fn tidx(t: Transport) -> usize {
-    match t {
-        Transport::Udp => 0,
-        Transport::Tcp => 1,
-    }
-}
-
 /// Sends to a branch's hop from our address for its transport (the same for every
 /// branch: not kept per branch).
 pub(super) fn send_on(cx: &mut Ctx<'_>, hop: Peer, data: Bytes) {
-    let from = cx.state.cfg.local(hop.transport);
+    let from = cx.state.sides.toward(hop).local;
     cx.send(hop, from, data);
 }
 
@@ -154,7 +147,7 @@ fn build_forward(
 ) -> Result<Bytes, ForwardError> {
     let state = cx.state;
     let branch_text = branch::write(id, d.loop_hash);
-    let prefix = &state.via_prefix[tidx(peer.transport)];
+    let prefix = &state.sides.toward(peer).via_prefix;
     let mut via = [0u8; 512];
     let via_len = join_into(&mut via, prefix, &branch_text).ok_or(ForwardError::ViaTooLong)?;
     let mut ip_buf = [0u8; 64];
@@ -165,8 +158,8 @@ fn build_forward(
     }
     if d.strict_uri.is_some() {
         ed.remove_header(b"Route").edit(Edit::Route)?;
-    } else if d.pop_route {
-        ed.pop_route().edit(Edit::Route)?;
+    } else if d.pop_route > 0 {
+        ed.pop_routes(d.pop_route.into()).edit(Edit::Route)?;
     }
     ed.set_via_received(src_ip, t.source.addr.port())
         .edit(Edit::ViaReceived)?;
@@ -176,9 +169,14 @@ fn build_forward(
         // rtpengine's rewrite of the offer (§4.7).
         ed.set_body(sdp).edit(Edit::Sdp)?;
     }
+    // RFC 5658: a second entry, on top, when the hop is on another side than the caller.
+    let (incoming, outgoing) = state.sides.record_route(t.source, t.local, peer);
+    let double = d.record_route && outgoing.is_some();
     if d.record_route {
-        ed.prepend_record_route(&state.record_route[tidx(t.source.transport)])
-            .edit(Edit::RecordRoute)?;
+        if let Some(rr) = outgoing {
+            ed.prepend_record_route(rr).edit(Edit::RecordRoute)?;
+        }
+        ed.prepend_record_route(incoming).edit(Edit::RecordRoute)?;
     }
     let identity = t.identity.as_ref();
     let trust = Trust::of(t);
@@ -196,6 +194,7 @@ fn build_forward(
     // written as one block instead. A caller ID rewrite takes two of the splices.
     let room = HEADER_SPLICES
         .saturating_sub(if identity.is_some() { 3 } else { 0 })
+        .saturating_sub(usize::from(double) + usize::from(d.pop_route > 1))
         .saturating_sub(stripped);
     let block;
     if headers.len() <= room {
@@ -331,8 +330,9 @@ fn header_block(headers: &[trunkstore_config::SipHeader]) -> String {
 
 /// Route pre-processing (§16.4) decided once per request.
 pub(crate) struct Routing {
-    /// The top Route is ours: pop it when forwarding.
-    pub pop_route: bool,
+    /// How many Route values to pop when forwarding: our top one, or two when the second
+    /// names us too (our RFC 5658 double Record-Route, reversed by the UA).
+    pub pop_route: u8,
     /// Strict-router fix-up: the Request-URI was ours, the (only) Route value is the
     /// real Request-URI.
     pub strict_uri: Option<bytes::Bytes>,
@@ -370,7 +370,8 @@ pub(crate) fn forward_stateless(
     } = to;
     let id = mix(key.0 as u64 ^ (key.0 >> 64) as u64 ^ 0x41434b);
     let branch_text = branch::write(id, 0);
-    let prefix = &cx.state.via_prefix[tidx(hop.transport)];
+    let side = cx.state.sides.toward(hop);
+    let prefix = &side.via_prefix;
     let mut via = [0u8; 512];
     let Some(via_len) = join_into(&mut via, prefix, &branch_text) else {
         cx.forward_failed(crate::sipview::call_id(msg), ForwardError::ViaTooLong);
@@ -383,8 +384,8 @@ pub(crate) fn forward_stateless(
         if let Some(uri) = &routing.strict_uri {
             ed.set_request_uri(uri).edit(Edit::RequestUri)?;
             ed.remove_header(b"Route").edit(Edit::Route)?;
-        } else if routing.pop_route {
-            ed.pop_route().edit(Edit::Route)?;
+        } else if routing.pop_route > 0 {
+            ed.pop_routes(routing.pop_route.into()).edit(Edit::Route)?;
         }
         ed.set_via_received(src_ip, from.addr.port())
             .edit(Edit::ViaReceived)?;
@@ -399,7 +400,7 @@ pub(crate) fn forward_stateless(
     match edited {
         Ok(()) => {
             let data = ed.finish();
-            let local: Option<SocketAddr> = cx.state.cfg.local(hop.transport);
+            let local: Option<SocketAddr> = side.local;
             cx.send(hop, local, data);
         }
         Err(e) => cx.forward_failed(crate::sipview::call_id(msg), e),

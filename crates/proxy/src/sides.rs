@@ -1,0 +1,192 @@
+//! The proxy's sides (RFC 5658): what a message on one listener names us as (Via,
+//! Record-Route) and where it leaves from. A request forwarded from one side to another
+//! (UDP ↔ TCP, IPv4 ↔ IPv6, or two listeners with different advertised addresses) is
+//! record-routed twice, so that each leg's UA reaches us at an address and over a
+//! transport it can use: the entry nearest the callee names the outgoing side, the one
+//! below it the incoming side.
+
+use std::net::SocketAddr;
+
+use crate::config::{Advertise, ProxyConfig};
+use crate::types::{Peer, Transport};
+
+/// One side: a listener (or, without listeners in the configuration, one transport).
+pub(crate) struct Side {
+    transport: Transport,
+    /// The listener's address; `None` lets the edge pick.
+    pub local: Option<SocketAddr>,
+    /// `SIP/2.0/UDP host:port;rport;branch=`: the branch follows.
+    pub via_prefix: Box<[u8]>,
+    /// `<sip:host:port;lr>` (`;transport=tcp` for TCP).
+    pub record_route: Box<[u8]>,
+}
+
+impl Side {
+    fn new(transport: Transport, local: Option<SocketAddr>, adv: &Advertise) -> Side {
+        Side {
+            transport,
+            local,
+            via_prefix: via_prefix(transport, adv),
+            record_route: record_route(transport, adv),
+        }
+    }
+}
+
+/// Every side of the proxy, built once from the configuration.
+pub(crate) struct Sides {
+    /// One per listener, in the settings' order.
+    listeners: Vec<Side>,
+    /// Per transport (UDP, TCP): the configuration's `advertise_*` and `local_*`, for
+    /// peers no listener's address family fits.
+    fallback: [Side; 2],
+}
+
+impl Sides {
+    pub(crate) fn new(cfg: &ProxyConfig) -> Sides {
+        let fallback =
+            [Transport::Udp, Transport::Tcp].map(|t| Side::new(t, cfg.local(t), cfg.advertise(t)));
+        let listeners = cfg
+            .listeners
+            .iter()
+            .map(|l| Side::new(l.transport, Some(l.local), &l.advertise))
+            .collect();
+        Sides {
+            listeners,
+            fallback,
+        }
+    }
+
+    /// The side a message to `peer` leaves from: the first listener of its transport and
+    /// address family (as the edge picks one).
+    pub(crate) fn toward(&self, peer: Peer) -> &Side {
+        let v4 = peer.addr.is_ipv4();
+        self.listeners
+            .iter()
+            .find(|s| s.transport == peer.transport && s.local.is_some_and(|l| l.is_ipv4() == v4))
+            .unwrap_or(&self.fallback[index(peer.transport)])
+    }
+
+    /// The side a request from `source` arrived on: the listener `local` names, else the
+    /// one a reply to `source` would leave from.
+    pub(crate) fn arrived(&self, source: Peer, local: SocketAddr) -> &Side {
+        self.listeners
+            .iter()
+            .find(|s| s.transport == source.transport && s.local == Some(local))
+            .unwrap_or_else(|| self.toward(source))
+    }
+
+    /// The Record-Route entries of a request from `source` (arrived at `local`) going to
+    /// `hop`: the incoming side's, and the outgoing side's when it names us differently
+    /// (RFC 5658 §4: that one goes on top, nearest the callee).
+    pub(crate) fn record_route(
+        &self,
+        source: Peer,
+        local: SocketAddr,
+        hop: Peer,
+    ) -> (&[u8], Option<&[u8]>) {
+        let incoming = &self.arrived(source, local).record_route;
+        let outgoing = &self.toward(hop).record_route;
+        (incoming, (outgoing != incoming).then_some(&**outgoing))
+    }
+}
+
+fn index(t: Transport) -> usize {
+    match t {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+    }
+}
+
+fn via_prefix(t: Transport, adv: &Advertise) -> Box<[u8]> {
+    let name = match t {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+    };
+    format!("SIP/2.0/{name} {}:{};rport;branch=", adv.host, adv.port)
+        .into_bytes()
+        .into_boxed_slice()
+}
+
+fn record_route(t: Transport, adv: &Advertise) -> Box<[u8]> {
+    let param = if t == Transport::Tcp {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    format!("<sip:{}:{}{param};lr>", adv.host, adv.port)
+        .into_bytes()
+        .into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Listener;
+
+    fn peer(t: Transport, a: &str) -> Peer {
+        Peer {
+            transport: t,
+            addr: a.parse().unwrap(),
+        }
+    }
+
+    fn adv(host: &str, port: u16) -> Advertise {
+        Advertise {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn one_entry_without_a_change_two_with_one() {
+        let cfg = ProxyConfig::for_tests("192.0.2.10", 5060);
+        let s = Sides::new(&cfg);
+        let local = "192.0.2.10:5060".parse().unwrap();
+        let udp = peer(Transport::Udp, "198.51.100.1:5060");
+        let tcp = peer(Transport::Tcp, "198.51.100.2:5060");
+        let same = s.record_route(udp, local, udp);
+        assert_eq!(same, (&b"<sip:192.0.2.10:5060;lr>"[..], None));
+        let change = s.record_route(udp, local, tcp);
+        assert_eq!(
+            change,
+            (
+                &b"<sip:192.0.2.10:5060;lr>"[..],
+                Some(&b"<sip:192.0.2.10:5060;transport=tcp;lr>"[..])
+            )
+        );
+    }
+
+    #[test]
+    fn each_family_has_its_listener() {
+        let mut cfg = ProxyConfig::for_tests("192.0.2.10", 5060);
+        cfg.listeners = vec![
+            Listener {
+                transport: Transport::Udp,
+                local: "0.0.0.0:5060".parse().unwrap(),
+                advertise: adv("192.0.2.10", 5060),
+            },
+            Listener {
+                transport: Transport::Udp,
+                local: "[::]:5060".parse().unwrap(),
+                advertise: adv("[2001:db8::10]", 5060),
+            },
+        ];
+        let s = Sides::new(&cfg);
+        let v6 = peer(Transport::Udp, "[2001:db8::1]:5060");
+        let v4 = peer(Transport::Udp, "198.51.100.1:5060");
+        assert_eq!(s.toward(v6).local, Some("[::]:5060".parse().unwrap()));
+        assert_eq!(
+            &*s.toward(v6).via_prefix,
+            b"SIP/2.0/UDP [2001:db8::10]:5060;rport;branch="
+        );
+        let (incoming, outgoing) = s.record_route(v4, "0.0.0.0:5060".parse().unwrap(), v6);
+        assert_eq!(incoming, b"<sip:192.0.2.10:5060;lr>");
+        assert_eq!(outgoing, Some(&b"<sip:[2001:db8::10]:5060;lr>"[..]));
+        // No TCP listener: TCP falls back to the configuration's advertise.
+        let tcp = peer(Transport::Tcp, "198.51.100.2:5060");
+        assert_eq!(
+            &*s.toward(tcp).record_route,
+            b"<sip:192.0.2.10:5060;transport=tcp;lr>"
+        );
+    }
+}
