@@ -66,8 +66,15 @@ impl Shard {
         self.timers.len()
     }
 
+    /// The sweep's deadline while any call is up. Asked after every batch: the count of
+    /// admitted calls is one atomic load, where the dialog table's `is_empty` would take
+    /// every shard's read lock in turn.
     fn sweep_deadline(&self) -> Option<Instant> {
-        self.next_sweep.filter(|_| !self.state.calls.is_empty())
+        let calls = self
+            .state
+            .active_calls
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.next_sweep.filter(|_| calls > 0)
     }
 
     pub(crate) fn schedule(&mut self, target: TimerTarget, kind: TimerKind, at: Instant) {
