@@ -41,7 +41,7 @@
 
 // Layers, bottom up (a module only uses those above it in this list; the workspace's
 // crates/trunkstore/tests/layering.rs fails on any import loop):
-// sys, rcvtimeo, linger, core, cdr: no other module of the crate;
+// sys, rcvtimeo, linger, core, cdr, errors: no other module of the crate;
 // udp, tcp: sockets and connections;
 // outbound: sending through them;
 // drive: the only caller of a shard's handle_* and poll_*;
@@ -49,6 +49,7 @@
 pub mod cdr;
 mod core;
 mod drive;
+mod errors;
 mod linger;
 mod outbound;
 mod rcvtimeo;
@@ -70,6 +71,7 @@ use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
 pub use crate::core::Core;
+pub use crate::errors::TransportErrors;
 pub use crate::udp::UdpMode;
 
 use crate::cdr::CdrSink;
@@ -165,6 +167,7 @@ pub struct Edge {
     threads: Vec<JoinHandle<()>>,
     runtime: tokio::runtime::Runtime,
     tcp: Arc<TcpShared>,
+    errors: Arc<TransportErrors>,
 }
 
 impl Edge {
@@ -220,7 +223,8 @@ impl Edge {
             udp.iter().map(|l| (l.addr, l.sockets[0].clone())).collect(),
             tcp.clone(),
         ));
-        let tcp_driver = Driver::new(core.clone(), out.clone(), records.clone());
+        let errors = Arc::new(TransportErrors::default());
+        let tcp_driver = Driver::new(core.clone(), out.clone(), records.clone(), errors.clone());
         runtime.spawn(tcp_driver::drive(tcp_driver, events_rx));
         for (l, addr) in tcp_listeners {
             runtime.spawn(tcp::accept_loop(tcp.clone(), l, addr));
@@ -235,11 +239,12 @@ impl Edge {
             threads: Vec::new(),
             runtime,
             tcp,
+            errors: errors.clone(),
         };
         for (li, l) in udp.iter().enumerate() {
             for w in 0..workers {
                 let worker = udp_worker::Worker {
-                    driver: Driver::new(core.clone(), out.clone(), records.clone()),
+                    driver: Driver::new(core.clone(), out.clone(), records.clone(), errors.clone()),
                     listener: li,
                     local: l.addr,
                     socket: l.sockets[w % l.sockets.len()].clone(),
@@ -275,6 +280,11 @@ impl Edge {
     /// Open TCP connections (inbound, outbound).
     pub fn tcp_connections(&self) -> (usize, usize) {
         self.tcp.connection_counts()
+    }
+
+    /// Transport errors seen and reported to the core so far, by kind (`/metrics`).
+    pub fn transport_errors(&self) -> Arc<TransportErrors> {
+        self.errors.clone()
     }
 
     /// The runtime of the TCP side, e.g. to wait for signals on it.
