@@ -8,6 +8,13 @@
 //!   between threads, so a message costs about one receive call and at most one send
 //!   call, and fewer when several are queued. A worker never waits to batch unless it
 //!   is saturated (see `linger`): below that, no message is held back.
+//! * **Transport errors** (see `errors`): UDP sockets have `IP_RECVERR`, so an ICMP
+//!   unreachable for a datagram we sent comes back as an error on the next socket call;
+//!   the error queue is read then (never otherwise) and each destination named goes to
+//!   the core ([`Core::handle_unreachable`]), as do refused connects, failed writes and
+//!   outbound TCP connections reset or closed by the peer
+//!   ([`Core::handle_transport_error`]). Bursts for one peer are folded (one per
+//!   100 ms per driver) and every error is counted by kind ([`Edge::transport_errors`]).
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
 //!   framer per connection, one driver task owning the TCP shard; see `tcp` and `tcp_driver`.
 //! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
