@@ -908,3 +908,27 @@ fn an_outbound_connection_closed_or_reset_by_the_peer_is_reported() {
     );
     edge.stop();
 }
+
+/// ICMPv6 port unreachable (IPV6_RECVERR) is reported like ICMP over IPv4.
+#[test]
+fn icmpv6_port_unreachable_is_reported_when_ipv6_is_available() {
+    let v6: SocketAddr = "[::1]:0".parse().unwrap();
+    let Ok(probe) = UdpSocket::bind(v6) else {
+        return; // no IPv6 on this machine
+    };
+    let dead = probe.local_addr().unwrap();
+    drop(probe);
+    let (edge, seen) = start(EdgeConfig {
+        udp: vec![v6],
+        tcp: vec![],
+        ..config()
+    });
+    let s = UdpSocket::bind(v6).unwrap();
+    s.send_to(format!("UDP {dead} 1").as_bytes(), edge.udp_addrs()[0])
+        .unwrap();
+    let e = wait_for(&seen, |s| {
+        matches!(s, Seen::Unreachable(_) | Seen::TransportError(_))
+    });
+    assert_eq!(e, Seen::Unreachable(udp_peer(dead)));
+    edge.stop();
+}
