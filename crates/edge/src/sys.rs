@@ -178,7 +178,8 @@ impl SendBatch {
     /// With `IP_RECVERR` a send also returns an ICMP error pending on the socket, caused
     /// by an earlier datagram to some other peer, and this datagram is not sent: the
     /// error queue then names the real offenders (added to `unreachable`) and the
-    /// datagram is tried once more.
+    /// datagram is tried again (a few times: while we send to a dead peer on loopback,
+    /// its ICMP errors keep arriving between our calls).
     pub(crate) fn flush(
         &mut self,
         socket: &Socket,
@@ -186,7 +187,7 @@ impl SendBatch {
         unreachable: &mut Vec<SocketAddr>,
     ) {
         let mut start = 0;
-        let mut retried = false;
+        let mut retries = 0;
         let mut short = false;
         while start < self.items.len() {
             match send_some(socket, &self.items[start..]) {
@@ -196,13 +197,13 @@ impl SendBatch {
                     // whose queue entries must still be read.
                     short |= sent < self.items.len() - start;
                     start += sent.max(1);
-                    retried = false;
+                    retries = 0;
                 }
                 Err(error) => {
                     if !is_transient(&error) {
                         let queued = take_icmp_errors(socket, unreachable);
-                        if !retried && (queued > 0 || is_async_icmp_error(&error)) {
-                            retried = true;
+                        if retries < MAX_SEND_RETRIES && (queued > 0 || is_never_own(&error)) {
+                            retries += 1;
                             continue;
                         }
                         if let Some(to) = self.items[start].0.as_socket() {
@@ -210,7 +211,7 @@ impl SendBatch {
                         }
                     }
                     start += 1;
-                    retried = false;
+                    retries = 0;
                 }
             }
         }
@@ -219,6 +220,15 @@ impl SendBatch {
         }
         self.items.clear();
     }
+}
+
+/// Sends of one datagram that failed only because of other peers' ICMP errors, retried.
+const MAX_SEND_RETRIES: u32 = 64;
+
+/// A send error that cannot be the datagram's own: a UDP send is never refused by its
+/// destination, only a pending ICMP error reads as "connection refused".
+fn is_never_own(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
 }
 
 /// Errors at most read from one socket's error queue per call; the rest are read on the
