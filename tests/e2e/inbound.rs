@@ -290,14 +290,16 @@ fn late_200s_under_20_percent_loss_are_all_acked_and_hung_up() {
     scene.finish(vec![run, timer, uas, metrics]);
 }
 
-/// Nobody listens at the PBX's address: timer B (64·T1, T1 = 50 ms here) ends the
-/// attempt and the failover runs.
+/// The PBX's port is open but nothing answers: timer B (64·T1, T1 = 50 ms here) ends
+/// the attempt and the failover runs. (With the port closed, ICMP would end it at once:
+/// see `closed_udp_port_fails_over_in_under_a_second`.)
 #[test]
 fn no_response_fails_over_after_timer_b() {
     const CALLS: usize = 2;
     let backup_port = free_port();
     let mut p = pbx(json!({"progress_timeout": 30, "timeout": 60}));
     p.failover_sip = Some(backup_uri(backup_port));
+    let _silent = UdpSocket::bind(("127.0.0.1", p.port)).expect("bind the PBX port");
     let settings: Map<String, Value> = [("timers".to_string(), json!({"t1_ms": 50}))]
         .into_iter()
         .collect();
@@ -312,6 +314,91 @@ fn no_response_fails_over_after_timer_b() {
     let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
     let timer = check_timer(&scene.dir, "uac", 3200.0, CALLS);
     scene.finish(vec![run, timer, backup.finish(UAS_FINISH)]);
+}
+
+/// Every call of a uac-timed run got its final response within `limit_ms` of its
+/// INVITE; says the measured range.
+fn check_within(dir: &TestDir, uac: &str, limit_ms: f64, calls: usize) -> Result<(), String> {
+    let t = timings(dir, uac);
+    let max = t.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "[{uac}] {} calls, INVITE → final response at most {max:.1} ms (limit {limit_ms} ms)",
+        t.len()
+    );
+    if t.len() != calls {
+        return Err(format!(
+            "{uac}: {} timings logged, expected {calls}",
+            t.len()
+        ));
+    }
+    match t.iter().any(|x| *x >= limit_ms) {
+        true => Err(format!(
+            "{uac}: a call took {max:.1} ms, limit {limit_ms} ms"
+        )),
+        false => Ok(()),
+    }
+}
+
+/// `trunkstore_transport_errors_total{kind="icmp"}` is at least `min`: one per INVITE to
+/// the closed port (a datagram to the carrier after SIPp exited may add one).
+fn check_icmp_errors(scene: &Scene, min: u64) -> Result<(), String> {
+    const SERIES: &str = "trunkstore_transport_errors_total{kind=\"icmp\"} ";
+    let page = crate::metrics_page(scene.setup.api_port)?;
+    let n = page
+        .lines()
+        .find_map(|l| l.strip_prefix(SERIES)?.parse::<u64>().ok());
+    match n {
+        Some(n) if n >= min => Ok(()),
+        _ => Err(format!("{SERIES}{n:?}, expected at least {min}\n{page}")),
+    }
+}
+
+/// Issue 17 item 4: nothing listens at the PBX's UDP port, so the kernel answers its
+/// INVITE with ICMP port unreachable (on loopback as on a real network): the attempt
+/// fails at once (RFC 3261 §18.4, a 503 for the branch) and the failover target gets
+/// the INVITE in well under a second, not after timer B (32 s). Measured by the carrier:
+/// INVITE sent → the failover's 200 received, which bounds from above when the failover
+/// target saw its INVITE.
+#[test]
+fn closed_udp_port_fails_over_in_under_a_second() {
+    const CALLS: usize = 3;
+    let backup_port = free_port();
+    let mut p = pbx(json!({}));
+    p.failover_sip = Some(backup_uri(backup_port));
+    let scene = Scene::start("icmp-failover", std::slice::from_ref(&p));
+    let backup = uas(
+        &scene,
+        "backup",
+        "uas-answer.xml",
+        backup_port,
+        CALLS as u64,
+    );
+    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let fast = check_within(&scene.dir, "uac", 1000.0, CALLS);
+    let n = CALLS as u64;
+    let metrics = check_metrics(
+        &scene,
+        &[
+            ("trunkstore_failovers_total{reason=\"transport\"}", n),
+            ("trunkstore_failovers_total{reason=\"timeout\"}", 0),
+        ],
+    );
+    let icmp = check_icmp_errors(&scene, n);
+    scene.finish(vec![run, fast, metrics, icmp, backup.finish(UAS_FINISH)]);
+}
+
+/// As above without a failover: the carrier gets the branch's 503 relayed as 500
+/// (behaviour.md §4.8, as for a refused TCP connect) within a second, instead of a
+/// timeout at the progress timeout or timer B.
+#[test]
+fn closed_udp_port_without_failover_is_500_at_once() {
+    const CALLS: usize = 2;
+    let p = pbx(json!({}));
+    let scene = Scene::start("icmp-500", std::slice::from_ref(&p));
+    let run = run_timed(&scene, timed_lines(&p, "-", 500, CALLS));
+    let fast = check_within(&scene.dir, "uac", 1000.0, CALLS);
+    let icmp = check_icmp_errors(&scene, CALLS as u64);
+    scene.finish(vec![run, fast, icmp]);
 }
 
 /// Timers expire and no failover is configured: 408 at the progress timeout.

@@ -38,8 +38,15 @@ pub trait Core: Send + Sync + 'static {
     );
     /// The shard's deadline ([`poll_timeout`](Core::poll_timeout)) has passed.
     fn handle_timeouts(&self, shard: &mut Self::Shard, now: Instant);
-    /// A send to `peer` failed (refused or timed-out connect, unreachable network).
+    /// A send to `peer` failed (refused or timed-out connect, unreachable network, a TCP
+    /// connection we opened reset or closed by the peer).
     fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer);
+    /// An ICMP error says a datagram we sent to `peer` could not be delivered. Anyone
+    /// who can guess the addresses can forge one, so a core may let it do less than a
+    /// transport error (the proxy fails only the client transactions towards `peer`).
+    fn handle_unreachable(&self, shard: &mut Self::Shard, now: Instant, peer: Peer) {
+        self.handle_transport_error(shard, now, peer)
+    }
     /// Is traffic from `from` let in? Asked for every datagram and every TCP read before
     /// anything is parsed; false drops it (the core counts it). Must be cheap and must
     /// not block: it runs on the packet path of every worker.
@@ -128,6 +135,10 @@ impl Core for trunkstore_proxy::Proxy {
 
     fn handle_transport_error(&self, shard: &mut Self::Shard, now: Instant, peer: Peer) {
         trunkstore_proxy::Proxy::handle_transport_error(self, shard, now, peer)
+    }
+
+    fn handle_unreachable(&self, shard: &mut Self::Shard, now: Instant, peer: Peer) {
+        trunkstore_proxy::Proxy::handle_unreachable(self, shard, now, peer)
     }
 
     fn admits(&self, from: SocketAddr, now: Instant) -> bool {

@@ -5,6 +5,9 @@
 //! [`Driver::transport_error`]), then [`Driver::settle`]: fire due timers, send everything
 //! produced, feed failed sends back as transport errors (bounded rounds), and hand the
 //! call records to the CDR writer.
+//!
+//! Every transport error is counted by kind and goes through the driver's
+//! [`Coalescer`]: a burst for one peer costs the core one scan per window (`errors`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use trunkstore_sip::message::Message;
 
 use crate::cdr::CdrSink;
 use crate::core::Core;
+use crate::errors::{Coalescer, ErrorKind, TransportErrors};
 use crate::outbound::{Flusher, Outbound};
 
 /// Bound on send → transport error → send rounds after one event, in case a core keeps
@@ -31,22 +35,39 @@ pub(crate) struct Driver<C: Core> {
     out: Arc<Outbound>,
     flusher: Flusher,
     records: Option<CdrSink>,
+    /// Counters shared by every driver (`/metrics`).
+    counts: Arc<TransportErrors>,
+    coalescer: Coalescer,
+    /// Scratch for the folded errors falling due.
+    folded: Vec<(Peer, ErrorKind)>,
 }
 
 impl<C: Core> Driver<C> {
-    pub(crate) fn new(core: Arc<C>, out: Arc<Outbound>, records: Option<CdrSink>) -> Driver<C> {
+    pub(crate) fn new(
+        core: Arc<C>,
+        out: Arc<Outbound>,
+        records: Option<CdrSink>,
+        counts: Arc<TransportErrors>,
+    ) -> Driver<C> {
         Driver {
             shard: core.new_shard(),
             flusher: Flusher::new(&out),
             core,
             out,
             records,
+            counts,
+            coalescer: Coalescer::default(),
+            folded: Vec::new(),
         }
     }
 
-    /// When the shard next needs its timers fired.
+    /// When the shard next needs its timers fired, or a folded transport error is due.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        C::poll_timeout(&self.shard)
+        let timers = C::poll_timeout(&self.shard);
+        match (timers, self.coalescer.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Is traffic from `from` let in (asked before anything is parsed)?
@@ -64,17 +85,41 @@ impl<C: Core> Driver<C> {
             .handle_message(&mut self.shard, now, from, local, msg);
     }
 
-    pub(crate) fn transport_error(&mut self, now: Instant, peer: Peer) {
-        self.core.handle_transport_error(&mut self.shard, now, peer);
+    /// A transport error of `kind` for `peer`: counted, and passed to the core now or
+    /// folded into the next one for that peer (see `errors`).
+    pub(crate) fn transport_error(&mut self, now: Instant, peer: Peer, kind: ErrorKind) {
+        self.counts.count(kind);
+        if self.coalescer.admit(peer, kind, now) {
+            self.pass(now, peer, kind);
+        }
+    }
+
+    fn pass(&mut self, now: Instant, peer: Peer, kind: ErrorKind) {
+        tracing::debug!(peer = %peer.addr, transport = ?peer.transport, ?kind, "transport error");
+        match kind {
+            ErrorKind::Icmp => self.core.handle_unreachable(&mut self.shard, now, peer),
+            _ => self.core.handle_transport_error(&mut self.shard, now, peer),
+        }
+    }
+
+    /// Passes on the folded transport errors due by `now`.
+    fn pass_folded(&mut self, now: Instant) {
+        self.coalescer.due(now, &mut self.folded);
+        let mut folded = std::mem::take(&mut self.folded);
+        for (peer, kind) in folded.drain(..) {
+            self.pass(now, peer, kind);
+        }
+        self.folded = folded;
     }
 
     /// Ends a round of events: fires the timers due by `now`, sends what the shard
     /// produced (`own`: the calling worker's listener and socket, see
     /// [`Flusher::send_udp`]) and passes call records on.
     pub(crate) fn settle(&mut self, now: Instant, own: Option<(usize, &Socket)>) {
-        if self.deadline().is_some_and(|d| d <= now) {
+        if C::poll_timeout(&self.shard).is_some_and(|d| d <= now) {
             self.core.handle_timeouts(&mut self.shard, now);
         }
+        self.pass_folded(now);
         self.flush(own);
         self.pass_records();
     }
@@ -87,14 +132,13 @@ impl<C: Core> Driver<C> {
                 self.flusher.route(&self.out, t);
             }
             self.flusher.send_udp(&self.out, own);
-            let mut errors = self.flusher.errors().peekable();
-            if errors.peek().is_none() {
+            let errors: Vec<(Peer, ErrorKind)> = self.flusher.errors().collect();
+            if errors.is_empty() {
                 return;
             }
             let now = Instant::now();
-            for peer in errors {
-                tracing::debug!(peer = %peer.addr, transport = ?peer.transport, "transport error");
-                self.core.handle_transport_error(&mut self.shard, now, peer);
+            for (peer, kind) in errors {
+                self.transport_error(now, peer, kind);
             }
         }
         // Still failing after MAX_ROUNDS: drop what is left rather than loop.

@@ -8,6 +8,13 @@
 //!   between threads, so a message costs about one receive call and at most one send
 //!   call, and fewer when several are queued. A worker never waits to batch unless it
 //!   is saturated (see `linger`): below that, no message is held back.
+//! * **Transport errors** (see `errors`): UDP sockets have `IP_RECVERR`, so an ICMP
+//!   unreachable for a datagram we sent comes back as an error on the next socket call;
+//!   the error queue is read then (never otherwise) and each destination named goes to
+//!   the core ([`Core::handle_unreachable`]), as do refused connects, failed writes and
+//!   outbound TCP connections reset or closed by the peer
+//!   ([`Core::handle_transport_error`]). Bursts for one peer are folded (one per
+//!   100 ms per driver) and every error is counted by kind ([`Edge::transport_errors`]).
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
 //!   framer per connection, one driver task owning the TCP shard; see `tcp` and `tcp_driver`.
 //! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
@@ -41,7 +48,7 @@
 
 // Layers, bottom up (a module only uses those above it in this list; the workspace's
 // crates/trunkstore/tests/layering.rs fails on any import loop):
-// sys, rcvtimeo, linger, core, cdr: no other module of the crate;
+// sys, rcvtimeo, linger, core, cdr, errors: no other module of the crate;
 // udp, tcp: sockets and connections;
 // outbound: sending through them;
 // drive: the only caller of a shard's handle_* and poll_*;
@@ -49,6 +56,7 @@
 pub mod cdr;
 mod core;
 mod drive;
+mod errors;
 mod linger;
 mod outbound;
 mod rcvtimeo;
@@ -70,6 +78,7 @@ use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
 pub use crate::core::Core;
+pub use crate::errors::TransportErrors;
 pub use crate::udp::UdpMode;
 
 use crate::cdr::CdrSink;
@@ -165,6 +174,7 @@ pub struct Edge {
     threads: Vec<JoinHandle<()>>,
     runtime: tokio::runtime::Runtime,
     tcp: Arc<TcpShared>,
+    errors: Arc<TransportErrors>,
 }
 
 impl Edge {
@@ -220,7 +230,8 @@ impl Edge {
             udp.iter().map(|l| (l.addr, l.sockets[0].clone())).collect(),
             tcp.clone(),
         ));
-        let tcp_driver = Driver::new(core.clone(), out.clone(), records.clone());
+        let errors = Arc::new(TransportErrors::default());
+        let tcp_driver = Driver::new(core.clone(), out.clone(), records.clone(), errors.clone());
         runtime.spawn(tcp_driver::drive(tcp_driver, events_rx));
         for (l, addr) in tcp_listeners {
             runtime.spawn(tcp::accept_loop(tcp.clone(), l, addr));
@@ -235,11 +246,12 @@ impl Edge {
             threads: Vec::new(),
             runtime,
             tcp,
+            errors: errors.clone(),
         };
         for (li, l) in udp.iter().enumerate() {
             for w in 0..workers {
                 let worker = udp_worker::Worker {
-                    driver: Driver::new(core.clone(), out.clone(), records.clone()),
+                    driver: Driver::new(core.clone(), out.clone(), records.clone(), errors.clone()),
                     listener: li,
                     local: l.addr,
                     socket: l.sockets[w % l.sockets.len()].clone(),
@@ -275,6 +287,11 @@ impl Edge {
     /// Open TCP connections (inbound, outbound).
     pub fn tcp_connections(&self) -> (usize, usize) {
         self.tcp.connection_counts()
+    }
+
+    /// Transport errors seen and reported to the core so far, by kind (`/metrics`).
+    pub fn transport_errors(&self) -> Arc<TransportErrors> {
+        self.errors.clone()
     }
 
     /// The runtime of the TCP side, e.g. to wait for signals on it.

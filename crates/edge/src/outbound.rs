@@ -8,6 +8,7 @@ use std::sync::Arc;
 use socket2::Socket;
 use trunkstore_proxy::{Peer, Transmit, Transport};
 
+use crate::errors::ErrorKind;
 use crate::sys::{SendBatch, SendFailure};
 use crate::tcp::TcpShared;
 use crate::udp::UdpSocket;
@@ -47,7 +48,9 @@ impl Outbound {
 pub(crate) struct Flusher {
     batches: Vec<SendBatch>,
     failures: Vec<SendFailure>,
-    errors: Vec<Peer>,
+    /// Destinations the sockets' error queues named unreachable (ICMP) while sending.
+    unreachable: Vec<SocketAddr>,
+    errors: Vec<(Peer, ErrorKind)>,
 }
 
 impl Flusher {
@@ -55,6 +58,7 @@ impl Flusher {
         Flusher {
             batches: out.udp.iter().map(|_| SendBatch::default()).collect(),
             failures: Vec::new(),
+            unreachable: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -67,12 +71,12 @@ impl Flusher {
                 Some(i) => self.batches[i].push(t.to.addr, t.data),
                 None => {
                     tracing::debug!(to = %t.to.addr, "no UDP listener of that address family");
-                    self.errors.push(t.to);
+                    self.errors.push((t.to, ErrorKind::Send));
                 }
             },
             Transport::Tcp => {
                 if let Err(peer) = out.tcp.send(t) {
-                    self.errors.push(peer);
+                    self.errors.push((peer, ErrorKind::Send));
                 }
             }
         }
@@ -89,19 +93,28 @@ impl Flusher {
                 Some((l, s)) if l == i => s,
                 _ => &out.udp[i].1.socket,
             };
-            batch.flush(socket, &mut self.failures);
+            batch.flush(socket, &mut self.failures, &mut self.unreachable);
         }
         for f in self.failures.drain(..) {
             tracing::debug!(to = %f.to, error = %f.error, "UDP send failed");
-            self.errors.push(Peer {
+            let peer = Peer {
                 transport: Transport::Udp,
                 addr: f.to,
-            });
+            };
+            self.errors.push((peer, ErrorKind::Send));
+        }
+        for to in self.unreachable.drain(..) {
+            tracing::debug!(%to, "ICMP: destination unreachable");
+            let peer = Peer {
+                transport: Transport::Udp,
+                addr: to,
+            };
+            self.errors.push((peer, ErrorKind::Icmp));
         }
     }
 
-    /// Peers a send failed to since the last call, for the core to hear about.
-    pub(crate) fn errors(&mut self) -> std::vec::Drain<'_, Peer> {
+    /// Peers a send failed to since the last call, and how, for the core to hear about.
+    pub(crate) fn errors(&mut self) -> std::vec::Drain<'_, (Peer, ErrorKind)> {
         self.errors.drain(..)
     }
 }

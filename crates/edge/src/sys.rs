@@ -174,22 +174,208 @@ impl SendBatch {
     /// Sends everything without blocking and empties the batch. A full send buffer drops
     /// the datagram (UDP is lossy; SIP retransmits); other errors are returned so the
     /// core can fail the transactions towards that peer.
-    pub(crate) fn flush(&mut self, socket: &Socket, failures: &mut Vec<SendFailure>) {
+    ///
+    /// With `IP_RECVERR` a send also returns an ICMP error pending on the socket, caused
+    /// by an earlier datagram to some other peer, and this datagram is not sent: the
+    /// error queue then names the real offenders (added to `unreachable`) and the
+    /// datagram is tried again (a few times: while we send to a dead peer on loopback,
+    /// its ICMP errors keep arriving between our calls).
+    pub(crate) fn flush(
+        &mut self,
+        socket: &Socket,
+        failures: &mut Vec<SendFailure>,
+        unreachable: &mut Vec<SocketAddr>,
+    ) {
         let mut start = 0;
+        let mut retries = 0;
+        let mut short = false;
         while start < self.items.len() {
             match send_some(socket, &self.items[start..]) {
-                Ok(sent) => start += sent.max(1),
+                Ok(sent) => {
+                    // `sendmmsg` stops at the first failure and, having sent some, does
+                    // not say which: that may have been a pending ICMP error (consumed),
+                    // whose queue entries must still be read.
+                    short |= sent < self.items.len() - start;
+                    start += sent.max(1);
+                    retries = 0;
+                }
                 Err(error) => {
                     if !is_transient(&error) {
+                        let queued = take_icmp_errors(socket, unreachable);
+                        if retries < MAX_SEND_RETRIES && (queued > 0 || is_never_own(&error)) {
+                            retries += 1;
+                            continue;
+                        }
                         if let Some(to) = self.items[start].0.as_socket() {
                             failures.push(SendFailure { to, error });
                         }
                     }
                     start += 1;
+                    retries = 0;
                 }
             }
         }
+        if short {
+            take_icmp_errors(socket, unreachable);
+        }
         self.items.clear();
+    }
+}
+
+/// Sends of one datagram that failed only because of other peers' ICMP errors, retried.
+const MAX_SEND_RETRIES: u32 = 64;
+
+/// A send error that cannot be the datagram's own: a UDP send is never refused by its
+/// destination, only a pending ICMP error reads as "connection refused".
+fn is_never_own(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
+}
+
+/// Errors at most read from one socket's error queue per call; the rest are read on the
+/// next error the socket reports (the kernel reports one while any is queued).
+const MAX_QUEUED_ERRORS: usize = 256;
+
+/// Asks the kernel to queue ICMP errors for datagrams sent from `socket` (`IP_RECVERR`,
+/// `IPV6_RECVERR`), so that a dead peer is known in milliseconds rather than at timer B
+/// (read with [`take_icmp_errors`]).
+#[cfg(target_os = "linux")]
+pub(crate) fn enable_icmp_errors(socket: &Socket, ipv6: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name) = if ipv6 {
+        (libc::SOL_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::SOL_IP, libc::IP_RECVERR)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: a plain int option on a valid descriptor.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn enable_icmp_errors(_socket: &Socket, _ipv6: bool) -> io::Result<()> {
+    Ok(())
+}
+
+/// Reads the socket's error queue without blocking (`MSG_ERRQUEUE`): every ICMP error
+/// that means the destination cannot be reached adds that destination (the address the
+/// original datagram was sent to) to `unreachable`. Returns how many entries were read,
+/// of any kind (0: the queue was empty). Runs only after a socket call reported an
+/// error, so it costs nothing while there are none.
+#[cfg(target_os = "linux")]
+pub(crate) fn take_icmp_errors(socket: &Socket, unreachable: &mut Vec<SocketAddr>) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut read = 0;
+    while read < MAX_QUEUED_ERRORS {
+        // SAFETY: all-zero is a valid sockaddr_storage / msghdr.
+        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        // The offending datagram's payload is not needed: one byte, the rest truncated.
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: byte.len(),
+        };
+        // u64s: aligned for cmsghdr; room for the extended error and its offender.
+        let mut control = [0u64; 32];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: every pointer in `msg` points at a live local sized as declared.
+        let r = unsafe {
+            libc::recvmsg(
+                socket.as_raw_fd(),
+                &mut msg,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if r < 0 {
+            break;
+        }
+        read += 1;
+        if extended_error(&msg).is_some_and(|e| icmp_means_unreachable(e.0, e.1, e.2)) {
+            if let Some(to) = sockaddr_to_std(&name, msg.msg_namelen) {
+                unreachable.push(to);
+            }
+        }
+    }
+    read
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn take_icmp_errors(_socket: &Socket, _unreachable: &mut Vec<SocketAddr>) -> usize {
+    0
+}
+
+/// `(origin, ICMP type, ICMP code)` of the extended error in an error-queue message.
+#[cfg(target_os = "linux")]
+fn extended_error(msg: &libc::msghdr) -> Option<(u8, u8, u8)> {
+    // SAFETY: walks the control data the kernel just wrote, by its own lengths; the
+    // payload is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            if (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR)
+            {
+                let e =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>());
+                return Some((e.ee_origin, e.ee_type, e.ee_code));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// Does this ICMP error say the destination cannot be reached? RFC 3261 §18.4: host,
+/// network, port or protocol unreachable and parameter problem are transport failures;
+/// source quench and TTL exceeded are not, and neither is "fragmentation needed" /
+/// "packet too big" (path MTU discovery, the kernel handles it).
+pub(crate) fn icmp_means_unreachable(origin: u8, icmp_type: u8, code: u8) -> bool {
+    /// `SO_EE_ORIGIN_ICMP` and `SO_EE_ORIGIN_ICMP6` (linux/errqueue.h).
+    const ORIGIN_ICMP: u8 = 2;
+    const ORIGIN_ICMP6: u8 = 3;
+    match origin {
+        // Destination unreachable except fragmentation needed (code 4); parameter problem.
+        ORIGIN_ICMP => (icmp_type == 3 && code != 4) || icmp_type == 12,
+        // Destination unreachable (every code), parameter problem.
+        ORIGIN_ICMP6 => icmp_type == 1 || icmp_type == 4,
+        _ => false,
+    }
+}
+
+/// An error a UDP socket call returns because an ICMP error is pending on the socket
+/// (`IP_RECVERR`), for an earlier datagram: on a receive it is never the call's own
+/// failure (on a send, unreachable may also be the route's answer for this datagram).
+pub(crate) fn is_async_icmp_error(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EPROTO)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
     }
 }
 

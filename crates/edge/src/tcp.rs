@@ -35,6 +35,7 @@ use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::Message;
 
 use crate::core::Gate;
+use crate::errors::ErrorKind;
 
 /// Messages queued for one connection; beyond that the peer is not reading and further
 /// sends fail (bounded memory per connection).
@@ -43,6 +44,10 @@ const CONN_QUEUE: usize = 256;
 pub(crate) const EVENT_QUEUE: usize = 1024;
 /// Why a connection closed when a message could not be written (reported to the core).
 const WRITE_FAILED: &str = "write failed";
+/// Why a connection closed when the peer closed it (reported to the core if we opened it).
+const CLOSED_BY_PEER: &str = "closed by peer";
+/// Why a connection closed when a read failed, e.g. reset by the peer (as above).
+const READ_FAILED: &str = "read error";
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -69,7 +74,8 @@ pub(crate) enum TcpEvent {
         // Boxed: a parsed message carries its header index inline (~650 bytes).
         msg: Box<Message>,
     },
-    Error(Peer),
+    /// A transport error for the peer, and what it was (for the counters).
+    Error(Peer, ErrorKind),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,8 +270,8 @@ impl TcpShared {
         }
     }
 
-    async fn report_error(&self, peer: Peer) {
-        let _ = self.events.send(TcpEvent::Error(peer)).await;
+    async fn report_error(&self, peer: Peer, kind: ErrorKind) {
+        let _ = self.events.send(TcpEvent::Error(peer, kind)).await;
     }
 }
 
@@ -356,7 +362,7 @@ async fn outbound_connection(
         Err(e) => {
             tracing::debug!(%remote, error = %e, "TCP connect failed");
             shared.forget(remote, id, Direction::Outbound);
-            shared.report_error(peer).await;
+            shared.report_error(peer, ErrorKind::TcpConnect).await;
         }
     }
 }
@@ -384,7 +390,7 @@ impl Connection {
             reserve(framer.buffer_mut());
             tokio::select! {
                 r = stream.read_buf(framer.buffer_mut()) => match r {
-                    Ok(0) => break "closed by peer",
+                    Ok(0) => break CLOSED_BY_PEER,
                     Ok(_) => {
                         // Banned since it connected: closed before anything is framed.
                         if !self.shared.gate.admits(self.remote, std::time::Instant::now()) {
@@ -395,7 +401,7 @@ impl Connection {
                             break why;
                         }
                     }
-                    Err(_) => break "read error",
+                    Err(_) => break READ_FAILED,
                 },
                 m = rx.recv() => match m {
                     Some(data) => {
@@ -413,12 +419,29 @@ impl Connection {
         tracing::debug!(remote = %self.remote, why, "TCP connection closed");
         // Forget first, so a retry after the error opens a new connection.
         self.shared.forget(self.remote, self.id, self.dir);
-        if why == WRITE_FAILED {
+        if let Some(kind) = self.failure(why) {
             let peer = Peer {
                 transport: Transport::Tcp,
                 addr: self.remote,
             };
-            self.shared.report_error(peer).await;
+            self.shared.report_error(peer, kind).await;
+        }
+    }
+
+    /// Is closing for `why` a transport error the core must hear about? A failed write
+    /// always (a message was lost); a reset or close by the peer of a connection we
+    /// opened too: requests we sent on it wait for responses that can no longer come
+    /// (RFC 3261 §18.1.2 sends them back on the same connection), so their transactions
+    /// fail over now instead of at timer B. The core ignores it when nothing is pending.
+    /// An inbound connection's close is not: the next send to it opens a new connection,
+    /// whose failure is reported.
+    fn failure(&self, why: &str) -> Option<ErrorKind> {
+        match why {
+            WRITE_FAILED => Some(ErrorKind::TcpWrite),
+            CLOSED_BY_PEER | READ_FAILED if self.dir == Direction::Outbound => {
+                Some(ErrorKind::TcpClosed)
+            }
+            _ => None,
         }
     }
 

@@ -35,6 +35,6 @@ fn handle_event<C: Core>(driver: &mut Driver<C>, ev: TcpEvent) {
     let now = std::time::Instant::now();
     match ev {
         TcpEvent::Message { from, local, msg } => driver.message(now, from, local, *msg),
-        TcpEvent::Error(peer) => driver.transport_error(now, peer),
+        TcpEvent::Error(peer, kind) => driver.transport_error(now, peer, kind),
     }
 }

@@ -105,6 +105,12 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool, recv_buffer: usize) -> io::Re
         s.set_reuse_port(true)?;
     }
     set_recv_buffer(&s, recv_buffer);
+    // ICMP errors for what we send (port unreachable from a dead PBX) fail the
+    // transactions towards that peer at once (behaviour.md §4.5); without them only
+    // timer B would.
+    if let Err(e) = sys::enable_icmp_errors(&s, addr.is_ipv6()) {
+        tracing::warn!(error = %e, %addr, "cannot enable ICMP errors on the UDP socket");
+    }
     s.bind(&addr.into())?;
     Ok(s)
 }

@@ -11,8 +11,9 @@ use trunkstore_proxy::{Peer, Transport};
 
 use crate::core::Core;
 use crate::drive::Driver;
+use crate::errors::ErrorKind;
 use crate::linger::{Next, Pacer};
-use crate::sys::RecvBatch;
+use crate::sys::{self, RecvBatch};
 use crate::udp::UdpSocket;
 
 /// What one worker thread needs.
@@ -34,6 +35,7 @@ impl<C: Core> Worker<C> {
         let mut batch = RecvBatch::new(self.batch);
         let mut pacer = Pacer::new(self.linger, batch.capacity());
         let mut next = Next::Block;
+        let mut unreachable = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let received = self.receive(&mut batch, next);
             let now = Instant::now();
@@ -42,8 +44,9 @@ impl<C: Core> Worker<C> {
                     self.deliver(&batch, now);
                     n
                 }
+                Err(e) if is_quiet(&e) => 0,
                 Err(e) => {
-                    note_recv_error(&e);
+                    self.icmp_errors(&e, now, &mut unreachable);
                     0
                 }
             };
@@ -74,6 +77,26 @@ impl<C: Core> Worker<C> {
         }
     }
 
+    /// A receive failed: with `IP_RECVERR` that is how the socket says ICMP errors are
+    /// queued (the pending error is returned once, before any datagram queued behind
+    /// it, which the next receive takes). Each destination they name unreachable is a
+    /// transport error. Only an error that is none of these is logged (and paced).
+    fn icmp_errors(&mut self, e: &io::Error, now: Instant, unreachable: &mut Vec<SocketAddr>) {
+        let queued = sys::take_icmp_errors(&self.socket.socket, unreachable);
+        for to in unreachable.drain(..) {
+            tracing::debug!(%to, "ICMP: destination unreachable");
+            let peer = Peer {
+                transport: Transport::Udp,
+                addr: to,
+            };
+            self.driver.transport_error(now, peer, ErrorKind::Icmp);
+        }
+        // Read by another thread sharing the socket, or not an ICMP error at all.
+        if queued == 0 && !sys::is_async_icmp_error(e) {
+            note_recv_error(e);
+        }
+    }
+
     fn deliver(&mut self, batch: &RecvBatch, now: Instant) {
         for (from, data) in batch.datagrams() {
             // A banned source costs us no parsing (behaviour.md §8).
@@ -93,15 +116,18 @@ impl<C: Core> Worker<C> {
     }
 }
 
-/// A receive timeout or a signal is normal; anything else is logged (rarely: it cannot
-/// be caused by a peer on an unconnected socket).
+/// A receive timeout or a signal: normal, nothing to look at.
+fn is_quiet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Logs a receive error that is neither quiet nor an ICMP error (rare: a peer cannot
+/// cause one on an unconnected socket).
 fn note_recv_error(e: &io::Error) {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {}
-        _ => {
-            tracing::warn!(error = %e, "UDP receive failed");
-            // Avoid spinning if the error persists.
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    tracing::warn!(error = %e, "UDP receive failed");
+    // Avoid spinning if the error persists.
+    std::thread::sleep(Duration::from_millis(10));
 }

@@ -21,10 +21,13 @@ enum Seen {
     Datagram(Peer, String),
     Message(Peer, SocketAddr, String),
     TransportError(Peer),
+    /// An ICMP error (`Core::handle_unreachable`).
+    Unreachable(Peer),
 }
 
 /// A scriptable core. UDP: `PING x` → `PONG x` back; `TIMER ms` → `FIRED` back after
-/// `ms`; `TCP addr text` → `text` sent over TCP to addr. TCP: every request is answered
+/// `ms`; `TCP addr text` → `text` sent over TCP to addr; `UDP addr n` → `n` datagrams sent
+/// to addr over UDP. TCP: every request is answered
 /// `SIP/2.0 200 OK` on the same peer.
 /// Sources in `banned` are refused by `admits` and `admits_connection`; sources in
 /// `exempt` are never limited per source (as the proxy treats carriers).
@@ -104,6 +107,18 @@ impl Core for FakeCore {
                     .timers
                     .push((now + Duration::from_millis(ms), from, local));
             }
+            (Some("UDP"), Some(addr), Some(n)) => {
+                for i in 0..n.parse::<usize>().unwrap() {
+                    shard.out.push_back(Transmit {
+                        to: Peer {
+                            transport: Transport::Udp,
+                            addr: addr.parse().unwrap(),
+                        },
+                        from: Some(local),
+                        data: Bytes::from(format!("datagram {i}")),
+                    });
+                }
+            }
             (Some("TCP"), Some(addr), Some(payload)) => shard.out.push_back(Transmit {
                 to: Peer {
                     transport: Transport::Tcp,
@@ -145,6 +160,10 @@ impl Core for FakeCore {
 
     fn handle_transport_error(&self, _shard: &mut FakeShard, _now: Instant, peer: Peer) {
         self.note(Seen::TransportError(peer));
+    }
+
+    fn handle_unreachable(&self, _shard: &mut FakeShard, _now: Instant, peer: Peer) {
+        self.note(Seen::Unreachable(peer));
     }
 
     fn poll_transmit(shard: &mut FakeShard) -> Option<Transmit> {
@@ -622,9 +641,10 @@ fn seen_from(seen: &Receiver<Seen>, ip: &str) -> Vec<Seen> {
     let ip: IpAddr = ip.parse().unwrap();
     seen.try_iter()
         .filter(|s| match s {
-            Seen::Datagram(p, _) | Seen::Message(p, _, _) | Seen::TransportError(p) => {
-                p.addr.ip() == ip
-            }
+            Seen::Datagram(p, _)
+            | Seen::Message(p, _, _)
+            | Seen::TransportError(p)
+            | Seen::Unreachable(p) => p.addr.ip() == ip,
         })
         .collect()
 }
@@ -736,4 +756,179 @@ fn read_to_close_or_answer(s: &mut TcpStream) -> String {
         }
     }
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A UDP port on loopback nobody listens on (the kernel answers ICMP port unreachable).
+fn closed_udp_port() -> SocketAddr {
+    UdpSocket::bind(loopback()).unwrap().local_addr().unwrap()
+}
+
+fn udp_peer(addr: SocketAddr) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr,
+    }
+}
+
+/// Every event seen within `d`.
+fn seen_within(seen: &Receiver<Seen>, d: Duration) -> Vec<Seen> {
+    let end = Instant::now() + d;
+    let mut out = Vec::new();
+    while let Ok(s) = seen.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        out.push(s);
+    }
+    out
+}
+
+/// Issue 17 item 4: a datagram to a closed port is reported as unreachable in
+/// milliseconds (ICMP via IP_RECVERR), not left to the core's timers; the worker keeps
+/// receiving normally afterwards.
+#[test]
+fn icmp_port_unreachable_is_reported_at_once_and_receiving_goes_on() {
+    let (edge, seen) = start(config());
+    let dead = closed_udp_port();
+    let udp = client();
+    let sent = Instant::now();
+    udp.send_to(format!("UDP {dead} 1").as_bytes(), edge.udp_addrs()[0])
+        .unwrap();
+    let e = wait_for(&seen, |s| {
+        matches!(s, Seen::Unreachable(_) | Seen::TransportError(_))
+    });
+    let took = sent.elapsed();
+    assert_eq!(e, Seen::Unreachable(udp_peer(dead)));
+    assert!(took < Duration::from_millis(200), "reported after {took:?}");
+    let counts = edge.transport_errors().by_kind();
+    assert_eq!(counts[0], ("icmp", 1), "{counts:?}");
+    // The socket still receives and answers.
+    udp.send_to(b"PING after", edge.udp_addrs()[0]).unwrap();
+    assert_eq!(recv_text(&udp), "PONG after");
+    edge.stop();
+}
+
+/// A stream of datagrams to a dead peer brings one ICMP error each: the core hears of
+/// it once per driver and window (item 2), every error is counted, and datagrams from
+/// others arriving meanwhile are all received and answered (none dropped, no stall).
+#[test]
+fn an_icmp_flood_for_one_peer_is_folded_and_disturbs_no_traffic() {
+    const DATAGRAMS: usize = 300;
+    const PINGS: usize = 100;
+    let (edge, seen) = start(config());
+    let dead = closed_udp_port();
+    let udp = client();
+    let other = client();
+    for round in 0..3 {
+        udp.send_to(
+            format!("UDP {dead} {}", DATAGRAMS / 3).as_bytes(),
+            edge.udp_addrs()[0],
+        )
+        .unwrap();
+        for i in 0..PINGS / 3 {
+            let ping = format!("PING {round}-{i}");
+            other.send_to(ping.as_bytes(), edge.udp_addrs()[0]).unwrap();
+        }
+    }
+    let mut pongs = 0;
+    while pongs < PINGS / 3 * 3 {
+        assert!(recv_text(&other).starts_with("PONG"));
+        pongs += 1;
+    }
+    let events = seen_within(&seen, Duration::from_millis(400));
+    let reported: Vec<_> = events
+        .iter()
+        .filter(|s| matches!(s, Seen::Unreachable(_) | Seen::TransportError(_)))
+        .collect();
+    assert!(
+        reported
+            .iter()
+            .all(|s| **s == Seen::Unreachable(udp_peer(dead))),
+        "{reported:?}"
+    );
+    // Two workers and the TCP driver, each: one at once, one folded, within 400 ms
+    // (the burst is over in a few ms).
+    assert!(
+        !reported.is_empty() && reported.len() <= 6,
+        "{} reports for one peer",
+        reported.len()
+    );
+    let icmp = edge.transport_errors().by_kind()[0].1;
+    eprintln!(
+        "{DATAGRAMS} datagrams to a dead port: {icmp} ICMP errors, {} reported to the core",
+        reported.len()
+    );
+    assert!(
+        icmp > reported.len() as u64,
+        "{icmp} ICMP errors counted, {} reported",
+        reported.len()
+    );
+    edge.stop();
+}
+
+/// A connection we opened that the peer closes, or resets, is a transport error for
+/// that peer (its requests' responses can no longer come); an inbound connection's
+/// close is not.
+#[test]
+fn an_outbound_connection_closed_or_reset_by_the_peer_is_reported() {
+    let (edge, seen) = start(config());
+    let udp = client();
+    for reset in [false, true] {
+        let target = TcpListener::bind(loopback()).unwrap();
+        let target_addr = target.local_addr().unwrap();
+        let req = format!("TCP {target_addr} OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+        udp.send_to(req.as_bytes(), edge.udp_addrs()[0]).unwrap();
+        let (mut conn, _) = target.accept().unwrap();
+        conn.set_read_timeout(Some(WAIT)).unwrap();
+        read_until(&mut conn, "sip:a");
+        if reset {
+            socket2::SockRef::from(&conn)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        drop(conn);
+        let e = wait_for(&seen, |s| matches!(s, Seen::TransportError(_)));
+        assert_eq!(
+            e,
+            Seen::TransportError(Peer {
+                transport: Transport::Tcp,
+                addr: target_addr
+            }),
+            "reset: {reset}"
+        );
+    }
+    let counts = edge.transport_errors().by_kind();
+    assert_eq!(counts[2], ("tcp_closed", 2), "{counts:?}");
+    // An inbound connection closing is not reported.
+    let mut inbound = tcp_connect(edge.tcp_addrs()[0]);
+    inbound.write_all(OPTIONS).unwrap();
+    read_until(&mut inbound, "200 OK");
+    drop(inbound);
+    let later = seen_within(&seen, Duration::from_millis(300));
+    assert!(
+        !later.iter().any(|s| matches!(s, Seen::TransportError(_))),
+        "{later:?}"
+    );
+    edge.stop();
+}
+
+/// ICMPv6 port unreachable (IPV6_RECVERR) is reported like ICMP over IPv4.
+#[test]
+fn icmpv6_port_unreachable_is_reported_when_ipv6_is_available() {
+    let v6: SocketAddr = "[::1]:0".parse().unwrap();
+    let Ok(probe) = UdpSocket::bind(v6) else {
+        return; // no IPv6 on this machine
+    };
+    let dead = probe.local_addr().unwrap();
+    drop(probe);
+    let (edge, seen) = start(EdgeConfig {
+        udp: vec![v6],
+        tcp: vec![],
+        ..config()
+    });
+    let s = UdpSocket::bind(v6).unwrap();
+    s.send_to(format!("UDP {dead} 1").as_bytes(), edge.udp_addrs()[0])
+        .unwrap();
+    let e = wait_for(&seen, |s| {
+        matches!(s, Seen::Unreachable(_) | Seen::TransportError(_))
+    });
+    assert_eq!(e, Seen::Unreachable(udp_peer(dead)));
+    edge.stop();
 }

@@ -142,8 +142,13 @@ fn arm_registrar(cx: &mut Ctx<'_>) {
 }
 
 pub(crate) fn handle_transport_error(state: &State, shard: &mut Shard, now: Instant, peer: Peer) {
-    let mut cx = Ctx { state, shard, now };
     state.registrar.transport_failed(peer);
+    fail_client_transactions(state, shard, now, peer);
+}
+
+/// §16.9: every pending client transaction towards `peer` sees a 503.
+pub(crate) fn fail_client_transactions(state: &State, shard: &mut Shard, now: Instant, peer: Peer) {
+    let mut cx = Ctx { state, shard, now };
     // Rare event: a scan of the client index is fine, and no map guard is held while
     // a transaction is locked.
     let hit: Vec<_> = state

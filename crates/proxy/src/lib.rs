@@ -142,6 +142,14 @@ impl Proxy {
         engine::handle_transport_error(&self.state, shard, now, peer)
     }
 
+    /// An ICMP error for a datagram sent to `peer` (port, host or network unreachable):
+    /// its client transactions see a 503 as for a transport error, but registrations are
+    /// not touched: for UDP anyone who can guess the addresses can forge one, and a
+    /// binding is only ever dropped by its own keep-alives going unanswered.
+    pub fn handle_unreachable(&self, shard: &mut Shard, now: Instant, peer: Peer) {
+        engine::fail_client_transactions(&self.state, shard, now, peer)
+    }
+
     /// Sizes of the transaction and call tables (leak tests, metrics).
     pub fn stats(&self) -> Stats {
         self.state.stats()

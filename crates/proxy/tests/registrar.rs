@@ -404,3 +404,48 @@ fn a_register_flood_from_one_source_is_cut_by_the_rate_limit() {
     let out = h.feed(udp(PBX), &register("ok", 1, "office1", CONTACT));
     assert_eq!(status(&out[0]), Some(401));
 }
+
+/// Issue 17: ICMP errors for a registered PBX's address (which anyone who can guess the
+/// addresses can forge for UDP) never count against its binding, and with nothing pending
+/// they change nothing; a call waiting on that address fails at once (a 503 for the
+/// branch, relayed as 500). A send failure (`handle_transport_error`) does count, as before.
+#[test]
+fn icmp_errors_never_touch_a_binding_and_fail_only_what_is_pending() {
+    let mut h = harness();
+    registered(&mut h, ("office1", "s3cret"), "r1", CONTACT);
+    for _ in 0..10 {
+        h.proxy.handle_unreachable(&mut h.shard, h.now, udp(PBX));
+    }
+    assert!(h.drain().is_empty(), "nothing pending: nothing sent");
+    // Past the next keep-alive scan, which drops bindings with 3 failures.
+    h.advance_by(31_000);
+    assert_eq!(h.proxy.registrations(h.now).len(), 1, "binding kept");
+    let stats = h.proxy.stats();
+
+    let out = h.feed(udp(CARRIER), &carrier_invite("c1", DID));
+    assert_eq!(invites(&out).len(), 1);
+    h.proxy.handle_unreachable(&mut h.shard, h.now, udp(PBX));
+    let out = h.drain();
+    let up: Vec<_> = out.iter().filter(|t| t.to == udp(CARRIER)).collect();
+    assert_eq!(
+        up.len(),
+        1,
+        "{:?}",
+        out.iter().map(text).collect::<Vec<_>>()
+    );
+    assert_eq!(status(up[0]), Some(500));
+    assert_eq!(h.proxy.registrations(h.now).len(), 1, "binding kept");
+    // An ICMP error for a peer nobody calls touches no transaction.
+    h.proxy
+        .handle_unreachable(&mut h.shard, h.now, udp("198.51.100.9:5060"));
+    assert!(h.drain().is_empty());
+    assert!(h.proxy.stats().client_transactions <= stats.client_transactions + 1);
+
+    // Send failures, by contrast, are the binding's own failures (keep-alive count).
+    for _ in 0..3 {
+        h.proxy
+            .handle_transport_error(&mut h.shard, h.now, udp(PBX));
+    }
+    h.advance_by(31_000);
+    assert!(h.proxy.registrations(h.now).is_empty());
+}

@@ -10,7 +10,7 @@ use tokio::time::{sleep, Instant};
 use trunkstore_api::{Api, ApiOptions, MetricsSource, Store, WATCH_INTERVAL};
 use trunkstore_config::{Catalog, LogFormat, Settings};
 use trunkstore_edge::cdr::{CdrSink, CdrWriter};
-use trunkstore_edge::{Core, Edge, EdgeConfig};
+use trunkstore_edge::{Core, Edge, EdgeConfig, TransportErrors};
 use trunkstore_proxy::auth::ProtectionStats;
 use trunkstore_proxy::{Proxy, ProxyConfig};
 use trunkstore_routing::{Router, Snapshot};
@@ -68,7 +68,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
     }
     let serving = Arc::new(AtomicBool::new(true));
     let store = Arc::new(Store::new(catalog, router));
-    let api = match start_api(&settings, store, &proxy, &serving) {
+    let api = match start_api(&settings, store, &proxy, &serving, edge.transport_errors()) {
         Ok(api) => api,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the admin API");
@@ -180,13 +180,18 @@ fn start_api(
     store: Arc<Store>,
     proxy: &Arc<Proxy>,
     serving: &Arc<AtomicBool>,
+    transport_errors: Arc<TransportErrors>,
 ) -> std::io::Result<Api> {
     let serving = serving.clone();
     let source = ProxyMetrics(proxy.clone());
+    let edge = move |out: &mut String| render_transport_errors(out, &transport_errors);
     Api::start(ApiOptions {
         store,
         settings: settings.clone(),
-        sources: vec![Arc::new(source) as Arc<dyn MetricsSource>],
+        sources: vec![
+            Arc::new(source) as Arc<dyn MetricsSource>,
+            Arc::new(edge) as Arc<dyn MetricsSource>,
+        ],
         healthy: Box::new(move || serving.load(Ordering::Relaxed)),
         watch_interval: Some(WATCH_INTERVAL),
         registrations: Some(Arc::new(crate::registrations::Source(proxy.clone()))),
@@ -251,6 +256,24 @@ fn render_media_instances(out: &mut String, instances: &[(std::net::SocketAddr, 
             out,
             "trunkstore_media_instance_up{{address=\"{address}\"}} {}",
             u8::from(*up)
+        );
+    }
+}
+
+/// `trunkstore_transport_errors_total{kind}`: transport errors the edge saw and reported
+/// to the core (behaviour.md §4.5, §7).
+fn render_transport_errors(out: &mut String, errors: &TransportErrors) {
+    use std::fmt::Write as _;
+    trunkstore_api::metrics::header(
+        out,
+        "trunkstore_transport_errors_total",
+        "counter",
+        "Transport errors reported to the core (failing the transactions towards that peer), by kind.",
+    );
+    for (kind, n) in errors.by_kind() {
+        let _ = writeln!(
+            out,
+            "trunkstore_transport_errors_total{{kind=\"{kind}\"}} {n}"
         );
     }
 }
