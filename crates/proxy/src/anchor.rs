@@ -179,6 +179,22 @@ pub(crate) fn on_timeouts(cx: &mut Ctx<'_>) -> Vec<Done> {
         return Vec::new();
     };
     let expired = relay.on_timeout(cx.now);
+    expire(cx, expired)
+}
+
+/// An ICMP error for a datagram sent to `to`: when it is an rtpengine instance, it is
+/// down at once and its requests go to the next one (or fail) without waiting for their
+/// retries. Returns the requests that failed.
+pub(crate) fn on_unreachable(cx: &mut Ctx<'_>, to: std::net::SocketAddr) -> Vec<Done> {
+    let Some(relay) = cx.state.media.as_ref().filter(|m| m.is_instance(to)) else {
+        return Vec::new();
+    };
+    tracing::warn!(instance = %to, "rtpengine unreachable (ICMP): skipped");
+    let expired = relay.on_unreachable(to, cx.now);
+    expire(cx, expired)
+}
+
+fn expire(cx: &mut Ctx<'_>, expired: crate::media::relay::Expired) -> Vec<Done> {
     for d in expired.resend {
         transmit(cx, d.to, d.data);
     }

@@ -149,6 +149,9 @@ pub(crate) fn handle_transport_error(state: &State, shard: &mut Shard, now: Inst
 /// §16.9: every pending client transaction towards `peer` sees a 503.
 pub(crate) fn fail_client_transactions(state: &State, shard: &mut Shard, now: Instant, peer: Peer) {
     let mut cx = Ctx { state, shard, now };
+    for done in crate::anchor::on_unreachable(&mut cx, peer.addr) {
+        media_done(&mut cx, done);
+    }
     // Rare event: a scan of the client index is fine, and no map guard is held while
     // a transaction is locked.
     let hit: Vec<_> = state

@@ -637,3 +637,23 @@ fn a_forged_ng_reply_from_elsewhere_changes_nothing() {
     let out = h.feed_bytes(udp(RTPE), ng[0].ok(Some(&relayed_sdp(30000))));
     assert_eq!(sip(&out)[0].to, udp(SERVER));
 }
+
+#[test]
+fn an_icmp_error_from_rtpengine_fails_the_offer_at_once() {
+    let mut h = proxy();
+    let out = h.feed(udp(CARRIER), &invite_sdp("u1"));
+    assert_eq!(ng_requests(&out).len(), 1);
+    // The edge read an ICMP port unreachable for the datagram sent to rtpengine.
+    h.proxy.handle_unreachable(&mut h.shard, h.now, udp(RTPE));
+    let out = h.drain();
+    let up = sip(&out);
+    assert_eq!(status(&up[0]), Some(503), "no wait for the retries");
+    assert!(text(&up[0]).starts_with("SIP/2.0 503 Media Relay Unavailable\r\n"));
+    assert_eq!(h.proxy.media_instances(h.now), vec![(addr(RTPE), false)]);
+    assert_eq!(
+        h.proxy
+            .metrics()
+            .media_requests("offer", NgOutcome::Timeout),
+        1
+    );
+}

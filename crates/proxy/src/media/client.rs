@@ -249,6 +249,42 @@ impl NgClient {
         events
     }
 
+    /// The instance at `address` is unreachable (an ICMP error for a request sent to it):
+    /// it is down now, and every request waiting on it moves on at once, as if its
+    /// retries had run out (to the next instance, or failed).
+    pub(crate) fn on_unreachable(&mut self, address: SocketAddr, now: Instant) -> Vec<Event> {
+        let Some(idx) = self
+            .members
+            .iter()
+            .position(|m| m.instance.address == address)
+        else {
+            return Vec::new();
+        };
+        let waiting: Vec<Cookie> = self
+            .pending
+            .iter()
+            .filter(|(_, r)| matches!(r, Request::Waiting { instance, .. } if *instance == idx))
+            .map(|(c, _)| *c)
+            .collect();
+        self.members[idx].health = Health::Down {
+            until: now + self.config.down_for,
+        };
+        let mut events = Vec::new();
+        for cookie in waiting {
+            if let Some(Request::Waiting {
+                tries_left,
+                deadline,
+                ..
+            }) = self.pending.get_mut(&cookie)
+            {
+                self.deadlines.remove(&(*deadline, cookie));
+                *tries_left = 0;
+            }
+            events.extend(self.expire(cookie, now));
+        }
+        events
+    }
+
     /// The call is over: its pinning is dropped (requests still in flight run out).
     pub(crate) fn forget(&mut self, call_key: u64) {
         self.pinned.remove(&call_key);
@@ -411,6 +447,35 @@ mod tests {
         (0..1000)
             .find(|k| c.choose(*k, &[], now) == Some(want))
             .unwrap()
+    }
+
+    #[test]
+    fn an_unreachable_instance_fails_over_at_once_and_stays_down() {
+        let t0 = Instant::now();
+        let mut c = client(&[(2223, 1), (2224, 1)]);
+        let key = key_for(&c, 0, t0);
+        let s = c.request(key, &ng::ping(), t0).unwrap();
+        assert_eq!(s.to, addr(2223));
+        // An ICMP error for another address changes nothing.
+        assert!(c.on_unreachable(addr(9999), t0).is_empty());
+        let ev = c.on_unreachable(addr(2223), t0 + MS);
+        assert!(
+            matches!(&ev[..], [Event::Failover { to, .. }] if *to == addr(2224)),
+            "{ev:?}"
+        );
+        assert!(!c.is_up(addr(2223), t0 + MS));
+        assert_eq!(
+            c.request(key, &ng::ping(), t0 + 2 * MS).unwrap().to,
+            addr(2224)
+        );
+        // The last instance unreachable too: the request fails now, not after its retries.
+        let ev = c.on_unreachable(addr(2224), t0 + 3 * MS);
+        assert_eq!(ev.len(), 2);
+        assert!(
+            ev.iter().all(|e| matches!(e, Event::Failed { .. })),
+            "{ev:?}"
+        );
+        assert_eq!(c.sizes().0, 0);
     }
 
     #[test]

@@ -206,8 +206,22 @@ impl MediaRelay {
         if inner.client.poll_timeout().is_none_or(|at| at > now) {
             return Expired::default();
         }
+        let events = inner.client.on_timeout(now);
+        self.settle(&mut inner, events)
+    }
+
+    /// An ICMP error for a request sent to `address`: that instance is down now and its
+    /// requests move on at once (the next instance, or failed).
+    pub(crate) fn on_unreachable(&self, address: SocketAddr, now: Instant) -> Expired {
+        let mut inner = self.lock();
+        let events = inner.client.on_unreachable(address, now);
+        self.settle(&mut inner, events)
+    }
+
+    /// What the client's events ask for, the requests that failed taken off the list.
+    fn settle(&self, inner: &mut Inner, events: Vec<Event>) -> Expired {
         let mut out = Expired::default();
-        for event in inner.client.on_timeout(now) {
+        for event in events {
             match event {
                 Event::Resend { to, data, .. } | Event::Failover { to, data, .. } => {
                     out.resend.push(Datagram { to, data })
@@ -224,7 +238,7 @@ impl MediaRelay {
                 }
             }
         }
-        self.publish(&inner);
+        self.publish(inner);
         out
     }
 
