@@ -274,9 +274,9 @@ fn wants_answer(t: &ProxyTxn, msg: &Message) -> bool {
     t.media.as_ref().is_some_and(|m| m.offer_sdp().is_some()) && crate::anchor::has_sdp(msg)
 }
 
-/// Holds a response until rtpengine answers its SDP. A copy of one already answered goes
-/// up with the same rewrite at once; a copy of one still waiting is dropped (the reply
-/// relays the first).
+/// Holds a response until rtpengine answers its SDP. One whose To tag and SDP were
+/// answered already (a copy, or a 200 repeating its 183's SDP) goes up with the same
+/// rewrite at once; a copy of one still waiting is dropped (the reply relays the first).
 fn hold(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) -> Option<BranchEnd> {
     let m = t.media.as_deref()?;
     let tag = crate::sipview::to_tag(&msg).unwrap_or(b"");
@@ -286,7 +286,7 @@ fn hold(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) -> Option<
         .find(|a| a.to_tag == tag && a.sdp == msg.body())
         .map(|a| a.rewritten.clone());
     if let Some(sdp) = done {
-        cx.state.metrics.retransmission_received();
+        // A copy, or a 200 whose SDP is its 183's: rtpengine would answer the same.
         let msg = with_body(cx, &msg, &sdp)?;
         return forward_held(cx, t, idx, msg);
     }
