@@ -1,7 +1,7 @@
 //! RFC 2782's order of SRV records: ascending priority, and within one priority a
 //! weighted random order, drawn from a seeded generator so that tests are deterministic.
 
-use super::Srv;
+use super::values::Srv;
 
 /// A small seeded generator (SplitMix64): the weighted order needs fairness, not secrecy.
 #[derive(Debug, Clone)]
