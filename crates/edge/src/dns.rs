@@ -299,7 +299,8 @@ fn resolver(settings: &trunkstore_config::Dns) -> Result<TokioResolver, DnsError
         (config, opts)
     };
     opts.timeout = Duration::from_millis(u64::from(settings.timeout_ms));
-    opts.attempts = settings.attempts as usize;
+    // hickory's `attempts` counts retries after the first send; ours counts sends.
+    opts.attempts = settings.attempts.saturating_sub(1) as usize;
     // Our cache (Dns::cache) is the only one.
     opts.cache_size = 0;
     opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;

@@ -44,31 +44,13 @@ impl Dnsmasq {
         fs::write(dir.join("hosts"), hosts).unwrap();
         for _ in 0..5 {
             let port = free_port();
-            let log = fs::File::create(dir.join("dnsmasq.log")).unwrap();
-            let child = Command::new(dnsmasq_binary())
-                .arg("--no-daemon")
-                .arg("--log-facility=-")
-                .arg("--log-queries")
-                .arg(format!(
-                    "--conf-file={}",
-                    dir.join("dnsmasq.conf").display()
-                ))
-                .args(["--no-resolv", "--no-poll", "--no-hosts"])
-                .arg(format!("--addn-hosts={}", dir.join("hosts").display()))
-                .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
-                .arg(format!("--port={port}"))
-                .args(["--local=/test/", "--local-ttl=1"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("dnsmasq starts");
+            let seen = started_lines(dir);
             let mut server = Dnsmasq {
-                child,
+                child: spawn(dir, port),
                 port,
                 dir: dir.to_path_buf(),
             };
-            if server.wait_started() {
+            if server.wait_started(seen) {
                 return server;
             }
         }
@@ -78,14 +60,26 @@ impl Dnsmasq {
         );
     }
 
-    /// True once the log says it started; false if it exited (port taken).
-    fn wait_started(&mut self) -> bool {
+    /// Stops dnsmasq and starts it again on the same port with `conf` (SRV and NAPTR
+    /// records are read only at start).
+    fn restart(&mut self, conf: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        fs::write(self.dir.join("dnsmasq.conf"), conf).unwrap();
+        let seen = started_lines(&self.dir);
+        self.child = spawn(&self.dir, self.port);
+        assert!(self.wait_started(seen), "dnsmasq restart: {}", self.log());
+    }
+
+    /// True once the log says it started (one more "started" line than `seen`); false if
+    /// it exited (port taken).
+    fn wait_started(&mut self, seen: usize) -> bool {
         let deadline = Instant::now() + START_LIMIT;
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {
                 return false;
             }
-            if self.log().contains("started, version") {
+            if started_lines(&self.dir) > seen {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -141,6 +135,41 @@ impl Drop for Dnsmasq {
             eprintln!("--- dnsmasq.log ---\n{}", self.log());
         }
     }
+}
+
+/// dnsmasq's "started" lines in its log so far (the log is appended across restarts).
+fn started_lines(dir: &Path) -> usize {
+    fs::read_to_string(dir.join("dnsmasq.log"))
+        .unwrap_or_default()
+        .matches("started, version")
+        .count()
+}
+
+/// dnsmasq in the foreground on `port`, its log (appended) in `dir` (module doc).
+fn spawn(dir: &Path, port: u16) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dnsmasq.log"))
+        .unwrap();
+    Command::new(dnsmasq_binary())
+        .arg("--no-daemon")
+        .arg("--log-facility=-")
+        .arg("--log-queries")
+        .arg(format!(
+            "--conf-file={}",
+            dir.join("dnsmasq.conf").display()
+        ))
+        .args(["--no-resolv", "--no-poll", "--no-hosts"])
+        .arg(format!("--addn-hosts={}", dir.join("hosts").display()))
+        .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
+        .arg(format!("--port={port}"))
+        .args(["--local=/test/", "--local-ttl=1"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("dnsmasq starts")
 }
 
 /// dnsmasq: missing is a failure, never a skip (as SIPp and rtpengine in the e2e tests).
@@ -345,4 +374,26 @@ async fn a_changed_record_is_picked_up_after_its_ttl() {
     let second = dns.resolve(&moving).await.unwrap();
     assert_eq!(second.hops, vec![hop("127.0.0.6:5060", Transport::Udp)]);
     assert!(second.expires > first.expires);
+}
+
+#[tokio::test]
+async fn a_changed_srv_record_is_picked_up_after_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Dnsmasq::start(dir.path(), CONF, "");
+    let dns = dns_for(server.addr());
+    let first = dns.resolve(&target("carrier.test")).await.unwrap();
+    assert_eq!(first.hops[0], hop("127.0.0.2:5081", Transport::Udp));
+
+    // gw2 moves ahead of gw1 (priority 5); the config file is read only at start.
+    let swapped = CONF.replace("gw2.carrier.test,5082,20,0", "gw2.carrier.test,5082,5,0");
+    server.restart(&swapped);
+    tokio::time::sleep_until((first.expires + Duration::from_millis(50)).into()).await;
+    let second = dns.resolve(&target("carrier.test")).await.unwrap();
+    assert_eq!(
+        second.hops,
+        vec![
+            hop("127.0.0.3:5082", Transport::Udp),
+            hop("127.0.0.2:5081", Transport::Udp)
+        ]
+    );
 }
