@@ -44,6 +44,11 @@ if ! command -v rtpengine >/dev/null 2>&1; then
         rtpengine-recording-nfs-mount
 fi
 
+# DNS tests start their own dnsmasq in the foreground on a loopback port
+# (crates/edge/tests/dns.rs). dnsmasq-base is the binary alone: no service is installed
+# or started (the `dnsmasq` package would add one answering on port 53).
+install_for_tests dnsmasq dnsmasq-base
+
 # cargo's last line is its last (often empty) doc-test run, so close with the total over
 # every test binary.
 log=$(mktemp)

@@ -47,9 +47,9 @@ pub use files::{document_path, read_json, relative_document_path};
 pub use numbers::NumberFormat;
 pub use secret::Secret;
 pub use settings::{
-    Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, FailoverOn, FailoverTrigger, Gateway,
-    Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media, MediaFailure,
-    Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Transport,
+    Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, Dns, FailoverOn, FailoverTrigger,
+    Gateway, Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media,
+    MediaFailure, Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Transport,
     DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{

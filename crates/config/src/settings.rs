@@ -77,6 +77,40 @@ pub struct Settings {
     pub registrar: Registrar,
     /// `media`: rtpengine instances that anchor the media of calls (issue 16).
     pub media: Media,
+    /// `dns`: the resolver locating SIP servers by name (RFC 3263, issue 17).
+    pub dns: Dns,
+}
+
+/// `dns`: how names the proxy sends to are resolved (RFC 3263: NAPTR, SRV, A/AAAA) and how
+/// long the answers are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// `servers`: DNS servers, `ip:port`, asked in order (`[]`, the default: the system's,
+    /// from /etc/resolv.conf).
+    pub servers: Vec<SocketAddr>,
+    /// `timeout_ms`: wait for one answer before asking again (2000).
+    pub timeout_ms: u32,
+    /// `attempts`: times one query is sent before it counts as failed (2).
+    pub attempts: u32,
+    /// `negative_ttl_secs`: seconds a failed or NXDOMAIN resolution is kept (30).
+    pub negative_ttl_secs: u32,
+    /// `min_ttl_secs`: a resolution is kept at least this long, whatever its TTL (0).
+    pub min_ttl_secs: u32,
+    /// `max_ttl_secs`: and at most this long (3600).
+    pub max_ttl_secs: u32,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            servers: Vec::new(),
+            timeout_ms: 2000,
+            attempts: 2,
+            negative_ttl_secs: 30,
+            min_ttl_secs: 0,
+            max_ttl_secs: 3600,
+        }
+    }
 }
 
 /// `media`: the rtpengine instances driven over the NG control protocol, and what a call
@@ -674,6 +708,7 @@ const KEYS: &[&str] = &[
     "data_dir",
     "registrar",
     "media",
+    "dns",
 ];
 
 impl Settings {
@@ -737,6 +772,7 @@ impl Settings {
             ),
             registrar: registrar(&mut w, root),
             media: media(&mut w, root),
+            dns: dns(&mut w, root),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1496,6 +1532,74 @@ fn rtpengines(w: &mut Walker, obj: &Map<String, Value>) -> Vec<RtpEngine> {
     out
 }
 
+fn dns(w: &mut Walker, root: &Map<String, Value>) -> Dns {
+    let d = Dns::default();
+    let known = [
+        "servers",
+        "timeout_ms",
+        "attempts",
+        "negative_ttl_secs",
+        "min_ttl_secs",
+        "max_ttl_secs",
+    ];
+    let Some(obj) = sub_object(w, root, "dns", &known) else {
+        return d;
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "dns", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    // A call waits for its DNS: an answer later than a minute is no use to an INVITE.
+    let timeout_ms = get("timeout_ms", 1, 60_000, d.timeout_ms);
+    let attempts = get("attempts", 1, 10, d.attempts);
+    let negative_ttl_secs = get("negative_ttl_secs", 0, 86_400, d.negative_ttl_secs);
+    let min_ttl_secs = get("min_ttl_secs", 0, 86_400, d.min_ttl_secs);
+    let max_ttl_secs = get("max_ttl_secs", 0, 7 * 86_400, d.max_ttl_secs);
+    if min_ttl_secs > max_ttl_secs {
+        w.error(
+            "dns.min_ttl_secs",
+            "maximum",
+            format!("{min_ttl_secs} is above dns.max_ttl_secs ({max_ttl_secs})"),
+            Some(json!(max_ttl_secs)),
+            Some(json!(min_ttl_secs)),
+        );
+    }
+    Dns {
+        servers: dns_servers(w, obj),
+        timeout_ms,
+        attempts,
+        negative_ttl_secs,
+        min_ttl_secs,
+        max_ttl_secs,
+    }
+}
+
+fn dns_servers(w: &mut Walker, obj: &Map<String, Value>) -> Vec<SocketAddr> {
+    let path = "dns.servers";
+    let Some(list) = Walker::field(obj, "servers").and_then(|v| w.array(v, path)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let item = join(path, i);
+        let Some(address) = socket_addr(w, v, &item) else {
+            continue;
+        };
+        if let Some(first) = out.iter().position(|o| *o == address) {
+            w.error(
+                &item,
+                "unique",
+                format!("{address} is already listed as dns.servers.{first}"),
+                Some(json!(format!("dns.servers.{first}"))),
+                Some(json!(address.to_string())),
+            );
+            continue;
+        }
+        out.push(address);
+    }
+    out
+}
+
 fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
     let d = Limits::default();
     let known = [
@@ -2012,6 +2116,91 @@ mod media_tests {
             (json!({"media": {"on_failure": "drop"}}), "media.on_failure"),
         ] {
             let errors = error_paths(v.clone());
+            assert!(errors.contains(path), "{v}: {errors}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod dns_tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Settings, ValidationErrors> {
+        Settings::from_value(&v, Path::new("/"))
+    }
+
+    #[test]
+    fn dns_defaults_to_the_system_resolver() {
+        let d = parse(json!({})).unwrap().dns;
+        assert_eq!(d, Dns::default());
+        assert!(d.servers.is_empty());
+        assert_eq!((d.timeout_ms, d.attempts), (2000, 2));
+        assert_eq!(
+            (d.negative_ttl_secs, d.min_ttl_secs, d.max_ttl_secs),
+            (30, 0, 3600)
+        );
+    }
+
+    #[test]
+    fn dns_keys_are_read() {
+        let d = parse(json!({"dns": {
+            "servers": ["127.0.0.1:5353", "[::1]:53"],
+            "timeout_ms": 500,
+            "attempts": 1,
+            "negative_ttl_secs": 0,
+            "min_ttl_secs": 1,
+            "max_ttl_secs": 60
+        }}))
+        .unwrap()
+        .dns;
+        assert_eq!(
+            d.servers,
+            vec![
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!((d.timeout_ms, d.attempts), (500, 1));
+        assert_eq!(
+            (d.negative_ttl_secs, d.min_ttl_secs, d.max_ttl_secs),
+            (0, 1, 60)
+        );
+    }
+
+    #[test]
+    fn dns_keys_are_validated_with_field_paths() {
+        for (v, path) in [
+            (json!({"dns": 1}), "dns"),
+            (json!({"dns": {"server": []}}), "dns.server"),
+            (json!({"dns": {"servers": "127.0.0.1:53"}}), "dns.servers"),
+            (json!({"dns": {"servers": ["127.0.0.1"]}}), "dns.servers.0"),
+            (
+                json!({"dns": {"servers": ["ns.example:53"]}}),
+                "dns.servers.0",
+            ),
+            (
+                json!({"dns": {"servers": ["127.0.0.1:53", "127.0.0.1:53"]}}),
+                "dns.servers.1",
+            ),
+            (json!({"dns": {"timeout_ms": 0}}), "dns.timeout_ms"),
+            (json!({"dns": {"timeout_ms": 60_001}}), "dns.timeout_ms"),
+            (json!({"dns": {"attempts": 0}}), "dns.attempts"),
+            (json!({"dns": {"attempts": 11}}), "dns.attempts"),
+            (
+                json!({"dns": {"negative_ttl_secs": -1}}),
+                "dns.negative_ttl_secs",
+            ),
+            (json!({"dns": {"min_ttl_secs": 86_401}}), "dns.min_ttl_secs"),
+            (
+                json!({"dns": {"max_ttl_secs": 604_801}}),
+                "dns.max_ttl_secs",
+            ),
+            (
+                json!({"dns": {"min_ttl_secs": 10, "max_ttl_secs": 5}}),
+                "dns.min_ttl_secs",
+            ),
+        ] {
+            let errors = format!("{:?}", parse(v.clone()).expect_err("must be rejected"));
             assert!(errors.contains(path), "{v}: {errors}");
         }
     }

@@ -48,13 +48,14 @@
 
 // Layers, bottom up (a module only uses those above it in this list; the workspace's
 // crates/trunkstore/tests/layering.rs fails on any import loop):
-// sys, rcvtimeo, linger, core, cdr, errors: no other module of the crate;
+// sys, rcvtimeo, linger, core, cdr, errors, dns: no other module of the crate;
 // udp, tcp: sockets and connections;
 // outbound: sending through them;
 // drive: the only caller of a shard's handle_* and poll_*;
 // udp_worker, tcp_driver: the threads and the task that own a driver.
 pub mod cdr;
 mod core;
+pub mod dns;
 mod drive;
 mod errors;
 mod linger;

@@ -20,7 +20,8 @@
 //! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
 //!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
 //!    `timerq`, `trunks`, `media` (rtpengine's NG protocol and the client choosing an
-//!    instance), `registrar` (bindings of REGISTERed servers).
+//!    instance), `registrar` (bindings of REGISTERed servers), `dns` (RFC 3263 server
+//!    location as a plain-value machine the edge drives with a real resolver).
 //! 2. **Settings and wire reads**: `auth`, `config`, `sides` (our Via and Record-Route
 //!    per listener, RFC 5658), `sipview`, `callerid`, `metrics`.
 //! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
@@ -55,6 +56,7 @@ mod carriers;
 pub mod config;
 mod context;
 mod dialled;
+pub mod dns;
 mod engine;
 pub mod error;
 mod failover;

@@ -22,6 +22,7 @@ const ORDER: &[&str] = &[
     "trunks",
     "media",
     "registrar",
+    "dns",
     // 2. Settings and wire reads.
     "auth",
     "config",
