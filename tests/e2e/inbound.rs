@@ -657,3 +657,52 @@ fn ported_and_escaped_numbers_reach_the_did() {
     ));
     scene.finish(results);
 }
+
+/// RFC 3263 within one attempt: the failover URI names `pbx.test` (no port, no
+/// transport: NAPTR, then SRV), whose SRV records point at two SIPp PBXs (priority 10
+/// answers 503, priority 20 answers 200). Each call fails over once (the primary's port
+/// is closed), the failover attempt goes to the first SRV target, then to the second
+/// within the same attempt, and completes there.
+#[test]
+fn a_failover_named_by_dns_tries_its_srv_targets_in_order() {
+    const CALLS: usize = 3;
+    let (first, second) = (free_port(), free_port());
+    let dir = crate::harness::TestDir::new("dns-srv-dnsmasq");
+    let conf = format!(
+        "srv-host=_sip._udp.pbx.test,gw1.test,{first},10,0\nsrv-host=_sip._udp.pbx.test,gw2.test,{second},20,0\n"
+    );
+    let server = crate::dns::Dnsmasq::start(&dir, &conf, "127.0.0.1 gw1.test gw2.test\n");
+    let mut p = pbx(json!({}));
+    p.failover_sip = Some(format!("sip:{BACKUP_USER}@pbx.test"));
+    let settings = [("dns".to_string(), crate::dns::dns_settings(&server))]
+        .into_iter()
+        .collect();
+    let scene = Scene::start_with("dns-srv", std::slice::from_ref(&p), settings, json!({}));
+    let refuses = uas(&scene, "gw1", "uas-unavailable.xml", first, CALLS as u64);
+    let answers = crate::sipp::Uas::start_with(
+        &scene.dir,
+        "gw2",
+        "uas-answer-named.xml",
+        second,
+        CALLS as u64,
+        60,
+        &["-key", "named_host", "pbx.test"],
+    );
+    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let n = CALLS as u64;
+    let metrics = check_metrics(
+        &scene,
+        &[
+            // One failover per call: the SRV targets are one attempt.
+            ("trunkstore_failovers_total{reason=\"transport\"}", n),
+            ("trunkstore_failovers_total{reason=\"response\"}", 0),
+        ],
+    );
+    scene.finish(vec![
+        run,
+        metrics,
+        refuses.finish(UAS_FINISH),
+        answers.finish(UAS_FINISH),
+    ]);
+    drop(server);
+}

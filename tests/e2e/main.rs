@@ -10,6 +10,7 @@
 mod api;
 mod baresip;
 mod config;
+mod dns;
 mod harness;
 mod hostile;
 mod inbound;

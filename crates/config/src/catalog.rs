@@ -208,25 +208,26 @@ impl Catalog {
     }
 
     /// Warnings that do not stop the proxy: what it will do differently from what the
-    /// configuration asks, one line each as `<file>: <dotted path>: ...` (`settings` for
-    /// the settings file): servers or DIDs asking for `media_handling: process` when no
-    /// rtpengine is configured, and targets named by a hostname (the proxy does no DNS
-    /// yet, issue 17: calls to them fail at once).
+    /// configuration asks, one line each as `<file>: <dotted path>: ...`: servers or DIDs
+    /// asking for `media_handling: process` when no rtpengine is configured. Names that do
+    /// not resolve are warned about by `trunkstore check`, which resolves
+    /// [`Catalog::named_targets`].
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = self.media_warnings();
-        out.extend(self.hostname_warnings());
-        out
+        self.media_warnings()
     }
 
-    /// Carrier gateways and `failover.sip` URIs whose host is not an IP literal.
-    fn hostname_warnings(&self) -> Vec<String> {
+    /// Every target named by DNS (carrier gateways, `failover.sip` URIs), with the place
+    /// it is written (`settings: carriers.0.gateways.1.host`, `<file>: servers.0.options.failover.sip`).
+    pub fn named_targets(&self) -> Vec<NamedTarget> {
         let mut out = Vec::new();
         for (i, carrier) in self.settings.carriers.iter().enumerate() {
             for (j, gw) in carrier.gateways.iter().enumerate() {
                 if let crate::settings::Host::Name(name) = &gw.host {
-                    out.push(format!(
-                        "settings: carriers.{i}.gateways.{j}.host: \"{name}\" is a hostname: the proxy does no DNS yet, so calls to this gateway fail at once and go to the next one"
-                    ));
+                    out.push(NamedTarget {
+                        place: format!("settings: carriers.{i}.gateways.{j}.host"),
+                        uri: format!("sip:{name}:{};transport={}", gw.port, gw.transport.as_str()),
+                        host: name.clone(),
+                    });
                 }
             }
         }
@@ -240,16 +241,17 @@ impl Catalog {
                 });
                 let levels = std::iter::once((format!("servers.{}.options", server.index), own));
                 for (path, failover) in levels.chain(dids) {
-                    let Some(host) = failover
-                        .and_then(|f| f.sip.as_deref())
-                        .and_then(sip_hostname)
-                    else {
+                    let Some(uri) = failover.and_then(|f| f.sip.as_deref()) else {
                         continue;
                     };
-                    out.push(format!(
-                        "{}: {path}.failover.sip: \"{host}\" is a hostname: the proxy does no DNS yet, so this failover fails at once (480)",
-                        file.display()
-                    ));
+                    let Some(host) = sip_hostname(uri) else {
+                        continue;
+                    };
+                    out.push(NamedTarget {
+                        place: format!("{}: {path}.failover.sip", file.display()),
+                        host: host.to_string(),
+                        uri: uri.to_string(),
+                    });
                 }
             }
         }
@@ -294,6 +296,17 @@ impl Catalog {
         }
         out
     }
+}
+
+/// A target named by DNS, and where the configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedTarget {
+    /// `<file>: <dotted path>` (`settings` for the settings file).
+    pub place: String,
+    /// The name.
+    pub host: String,
+    /// The target as a SIP URI (a gateway's port and transport written in).
+    pub uri: String,
 }
 
 /// The host of a `sip:`/`sips:` URI when it is a name, not an IP literal.

@@ -35,7 +35,7 @@ mod targets;
 mod validate;
 mod walk;
 
-pub use catalog::{Catalog, DidMatch, Summary};
+pub use catalog::{Catalog, DidMatch, NamedTarget, Summary};
 pub use claims::DidRef;
 pub use document::{
     merged_sip_headers, Account, Auth, AuthMethod, CallOptions, CallerId, Did, DidOptions,

@@ -51,13 +51,13 @@ fn with_an_rtpengine_there_is_nothing_to_warn_about() {
     assert!(c.warnings().is_empty());
 }
 
-/// Issue 17 item 5: a hostname the proxy cannot resolve (it does no DNS yet) is a warning
-/// naming the place, not an error; IP literals are not mentioned.
+/// Issue 17 item 5: every target named by DNS is listed with its place (`check`
+/// resolves them and warns about those that do not resolve); IP literals are not.
 #[test]
-fn hostnames_are_warnings_naming_each_place() {
+fn named_targets_are_listed_with_their_place() {
     let settings = Settings::from_value(
         &json!({"carriers": [{"name": "c1", "sources": ["192.0.2.10"], "gateways": [
-            {"host": "192.0.2.10"}, {"host": "sip.carrier.example", "port": 5060}]}]}),
+            {"host": "192.0.2.10"}, {"host": "sip.carrier.example", "port": 5080, "transport": "tcp"}]}]}),
         Path::new("."),
     )
     .unwrap();
@@ -73,23 +73,35 @@ fn hostnames_are_warnings_naming_each_place() {
         ]}),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let w = Catalog::build(settings, [doc]).unwrap().warnings();
-    assert_eq!(w.len(), 3, "{w:#?}");
-    assert!(
-        w[0].starts_with(
-            "settings: carriers.0.gateways.1.host: \"sip.carrier.example\" is a hostname"
-        ),
-        "{}",
-        w[0]
+    let c = Catalog::build(settings, [doc]).unwrap();
+    assert!(c.warnings().is_empty());
+    let n = c.named_targets();
+    let got: Vec<(&str, &str, &str)> = n
+        .iter()
+        .map(|t| (t.place.as_str(), t.host.as_str(), t.uri.as_str()))
+        .collect();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(
+        got[0],
+        (
+            "settings: carriers.0.gateways.1.host",
+            "sip.carrier.example",
+            "sip:sip.carrier.example:5080;transport=tcp"
+        )
     );
     assert!(
-        w[1].contains(": servers.0.options.failover.sip: \"pbx.example.com\" is a hostname"),
-        "{}",
-        w[1]
+        got[1].0.ends_with(": servers.0.options.failover.sip"),
+        "{got:?}"
     );
+    assert_eq!(got[1].1, "pbx.example.com");
     assert!(
-        w[2].contains(": servers.0.DIDs.+14155550003.failover.sip: \"dr.example.net\""),
-        "{}",
-        w[2]
+        got[2]
+            .0
+            .ends_with(": servers.0.DIDs.+14155550003.failover.sip"),
+        "{got:?}"
+    );
+    assert_eq!(
+        (got[2].1, got[2].2),
+        ("dr.example.net", "sip:dr.example.net;transport=tcp")
     );
 }

@@ -75,6 +75,20 @@ pub trait Core: Send + Sync + 'static {
     fn poll_call_record(_shard: &mut Self::Shard) -> Option<CallRecord> {
         None
     }
+    /// The next DNS name the shard's core waits for (RFC 3263); a core without DNS keeps
+    /// the default.
+    fn poll_resolve(_shard: &mut Self::Shard) -> Option<trunkstore_proxy::ResolveRequest> {
+        None
+    }
+    /// The outcome of a resolution: hops in order, or why there are none.
+    fn handle_resolved(
+        &self,
+        _shard: &mut Self::Shard,
+        _now: Instant,
+        _key: trunkstore_proxy::ResolveKey,
+        _outcome: Result<Vec<Peer>, String>,
+    ) {
+    }
     /// New requests are refused from now on; transactions in progress continue.
     fn begin_shutdown(&self);
     /// True when nothing is in progress any more, so a graceful shutdown may end early.
@@ -159,6 +173,20 @@ impl Core for trunkstore_proxy::Proxy {
 
     fn poll_call_record(shard: &mut Self::Shard) -> Option<CallRecord> {
         shard.poll_call_record()
+    }
+
+    fn poll_resolve(shard: &mut Self::Shard) -> Option<trunkstore_proxy::ResolveRequest> {
+        shard.poll_resolve()
+    }
+
+    fn handle_resolved(
+        &self,
+        shard: &mut Self::Shard,
+        now: Instant,
+        key: trunkstore_proxy::ResolveKey,
+        outcome: Result<Vec<Peer>, String>,
+    ) {
+        trunkstore_proxy::Proxy::handle_resolved(self, shard, now, key, outcome)
     }
 
     fn begin_shutdown(&self) {

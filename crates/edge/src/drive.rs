@@ -40,6 +40,66 @@ pub(crate) struct Driver<C: Core> {
     coalescer: Coalescer,
     /// Scratch for the folded errors falling due.
     folded: Vec<(Peer, ErrorKind)>,
+    /// Resolves the names the shard asks for; `None`: no DNS.
+    resolver: Option<Arc<Resolver>>,
+}
+
+/// Resolves the names shards ask for (RFC 3263): from the cache at once, else on the
+/// runtime, the outcome posted to the TCP driver's channel (any shard may resume the
+/// request: its transaction lives in the shared tables).
+pub(crate) struct Resolver {
+    dns: crate::dns::Dns,
+    runtime: tokio::runtime::Handle,
+    events: tokio::sync::mpsc::Sender<crate::tcp::TcpEvent>,
+}
+
+impl Resolver {
+    /// `None` without DNS settings, or when the resolver cannot be set up (logged: such
+    /// targets then fail as unreachable).
+    pub(crate) fn start(
+        settings: Option<&trunkstore_config::Dns>,
+        udp: &[SocketAddr],
+        runtime: tokio::runtime::Handle,
+        events: tokio::sync::mpsc::Sender<crate::tcp::TcpEvent>,
+    ) -> Option<Arc<Resolver>> {
+        use trunkstore_proxy::dns::Transport as T;
+        let settings = settings?;
+        let families = crate::dns::families_of(udp);
+        // Within a runtime context: hickory spawns its exchanges on it.
+        let _guard = runtime.enter();
+        match crate::dns::Dns::new(settings, &[T::Udp, T::Tcp], families) {
+            Ok(dns) => Some(Arc::new(Resolver {
+                dns,
+                runtime,
+                events,
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: targets named by DNS fail");
+                None
+            }
+        }
+    }
+}
+
+/// The hops of a resolution as the core's peers (TLS hops are skipped: no TLS yet).
+fn peers(outcome: Result<crate::dns::Resolved, crate::dns::DnsError>) -> Result<Vec<Peer>, String> {
+    use trunkstore_proxy::dns::Transport as T;
+    let resolved = outcome.map_err(|e| e.to_string())?;
+    Ok(resolved
+        .hops
+        .iter()
+        .filter_map(|h| {
+            let transport = match h.transport {
+                T::Udp => trunkstore_proxy::Transport::Udp,
+                T::Tcp => trunkstore_proxy::Transport::Tcp,
+                T::Tls => return None,
+            };
+            Some(Peer {
+                transport,
+                addr: h.addr,
+            })
+        })
+        .collect())
 }
 
 impl<C: Core> Driver<C> {
@@ -58,6 +118,49 @@ impl<C: Core> Driver<C> {
             counts,
             coalescer: Coalescer::default(),
             folded: Vec::new(),
+            resolver: None,
+        }
+    }
+
+    /// With the edge's resolver (shared by every driver).
+    pub(crate) fn with_resolver(mut self, resolver: Option<Arc<Resolver>>) -> Driver<C> {
+        self.resolver = resolver;
+        self
+    }
+
+    /// A resolution finished on the runtime: the request waiting for it resumes.
+    pub(crate) fn resolved(
+        &mut self,
+        now: Instant,
+        key: trunkstore_proxy::ResolveKey,
+        outcome: Result<Vec<Peer>, String>,
+    ) {
+        self.core
+            .handle_resolved(&mut self.shard, now, key, outcome);
+    }
+
+    /// Starts the resolutions the shard asked for; cached outcomes are handed back at
+    /// once (and may ask for more: bounded by the plans' attempts).
+    fn resolve(&mut self, now: Instant) {
+        while let Some(req) = C::poll_resolve(&mut self.shard) {
+            let Some(r) = self.resolver.clone() else {
+                let why = Err("no DNS resolver".to_string());
+                self.core
+                    .handle_resolved(&mut self.shard, now, req.key, why);
+                continue;
+            };
+            if let Some(outcome) = r.dns.cached(&req.target, now) {
+                let outcome = peers(outcome);
+                self.core
+                    .handle_resolved(&mut self.shard, now, req.key, outcome);
+                continue;
+            }
+            let runtime = r.runtime.clone();
+            runtime.spawn(async move {
+                let outcome = peers(r.dns.resolve(&req.target).await);
+                let event = crate::tcp::TcpEvent::Resolved(req.key, outcome);
+                let _ = r.events.send(event).await;
+            });
         }
     }
 
@@ -120,6 +223,7 @@ impl<C: Core> Driver<C> {
             self.core.handle_timeouts(&mut self.shard, now);
         }
         self.pass_folded(now);
+        self.resolve(now);
         self.flush(own);
         self.pass_records();
     }

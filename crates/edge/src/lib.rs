@@ -127,6 +127,9 @@ pub struct EdgeConfig {
     pub max_tcp_connections_per_source: usize,
     /// Framing limits for TCP (UDP datagrams are checked by the core).
     pub limits: Limits,
+    /// The resolver of names the core asks for (RFC 3263); `None`: no DNS, such targets
+    /// fail as unreachable.
+    pub dns: Option<trunkstore_config::Dns>,
 }
 
 impl EdgeConfig {
@@ -152,6 +155,7 @@ impl EdgeConfig {
                 max_headers: s.limits.max_headers as usize,
                 ..Limits::default()
             },
+            dns: Some(s.dns.clone()),
         }
     }
 }
@@ -232,7 +236,17 @@ impl Edge {
             tcp.clone(),
         ));
         let errors = Arc::new(TransportErrors::default());
-        let tcp_driver = Driver::new(core.clone(), out.clone(), records.clone(), errors.clone());
+        let resolver = drive::Resolver::start(
+            config.dns.as_ref(),
+            &config.udp,
+            runtime.handle().clone(),
+            tcp.events(),
+        );
+        let driver = |core: &Arc<C>| {
+            Driver::new(core.clone(), out.clone(), records.clone(), errors.clone())
+                .with_resolver(resolver.clone())
+        };
+        let tcp_driver = driver(&core);
         runtime.spawn(tcp_driver::drive(tcp_driver, events_rx));
         for (l, addr) in tcp_listeners {
             runtime.spawn(tcp::accept_loop(tcp.clone(), l, addr));
@@ -252,7 +266,7 @@ impl Edge {
         for (li, l) in udp.iter().enumerate() {
             for w in 0..workers {
                 let worker = udp_worker::Worker {
-                    driver: Driver::new(core.clone(), out.clone(), records.clone(), errors.clone()),
+                    driver: driver(&core),
                     listener: li,
                     local: l.addr,
                     socket: l.sockets[w % l.sockets.len()].clone(),

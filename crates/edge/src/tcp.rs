@@ -76,6 +76,11 @@ pub(crate) enum TcpEvent {
     },
     /// A transport error for the peer, and what it was (for the counters).
     Error(Peer, ErrorKind),
+    /// A DNS resolution a shard asked for finished (any shard may resume its request).
+    Resolved(
+        trunkstore_proxy::ResolveKey,
+        Result<Vec<trunkstore_proxy::Peer>, String>,
+    ),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +113,11 @@ pub(crate) struct TcpShared {
 }
 
 impl TcpShared {
+    /// The TCP driver's event channel (DNS outcomes go there too).
+    pub(crate) fn events(&self) -> mpsc::Sender<TcpEvent> {
+        self.events.clone()
+    }
+
     pub(crate) fn new(
         cfg: TcpConfig,
         listeners: Vec<SocketAddr>,

@@ -36,5 +36,6 @@ fn handle_event<C: Core>(driver: &mut Driver<C>, ev: TcpEvent) {
     match ev {
         TcpEvent::Message { from, local, msg } => driver.message(now, from, local, *msg),
         TcpEvent::Error(peer, kind) => driver.transport_error(now, peer, kind),
+        TcpEvent::Resolved(key, outcome) => driver.resolved(now, key, outcome),
     }
 }

@@ -205,6 +205,7 @@ fn config() -> EdgeConfig {
         max_tcp_connections: 64,
         max_tcp_connections_per_source: 64,
         limits: Limits::default(),
+        dns: None,
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) fn carrier_attempts(
     for c in carriers {
         for gw in &c.gateways {
             let mut a = Attempt::to(Some(carrier_uri(c, gw, number, params)), gateway_peer(gw));
+            a.resolve = gateway_name(gw);
             a.progress_timeout = progress;
             a.answer_timeout = answer;
             a.headers = headers.clone();
@@ -115,8 +116,27 @@ fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str, params: &str) -> Bytes {
     Bytes::from(format!("sip:{user}{params}@{host}:{}{transport}", gw.port))
 }
 
-/// The gateway as a next hop; a DNS name cannot be reached (the core does no DNS) and
-/// fails at once, so the next carrier is tried.
+/// A gateway named by a DNS name: the target the edge resolves (RFC 3263) before the
+/// attempt goes out. Its port and transport are given (the settings default them), so
+/// the lookup is A/AAAA on that port.
+fn gateway_name(gw: &Gateway) -> Option<Arc<crate::dns::Target>> {
+    let Host::Name(name) = &gw.host else {
+        return None;
+    };
+    let transport = match gw.transport {
+        trunkstore_config::Transport::Udp => crate::dns::Transport::Udp,
+        trunkstore_config::Transport::Tcp => crate::dns::Transport::Tcp,
+    };
+    Some(Arc::new(crate::dns::Target {
+        host: name.clone(),
+        port: Some(gw.port),
+        transport: Some(transport),
+        secure: false,
+    }))
+}
+
+/// The gateway as a next hop when it is an IP literal; a name is resolved first
+/// ([`gateway_name`]).
 fn gateway_peer(gw: &Gateway) -> Option<Peer> {
     let Host::Ip(ip) = gw.host else {
         return None;

@@ -222,3 +222,20 @@ pub(crate) fn delete_all_media(state: &State, shard: &mut Shard, now: Instant) {
         crate::anchor::delete(&mut cx, crate::anchor::call_key(key), &call_id, &from_tag);
     }
 }
+
+/// A resolution the edge finished: the transaction waiting for it resumes.
+pub(crate) fn handle_resolved(
+    state: &State,
+    shard: &mut Shard,
+    now: Instant,
+    key: crate::types::ResolveKey,
+    outcome: Result<Vec<Peer>, String>,
+) {
+    let mut cx = Ctx { state, shard, now };
+    let Some(txn) = cx.lookup(crate::keys::TxKey(key.0)) else {
+        return;
+    };
+    let mut t = lock(&txn);
+    proxying::on_resolved(&mut cx, &mut t, outcome);
+    proxying::settle(cx.state, &mut t);
+}

@@ -2,6 +2,8 @@
 //! failed: a routing decision above the routing model ([`crate::route`]) and the carrier
 //! order ([`crate::carriers`]).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use trunkstore_config::numbers::normalize;
 use trunkstore_config::FailoverTarget;
@@ -40,10 +42,15 @@ pub(crate) fn failover_attempts(
 }
 
 fn uri_attempt(uri: &str, primary: Option<&Attempt>) -> Attempt {
-    let next_hop = Uri::parse(uri.as_bytes())
-        .ok()
-        .and_then(|u| crate::sipview::uri_next_hop(&u));
+    let parsed = Uri::parse(uri.as_bytes()).ok();
+    let next_hop = parsed.as_ref().and_then(crate::sipview::uri_next_hop);
     let mut a = Attempt::to(Some(Bytes::copy_from_slice(uri.as_bytes())), next_hop);
+    if next_hop.is_none() {
+        a.resolve = parsed
+            .as_ref()
+            .and_then(crate::dns::Target::of_uri)
+            .map(Arc::new);
+    }
     if let Some(p) = primary {
         a.progress_timeout = p.progress_timeout;
         a.answer_timeout = p.answer_timeout;

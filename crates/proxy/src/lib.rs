@@ -17,11 +17,12 @@
 //! any): a module uses only modules of the layers below it and the modules listed before
 //! it in its own layer. From the bottom:
 //!
-//! 1. **Base values**: `types` (peers, transmits, call records), `error`, `util`, `keys`,
-//!    `branch`, `dialled`, `policy` (direction, failure, failover rule), `transaction`,
-//!    `timerq`, `trunks`, `media` (rtpengine's NG protocol and the client choosing an
-//!    instance), `registrar` (bindings of REGISTERed servers), `dns` (RFC 3263 server
-//!    location as a plain-value machine the edge drives with a real resolver).
+//! 1. **Base values**: `dns` (RFC 3263 server location as a plain-value machine the edge
+//!    drives with a real resolver; it uses no other module), `types` (peers, transmits,
+//!    call records, resolution requests), `error`, `util`, `keys`, `branch`, `dialled`,
+//!    `policy` (direction, failure, failover rule), `transaction`, `timerq`, `trunks`,
+//!    `media` (rtpengine's NG protocol and the client choosing an instance), `registrar`
+//!    (bindings of REGISTERed servers).
 //! 2. **Settings and wire reads**: `auth`, `config`, `sides` (our Via and Record-Route
 //!    per listener, RFC 5658), `sipview`, `callerid`, `metrics`.
 //! 3. **Routing model and decisions** (pure, no context): `route`, `carriers`,
@@ -87,7 +88,7 @@ mod util;
 pub use config::{Advertise, Listener, ProxyConfig};
 pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
-pub use types::{CallRecord, Peer, Stats, Transmit, Transport};
+pub use types::{CallRecord, Peer, ResolveKey, ResolveRequest, Stats, Transmit, Transport};
 
 /// The proxy core, shared by every worker thread.
 pub struct Proxy {
@@ -150,6 +151,20 @@ impl Proxy {
     /// binding is only ever dropped by its own keep-alives going unanswered.
     pub fn handle_unreachable(&self, shard: &mut Shard, now: Instant, peer: Peer) {
         engine::fail_client_transactions(&self.state, shard, now, peer)
+    }
+
+    /// The outcome of a [`ResolveRequest`] (from [`Shard::poll_resolve`] on any shard): the
+    /// hops in the order to try them, or why there are none. The request's attempt goes
+    /// to the first hop (the next ones on a 503, timeout or transport error), or fails
+    /// as unreachable (480).
+    pub fn handle_resolved(
+        &self,
+        shard: &mut Shard,
+        now: Instant,
+        key: ResolveKey,
+        outcome: Result<Vec<Peer>, String>,
+    ) {
+        engine::handle_resolved(&self.state, shard, now, key, outcome)
     }
 
     /// Sizes of the transaction and call tables (leak tests, metrics).

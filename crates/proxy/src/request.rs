@@ -239,6 +239,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         trunk,
         slot: None,
         dialog: None,
+        resolving: None,
     };
     let caller = Party {
         peer: from,

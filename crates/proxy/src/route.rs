@@ -144,6 +144,9 @@ pub(crate) struct Attempt {
     pub(crate) ignore_early_media: bool,
     /// This is the route's failover attempt (for the call record).
     pub(crate) is_failover: bool,
+    /// The target is a DNS name (`next_hop` is `None`): the edge resolves it (RFC 3263)
+    /// before the attempt goes out, and its hops are tried in order within the attempt.
+    pub(crate) resolve: Option<Arc<crate::dns::Target>>,
 }
 
 impl Attempt {
@@ -157,6 +160,7 @@ impl Attempt {
             headers: None,
             ignore_early_media: false,
             is_failover: false,
+            resolve: None,
         }
     }
 
@@ -171,6 +175,7 @@ impl Attempt {
             headers: route.sip_headers.clone(),
             ignore_early_media: route.ignore_early_media,
             is_failover: false,
+            resolve: None,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct Shard {
     pub(crate) next_sweep: Option<Instant>,
     /// When this shard next offers to do the registrar's sweep (one shard does it).
     pub(crate) next_registrar: Option<Instant>,
+    /// Names the core needs resolved (RFC 3263), for the edge.
+    pub(crate) resolves: VecDeque<crate::types::ResolveRequest>,
 }
 
 impl Shard {
@@ -34,7 +36,14 @@ impl Shard {
             records: VecDeque::new(),
             next_sweep: None,
             next_registrar: None,
+            resolves: VecDeque::new(),
         }
+    }
+
+    /// The next DNS resolution the core waits for: resolve it (RFC 3263) and hand the
+    /// hops to [`crate::Proxy::handle_resolved`], on any shard.
+    pub fn poll_resolve(&mut self) -> Option<crate::types::ResolveRequest> {
+        self.resolves.pop_front()
     }
 
     /// The next message to send.

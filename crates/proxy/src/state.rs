@@ -469,6 +469,19 @@ pub(crate) struct Deciding {
     pub slot: Option<TrunkHold>,
     /// The call's dialog entry (initial INVITEs), made at admission.
     pub dialog: Option<CallKey>,
+    /// The current attempt's target is a DNS name: its resolution, then its hops.
+    pub resolving: Option<Box<Resolving>>,
+}
+
+/// An attempt whose target is a DNS name (RFC 3263): asked of the edge, then each of its
+/// hops in turn within the one attempt (the next on a 503, a timeout or a transport
+/// error), before the attempt counts as failed.
+pub(crate) struct Resolving {
+    pub attempt: crate::route::Attempt,
+    /// 1-based attempt number.
+    pub number: u16,
+    /// `None` while the edge resolves; then the hops not yet tried.
+    pub hops: Option<std::collections::VecDeque<Peer>>,
 }
 
 impl ProxyTxn {

@@ -78,3 +78,16 @@ pub struct CallRecord {
     /// The rtpengine instance (NG control address) of an anchored call.
     pub media_instance: Option<std::net::SocketAddr>,
 }
+
+/// A DNS name the core needs resolved before an attempt can go out (RFC 3263).
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    /// Hand back with the outcome.
+    pub key: ResolveKey,
+    /// What to resolve.
+    pub target: crate::dns::Target,
+}
+
+/// Which waiting request a resolution is for (opaque).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolveKey(pub(crate) u128);

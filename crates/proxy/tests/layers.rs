@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// lib.rs's layers, bottom first, flattened: a module may use only those before it.
 const ORDER: &[&str] = &[
     // 1. Base values.
+    "dns",
     "types",
     "error",
     "util",
@@ -22,7 +23,6 @@ const ORDER: &[&str] = &[
     "trunks",
     "media",
     "registrar",
-    "dns",
     // 2. Settings and wire reads.
     "auth",
     "config",

@@ -62,6 +62,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// Targets named by DNS that do not resolve now with the settings' resolver (issue 17
+/// item 5): warnings, not errors (DNS may be fixed before the proxy needs them).
+fn unresolvable(catalog: &trunkstore_config::Catalog) -> Vec<String> {
+    use trunkstore_edge::dns::{Dns, Families, Transport};
+    use trunkstore_proxy::dns::Target;
+    let named = catalog.named_targets();
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return vec!["cannot start a DNS resolver: names not checked".into()];
+    };
+    let settings = &catalog.settings().dns;
+    let dns = runtime
+        .block_on(async { Dns::new(settings, &[Transport::Udp, Transport::Tcp], Families::BOTH) });
+    let dns = match dns {
+        Ok(d) => d,
+        Err(e) => return vec![format!("no DNS resolver ({e}): names not checked")],
+    };
+    named
+        .iter()
+        .filter_map(|n| {
+            let target = Target::parse(&n.uri)?;
+            let outcome = runtime.block_on(dns.resolve(&target));
+            outcome.err().map(|e| {
+                format!(
+                    "{}: \"{}\" does not resolve ({e}): calls to it fail as unreachable until it does",
+                    n.place, n.host
+                )
+            })
+        })
+        .collect()
+}
+
 /// `trunkstore check`: the same loading path the proxy uses at startup.
 fn check(config: &Path) -> ExitCode {
     match load_all(config) {
@@ -71,6 +108,9 @@ fn check(config: &Path) -> ExitCode {
             println!("connectivity: {}", settings.connectivity_dir.display());
             println!("{}", catalog.summary());
             for w in catalog.warnings() {
+                println!("warning: {w}");
+            }
+            for w in unresolvable(&catalog) {
                 println!("warning: {w}");
             }
             ExitCode::SUCCESS

@@ -78,6 +78,34 @@ pub struct Target {
     pub secure: bool,
 }
 
+impl Target {
+    /// The target of a SIP URI whose host is a name (RFC 3263 §4: its port, `transport`
+    /// parameter and `sips:`-ness); `None` for an IP literal or a tel URI.
+    pub fn of_uri(uri: &trunkstore_sip::uri::Uri<'_>) -> Option<Target> {
+        let host = uri.host().filter(|h| h.ip().is_none())?;
+        let transport = uri.transport().and_then(|t| {
+            let t = std::str::from_utf8(t).ok()?.to_ascii_lowercase();
+            match t.as_str() {
+                "udp" => Some(Transport::Udp),
+                "tcp" => Some(Transport::Tcp),
+                "tls" => Some(Transport::Tls),
+                _ => None,
+            }
+        });
+        Some(Target {
+            host: String::from_utf8_lossy(host.as_bytes()).into_owned(),
+            port: uri.port(),
+            transport,
+            secure: uri.scheme() == trunkstore_sip::uri::Scheme::Sips,
+        })
+    }
+
+    /// [`Target::of_uri`] of a URI's text.
+    pub fn parse(uri: &str) -> Option<Target> {
+        Target::of_uri(&trunkstore_sip::uri::Uri::parse(uri.as_bytes()).ok()?)
+    }
+}
+
 /// Which address families the edge can send from. When both are usable, IPv4 hops come
 /// before IPv6 hops of the same SRV target: a dead target costs a whole SIP transaction
 /// timeout before the next is tried, and IPv4 is the family carriers' SIP is reliably

@@ -22,9 +22,10 @@ use crate::machines::plan::Step;
 use crate::media::relay::{Done, Purpose};
 use crate::metrics::FailoverReason;
 use crate::policy::Failure;
-use crate::state::Offer;
 use crate::state::{Branch, ClientSide, ProxyTxn, ServerSide, State};
+use crate::state::{Offer, Resolving};
 use crate::transaction::TimerKind;
+use crate::types::{Peer, ResolveKey, ResolveRequest};
 use crate::{local, sipview};
 
 mod answer;
@@ -59,6 +60,10 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             return;
         };
         if d.cursor.is_waiting() || t.branches.iter().any(branch_pending) {
+            return;
+        }
+        // The edge is resolving the attempt's target, or its hops are being tried.
+        if d.resolving.is_some() {
             return;
         }
         // rtpengine has the offer, or a response's answer: nothing moves before its reply.
@@ -97,6 +102,13 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
         }
         if t.media.is_some() {
             crate::anchor::drop_earlier_callees(cx, t, t.branches.len());
+        }
+        if let Some(target) = attempt
+            .resolve
+            .clone()
+            .filter(|_| attempt.next_hop.is_none())
+        {
+            return ask_resolution(cx, t, attempt, number, &target);
         }
         let Err((best, why)) = forward::start_attempt(cx, t, &attempt, number) else {
             return;
@@ -197,6 +209,97 @@ fn answer_done(cx: &mut Ctx<'_>, t: &mut ProxyTxn, done: &Done) {
     }
 }
 
+/// The attempt's target is a DNS name: the edge resolves it; the plan waits.
+fn ask_resolution(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    attempt: crate::route::Attempt,
+    number: u16,
+    target: &crate::dns::Target,
+) {
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return;
+    };
+    d.resolving = Some(Box::new(Resolving {
+        attempt,
+        number,
+        hops: None,
+    }));
+    cx.shard.resolves.push_back(ResolveRequest {
+        key: ResolveKey(t.key.0),
+        target: target.clone(),
+    });
+}
+
+/// The edge resolved the attempt's target: its first hop is tried (the next ones on a
+/// 503, timeout or transport error); no hop at all fails the attempt as unreachable.
+pub(crate) fn on_resolved(cx: &mut Ctx<'_>, t: &mut ProxyTxn, outcome: Result<Vec<Peer>, String>) {
+    let Some(d) = t.deciding.as_deref_mut() else {
+        return;
+    };
+    let call_id = sipview::call_id(&d.request);
+    let Some(r) = d.resolving.as_deref_mut().filter(|r| r.hops.is_none()) else {
+        return;
+    };
+    let hops = outcome.unwrap_or_else(|why| {
+        tracing::warn!(
+            call_id = %String::from_utf8_lossy(call_id),
+            reason = %why,
+            "target not resolved (RFC 3263): the attempt fails"
+        );
+        Vec::new()
+    });
+    r.hops = Some(hops.into());
+    next_hop(cx, t, Best::Local(480));
+    advance(cx, t);
+}
+
+/// Sends the resolving attempt to its next untried hop. With none left (or none that
+/// can be sent to) the attempt fails with `best` (the last hop's outcome) and the plan
+/// moves on. Returns whether a hop was tried.
+fn next_hop(cx: &mut Ctx<'_>, t: &mut ProxyTxn, mut best: Best) -> bool {
+    loop {
+        let Some(r) = t
+            .deciding
+            .as_deref_mut()
+            .and_then(|d| d.resolving.as_deref_mut())
+        else {
+            return false;
+        };
+        let Some(hop) = r.hops.as_mut().and_then(|h| h.pop_front()) else {
+            if let Some(d) = t.deciding.as_deref_mut() {
+                d.resolving = None;
+            }
+            record(t, best);
+            attempt_failed(t, Failure::Unreachable, FailoverReason::Transport);
+            return false;
+        };
+        let mut attempt = r.attempt.clone();
+        attempt.next_hop = Some(hop);
+        let number = r.number;
+        match forward::start_attempt(cx, t, &attempt, number) {
+            Ok(()) => return true,
+            Err((b, why)) => {
+                let call_id = t.deciding.as_deref().map(|d| sipview::call_id(&d.request));
+                cx.forward_failed(call_id.unwrap_or(b"-"), why);
+                best = b;
+            }
+        }
+    }
+}
+
+/// A branch of a resolved attempt ended this way: is the next hop of the same attempt
+/// tried (RFC 3263 §4.3: a 503, a timeout or a transport error)?
+fn tries_next_hop(t: &ProxyTxn, end: &BranchEnd) -> bool {
+    let more = t
+        .deciding
+        .as_deref()
+        .and_then(|d| d.resolving.as_deref())
+        .and_then(|r| r.hops.as_ref())
+        .is_some_and(|h| !h.is_empty());
+    more && !t.cancelled && (end.best.status() == 503 || end.reason == FailoverReason::Timeout)
+}
+
 /// Still deciding the call's outcome: a branch given up on by a timer is only waiting
 /// for its CANCEL to complete and does not hold the plan back.
 fn branch_pending(b: &Branch) -> bool {
@@ -237,6 +340,17 @@ fn on_branch_end(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, end: BranchEnd)
     } else {
         end
     };
+    if tries_next_hop(t, &end) {
+        if next_hop(cx, t, end.best) {
+            return;
+        }
+        advance(cx, t);
+        return;
+    }
+    // The resolved attempt is over: the plan goes on as for any attempt.
+    if let Some(d) = t.deciding.as_deref_mut() {
+        d.resolving = None;
+    }
     let status = end.best.status();
     record(t, end.best);
     if status >= 600 {
