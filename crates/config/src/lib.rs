@@ -49,7 +49,7 @@ pub use secret::Secret;
 pub use settings::{
     Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, FailoverOn, FailoverTrigger, Gateway,
     Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media, MediaFailure,
-    Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Transport,
+    Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Tls, TlsListen, Transport,
     DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{

@@ -79,6 +79,10 @@ impl Flusher {
                     self.errors.push((peer, ErrorKind::Send));
                 }
             }
+            Transport::Tls => {
+                tracing::debug!(to = %t.to.addr, "no TLS transport");
+                self.errors.push((t.to, ErrorKind::Send));
+            }
         }
     }
 
