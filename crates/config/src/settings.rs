@@ -1068,9 +1068,9 @@ fn pem_file(
     };
     let found = match kind {
         Pem::Certificate => text.contains("-----BEGIN CERTIFICATE-----"),
-        Pem::PrivateKey => text.lines().any(|l| {
-            l.starts_with("-----BEGIN ") && l.trim_end().ends_with("PRIVATE KEY-----")
-        }),
+        Pem::PrivateKey => text
+            .lines()
+            .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with("PRIVATE KEY-----")),
     };
     if !found {
         let what = match kind {

@@ -489,17 +489,30 @@ fn tls_files_are_checked_with_field_paths() {
     let dir = pem_dir();
     let check = |v: Value, path: &str, keyword: &str| {
         let e = Settings::from_value(&v, dir.path()).expect_err("refused");
-        assert!(e.has(path, keyword), "expected {path}: {keyword}, got:\n{e}");
+        assert!(
+            e.has(path, keyword),
+            "expected {path}: {keyword}, got:\n{e}"
+        );
         e.to_string()
     };
-    let listener = |cert: &str, key: &str| {
-        json!({"listen": {"tls": [{"address": "127.0.0.1:5061", "certificate": cert, "key": key}]}})
-    };
-    let text = check(listener("missing.pem", "key.pem"), "listen.tls.0.certificate", "file");
+    let listener = |cert: &str, key: &str| json!({"listen": {"tls": [{"address": "127.0.0.1:5061", "certificate": cert, "key": key}]}});
+    let text = check(
+        listener("missing.pem", "key.pem"),
+        "listen.tls.0.certificate",
+        "file",
+    );
     assert!(text.contains("missing.pem"), "{text}");
     // A key where the certificate should be, and the other way round.
-    check(listener("key.pem", "key.pem"), "listen.tls.0.certificate", "format");
-    check(listener("cert.pem", "cert.pem"), "listen.tls.0.key", "format");
+    check(
+        listener("key.pem", "key.pem"),
+        "listen.tls.0.certificate",
+        "format",
+    );
+    check(
+        listener("cert.pem", "cert.pem"),
+        "listen.tls.0.key",
+        "format",
+    );
     check(
         json!({"listen": {"tls": [{"address": "127.0.0.1:5061", "key": "key.pem"}]}}),
         "listen.tls.0.certificate",
@@ -510,13 +523,21 @@ fn tls_files_are_checked_with_field_paths() {
         "listen.tls.0",
         "type",
     );
-    check(json!({"tls": {"ca_file": "nope.pem"}}), "tls.ca_file", "file");
+    check(
+        json!({"tls": {"ca_file": "nope.pem"}}),
+        "tls.ca_file",
+        "file",
+    );
     check(
         json!({"tls": {"client_certificate": "cert.pem"}}),
         "tls.client_key",
         "required",
     );
-    check(json!({"tls": {"verify": false}}), "tls.verify", "additionalProperties");
+    check(
+        json!({"tls": {"verify": false}}),
+        "tls.verify",
+        "additionalProperties",
+    );
     rejects(
         carrier(json!({"gateways": [{"host": "192.0.2.1", "transport": "wss"}]})),
         "carriers.0.gateways.0.transport",

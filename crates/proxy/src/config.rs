@@ -258,7 +258,9 @@ fn settings_transport(t: Transport) -> trunkstore_config::Transport {
 /// peer that reaches us at the UDP port would find no TLS there).
 fn tls_advertise(settings: &Settings) -> Advertise {
     match settings.listen.tls.first() {
-        Some(l) => Advertise::from(&settings.advertise_for(trunkstore_config::Transport::Tls, l.address)),
+        Some(l) => {
+            Advertise::from(&settings.advertise_for(trunkstore_config::Transport::Tls, l.address))
+        }
         None => {
             let a = Advertise::from(&settings.advertise);
             Advertise { port: 5061, ..a }

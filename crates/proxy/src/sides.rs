@@ -43,8 +43,8 @@ pub(crate) struct Sides {
 
 impl Sides {
     pub(crate) fn new(cfg: &ProxyConfig) -> Sides {
-        let fallback =
-            [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| Side::new(t, cfg.local(t), cfg.advertise(t)));
+        let fallback = [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .map(|t| Side::new(t, cfg.local(t), cfg.advertise(t)));
         let listeners = cfg
             .listeners
             .iter()

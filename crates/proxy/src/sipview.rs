@@ -156,10 +156,19 @@ mod tests {
     fn next_hop_transport_and_default_port_follow_scheme_and_parameter() {
         use Transport::*;
         assert_eq!(hop("sip:a@10.0.0.7"), peer(Udp, "10.0.0.7:5060"));
-        assert_eq!(hop("sip:a@10.0.0.7;transport=tcp"), peer(Tcp, "10.0.0.7:5060"));
-        assert_eq!(hop("sip:a@10.0.0.7;transport=TLS"), peer(Tls, "10.0.0.7:5061"));
+        assert_eq!(
+            hop("sip:a@10.0.0.7;transport=tcp"),
+            peer(Tcp, "10.0.0.7:5060")
+        );
+        assert_eq!(
+            hop("sip:a@10.0.0.7;transport=TLS"),
+            peer(Tls, "10.0.0.7:5061")
+        );
         assert_eq!(hop("sips:a@10.0.0.7"), peer(Tls, "10.0.0.7:5061"));
-        assert_eq!(hop("sips:a@10.0.0.7:5070;transport=tcp"), peer(Tls, "10.0.0.7:5070"));
+        assert_eq!(
+            hop("sips:a@10.0.0.7:5070;transport=tcp"),
+            peer(Tls, "10.0.0.7:5070")
+        );
         // Never downgraded, and no guessing at transports we do not have.
         assert_eq!(hop("sips:a@10.0.0.7;transport=udp"), None);
         assert_eq!(hop("sip:a@10.0.0.7;transport=sctp"), None);

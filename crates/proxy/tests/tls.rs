@@ -48,7 +48,10 @@ fn config() -> ProxyConfig {
 
 /// The carrier (trusted at its address on any port) calls the DID, which goes to the
 /// PBX over `transport`.
-fn harness(transport: Transport, edit: impl FnOnce(&mut trunkstore_proxy::route::InboundRoute)) -> H {
+fn harness(
+    transport: Transport,
+    edit: impl FnOnce(&mut trunkstore_proxy::route::InboundRoute),
+) -> H {
     let mut route = route_to("10.0.0.5", 5080, true, transport);
     edit(&mut route);
     let dir = StaticDirectory::new()
@@ -103,9 +106,19 @@ fn tls_carrier_to_udp_pbx_is_record_routed_twice() {
     assert_eq!(fwd.from, Some(addr(US)));
     assert_eq!(record_routes(&fwd), [UDP_RR, TLS_RR]);
     assert!(vias(&fwd)[0].starts_with("SIP/2.0/UDP 10.0.0.1:5060;"));
-    let out = feed_at(&mut h, udp(SERVER), US, &answer(&fwd, 180, "sip:pbx@10.0.0.5:5080"));
+    let out = feed_at(
+        &mut h,
+        udp(SERVER),
+        US,
+        &answer(&fwd, 180, "sip:pbx@10.0.0.5:5080"),
+    );
     assert_eq!(out[0].to, tls(TLS_CARRIER));
-    let out = feed_at(&mut h, udp(SERVER), US, &answer(&fwd, 200, "sip:pbx@10.0.0.5:5080"));
+    let out = feed_at(
+        &mut h,
+        udp(SERVER),
+        US,
+        &answer(&fwd, 200, "sip:pbx@10.0.0.5:5080"),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, tls(TLS_CARRIER));
     assert_eq!(out[0].from, Some(addr(TLS_US)));
@@ -122,8 +135,10 @@ fn tls_carrier_to_udp_pbx_is_record_routed_twice() {
     assert_eq!(method(&out[0]), "ACK");
     assert_eq!(out[0].to, udp(SERVER));
     assert_eq!(header(&out[0], HeaderName::Route), None, "both ours");
-    let bye = bye_from_server("t1", "z9hG4bK-pbx-bye")
-        .replace("Route: <sip:10.0.0.1:5060;lr>", &format!("Route: {UDP_RR}, {TLS_RR}"));
+    let bye = bye_from_server("t1", "z9hG4bK-pbx-bye").replace(
+        "Route: <sip:10.0.0.1:5060;lr>",
+        &format!("Route: {UDP_RR}, {TLS_RR}"),
+    );
     let out = feed_at(&mut h, udp(SERVER), US, &bye);
     assert_eq!(out.len(), 1);
     assert_eq!(method(&out[0]), "BYE");
@@ -158,7 +173,12 @@ fn udp_carrier_to_tls_pbx_gets_a_tls_via_and_no_retransmissions() {
         later.iter().all(|(_, t)| t.to != tls(SERVER)),
         "no INVITE retransmission over TLS: {later:?}"
     );
-    let out = feed_at(&mut h, tls(SERVER), TLS_US, &answer(&fwd, 200, "sips:pbx@10.0.0.5:5080"));
+    let out = feed_at(
+        &mut h,
+        tls(SERVER),
+        TLS_US,
+        &answer(&fwd, 200, "sips:pbx@10.0.0.5:5080"),
+    );
     assert_eq!(out[0].to, udp(CARRIER));
     assert_eq!(record_routes(&out[0]), [TLS_RR, UDP_RR]);
 }
@@ -169,7 +189,10 @@ fn udp_carrier_to_tls_pbx_gets_a_tls_via_and_no_retransmissions() {
 fn a_sips_failover_goes_over_tls_and_never_over_udp() {
     for (uri, expect) in [
         ("sips:backup@10.0.0.7", Some(tls("10.0.0.7:5061"))),
-        ("sips:backup@10.0.0.7:5070;transport=tcp", Some(tls("10.0.0.7:5070"))),
+        (
+            "sips:backup@10.0.0.7:5070;transport=tcp",
+            Some(tls("10.0.0.7:5070")),
+        ),
         ("sips:backup@10.0.0.7:5060;transport=udp", None),
     ] {
         let mut h = harness(Transport::Udp, |r| {
@@ -192,7 +215,10 @@ fn a_sips_failover_goes_over_tls_and_never_over_udp() {
                 assert!(vias(to_backup[0])[0].starts_with("SIP/2.0/TLS 10.0.0.1:5061;"));
             }
             None => {
-                assert!(to_backup.is_empty(), "{uri}: nothing to the backup: {out:?}");
+                assert!(
+                    to_backup.is_empty(),
+                    "{uri}: nothing to the backup: {out:?}"
+                );
                 let fin = out.iter().find(|t| t.to == udp(CARRIER)).expect("final");
                 assert!(status(fin).is_some_and(|s| s >= 400), "{uri}");
             }
