@@ -1040,10 +1040,7 @@ type ServerRead = (usize, Result<String, String>);
 /// A blocking rustls server on an ephemeral loopback port with `cert`/`key`, one
 /// connection at a time: what each read returns goes to the channel with the
 /// connection's number (`Err` for a failed handshake or read).
-fn tls_server(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> (SocketAddr, Receiver<ServerRead>) {
+fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> (SocketAddr, Receiver<ServerRead>) {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .unwrap()
         .map(|c| c.unwrap())

@@ -63,13 +63,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match signal(SignalKind::hangup()) {
-        Ok(hup) => {
-            edge.handle()
-                .spawn(reload_tls_on_hup(hup, edge.tls_reloader()));
-        }
-        Err(e) => tracing::warn!(error = %e, "no SIGHUP reload of TLS certificates"),
-    }
+    spawn_tls_reload(&edge);
     let summary = catalog.summary();
     for w in catalog.warnings() {
         tracing::warn!("{w}");
@@ -381,6 +375,19 @@ impl Signals {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// Installs the SIGHUP handler that reloads the TLS certificates (before the startup
+/// line, like the others).
+fn spawn_tls_reload(edge: &Edge) {
+    let _runtime = edge.handle().enter();
+    match signal(SignalKind::hangup()) {
+        Ok(hup) => {
+            edge.handle()
+                .spawn(reload_tls_on_hup(hup, edge.tls_reloader()));
+        }
+        Err(e) => tracing::warn!(error = %e, "no SIGHUP reload of TLS certificates"),
     }
 }
 
