@@ -24,6 +24,7 @@ mod registrar;
 mod rtpengine;
 mod sipp;
 mod soak;
+mod tls;
 mod transport_change;
 
 use std::time::Duration;

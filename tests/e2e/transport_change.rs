@@ -18,7 +18,7 @@ use crate::sipp::{Transport, Uas};
 use crate::{call_lines, check_metrics, Scene, UAS_FINISH};
 
 /// SIPp arguments writing every message it sends and receives to `<dir>/<name>.msg`.
-fn trace_msg(dir: &TestDir, name: &str) -> (Vec<String>, PathBuf) {
+pub(crate) fn trace_msg(dir: &TestDir, name: &str) -> (Vec<String>, PathBuf) {
     let path = dir.file(&format!("{name}.msg"));
     let args = vec![
         "-trace_msg".to_string(),
@@ -64,7 +64,7 @@ fn received_record_routes(path: &PathBuf, start: &str) -> Vec<Vec<String>> {
 }
 
 /// Every message `start` in `path` carried exactly `expected` (and there were `calls`).
-fn check_record_routes(
+pub(crate) fn check_record_routes(
     path: &PathBuf,
     start: &str,
     expected: &[String],

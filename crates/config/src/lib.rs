@@ -49,8 +49,8 @@ pub use secret::Secret;
 pub use settings::{
     Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, Dns, FailoverOn, FailoverTrigger,
     Gateway, Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media,
-    MediaFailure, Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Transport,
-    DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
+    MediaFailure, Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Tls,
+    TlsListen, Transport, DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{
     delete_document, load_all, load_connectivity_dir, load_document, write_document_atomically,

@@ -79,6 +79,8 @@ pub struct Settings {
     pub media: Media,
     /// `dns`: the resolver locating SIP servers by name (RFC 3263, issue 17).
     pub dns: Dns,
+    /// `tls`: trust and client certificates for TLS connections (issue 17).
+    pub tls: Tls,
 }
 
 /// `dns`: how names the proxy sends to are resolved (RFC 3263: NAPTR, SRV, A/AAAA) and how
@@ -109,6 +111,38 @@ impl Default for Dns {
             negative_ttl_secs: 30,
             min_ttl_secs: 0,
             max_ttl_secs: 3600,
+        }
+    }
+}
+
+/// `tls`: how TLS peers are verified and what we present to them (the listeners' own
+/// certificates are in `listen.tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// `ca_file`, resolved: PEM certificates that peers' chains are verified against;
+    /// `None`: the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// `verify_server` (true): verify the certificate of a server we connect to (name or
+    /// IP against its SANs, chain against the roots). Off only for a lab.
+    pub verify_server: bool,
+    /// `client_certificate`, resolved: PEM chain presented when a server asks for a
+    /// client certificate (mutual TLS); with `client_key`.
+    pub client_certificate: Option<PathBuf>,
+    /// `client_key`, resolved: the private key of `client_certificate`.
+    pub client_key: Option<PathBuf>,
+    /// `require_client_certificate` (false): TLS listeners refuse a peer without a
+    /// client certificate that verifies against the roots.
+    pub require_client_certificate: bool,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            ca_file: None,
+            verify_server: true,
+            client_certificate: None,
+            client_key: None,
+            require_client_certificate: false,
         }
     }
 }
@@ -329,8 +363,21 @@ pub struct Listen {
     pub udp: Vec<SocketAddr>,
     /// TCP addresses to listen on.
     pub tcp: Vec<SocketAddr>,
+    /// TLS listeners, each with its certificate and key.
+    pub tls: Vec<TlsListen>,
     /// The listeners given their own `advertise`, in the order written.
     pub advertised: Vec<ListenerAdvertise>,
+}
+
+/// A TLS listener (`listen.tls[i]`): `{"address", "certificate", "key", "advertise"?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// The address to listen on.
+    pub address: SocketAddr,
+    /// PEM certificate chain (leaf first), resolved; read again on SIGHUP.
+    pub certificate: PathBuf,
+    /// PEM private key of the certificate, resolved; read again on SIGHUP.
+    pub key: PathBuf,
 }
 
 /// A listener's own advertised address (`listen.udp[i].advertise`).
@@ -388,6 +435,8 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP.
+    Tls,
 }
 
 impl Transport {
@@ -396,6 +445,15 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The port a gateway without one listens on (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
         }
     }
 }
@@ -442,7 +500,7 @@ impl Carrier {
 pub struct Gateway {
     /// IP literal or DNS name.
     pub host: Host,
-    /// Default 5060.
+    /// Default 5060 (5061 for TLS).
     pub port: u16,
     /// Default udp.
     pub transport: Transport,
@@ -709,6 +767,7 @@ const KEYS: &[&str] = &[
     "registrar",
     "media",
     "dns",
+    "tls",
 ];
 
 impl Settings {
@@ -729,7 +788,7 @@ impl Settings {
         let empty = Map::new();
         let root = w.object(value, "").unwrap_or(&empty);
         w.no_unknown_keys(root, "", KEYS);
-        let listen = listen(&mut w, root);
+        let listen = listen(&mut w, root, base_dir);
         let advertise = Walker::field(root, "advertise")
             .and_then(|v| host_port(&mut w, v, "advertise"))
             .or_else(|| default_advertise(&listen));
@@ -773,6 +832,7 @@ impl Settings {
             registrar: registrar(&mut w, root),
             media: media(&mut w, root),
             dns: dns(&mut w, root),
+            tls: tls(&mut w, root, base_dir),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -805,6 +865,13 @@ impl Settings {
                 port: address.port(),
             };
         }
+        if transport == Transport::Tls && address.port() != 0 {
+            // TLS listens on a port of its own (5061): the global host, the TLS port.
+            return HostPort {
+                host: self.advertise.host.clone(),
+                port: address.port(),
+            };
+        }
         self.advertise.clone()
     }
 
@@ -812,7 +879,9 @@ impl Settings {
     pub fn advertised_addresses(&self) -> Vec<HostPort> {
         let mut out = vec![self.advertise.clone()];
         let udp = self.listen.udp.iter().map(|a| (Transport::Udp, *a));
-        for (t, a) in udp.chain(self.listen.tcp.iter().map(|a| (Transport::Tcp, *a))) {
+        let tcp = self.listen.tcp.iter().map(|a| (Transport::Tcp, *a));
+        let tls = self.listen.tls.iter().map(|l| (Transport::Tls, l.address));
+        for (t, a) in udp.chain(tcp).chain(tls) {
             let h = self.advertise_for(t, a);
             if !out.contains(&h) {
                 out.push(h);
@@ -828,7 +897,8 @@ impl Settings {
 }
 
 fn default_advertise(listen: &Listen) -> Option<HostPort> {
-    let first = listen.udp.first().or(listen.tcp.first())?;
+    let tls = listen.tls.first().map(|l| &l.address);
+    let first = listen.udp.first().or(listen.tcp.first()).or(tls)?;
     Some(HostPort {
         host: Host::Ip(first.ip()),
         port: first.port(),
@@ -891,12 +961,13 @@ fn listener_list(
     out
 }
 
-fn listen(w: &mut Walker, root: &Map<String, Value>) -> Listen {
+fn listen(w: &mut Walker, root: &Map<String, Value>, base_dir: &Path) -> Listen {
     let Some(v) = Walker::field(root, "listen") else {
         let local = SocketAddr::from(([127, 0, 0, 1], 5060));
         return Listen {
             udp: vec![local],
             tcp: vec![local],
+            tls: vec![],
             advertised: vec![],
         };
     };
@@ -904,18 +975,21 @@ fn listen(w: &mut Walker, root: &Map<String, Value>) -> Listen {
         return Listen {
             udp: vec![],
             tcp: vec![],
+            tls: vec![],
             advertised: vec![],
         };
     };
-    w.no_unknown_keys(obj, "listen", &["udp", "tcp"]);
+    w.no_unknown_keys(obj, "listen", &["udp", "tcp", "tls"]);
     let before = w.errors.len();
     let mut advertised = Vec::new();
     let listen = Listen {
         udp: listener_list(w, obj, Transport::Udp, &mut advertised),
         tcp: listener_list(w, obj, Transport::Tcp, &mut advertised),
+        tls: tls_listeners(w, obj, base_dir, &mut advertised),
         advertised,
     };
-    if listen.udp.is_empty() && listen.tcp.is_empty() && w.errors.len() == before {
+    let none = listen.udp.is_empty() && listen.tcp.is_empty() && listen.tls.is_empty();
+    if none && w.errors.len() == before {
         w.error(
             "listen",
             "minItems",
@@ -925,6 +999,182 @@ fn listen(w: &mut Walker, root: &Map<String, Value>) -> Listen {
         );
     }
     listen
+}
+
+/// `listen.tls`: each entry `{"address": "ip:port", "certificate": "cert.pem", "key":
+/// "key.pem", "advertise"?: "host[:port]"}`, the files resolved against the settings'
+/// folder and checked readable now (a typo fails `check`, not the first handshake).
+fn tls_listeners(
+    w: &mut Walker,
+    obj: &Map<String, Value>,
+    base_dir: &Path,
+    advertised: &mut Vec<ListenerAdvertise>,
+) -> Vec<TlsListen> {
+    let path = "listen.tls";
+    let Some(list) = Walker::field(obj, "tls").and_then(|v| w.array(v, path)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let at = join(path, i);
+        let Some(entry) = w.object(v, &at) else {
+            continue;
+        };
+        w.no_unknown_keys(entry, &at, &["address", "advertise", "certificate", "key"]);
+        let address = match Walker::field(entry, "address") {
+            Some(a) => socket_addr(w, a, &join(&at, "address")),
+            None => {
+                w.required(&join(&at, "address"));
+                None
+            }
+        };
+        let certificate = required_pem(w, entry, &at, "certificate", base_dir, Pem::Certificate);
+        let key = required_pem(w, entry, &at, "key", base_dir, Pem::PrivateKey);
+        let own = Walker::field(entry, "advertise")
+            .and_then(|a| host_port(w, a, &join(&at, "advertise")));
+        let (Some(address), Some(certificate), Some(key)) = (address, certificate, key) else {
+            continue;
+        };
+        if let Some(advertise) = own {
+            advertised.push(ListenerAdvertise {
+                transport: Transport::Tls,
+                address,
+                advertise,
+            });
+        }
+        out.push(TlsListen {
+            address,
+            certificate,
+            key,
+        });
+    }
+    out
+}
+
+/// What a PEM file named in the settings must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pem {
+    /// At least one `CERTIFICATE` block.
+    Certificate,
+    /// A `PRIVATE KEY` block (PKCS#8, `RSA` or `EC`).
+    PrivateKey,
+}
+
+fn required_pem(
+    w: &mut Walker,
+    obj: &Map<String, Value>,
+    base: &str,
+    key: &str,
+    base_dir: &Path,
+    kind: Pem,
+) -> Option<PathBuf> {
+    if Walker::field(obj, key).is_none() {
+        w.required(&join(base, key));
+        return None;
+    }
+    pem_file(w, obj, base, key, base_dir, kind)
+}
+
+/// An optional PEM file: its path resolved against `base_dir`, read and checked to hold
+/// a block of `kind` (the edge parses it in full when it loads it). The error names the
+/// file, never its content (a key is a secret).
+fn pem_file(
+    w: &mut Walker,
+    obj: &Map<String, Value>,
+    base: &str,
+    key: &str,
+    base_dir: &Path,
+    kind: Pem,
+) -> Option<PathBuf> {
+    let name = w.opt_string(obj, key, base, Str::NON_EMPTY)?;
+    let path = base_dir.join(&name);
+    let at = join(base, key);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            w.error(
+                &at,
+                "file",
+                format!("Cannot read {}: {e}", path.display()),
+                None,
+                Some(json!(name)),
+            );
+            return None;
+        }
+    };
+    let found = match kind {
+        Pem::Certificate => text.contains("-----BEGIN CERTIFICATE-----"),
+        Pem::PrivateKey => text
+            .lines()
+            .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with("PRIVATE KEY-----")),
+    };
+    if !found {
+        let what = match kind {
+            Pem::Certificate => "a PEM certificate (-----BEGIN CERTIFICATE-----)",
+            Pem::PrivateKey => "a PEM private key (-----BEGIN PRIVATE KEY-----)",
+        };
+        w.error(
+            &at,
+            "format",
+            format!("{} does not hold {what}", path.display()),
+            None,
+            Some(json!(name)),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+/// `tls`: `ca_file`, `verify_server`, `client_certificate` with `client_key`,
+/// `require_client_certificate`.
+fn tls(w: &mut Walker, root: &Map<String, Value>, base_dir: &Path) -> Tls {
+    let known = [
+        "ca_file",
+        "verify_server",
+        "client_certificate",
+        "client_key",
+        "require_client_certificate",
+    ];
+    let d = Tls::default();
+    let Some(obj) = sub_object(w, root, "tls", &known) else {
+        return d;
+    };
+    let ca_file = pem_file(w, obj, "tls", "ca_file", base_dir, Pem::Certificate);
+    let client_certificate = pem_file(
+        w,
+        obj,
+        "tls",
+        "client_certificate",
+        base_dir,
+        Pem::Certificate,
+    );
+    let client_key = pem_file(w, obj, "tls", "client_key", base_dir, Pem::PrivateKey);
+    let has = |k: &str| Walker::field(obj, k).is_some();
+    for (present, missing) in [
+        ("client_certificate", "client_key"),
+        ("client_key", "client_certificate"),
+    ] {
+        if has(present) && !has(missing) {
+            w.error(
+                &join("tls", missing),
+                "required",
+                format!("tls.{present} needs tls.{missing}"),
+                None,
+                None,
+            );
+        }
+    }
+    Tls {
+        ca_file,
+        verify_server: w
+            .opt_bool(obj, "verify_server", "tls")
+            .unwrap_or(d.verify_server),
+        client_certificate,
+        client_key,
+        require_client_certificate: w
+            .opt_bool(obj, "require_client_certificate", "tls")
+            .unwrap_or(d.require_client_certificate),
+    }
 }
 
 fn is_dns_name(s: &str) -> bool {
@@ -1127,18 +1377,22 @@ fn gateways(w: &mut Walker, obj: &Map<String, Value>, base: &str) -> Vec<Gateway
                 None
             }
         };
-        let port = w
-            .opt_integer(g, "port", &gw_path, 1, 65535)
-            .map_or(5060, |p| p as u16);
         let transport = Walker::field(g, "transport")
             .and_then(|t| {
                 w.enumeration(
                     t,
                     &join(&gw_path, "transport"),
-                    &[("udp", Transport::Udp), ("tcp", Transport::Tcp)],
+                    &[
+                        ("udp", Transport::Udp),
+                        ("tcp", Transport::Tcp),
+                        ("tls", Transport::Tls),
+                    ],
                 )
             })
             .unwrap_or_default();
+        let port = w
+            .opt_integer(g, "port", &gw_path, 1, 65535)
+            .map_or(transport.default_port(), |p| p as u16);
         if let Some(host) = host {
             out.push(Gateway {
                 host,

@@ -224,7 +224,13 @@ fn own_clash(target: Target<'_>, settings: &Settings) -> Option<Clash> {
     if ip.is_unspecified() {
         return own("unspecified address".into());
     }
-    let listens = settings.listen.udp.iter().chain(&settings.listen.tcp);
+    let tls = settings.listen.tls.iter().map(|l| &l.address);
+    let listens = settings
+        .listen
+        .udp
+        .iter()
+        .chain(&settings.listen.tcp)
+        .chain(tls);
     for addr in listens {
         let wildcard_hit =
             addr.ip().is_unspecified() && ip.is_loopback() && port_matches(port, addr.port());

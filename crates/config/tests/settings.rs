@@ -183,7 +183,7 @@ fn carriers() {
         "minimum",
     );
     rejects(
-        carrier(json!({"gateways": [{"host": "a", "transport": "tls"}]})),
+        carrier(json!({"gateways": [{"host": "a", "transport": "sctp"}]})),
         "carriers.0.gateways.0.transport",
         "enum",
     );
@@ -426,4 +426,121 @@ fn listener_objects_are_validated_with_field_paths() {
         "additionalProperties",
     );
     rejects(json!({"listen": {"tcp": [true]}}), "listen.tcp.0", "type");
+}
+
+/// A folder with a PEM certificate and key (content only checked for its PEM blocks here;
+/// the edge parses them).
+fn pem_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), cert).unwrap();
+    dir
+}
+
+#[test]
+fn tls_listeners_gateways_and_trust() {
+    let dir = pem_dir();
+    let v = json!({
+        "listen": {
+            "udp": ["0.0.0.0:5060"],
+            "tls": [{"address": "0.0.0.0:5061", "certificate": "cert.pem", "key": "key.pem"}]
+        },
+        "advertise": "203.0.113.5:5060",
+        "tls": {
+            "ca_file": "ca.pem",
+            "client_certificate": "cert.pem",
+            "client_key": "key.pem",
+            "require_client_certificate": true
+        },
+        "carriers": [{"name": "teams", "gateways": [
+            {"host": "192.0.2.1", "transport": "tls"},
+            {"host": "192.0.2.2", "port": 5070, "transport": "tls"}
+        ]}]
+    });
+    let s = Settings::from_value(&v, dir.path()).unwrap();
+    let tls: SocketAddr = "0.0.0.0:5061".parse().unwrap();
+    assert_eq!(s.listen.tls.len(), 1);
+    assert_eq!(s.listen.tls[0].address, tls);
+    assert_eq!(s.listen.tls[0].certificate, dir.path().join("cert.pem"));
+    assert_eq!(s.listen.tls[0].key, dir.path().join("key.pem"));
+    // The TLS listener advertises the global host on its own port.
+    assert_eq!(
+        s.advertise_for(Transport::Tls, tls).to_string(),
+        "203.0.113.5:5061"
+    );
+    assert_eq!(s.tls.ca_file, Some(dir.path().join("ca.pem")));
+    assert!(s.tls.verify_server, "verified by default");
+    assert!(s.tls.require_client_certificate);
+    assert_eq!(s.tls.client_key, Some(dir.path().join("key.pem")));
+    let gw = &s.carriers[0].gateways;
+    assert_eq!((gw[0].transport, gw[0].port), (Transport::Tls, 5061));
+    assert_eq!((gw[1].transport, gw[1].port), (Transport::Tls, 5070));
+    // Defaults: no TLS at all.
+    let d = parse(json!({})).unwrap();
+    assert!(d.listen.tls.is_empty());
+    assert_eq!(d.tls, Tls::default());
+}
+
+#[test]
+fn tls_files_are_checked_with_field_paths() {
+    let dir = pem_dir();
+    let check = |v: Value, path: &str, keyword: &str| {
+        let e = Settings::from_value(&v, dir.path()).expect_err("refused");
+        assert!(
+            e.has(path, keyword),
+            "expected {path}: {keyword}, got:\n{e}"
+        );
+        e.to_string()
+    };
+    let listener = |cert: &str, key: &str| json!({"listen": {"tls": [{"address": "127.0.0.1:5061", "certificate": cert, "key": key}]}});
+    let text = check(
+        listener("missing.pem", "key.pem"),
+        "listen.tls.0.certificate",
+        "file",
+    );
+    assert!(text.contains("missing.pem"), "{text}");
+    // A key where the certificate should be, and the other way round.
+    check(
+        listener("key.pem", "key.pem"),
+        "listen.tls.0.certificate",
+        "format",
+    );
+    check(
+        listener("cert.pem", "cert.pem"),
+        "listen.tls.0.key",
+        "format",
+    );
+    check(
+        json!({"listen": {"tls": [{"address": "127.0.0.1:5061", "key": "key.pem"}]}}),
+        "listen.tls.0.certificate",
+        "required",
+    );
+    check(
+        json!({"listen": {"tls": ["127.0.0.1:5061"]}}),
+        "listen.tls.0",
+        "type",
+    );
+    check(
+        json!({"tls": {"ca_file": "nope.pem"}}),
+        "tls.ca_file",
+        "file",
+    );
+    check(
+        json!({"tls": {"client_certificate": "cert.pem"}}),
+        "tls.client_key",
+        "required",
+    );
+    check(
+        json!({"tls": {"verify": false}}),
+        "tls.verify",
+        "additionalProperties",
+    );
+    rejects(
+        carrier(json!({"gateways": [{"host": "192.0.2.1", "transport": "wss"}]})),
+        "carriers.0.gateways.0.transport",
+        "enum",
+    );
 }

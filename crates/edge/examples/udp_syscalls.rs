@@ -99,6 +99,7 @@ fn serve(addr: SocketAddr, mode: &str, batch: usize, workers: usize) {
         max_tcp_connections_per_source: 16,
         limits: Default::default(),
         dns: None,
+        tls: Default::default(),
     };
     let edge = Edge::start(config, Arc::new(Echo)).expect("start");
     println!(

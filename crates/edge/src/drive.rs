@@ -67,7 +67,7 @@ impl Resolver {
         let families = crate::dns::families_of(udp);
         // Within a runtime context: hickory spawns its exchanges on it.
         let _guard = runtime.enter();
-        match crate::dns::Dns::new(settings, &[T::Udp, T::Tcp], families) {
+        match crate::dns::Dns::new(settings, &[T::Udp, T::Tcp, T::Tls], families) {
             Ok(dns) => Some(Arc::new(Resolver {
                 dns,
                 runtime,
@@ -81,23 +81,23 @@ impl Resolver {
     }
 }
 
-/// The hops of a resolution as the core's peers (TLS hops are skipped: no TLS yet).
+/// The hops of a resolution as the core's peers.
 fn peers(outcome: Result<crate::dns::Resolved, crate::dns::DnsError>) -> Result<Vec<Peer>, String> {
     use trunkstore_proxy::dns::Transport as T;
     let resolved = outcome.map_err(|e| e.to_string())?;
     Ok(resolved
         .hops
         .iter()
-        .filter_map(|h| {
+        .map(|h| {
             let transport = match h.transport {
                 T::Udp => trunkstore_proxy::Transport::Udp,
                 T::Tcp => trunkstore_proxy::Transport::Tcp,
-                T::Tls => return None,
+                T::Tls => trunkstore_proxy::Transport::Tls,
             };
-            Some(Peer {
+            Peer {
                 transport,
                 addr: h.addr,
-            })
+            }
         })
         .collect())
 }

@@ -39,15 +39,19 @@ pub(crate) enum ErrorKind {
     /// A send failed at once (no listener of the family, a full TCP queue, the
     /// connection cap, a refused UDP send).
     Send,
+    /// An outbound TLS handshake failed: the server's certificate refused (unknown CA,
+    /// wrong name or IP, expired), no common protocol, or a reset during it.
+    TlsHandshake,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 5] = [
+    const ALL: [ErrorKind; 6] = [
         ErrorKind::Icmp,
         ErrorKind::TcpConnect,
         ErrorKind::TcpClosed,
         ErrorKind::TcpWrite,
         ErrorKind::Send,
+        ErrorKind::TlsHandshake,
     ];
 
     /// The `kind` label on `/metrics`.
@@ -58,6 +62,7 @@ impl ErrorKind {
             ErrorKind::TcpClosed => "tcp_closed",
             ErrorKind::TcpWrite => "tcp_write",
             ErrorKind::Send => "send",
+            ErrorKind::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -66,7 +71,7 @@ impl ErrorKind {
 /// driver. Read with [`TransportErrors::by_kind`].
 #[derive(Debug, Default)]
 pub struct TransportErrors {
-    counts: [AtomicU64; 5],
+    counts: [AtomicU64; 6],
 }
 
 impl TransportErrors {
@@ -76,7 +81,7 @@ impl TransportErrors {
     }
 
     /// `(kind label, count)` for every kind, in a fixed order: `icmp`, `tcp_connect`,
-    /// `tcp_closed`, `tcp_write`, `send`.
+    /// `tcp_closed`, `tcp_write`, `send`, `tls_handshake`.
     pub fn by_kind(&self) -> Vec<(&'static str, u64)> {
         ErrorKind::ALL
             .iter()
@@ -278,7 +283,8 @@ mod tests {
                 ("tcp_connect", 0),
                 ("tcp_closed", 1),
                 ("tcp_write", 0),
-                ("send", 0)
+                ("send", 0),
+                ("tls_handshake", 0)
             ]
         );
     }

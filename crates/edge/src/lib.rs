@@ -17,6 +17,9 @@
 //!   100 ms per driver) and every error is counted by kind ([`Edge::transport_errors`]).
 //! * **TCP**: tokio tasks on one extra thread (connections are few and long-lived), a
 //!   framer per connection, one driver task owning the TCP shard; see `tcp` and `tcp_driver`.
+//! * **TLS**: TCP's code with a rustls session in each connection (`tls`): listeners with a
+//!   certificate each (reloaded by [`Edge::reload_tls`]), outbound connections verified
+//!   against the configured or system roots; their messages go to the same driver as TCP's.
 //! * **Protection before parsing** (behaviour.md §8): a datagram or TCP read from a
 //!   banned source is dropped before the core parses anything ([`Core::admits`], a
 //!   lock-free question); a banned source's TCP connection is refused at accept or closed
@@ -49,6 +52,7 @@
 // Layers, bottom up (a module only uses those above it in this list; the workspace's
 // crates/trunkstore/tests/layering.rs fails on any import loop):
 // sys, rcvtimeo, linger, core, cdr, errors, dns: no other module of the crate;
+// tls: rustls configurations (no other module of the crate);
 // udp, tcp: sockets and connections;
 // outbound: sending through them;
 // drive: the only caller of a shard's handle_* and poll_*;
@@ -64,6 +68,7 @@ mod rcvtimeo;
 mod sys;
 mod tcp;
 mod tcp_driver;
+mod tls;
 mod udp;
 mod udp_worker;
 
@@ -80,6 +85,7 @@ use trunkstore_sip::limits::Limits;
 
 pub use crate::core::Core;
 pub use crate::errors::TransportErrors;
+pub use crate::tls::{TlsListenerFiles, TlsSettings};
 pub use crate::udp::UdpMode;
 
 use crate::cdr::CdrSink;
@@ -130,6 +136,8 @@ pub struct EdgeConfig {
     /// The resolver of names the core asks for (RFC 3263); `None`: no DNS, such targets
     /// fail as unreachable.
     pub dns: Option<trunkstore_config::Dns>,
+    /// TLS listeners (with their certificates) and outbound TLS trust.
+    pub tls: TlsSettings,
 }
 
 impl EdgeConfig {
@@ -156,6 +164,7 @@ impl EdgeConfig {
                 ..Limits::default()
             },
             dns: Some(s.dns.clone()),
+            tls: TlsSettings::from_settings(s),
         }
     }
 }
@@ -174,11 +183,14 @@ fn resolve_workers(configured: u32) -> usize {
 pub struct Edge {
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    tls_state: Arc<tls::TlsState>,
     stop: Arc<AtomicBool>,
     udp_sockets: Vec<Arc<udp::UdpSocket>>,
     threads: Vec<JoinHandle<()>>,
     runtime: tokio::runtime::Runtime,
     tcp: Arc<TcpShared>,
+    tls: Arc<TcpShared>,
     errors: Arc<TransportErrors>,
 }
 
@@ -222,6 +234,18 @@ impl Edge {
             })
             .collect::<io::Result<_>>()?;
         let tcp_addrs: Vec<SocketAddr> = tcp_listeners.iter().map(|(_, a)| *a).collect();
+        let tls_state = Arc::new(tls::TlsState::load(&config.tls)?);
+        let tls_listeners: Vec<(std::net::TcpListener, SocketAddr)> = config
+            .tls
+            .listeners
+            .iter()
+            .map(|l| {
+                let bound = tcp::bind_listener(l.address)?;
+                let addr = bound.local_addr()?;
+                Ok((bound, addr))
+            })
+            .collect::<io::Result<_>>()?;
+        let tls_addrs: Vec<SocketAddr> = tls_listeners.iter().map(|(_, a)| *a).collect();
 
         let (events_tx, events_rx) = mpsc::channel(tcp::EVENT_QUEUE);
         let tcp = Arc::new(TcpShared::new(
@@ -231,9 +255,15 @@ impl Edge {
             runtime.handle().clone(),
             core.clone(),
         ));
+        let tls_shared = Arc::new(TcpShared::tls(
+            &tcp,
+            tls_addrs.clone(),
+            tls_state.client.clone(),
+        ));
         let out = Arc::new(Outbound::new(
             udp.iter().map(|l| (l.addr, l.sockets[0].clone())).collect(),
             tcp.clone(),
+            tls_shared.clone(),
         ));
         let errors = Arc::new(TransportErrors::default());
         let resolver = drive::Resolver::start(
@@ -249,13 +279,20 @@ impl Edge {
         let tcp_driver = driver(&core);
         runtime.spawn(tcp_driver::drive(tcp_driver, events_rx));
         for (l, addr) in tcp_listeners {
-            runtime.spawn(tcp::accept_loop(tcp.clone(), l, addr));
+            runtime.spawn(tcp::accept_loop(tcp.clone(), l, addr, None));
+        }
+        for ((l, addr), state) in tls_listeners.into_iter().zip(&tls_state.listeners) {
+            let shared = tls_shared.clone();
+            runtime.spawn(tcp::accept_loop(shared, l, addr, Some(state.clone())));
         }
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut edge = Edge {
             udp_addrs: udp.iter().map(|l| l.addr).collect(),
             tcp_addrs,
+            tls_addrs,
+            tls_state,
+            tls: tls_shared,
             stop: stop.clone(),
             udp_sockets: udp.iter().flat_map(|l| l.sockets.iter().cloned()).collect(),
             threads: Vec::new(),
@@ -299,9 +336,32 @@ impl Edge {
         &self.tcp_addrs
     }
 
+    /// Bound TLS addresses, in settings order.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
     /// Open TCP connections (inbound, outbound).
     pub fn tcp_connections(&self) -> (usize, usize) {
         self.tcp.connection_counts()
+    }
+
+    /// Open TLS connections (inbound, outbound).
+    pub fn tls_connections(&self) -> (usize, usize) {
+        self.tls.connection_counts()
+    }
+
+    /// Reads every TLS listener's certificate and key again (SIGHUP): new connections get
+    /// the new pair; a listener whose new pair cannot be used keeps its old one (logged).
+    /// Returns how many listeners kept their old pair.
+    pub fn reload_tls(&self) -> usize {
+        self.tls_state.reload()
+    }
+
+    /// A handle to [`reload_tls`](Edge::reload_tls) for a signal task.
+    pub fn tls_reloader(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let state = self.tls_state.clone();
+        move || state.reload()
     }
 
     /// Transport errors seen and reported to the core so far, by kind (`/metrics`).

@@ -1,5 +1,5 @@
 //! Sending what the core produced: UDP datagrams in batches on the right listener socket,
-//! TCP messages handed to their connection. Knows nothing of the core: `drive` polls the
+//! TCP and TLS messages handed to their connection. Knows nothing of the core: `drive` polls the
 //! shard and hands the transmits here.
 
 use std::net::SocketAddr;
@@ -18,11 +18,16 @@ pub(crate) struct Outbound {
     /// Per UDP listener: its bound address and the socket used by non-owners.
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     tcp: Arc<TcpShared>,
+    tls: Arc<TcpShared>,
 }
 
 impl Outbound {
-    pub(crate) fn new(udp: Vec<(SocketAddr, Arc<UdpSocket>)>, tcp: Arc<TcpShared>) -> Outbound {
-        Outbound { udp, tcp }
+    pub(crate) fn new(
+        udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        tcp: Arc<TcpShared>,
+        tls: Arc<TcpShared>,
+    ) -> Outbound {
+        Outbound { udp, tcp, tls }
     }
 
     /// The UDP listener a datagram to `to` leaves from: the one named by `from`, else the
@@ -76,6 +81,11 @@ impl Flusher {
             },
             Transport::Tcp => {
                 if let Err(peer) = out.tcp.send(t) {
+                    self.errors.push((peer, ErrorKind::Send));
+                }
+            }
+            Transport::Tls => {
+                if let Err(peer) = out.tls.send(t) {
                     self.errors.push((peer, ErrorKind::Send));
                 }
             }

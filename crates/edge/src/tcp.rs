@@ -1,5 +1,12 @@
-//! TCP: listeners, connections and framing (the task that drives the TCP shard is
+//! TCP and TLS: listeners, connections and framing (the task that drives the TCP shard is
 //! `tcp_driver`).
+//!
+//! TLS is TCP with a rustls session inside (one [`TcpShared`] per transport, the same
+//! code): a TLS connection is admitted at accept exactly as a TCP one (caps, bans and the
+//! per-source limit, counted together with TCP's), then the handshake runs, bounded by the
+//! connect timeout; framing, queues and reuse per peer address are TCP's. An outbound
+//! handshake that fails (bad certificate, unknown CA, no common version) is a transport
+//! error for the peer (`tls_handshake`), so its transactions fail over at once.
 //!
 //! TCP connections are few and long-lived, so they run as tokio tasks on a one-thread
 //! runtime. Each connection task reads into its own [`StreamFramer`] and writes what is
@@ -24,7 +31,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
@@ -36,6 +43,7 @@ use trunkstore_sip::message::Message;
 
 use crate::core::Gate;
 use crate::errors::ErrorKind;
+use crate::tls::{server_name, ListenerTls};
 
 /// Messages queued for one connection; beyond that the peer is not reading and further
 /// sends fail (bounded memory per connection).
@@ -94,9 +102,17 @@ struct ConnEntry {
     tx: mpsc::Sender<Bytes>,
 }
 
-/// State shared by connection tasks and every thread that sends over TCP.
+/// Inbound connections open per source key, shared by TCP and TLS: one limit for both.
+pub(crate) type PerSource = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// State shared by connection tasks and every thread that sends over TCP (or TLS: one
+/// of these per transport).
 pub(crate) struct TcpShared {
     cfg: TcpConfig,
+    /// `Tcp`, or `Tls` with its client configuration.
+    transport: Transport,
+    /// TLS only: how outbound connections are secured.
+    client: Option<Arc<rustls::ClientConfig>>,
     /// Bound listener addresses (ephemeral ports resolved).
     listeners: Vec<SocketAddr>,
     conns: Mutex<HashMap<SocketAddr, ConnEntry>>,
@@ -104,8 +120,8 @@ pub(crate) struct TcpShared {
     inbound: AtomicUsize,
     outbound: AtomicUsize,
     /// Inbound connections open per source key; no entry at zero, so it holds at most
-    /// `max_connections` entries.
-    per_source: Mutex<HashMap<IpAddr, usize>>,
+    /// `max_connections` entries per transport.
+    per_source: PerSource,
     events: mpsc::Sender<TcpEvent>,
     rt: tokio::runtime::Handle,
     /// The core's answers on bans and per-source limits.
@@ -127,15 +143,48 @@ impl TcpShared {
     ) -> TcpShared {
         TcpShared {
             cfg,
+            transport: Transport::Tcp,
+            client: None,
             listeners,
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             inbound: AtomicUsize::new(0),
             outbound: AtomicUsize::new(0),
-            per_source: Mutex::new(HashMap::new()),
+            per_source: PerSource::default(),
             events,
             rt,
             gate,
+        }
+    }
+
+    /// The TLS transport beside `tcp`: same tuning, events and gate, the same per-source
+    /// counts (a source's TCP and TLS connections count against one limit), its own
+    /// listeners, connections and caps.
+    pub(crate) fn tls(
+        tcp: &TcpShared,
+        listeners: Vec<SocketAddr>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> TcpShared {
+        TcpShared {
+            cfg: tcp.cfg.clone(),
+            transport: Transport::Tls,
+            client: Some(client),
+            listeners,
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            inbound: AtomicUsize::new(0),
+            outbound: AtomicUsize::new(0),
+            per_source: tcp.per_source.clone(),
+            events: tcp.events.clone(),
+            rt: tcp.rt.clone(),
+            gate: tcp.gate.clone(),
+        }
+    }
+
+    fn peer(&self, addr: SocketAddr) -> Peer {
+        Peer {
+            transport: self.transport,
+            addr,
         }
     }
 
@@ -299,11 +348,14 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListene
     Ok(s.into())
 }
 
-/// Accepts connections on one listener until the runtime stops.
+/// Accepts connections on one listener until the runtime stops; `tls`: the listener's
+/// TLS configuration (a TLS listener), read at each accept so a reload applies to the
+/// next connection.
 pub(crate) async fn accept_loop(
     shared: Arc<TcpShared>,
     listener: std::net::TcpListener,
     local: SocketAddr,
+    tls: Option<Arc<ListenerTls>>,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -342,7 +394,40 @@ pub(crate) async fn accept_loop(
             id,
             dir: Direction::Inbound,
         };
-        tokio::spawn(conn.run(stream, rx));
+        match &tls {
+            None => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(conn.run(stream, rx));
+            }
+            Some(l) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(l.config());
+                tokio::spawn(accept_tls(conn, acceptor, stream, rx));
+            }
+        }
+    }
+}
+
+/// The server side of a TLS handshake, then the connection. A peer that fails it (no
+/// client certificate when one is required, garbage, too slow) is only logged: nothing
+/// was pending toward it.
+async fn accept_tls(
+    conn: Connection,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    rx: mpsc::Receiver<Bytes>,
+) {
+    let _ = stream.set_nodelay(true);
+    let handshake = timeout(conn.shared.cfg.connect_timeout, acceptor.accept(stream)).await;
+    match handshake {
+        Ok(Ok(tls)) => conn.run(tls, rx).await,
+        Ok(Err(e)) => {
+            tracing::debug!(remote = %conn.remote, error = %e, "TLS handshake failed (inbound)");
+            conn.shared.forget(conn.remote, conn.id, conn.dir);
+        }
+        Err(_) => {
+            tracing::debug!(remote = %conn.remote, "TLS handshake timed out (inbound)");
+            conn.shared.forget(conn.remote, conn.id, conn.dir);
+        }
     }
 }
 
@@ -353,21 +438,33 @@ async fn outbound_connection(
     rx: mpsc::Receiver<Bytes>,
     id: u64,
 ) {
-    let peer = Peer {
-        transport: Transport::Tcp,
-        addr: remote,
-    };
+    let peer = shared.peer(remote);
     match shared.connect(remote, from).await {
         Ok(stream) => {
             let local = shared.local_for(from, remote, &stream);
+            let _ = stream.set_nodelay(true);
             let conn = Connection {
-                shared,
+                shared: shared.clone(),
                 remote,
                 local,
                 id,
                 dir: Direction::Outbound,
             };
-            conn.run(stream, rx).await;
+            let Some(client) = shared.client.clone() else {
+                conn.run(stream, rx).await;
+                return;
+            };
+            let connector = tokio_rustls::TlsConnector::from(client);
+            let handshake = timeout(
+                shared.cfg.connect_timeout,
+                connector.connect(server_name(remote), stream),
+            )
+            .await;
+            match handshake {
+                Ok(Ok(tls)) => conn.run(tls, rx).await,
+                Ok(Err(e)) => handshake_failed(&shared, remote, id, &e.to_string()).await,
+                Err(_) => handshake_failed(&shared, remote, id, "timed out").await,
+            }
         }
         Err(e) => {
             tracing::debug!(%remote, error = %e, "TCP connect failed");
@@ -375,6 +472,16 @@ async fn outbound_connection(
             shared.report_error(peer, ErrorKind::TcpConnect).await;
         }
     }
+}
+
+/// An outbound TLS handshake failed (the server's certificate refused, no common
+/// protocol, a reset): what was queued is lost and the peer's transactions fail now.
+async fn handshake_failed(shared: &TcpShared, remote: SocketAddr, id: u64, why: &str) {
+    tracing::warn!(%remote, error = why, "TLS handshake failed");
+    shared.forget(remote, id, Direction::Outbound);
+    shared
+        .report_error(shared.peer(remote), ErrorKind::TlsHandshake)
+        .await;
 }
 
 /// One open connection.
@@ -388,8 +495,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, mut stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) {
-        let _ = stream.set_nodelay(true);
+    async fn run<S>(self, mut stream: S, mut rx: mpsc::Receiver<Bytes>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let idle = match self.dir {
             Direction::Inbound => self.shared.cfg.idle,
             Direction::Outbound => self.shared.cfg.outbound_idle,
@@ -426,14 +535,11 @@ impl Connection {
                 _ = sleep_until(deadline) => break "idle",
             }
         };
-        tracing::debug!(remote = %self.remote, why, "TCP connection closed");
+        tracing::debug!(remote = %self.remote, transport = ?self.shared.transport, why, "connection closed");
         // Forget first, so a retry after the error opens a new connection.
         self.shared.forget(self.remote, self.id, self.dir);
         if let Some(kind) = self.failure(why) {
-            let peer = Peer {
-                transport: Transport::Tcp,
-                addr: self.remote,
-            };
+            let peer = self.shared.peer(self.remote);
             self.shared.report_error(peer, kind).await;
         }
     }
@@ -456,15 +562,12 @@ impl Connection {
     }
 
     /// Hands every complete message to the driver and answers keep-alive pings.
-    async fn take_messages(
+    async fn take_messages<S: AsyncWrite + Unpin>(
         &self,
         framer: &mut StreamFramer,
-        stream: &mut TcpStream,
+        stream: &mut S,
     ) -> Result<(), &'static str> {
-        let from = Peer {
-            transport: Transport::Tcp,
-            addr: self.remote,
-        };
+        let from = self.shared.peer(self.remote);
         loop {
             match framer.next_message() {
                 Ok(Some(msg)) => {
@@ -493,9 +596,18 @@ impl Connection {
         Ok(())
     }
 
-    async fn write(&self, stream: &mut TcpStream, data: &[u8]) -> Result<(), &'static str> {
+    async fn write<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        data: &[u8],
+    ) -> Result<(), &'static str> {
+        // The flush pushes a TLS record out of rustls's buffer (a no-op for TCP).
+        let write = async {
+            stream.write_all(data).await?;
+            stream.flush().await
+        };
         let ok = matches!(
-            timeout(self.shared.cfg.write_timeout, stream.write_all(data)).await,
+            timeout(self.shared.cfg.write_timeout, write).await,
             Ok(Ok(()))
         );
         if ok {

@@ -26,7 +26,7 @@ enum Seen {
 }
 
 /// A scriptable core. UDP: `PING x` → `PONG x` back; `TIMER ms` → `FIRED` back after
-/// `ms`; `TCP addr text` → `text` sent over TCP to addr; `UDP addr n` → `n` datagrams sent
+/// `ms`; `TCP addr text` → `text` sent over TCP to addr (`TLS addr text`: over TLS); `UDP addr n` → `n` datagrams sent
 /// to addr over UDP. TCP: every request is answered
 /// `SIP/2.0 200 OK` on the same peer.
 /// Sources in `banned` are refused by `admits` and `admits_connection`; sources in
@@ -127,6 +127,14 @@ impl Core for FakeCore {
                 from: None,
                 data: Bytes::from(payload.to_owned()),
             }),
+            (Some("TLS"), Some(addr), Some(payload)) => shard.out.push_back(Transmit {
+                to: Peer {
+                    transport: Transport::Tls,
+                    addr: addr.parse().unwrap(),
+                },
+                from: None,
+                data: Bytes::from(payload.to_owned()),
+            }),
             _ => {}
         }
     }
@@ -206,6 +214,7 @@ fn config() -> EdgeConfig {
         max_tcp_connections_per_source: 64,
         limits: Limits::default(),
         dns: None,
+        tls: Default::default(),
     }
 }
 
@@ -931,5 +940,298 @@ fn icmpv6_port_unreachable_is_reported_when_ipv6_is_available() {
         matches!(s, Seen::Unreachable(_) | Seen::TransportError(_))
     });
     assert_eq!(e, Seen::Unreachable(udp_peer(dead)));
+    edge.stop();
+}
+
+// ---- TLS ----
+
+mod certs {
+    //! A test CA and certificates it signs, written as PEM files.
+
+    use std::path::{Path, PathBuf};
+
+    use rcgen::{
+        BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+
+    pub struct Ca {
+        cert: Certificate,
+        key: KeyPair,
+    }
+
+    impl Ca {
+        pub fn new(name: &str) -> Ca {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.self_signed(&key).unwrap();
+            Ca { cert, key }
+        }
+
+        /// Writes `<name>.ca.pem`.
+        pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+            let path = dir.join(format!("{name}.ca.pem"));
+            std::fs::write(&path, self.cert.pem()).unwrap();
+            path
+        }
+
+        /// A leaf for `sans` (IPs and names), usable as server and client; writes
+        /// `<name>.pem` and `<name>.key` and returns their paths.
+        pub fn leaf(&self, dir: &Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+            let key = KeyPair::generate().unwrap();
+            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut params = CertificateParams::new(sans).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+            let cert_path = dir.join(format!("{name}.pem"));
+            let key_path = dir.join(format!("{name}.key"));
+            std::fs::write(&cert_path, cert.pem()).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            (cert_path, key_path)
+        }
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use trunkstore_edge::{TlsListenerFiles, TlsSettings};
+
+#[allow(deprecated)]
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &std::path::Path) -> rustls::RootCertStore {
+    let mut store = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        store.add(c.unwrap()).unwrap();
+    }
+    store
+}
+
+/// A blocking rustls client to `addr` trusting `ca`, its handshake done.
+fn tls_client(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(ca))
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = tcp_connect(addr);
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    s
+}
+
+/// What a test TLS server read: the connection's number and the bytes or the error.
+type ServerRead = (usize, Result<String, String>);
+
+/// A blocking rustls server on an ephemeral loopback port with `cert`/`key`, one
+/// connection at a time: what each read returns goes to the channel with the
+/// connection's number (`Err` for a failed handshake or read).
+fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> (SocketAddr, Receiver<ServerRead>) {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for (n, tcp) in listener.incoming().take(8).enumerate() {
+            let Ok(tcp) = tcp else { continue };
+            let _ = tcp.set_read_timeout(Some(WAIT));
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = [0u8; 2048];
+            for _ in 0..8 {
+                let got = match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => Ok(String::from_utf8_lossy(&buf[..k]).into_owned()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let failed = got.is_err();
+                if tx.send((n, got)).is_err() {
+                    return;
+                }
+                if failed {
+                    break;
+                }
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// No TLS listener; servers verified against `ca`.
+fn tls_config(ca: &std::path::Path) -> EdgeConfig {
+    EdgeConfig {
+        tls: TlsSettings {
+            ca_file: Some(ca.to_path_buf()),
+            ..TlsSettings::default()
+        },
+        ..config()
+    }
+}
+
+fn tls_peer(addr: SocketAddr) -> Peer {
+    Peer {
+        transport: Transport::Tls,
+        addr,
+    }
+}
+
+#[test]
+fn tls_listener_frames_messages_and_answers_on_the_same_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::Ca::new("test CA");
+    let ca_file = ca.write(dir.path(), "test");
+    let (certificate, key) = ca.leaf(dir.path(), "proxy", &["127.0.0.1", "localhost"]);
+    let (edge, seen) = start(EdgeConfig {
+        tls: TlsSettings {
+            listeners: vec![TlsListenerFiles {
+                address: loopback(),
+                certificate,
+                key,
+            }],
+            ..TlsSettings::default()
+        },
+        ..config()
+    });
+    let server = edge.tls_addrs()[0];
+    let mut c = tls_client(server, &ca_file);
+    c.write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let got = wait_for(&seen, |s| matches!(s, Seen::Message(..)));
+    let Seen::Message(from, local, text) = got else {
+        unreachable!()
+    };
+    assert_eq!(from.transport, Transport::Tls);
+    assert_eq!(local, server);
+    assert!(text.starts_with("OPTIONS "));
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+    assert_eq!(edge.tls_connections().0, 1);
+    edge.stop();
+}
+
+/// Outbound TLS: a server whose certificate chains to `tls.ca_file` gets the message (and
+/// a second one on the same connection); one signed by another CA is refused: a transport
+/// error for the peer, counted as `tls_handshake`.
+#[test]
+fn outbound_tls_is_verified_and_an_unknown_ca_is_a_handshake_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::Ca::new("trusted CA");
+    let ca_file = ca.write(dir.path(), "trusted");
+    let (good_cert, good_key) = ca.leaf(dir.path(), "good", &["127.0.0.1"]);
+    let rogue = certs::Ca::new("rogue CA");
+    let (bad_cert, bad_key) = rogue.leaf(dir.path(), "bad", &["127.0.0.1"]);
+    let (good, good_rx) = tls_server(&good_cert, &good_key);
+    let (bad, bad_rx) = tls_server(&bad_cert, &bad_key);
+    let (edge, seen) = start(tls_config(&ca_file));
+    let c = client();
+    let udp = edge.udp_addrs()[0];
+    c.send_to(format!("TLS {good} hello").as_bytes(), udp)
+        .unwrap();
+    let first = good_rx.recv_timeout(WAIT).expect("the good server got it");
+    assert_eq!(first, (0, Ok("hello".to_string())));
+    c.send_to(format!("TLS {good} again").as_bytes(), udp)
+        .unwrap();
+    let second = good_rx.recv_timeout(WAIT).expect("the good server got it");
+    assert_eq!(
+        second,
+        (0, Ok("again".to_string())),
+        "on the same connection"
+    );
+    assert_eq!(edge.tls_connections().1, 1);
+    c.send_to(format!("TLS {bad} hello").as_bytes(), udp)
+        .unwrap();
+    let err = wait_for(&seen, |s| matches!(s, Seen::TransportError(_)));
+    assert_eq!(err, Seen::TransportError(tls_peer(bad)));
+    let refused = bad_rx
+        .recv_timeout(WAIT)
+        .expect("the bad server saw a handshake");
+    assert!(
+        refused.1.is_err(),
+        "nothing readable reached it: {refused:?}"
+    );
+    let counts = edge.transport_errors().by_kind();
+    assert!(counts.contains(&("tls_handshake", 1)), "{counts:?}");
+    edge.stop();
+}
+
+/// SIGHUP's reload: a good new pair is taken for new connections; a broken one keeps the
+/// old pair and the listener keeps serving.
+#[test]
+fn tls_certificates_reload_and_a_bad_new_pair_keeps_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::Ca::new("test CA");
+    let ca_file = ca.write(dir.path(), "test");
+    let (certificate, key) = ca.leaf(dir.path(), "proxy", &["127.0.0.1"]);
+    let (edge, _seen) = start(EdgeConfig {
+        tls: TlsSettings {
+            listeners: vec![TlsListenerFiles {
+                address: loopback(),
+                certificate: certificate.clone(),
+                key: key.clone(),
+            }],
+            ..TlsSettings::default()
+        },
+        ..config()
+    });
+    let server = edge.tls_addrs()[0];
+    // A new pair from another CA: after the reload, clients of the old CA refuse it.
+    let other = certs::Ca::new("next CA");
+    let other_file = other.write(dir.path(), "next");
+    let (c2, k2) = other.leaf(dir.path(), "proxy2", &["127.0.0.1"]);
+    std::fs::copy(&c2, &certificate).unwrap();
+    std::fs::copy(&k2, &key).unwrap();
+    assert_eq!(edge.reload_tls(), 0);
+    drop(tls_client(server, &other_file));
+    // A broken file: the reload fails and the last good pair stays.
+    std::fs::write(&key, "not a key").unwrap();
+    assert_eq!(edge.reload_tls(), 1);
+    drop(tls_client(server, &other_file));
+    // The old CA's clients are refused now.
+    let config = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&ca_file))
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(server.ip().into());
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = tcp_connect(server);
+    let mut failed = false;
+    for _ in 0..16 {
+        if !conn.is_handshaking() {
+            break;
+        }
+        if conn.complete_io(&mut tcp).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the old CA no longer verifies the listener");
     edge.stop();
 }

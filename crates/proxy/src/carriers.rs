@@ -100,7 +100,8 @@ fn next_random(state: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
-/// `sip:<number in the carrier's format><params>@<gateway>` (`;transport=tcp` for TCP).
+/// `sip:<number in the carrier's format><params>@<gateway>` (`;transport=tcp` for TCP,
+/// `;transport=tls` for TLS: TLS to the gateway, not a `sips:` demand on its hops beyond).
 /// The number was decoded from what the PBX sent (§2): it is escaped again, so nothing
 /// in it (`;`, `@`, `?`...) can change the URI's structure.
 fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str, params: &str) -> Bytes {
@@ -111,6 +112,7 @@ fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str, params: &str) -> Bytes {
     };
     let transport = match gw.transport {
         trunkstore_config::Transport::Tcp => ";transport=tcp",
+        trunkstore_config::Transport::Tls => ";transport=tls",
         trunkstore_config::Transport::Udp => "",
     };
     Bytes::from(format!("sip:{user}{params}@{host}:{}{transport}", gw.port))
@@ -126,6 +128,7 @@ fn gateway_name(gw: &Gateway) -> Option<Arc<crate::dns::Target>> {
     let transport = match gw.transport {
         trunkstore_config::Transport::Udp => crate::dns::Transport::Udp,
         trunkstore_config::Transport::Tcp => crate::dns::Transport::Tcp,
+        trunkstore_config::Transport::Tls => crate::dns::Transport::Tls,
     };
     Some(Arc::new(crate::dns::Target {
         host: name.clone(),
@@ -144,6 +147,7 @@ fn gateway_peer(gw: &Gateway) -> Option<Peer> {
     let transport = match gw.transport {
         trunkstore_config::Transport::Udp => Transport::Udp,
         trunkstore_config::Transport::Tcp => Transport::Tcp,
+        trunkstore_config::Transport::Tls => Transport::Tls,
     };
     Some(Peer {
         transport,

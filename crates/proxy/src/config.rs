@@ -41,10 +41,14 @@ pub struct ProxyConfig {
     pub advertise_udp: Advertise,
     /// Advertised address for TCP (Via `SIP/2.0/TCP`, Record-Route `;transport=tcp`).
     pub advertise_tcp: Advertise,
+    /// Advertised address for TLS (Via `SIP/2.0/TLS`, Record-Route `;transport=tls`).
+    pub advertise_tls: Advertise,
     /// Local listener messages leave from (the `from` of a [`crate::Transmit`]).
     pub local_udp: Option<SocketAddr>,
     /// Local TCP listener messages leave from (see `local_udp`).
     pub local_tcp: Option<SocketAddr>,
+    /// Local TLS listener messages leave from (see `local_udp`).
+    pub local_tls: Option<SocketAddr>,
     /// Other host:port pairs that also mean "us" in a Route or Request-URI (the listen
     /// addresses themselves, aliases).
     pub aliases: Vec<(String, u16)>,
@@ -125,19 +129,25 @@ impl ProxyConfig {
     pub fn from_settings(settings: &Settings) -> ProxyConfig {
         let Advertise { host, port } = Advertise::from(&settings.advertise);
         let mut aliases = Vec::new();
-        for a in settings.listen.udp.iter().chain(settings.listen.tcp.iter()) {
+        let tls_addrs: Vec<SocketAddr> = settings.listen.tls.iter().map(|l| l.address).collect();
+        for a in settings
+            .listen
+            .udp
+            .iter()
+            .chain(settings.listen.tcp.iter())
+            .chain(tls_addrs.iter())
+        {
             aliases.push((host_text(a), a.port()));
         }
         let t = &settings.timers;
         let udp = settings.listen.udp.iter().map(|a| (Transport::Udp, *a));
         let tcp = settings.listen.tcp.iter().map(|a| (Transport::Tcp, *a));
+        let tls = tls_addrs.iter().map(|a| (Transport::Tls, *a));
         let listeners = udp
             .chain(tcp)
+            .chain(tls)
             .map(|(transport, local)| {
-                let ty = match transport {
-                    Transport::Udp => trunkstore_config::Transport::Udp,
-                    Transport::Tcp => trunkstore_config::Transport::Tcp,
-                };
+                let ty = settings_transport(transport);
                 Listener {
                     transport,
                     local,
@@ -152,8 +162,10 @@ impl ProxyConfig {
                 port,
             },
             advertise_tcp: Advertise { host, port },
+            advertise_tls: tls_advertise(settings),
             local_udp: settings.listen.udp.first().copied(),
             local_tcp: settings.listen.tcp.first().copied(),
+            local_tls: tls_addrs.first().copied(),
             aliases,
             t1: Duration::from_millis(u64::from(t.t1_ms.max(1))),
             t2: Duration::from_millis(u64::from(t.t2_ms.max(1))),
@@ -188,8 +200,13 @@ impl ProxyConfig {
                 host: host.to_string(),
                 port,
             },
+            advertise_tls: Advertise {
+                host: host.to_string(),
+                port,
+            },
             local_udp: local,
             local_tcp: local,
+            local_tls: local,
             aliases: Vec::new(),
             listeners: Vec::new(),
             t1: Duration::from_millis(500),
@@ -214,6 +231,7 @@ impl ProxyConfig {
         match t {
             Transport::Udp => &self.advertise_udp,
             Transport::Tcp => &self.advertise_tcp,
+            Transport::Tls => &self.advertise_tls,
         }
     }
 
@@ -222,6 +240,30 @@ impl ProxyConfig {
         match t {
             Transport::Udp => self.local_udp,
             Transport::Tcp => self.local_tcp,
+            Transport::Tls => self.local_tls,
+        }
+    }
+}
+
+fn settings_transport(t: Transport) -> trunkstore_config::Transport {
+    match t {
+        Transport::Udp => trunkstore_config::Transport::Udp,
+        Transport::Tcp => trunkstore_config::Transport::Tcp,
+        Transport::Tls => trunkstore_config::Transport::Tls,
+    }
+}
+
+/// What TLS advertises without a listener of its own to say: the first TLS listener's
+/// address as the settings give it, else the global `advertise` host on port 5061 (a TLS
+/// peer that reaches us at the UDP port would find no TLS there).
+fn tls_advertise(settings: &Settings) -> Advertise {
+    match settings.listen.tls.first() {
+        Some(l) => {
+            Advertise::from(&settings.advertise_for(trunkstore_config::Transport::Tls, l.address))
+        }
+        None => {
+            let a = Advertise::from(&settings.advertise);
+            Advertise { port: 5061, ..a }
         }
     }
 }

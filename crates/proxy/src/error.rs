@@ -74,11 +74,14 @@ pub enum ForwardError {
     /// A response with no Via left once ours is removed: it was meant for the proxy
     /// (§16.7 step 3), so it is not relayed.
     NoViaLeft,
+    /// A `sips:` Request-URI whose next hop is not TLS (RFC 5630: never downgraded):
+    /// 480 upstream.
+    InsecureHop,
 }
 
 impl ForwardError {
     /// Every reason label, in `/metrics` order.
-    pub const REASONS: [&'static str; 7] = [
+    pub const REASONS: [&'static str; 8] = [
         "no_next_hop",
         "too_many_branches",
         "via_too_long",
@@ -86,6 +89,7 @@ impl ForwardError {
         "request_unparseable",
         "build",
         "no_via_left",
+        "sips_not_tls",
     ];
 
     /// Its `/metrics` label (an index into [`ForwardError::REASONS`]).
@@ -98,6 +102,7 @@ impl ForwardError {
             ForwardError::RequestUnparseable => 4,
             ForwardError::Build(_) => 5,
             ForwardError::NoViaLeft => 6,
+            ForwardError::InsecureHop => 7,
         }
     }
 
@@ -117,6 +122,7 @@ impl fmt::Display for ForwardError {
             ForwardError::RequestUnparseable => write!(f, "our own request is unreadable"),
             ForwardError::Build(what) => write!(f, "cannot build the {what}"),
             ForwardError::NoViaLeft => write!(f, "no Via left once ours is removed"),
+            ForwardError::InsecureHop => write!(f, "a sips: target over a transport not TLS"),
         }
     }
 }

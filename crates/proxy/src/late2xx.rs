@@ -19,7 +19,6 @@ use bytes::Bytes;
 use trunkstore_sip::build::{self, DialogRoute};
 use trunkstore_sip::message::Message;
 use trunkstore_sip::parse::parse_datagram;
-use trunkstore_sip::scan::eq_ignore_case;
 use trunkstore_sip::uri::Scheme;
 
 use crate::context::Ctx;
@@ -28,7 +27,7 @@ use crate::metrics::LateByeOutcome;
 use crate::state::{Branch, ClientEntry, Late2xx, LateDialog, ProxyTxn, State, MAX_DIALOGS};
 use crate::transaction::client_non_invite::{ResponseAction, TimerAction};
 use crate::transaction::{ClientNonInvite, TimerKind, Timers};
-use crate::types::{Peer, Transport};
+use crate::types::Peer;
 use crate::util::mix;
 use crate::{branch, sipview};
 
@@ -143,7 +142,7 @@ fn build_dialog(
         &bye_via,
     )?;
     let mut timers = Timers::new(state.timers);
-    let client = ClientNonInvite::start(hop.transport == Transport::Tcp, now, &mut timers);
+    let client = ClientNonInvite::start(hop.transport.is_reliable(), now, &mut timers);
     let d = LateDialog {
         to_tag: Bytes::copy_from_slice(sipview::to_tag(resp).unwrap_or_default()),
         hop,
@@ -171,19 +170,17 @@ fn next_hop(route: &DialogRoute<'_>, fallback: Peer) -> Peer {
     let Ok(uri) = route.next_hop() else {
         return fallback;
     };
-    if uri.scheme() != Scheme::Sip {
-        return fallback;
-    }
     let Some(ip) = uri.host().and_then(|h| h.ip()) else {
         return fallback;
     };
-    let transport = match uri.transport() {
-        None => fallback.transport,
-        Some(t) if eq_ignore_case(t, b"udp") => Transport::Udp,
-        Some(t) if eq_ignore_case(t, b"tcp") => Transport::Tcp,
-        Some(_) => return fallback,
+    // A `sip:` URI without a transport: the branch's; otherwise what the URI asks for
+    // (a `sips:` one only over TLS, RFC 5630), and nothing we cannot honour.
+    let transport = match crate::sipview::uri_transport(&uri) {
+        _ if uri.scheme() == Scheme::Sip && uri.transport().is_none() => fallback.transport,
+        Some(t) => t,
+        None => return fallback,
     };
-    let port = uri.port().unwrap_or(5060);
+    let port = uri.port().unwrap_or(transport.default_port());
     if port == 0 || !usable(ip) {
         return fallback;
     }

@@ -224,10 +224,10 @@ pub(crate) fn sweep(cx: &mut Ctx<'_>) {
 /// Branch prefix of keep-alive OPTIONS: their responses go to the registrar.
 pub(crate) const KEEPALIVE_BRANCH: &str = "z9hG4bKka";
 
-/// A keep-alive: CRLF CRLF on a TCP flow (RFC 5626 §3.5.1), else an OPTIONS whose
+/// A keep-alive: CRLF CRLF on a TCP or TLS flow (RFC 5626 §3.5.1), else an OPTIONS whose
 /// response proves the NAT binding open.
 fn keepalive_bytes(cx: &Ctx<'_>, k: &Keepalive) -> Bytes {
-    if k.to.transport == Transport::Tcp {
+    if k.to.transport.is_reliable() {
         return Bytes::from_static(b"\r\n\r\n");
     }
     let adv = cx.state.cfg.advertise(Transport::Udp);

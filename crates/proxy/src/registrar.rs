@@ -653,7 +653,7 @@ impl Registrar {
             let before = entry.value().len();
             entry
                 .value_mut()
-                .retain(|b| !(b.target.source == peer && peer.transport == Transport::Tcp));
+                .retain(|b| !(b.target.source == peer && peer.transport.is_reliable()));
             for b in entry.value_mut().iter_mut() {
                 if b.target.source == peer {
                     b.ping.failures += 1;

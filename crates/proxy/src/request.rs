@@ -21,7 +21,7 @@ use crate::route::{self, Attempt, AttemptPlan, Decision, Direction, SourceClass}
 use crate::state::{CallInfo, Deciding, Party, ProxyTxn, ServerSide};
 use crate::transaction::{ServerInvite, ServerNonInvite, Timers};
 use crate::trunks::TrunkHold;
-use crate::types::{Peer, Transport};
+use crate::types::Peer;
 use crate::{branch, calls, local, outbound, proxying, sipview};
 
 fn class_of(m: Method) -> MethodClass {
@@ -213,7 +213,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         to: to_user,
         direction: plan.direction,
     };
-    let reliable = from.transport == Transport::Tcp;
+    let reliable = from.transport.is_reliable();
     let server = if method == Method::Invite {
         ServerSide::Invite(ServerInvite::new(reliable))
     } else {
@@ -509,7 +509,7 @@ fn on_cancel(
     let Some(ok) = local::build(cx, &msg, 200, b"OK", &[]) else {
         return;
     };
-    let reliable = from.transport == Transport::Tcp;
+    let reliable = from.transport.is_reliable();
     let mut server = ServerNonInvite::new(reliable);
     let mut timers = Timers::new(cx.state.timers);
     server.on_final(ok.clone(), cx.now, &mut timers);

@@ -1,6 +1,6 @@
 //! The proxy's sides (RFC 5658): what a message on one listener names us as (Via,
 //! Record-Route) and where it leaves from. A request forwarded from one side to another
-//! (UDP ↔ TCP, IPv4 ↔ IPv6, or two listeners with different advertised addresses) is
+//! (UDP ↔ TCP ↔ TLS, IPv4 ↔ IPv6, or two listeners with different advertised addresses) is
 //! record-routed twice, so that each leg's UA reaches us at an address and over a
 //! transport it can use: the entry nearest the callee names the outgoing side, the one
 //! below it the incoming side.
@@ -17,7 +17,7 @@ pub(crate) struct Side {
     pub local: Option<SocketAddr>,
     /// `SIP/2.0/UDP host:port;rport;branch=`: the branch follows.
     pub via_prefix: Box<[u8]>,
-    /// `<sip:host:port;lr>` (`;transport=tcp` for TCP).
+    /// `<sip:host:port;lr>` (`;transport=tcp` for TCP, `;transport=tls` for TLS).
     pub record_route: Box<[u8]>,
 }
 
@@ -36,15 +36,15 @@ impl Side {
 pub(crate) struct Sides {
     /// One per listener, in the settings' order.
     listeners: Vec<Side>,
-    /// Per transport (UDP, TCP): the configuration's `advertise_*` and `local_*`, for
+    /// Per transport (UDP, TCP, TLS): the configuration's `advertise_*` and `local_*`, for
     /// peers no listener's address family fits.
-    fallback: [Side; 2],
+    fallback: [Side; 3],
 }
 
 impl Sides {
     pub(crate) fn new(cfg: &ProxyConfig) -> Sides {
-        let fallback =
-            [Transport::Udp, Transport::Tcp].map(|t| Side::new(t, cfg.local(t), cfg.advertise(t)));
+        let fallback = [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .map(|t| Side::new(t, cfg.local(t), cfg.advertise(t)));
         let listeners = cfg
             .listeners
             .iter()
@@ -94,24 +94,25 @@ fn index(t: Transport) -> usize {
     match t {
         Transport::Udp => 0,
         Transport::Tcp => 1,
+        Transport::Tls => 2,
     }
 }
 
 fn via_prefix(t: Transport, adv: &Advertise) -> Box<[u8]> {
-    let name = match t {
-        Transport::Udp => "UDP",
-        Transport::Tcp => "TCP",
-    };
+    let name = t.via_name();
     format!("SIP/2.0/{name} {}:{};rport;branch=", adv.host, adv.port)
         .into_bytes()
         .into_boxed_slice()
 }
 
 fn record_route(t: Transport, adv: &Advertise) -> Box<[u8]> {
-    let param = if t == Transport::Tcp {
-        ";transport=tcp"
-    } else {
-        ""
+    // A `sip:` URI with `;transport=tls` rather than a `sips:` one: it asks for TLS on
+    // the next hop only, which is all a Record-Route can promise (RFC 5630 §3.1.2); a
+    // `sips:` entry would forbid any later hop in the dialog from being UDP or TCP.
+    let param = match t {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
     };
     format!("<sip:{}:{}{param};lr>", adv.host, adv.port)
         .into_bytes()
@@ -187,6 +188,27 @@ mod tests {
         assert_eq!(
             &*s.toward(tcp).record_route,
             b"<sip:192.0.2.10:5060;transport=tcp;lr>"
+        );
+    }
+
+    #[test]
+    fn tls_names_itself_in_via_and_record_route() {
+        let mut cfg = ProxyConfig::for_tests("192.0.2.10", 5060);
+        cfg.advertise_tls.port = 5061;
+        let s = Sides::new(&cfg);
+        let tls = peer(Transport::Tls, "198.51.100.3:5061");
+        assert_eq!(
+            &*s.toward(tls).via_prefix,
+            b"SIP/2.0/TLS 192.0.2.10:5061;rport;branch="
+        );
+        let udp = peer(Transport::Udp, "198.51.100.1:5060");
+        let local = "192.0.2.10:5060".parse().unwrap();
+        assert_eq!(
+            s.record_route(udp, local, tls),
+            (
+                &b"<sip:192.0.2.10:5060;lr>"[..],
+                Some(&b"<sip:192.0.2.10:5061;transport=tls;lr>"[..])
+            )
         );
     }
 }

@@ -17,6 +17,33 @@ pub enum Transport {
     Udp,
     /// A TCP connection (stream framing).
     Tcp,
+    /// A TLS connection over TCP (stream framing, RFC 3261 §26.2; `sips:` targets go only
+    /// this way, RFC 5630).
+    Tls,
+}
+
+impl Transport {
+    /// Reliable transports (TCP, TLS) get no retransmissions (RFC 3261 §17.1.1.2).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// Uppercase name as in a Via (`SIP/2.0/TLS`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The port a URI without one means on this transport (RFC 3261 §19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
 }
 
 /// The other end of a hop. For TCP, the remote address names the connection: replies to a
@@ -24,7 +51,7 @@ pub enum Transport {
 /// open connection to that address or opens one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// The remote address.
     pub addr: SocketAddr,

@@ -202,6 +202,7 @@ fn transport_text(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
     }
 }
 
@@ -210,6 +211,7 @@ fn parse_source(s: &str) -> Option<Peer> {
     let transport = match t {
         "udp" => Transport::Udp,
         "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
         _ => return None,
     };
     Some(Peer {

@@ -19,7 +19,8 @@ use trunkstore_routing::{Router, Snapshot};
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Runs the proxy over a loaded, valid catalog until SIGTERM/SIGINT. The admin API
-/// (documents, reload, metrics, health) runs beside it; SIGHUP reloads the documents.
+/// (documents, reload, metrics, health) runs beside it; SIGHUP reloads the documents and
+/// the TLS listeners' certificates.
 pub fn run(catalog: Catalog) -> ExitCode {
     let settings = catalog.settings().clone();
     init_logging(&settings);
@@ -62,6 +63,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    spawn_tls_reload(&edge);
     let summary = catalog.summary();
     for w in catalog.warnings() {
         tracing::warn!("{w}");
@@ -81,6 +83,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
         api = ?api.local_addrs(),
         udp = ?edge.udp_addrs(),
         tcp = ?edge.tcp_addrs(),
+        tls = ?edge.tls_addrs(),
         advertise = %settings.advertise,
         workers,
         accounts = summary.accounts,
@@ -371,6 +374,30 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Installs the SIGHUP handler that reloads the TLS certificates (before the startup
+/// line, like the others).
+fn spawn_tls_reload(edge: &Edge) {
+    let _runtime = edge.handle().enter();
+    match signal(SignalKind::hangup()) {
+        Ok(hup) => {
+            edge.handle()
+                .spawn(reload_tls_on_hup(hup, edge.tls_reloader()));
+        }
+        Err(e) => tracing::warn!(error = %e, "no SIGHUP reload of TLS certificates"),
+    }
+}
+
+/// SIGHUP: the TLS listeners' certificate and key files are read again (the documents
+/// are reloaded by the API's own SIGHUP handler). A pair that fails keeps the old one.
+async fn reload_tls_on_hup(mut hup: Signal, reload: impl Fn() -> usize) {
+    while hup.recv().await.is_some() {
+        let failed = reload();
+        if failed > 0 {
+            tracing::warn!(failed, "some TLS listeners kept their old certificate");
         }
     }
 }

@@ -15,7 +15,6 @@ use crate::machines::branch::{CancelStep, Canceller};
 use crate::machines::deadlines::DeadlineKind;
 use crate::state::{Branch, ProxyTxn, SentCancel, State};
 use crate::transaction::{ClientNonInvite, Timers};
-use crate::types::Transport;
 
 /// Cancels every pending INVITE branch on behalf of `by`.
 pub(super) fn cancel_branches(cx: &mut Ctx<'_>, t: &mut ProxyTxn, by: Canceller) {
@@ -54,7 +53,7 @@ pub(super) fn send_cancel(cx: &mut Ctx<'_>, key: TxKey, idx: usize, b: &mut Bran
         Err(e) => return cx.forward_failed(b"-", e),
     };
     let mut timers = Timers::new(cx.state.timers);
-    let reliable = b.peer.transport == Transport::Tcp;
+    let reliable = b.peer.transport.is_reliable();
     let client = ClientNonInvite::start(reliable, cx.now, &mut timers);
     b.cancel = Some(Box::new(SentCancel {
         request: cancel.clone(),

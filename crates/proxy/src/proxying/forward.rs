@@ -20,7 +20,7 @@ use crate::machines::deadlines::{DeadlineKind, Deadlines};
 use crate::route::Attempt;
 use crate::state::{Branch, ClientEntry, ClientSide, Deciding, ProxyTxn, ServerSide};
 use crate::transaction::{ClientInvite, ClientNonInvite, TimerKind, Timers};
-use crate::types::{Peer, Transport};
+use crate::types::Peer;
 use crate::util::{ip_text, mix};
 
 /// Sends to a branch's hop from our address for its transport (the same for every
@@ -81,8 +81,13 @@ pub(super) fn start_attempt(
         // Attempts start only while deciding; nothing to build from otherwise.
         return Err((Best::Local(500), ForwardError::RequestUnparseable));
     };
+    let uri = (attempt.request_uri.as_deref().or(d.strict_uri.as_deref()))
+        .unwrap_or_else(|| d.request.request_uri());
+    if crate::sipview::sips_downgrade(uri, peer) {
+        return Err((Best::Local(480), ForwardError::InsecureHop));
+    }
     let request = build_forward(cx, t, d, attempt, peer, id).map_err(|e| (Best::Local(500), e))?;
-    let reliable = peer.transport == Transport::Tcp;
+    let reliable = peer.transport.is_reliable();
     let mut timers = Timers::new(cx.state.timers);
     let is_invite = matches!(t.server, ServerSide::Invite(_));
     let client = if is_invite {
