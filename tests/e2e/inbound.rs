@@ -33,6 +33,28 @@ fn pbx(options: Value) -> Pbx {
     p
 }
 
+/// The primary PBX with `options` and a `failover.sip` target at a port of its own
+/// (returned).
+fn pbx_with_backup(options: Value) -> (Pbx, u16) {
+    let backup_port = free_port();
+    let mut p = pbx(options);
+    p.failover_sip = Some(backup_uri(backup_port));
+    (p, backup_port)
+}
+
+/// A serial uac-timed run of `calls` calls that the failover target at `backup_port`
+/// answers: the run's result and the target's.
+fn run_failed_over(
+    scene: &Scene,
+    p: &Pbx,
+    backup_port: u16,
+    calls: usize,
+) -> [Result<(), String>; 2] {
+    let backup = uas(scene, "backup", "uas-answer.xml", backup_port, calls as u64);
+    let run = run_timed(scene, timed_lines(p, BACKUP_USER, 200, calls));
+    [run, backup.finish(UAS_FINISH)]
+}
+
 fn npan(did: &str) -> String {
     did.trim_start_matches("+1").to_string()
 }
@@ -69,18 +91,24 @@ fn check_timer(dir: &TestDir, uac: &str, expected_ms: f64, calls: usize) -> Resu
         "[{uac}] {} calls, expected {expected_ms} ms, measured {min:.1}..{max:.1} ms",
         t.len()
     );
-    if t.len() != calls {
-        return Err(format!(
-            "{uac}: {} timings logged, expected {calls}",
-            t.len()
-        ));
-    }
+    expect_count(uac, &t, calls)?;
     if t.iter().any(|x| (x - expected_ms).abs() > tolerance) {
         return Err(format!(
             "{uac}: timer off by more than {tolerance} ms: {min:.1}..{max:.1} ms, expected {expected_ms} ms"
         ));
     }
     Ok(())
+}
+
+/// One timing per call: none missing from the log.
+fn expect_count(uac: &str, timings: &[f64], calls: usize) -> Result<(), String> {
+    match timings.len() == calls {
+        true => Ok(()),
+        false => Err(format!(
+            "{uac}: {} timings logged, expected {calls}",
+            timings.len()
+        )),
+    }
 }
 
 /// A carrier run of uac-timed.xml, serial (one call at a time) so every call sees the
@@ -194,26 +222,12 @@ fn cancel_during_delay_gets_487_and_the_server_sees_nothing() {
 /// 200 arrives `expected_ms` after the INVITE.
 fn fails_over_after(test: &str, scenario: &str, options: Value, expected_ms: f64) {
     const CALLS: usize = 3;
-    let backup_port = free_port();
-    let mut p = pbx(options);
-    p.failover_sip = Some(backup_uri(backup_port));
+    let (p, backup_port) = pbx_with_backup(options);
     let scene = Scene::start(test, std::slice::from_ref(&p));
     let primary = uas(&scene, "primary", scenario, p.port, CALLS as u64);
-    let backup = uas(
-        &scene,
-        "backup",
-        "uas-answer.xml",
-        backup_port,
-        CALLS as u64,
-    );
-    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let [run, backup] = run_failed_over(&scene, &p, backup_port, CALLS);
     let timer = check_timer(&scene.dir, "uac", expected_ms, CALLS);
-    scene.finish(vec![
-        run,
-        timer,
-        primary.finish(UAS_FINISH),
-        backup.finish(UAS_FINISH),
-    ]);
+    scene.finish(vec![run, timer, primary.finish(UAS_FINISH), backup]);
 }
 
 #[test]
@@ -296,24 +310,15 @@ fn late_200s_under_20_percent_loss_are_all_acked_and_hung_up() {
 #[test]
 fn no_response_fails_over_after_timer_b() {
     const CALLS: usize = 2;
-    let backup_port = free_port();
-    let mut p = pbx(json!({"progress_timeout": 30, "timeout": 60}));
-    p.failover_sip = Some(backup_uri(backup_port));
+    let (p, backup_port) = pbx_with_backup(json!({"progress_timeout": 30, "timeout": 60}));
     let _silent = UdpSocket::bind(("127.0.0.1", p.port)).expect("bind the PBX port");
     let settings: Map<String, Value> = [("timers".to_string(), json!({"t1_ms": 50}))]
         .into_iter()
         .collect();
     let scene = Scene::start_with("timer-b", std::slice::from_ref(&p), settings, json!({}));
-    let backup = uas(
-        &scene,
-        "backup",
-        "uas-answer.xml",
-        backup_port,
-        CALLS as u64,
-    );
-    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let [run, backup] = run_failed_over(&scene, &p, backup_port, CALLS);
     let timer = check_timer(&scene.dir, "uac", 3200.0, CALLS);
-    scene.finish(vec![run, timer, backup.finish(UAS_FINISH)]);
+    scene.finish(vec![run, timer, backup]);
 }
 
 /// Every call of a uac-timed run got its final response within `limit_ms` of its
@@ -325,12 +330,7 @@ fn check_within(dir: &TestDir, uac: &str, limit_ms: f64, calls: usize) -> Result
         "[{uac}] {} calls, INVITE → final response at most {max:.1} ms (limit {limit_ms} ms)",
         t.len()
     );
-    if t.len() != calls {
-        return Err(format!(
-            "{uac}: {} timings logged, expected {calls}",
-            t.len()
-        ));
-    }
+    expect_count(uac, &t, calls)?;
     match t.iter().any(|x| *x >= limit_ms) {
         true => Err(format!(
             "{uac}: a call took {max:.1} ms, limit {limit_ms} ms"
@@ -362,18 +362,9 @@ fn check_icmp_errors(scene: &Scene, min: u64) -> Result<(), String> {
 #[test]
 fn closed_udp_port_fails_over_in_under_a_second() {
     const CALLS: usize = 3;
-    let backup_port = free_port();
-    let mut p = pbx(json!({}));
-    p.failover_sip = Some(backup_uri(backup_port));
+    let (p, backup_port) = pbx_with_backup(json!({}));
     let scene = Scene::start("icmp-failover", std::slice::from_ref(&p));
-    let backup = uas(
-        &scene,
-        "backup",
-        "uas-answer.xml",
-        backup_port,
-        CALLS as u64,
-    );
-    let run = run_timed(&scene, timed_lines(&p, BACKUP_USER, 200, CALLS));
+    let [run, backup] = run_failed_over(&scene, &p, backup_port, CALLS);
     let fast = check_within(&scene.dir, "uac", 1000.0, CALLS);
     let n = CALLS as u64;
     let metrics = check_metrics(
@@ -384,7 +375,7 @@ fn closed_udp_port_fails_over_in_under_a_second() {
         ],
     );
     let icmp = check_icmp_errors(&scene, n);
-    scene.finish(vec![run, fast, metrics, icmp, backup.finish(UAS_FINISH)]);
+    scene.finish(vec![run, fast, metrics, icmp, backup]);
 }
 
 /// As above without a failover: the carrier gets the branch's 503 relayed as 500
@@ -417,9 +408,7 @@ fn timeout_without_failover_is_408() {
 #[test]
 fn failover_failing_too_gives_the_best_response() {
     const CALLS: usize = 3;
-    let backup_port = free_port();
-    let mut p = pbx(json!({}));
-    p.failover_sip = Some(backup_uri(backup_port));
+    let (p, backup_port) = pbx_with_backup(json!({}));
     let scene = Scene::start_with(
         "failover-fails",
         std::slice::from_ref(&p),
@@ -506,9 +495,7 @@ fn e164_failover_to_our_own_did() {
 
 #[test]
 fn disabled_server_gets_480_without_failover() {
-    let backup_port = free_port();
-    let mut p = pbx(json!({"enabled": false}));
-    p.failover_sip = Some(backup_uri(backup_port));
+    let (p, backup_port) = pbx_with_backup(json!({"enabled": false}));
     // Anything at the failover target would be a failover that must not happen.
     let listener = UdpSocket::bind(("127.0.0.1", backup_port)).expect("bind backup port");
     let scene = Scene::start("disabled", std::slice::from_ref(&p));
@@ -565,9 +552,7 @@ fn sip_headers_reach_the_server() {
 fn five_thousand_calls_half_failed_over() {
     const CALLS: usize = 5000;
     let _serial = harness::load_lock();
-    let backup_port = free_port();
-    let mut p = pbx(json!({}));
-    p.failover_sip = Some(backup_uri(backup_port));
+    let (p, backup_port) = pbx_with_backup(json!({}));
     let scene = Scene::start("failover-5000", std::slice::from_ref(&p));
     let primary = uas(&scene, "primary", "uas-alternate.xml", p.port, CALLS as u64);
     let backup = uas(

@@ -108,18 +108,30 @@ impl Scene {
     /// Stops the proxy (SIGTERM, must exit 0) and fails the test with every problem
     /// seen, each with its logs, plus the proxy's log.
     fn finish(self, results: Vec<Result<(), String>>) {
-        let log = self.proxy.log();
-        let stopped = self.proxy.stop();
-        let mut problems: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-        let had_call_problems = !problems.is_empty();
-        if let Err(why) = stopped {
-            problems.push(why);
-        }
-        if had_call_problems {
-            problems.push(log);
-        }
-        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+        finish_proxy(self.proxy, results, Vec::new);
     }
+}
+
+/// Stops `proxy` (SIGTERM, must exit 0) and fails the test with every problem seen;
+/// when a call had problems, with the proxy's log and the logs `more_logs` gives (other
+/// real components of the test).
+fn finish_proxy(
+    proxy: Proxy,
+    results: Vec<Result<(), String>>,
+    more_logs: impl FnOnce() -> Vec<String>,
+) {
+    let log = proxy.log();
+    let stopped = proxy.stop();
+    let mut problems: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    let had_call_problems = !problems.is_empty();
+    if let Err(why) = stopped {
+        problems.push(why);
+    }
+    if had_call_problems {
+        problems.push(log);
+        problems.extend(more_logs());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
 /// The proxy's `/metrics` page from its API listener (no token needed).

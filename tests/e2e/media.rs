@@ -31,7 +31,7 @@ use crate::harness::{free_port, TestDir};
 use crate::proxy::Proxy;
 use crate::rtpengine::{dict, s, Bencode, Rtpengine};
 use crate::sipp::{self, Transport, Uac, Uas};
-use crate::{check_metrics_at, UAS_FINISH};
+use crate::{check_metrics_at, finish_proxy, UAS_FINISH};
 
 /// The caller's media address (SIPp -mi of the calling side).
 const CALLER_MEDIA: &str = "127.0.0.3";
@@ -220,20 +220,12 @@ impl MediaScene {
     /// Stops the proxy (must exit 0); fails with every problem seen plus the proxy's log
     /// and, when given, rtpengine's.
     fn finish(self, results: Vec<Result<(), String>>, engine: Option<&Rtpengine>) {
-        let log = self.proxy.log();
-        let stopped = self.proxy.stop();
-        let mut problems: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-        let had_call_problems = !problems.is_empty();
-        if let Err(why) = stopped {
-            problems.push(why);
-        }
-        if had_call_problems {
-            problems.push(log);
-            if let Some(engine) = engine {
-                problems.push(format!("\n--- rtpengine log ---\n{}", engine.log()));
-            }
-        }
-        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+        finish_proxy(self.proxy, results, || {
+            engine
+                .map(|engine| format!("\n--- rtpengine log ---\n{}", engine.log()))
+                .into_iter()
+                .collect()
+        });
     }
 }
 
@@ -496,6 +488,123 @@ fn media_lines(number: &str, answer_names: &str, offer_names: &str, calls: usize
     vec![format!("{number};{answer_names};{offer_names}"); calls]
 }
 
+/// A scene whose proxy anchors through a fresh rtpengine (`on_failure: reject`).
+fn anchored_scene(test: &str) -> (Rtpengine, MediaScene) {
+    anchored_scene_with(test, Map::new())
+}
+
+/// As [`anchored_scene`], with `more` settings merged over the test's.
+fn anchored_scene_with(test: &str, more: Map<String, Value>) -> (Rtpengine, MediaScene) {
+    let dir = media_dir(test);
+    let engine = Rtpengine::start(&dir);
+    let media = media_settings(engine.ng_port, "reject");
+    (engine, MediaScene::start_with(dir, media, more))
+}
+
+/// A run's callee: SIPp name, scenario, port.
+type Callee<'a> = (&'a str, &'a str, u16);
+
+/// A finished run: the problems seen so far and what the checks after it need.
+struct Outcome {
+    results: Vec<Result<(), String>>,
+    /// The callee's RTP echo port on [`CALLEE_MEDIA`].
+    echo: u16,
+    calls: usize,
+}
+
+impl MediaScene {
+    /// Runs `caller` (`calls` calls) to a callee that echoes RTP (with `more` SIPp
+    /// arguments); both SIPp runs' results.
+    fn echoed_run(&self, caller: Uac, callee: Callee, calls: usize, more: &[&str]) -> Outcome {
+        let (name, scenario, port) = callee;
+        let echo = media_port(CALLEE_MEDIA);
+        let uas = self.callee_with(name, scenario, port, calls as u64, echo, more);
+        let run = caller.run(&self.dir);
+        Outcome {
+            results: vec![run.check(), uas.finish(UAS_FINISH)],
+            echo,
+            calls,
+        }
+    }
+}
+
+/// What an anchored run must show.
+struct Anchored<'a> {
+    /// The caller's SIPp name and the marker of its log lines with the SDP it got.
+    caller: (&'a str, &'a str),
+    /// The same for the callee, when its SDP is checked.
+    callee: Option<(&'a str, &'a str)>,
+    /// NG commands each call had exactly so many times.
+    per_call: &'a [(&'a str, usize)],
+}
+
+impl<'a> Anchored<'a> {
+    /// A call whose answer (to `caller`) and offer (to `callee`) name rtpengine.
+    fn call(caller: &'a str, callee: &'a str) -> Anchored<'a> {
+        Anchored {
+            caller: (caller, "answer c="),
+            callee: Some((callee, "offer c=")),
+            per_call: &[],
+        }
+    }
+}
+
+impl Outcome {
+    /// The checks of an anchored run: the SDPs `expected` names have rtpengine's ports,
+    /// its sessions end, each call had the `per_call` commands, and RTP crossed
+    /// rtpengine both ways (its final stats, logged at the delete).
+    fn anchored(
+        self,
+        scene: &MediaScene,
+        engine: &Rtpengine,
+        expected: Anchored,
+    ) -> Vec<Result<(), String>> {
+        let Outcome {
+            mut results,
+            echo,
+            calls,
+        } = self;
+        let relay = PortsFrom::Relay(engine);
+        let (caller, marker) = expected.caller;
+        let ids = check_ports(&scene.dir, caller, marker, calls, relay);
+        if let Some((callee, marker)) = expected.callee {
+            results.push(check_ports(&scene.dir, callee, marker, calls, relay).map(drop));
+        }
+        results.push(sessions_end(engine));
+        for id in ids.iter().flatten() {
+            for &(command, times) in expected.per_call {
+                results.push(commands_exactly(engine, id, command, times));
+            }
+        }
+        results.push(ids.and_then(|ids| rtp_crossed(engine, &ids, echo)));
+        results
+    }
+
+    /// The check of a run not anchored: the caller `caller` got the callee's own port.
+    fn direct(self, scene: &MediaScene, caller: &str) -> Vec<Result<(), String>> {
+        let mut results = self.results;
+        let callee_sdp = PortsFrom::Peer(self.echo);
+        let found = check_ports(&scene.dir, caller, "answer c=", self.calls, callee_sdp);
+        results.push(found.map(drop));
+        results
+    }
+}
+
+/// rtpengine got NG `command` exactly `times` for `call_id`.
+fn commands_exactly(
+    engine: &Rtpengine,
+    call_id: &str,
+    command: &str,
+    times: usize,
+) -> Result<(), String> {
+    match commands_for(engine, call_id, command) {
+        n if n == times => Ok(()),
+        n => Err(format!(
+            "{call_id}: {n} '{command}' commands, expected {times}"
+        )),
+    }
+}
+
 /// Item 1: a carrier call to a `process` PBX. Both SDPs name rtpengine (address and a
 /// port of its range), RTP goes caller → rtpengine → PBX and back, the sessions are
 /// deleted at the BYE, the CDRs and /metrics say anchored.
@@ -504,27 +613,12 @@ fn inbound_anchored_call_relays_rtp_through_rtpengine() {
     // At 10 calls/s held 0.5 s: about 5 up at once, each its own session (4 ports each
     // of rtpengine's 40).
     const CALLS: usize = 6;
-    let dir = media_dir("media-inbound");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee(
-        "pbx",
-        "uas-media-answer.xml",
-        scene.ports[0],
-        CALLS as u64,
-        echo,
-    );
+    let (engine, scene) = anchored_scene("media-inbound");
     let lines = media_lines(DID_PROCESS, RELAY, RELAY, CALLS);
-    let run = scene
-        .carrier("carrier", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    let relay = PortsFrom::Relay(&engine);
-    let ids = check_ports(&scene.dir, "carrier", "answer c=", CALLS, relay);
-    results.push(check_ports(&scene.dir, "pbx", "offer c=", CALLS, relay).map(drop));
-    results.push(sessions_end(&engine));
-    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    let uac = scene.carrier("carrier", "uac-media-call.xml", lines);
+    let pbx = ("pbx", "uas-media-answer.xml", scene.ports[0]);
+    let outcome = scene.echoed_run(uac, pbx, CALLS, &[]);
+    let mut results = outcome.anchored(&scene, &engine, Anchored::call("carrier", "pbx"));
     let instance = format!("127.0.0.1:{}", engine.ng_port);
     results.push(cdrs_say(
         &scene.dir,
@@ -534,21 +628,22 @@ fn inbound_anchored_call_relays_rtp_through_rtpengine() {
             ("media_instance", json!(instance)),
         ],
     ));
+    let n = CALLS as u64;
     results.push(check_metrics_at(
         scene.setup.api_port,
         &[
-            ("trunkstore_media_calls_anchored_total", CALLS as u64),
+            ("trunkstore_media_calls_anchored_total", n),
             (
                 "trunkstore_media_requests_total{command=\"offer\",outcome=\"ok\"}",
-                CALLS as u64,
+                n,
             ),
             (
                 "trunkstore_media_requests_total{command=\"answer\",outcome=\"ok\"}",
-                CALLS as u64,
+                n,
             ),
             (
                 "trunkstore_media_requests_total{command=\"delete\",outcome=\"ok\"}",
-                CALLS as u64,
+                n,
             ),
             ("trunkstore_media_sessions", 0),
         ],
@@ -565,9 +660,7 @@ fn inbound_anchored_call_relays_rtp_through_rtpengine() {
 #[test]
 fn calls_ending_every_way_leave_no_session_in_rtpengine() {
     const CALLS: usize = 2;
-    let dir = media_dir("media-endings");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let (engine, scene) = anchored_scene("media-endings");
     let n = CALLS as u64;
     let [_, _, hangup, cancel, busy, late, _] = scene.ports;
     let uases = [
@@ -633,24 +726,13 @@ fn calls_ending_every_way_leave_no_session_in_rtpengine() {
 #[test]
 fn bypass_server_call_never_touches_rtpengine() {
     const CALLS: usize = 2;
-    let dir = media_dir("media-bypass");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee(
-        "pbx",
-        "uas-media-answer.xml",
-        scene.ports[1],
-        CALLS as u64,
-        echo,
-    );
+    let (engine, scene) = anchored_scene("media-bypass");
     let lines = media_lines(DID_BYPASS, CALLEE_MEDIA, CALLER_MEDIA, CALLS);
-    let run = scene
-        .carrier("carrier", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    let callee_sdp = PortsFrom::Peer(echo);
-    results.push(check_ports(&scene.dir, "carrier", "answer c=", CALLS, callee_sdp).map(drop));
+    let uac = scene.carrier("carrier", "uac-media-call.xml", lines);
+    let pbx = ("pbx", "uas-media-answer.xml", scene.ports[1]);
+    let mut results = scene
+        .echoed_run(uac, pbx, CALLS, &[])
+        .direct(&scene, "carrier");
     let no_commands: Vec<String> = ["offer", "answer", "delete", "query"]
         .iter()
         .map(|c| (c, commands_received(&engine, c)))
@@ -675,16 +757,13 @@ fn bypass_server_call_never_touches_rtpengine() {
 /// while a `bypass` server's call still goes through untouched.
 #[test]
 fn rtpengine_stopped_process_call_gets_503_bypass_call_goes_on() {
-    let dir = media_dir("media-stopped");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee("pbx", "uas-media-answer.xml", scene.ports[0], 1, echo);
+    let (engine, scene) = anchored_scene("media-stopped");
     let lines = media_lines(DID_PROCESS, RELAY, RELAY, 1);
-    let run = scene
-        .carrier("first", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH), sessions_end(&engine)];
+    let uac = scene.carrier("first", "uac-media-call.xml", lines);
+    let pbx = ("pbx", "uas-media-answer.xml", scene.ports[0]);
+    let mut results = scene.echoed_run(uac, pbx, 1, &[]).results;
+    results.push(sessions_end(&engine));
+    let ng_port = engine.ng_port;
     drop(engine);
 
     let line = format!("{DID_PROCESS};503;Media Relay Unavailable;-");
@@ -693,50 +772,17 @@ fn rtpengine_stopped_process_call_gets_503_bypass_call_goes_on() {
         .run(&scene.dir);
     results.push(run.check());
 
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee(
-        "bypass-pbx",
-        "uas-media-answer.xml",
-        scene.ports[1],
-        1,
-        echo,
-    );
     let lines = media_lines(DID_BYPASS, CALLEE_MEDIA, CALLER_MEDIA, 1);
-    let run = scene
-        .carrier("bypassed", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    results.extend([run.check(), uas.finish(UAS_FINISH)]);
-    results.push(
-        check_ports(
-            &scene.dir,
-            "bypassed",
-            "answer c=",
-            1,
-            PortsFrom::Peer(echo),
-        )
-        .map(drop),
+    let uac = scene.carrier("bypassed", "uac-media-call.xml", lines);
+    let pbx = ("bypass-pbx", "uas-media-answer.xml", scene.ports[1]);
+    results.extend(
+        scene
+            .echoed_run(uac, pbx, 1, &[])
+            .direct(&scene, "bypassed"),
     );
-    results.push(check_metrics_at(
-        scene.setup.api_port,
-        &[(
-            &format!(
-                "trunkstore_media_instance_up{{address=\"127.0.0.1:{}\"}}",
-                scene_ng_port(&scene)
-            ),
-            0,
-        )],
-    ));
+    let up = format!("trunkstore_media_instance_up{{address=\"127.0.0.1:{ng_port}\"}}");
+    results.push(check_metrics_at(scene.setup.api_port, &[(&up, 0)]));
     scene.finish(results, None);
-}
-
-/// The NG port the scene's settings name (read back from its settings file).
-fn scene_ng_port(scene: &MediaScene) -> u16 {
-    let text = fs::read_to_string(scene.dir.file("trunkstore.json")).unwrap_or_default();
-    let settings: Value = serde_json::from_str(&text).unwrap_or_default();
-    settings["media"]["rtpengine"][0]["address"]
-        .as_str()
-        .and_then(|a| a.rsplit(':').next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Item 4, `on_failure: bypass`: no rtpengine runs at the configured address; the
@@ -747,34 +793,14 @@ fn rtpengine_down_with_on_failure_bypass_call_goes_on_untouched() {
     let dir = media_dir("media-down-bypass");
     let nobody = free_port();
     let scene = MediaScene::start(dir, media_settings(nobody, "bypass"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee(
-        "pbx",
-        "uas-media-answer.xml",
-        scene.ports[0],
-        CALLS as u64,
-        echo,
-    );
     let lines = media_lines(DID_PROCESS, CALLEE_MEDIA, CALLER_MEDIA, CALLS);
-    let run = scene
-        .carrier("carrier", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    results.push(
-        check_ports(
-            &scene.dir,
-            "carrier",
-            "answer c=",
-            CALLS,
-            PortsFrom::Peer(echo),
-        )
-        .map(drop),
-    );
-    results.push(cdrs_say(
-        &scene.dir,
-        CALLS,
-        &[("media", json!("unanchored"))],
-    ));
+    let uac = scene.carrier("carrier", "uac-media-call.xml", lines);
+    let pbx = ("pbx", "uas-media-answer.xml", scene.ports[0]);
+    let mut results = scene
+        .echoed_run(uac, pbx, CALLS, &[])
+        .direct(&scene, "carrier");
+    let unanchored = [("media", json!("unanchored"))];
+    results.push(cdrs_say(&scene.dir, CALLS, &unanchored));
     scene.finish(results, None);
 }
 
@@ -783,28 +809,12 @@ fn rtpengine_down_with_on_failure_bypass_call_goes_on_untouched() {
 #[test]
 fn outbound_anchored_call_relays_rtp_through_rtpengine() {
     const CALLS: usize = 2;
-    let dir = media_dir("media-outbound");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let carrier = scene.setup.carrier_port;
-    let uas = scene.callee(
-        "carrier",
-        "uas-media-answer.xml",
-        carrier,
-        CALLS as u64,
-        echo,
-    );
+    let (engine, scene) = anchored_scene("media-outbound");
     let lines = media_lines(OUT_NUMBER, RELAY, RELAY, CALLS);
-    let run = scene
-        .out_pbx("pbx", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    let relay = PortsFrom::Relay(&engine);
-    let ids = check_ports(&scene.dir, "pbx", "answer c=", CALLS, relay);
-    results.push(check_ports(&scene.dir, "carrier", "offer c=", CALLS, relay).map(drop));
-    results.push(sessions_end(&engine));
-    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    let uac = scene.out_pbx("pbx", "uac-media-call.xml", lines);
+    let carrier = ("carrier", "uas-media-answer.xml", scene.setup.carrier_port);
+    let outcome = scene.echoed_run(uac, carrier, CALLS, &[]);
+    let mut results = outcome.anchored(&scene, &engine, Anchored::call("pbx", "carrier"));
     results.push(cdrs_say(
         &scene.dir,
         CALLS,
@@ -822,23 +832,19 @@ fn outbound_anchored_call_relays_rtp_through_rtpengine() {
 #[test]
 fn reinvite_in_anchored_dialog_is_offered_and_answered() {
     const CALLS: usize = 1;
-    let dir = media_dir("media-reinvite");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee("pbx", "uas-media-reinvite.xml", scene.ports[0], 1, echo);
+    let (engine, scene) = anchored_scene("media-reinvite");
     let lines = media_lines(DID_PROCESS, RELAY, RELAY, CALLS);
-    let run = scene
-        .carrier("carrier", "uac-media-reinvite.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    let relay = PortsFrom::Relay(&engine);
-    let ids = check_ports(&scene.dir, "carrier", "re-answer c=", CALLS, relay);
-    results.push(check_ports(&scene.dir, "pbx", "re-offer c=", CALLS, relay).map(drop));
+    let uac = scene.carrier("carrier", "uac-media-reinvite.xml", lines);
+    let pbx = ("pbx", "uas-media-reinvite.xml", scene.ports[0]);
+    let outcome = scene.echoed_run(uac, pbx, CALLS, &[]);
+    let expected = Anchored {
+        caller: ("carrier", "re-answer c="),
+        callee: Some(("pbx", "re-offer c=")),
+        per_call: &[],
+    };
+    let mut results = outcome.anchored(&scene, &engine, expected);
     results.push(commands_at_least(&engine, "offer", 2 * CALLS));
     results.push(commands_at_least(&engine, "answer", 2 * CALLS));
-    results.push(sessions_end(&engine));
-    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
     scene.finish(results, Some(&engine));
 }
 
@@ -850,9 +856,7 @@ fn reinvite_in_anchored_dialog_is_offered_and_answered() {
 #[test]
 fn callers_rtp_comes_back_to_its_socket_through_rtpengine() {
     const PACKETS: u16 = 5;
-    let dir = media_dir("media-socket");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let (engine, scene) = anchored_scene("media-socket");
     let echo = media_port(CALLEE_MEDIA);
     let uas = scene.callee("pbx", "uas-media-answer.xml", scene.ports[0], 1, echo);
     let socket = UdpSocket::bind((CALLER_MEDIA.parse::<Ipv4Addr>().unwrap(), 0)).unwrap();
@@ -975,35 +979,19 @@ fn rtp_packet(seq: u16) -> Vec<u8> {
 #[test]
 fn failover_target_gets_the_same_anchored_session() {
     const CALLS: usize = 2;
-    let dir = media_dir("media-failover");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let (engine, scene) = anchored_scene("media-failover");
     let n = CALLS as u64;
     let primary = scene.plain_callee("primary", "uas-unavailable.xml", scene.ports[6], n);
-    let echo = media_port(CALLEE_MEDIA);
-    let backup = scene.callee("backup", "uas-media-answer.xml", scene.backup, n, echo);
     let lines = media_lines(DID_FAILOVER, RELAY, RELAY, CALLS);
-    let run = scene
-        .carrier("carrier", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![
-        run.check(),
-        primary.finish(UAS_FINISH),
-        backup.finish(UAS_FINISH),
-    ];
-    let relay = PortsFrom::Relay(&engine);
-    let ids = check_ports(&scene.dir, "carrier", "answer c=", CALLS, relay);
-    results.push(check_ports(&scene.dir, "backup", "offer c=", CALLS, relay).map(drop));
-    results.push(sessions_end(&engine));
-    if let Ok(ids) = &ids {
-        for id in ids {
-            let offers = commands_for(&engine, id, "offer");
-            if offers != 1 {
-                results.push(Err(format!("{id}: {offers} offers, expected 1")));
-            }
-        }
-    }
-    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    let uac = scene.carrier("carrier", "uac-media-call.xml", lines);
+    let backup = ("backup", "uas-media-answer.xml", scene.backup);
+    let mut outcome = scene.echoed_run(uac, backup, CALLS, &[]);
+    outcome.results.push(primary.finish(UAS_FINISH));
+    let expected = Anchored {
+        per_call: &[("offer", 1)],
+        ..Anchored::call("carrier", "backup")
+    };
+    let results = outcome.anchored(&scene, &engine, expected);
     scene.finish(results, Some(&engine));
 }
 
@@ -1012,9 +1000,7 @@ fn failover_target_gets_the_same_anchored_session() {
 /// leg is ACKed and hung up (uas-media-answer.xml requires both).
 #[test]
 fn rtpengine_dying_before_the_answer_gets_503_and_the_pbx_is_hung_up() {
-    let dir = media_dir("media-dies");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let (engine, scene) = anchored_scene("media-dies");
     let echo = media_port(CALLEE_MEDIA);
     // Rings for 1.5 s: time to stop rtpengine once it holds the offer.
     let pbx = ["-d", "1500"];
@@ -1049,10 +1035,8 @@ fn wait_for_sessions(engine: &Rtpengine) -> Result<(), String> {
 /// no dialog at the proxy, so the SIPp peers are not checked, only stopped.
 #[test]
 fn max_call_duration_deletes_the_session() {
-    let dir = media_dir("media-max-duration");
-    let engine = Rtpengine::start(&dir);
     let more = Map::from_iter([("max_call_duration".to_string(), json!(1))]);
-    let scene = MediaScene::start_with(dir, media_settings(engine.ng_port, "reject"), more);
+    let (engine, scene) = anchored_scene_with("media-max-duration", more);
     let echo = media_port(CALLEE_MEDIA);
     let uas = scene.callee("pbx", "uas-media-answer.xml", scene.ports[0], 1, echo);
     let lines = media_lines(DID_PROCESS, RELAY, RELAY, 1);
@@ -1081,9 +1065,7 @@ fn max_call_duration_deletes_the_session() {
 /// it), so its SIPp peers are not checked, only stopped.
 #[test]
 fn shutdown_deletes_the_sessions_of_calls_still_up() {
-    let dir = media_dir("media-shutdown");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let (engine, scene) = anchored_scene("media-shutdown");
     let uas = scene.plain_callee("pbx", "uas-answer.xml", scene.ports[0], 1);
     let line = format!("{DID_PROCESS};{DID_PROCESS}");
     let mut uac = scene.carrier("carrier", "uac-callee-hangs-up.xml", vec![line]);
@@ -1147,33 +1129,22 @@ fn wait_answered(engine: &Rtpengine) -> Result<(), String> {
 /// anchors the call, once: one offer per call, both SDPs name rtpengine, RTP crosses it.
 #[test]
 fn on_net_call_is_anchored_when_either_side_processes() {
-    let dir = media_dir("media-onnet");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
+    let (engine, scene) = anchored_scene("media-onnet");
     let mut results = Vec::new();
-    let relay = PortsFrom::Relay(&engine);
     for (name, did, port) in [
         ("to-bypass", DID_BYPASS, scene.ports[1]),
         ("to-process", DID_PROCESS, scene.ports[0]),
     ] {
-        let echo = media_port(CALLEE_MEDIA);
         let callee = format!("{name}-pbx");
-        let uas = scene.callee(&callee, "uas-media-answer.xml", port, 1, echo);
         let lines = media_lines(did, RELAY, RELAY, 1);
-        let run = scene
-            .out_pbx(name, "uac-media-call.xml", lines)
-            .run(&scene.dir);
-        results.extend([run.check(), uas.finish(UAS_FINISH)]);
-        let ids = check_ports(&scene.dir, name, "answer c=", 1, relay);
-        results.push(check_ports(&scene.dir, &callee, "offer c=", 1, relay).map(drop));
-        results.push(sessions_end(&engine));
-        if let Ok(ids) = &ids {
-            let offers = commands_for(&engine, &ids[0], "offer");
-            if offers != 1 {
-                results.push(Err(format!("{name}: {offers} offers, expected 1")));
-            }
-        }
-        results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+        let uac = scene.out_pbx(name, "uac-media-call.xml", lines);
+        let pbx = (callee.as_str(), "uas-media-answer.xml", port);
+        let expected = Anchored {
+            per_call: &[("offer", 1)],
+            ..Anchored::call(name, &callee)
+        };
+        let outcome = scene.echoed_run(uac, pbx, 1, &[]);
+        results.extend(outcome.anchored(&scene, &engine, expected));
     }
     results.push(cdrs_say(&scene.dir, 2, &[("media", json!("anchored"))]));
     scene.finish(results, Some(&engine));
@@ -1186,42 +1157,26 @@ fn on_net_call_is_anchored_when_either_side_processes() {
 #[test]
 fn early_media_183_and_a_different_200_are_both_answered() {
     const CALLS: usize = 2;
-    let dir = media_dir("media-early");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee(
-        "pbx",
-        "uas-media-early.xml",
-        scene.ports[0],
-        CALLS as u64,
-        echo,
-    );
+    let (engine, scene) = anchored_scene("media-early");
     let lines = media_lines(DID_PROCESS, RELAY, RELAY, CALLS);
-    let run = scene
-        .carrier("carrier", "uac-media-call.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    let relay = PortsFrom::Relay(&engine);
-    let ids = check_ports(&scene.dir, "carrier", "answer c=", CALLS, relay);
+    let uac = scene.carrier("carrier", "uac-media-call.xml", lines);
+    let pbx = ("pbx", "uas-media-early.xml", scene.ports[0]);
+    let mut outcome = scene.echoed_run(uac, pbx, CALLS, &[]);
     let early = logged_call_ids(&scene.dir, "carrier", &format!("early c={RELAY} "));
     if early.len() != CALLS {
         let log = fs::read_to_string(scene.dir.file("carrier.log")).unwrap_or_default();
-        results.push(Err(format!(
+        outcome.results.push(Err(format!(
             "{} 183s naming rtpengine ({RELAY}), expected {CALLS}:\n{log}",
             early.len()
         )));
     }
-    for id in ids.iter().flatten() {
-        let answers = commands_for(&engine, id, "answer");
-        if answers != 2 {
-            results.push(Err(format!(
-                "{id}: {answers} answers, expected 2 (183, 200)"
-            )));
-        }
-    }
-    results.push(sessions_end(&engine));
-    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    // Two answers each: the 183's and the 200's.
+    let expected = Anchored {
+        callee: None,
+        per_call: &[("answer", 2)],
+        ..Anchored::call("carrier", "pbx")
+    };
+    let results = outcome.anchored(&scene, &engine, expected);
     scene.finish(results, Some(&engine));
 }
 
@@ -1230,35 +1185,16 @@ fn early_media_183_and_a_different_200_are_both_answered() {
 /// rtpengine's SDP, the PBX the rewritten 200, RTP still crosses, the BYE deletes.
 #[test]
 fn reinvite_from_the_callee_is_offered_and_answered() {
-    let dir = media_dir("media-callee-reinvite");
-    let engine = Rtpengine::start(&dir);
-    let scene = MediaScene::start(dir, media_settings(engine.ng_port, "reject"));
-    let echo = media_port(CALLEE_MEDIA);
-    let uas = scene.callee_with(
-        "pbx",
-        "uas-media-callee-reinvite.xml",
-        scene.ports[0],
-        1,
-        echo,
-        &["-d", "300"],
-    );
+    let (engine, scene) = anchored_scene("media-callee-reinvite");
     let lines = media_lines(DID_PROCESS, RELAY, RELAY, 1);
-    let run = scene
-        .carrier("carrier", "uac-media-callee-reinvite.xml", lines)
-        .run(&scene.dir);
-    let mut results = vec![run.check(), uas.finish(UAS_FINISH)];
-    let relay = PortsFrom::Relay(&engine);
-    let ids = check_ports(&scene.dir, "carrier", "re-offer c=", 1, relay);
-    results.push(check_ports(&scene.dir, "pbx", "re-answer c=", 1, relay).map(drop));
-    if let Ok(ids) = &ids {
-        for command in ["offer", "answer"] {
-            let n = commands_for(&engine, &ids[0], command);
-            if n != 2 {
-                results.push(Err(format!("{}: {n} {command}s, expected 2", ids[0])));
-            }
-        }
-    }
-    results.push(sessions_end(&engine));
-    results.push(ids.and_then(|ids| rtp_crossed(&engine, &ids, echo)));
+    let uac = scene.carrier("carrier", "uac-media-callee-reinvite.xml", lines);
+    let pbx = ("pbx", "uas-media-callee-reinvite.xml", scene.ports[0]);
+    let outcome = scene.echoed_run(uac, pbx, 1, &["-d", "300"]);
+    let expected = Anchored {
+        caller: ("carrier", "re-offer c="),
+        callee: Some(("pbx", "re-answer c=")),
+        per_call: &[("offer", 2), ("answer", 2)],
+    };
+    let results = outcome.anchored(&scene, &engine, expected);
     scene.finish(results, Some(&engine));
 }

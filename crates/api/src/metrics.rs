@@ -67,6 +67,23 @@ pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl 
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// A family with one label, with its header: one sample per `(label value, value)`.
+/// Label values are written as they are (the callers' are identifiers, addresses and
+/// fixed words: nothing to escape).
+pub fn labelled<L: std::fmt::Display, V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) {
+    header(out, name, kind, help);
+    for (label_value, value) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{label_value}\"}} {value}");
+    }
+}
+
 /// Routing index and reload figures.
 fn render_store(store: &Store, out: &mut String) {
     let snapshot = store.router().load();

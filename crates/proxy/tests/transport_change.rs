@@ -21,19 +21,7 @@ const V6_SERVER: &str = "[2001:db8::5]:5080";
 
 /// Every Record-Route value, top first.
 fn record_routes(t: &Transmit) -> Vec<String> {
-    values(t, HeaderName::RecordRoute)
-}
-
-fn values(t: &Transmit, name: HeaderName) -> Vec<String> {
-    parse(t)
-        .headers(name)
-        .flat_map(|l| {
-            String::from_utf8_lossy(l)
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    header_values(t, HeaderName::RecordRoute)
 }
 
 /// The carrier's DID goes to a PBX over `transport` at `host:port`.
@@ -240,7 +228,7 @@ fn two_of_our_routes_do_not_carry_a_foreign_one() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].to, tcp(SERVER));
     assert_eq!(
-        values(&out[0], HeaderName::Route),
+        header_values(&out[0], HeaderName::Route),
         [format!("<sip:{ELSEWHERE};lr>")]
     );
 }

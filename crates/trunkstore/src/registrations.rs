@@ -245,19 +245,14 @@ impl RegistrationSource for Source {
 
 /// `trunkstore_registrar_bindings{account="..."}`. Account ids are path-safe identifiers.
 pub fn render_metrics(proxy: &Proxy, out: &mut String) {
-    use std::fmt::Write as _;
-    trunkstore_api::metrics::header(
+    trunkstore_api::metrics::labelled(
         out,
         "trunkstore_registrar_bindings",
         "gauge",
         "Live registrar bindings per account.",
+        "account",
+        proxy.bindings_by_account(Instant::now()),
     );
-    for (account, n) in proxy.bindings_by_account(Instant::now()) {
-        let _ = writeln!(
-            out,
-            "trunkstore_registrar_bindings{{account=\"{account}\"}} {n}"
-        );
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep, Instant};
+use trunkstore_api::metrics::{labelled, single};
 use trunkstore_api::{Api, ApiOptions, MetricsSource, Store, WATCH_INTERVAL};
 use trunkstore_config::{Catalog, LogFormat, Settings};
 use trunkstore_edge::cdr::{CdrSink, CdrWriter};
@@ -206,7 +207,6 @@ struct ProxyMetrics(Arc<Proxy>);
 
 impl MetricsSource for ProxyMetrics {
     fn render(&self, out: &mut String) {
-        use trunkstore_api::metrics::single;
         let stats = self.0.stats();
         single(
             out,
@@ -247,45 +247,34 @@ impl MetricsSource for ProxyMetrics {
 /// `trunkstore_media_instance_up{address="ip:port"}`: 1 while an rtpengine instance takes
 /// requests, 0 while it is skipped after a silence (behaviour.md §4.7).
 fn render_media_instances(out: &mut String, instances: &[(std::net::SocketAddr, bool)]) {
-    use std::fmt::Write as _;
-    trunkstore_api::metrics::header(
+    labelled(
         out,
         "trunkstore_media_instance_up",
         "gauge",
         "rtpengine instances: 1 up, 0 skipped after a silence.",
+        "address",
+        instances
+            .iter()
+            .map(|(address, up)| (address, u8::from(*up))),
     );
-    for (address, up) in instances {
-        let _ = writeln!(
-            out,
-            "trunkstore_media_instance_up{{address=\"{address}\"}} {}",
-            u8::from(*up)
-        );
-    }
 }
 
 /// `trunkstore_transport_errors_total{kind}`: transport errors the edge saw and reported
 /// to the core (behaviour.md §4.5, §7).
 fn render_transport_errors(out: &mut String, errors: &TransportErrors) {
-    use std::fmt::Write as _;
-    trunkstore_api::metrics::header(
+    labelled(
         out,
         "trunkstore_transport_errors_total",
         "counter",
         "Transport errors reported to the core (failing the transactions towards that peer), by kind.",
+        "kind",
+        errors.by_kind(),
     );
-    for (kind, n) in errors.by_kind() {
-        let _ = writeln!(
-            out,
-            "trunkstore_transport_errors_total{{kind=\"{kind}\"}} {n}"
-        );
-    }
 }
 
 /// Gauges and drop counters of the protection layer (behaviour.md §8); its auth failures
 /// and bans are counted by the core's metrics.
 fn render_protection(out: &mut String, p: &ProtectionStats) {
-    use std::fmt::Write as _;
-    use trunkstore_api::metrics::{header, single};
     single(
         out,
         "trunkstore_bans_active",
@@ -293,24 +282,20 @@ fn render_protection(out: &mut String, p: &ProtectionStats) {
         "Sources banned now.",
         p.bans_active,
     );
-    header(
+    labelled(
         out,
         "trunkstore_protection_dropped_total",
         "counter",
         "Requests, datagrams and TCP connections dropped silently by the protection layer, by reason.",
+        "reason",
+        [
+            ("banned", p.dropped_banned),
+            ("scanner", p.dropped_scanner),
+            ("rate_limited", p.dropped_rate_limited),
+            ("banned_connection", p.dropped_banned_connections),
+            ("tcp_per_source", p.dropped_source_connections),
+        ],
     );
-    for (reason, n) in [
-        ("banned", p.dropped_banned),
-        ("scanner", p.dropped_scanner),
-        ("rate_limited", p.dropped_rate_limited),
-        ("banned_connection", p.dropped_banned_connections),
-        ("tcp_per_source", p.dropped_source_connections),
-    ] {
-        let _ = writeln!(
-            out,
-            "trunkstore_protection_dropped_total{{reason=\"{reason}\"}} {n}"
-        );
-    }
     single(
         out,
         "trunkstore_protection_tracked_sources",
@@ -323,25 +308,22 @@ fn render_protection(out: &mut String, p: &ProtectionStats) {
 /// `trunkstore_trunks_in_use{account="..."}` (behaviour.md §6). Account ids are path-safe
 /// identifiers (no quote or backslash to escape).
 fn render_trunks(out: &mut String, trunks: &[(String, u32)], limits: &[(String, u32)]) {
-    use std::fmt::Write as _;
-    trunkstore_api::metrics::header(
+    labelled(
         out,
         "trunkstore_trunks_in_use",
         "gauge",
         "Two-way trunks (carrier calls) in use per account.",
+        "account",
+        trunks.iter().map(|(account, n)| (account, n)),
     );
-    for (account, n) in trunks {
-        let _ = writeln!(out, "trunkstore_trunks_in_use{{account=\"{account}\"}} {n}");
-    }
-    trunkstore_api::metrics::header(
+    labelled(
         out,
         "trunkstore_trunks_limit",
         "gauge",
         "Trunk limit (account.trunks) of the accounts above that have one.",
+        "account",
+        limits.iter().map(|(account, n)| (account, n)),
     );
-    for (account, n) in limits {
-        let _ = writeln!(out, "trunkstore_trunks_limit{{account=\"{account}\"}} {n}");
-    }
 }
 
 /// The CDR writer when the settings name a `cdr.file` (opened for appending now, so a

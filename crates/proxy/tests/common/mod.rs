@@ -179,8 +179,13 @@ pub fn header(t: &Transmit, name: HeaderName) -> Option<String> {
 }
 
 pub fn vias(t: &Transmit) -> Vec<String> {
-    let m = parse(t);
-    m.headers(HeaderName::Via)
+    header_values(t, HeaderName::Via)
+}
+
+/// Every value of the `name` header lines (comma-separated ones split), top first.
+pub fn header_values(t: &Transmit, name: HeaderName) -> Vec<String> {
+    parse(t)
+        .headers(name)
         .flat_map(|l| {
             String::from_utf8_lossy(l)
                 .split(',')
