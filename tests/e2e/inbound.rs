@@ -279,7 +279,10 @@ fn late_200s_under_20_percent_loss_are_all_acked_and_hung_up() {
         p.port,
         CALLS as u64,
         60,
-        &["-lost", "20"],
+        // A UAS retransmits its 2xx until timer H (64·T1 = 32 s, RFC 3261 §13.3.1.4);
+        // SIPp gives up after 5 by default (~6 s), which 20% loss can outlast when the
+        // ACKs and the first BYEs are all lost: 10 retransmissions ≈ 32 s.
+        &["-lost", "20", "-max_retrans", "10"],
     );
     // Concurrent calls (10/s): each ends with 408 at the 1 s answer timeout.
     let mut uac = scene.carrier("uac", "uac-timed.xml", timed_lines(&p, "-", 408, CALLS));
