@@ -69,15 +69,7 @@ fn feed_at(h: &mut H, from: Peer, local: &str, text: &str) -> Vec<Transmit> {
 }
 
 fn record_routes(t: &Transmit) -> Vec<String> {
-    parse(t)
-        .headers(HeaderName::RecordRoute)
-        .flat_map(|l| {
-            String::from_utf8_lossy(l)
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    header_values(t, HeaderName::RecordRoute)
 }
 
 /// The carrier's INVITE over TLS, to `sips:` us (no port: 5061).
