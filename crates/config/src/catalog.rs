@@ -225,7 +225,7 @@ impl Catalog {
                 if let crate::settings::Host::Name(name) = &gw.host {
                     out.push(NamedTarget {
                         place: format!("settings: carriers.{i}.gateways.{j}.host"),
-                        uri: format!("sip:{name}:{};transport={}", gw.port, gw.transport.as_str()),
+                        uri: gateway_uri(name, gw),
                         host: name.clone(),
                     });
                 }
@@ -296,6 +296,19 @@ impl Catalog {
         }
         out
     }
+}
+
+/// A named gateway as the URI its resolution starts from: its port and transport only
+/// when written (RFC 3263: no port means SRV, no transport means NAPTR first).
+fn gateway_uri(name: &str, gw: &crate::settings::Gateway) -> String {
+    let mut uri = format!("sip:{name}");
+    if gw.port_given {
+        uri.push_str(&format!(":{}", gw.port));
+    }
+    if gw.transport_given {
+        uri.push_str(&format!(";transport={}", gw.transport.as_str()));
+    }
+    uri
 }
 
 /// A target named by DNS, and where the configuration names it.

@@ -504,6 +504,12 @@ pub struct Gateway {
     pub port: u16,
     /// Default udp.
     pub transport: Transport,
+    /// `port` was written: a DNS name is then looked up as A/AAAA on it; without one
+    /// its SRV records say where (RFC 3263 §4.2).
+    pub port_given: bool,
+    /// `transport` was written: without one a DNS name's NAPTR records choose it (RFC
+    /// 3263 §4.1).
+    pub transport_given: bool,
 }
 
 /// A trusted carrier source: a CIDR (a bare IP is a /32 or /128) or one exact `ip:port`.
@@ -1377,6 +1383,8 @@ fn gateways(w: &mut Walker, obj: &Map<String, Value>, base: &str) -> Vec<Gateway
                 None
             }
         };
+        let transport_given = Walker::field(g, "transport").is_some();
+        let port_given = Walker::field(g, "port").is_some();
         let transport = Walker::field(g, "transport")
             .and_then(|t| {
                 w.enumeration(
@@ -1398,6 +1406,8 @@ fn gateways(w: &mut Walker, obj: &Map<String, Value>, base: &str) -> Vec<Gateway
                 host,
                 port,
                 transport,
+                port_given,
+                transport_given,
             });
         }
     }

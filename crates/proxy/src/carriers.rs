@@ -111,16 +111,27 @@ fn carrier_uri(c: &Carrier, gw: &Gateway, number: &str, params: &str) -> Bytes {
         h => h.to_string(),
     };
     let transport = match gw.transport {
+        _ if srv_named(gw) && !gw.transport_given => "",
         trunkstore_config::Transport::Tcp => ";transport=tcp",
         trunkstore_config::Transport::Tls => ";transport=tls",
         trunkstore_config::Transport::Udp => "",
     };
+    // A name without a port is located by its SRV records (RFC 3263): the Request-URI
+    // names it alone, as a next proxy would look it up the same way.
+    if srv_named(gw) {
+        return Bytes::from(format!("sip:{user}{params}@{host}{transport}"));
+    }
     Bytes::from(format!("sip:{user}{params}@{host}:{}{transport}", gw.port))
 }
 
+/// A gateway named by DNS without a port: its SRV (or NAPTR) records locate it.
+fn srv_named(gw: &Gateway) -> bool {
+    matches!(gw.host, Host::Name(_)) && !gw.port_given
+}
+
 /// A gateway named by a DNS name: the target the edge resolves (RFC 3263) before the
-/// attempt goes out. Its port and transport are given (the settings default them), so
-/// the lookup is A/AAAA on that port.
+/// attempt goes out: A/AAAA on its port when one is written, else its SRV records for
+/// the transport written, else NAPTR first.
 fn gateway_name(gw: &Gateway) -> Option<Arc<crate::dns::Target>> {
     let Host::Name(name) = &gw.host else {
         return None;
@@ -132,8 +143,8 @@ fn gateway_name(gw: &Gateway) -> Option<Arc<crate::dns::Target>> {
     };
     Some(Arc::new(crate::dns::Target {
         host: name.clone(),
-        port: Some(gw.port),
-        transport: Some(transport),
+        port: gw.port_given.then_some(gw.port),
+        transport: gw.transport_given.then_some(transport),
         secure: false,
     }))
 }

@@ -985,3 +985,53 @@ fn trunk_limit_counts_both_directions_and_is_released_every_way() {
         .iter()
         .any(|r| r.direction == "onnet" && !r.trunk_held));
 }
+
+/// A carrier gateway named by DNS (issue 17): without a port it is located by its
+/// NAPTR/SRV records (RFC 3263 §4: no port, no transport → NAPTR first) and the
+/// Request-URI names it alone; with a port and a transport, A/AAAA on that port. The
+/// call waits for the edge's answer and goes to the hop it gives.
+#[test]
+fn a_gateway_named_by_dns_is_resolved_before_the_invite_leaves() {
+    let mut s = settings();
+    s["carriers"][0]["gateways"] = json!([{"host": "trunk.carrier.test"}]);
+    s["carriers"][1]["gateways"] =
+        json!([{"host": "b.carrier.test", "port": 5070, "transport": "tcp"}]);
+    let mut h = harness_with(s);
+    let out = h.feed(
+        udp(IP_PBX),
+        &pbx_invite("n1", IP_PBX, "+12125550100", "1000", ""),
+    );
+    assert!(
+        out.iter().all(|t| method(t) != "INVITE"),
+        "nothing leaves before DNS"
+    );
+    let req = h
+        .shard
+        .poll_resolve()
+        .expect("the gateway's name is asked for");
+    assert_eq!(req.target.host, "trunk.carrier.test");
+    assert_eq!((req.target.port, req.target.transport), (None, None));
+    let hop = udp("192.0.2.31:5060");
+    h.proxy
+        .handle_resolved(&mut h.shard, h.now, req.key, Ok(vec![hop]));
+    let out = h.drain();
+    let inv = out
+        .iter()
+        .find(|t| method(t) == "INVITE")
+        .expect("INVITE sent");
+    assert_eq!(inv.to, hop);
+    assert_eq!(
+        parse(inv).request_uri(),
+        b"sip:+12125550100@trunk.carrier.test"
+    );
+    // That carrier refuses: the next carrier's name, with its port and transport.
+    let out = h.feed(hop, &reply(inv, 503));
+    assert!(out.iter().all(|t| method(t) != "INVITE"));
+    let req = h.shard.poll_resolve().expect("the next gateway's name");
+    assert_eq!(req.target.host, "b.carrier.test");
+    assert_eq!(req.target.port, Some(5070));
+    assert_eq!(
+        req.target.transport,
+        Some(trunkstore_proxy::dns::Transport::Tcp)
+    );
+}
