@@ -22,7 +22,7 @@ const START_LIMIT: Duration = Duration::from_secs(10);
 
 /// A running dnsmasq on 127.0.0.1, killed when dropped (its `Proc`).
 pub struct Dnsmasq {
-    _proc: Proc,
+    proc: Option<Proc>,
     pub port: u16,
 }
 
@@ -30,9 +30,20 @@ impl Dnsmasq {
     /// Starts dnsmasq in `dir` with `conf` (its config lines) and `hosts` (its hosts
     /// file); waits (bounded) until its log says it started.
     pub fn start(dir: &TestDir, conf: &str, hosts: &str) -> Dnsmasq {
-        fs::write(dir.file("dnsmasq.conf"), conf).unwrap();
         fs::write(dir.file("hosts"), hosts).unwrap();
-        let port = free_port();
+        Dnsmasq::spawn(dir, "dnsmasq", conf, free_port())
+    }
+
+    /// Stops it and starts it again on the same port with `conf` (dnsmasq reads SRV
+    /// records only at start); `name` names the new process's log.
+    pub fn restart(&mut self, dir: &TestDir, name: &str, conf: &str) {
+        // The old one goes first (killed and reaped on drop): it holds the port.
+        drop(self.proc.take());
+        *self = Dnsmasq::spawn(dir, name, conf, self.port);
+    }
+
+    fn spawn(dir: &TestDir, name: &str, conf: &str, port: u16) -> Dnsmasq {
+        fs::write(dir.file("dnsmasq.conf"), conf).unwrap();
         let mut cmd = Command::new("dnsmasq");
         cmd.arg("--no-daemon")
             .arg("--log-facility=-")
@@ -46,9 +57,12 @@ impl Dnsmasq {
             .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
             .arg(format!("--port={port}"))
             .args(["--local=/test/", "--local-ttl=1"]);
-        let proc = Proc::spawn("dnsmasq", cmd, dir.path());
-        wait_started(&dir.file("dnsmasq.out"));
-        Dnsmasq { _proc: proc, port }
+        let proc = Proc::spawn(name, cmd, dir.path());
+        wait_started(&dir.file(&format!("{name}.out")));
+        Dnsmasq {
+            proc: Some(proc),
+            port,
+        }
     }
 }
 

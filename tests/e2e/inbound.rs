@@ -694,3 +694,56 @@ fn a_failover_named_by_dns_tries_its_srv_targets_in_order() {
     ]);
     drop(server);
 }
+
+/// A changed DNS record is followed once its TTL (1 s) has passed: the failover name's
+/// SRV record moves from one PBX to another between two calls, and the second call goes
+/// to the new one (the proxy's cache keeps an answer only for its TTL).
+#[test]
+fn a_changed_srv_record_is_followed_after_its_ttl() {
+    let (old_port, new_port) = (free_port(), free_port());
+    let dir = crate::harness::TestDir::new("dns-ttl-dnsmasq");
+    let srv = |port: u16| format!("srv-host=_sip._udp.pbx.test,gw.test,{port},10,0\n");
+    let mut server = crate::dns::Dnsmasq::start(&dir, &srv(old_port), "127.0.0.1 gw.test\n");
+    let mut p = pbx(json!({}));
+    p.failover_sip = Some(format!("sip:{BACKUP_USER}@pbx.test"));
+    let settings = [("dns".to_string(), crate::dns::dns_settings(&server))]
+        .into_iter()
+        .collect();
+    let scene = Scene::start_with("dns-ttl", std::slice::from_ref(&p), settings, json!({}));
+    let named = |name: &str, port: u16| {
+        crate::sipp::Uas::start_with(
+            &scene.dir,
+            name,
+            "uas-answer-named.xml",
+            port,
+            1,
+            60,
+            &["-key", "named_host", "pbx.test"],
+        )
+    };
+    let old = named("old", old_port);
+    let mut uac = scene.carrier(
+        "uac1",
+        "uac-timed.xml",
+        timed_lines(&p, BACKUP_USER, 200, 1),
+    );
+    uac.extra = vec!["-l".into(), "1".into()];
+    let first = uac.run(&scene.dir).check();
+    server.restart(&dir, "dnsmasq2", &srv(new_port));
+    std::thread::sleep(Duration::from_millis(1500));
+    let new = named("new", new_port);
+    let mut uac = scene.carrier(
+        "uac2",
+        "uac-timed.xml",
+        timed_lines(&p, BACKUP_USER, 200, 1),
+    );
+    uac.extra = vec!["-l".into(), "1".into()];
+    let second = uac.run(&scene.dir).check();
+    scene.finish(vec![
+        first,
+        second,
+        old.finish(UAS_FINISH),
+        new.finish(UAS_FINISH),
+    ]);
+    drop(server);
+}
