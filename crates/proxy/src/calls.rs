@@ -333,8 +333,11 @@ pub(crate) fn failed(cx: &mut Ctx<'_>, t: &mut ProxyTxn, status: u16) {
         return;
     };
     let trunk = d.trunk.take();
+    // Only the call record reads it, and only a `process` call's dialog says anything
+    // but bypass: no table lookup for the others.
     let media = d
         .dialog
+        .filter(|_| d.cursor.plan().media && cx.state.cfg.call_records)
         .and_then(|k| cx.state.calls.get(&k).map(|e| e.media.clone()))
         .unwrap_or_default();
     // rtpengine may have a session from the offer even when no reply came.
