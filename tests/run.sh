@@ -49,6 +49,15 @@ fi
 # or started (the `dnsmasq` package would add one answering on port 53).
 install_for_tests dnsmasq dnsmasq-base
 
+# Cluster tests (issue 18) start their own redis-server in the foreground on a loopback
+# port with no persistence (crates/cluster/tests, tests/e2e/cluster.rs). The package
+# enables and starts a service on 6379: when this script installed it, it is stopped and
+# disabled so nothing keeps running after the tests.
+if ! command -v redis-server >/dev/null 2>&1; then
+    install_for_tests redis-server redis-server
+    disable_services redis-server
+fi
+
 # cargo's last line is its last (often empty) doc-test run, so close with the total over
 # every test binary.
 log=$(mktemp)

@@ -47,10 +47,10 @@ pub use files::{document_path, read_json, relative_document_path};
 pub use numbers::NumberFormat;
 pub use secret::Secret;
 pub use settings::{
-    Api, ApiToken, Carrier, Cdr, DigestAlgorithm, DigestAuth, Dns, FailoverOn, FailoverTrigger,
-    Gateway, Host, HostPort, Limits, Listen, ListenerAdvertise, Log, LogFormat, Media,
-    MediaFailure, Metrics, Protection, Registrar, RtpEngine, Settings, Source, Timers, Tls,
-    TlsListen, Transport, DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
+    Api, ApiToken, Carrier, Cdr, Cluster, DigestAlgorithm, DigestAuth, Dns, DocumentStore,
+    FailoverOn, FailoverTrigger, Gateway, Host, HostPort, Limits, Listen, ListenerAdvertise, Log,
+    LogFormat, Media, MediaFailure, Metrics, Protection, Registrar, RtpEngine, Settings, Source,
+    Timers, Tls, TlsListen, Transport, DEFAULT_SCANNER_USER_AGENTS, DEFAULT_SETTINGS_PATH,
 };
 pub use storage::{
     delete_document, load_all, load_connectivity_dir, load_document, write_document_atomically,

@@ -81,6 +81,52 @@ pub struct Settings {
     pub dns: Dns,
     /// `tls`: trust and client certificates for TLS connections (issue 17).
     pub tls: Tls,
+    /// `cluster`: several nodes sharing trunks, documents and security state through
+    /// Redis (issue 18); `None` (absent): this node alone, nothing shared.
+    pub cluster: Option<Cluster>,
+}
+
+/// `cluster`: this node's place among several that share one Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `node_id` (required): this node's name, unique in the cluster (the id pattern); its
+    /// trunk holds and leases are kept under it.
+    pub node_id: String,
+    /// `redis`: Redis URLs (`redis://host:port[/db]`, `rediss://` for TLS), tried in order
+    /// until one answers.
+    pub redis: Vec<String>,
+    /// `password`: Redis `AUTH` password (never logged), when the URL carries none.
+    pub password: Option<Secret>,
+    /// `username`: Redis ACL user for `AUTH` (with `password`).
+    pub username: Option<String>,
+    /// `tls_ca_file`, resolved: PEM certificates a `rediss://` server is verified against
+    /// (`None`: the system's trust store).
+    pub tls_ca_file: Option<PathBuf>,
+    /// `key_prefix` (`trunkstore:`): every key this cluster uses starts with it, so
+    /// several clusters can share one Redis.
+    pub key_prefix: String,
+    /// `lease_secs` (15): a node's trunk holds lapse this long after it last renewed them
+    /// (it renews every third of it); a SIGKILLed node's trunks are free again after it.
+    pub lease_secs: u32,
+    /// `timeout_ms` (250): one Redis round trip waited for before the node acts without it
+    /// (fail-open for trunk limits, 503 for API writes).
+    pub timeout_ms: u32,
+    /// `store` (`files`): where connectivity documents live; `redis`: in Redis, with
+    /// revisions and a change stream every node follows.
+    pub store: DocumentStore,
+    /// `secret` (required): shared by every node so a digest nonce issued by one node is
+    /// verified by any other (never logged).
+    pub secret: Secret,
+}
+
+/// `cluster.store`: where connectivity documents are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DocumentStore {
+    /// Files under `connectivity_dir` (each node its own copy).
+    #[default]
+    Files,
+    /// Redis, shared by every node.
+    Redis,
 }
 
 /// `dns`: how names the proxy sends to are resolved (RFC 3263: NAPTR, SRV, A/AAAA) and how
@@ -774,6 +820,7 @@ const KEYS: &[&str] = &[
     "media",
     "dns",
     "tls",
+    "cluster",
 ];
 
 impl Settings {
@@ -839,6 +886,7 @@ impl Settings {
             media: media(&mut w, root),
             dns: dns(&mut w, root),
             tls: tls(&mut w, root, base_dir),
+            cluster: cluster(&mut w, root, base_dir),
             listen,
             advertise: advertise.unwrap_or(HostPort {
                 host: Host::Ip(IpAddr::from([127, 0, 0, 1])),
@@ -1796,6 +1844,122 @@ fn rtpengines(w: &mut Walker, obj: &Map<String, Value>) -> Vec<RtpEngine> {
     out
 }
 
+fn cluster(w: &mut Walker, root: &Map<String, Value>, base_dir: &Path) -> Option<Cluster> {
+    let known = [
+        "node_id",
+        "redis",
+        "password",
+        "username",
+        "tls_ca_file",
+        "key_prefix",
+        "lease_secs",
+        "timeout_ms",
+        "store",
+        "secret",
+    ];
+    let obj = sub_object(w, root, "cluster", &known)?;
+    let node_id = required_string(w, obj, "node_id");
+    if let Some(id) = node_id.as_deref().filter(|id| !crate::ids::is_valid_id(id)) {
+        w.error(
+            "cluster.node_id",
+            "pattern",
+            format!("must match {}", crate::ids::ID_PATTERN),
+            Some(json!(crate::ids::ID_PATTERN)),
+            Some(json!(id)),
+        );
+    }
+    let secret = match Walker::field(obj, "secret") {
+        Some(v) => w.string(v, "cluster.secret", Str::len(16, 1024).secret()),
+        None => {
+            let msg = "cluster.secret is required: every node verifies the others' nonces with it";
+            w.error("cluster.secret", "required", msg, None, None);
+            None
+        }
+    };
+    let mut get = |key: &str, min: i64, max: i64, default: u32| {
+        w.opt_integer(obj, key, "cluster", min, max)
+            .map_or(default, |n| n as u32)
+    };
+    // Below 3 s a lease would need renewing faster than a loaded Redis answers.
+    let lease_secs = get("lease_secs", 3, 3600, 15);
+    let timeout_ms = get("timeout_ms", 1, 10_000, 250);
+    let store = Walker::field(obj, "store")
+        .and_then(|v| {
+            let options = [
+                ("files", DocumentStore::Files),
+                ("redis", DocumentStore::Redis),
+            ];
+            w.enumeration(v, "cluster.store", &options)
+        })
+        .unwrap_or_default();
+    Some(Cluster {
+        node_id: node_id.unwrap_or_default(),
+        redis: redis_urls(w, obj),
+        password: w
+            .opt_string(obj, "password", "cluster", Str::NON_EMPTY.secret())
+            .map(Secret::new),
+        username: w.opt_string(obj, "username", "cluster", Str::NON_EMPTY),
+        tls_ca_file: pem_file(w, obj, "cluster", "tls_ca_file", base_dir, Pem::Certificate),
+        key_prefix: w
+            .opt_string(obj, "key_prefix", "cluster", Str::len(1, 64))
+            .unwrap_or_else(|| "trunkstore:".into()),
+        lease_secs,
+        timeout_ms,
+        store,
+        secret: Secret::new(secret.unwrap_or_default()),
+    })
+}
+
+/// A required string member of `cluster`, reported when absent.
+fn required_string(w: &mut Walker, obj: &Map<String, Value>, key: &str) -> Option<String> {
+    let path = join("cluster", key);
+    match Walker::field(obj, key) {
+        Some(v) => w.string(v, &path, Str::NON_EMPTY),
+        None => {
+            w.error(&path, "required", format!("{path} is required"), None, None);
+            None
+        }
+    }
+}
+
+/// `cluster.redis`: at least one `redis://` or `rediss://` URL, each once.
+fn redis_urls(w: &mut Walker, obj: &Map<String, Value>) -> Vec<String> {
+    let path = "cluster.redis";
+    let Some(v) = Walker::field(obj, "redis") else {
+        w.error(path, "required", "cluster.redis is required", None, None);
+        return Vec::new();
+    };
+    let Some(list) = w.array(v, path) else {
+        return Vec::new();
+    };
+    if list.is_empty() {
+        w.error(
+            path,
+            "minItems",
+            "at least one Redis URL",
+            Some(json!(1)),
+            None,
+        );
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let item = join(path, i);
+        // A URL may carry a password: never echoed back in an error.
+        let Some(url) = w.string(v, &item, Str::NON_EMPTY.secret()) else {
+            continue;
+        };
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            let msg = "must be a redis:// or rediss:// URL";
+            w.error(&item, "format", msg, Some(json!("redis://host:port")), None);
+        } else if out.contains(&url) {
+            w.error(&item, "unique", "this URL is already listed", None, None);
+        } else {
+            out.push(url);
+        }
+    }
+    out
+}
+
 fn dns(w: &mut Walker, root: &Map<String, Value>) -> Dns {
     let d = Dns::default();
     let known = [
@@ -2467,5 +2631,89 @@ mod dns_tests {
             let errors = format!("{:?}", parse(v.clone()).expect_err("must be rejected"));
             assert!(errors.contains(path), "{v}: {errors}");
         }
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Settings, ValidationErrors> {
+        Settings::from_value(&v, Path::new("/"))
+    }
+
+    fn minimal() -> Value {
+        json!({"cluster": {"node_id": "edge-a", "redis": ["redis://127.0.0.1:6379"],
+                           "secret": "0123456789abcdef"}})
+    }
+
+    #[test]
+    fn absent_means_one_node_alone() {
+        assert_eq!(parse(json!({})).unwrap().cluster, None);
+    }
+
+    #[test]
+    fn defaults_of_a_minimal_cluster() {
+        let c = parse(minimal()).unwrap().cluster.unwrap();
+        assert_eq!(c.node_id, "edge-a");
+        assert_eq!(c.redis, ["redis://127.0.0.1:6379"]);
+        assert_eq!((c.lease_secs, c.timeout_ms), (15, 250));
+        assert_eq!(c.key_prefix, "trunkstore:");
+        assert_eq!(c.store, DocumentStore::Files);
+        assert_eq!(c.secret.expose(), "0123456789abcdef");
+        assert_eq!((c.password, c.username, c.tls_ca_file), (None, None, None));
+    }
+
+    #[test]
+    fn bad_members_name_their_path_and_never_echo_secrets() {
+        let with = |k: &str, v: Value| {
+            let mut m = minimal();
+            m["cluster"][k] = v;
+            m
+        };
+        let without = |k: &str| {
+            let mut m = minimal();
+            m["cluster"].as_object_mut().unwrap().remove(k);
+            m
+        };
+        for (v, path) in [
+            (json!({"cluster": 1}), "cluster"),
+            (with("nodes", json!(1)), "cluster.nodes"),
+            (without("node_id"), "cluster.node_id"),
+            (with("node_id", json!("a b")), "cluster.node_id"),
+            (without("redis"), "cluster.redis"),
+            (with("redis", json!([])), "cluster.redis"),
+            (with("redis", json!(["http://x"])), "cluster.redis.0"),
+            (
+                with("redis", json!(["redis://a", "redis://a"])),
+                "cluster.redis.1",
+            ),
+            (without("secret"), "cluster.secret"),
+            (with("secret", json!("short")), "cluster.secret"),
+            (with("lease_secs", json!(2)), "cluster.lease_secs"),
+            (with("timeout_ms", json!(0)), "cluster.timeout_ms"),
+            (with("store", json!("etcd")), "cluster.store"),
+            (
+                with("tls_ca_file", json!("/nonexistent.pem")),
+                "cluster.tls_ca_file",
+            ),
+        ] {
+            let e = parse(v.clone()).unwrap_err();
+            assert!(e.to_string().contains(path), "{v}: {e}");
+        }
+        let e = parse(with("secret", json!("tooshort-secret"))).unwrap_err();
+        assert!(!e.to_string().contains("tooshort-secret"), "{e}");
+        let e = parse(with("redis", json!(["http://user:hunter22@x"]))).unwrap_err();
+        assert!(!e.to_string().contains("hunter22"), "{e}");
+        let c = parse(with("store", json!("redis")))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.store, DocumentStore::Redis);
+        let c = parse(with("password", json!("pw-123")))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert!(!format!("{c:?}").contains("pw-123"));
     }
 }

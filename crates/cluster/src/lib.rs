@@ -1,0 +1,19 @@
+//! Several trunkstore nodes as one system (issue 18): what they share lives in Redis.
+//!
+//! This crate is the only one that talks to Redis. It sits beside the edge: the sans-IO
+//! core asks (a trunk to take, a hold to give back), the edge hands the question to this
+//! crate's async code and the answer back to the core, exactly as it does for DNS. The
+//! single-node default never builds a [`Redis`]: nothing here runs unless the settings
+//! have a `cluster` section.
+//!
+//! * [`Redis`]: one multiplexed, reconnecting connection (redis-rs `ConnectionManager`)
+//!   per node, every round trip bounded by `cluster.timeout_ms` and timed into
+//!   [`RoundTrips`] for `/metrics`. A timeout or error is an answer too: callers decide
+//!   what "Redis is away" means for them (fail-open for trunk limits, 503 for API writes).
+//! * Keys: every key starts with `cluster.key_prefix` ([`Redis::key`]), so two clusters
+//!   can share one Redis.
+#![warn(missing_docs, unreachable_pub)]
+
+mod connection;
+
+pub use connection::{Redis, RedisError, RoundTrips, ROUND_TRIP_BUCKETS_US};
