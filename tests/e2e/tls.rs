@@ -704,3 +704,50 @@ fn a_sips_failover_target_goes_over_tls_never_udp() {
     ];
     scene.finish(results);
 }
+
+/// A UDP carrier (SIPp) calls a PBX reached over TLS (`options.transport: "tls"`, a
+/// rustls party here): both entries nearest each side, seen by the PBX in its INVITE and
+/// by the carrier in its 200; the carrier's ACK and BYE reach the PBX over TLS.
+#[test]
+fn udp_carrier_to_tls_pbx_double_record_route() {
+    let certs = tempfile::tempdir().expect("certificate dir");
+    let ca = Ca::new("e2e test CA");
+    let ca_file = ca.write(certs.path(), "test");
+    let (proxy_cert, proxy_key) = ca.leaf(certs.path(), "proxy");
+    let (pbx_cert, pbx_key) = ca.leaf(certs.path(), "pbx");
+    let mut pbx = Pbx::new("pbx", free_port(), "npan", dids(0, 1));
+    pbx.options.insert("transport".into(), json!("tls"));
+    let calls = tls_gateway(pbx.port, &pbx_cert, &pbx_key);
+    let tls_port = free_port();
+    let scene = Scene::start_with_setup(
+        "tls-pbx",
+        std::slice::from_ref(&pbx),
+        |setup| tls_settings(setup, tls_port, &proxy_cert, &proxy_key, &ca_file),
+        json!({}),
+    );
+    let (uac_trace, uac_msgs) = trace_msg(&scene.dir, "uac");
+    let mut uac = scene.carrier("uac", "uac-call.xml", call_lines(&pbx, 1));
+    uac.extra.extend(uac_trace);
+    let run = uac.run(&scene.dir);
+    let port = scene.setup.port;
+    let expected = [
+        format!("<sip:127.0.0.1:{tls_port};transport=tls;lr>"),
+        format!("<sip:127.0.0.1:{port};lr>"),
+    ];
+    let pbx_side = match calls.recv_timeout(WAIT) {
+        Ok(Ok(call)) if header(&call.invite, "record-route") == expected => (call.after
+            == ["ACK", "BYE"])
+        .then_some(())
+        .ok_or(format!("the TLS PBX got {:?} after the INVITE", call.after)),
+        other => Err(format!(
+            "the TLS PBX's call: {other:?}, expected Record-Route {expected:?}"
+        )),
+    };
+    let results = vec![
+        run.check(),
+        pbx_side,
+        check_record_routes(&uac_msgs, "SIP/2.0 200", &expected, 1),
+        check_metrics(&scene, &[("trunkstore_active_calls", 0)]),
+    ];
+    scene.finish(results);
+}

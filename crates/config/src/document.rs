@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::numbers::NumberFormat;
 use crate::secret::Secret;
-use crate::settings::Timers;
+use crate::settings::{Timers, Transport};
 
 /// One connectivity document: `<connectivity_dir>/<account_id>/<id>.json`.
 ///
@@ -314,6 +314,9 @@ pub struct ServerOptions {
     pub ip: Option<IpAddr>,
     /// `options.port`: target port when `auth.port` is absent.
     pub port: Option<u16>,
+    /// `options.transport` (our extension, issue 17): `udp` (default), `tcp` or `tls`
+    /// toward the server.
+    pub transport: Option<Transport>,
 }
 
 /// Options that exist at server level and (honoured when present) at DID level. `None`
@@ -525,9 +528,16 @@ impl Server {
         self.auth.ip().or(self.options.ip)
     }
 
-    /// Port to send inbound calls to: `auth.port`, else `options.port`, else 5060.
+    /// Port to send inbound calls to: `auth.port`, else `options.port`, else 5060 (5061
+    /// over TLS).
     pub fn target_port(&self) -> u16 {
-        self.auth.port().or(self.options.port).unwrap_or(5060)
+        let default = self.target_transport().default_port();
+        self.auth.port().or(self.options.port).unwrap_or(default)
+    }
+
+    /// Transport to send inbound calls over: `options.transport`, else UDP.
+    pub fn target_transport(&self) -> Transport {
+        self.options.transport.unwrap_or_default()
     }
 
     /// Looks up one of this server's DIDs by its normalised number.

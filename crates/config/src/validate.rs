@@ -257,6 +257,17 @@ fn server_options(w: &mut Walker, obj: &Map<String, Value>, path: &str) -> Serve
         call: call_options(w, obj, path),
         ip: ip_addr(w, obj, "ip", path),
         port: port(w, obj, "port", path),
+        transport: Walker::field(obj, "transport").and_then(|v| {
+            w.enumeration(
+                v,
+                &join(path, "transport"),
+                &[
+                    ("udp", crate::Transport::Udp),
+                    ("tcp", crate::Transport::Tcp),
+                    ("tls", crate::Transport::Tls),
+                ],
+            )
+        }),
     }
 }
 

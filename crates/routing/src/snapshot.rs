@@ -32,8 +32,10 @@ pub struct Target {
     /// `auth.ip`, else `options.ip`; `None` for a password server without an address
     /// (reached at its registered contact, if any).
     pub ip: Option<IpAddr>,
-    /// `auth.port`, else `options.port`, else 5060.
+    /// `auth.port`, else `options.port`, else 5060 (5061 over TLS).
     pub port: u16,
+    /// `options.transport`, else UDP.
+    pub transport: Transport,
 }
 
 impl Target {
@@ -614,6 +616,11 @@ fn server_info(id: ServerId, server: &Server, level: &AccountLevel) -> ServerInf
     let target = Target {
         ip: server.target_ip(),
         port: server.target_port(),
+        transport: match server.target_transport() {
+            trunkstore_config::Transport::Udp => Transport::Udp,
+            trunkstore_config::Transport::Tcp => Transport::Tcp,
+            trunkstore_config::Transport::Tls => Transport::Tls,
+        },
     };
     ServerInfo {
         id,
@@ -686,7 +693,7 @@ fn resolve(
             .unwrap_or_else(|| Arc::from("invalid")),
         port: info.target.port,
         next_hop: info.target.socket_addr().map(|addr| Peer {
-            transport: Transport::Udp,
+            transport: info.target.transport,
             addr,
         }),
         format: eff.inbound_format,

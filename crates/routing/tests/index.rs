@@ -538,3 +538,34 @@ fn inbound_model_is_built_once_in_final_units() {
     let d = s.did("+14155551001").unwrap();
     assert_eq!(d.inbound.answer_timeout, Some(Duration::from_secs(61)));
 }
+
+/// `options.transport` (issue 17): a TLS server is reached over TLS, on 5061 unless a
+/// port is given; an unknown transport is refused with its path.
+#[test]
+fn server_transport_option() {
+    let doc = json!({"servers": [
+        {"name": "tls-pbx", "auth": {"auth_method": "IP", "ip": "10.2.0.1"},
+         "options": {"transport": "tls"}, "DIDs": {"4155557001": {}}},
+        {"name": "tls-port", "auth": {"auth_method": "IP", "ip": "10.2.0.2", "port": 5071},
+         "options": {"transport": "tls"}, "DIDs": {"4155557002": {}}},
+        {"name": "tcp-pbx", "auth": {"auth_method": "IP", "ip": "10.2.0.3"},
+         "options": {"transport": "tcp"}, "DIDs": {"4155557003": {}}}
+    ]});
+    let s = snapshot_of(&[("acme", "t", doc)]);
+    let target = |did: &str| s.did(did).unwrap().server.target;
+    use trunkstore_routing::Transport;
+    let t = target("+14155557001");
+    assert_eq!(
+        (t.transport, t.socket_addr()),
+        (Transport::Tls, Some("10.2.0.1:5061".parse().unwrap()))
+    );
+    let t = target("+14155557002");
+    assert_eq!((t.transport, t.port), (Transport::Tls, 5071));
+    assert_eq!(target("+14155557003").transport, Transport::Tcp);
+    let hop = s.did("+14155557001").unwrap().inbound.next_hop.unwrap();
+    assert_eq!(hop.transport, Transport::Tls);
+    let bad = json!({"servers": [{"auth": {"auth_method": "IP", "ip": "10.2.0.4"},
+                                   "options": {"transport": "sctp"}}]});
+    let e = validate_document("acme", "bad", &bad).unwrap_err();
+    assert!(e.has("servers.0.options.transport", "enum"), "{e}");
+}
