@@ -9,6 +9,7 @@
 
 mod api;
 mod baresip;
+mod cluster_security;
 mod config;
 mod dns;
 mod harness;
@@ -20,6 +21,7 @@ mod ports;
 mod protection;
 mod proxy;
 mod raw;
+mod redis;
 mod registrar;
 mod rtpengine;
 mod sipp;

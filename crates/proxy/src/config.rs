@@ -87,6 +87,17 @@ pub struct ProxyConfig {
     pub registrar: crate::registrar::RegistrarConfig,
     /// rtpengine instances anchoring the media of `process` calls (§4.7).
     pub media: MediaConfig,
+    /// This node's place in a cluster (issue 18); `None`: a node alone.
+    pub cluster: Option<ClusterNode>,
+}
+
+/// What the core knows of its cluster: who it is and the secret all nodes share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// `cluster.node_id`.
+    pub node_id: String,
+    /// `cluster.secret`: digest nonces of any node verify on every node.
+    pub secret: trunkstore_config::Secret,
 }
 
 /// The rtpengine instances (NG control addresses and weights) and how they are driven
@@ -185,6 +196,10 @@ impl ProxyConfig {
             protection: ProtectionConfig::from(&settings.protection),
             registrar: crate::registrar::RegistrarConfig::from(&settings.registrar),
             media: MediaConfig::from(&settings.media),
+            cluster: settings.cluster.as_ref().map(|c| ClusterNode {
+                node_id: c.node_id.clone(),
+                secret: c.secret.clone(),
+            }),
         }
     }
 
@@ -223,6 +238,7 @@ impl ProxyConfig {
             protection: ProtectionConfig::default(),
             registrar: crate::registrar::RegistrarConfig::default(),
             media: MediaConfig::default(),
+            cluster: None,
         }
     }
 

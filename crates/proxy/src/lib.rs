@@ -85,7 +85,7 @@ mod trunks;
 mod types;
 mod util;
 
-pub use config::{Advertise, Listener, ProxyConfig};
+pub use config::{Advertise, ClusterNode, Listener, ProxyConfig};
 pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
 pub use types::{CallRecord, Peer, ResolveKey, ResolveRequest, Stats, Transmit, Transport};
@@ -219,6 +219,20 @@ impl Proxy {
         now: Instant,
     ) -> bool {
         admission::admits_connection(&self.state, from, open, limit, now)
+    }
+
+    /// Auth failures and bans of this node for the other nodes of its cluster, since the
+    /// last call (empty for a node alone). The edge publishes them (issue 18).
+    pub fn drain_security_events(&self) -> Vec<auth::SecurityEvent> {
+        self.state.protection.drain_shared()
+    }
+
+    /// An auth failure or a ban published by another node of the cluster: counted and
+    /// applied here as if it were this node's own, never passed on again.
+    pub fn apply_security_event(&self, event: auth::SecurityEvent, now: Instant) {
+        if self.state.protection.apply_shared(event, now) {
+            self.state.metrics.ban();
+        }
     }
 
     /// Auth failures, bans and drops of the protection layer (metrics).

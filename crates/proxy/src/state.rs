@@ -558,8 +558,8 @@ impl State {
         );
         State {
             media,
-            auth: Authenticator::default(),
-            protection: Protection::new(cfg.protection.clone(), epoch),
+            auth: authenticator(&cfg),
+            protection: protection(&cfg, epoch),
             registrar: Registrar::new(cfg.registrar.clone()),
             trunks: Trunks::default(),
             active_calls: Arc::default(),
@@ -601,5 +601,27 @@ mod size_probe {
             std::mem::size_of::<super::Dialog>(),
             std::mem::size_of::<super::ServerSide>()
         );
+    }
+}
+
+/// A node alone makes its own random nonce secret; a cluster node the shared one, so every
+/// node verifies every node's nonces (issue 18).
+fn authenticator(cfg: &ProxyConfig) -> Authenticator {
+    match &cfg.cluster {
+        Some(c) => Authenticator::new(
+            crate::auth::NonceKey::for_node(c.secret.expose(), &c.node_id),
+            crate::auth::DEFAULT_NONCE_CAPACITY,
+        ),
+        None => Authenticator::default(),
+    }
+}
+
+/// A cluster node also tells the others of its auth failures and bans.
+fn protection(cfg: &ProxyConfig, epoch: Instant) -> Protection {
+    let p = Protection::new(cfg.protection.clone(), epoch);
+    if cfg.cluster.is_some() {
+        p.share()
+    } else {
+        p
     }
 }

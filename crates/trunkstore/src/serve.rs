@@ -97,6 +97,7 @@ pub fn run(catalog: Catalog) -> ExitCode {
     );
     edge.handle()
         .spawn(keep_registrations(proxy.clone(), saved.clone()));
+    crate::cluster::start(edge.handle(), proxy.clone(), &settings);
     let signal_name = edge.handle().block_on(signals.next());
     let grace = Duration::from_secs(settings.shutdown_grace.into());
     tracing::info!(

@@ -31,6 +31,8 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use protect::{source_key, ProtectionConfig, ProtectionStats};
+pub(crate) use nonce::NonceKey;
+pub use protect::{source_key, ProtectionConfig, ProtectionStats, SecurityEvent};
 pub(crate) use protect::{DropReason, Protection, Verdict};
+pub(crate) use replay::DEFAULT_CAPACITY as DEFAULT_NONCE_CAPACITY;
 pub(crate) use verify::{AuthOutcome, AuthRequest, Authenticator, ChallengeHeaders};

@@ -5,6 +5,14 @@
 //! same source still differ (their nonce counts are tracked separately, see
 //! [`super::replay`]); it also names the nonce in the replay table.
 //!
+//! In a cluster (issue 18) every node has the same secret, so any node can tell a nonce
+//! of the cluster from a forgery, and the top [`TAG_BITS`] of `seq` name the node that
+//! issued it (covered by the MAC). Only the issuing node counts a nonce's uses; another
+//! node that gets it with the right password answers `stale=true`, and the client retries
+//! at once with that node's nonce without asking its user (RFC 7616 §3.3). So a captured
+//! request replayed to another node is never accepted, with no shared replay table and no
+//! round trip to Redis per authenticated request.
+//!
 //! HMAC is written out over `sha2` (RFC 2104, checked against RFC 4231 below) rather than
 //! pulling the `hmac` crate: it is not in the lock file, and with a fixed 32-byte key it is
 //! a dozen lines. The keyed inner/outer states are computed once per key, so a MAC costs
@@ -23,6 +31,10 @@ const RAW_LEN: usize = 16 + MAC_LEN;
 /// Length of the nonce as sent (hex).
 pub(super) const NONCE_LEN: usize = RAW_LEN * 2;
 
+/// Bits of `seq` naming the issuing node (the rest count its nonces: 2^40 per process).
+pub(crate) const TAG_BITS: u32 = 24;
+const COUNT_BITS: u32 = 64 - TAG_BITS;
+
 /// A nonce may claim to be this many seconds in the future (the wall clock stepped back a
 /// little since it was issued); beyond that it is not ours to trust.
 const MAX_FUTURE_SECS: u64 = 5;
@@ -33,6 +45,8 @@ pub(crate) struct NonceKey {
     inner: Sha256,
     outer: Sha256,
     seq: std::sync::Arc<AtomicU64>,
+    /// This node's tag (0 for a node alone).
+    tag: u64,
 }
 
 impl std::fmt::Debug for NonceKey {
@@ -74,6 +88,27 @@ impl NonceKey {
         NonceKey::from_secret(&random_secret())
     }
 
+    /// The key of a cluster node: the shared `secret`, and a tag from the node's id
+    /// (24 bits of its SHA-256: two nodes of one cluster share a tag with odds of one in
+    /// 16 million per pair).
+    pub(crate) fn for_node(secret: &str, node_id: &str) -> NonceKey {
+        let key: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let id = Sha256::digest(node_id.as_bytes());
+        let tag = u64::from(u32::from_be_bytes([0, id[0], id[1], id[2]]));
+        NonceKey::from_secret(&key).with_tag(tag)
+    }
+
+    fn with_tag(mut self, tag: u64) -> NonceKey {
+        self.tag = tag & ((1 << TAG_BITS) - 1);
+        self.seq = std::sync::Arc::new(AtomicU64::new((self.tag << COUNT_BITS) | 1));
+        self
+    }
+
+    /// Was nonce number `seq` issued by this node (not by another of its cluster)?
+    pub(crate) fn is_own(&self, seq: u64) -> bool {
+        seq >> COUNT_BITS == self.tag
+    }
+
     /// A fixed key (tests; several processes sharing nonces).
     pub(crate) fn from_secret(secret: &[u8; 32]) -> NonceKey {
         let mut ipad = [0x36u8; 64];
@@ -86,6 +121,7 @@ impl NonceKey {
             inner: Sha256::new_with_prefix(ipad),
             outer: Sha256::new_with_prefix(opad),
             seq: std::sync::Arc::new(AtomicU64::new(1)),
+            tag: 0,
         }
     }
 
@@ -261,6 +297,35 @@ mod tests {
             k.check(future.as_bytes(), A, 1000, 300),
             NonceCheck::Invalid
         );
+    }
+
+    /// Issue 18: nodes sharing the secret verify each other's nonces and tell whose they
+    /// are; another secret verifies none of them.
+    #[test]
+    fn cluster_nodes_verify_each_others_nonces_and_know_the_issuer() {
+        let a = NonceKey::for_node("cluster-secret-0123", "edge-a");
+        let b = NonceKey::for_node("cluster-secret-0123", "edge-b");
+        let n = a.issue(A, 1000);
+        let NonceCheck::Valid { seq, .. } = b.check(n.as_bytes(), A, 1000, 300) else {
+            panic!("node b must verify node a's nonce");
+        };
+        assert!(a.is_own(seq) && !b.is_own(seq));
+        assert_ne!(a.tag, b.tag);
+        let NonceCheck::Valid { seq: seq2, .. } =
+            a.check(a.issue(A, 1000).as_bytes(), A, 1000, 300)
+        else {
+            panic!("own nonce");
+        };
+        assert_eq!(seq2, seq + 1, "the count goes on under the tag");
+        let other = NonceKey::for_node("another-secret-99", "edge-a");
+        assert_eq!(other.check(n.as_bytes(), A, 1000, 300), NonceCheck::Invalid);
+        // A node alone (random key) owns the nonces it issues.
+        let alone = key();
+        let NonceCheck::Valid { seq, .. } = alone.check(alone.issue(A, 1).as_bytes(), A, 1, 300)
+        else {
+            panic!("own nonce");
+        };
+        assert!(alone.is_own(seq));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -151,6 +151,22 @@ struct Counters {
     dropped_source_connections: AtomicU64,
 }
 
+/// What one node of a cluster tells the others about a source (issue 18): every node
+/// counts every node's failures, so a password guesser spreading its tries over the nodes
+/// is banned after `ban_threshold` of them in all, and a ban made by one node holds on all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityEvent {
+    /// A digest auth failure (403) of a source that is not exempt.
+    AuthFailure(IpAddr),
+    /// `source` is banned for `remaining` from the moment this was written.
+    Ban {
+        /// The banned source key (an IPv6 source's /64).
+        source: IpAddr,
+        /// What is left of the ban.
+        remaining: Duration,
+    },
+}
+
 /// Shared by all workers.
 #[derive(Debug)]
 pub(crate) struct Protection {
@@ -165,7 +181,13 @@ pub(crate) struct Protection {
     overflow: Mutex<(u64, u64)>,
     last_sweep: AtomicU64,
     counters: Counters,
+    /// Events for the other nodes of a cluster, drained by the edge; `None` alone.
+    outbox: Option<Mutex<Vec<SecurityEvent>>>,
 }
+
+/// Events queued for the other nodes at most (a flood of failures while Redis is away
+/// must not grow memory; the bans they lead to are still made here).
+const OUTBOX_CAP: usize = 10_000;
 
 impl Protection {
     /// `epoch`: any instant not after the first `now` passed in (times are kept relative
@@ -186,7 +208,56 @@ impl Protection {
             overflow: Mutex::new((full, 0)),
             last_sweep: AtomicU64::new(0),
             counters: Counters::default(),
+            outbox: None,
             config,
+        }
+    }
+
+    /// Queues failures and bans for the other nodes of a cluster.
+    pub(crate) fn share(mut self) -> Protection {
+        self.outbox = Some(Mutex::default());
+        self
+    }
+
+    fn tell_others(&self, event: SecurityEvent) {
+        if let Some(outbox) = &self.outbox {
+            let mut q = outbox.lock().unwrap_or_else(|e| e.into_inner());
+            if q.len() < OUTBOX_CAP {
+                q.push(event);
+            }
+        }
+    }
+
+    /// The events queued for the other nodes since the last call.
+    pub(crate) fn drain_shared(&self) -> Vec<SecurityEvent> {
+        match &self.outbox {
+            Some(q) => std::mem::take(&mut *q.lock().unwrap_or_else(|e| e.into_inner())),
+            None => Vec::new(),
+        }
+    }
+
+    /// An event from another node: its failure counts here as one of ours (and may ban
+    /// here too), its ban holds here until it ends. Nothing is passed on again. Returns
+    /// true when this made a new ban here.
+    pub(crate) fn apply_shared(&self, event: SecurityEvent, now: Instant) -> bool {
+        match event {
+            SecurityEvent::AuthFailure(source) => self.count_failure(source, now).is_some(),
+            SecurityEvent::Ban { source, remaining } => {
+                let now = self.ms(now);
+                let until = now.saturating_add(remaining.as_millis() as u64);
+                let key = source_key(source);
+                let known = self.bans.load().get(&key).is_some_and(|&end| end >= until);
+                if known {
+                    return false;
+                }
+                if let Some(mut s) = self.entry(key, now) {
+                    s.banned_until = s.banned_until.max(until);
+                    s.failures = 0;
+                }
+                self.publish_ban(key, until, now);
+                self.counters.bans_total.fetch_add(1, Ordering::Relaxed);
+                true
+            }
         }
     }
 
@@ -224,18 +295,33 @@ impl Protection {
         if exempt || self.config.ban_threshold == 0 {
             return false;
         }
-        let now = self.ms(now);
-        let window = u64::from(self.config.ban_window_secs) * 1000;
-        let Some(mut s) = self.entry(source_key(source), now) else {
+        self.tell_others(SecurityEvent::AuthFailure(source));
+        let Some(until) = self.count_failure(source, now) else {
             return false;
         };
+        let remaining = Duration::from_millis(until.saturating_sub(self.ms(now)));
+        self.tell_others(SecurityEvent::Ban {
+            source: source_key(source),
+            remaining,
+        });
+        true
+    }
+
+    /// Counts one failure of `source`; `Some(end of the ban)` when it bans the source.
+    fn count_failure(&self, source: IpAddr, now: Instant) -> Option<u64> {
+        if self.config.ban_threshold == 0 {
+            return None;
+        }
+        let now = self.ms(now);
+        let window = u64::from(self.config.ban_window_secs) * 1000;
+        let mut s = self.entry(source_key(source), now)?;
         if s.failures == 0 || now.saturating_sub(s.window_start) >= window {
             s.failures = 0;
             s.window_start = now;
         }
         s.failures = s.failures.saturating_add(1);
         if s.failures < self.config.ban_threshold || s.banned_until > now {
-            return false;
+            return None;
         }
         s.banned_until = now + u64::from(self.config.ban_secs) * 1000;
         s.failures = 0;
@@ -244,7 +330,7 @@ impl Protection {
         drop(s);
         self.publish_ban(source_key(source), until, now);
         self.counters.bans_total.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(until)
     }
 
     /// Adds a ban to the published set, dropping the expired ones.

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 /// Shards of the table; a power of two.
 pub(super) const SHARDS: usize = 16;
 /// Default capacity (entries in total).
-pub(super) const DEFAULT_CAPACITY: usize = 1 << 18;
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 18;
 
 /// What the table says about one use of a nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

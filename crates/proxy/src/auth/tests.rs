@@ -827,3 +827,102 @@ fn auth_memory_is_bounded_under_a_million_sources() {
     // were not all refused.
     assert!(s.dropped_rate_limited > 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Several nodes (issue 18)
+// ---------------------------------------------------------------------------------------
+
+fn node(id: &str) -> Authenticator {
+    Authenticator::new(NonceKey::for_node("cluster-secret-0123456", id), 1024)
+}
+
+/// A PBX challenged by node A whose answer reaches node B (SRV spreading): B knows the
+/// nonce is the cluster's (stale=true with the right password, so the PBX retries at once
+/// without asking its user), never accepts it (its uses are counted on A), and a wrong
+/// password is still a failure. A captured answer replayed to B is never a call.
+#[test]
+fn cluster_another_nodes_nonce_is_stale_never_accepted() {
+    let (a, b, snap) = (node("edge-a"), node("edge-b"), snapshot());
+    let h = a.challenge(&snap, b"acme.example", PBX, T0, false);
+    let good = answer(&h, &Answer::default());
+    let out = verify_at(&b, &snap, &good, PBX, T0);
+    assert_eq!(out, AuthOutcome::Stale);
+    assert!(!out.is_failure());
+    let bad = answer(
+        &h,
+        &Answer {
+            password: "guess",
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        verify_at(&b, &snap, &bad, PBX, T0),
+        AuthOutcome::Forbidden(Forbidden::WrongPassword)
+    );
+    // A accepts its own nonce once; the replay is refused on A and stale on B.
+    assert!(matches!(
+        verify_at(&a, &snap, &good, PBX, T0),
+        AuthOutcome::Ok { .. }
+    ));
+    assert_eq!(verify_at(&a, &snap, &good, PBX, T0), AuthOutcome::Replay);
+    assert_eq!(verify_at(&b, &snap, &good, PBX, T0), AuthOutcome::Stale);
+    // B's own nonce after the stale answer: accepted on B.
+    let hb = b.challenge(&snap, b"acme.example", PBX, T0, true);
+    let retry = answer(&hb, &Answer::default());
+    assert!(matches!(
+        verify_at(&b, &snap, &retry, PBX, T0),
+        AuthOutcome::Ok { .. }
+    ));
+}
+
+/// Every node counts every node's failures: a guesser spreading 10 tries over two nodes
+/// is banned on both at the 10th; a ban made on one holds on the other until it ends;
+/// nothing applied from another node is queued to be passed on again.
+#[test]
+fn cluster_failures_and_bans_are_shared() {
+    let t0 = Instant::now();
+    let a = Protection::new(ProtectionConfig::default(), t0).share();
+    let b = Protection::new(ProtectionConfig::default(), t0).share();
+    let src = ip(7);
+    let mut banned_on = Vec::new();
+    for i in 0..10u64 {
+        let now = t0 + Duration::from_secs(i);
+        let (here, there) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        if here.record_failure(src, false, now) {
+            banned_on.push("here");
+        }
+        for event in here.drain_shared() {
+            if there.apply_shared(event, now) {
+                banned_on.push("there");
+            }
+        }
+    }
+    assert_eq!(
+        banned_on,
+        ["here", "there"],
+        "both banned at the 10th failure"
+    );
+    let now = t0 + Duration::from_secs(10);
+    assert!(a.is_banned(src, now) && b.is_banned(src, now));
+    assert!(a.drain_shared().is_empty() && b.drain_shared().is_empty());
+    // A ban from another node with 30 s left ends here 30 s later.
+    let c = Protection::new(ProtectionConfig::default(), t0).share();
+    let ban = SecurityEvent::Ban {
+        source: ip(8),
+        remaining: Duration::from_secs(30),
+    };
+    assert!(c.apply_shared(ban, now));
+    assert!(
+        !c.apply_shared(ban, now),
+        "the same ban again is not a new one"
+    );
+    assert!(c.is_banned(ip(8), now + Duration::from_secs(29)));
+    assert!(!c.is_banned(ip(8), now + Duration::from_secs(30)));
+    assert!(c.drain_shared().is_empty());
+    // Exempt sources and a node alone queue nothing.
+    assert!(!c.record_failure(ip(9), true, now));
+    assert!(c.drain_shared().is_empty());
+    let alone = Protection::new(ProtectionConfig::default(), t0);
+    alone.record_failure(ip(9), false, now);
+    assert!(alone.drain_shared().is_empty());
+}

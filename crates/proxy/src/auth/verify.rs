@@ -216,6 +216,11 @@ impl Authenticator {
         let Some((seq, expires)) = nonce.filter(|_| !stale) else {
             return AuthOutcome::Stale;
         };
+        // Another node's nonce (a cluster): genuine, but its uses are counted there; a
+        // fresh nonce of ours keeps a replay from ever being accepted here.
+        if !self.key.is_own(seq) {
+            return AuthOutcome::Stale;
+        }
         // RFC 2069 (no qop) has no count: such a nonce is good for one request.
         let nc = if creds.qop.is_some() {
             creds.nc()
