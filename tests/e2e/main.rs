@@ -178,6 +178,19 @@ fn check_metrics_at(api_port: u16, expected: &[(&str, u64)]) -> Result<(), Strin
     }
 }
 
+/// Waits (at most 5 s) until `series` reads `value` on the proxy whose API listens on
+/// `api_port`: for state that reaches a node through another (a cluster's Redis).
+fn await_metric_at(api_port: u16, series: &str, value: u64) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match check_metrics_at(api_port, &[(series, value)]) {
+            Ok(()) => return Ok(()),
+            Err(why) if std::time::Instant::now() >= deadline => return Err(why),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// The Request-URI user the PBX must receive for `did` (+1NPANXXXXXX) in `format`.
 fn expected_user(did: &str, format: &str, auth_user: Option<&str>) -> String {
     match format {

@@ -751,3 +751,72 @@ fn one_connection_check_sees_connections() {
     let _second = std::net::TcpStream::connect(at).expect("second connection");
     assert!(one_connection(at, from.port()).is_err());
 }
+
+/// Issue 18: a PBX registered on node a takes its call through node b. Both nodes share
+/// one Redis; b learns a's binding (its gauge of the other nodes' bindings reads 1) and
+/// sends the carrier's call to the binding's source, never to the private Contact.
+#[test]
+fn a_pbx_registered_on_one_node_takes_its_call_through_the_other() {
+    let dir = TestDir::new("cluster-bindings-redis");
+    let redis = crate::redis::Redis::start(&dir);
+    let alice = PasswordPbx::new("nat-pbx", ALICE, &dids(0, 1)[0]);
+    let node = |id: &str| {
+        let mut extra = registrar_settings(60);
+        extra.insert(
+            "cluster".into(),
+            json!({"node_id": id, "redis": [redis.url()],
+                   "secret": "e2e-cluster-secret-0123456789"}),
+        );
+        start_with(
+            &format!("cluster-bindings-{id}"),
+            extra,
+            vec![alice.to_json()],
+        )
+    };
+    let (a, b) = (node("a"), node("b"));
+    let nat = Sink::bind(NAT_IP, free_port());
+    let contact = nat.host_port();
+    let pbx_port = free_port();
+    let pbx = nat_pbx(
+        &a.setup,
+        "pbx",
+        &alice,
+        pbx_port,
+        &contact,
+        LONG_EXPIRES,
+        true,
+        Transport::Udp,
+    );
+    let carrier = b.carrier("carrier", "uac-call.xml", vec![call_line(&alice, &contact)]);
+    let dir = &a.dir;
+    let (pbx_run, mut results) = thread::scope(|s| {
+        let handle = s.spawn(|| pbx.run_for(dir, PBX_RUN_SECS));
+        let known_on_b = wait_registered(dir, "pbx", &handle).and_then(|()| {
+            crate::await_metric_at(b.setup.api_port, "trunkstore_registrar_remote_bindings", 1)
+        });
+        let results = match known_on_b {
+            Ok(()) => vec![carrier.run(&b.dir).check()],
+            Err(why) => vec![Err(why)],
+        };
+        (handle.join().expect("PBX thread"), results)
+    });
+    results.push(pbx_run.check());
+    results.push(nat.silent());
+    results.push(check_metrics(
+        &b,
+        &[
+            (
+                "trunkstore_calls_total{direction=\"inbound\",outcome=\"answered\"}",
+                1,
+            ),
+            ("trunkstore_registrar_remote_bindings", 1),
+            ("trunkstore_active_calls", 0),
+        ],
+    ));
+    results.push(check_metrics(
+        &a,
+        &[("trunkstore_registrar_bindings{account=\"e2e\"}", 1)],
+    ));
+    b.finish(results);
+    a.finish(vec![]);
+}

@@ -10,13 +10,16 @@
 //!   per node, every round trip bounded by `cluster.timeout_ms` and timed into
 //!   [`RoundTrips`] for `/metrics`. A timeout or error is an answer too: callers decide
 //!   what "Redis is away" means for them (fail-open for trunk limits, 503 for API writes).
+//! * [`BindingsTable`]: every node's registrar bindings, reached from every node.
 //! * [`SecurityStream`]: auth failures and bans of every node, applied by every node.
 //! * Keys: every key starts with `cluster.key_prefix` ([`Redis::key`]), so two clusters
 //!   can share one Redis.
 #![warn(missing_docs, unreachable_pub)]
 
+mod bindings;
 mod connection;
 mod security;
 
+pub use bindings::BindingsTable;
 pub use connection::{Redis, RedisError, RoundTrips, ROUND_TRIP_BUCKETS_US};
 pub use security::{SecurityStream, Shared, STREAM_MAX_LEN};

@@ -274,6 +274,22 @@ impl Proxy {
         self.state.registrar.restore(saved, now)
     }
 
+    /// The bindings made on the other nodes of this node's cluster (issue 18), as read from
+    /// Redis: calls to their addresses of record reach them after this node's own
+    /// bindings. Replaces the previous set; returns how many were taken.
+    pub fn set_remote_registrations(
+        &self,
+        theirs: Vec<registrar::Registration>,
+        now: Instant,
+    ) -> usize {
+        self.state.registrar.set_remote(theirs, now)
+    }
+
+    /// Live bindings of the other nodes of the cluster known here (metrics).
+    pub fn remote_registrations(&self, now: Instant) -> usize {
+        self.state.registrar.remote_count(now)
+    }
+
     /// Moves whenever a binding is added, removed or moves to another flow:
     /// persistence saves soon after it moved.
     pub fn registrations_generation(&self) -> u64 {

@@ -304,6 +304,10 @@ pub(crate) struct Registrar {
     next_ping_id: AtomicU64,
     /// When the next sweep is due; the worker that takes the lock does it.
     next_sweep: Mutex<Option<Instant>>,
+    /// Bindings made on the other nodes of a cluster (issue 18), by address of record,
+    /// newest first: calls reach them after this node's own. Replaced as a whole each
+    /// time the edge reads them from Redis; never kept alive, saved or published here.
+    remote: arc_swap::ArcSwap<std::collections::HashMap<Arc<str>, Vec<(BindingTarget, Instant)>>>,
     /// Anything to sweep (bindings or kept answers): read on every message, so a flag
     /// instead of the maps' own (locking) emptiness checks.
     live: AtomicBool,
@@ -322,6 +326,7 @@ impl Registrar {
             refreshes: AtomicU64::new(0),
             next_ping_id: AtomicU64::new(1),
             next_sweep: Mutex::new(None),
+            remote: arc_swap::ArcSwap::default(),
             live: AtomicBool::new(false),
         }
     }
@@ -464,15 +469,61 @@ impl Registrar {
         }
     }
 
-    /// Where calls for `aor` go now, newest binding first.
+    /// Where calls for `aor` go now: this node's bindings newest first, then those of the
+    /// other nodes of its cluster (newest first) whose Contact is not one of ours.
     pub(crate) fn targets(&self, aor: &str, now: Instant) -> Vec<BindingTarget> {
-        self.aors.get(aor).map_or_else(Vec::new, |bindings| {
+        let mut out: Vec<BindingTarget> = self.aors.get(aor).map_or_else(Vec::new, |bindings| {
             bindings
                 .iter()
                 .filter(|b| b.expires > now)
                 .map(|b| b.target.clone())
                 .collect()
-        })
+        });
+        let remote = self.remote.load();
+        if let Some(theirs) = remote.get(aor) {
+            for (target, expires) in theirs {
+                if *expires > now && !out.iter().any(|t| t == target) {
+                    out.push(target.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Live bindings of the other nodes (metrics).
+    pub(crate) fn remote_count(&self, now: Instant) -> usize {
+        let remote = self.remote.load();
+        remote
+            .values()
+            .map(|l| l.iter().filter(|(_, e)| *e > now).count())
+            .sum()
+    }
+
+    /// Replaces the other nodes' bindings (their `expires_in` counted from `now`);
+    /// unreadable Contacts and expired ones are skipped. Returns how many were taken.
+    pub(crate) fn set_remote(&self, theirs: Vec<Registration>, now: Instant) -> usize {
+        let mut map: std::collections::HashMap<Arc<str>, Vec<(BindingTarget, Instant)>> =
+            std::collections::HashMap::new();
+        let mut n = 0;
+        for r in theirs.into_iter().filter(|r| !r.expires_in.is_zero()) {
+            let Ok(Contacts::List(mut list)) =
+                parse_contacts(std::iter::once(r.contact.as_bytes()), None)
+            else {
+                continue;
+            };
+            let Some(c) = list.pop() else { continue };
+            let list = map.entry(Arc::from(r.aor.as_str())).or_default();
+            // As many per address of record as this node would keep itself.
+            if list.len() < self.cfg.max_contacts {
+                list.push((target_of(&c.uri, r.source), now + r.expires_in));
+                n += 1;
+            }
+        }
+        for list in map.values_mut() {
+            list.sort_by_key(|(_, expires)| std::cmp::Reverse(*expires));
+        }
+        self.remote.store(Arc::new(map));
+        n
     }
 
     /// Is a sweep due? Takes it for the caller (one worker sweeps at a time).

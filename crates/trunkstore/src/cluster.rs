@@ -9,13 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use trunkstore_cluster::{Redis, SecurityStream, Shared};
+use trunkstore_cluster::{BindingsTable, Redis, SecurityStream, Shared};
 use trunkstore_config::{Cluster, Settings};
 use trunkstore_proxy::auth::SecurityEvent;
 use trunkstore_proxy::Proxy;
 
 /// How often this node's auth failures and bans are sent to the others.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+/// How often registrar bindings are exchanged: a PBX that registered on one node is
+/// reachable through the others within about this.
+const BINDINGS_EVERY: Duration = Duration::from_secs(1);
+/// This node's bindings are written at least this often even when unchanged (a Redis
+/// that restarted empty gets them back).
+const BINDINGS_REWRITE: Duration = Duration::from_secs(10);
 
 /// Starts the sharing tasks on `handle` (returns at once).
 pub fn start(handle: &Handle, proxy: Arc<Proxy>, settings: &Settings) {
@@ -27,6 +33,10 @@ pub fn start(handle: &Handle, proxy: Arc<Proxy>, settings: &Settings) {
     handle.spawn(async move {
         let redis = connect(&cluster).await;
         tracing::info!(node = %cluster.node_id, "cluster: connected to Redis");
+        tokio::spawn(share_bindings(
+            BindingsTable::new(redis.clone(), &cluster.node_id),
+            proxy.clone(),
+        ));
         let stream = SecurityStream::new(redis, &cluster.node_id);
         tokio::spawn(publish_security(stream.clone(), proxy.clone()));
         let apply = move |e: Shared| proxy.apply_security_event(to_core(e), Instant::now());
@@ -65,6 +75,47 @@ async fn publish_security(stream: SecurityStream, proxy: Arc<Proxy>) {
             Ok(()) => failing = false,
             Err(e) if !failing => {
                 tracing::warn!(error = %e, dropped = events.len(), "cluster: cannot share auth failures and bans");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Writes this node's bindings when they changed (or every `BINDINGS_REWRITE`) and
+/// installs the other nodes' in the core, every `BINDINGS_EVERY`.
+async fn share_bindings(table: BindingsTable, proxy: Arc<Proxy>) {
+    let mut written: Option<(u64, u64, Instant)> = None;
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(BINDINGS_EVERY).await;
+        let now = (
+            proxy.registrations_generation(),
+            proxy.registrations_refreshes(),
+        );
+        let due = written.map_or(true, |(g, r, at)| {
+            (g, r) != now || at.elapsed() >= BINDINGS_REWRITE
+        });
+        let result = async {
+            if due {
+                table
+                    .publish(&crate::registrations::shared_text(&proxy))
+                    .await?;
+                written = Some((now.0, now.1, Instant::now()));
+            }
+            let theirs = table.others().await?;
+            let bindings = theirs
+                .iter()
+                .flat_map(|text| crate::registrations::from_shared_text(text))
+                .collect();
+            proxy.set_remote_registrations(bindings, Instant::now());
+            Ok::<(), trunkstore_cluster::RedisError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "cluster: cannot exchange registrar bindings (the other nodes' last known ones are kept)");
                 failing = true;
             }
             Err(_) => {}

@@ -100,6 +100,16 @@ pub fn save(proxy: &Proxy, path: &Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// This node's live bindings as the text other nodes read (the file's form).
+pub fn shared_text(proxy: &Proxy) -> String {
+    to_json_text(&proxy.registrations(Instant::now()), unix_now())
+}
+
+/// Another node's bindings from its text; anything unreadable is skipped.
+pub fn from_shared_text(text: &str) -> Vec<Registration> {
+    serde_json::from_str::<Value>(text).map_or_else(|_| Vec::new(), |v| from_json(&v, unix_now()))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -252,6 +262,13 @@ pub fn render_metrics(proxy: &Proxy, out: &mut String) {
         "Live registrar bindings per account.",
         "account",
         proxy.bindings_by_account(Instant::now()),
+    );
+    trunkstore_api::metrics::single(
+        out,
+        "trunkstore_registrar_remote_bindings",
+        "gauge",
+        "Live bindings made on the other nodes of the cluster, reachable through this one.",
+        proxy.remote_registrations(Instant::now()),
     );
 }
 

@@ -438,3 +438,67 @@ fn a_refused_first_register_leaves_nothing_behind() {
     r.register(req(&[], "c1", 2), now).unwrap();
     assert!(r.aors.is_empty(), "a query of nothing keeps nothing");
 }
+
+/// Issue 18: bindings made on another node of the cluster are reached after this node's
+/// own, expire on their own time, are never listed, saved or kept alive here, and a new
+/// set from Redis replaces the old one.
+#[test]
+fn another_nodes_bindings_come_after_ours_and_are_replaced_as_a_whole() {
+    let r = Registrar::new(cfg());
+    let now = Instant::now();
+    let theirs = |contact: &str, source: &str, secs: u64| Registration {
+        account: "acme".into(),
+        server: "office".into(),
+        aor: "pbx1@example.net".into(),
+        contact: contact.into(),
+        source: udp(source),
+        user_agent: None,
+        expires_in: Duration::from_secs(secs),
+        nat: false,
+        call_id: "elsewhere".into(),
+        cseq: 1,
+    };
+    assert_eq!(
+        r.set_remote(
+            vec![
+                theirs("sip:pbx1@127.0.0.8:5060", "127.0.0.8:5060", 60),
+                theirs("sip:pbx1@127.0.0.9:5060", "127.0.0.9:5060", 120),
+                theirs("not a uri", "127.0.0.10:5060", 60),
+                theirs("sip:pbx1@127.0.0.11:5060", "127.0.0.11:5060", 0),
+            ],
+            now
+        ),
+        2
+    );
+    let sources = |at: Instant| -> Vec<String> {
+        r.targets("pbx1@example.net", at)
+            .iter()
+            .map(|t| t.source.addr.to_string())
+            .collect()
+    };
+    assert_eq!(
+        sources(now),
+        ["127.0.0.9:5060", "127.0.0.8:5060"],
+        "newest first"
+    );
+    r.register(req(&["<sip:pbx1@127.0.0.7:5062>"], "c1", 1), now)
+        .unwrap();
+    assert_eq!(
+        sources(now),
+        ["127.0.0.7:5062", "127.0.0.9:5060", "127.0.0.8:5060"],
+        "ours first"
+    );
+    assert_eq!(
+        contacts_of(&r, now),
+        ["sip:pbx1@127.0.0.7:5062"],
+        "never listed here"
+    );
+    assert_eq!(
+        sources(now + Duration::from_secs(61)),
+        ["127.0.0.7:5062", "127.0.0.9:5060"],
+        "theirs expire on their own time"
+    );
+    r.set_remote(Vec::new(), now);
+    assert_eq!(sources(now), ["127.0.0.7:5062"]);
+    assert!(r.targets("other@example.net", now).is_empty());
+}
