@@ -280,6 +280,9 @@ struct Ping {
     failures: u32,
 }
 
+/// The other nodes' bindings: address of record → (target, expiry), newest first.
+type RemoteBindings = std::collections::HashMap<Arc<str>, Vec<(BindingTarget, Instant)>>;
+
 /// Every binding, shared by all workers.
 #[derive(Debug)]
 pub(crate) struct Registrar {
@@ -307,7 +310,7 @@ pub(crate) struct Registrar {
     /// Bindings made on the other nodes of a cluster (issue 18), by address of record,
     /// newest first: calls reach them after this node's own. Replaced as a whole each
     /// time the edge reads them from Redis; never kept alive, saved or published here.
-    remote: arc_swap::ArcSwap<std::collections::HashMap<Arc<str>, Vec<(BindingTarget, Instant)>>>,
+    remote: arc_swap::ArcSwap<RemoteBindings>,
     /// Anything to sweep (bindings or kept answers): read on every message, so a flag
     /// instead of the maps' own (locking) emptiness checks.
     live: AtomicBool,
@@ -502,8 +505,7 @@ impl Registrar {
     /// Replaces the other nodes' bindings (their `expires_in` counted from `now`);
     /// unreadable Contacts and expired ones are skipped. Returns how many were taken.
     pub(crate) fn set_remote(&self, theirs: Vec<Registration>, now: Instant) -> usize {
-        let mut map: std::collections::HashMap<Arc<str>, Vec<(BindingTarget, Instant)>> =
-            std::collections::HashMap::new();
+        let mut map = RemoteBindings::new();
         let mut n = 0;
         for r in theirs.into_iter().filter(|r| !r.expires_in.is_zero()) {
             let Ok(Contacts::List(mut list)) =

@@ -93,9 +93,10 @@ async fn share_bindings(table: BindingsTable, proxy: Arc<Proxy>) {
             proxy.registrations_generation(),
             proxy.registrations_refreshes(),
         );
-        let due = written.map_or(true, |(g, r, at)| {
-            (g, r) != now || at.elapsed() >= BINDINGS_REWRITE
-        });
+        let due = match written {
+            Some((g, r, at)) => (g, r) != now || at.elapsed() >= BINDINGS_REWRITE,
+            None => true,
+        };
         let result = async {
             if due {
                 table
