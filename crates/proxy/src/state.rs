@@ -589,21 +589,6 @@ impl State {
     }
 }
 
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        eprintln!(
-            "ProxyTxn {} Deciding {} Branch {} Dialog {} ServerSide {}",
-            std::mem::size_of::<super::ProxyTxn>(),
-            std::mem::size_of::<super::Deciding>(),
-            std::mem::size_of::<super::Branch>(),
-            std::mem::size_of::<super::Dialog>(),
-            std::mem::size_of::<super::ServerSide>()
-        );
-    }
-}
-
 /// A node alone makes its own random nonce secret; a cluster node the shared one, so every
 /// node verifies every node's nonces (issue 18).
 fn authenticator(cfg: &ProxyConfig) -> Authenticator {
@@ -623,5 +608,20 @@ fn protection(cfg: &ProxyConfig, epoch: Instant) -> Protection {
         p.share()
     } else {
         p
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        eprintln!(
+            "ProxyTxn {} Deciding {} Branch {} Dialog {} ServerSide {}",
+            std::mem::size_of::<super::ProxyTxn>(),
+            std::mem::size_of::<super::Deciding>(),
+            std::mem::size_of::<super::Branch>(),
+            std::mem::size_of::<super::Dialog>(),
+            std::mem::size_of::<super::ServerSide>()
+        );
     }
 }
