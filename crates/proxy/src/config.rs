@@ -87,6 +87,10 @@ pub struct ProxyConfig {
     pub registrar: crate::registrar::RegistrarConfig,
     /// rtpengine instances anchoring the media of `process` calls (§4.7).
     pub media: MediaConfig,
+    /// Several nodes share `account.trunks` (§11): a limited account's call waits for
+    /// the cluster's verdict ([`crate::Proxy::poll_trunk_op`]) before its first attempt.
+    /// On when the settings have a `cluster` section.
+    pub cluster: bool,
 }
 
 /// The rtpengine instances (NG control addresses and weights) and how they are driven
@@ -182,6 +186,7 @@ impl ProxyConfig {
             proxy_supported: Vec::new(),
             failover_on: FailoverRule::from_settings(&settings.failover_on),
             call_records: settings.cdr.file.is_some(),
+            cluster: settings.cluster.is_some(),
             protection: ProtectionConfig::from(&settings.protection),
             registrar: crate::registrar::RegistrarConfig::from(&settings.registrar),
             media: MediaConfig::from(&settings.media),
@@ -220,6 +225,7 @@ impl ProxyConfig {
             proxy_supported: Vec::new(),
             failover_on: FailoverRule::default_inbound(),
             call_records: false,
+            cluster: false,
             protection: ProtectionConfig::default(),
             registrar: crate::registrar::RegistrarConfig::default(),
             media: MediaConfig::default(),

@@ -561,7 +561,7 @@ impl State {
             auth: Authenticator::default(),
             protection: Protection::new(cfg.protection.clone(), epoch),
             registrar: Registrar::new(cfg.registrar.clone()),
-            trunks: Trunks::default(),
+            trunks: Trunks::new(cfg.cluster),
             active_calls: Arc::default(),
             metrics: ProxyMetrics::default(),
             epoch,
