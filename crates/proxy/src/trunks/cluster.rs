@@ -259,9 +259,9 @@ mod tests {
         drop(refused);
         drop(l);
         let ops: Vec<_> = std::iter::from_fn(|| c.poll()).collect();
-        assert!(matches!(&ops[0], TrunkOp::Take(t) if t.hold == HoldId(1) && t.key == TrunkKey(7)));
-        assert!(matches!(&ops[1], TrunkOp::Take(t) if t.hold == HoldId(2)));
-        assert!(matches!(&ops[2], TrunkOp::Release(r) if r.hold == HoldId(1)));
+        assert!(matches!(&ops[0], TrunkOp::Take(t) if t.hold == HoldId(2) && t.key == TrunkKey(7)));
+        assert!(matches!(&ops[1], TrunkOp::Take(t) if t.hold == HoldId(3)));
+        assert!(matches!(&ops[2], TrunkOp::Release(r) if r.hold == HoldId(2)));
         assert_eq!(ops.len(), 3);
         assert_eq!(
             c.stats(),
