@@ -15,5 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod connection;
+mod trunks;
 
 pub use connection::{Redis, RedisError, RoundTrips, ROUND_TRIP_BUCKETS_US};
+pub use trunks::TrunkStore;
