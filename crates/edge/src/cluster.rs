@@ -211,10 +211,11 @@ impl<C: Core> Task<C> {
         self.up = false;
         self.metrics.up.store(false, Ordering::Relaxed);
         let now = Instant::now();
-        if self
-            .warned
-            .map_or(true, |w| now.duration_since(w) >= WARN_EVERY)
-        {
+        let due = match self.warned {
+            Some(w) => now.duration_since(w) >= WARN_EVERY,
+            None => true,
+        };
+        if due {
             self.warned = Some(now);
             tracing::warn!(error = %e, "Redis unavailable: trunk limits are counted per node (fail-open) until it answers");
         }
