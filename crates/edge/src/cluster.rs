@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
@@ -31,15 +31,16 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// The cluster's counters of this node, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct ClusterMetrics {
-    redis: OnceLock<Arc<RoundTrips>>,
+    redis: Mutex<Option<Arc<RoundTrips>>>,
     renewals: AtomicU64,
     up: AtomicBool,
 }
 
 impl ClusterMetrics {
-    /// Round trips to Redis (none before the first connection).
-    pub fn round_trips(&self) -> Option<&Arc<RoundTrips>> {
-        self.redis.get()
+    /// Round trips to Redis over the current connection (none before the first one;
+    /// the counts start again with each new connection).
+    pub fn round_trips(&self) -> Option<Arc<RoundTrips>> {
+        self.redis.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Lease renewals that Redis answered.
@@ -111,6 +112,12 @@ impl<C: Core> Task<C> {
                     if let Some(s) = &store {
                         self.renew(s).await;
                     }
+                    // redis-rs's reconnecting connection was seen to stay broken after
+                    // Redis restarted: a node that cannot reach Redis connects afresh at
+                    // the next tick.
+                    if !self.up {
+                        store = None;
+                    }
                 }
             }
         }
@@ -120,7 +127,8 @@ impl<C: Core> Task<C> {
     async fn connect(&mut self) -> Option<TrunkStore> {
         match Redis::connect(&self.settings).await {
             Ok(redis) => {
-                let _ = self.metrics.redis.set(redis.stats().clone());
+                *self.metrics.redis.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(redis.stats().clone());
                 Some(TrunkStore::new(redis, &self.settings.node_id, self.lease))
             }
             Err(e) => {

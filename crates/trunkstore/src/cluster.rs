@@ -17,8 +17,8 @@ pub(crate) struct ClusterSource {
 
 impl MetricsSource for ClusterSource {
     fn render(&self, out: &mut String) {
-        let empty = RoundTrips::default();
-        let trips = self.metrics.round_trips().map_or(&empty, |r| &**r);
+        let trips = self.metrics.round_trips().unwrap_or_default();
+        let trips = &*trips;
         render_round_trips(out, trips);
         labelled(
             out,
