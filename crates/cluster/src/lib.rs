@@ -19,7 +19,9 @@
 mod bindings;
 mod connection;
 mod security;
+mod trunks;
 
 pub use bindings::BindingsTable;
 pub use connection::{Redis, RedisError, RoundTrips, ROUND_TRIP_BUCKETS_US};
 pub use security::{SecurityStream, Shared, STREAM_MAX_LEN};
+pub use trunks::TrunkStore;

@@ -89,6 +89,23 @@ pub trait Core: Send + Sync + 'static {
         _outcome: Result<Vec<Peer>, String>,
     ) {
     }
+    /// The next trunk operation for the cluster, in the order the core asked (a core
+    /// without a cluster keeps the default).
+    fn poll_trunk_op(&self) -> Option<trunkstore_proxy::TrunkOp> {
+        None
+    }
+    /// Called by the core after each queued trunk operation (must not block).
+    fn set_trunk_waker(&self, _waker: Box<dyn Fn() + Send + Sync>) {}
+    /// The cluster's verdict on a trunk take.
+    fn handle_trunk_verdict(
+        &self,
+        _shard: &mut Self::Shard,
+        _now: Instant,
+        _key: trunkstore_proxy::TrunkKey,
+        _hold: trunkstore_proxy::HoldId,
+        _verdict: trunkstore_proxy::Verdict,
+    ) {
+    }
     /// New requests are refused from now on; transactions in progress continue.
     fn begin_shutdown(&self);
     /// True when nothing is in progress any more, so a graceful shutdown may end early.
@@ -187,6 +204,25 @@ impl Core for trunkstore_proxy::Proxy {
         outcome: Result<Vec<Peer>, String>,
     ) {
         trunkstore_proxy::Proxy::handle_resolved(self, shard, now, key, outcome)
+    }
+
+    fn poll_trunk_op(&self) -> Option<trunkstore_proxy::TrunkOp> {
+        trunkstore_proxy::Proxy::poll_trunk_op(self)
+    }
+
+    fn set_trunk_waker(&self, waker: Box<dyn Fn() + Send + Sync>) {
+        trunkstore_proxy::Proxy::set_trunk_waker(self, waker)
+    }
+
+    fn handle_trunk_verdict(
+        &self,
+        shard: &mut Self::Shard,
+        now: Instant,
+        key: trunkstore_proxy::TrunkKey,
+        hold: trunkstore_proxy::HoldId,
+        verdict: trunkstore_proxy::Verdict,
+    ) {
+        trunkstore_proxy::Proxy::handle_trunk_verdict(self, shard, now, key, hold, verdict)
     }
 
     fn begin_shutdown(&self) {

@@ -139,6 +139,18 @@ impl<C: Core> Driver<C> {
             .handle_resolved(&mut self.shard, now, key, outcome);
     }
 
+    /// The cluster's verdict on a trunk take: the call waiting for it resumes.
+    pub(crate) fn trunk_verdict(
+        &mut self,
+        now: Instant,
+        key: trunkstore_proxy::TrunkKey,
+        hold: trunkstore_proxy::HoldId,
+        verdict: trunkstore_proxy::Verdict,
+    ) {
+        self.core
+            .handle_trunk_verdict(&mut self.shard, now, key, hold, verdict);
+    }
+
     /// Starts the resolutions the shard asked for; cached outcomes are handed back at
     /// once (and may ask for more: bounded by the plans' attempts).
     fn resolve(&mut self, now: Instant) {

@@ -58,6 +58,7 @@
 // drive: the only caller of a shard's handle_* and poll_*;
 // udp_worker, tcp_driver: the threads and the task that own a driver.
 pub mod cdr;
+mod cluster;
 mod core;
 pub mod dns;
 mod drive;
@@ -83,6 +84,7 @@ use tokio::sync::mpsc;
 use trunkstore_config::Settings;
 use trunkstore_sip::limits::Limits;
 
+pub use crate::cluster::ClusterMetrics;
 pub use crate::core::Core;
 pub use crate::errors::TransportErrors;
 pub use crate::tls::{TlsListenerFiles, TlsSettings};
@@ -324,6 +326,16 @@ impl Edge {
             }
         }
         Ok(edge)
+    }
+
+    /// Starts this node's cluster trunk task (behaviour.md §9.2): `core` must be the one
+    /// the edge drives, with [`trunkstore_proxy::ProxyConfig::cluster`] on.
+    pub fn start_cluster<C: Core>(
+        &self,
+        core: Arc<C>,
+        settings: trunkstore_config::Cluster,
+    ) -> Arc<ClusterMetrics> {
+        cluster::start(self.runtime.handle(), core, settings, self.tcp.events())
     }
 
     /// Bound UDP addresses, in settings order (ephemeral ports resolved).

@@ -89,6 +89,12 @@ pub(crate) enum TcpEvent {
         trunkstore_proxy::ResolveKey,
         Result<Vec<trunkstore_proxy::Peer>, String>,
     ),
+    /// The cluster's verdict on a trunk take (any shard may resume the call).
+    TrunkVerdict(
+        trunkstore_proxy::TrunkKey,
+        trunkstore_proxy::HoldId,
+        trunkstore_proxy::Verdict,
+    ),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

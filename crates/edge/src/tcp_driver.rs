@@ -37,5 +37,6 @@ fn handle_event<C: Core>(driver: &mut Driver<C>, ev: TcpEvent) {
         TcpEvent::Message { from, local, msg } => driver.message(now, from, local, *msg),
         TcpEvent::Error(peer, kind) => driver.transport_error(now, peer, kind),
         TcpEvent::Resolved(key, outcome) => driver.resolved(now, key, outcome),
+        TcpEvent::TrunkVerdict(key, hold, verdict) => driver.trunk_verdict(now, key, hold, verdict),
     }
 }

@@ -87,7 +87,9 @@ pub struct ProxyConfig {
     pub registrar: crate::registrar::RegistrarConfig,
     /// rtpengine instances anchoring the media of `process` calls (§4.7).
     pub media: MediaConfig,
-    /// This node's place in a cluster (issue 18); `None`: a node alone.
+    /// This node's place in a cluster (issue 18); `None`: a node alone. With one, a
+    /// limited account's call waits for the cluster's trunk verdict
+    /// ([`crate::Proxy::poll_trunk_op`]) before its first attempt (§9.2).
     pub cluster: Option<ClusterNode>,
 }
 

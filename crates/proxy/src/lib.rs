@@ -33,7 +33,8 @@
 //!    anchored calls), `calls`, `late2xx`, `outbound`,
 //!    `register` (answers REGISTER, sends keep-alives).
 //! 6. **Proxying**: `proxying/` (forward, cancel, answer, responses, timers; its
-//!    `mod.rs` moves the plan on top of them).
+//!    `mod.rs` moves the plan on top of them), `trunk_wait` (an INVITE waiting for the
+//!    cluster's trunk verdict).
 //! 7. **Dispatch**: `request`, `response`, `engine`.
 //!
 //! The crate root (this file) only declares the modules and holds the public API.
@@ -81,6 +82,7 @@ mod sipview;
 mod state;
 mod timerq;
 mod transaction;
+mod trunk_wait;
 mod trunks;
 mod types;
 mod util;
@@ -88,6 +90,7 @@ mod util;
 pub use config::{Advertise, ClusterNode, Listener, ProxyConfig};
 pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
+pub use trunks::{ClusterTrunkStats, HoldId, TrunkKey, TrunkOp, TrunkRelease, TrunkTake, Verdict};
 pub use types::{CallRecord, Peer, ResolveKey, ResolveRequest, Stats, Transmit, Transport};
 
 /// The proxy core, shared by every worker thread.
@@ -165,6 +168,55 @@ impl Proxy {
         outcome: Result<Vec<Peer>, String>,
     ) {
         engine::handle_resolved(&self.state, shard, now, key, outcome)
+    }
+
+    /// The next trunk operation for the cluster (behaviour.md §9.2), in the order asked:
+    /// answer each [`TrunkOp::Take`] with [`Proxy::handle_trunk_verdict`] (on any shard),
+    /// carry out each [`TrunkOp::Release`]. Always `None` unless
+    /// [`ProxyConfig::cluster`] is on.
+    pub fn poll_trunk_op(&self) -> Option<TrunkOp> {
+        self.state.trunks.cluster.as_ref()?.poll()
+    }
+
+    /// Called after each trunk operation is queued (set once; must not block): the edge
+    /// wakes its cluster task with it.
+    pub fn set_trunk_waker(&self, waker: Box<dyn Fn() + Send + Sync>) {
+        if let Some(c) = &self.state.trunks.cluster {
+            c.set_waker(waker);
+        }
+    }
+
+    /// The cluster's verdict on a [`TrunkTake`]: the call's first attempt starts
+    /// (granted; or unavailable: fail-open, counted), or the call is refused as for the
+    /// local limit.
+    pub fn handle_trunk_verdict(
+        &self,
+        shard: &mut Shard,
+        now: Instant,
+        key: TrunkKey,
+        hold: HoldId,
+        verdict: Verdict,
+    ) {
+        trunk_wait::handle_verdict(&self.state, shard, now, key, hold, verdict)
+    }
+
+    /// This node's live cluster holds (hold, account), for renewal and reconciliation.
+    pub fn cluster_holds(&self) -> Vec<(HoldId, Arc<str>)> {
+        self.state
+            .trunks
+            .cluster
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.live())
+    }
+
+    /// Cluster trunk counters (`/metrics`); all zero without `cluster`.
+    pub fn cluster_trunk_stats(&self) -> ClusterTrunkStats {
+        self.state
+            .trunks
+            .cluster
+            .as_ref()
+            .map(|c| c.stats())
+            .unwrap_or_default()
     }
 
     /// Sizes of the transaction and call tables (leak tests, metrics).

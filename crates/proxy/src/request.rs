@@ -300,6 +300,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     if t.media.is_some() {
         proxying::start_media(cx, &mut t);
     }
+    crate::trunk_wait::ask(&mut t);
     proxying::advance(cx, &mut t);
     proxying::settle(cx.state, &mut t);
 }
@@ -478,7 +479,8 @@ fn take_trunk(
     };
     let limit = cx.state.dir.trunk_limit(account);
     match cx.state.trunks.acquire(account, limit) {
-        Some(hold) => Ok(Some(hold)),
+        // With `cluster` on, a limited account's hold also asks the cluster (§9.2).
+        Some(hold) => Ok(Some(cx.state.trunks.link(hold, account, limit))),
         None => {
             tracing::info!(
                 call_id = %String::from_utf8_lossy(sipview::call_id(msg)),

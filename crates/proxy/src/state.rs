@@ -561,7 +561,7 @@ impl State {
             auth: authenticator(&cfg),
             protection: protection(&cfg, epoch),
             registrar: Registrar::new(cfg.registrar.clone()),
-            trunks: Trunks::default(),
+            trunks: Trunks::new(cfg.cluster.is_some()),
             active_calls: Arc::default(),
             metrics: ProxyMetrics::default(),
             epoch,

@@ -12,22 +12,33 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+pub(crate) use cluster::{ClusterLink, ClusterTrunks};
+pub use cluster::{ClusterTrunkStats, HoldId, TrunkKey, TrunkOp, TrunkRelease, TrunkTake, Verdict};
+
+mod cluster;
+
 /// Trunks in use, per account.
 #[derive(Debug, Default)]
 pub(crate) struct Trunks {
     accounts: DashMap<Arc<str>, Arc<AtomicU32>>,
+    /// With `cluster` on (behaviour.md §9.2): the holds asked of the cluster.
+    pub(crate) cluster: Option<Arc<ClusterTrunks>>,
 }
 
 /// One trunk of one account, held by a call; released on drop.
 #[derive(Debug)]
 pub(crate) struct TrunkHold {
     counter: Arc<AtomicU32>,
+    /// The hold's cluster identity, for an account with a limit when `cluster` is on;
+    /// boxed: most holds (single node, `max_calls`) have none.
+    pub(crate) cluster: Option<Box<ClusterLink>>,
 }
 
 impl Drop for TrunkHold {
     fn drop(&mut self) {
         // Only a hold decrements, and a hold was one increment: never below zero.
         self.counter.fetch_sub(1, Ordering::AcqRel);
+        // The cluster's hold, if one was asked for, is given back too (ClusterLink's drop).
     }
 }
 
@@ -40,11 +51,42 @@ impl TrunkHold {
                 (n < limit).then_some(n + 1)
             })
             .ok()?;
-        Some(TrunkHold { counter })
+        Some(TrunkHold {
+            counter,
+            cluster: None,
+        })
+    }
+
+    /// Still waiting for the cluster's verdict: no attempt may start.
+    pub(crate) fn awaiting_cluster(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.is_waiting())
     }
 }
 
 impl Trunks {
+    /// Trunks counted on this node; with `cluster` on, limited accounts are also asked
+    /// of the cluster.
+    pub(crate) fn new(cluster: bool) -> Trunks {
+        Trunks {
+            accounts: DashMap::new(),
+            cluster: cluster.then(Arc::default),
+        }
+    }
+
+    /// With `cluster` on and a `limit`, gives `hold` its cluster identity (not asked yet:
+    /// see [`ClusterTrunks::ask`]). Accounts without a limit never touch the cluster.
+    pub(crate) fn link(
+        &self,
+        mut hold: TrunkHold,
+        account: &Arc<str>,
+        limit: Option<u32>,
+    ) -> TrunkHold {
+        if let (Some(c), Some(limit)) = (&self.cluster, limit) {
+            hold.cluster = Some(Box::new(c.link(account.clone(), limit)));
+        }
+        hold
+    }
+
     /// Takes a trunk of `account` if fewer than `limit` are in use (`None`: unlimited,
     /// still counted). `None` back: the limit is reached.
     pub(crate) fn acquire(&self, account: &Arc<str>, limit: Option<u32>) -> Option<TrunkHold> {

@@ -49,6 +49,7 @@ const ORDER: &[&str] = &[
     "register",
     // 6. Proxying.
     "proxying",
+    "trunk_wait",
     // 7. Dispatch.
     "request",
     "response",

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cluster;
+mod cluster_metrics;
 mod registrations;
 mod serve;
 

@@ -65,13 +65,19 @@ pub fn run(catalog: Catalog) -> ExitCode {
         }
     };
     spawn_tls_reload(&edge);
+    // Several nodes (§9.2): trunk limits are the cluster's.
+    let cluster = settings
+        .cluster
+        .clone()
+        .map(|c| edge.start_cluster(proxy.clone(), c));
     let summary = catalog.summary();
     for w in catalog.warnings() {
         tracing::warn!("{w}");
     }
     let serving = Arc::new(AtomicBool::new(true));
     let store = Arc::new(Store::new(catalog, router));
-    let api = match start_api(&settings, store, &proxy, &serving, edge.transport_errors()) {
+    let errors = edge.transport_errors();
+    let api = match start_api(&settings, store, &proxy, &serving, errors, cluster) {
         Ok(api) => api,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the admin API");
@@ -186,17 +192,24 @@ fn start_api(
     proxy: &Arc<Proxy>,
     serving: &Arc<AtomicBool>,
     transport_errors: Arc<TransportErrors>,
+    cluster: Option<Arc<trunkstore_edge::ClusterMetrics>>,
 ) -> std::io::Result<Api> {
     let serving = serving.clone();
     let source = ProxyMetrics(proxy.clone());
     let edge = move |out: &mut String| render_transport_errors(out, &transport_errors);
+    let mut sources = vec![
+        Arc::new(source) as Arc<dyn MetricsSource>,
+        Arc::new(edge) as Arc<dyn MetricsSource>,
+    ];
+    if let Some(metrics) = cluster {
+        let proxy = proxy.clone();
+        let cluster = crate::cluster_metrics::ClusterSource { proxy, metrics };
+        sources.push(Arc::new(cluster) as Arc<dyn MetricsSource>);
+    }
     Api::start(ApiOptions {
         store,
         settings: settings.clone(),
-        sources: vec![
-            Arc::new(source) as Arc<dyn MetricsSource>,
-            Arc::new(edge) as Arc<dyn MetricsSource>,
-        ],
+        sources,
         healthy: Box::new(move || serving.load(Ordering::Relaxed)),
         watch_interval: Some(WATCH_INTERVAL),
         registrations: Some(Arc::new(crate::registrations::Source(proxy.clone()))),

@@ -75,6 +75,10 @@ pub(crate) fn advance(cx: &mut Ctx<'_>, t: &mut ProxyTxn) {
             answer::finish(cx, t, best);
             return;
         }
+        // The cluster has not said yet whether the call's trunk is free (§9.2).
+        if d.trunk.as_ref().is_some_and(|h| h.awaiting_cluster()) {
+            return;
+        }
         let dir = &*cx.state.dir;
         let (registrar, now) = (&cx.state.registrar, cx.now);
         let bindings = |aor: &str| registrar.targets(aor, now);
