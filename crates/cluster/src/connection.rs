@@ -1,10 +1,11 @@
 //! The node's connection to Redis, bounded round trips and their accounting.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, Script, ScriptInvocation};
 use trunkstore_config::Cluster;
@@ -87,9 +88,16 @@ impl RoundTrips {
 }
 
 /// This node's connection to Redis (cheap to clone: one multiplexed connection).
+///
+/// redis-rs's `ConnectionManager` reconnects after a blip, but once Redis has been away
+/// for a few seconds it stays on its dead connection for good (seen with 0.32: every
+/// command times out after Redis is back). So a failed round trip also starts a fresh
+/// connection in the background (at most one at a time, at most one a second) and swaps
+/// it in: every task of the node finds Redis again once it is back.
 #[derive(Clone)]
 pub struct Redis {
-    conn: ConnectionManager,
+    conn: Arc<ArcSwap<ConnectionManager>>,
+    healing: Arc<Healing>,
     client: redis::Client,
     prefix: Arc<str>,
     timeout: Duration,
@@ -116,7 +124,8 @@ impl Redis {
             match Self::connect_one(cluster, url, timeout).await {
                 Ok((conn, client)) => {
                     return Ok(Redis {
-                        conn,
+                        conn: Arc::new(ArcSwap::from_pointee(conn)),
+                        healing: Arc::default(),
                         client,
                         prefix: Arc::from(cluster.key_prefix.as_str()),
                         timeout,
@@ -156,15 +165,32 @@ impl Redis {
             }
             None => redis::Client::open(info)?,
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_number_of_retries(2);
-        let connect = ConnectionManager::new_with_config(client.clone(), config);
-        match tokio::time::timeout(timeout * 4, connect).await {
-            Ok(conn) => Ok((conn?, client)),
-            Err(_) => Err(RedisError::Timeout),
+        Ok((manager(&client, timeout).await?, client))
+    }
+
+    /// A failed round trip: a fresh connection replaces the current one in the
+    /// background, unless one is being made or one was made less than a second ago.
+    fn heal(&self) {
+        let now_ms = self.healing.epoch.elapsed().as_millis() as u64;
+        let last = self.healing.last_ms.load(Ordering::Relaxed);
+        if (last != 0 && now_ms.saturating_sub(last) < 1000)
+            || self.healing.busy.swap(true, Ordering::AcqRel)
+        {
+            return;
         }
+        self.healing.last_ms.store(now_ms.max(1), Ordering::Relaxed);
+        let (client, timeout) = (self.client.clone(), self.timeout);
+        let (conn, healing) = (self.conn.clone(), self.healing.clone());
+        tokio::spawn(async move {
+            match manager(&client, timeout).await {
+                Ok(fresh) => {
+                    conn.store(Arc::new(fresh));
+                    tracing::info!("cluster: reconnected to Redis");
+                }
+                Err(e) => tracing::debug!(error = %e, "cluster: Redis still unreachable"),
+            }
+            healing.busy.store(false, Ordering::Release);
+        });
     }
 
     /// `key_prefix` + `name`: every key this cluster uses.
@@ -198,14 +224,14 @@ impl Redis {
 
     /// One command, bounded and timed.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        let mut conn = self.conn.clone();
+        let mut conn = (**self.conn.load()).clone();
         self.timed(async move { cmd.query_async::<T>(&mut conn).await })
             .await
     }
 
     /// A pipeline (one round trip), bounded and timed.
     pub async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, RedisError> {
-        let mut conn = self.conn.clone();
+        let mut conn = (**self.conn.load()).clone();
         self.timed(async move { pipe.query_async::<T>(&mut conn).await })
             .await
     }
@@ -216,7 +242,7 @@ impl Redis {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
-        let mut conn = self.conn.clone();
+        let mut conn = (**self.conn.load()).clone();
         self.timed(async move { invocation.invoke_async::<T>(&mut conn).await })
             .await
     }
@@ -239,17 +265,58 @@ impl Redis {
             // The connection's own response timeout is the same bound, seen first.
             Ok(Err(e)) if e.is_timeout() => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.heal();
                 Err(RedisError::Timeout)
             }
             Ok(Err(e)) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                // A script or command Redis refused is no reason to reconnect.
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                    self.heal();
+                }
                 Err(e.into())
             }
             Err(_) => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.heal();
                 Err(RedisError::Timeout)
             }
         }
+    }
+}
+
+/// Reconnection state shared by the clones of one [`Redis`].
+#[derive(Debug)]
+struct Healing {
+    busy: AtomicBool,
+    /// When the last reconnection started, ms after `epoch` (0: never).
+    last_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Healing {
+    fn default() -> Self {
+        Healing {
+            busy: AtomicBool::new(false),
+            last_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// A connection manager whose connects and answers are bounded by `timeout`.
+async fn manager(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<ConnectionManager, RedisError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(2);
+    let connect = ConnectionManager::new_with_config(client.clone(), config);
+    match tokio::time::timeout(timeout * 4, connect).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(RedisError::Timeout),
     }
 }
 

@@ -58,3 +58,37 @@ fn a_silent_redis_is_a_timeout_not_a_hang() {
         assert_eq!(redis.stats().timeouts(), 1);
     });
 }
+
+/// Redis restarted on the same port: the connection answers again within a few seconds
+/// (no node is left stuck on a dead connection).
+#[test]
+fn a_restarted_redis_is_found_again() {
+    let server = Server::start(&[]);
+    let port = server.port;
+    rt().block_on(async {
+        let redis = Redis::connect(&cluster(vec![server.url()], None))
+            .await
+            .unwrap();
+        let ping = || async { redis.query::<String>(&redis::cmd("PING")).await };
+        assert_eq!(ping().await.unwrap(), "PONG");
+        drop(server);
+        // Down for a while, asked all along (the node's tasks keep trying).
+        let down = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < down {
+            assert!(ping().await.is_err(), "Redis is down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _server = Server::start_on(port, &[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if ping().await.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still no answer after the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
