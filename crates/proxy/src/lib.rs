@@ -88,7 +88,9 @@ mod util;
 pub use config::{Advertise, Listener, ProxyConfig};
 pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
-pub use types::{CallRecord, Peer, ResolveKey, ResolveRequest, Stats, Transmit, Transport};
+pub use types::{
+    CallRecord, Peer, ResolveKey, ResolveRequest, Stats, TlsName, Transmit, Transport,
+};
 
 /// The proxy core, shared by every worker thread.
 pub struct Proxy {
