@@ -70,6 +70,7 @@ impl Core for Floor {
                 },
                 from: Some(local),
                 data,
+                tls_name: None,
             });
         }
     }

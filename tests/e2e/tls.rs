@@ -11,6 +11,10 @@
 //!   `;transport=tls`, both entries, and ACK and BYE over the same connection.
 //! * A gateway whose certificate a rogue CA signed is refused: the handshake fails, the
 //!   call fails over to the next carrier at once, `tls_handshake` is counted.
+//! * A gateway named by DNS (SRV on a test dnsmasq) must prove the configured domain, sent
+//!   as SNI (RFC 5922 §4): a hop whose certificate names only its SRV target and address
+//!   is refused and the next hop of the same attempt, with the domain's certificate,
+//!   completes the call.
 //! * A `sips:` failover target goes over TLS, never over UDP (a UDP socket on the same
 //!   port sees nothing).
 
@@ -71,8 +75,13 @@ impl Ca {
     /// A certificate for 127.0.0.1 and localhost (server and client use), written as
     /// `<name>.pem` and `<name>.key`.
     fn leaf(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        self.leaf_for(dir, name, &["127.0.0.1", "localhost"])
+    }
+
+    /// A certificate for `sans` (DNS names or IP addresses), as [`Ca::leaf`].
+    fn leaf_for(&self, dir: &Path, name: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("key");
-        let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let sans = sans.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut params = CertificateParams::new(sans).expect("params");
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![
@@ -285,6 +294,8 @@ fn response(req: &str, code: u16, reason: &str, contact: &str) -> String {
 /// What a TLS gateway saw on one connection.
 #[derive(Debug)]
 struct GatewayCall {
+    /// The server name the proxy asked for (SNI), if it sent one.
+    sni: Option<String>,
     /// The INVITE as received.
     invite: String,
     /// Methods received after it, in order (ACK, BYE...).
@@ -307,15 +318,24 @@ fn tls_gateway(port: u16, cert: &Path, key: &Path) -> Receiver<Result<GatewayCal
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for tcp in listener.incoming().take(4) {
-            let Ok(tcp) = tcp else { continue };
+            let Ok(mut tcp) = tcp else { continue };
             let _ = tcp.set_read_timeout(Some(WAIT));
-            let conn = rustls::ServerConnection::new(config.clone()).expect("server");
+            let mut conn = rustls::ServerConnection::new(config.clone()).expect("server");
+            // The handshake first, to know the name the proxy asked for.
+            if let Err(e) = conn.complete_io(&mut tcp) {
+                if tx.send(Err(format!("TLS handshake: {e}"))).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let sni = conn.server_name().map(str::to_string);
             let mut sip = SipTls {
                 s: Box::new(rustls::StreamOwned::new(conn, tcp)),
                 buf: Vec::new(),
             };
             let contact = format!("sip:gw@127.0.0.1:{port};transport=tls");
-            if tx.send(serve_call(&mut sip, &contact)).is_err() {
+            let call = serve_call(&mut sip, &contact).map(|c| GatewayCall { sni, ..c });
+            if tx.send(call).is_err() {
                 return;
             }
         }
@@ -338,7 +358,11 @@ fn serve_call(sip: &mut SipTls, contact: &str) -> Result<GatewayCall, String> {
         if method == "BYE" {
             sip.send(&response(&msg, 200, "OK", contact));
             after.push(method);
-            return Ok(GatewayCall { invite, after });
+            return Ok(GatewayCall {
+                sni: None,
+                invite,
+                after,
+            });
         }
         after.push(method);
     }
@@ -484,6 +508,18 @@ fn tls_carrier_call(pbx: &Pbx, tls_port: u16, ca: &Path, rr: &[String]) -> Resul
 /// TLS listener on `tls_port` (a certificate from `ca`, which also verifies the
 /// gateways), the IP-auth PBX at 127.0.0.2.
 fn outbound_scene(test: &str, carriers: Value, ca: &Ca, certs: &Path, tls_port: u16) -> Scene {
+    outbound_scene_with(test, carriers, ca, certs, tls_port, Map::new())
+}
+
+/// [`outbound_scene`] with `extra` settings (e.g. `dns`).
+fn outbound_scene_with(
+    test: &str,
+    carriers: Value,
+    ca: &Ca,
+    certs: &Path,
+    tls_port: u16,
+    extra: Map<String, Value>,
+) -> Scene {
     let _sipp = crate::sipp::sipp_binary();
     let dir = TestDir::new(test);
     let setup = ProxySetup {
@@ -495,7 +531,10 @@ fn outbound_scene(test: &str, carriers: Value, ca: &Ca, certs: &Path, tls_port: 
     let ca_file = ca.write(certs, "proxy-trust");
     let (cert, key) = ca.leaf(certs, "proxy");
     let mut settings = settings_json_base(&setup, carriers);
-    for (k, v) in tls_settings(&setup, tls_port, &cert, &key, &ca_file) {
+    for (k, v) in tls_settings(&setup, tls_port, &cert, &key, &ca_file)
+        .into_iter()
+        .chain(extra)
+    {
         settings[k] = v;
     }
     let doc = json!({
@@ -569,6 +608,10 @@ fn check_gateway_call(
     }
     if call.after != ["ACK", "BYE"] {
         return Err(format!("after the INVITE the gateway got {:?}", call.after));
+    }
+    // A gateway configured by its IP proves its IP: no SNI (RFC 6066 §3).
+    if call.sni.is_some() {
+        return Err(format!("SNI sent to an IP gateway: {:?}", call.sni));
     }
     Ok(())
 }
@@ -650,6 +693,88 @@ fn a_gateway_certificate_from_an_unknown_ca_is_refused_and_the_call_fails_over()
         ),
     ];
     scene.finish(results);
+}
+
+/// RFC 5922 §4: a carrier gateway named by DNS (`carrier.test`, TLS, no port) is located
+/// by SRV (`_sips._tcp.carrier.test`: `gw1.test` at priority 10, `gw2.test` at 20, both
+/// 127.0.0.1) and each hop must prove `carrier.test`, the configured domain, which is also
+/// sent as SNI. gw1's certificate names its SRV target and its address but not the
+/// domain: refused (counted as `tls_handshake`), and the same attempt goes on to gw2,
+/// whose certificate names the domain; the call completes there, with no failover to
+/// another carrier.
+#[test]
+fn a_tls_gateway_named_by_dns_proves_the_configured_domain() {
+    let certs = tempfile::tempdir().expect("certificate dir");
+    let ca = Ca::new("e2e test CA");
+    let (bad_cert, bad_key) = ca.leaf_for(certs.path(), "gw1", &["gw1.test", "127.0.0.1"]);
+    let (good_cert, good_key) = ca.leaf_for(certs.path(), "gw2", &["carrier.test"]);
+    let (bad, good) = (free_port(), free_port());
+    let refused = tls_gateway(bad, &bad_cert, &bad_key);
+    let calls = tls_gateway(good, &good_cert, &good_key);
+    let dir = TestDir::new("tls-dns-named-dnsmasq");
+    let conf = format!(
+        "srv-host=_sips._tcp.carrier.test,gw1.test,{bad},10,0\n\
+         srv-host=_sips._tcp.carrier.test,gw2.test,{good},20,0\n"
+    );
+    let server = crate::dns::Dnsmasq::start(&dir, &conf, "127.0.0.1 gw1.test gw2.test\n");
+    let carriers = json!([{"name": "named", "priority": 10,
+        "gateways": [{"host": "carrier.test", "transport": "tls"}],
+        "sources": [format!("127.0.0.1:{bad}"), format!("127.0.0.1:{good}")]}]);
+    let mut extra = Map::new();
+    extra.insert("dns".into(), crate::dns::dns_settings(&server));
+    let tls_port = free_port();
+    let scene = outbound_scene_with(
+        "tls-dns-named",
+        carriers,
+        &ca,
+        certs.path(),
+        tls_port,
+        extra,
+    );
+    let run = pbx_call(&scene).run(&scene.dir);
+    let bad_side = match refused.recv_timeout(WAIT) {
+        Ok(Err(_)) => Ok(()),
+        other => Err(format!(
+            "gw1 (no certificate for carrier.test) must be refused: {other:?}"
+        )),
+    };
+    let good_side = match calls.recv_timeout(WAIT) {
+        Ok(Ok(call)) => check_named_call(&call),
+        other => Err(format!("gw2 saw no call: {other:?}")),
+    };
+    let results = vec![
+        run.check(),
+        bad_side,
+        good_side,
+        check_metrics(
+            &scene,
+            &[
+                (
+                    "trunkstore_transport_errors_total{kind=\"tls_handshake\"}",
+                    1,
+                ),
+                ("trunkstore_active_calls", 0),
+            ],
+        ),
+    ];
+    scene.finish(results);
+    drop(server);
+}
+
+/// The named gateway's call: SNI and Request-URI name the configured domain, ACK and BYE
+/// followed on the connection.
+fn check_named_call(call: &GatewayCall) -> Result<(), String> {
+    if call.sni.as_deref() != Some("carrier.test") {
+        return Err(format!("SNI: {:?}, expected carrier.test", call.sni));
+    }
+    let uri = request_uri(&call.invite);
+    if !uri.starts_with(&format!("sip:{NUMBER}@carrier.test")) {
+        return Err(format!("the gateway's Request-URI: {uri}"));
+    }
+    if call.after != ["ACK", "BYE"] {
+        return Err(format!("after the INVITE the gateway got {:?}", call.after));
+    }
+    Ok(())
 }
 
 /// RFC 5630: the PBX fails (503) and its failover is a `sips:` URI. The failover goes

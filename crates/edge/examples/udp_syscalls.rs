@@ -38,6 +38,7 @@ impl Core for Echo {
             to: from,
             from: Some(local),
             data,
+            tls_name: None,
         });
     }
     fn handle_message(&self, _: &mut Self::Shard, _: Instant, _: Peer, _: SocketAddr, _: Message) {}

@@ -36,7 +36,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use trunkstore_proxy::auth::source_key;
-use trunkstore_proxy::{Peer, Transmit, Transport};
+use trunkstore_proxy::{Peer, TlsName, Transmit, Transport};
 use trunkstore_sip::framing::StreamFramer;
 use trunkstore_sip::limits::Limits;
 use trunkstore_sip::message::Message;
@@ -106,6 +106,19 @@ enum Direction {
 struct ConnEntry {
     id: u64,
     tx: mpsc::Sender<Bytes>,
+    /// TLS, outbound: the configured name the server proved (`None`: its IP, or an
+    /// inbound connection, where the peer proved nothing of the kind).
+    name: Option<TlsName>,
+}
+
+impl ConnEntry {
+    /// Can a message whose server must prove `name` go on this connection? One without a
+    /// name goes on any; one with a name only on a connection verified for that name, so
+    /// a connection verified for one carrier, or accepted from a peer, never carries what
+    /// another name was required for.
+    fn serves(&self, name: Option<&TlsName>) -> bool {
+        name.is_none() || self.name.as_ref() == name
+    }
 }
 
 /// Inbound connections open per source key, shared by TCP and TLS: one limit for both.
@@ -122,6 +135,8 @@ pub(crate) struct TcpShared {
     /// Bound listener addresses (ephemeral ports resolved).
     listeners: Vec<SocketAddr>,
     conns: Mutex<HashMap<SocketAddr, ConnEntry>>,
+    /// TLS: the configured name each address last proved (see [`TcpShared::name_for`]).
+    proved: Mutex<HashMap<SocketAddr, TlsName>>,
     next_id: AtomicU64,
     inbound: AtomicUsize,
     outbound: AtomicUsize,
@@ -153,6 +168,7 @@ impl TcpShared {
             client: None,
             listeners,
             conns: Mutex::new(HashMap::new()),
+            proved: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             inbound: AtomicUsize::new(0),
             outbound: AtomicUsize::new(0),
@@ -177,6 +193,7 @@ impl TcpShared {
             client: Some(client),
             listeners,
             conns: Mutex::new(HashMap::new()),
+            proved: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             inbound: AtomicUsize::new(0),
             outbound: AtomicUsize::new(0),
@@ -212,9 +229,10 @@ impl TcpShared {
     /// peer stopped reading).
     pub(crate) fn send(self: &Arc<Self>, t: Transmit) -> Result<(), Peer> {
         let remote = t.to.addr;
+        let name = t.tls_name;
         let mut conns = self.conns();
         let mut data = t.data;
-        if let Some(c) = conns.get(&remote) {
+        if let Some(c) = conns.get(&remote).filter(|c| c.serves(name.as_ref())) {
             match c.tx.try_send(data) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full(_)) => {
@@ -231,16 +249,61 @@ impl TcpShared {
             tracing::debug!(%remote, "outbound TCP connection cap reached");
             return Err(t.to);
         }
+        let name = name.or_else(|| self.name_for(remote));
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         // A new channel has room for the first message.
         let _ = tx.try_send(data);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        conns.insert(remote, ConnEntry { id, tx });
+        // A connection to the same address that does not serve `name` stays open for its
+        // own traffic; new messages to the address go on this one.
+        conns.insert(
+            remote,
+            ConnEntry {
+                id,
+                tx,
+                name: name.clone(),
+            },
+        );
         self.outbound.fetch_add(1, Ordering::Relaxed);
         drop(conns);
+        let dial = Dial {
+            remote,
+            from: t.from,
+            name,
+        };
         self.rt
-            .spawn(outbound_connection(self.clone(), remote, t.from, rx, id));
+            .spawn(outbound_connection(self.clone(), dial, rx, id));
         Ok(())
+    }
+
+    fn proved(&self) -> MutexGuard<'_, HashMap<SocketAddr, TlsName>> {
+        self.proved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The name a message sent without one (an in-dialog request, a response) must see
+    /// proved when a new connection to `remote` is opened: the configured name this
+    /// address proved for an earlier request of the proxy's own routing, if any. Without
+    /// it, a carrier whose certificate names only its domain could not be reached again
+    /// once the call's connection closed (a BYE after `tcp_outbound_idle_timeout`). It
+    /// widens nothing: the name is still one the configuration gave, proved by this very
+    /// address; else the address proves its IP.
+    fn name_for(&self, remote: SocketAddr) -> Option<TlsName> {
+        if self.transport != Transport::Tls {
+            return None;
+        }
+        self.proved().get(&remote).cloned()
+    }
+
+    /// `remote` proved `name` in a handshake. Bounded like the connections: past
+    /// `max_connections` addresses an arbitrary one is forgotten.
+    fn remember_proved(&self, remote: SocketAddr, name: &TlsName) {
+        let mut proved = self.proved();
+        if proved.len() >= self.cfg.max_connections && !proved.contains_key(&remote) {
+            if let Some(any) = proved.keys().next().copied() {
+                proved.remove(&any);
+            }
+        }
+        proved.insert(remote, name.clone());
     }
 
     fn per_source(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -281,7 +344,8 @@ impl TcpShared {
     fn register(&self, remote: SocketAddr) -> (u64, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.conns().insert(remote, ConnEntry { id, tx });
+        self.conns()
+            .insert(remote, ConnEntry { id, tx, name: None });
         (id, rx)
     }
 
@@ -437,13 +501,21 @@ async fn accept_tls(
     }
 }
 
-async fn outbound_connection(
-    shared: Arc<TcpShared>,
+/// Where an outbound connection goes: the address, the listener it speaks for, and for
+/// TLS the configured name the server must prove (`None`: its IP).
+struct Dial {
     remote: SocketAddr,
     from: Option<SocketAddr>,
+    name: Option<TlsName>,
+}
+
+async fn outbound_connection(
+    shared: Arc<TcpShared>,
+    dial: Dial,
     rx: mpsc::Receiver<Bytes>,
     id: u64,
 ) {
+    let Dial { remote, from, name } = dial;
     let peer = shared.peer(remote);
     match shared.connect(remote, from).await {
         Ok(stream) => {
@@ -460,15 +532,26 @@ async fn outbound_connection(
                 conn.run(stream, rx).await;
                 return;
             };
+            let server = match server_name(remote, name.as_ref()) {
+                Ok(server) => server,
+                Err(why) => return handshake_failed(&shared, remote, id, &why).await,
+            };
             let connector = tokio_rustls::TlsConnector::from(client);
             let handshake = timeout(
                 shared.cfg.connect_timeout,
-                connector.connect(server_name(remote), stream),
+                connector.connect(server, stream),
             )
             .await;
+            if let (Ok(Ok(_)), Some(name)) = (&handshake, &name) {
+                shared.remember_proved(remote, name);
+            }
+            let name = name.as_ref().map_or("(its IP address)", TlsName::as_str);
             match handshake {
                 Ok(Ok(tls)) => conn.run(tls, rx).await,
-                Ok(Err(e)) => handshake_failed(&shared, remote, id, &e.to_string()).await,
+                Ok(Err(e)) => {
+                    let why = format!("verifying {name}: {e}");
+                    handshake_failed(&shared, remote, id, &why).await;
+                }
                 Err(_) => handshake_failed(&shared, remote, id, "timed out").await,
             }
         }

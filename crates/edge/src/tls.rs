@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use trunkstore_config::Settings;
+use trunkstore_proxy::TlsName;
 
 /// Everything TLS needs from the settings (`listen.tls`, `tls`). The default: no TLS
 /// listener, servers verified against the system's roots.
@@ -261,11 +262,19 @@ impl TlsState {
     }
 }
 
-/// The name a server we connect to must prove: its IP address (gateways and servers are
-/// IP literals in the core, which does no DNS), checked against the certificate's IP
-/// SANs; no SNI is sent for an IP (RFC 6066 §3).
-pub(crate) fn server_name(addr: SocketAddr) -> ServerName<'static> {
-    ServerName::IpAddress(addr.ip().into())
+/// The name a server we connect to must prove. A configured domain the core sent with the
+/// message (a carrier gateway's or failover URI's host, RFC 5922 §4) is checked against
+/// the certificate's DNS names and sent as SNI; without one, the IP address the server is
+/// reached at is checked against its IP SANs, and no SNI is sent (RFC 6066 §3).
+pub(crate) fn server_name(
+    addr: SocketAddr,
+    name: Option<&TlsName>,
+) -> Result<ServerName<'static>, String> {
+    match name {
+        None => Ok(ServerName::IpAddress(addr.ip().into())),
+        Some(n) => ServerName::try_from(n.as_str().to_owned())
+            .map_err(|e| format!("{n}: not usable as a TLS server name ({e})")),
+    }
 }
 
 /// `tls.verify_server: false`: any certificate is accepted (the handshake's signatures

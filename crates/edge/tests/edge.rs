@@ -74,6 +74,7 @@ fn udp_reply(to: Peer, from: SocketAddr, text: String) -> Transmit {
         to,
         from: Some(from),
         data: Bytes::from(text),
+        tls_name: None,
     }
 }
 
@@ -116,6 +117,7 @@ impl Core for FakeCore {
                         },
                         from: Some(local),
                         data: Bytes::from(format!("datagram {i}")),
+                        tls_name: None,
                     });
                 }
             }
@@ -126,6 +128,7 @@ impl Core for FakeCore {
                 },
                 from: None,
                 data: Bytes::from(payload.to_owned()),
+                tls_name: None,
             }),
             (Some("TLS"), Some(addr), Some(payload)) => shard.out.push_back(Transmit {
                 to: Peer {
@@ -134,6 +137,7 @@ impl Core for FakeCore {
                 },
                 from: None,
                 data: Bytes::from(payload.to_owned()),
+                tls_name: None,
             }),
             _ => {}
         }
@@ -154,6 +158,7 @@ impl Core for FakeCore {
                 to: from,
                 from: None,
                 data: Bytes::from_static(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"),
+                tls_name: None,
             });
         }
     }

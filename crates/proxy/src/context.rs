@@ -24,7 +24,20 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub(crate) fn send(&mut self, to: Peer, from: Option<SocketAddr>, data: Bytes) {
-        self.shard.send(Transmit { to, from, data });
+        self.shard.send(Transmit::new(to, from, data));
+    }
+
+    /// [`send`](Ctx::send) to a TLS server that must prove `name` (a configured name).
+    pub(crate) fn send_verified(
+        &mut self,
+        to: Peer,
+        from: Option<SocketAddr>,
+        data: Bytes,
+        name: Option<crate::types::TlsName>,
+    ) {
+        let mut t = Transmit::new(to, from, data);
+        t.tls_name = name.filter(|_| to.transport == crate::types::Transport::Tls);
+        self.shard.send(t);
     }
 
     /// Schedules what a state machine armed.

@@ -91,7 +91,9 @@ pub use config::{Advertise, ClusterNode, Listener, ProxyConfig};
 pub use route::{Directory, FailoverRule, StaticDirectory};
 pub use shard::Shard;
 pub use trunks::{ClusterTrunkStats, HoldId, TrunkKey, TrunkOp, TrunkRelease, TrunkTake, Verdict};
-pub use types::{CallRecord, Peer, ResolveKey, ResolveRequest, Stats, Transmit, Transport};
+pub use types::{
+    CallRecord, Peer, ResolveKey, ResolveRequest, Stats, TlsName, Transmit, Transport,
+};
 
 /// The proxy core, shared by every worker thread.
 pub struct Proxy {

@@ -164,6 +164,15 @@ impl Attempt {
         }
     }
 
+    /// The name a TLS server reached by this attempt must prove (RFC 5922 §4): the host
+    /// of the configured target when it is a DNS name (not the SRV target, not the
+    /// address it resolved to); `None` for an IP literal, which proves its IP.
+    pub(crate) fn tls_name(&self) -> Option<crate::types::TlsName> {
+        self.resolve
+            .as_deref()
+            .and_then(|t| crate::types::TlsName::of_host(&t.host))
+    }
+
     /// An attempt to `route` with its timers, headers and early-media rule.
     fn inbound(request_uri: Bytes, next_hop: Option<Peer>, route: &InboundRoute) -> Attempt {
         Attempt {

@@ -18,6 +18,52 @@ pub struct Transmit {
     pub from: Option<SocketAddr>,
     /// The message, ready to send.
     pub data: Bytes,
+    /// TLS only: the configured domain the server must prove and that is sent as SNI
+    /// (RFC 5922 §4: the host of the gateway or failover URI the proxy's routing chose,
+    /// never a name read from a received message); `None`: the server proves the IP
+    /// address it is reached at (IP SAN). See [`TlsName`].
+    pub tls_name: Option<TlsName>,
+}
+
+impl Transmit {
+    /// A message to `to` whose TLS server, if any, proves its IP address.
+    pub fn new(to: Peer, from: Option<SocketAddr>, data: Bytes) -> Transmit {
+        Transmit {
+            to,
+            from,
+            data,
+            tls_name: None,
+        }
+    }
+}
+
+/// A domain a TLS server must prove (RFC 5922 §4): lower case, without a trailing dot.
+/// Made only from the configuration (a carrier gateway's or a failover URI's host), so
+/// nothing a peer sends can choose what a certificate is checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsName(Arc<str>);
+
+impl TlsName {
+    /// The name of a configured host; `None` for an IP literal (verified by its IP SAN).
+    pub(crate) fn of_host(host: &str) -> Option<TlsName> {
+        let host = host.trim_end_matches('.');
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || bare.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        Some(TlsName(host.to_ascii_lowercase().into()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TlsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Table sizes, for leak tests and metrics.
@@ -91,3 +137,21 @@ pub struct ResolveRequest {
 /// Which waiting request a resolution is for (opaque).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResolveKey(pub(crate) u128);
+
+#[cfg(test)]
+mod tests {
+    use super::TlsName;
+
+    #[test]
+    fn a_tls_name_is_a_lower_case_domain_and_never_an_ip_literal() {
+        let name = |h: &str| TlsName::of_host(h).map(|n| n.as_str().to_string());
+        assert_eq!(
+            name("Sip.Carrier.Example."),
+            Some("sip.carrier.example".into())
+        );
+        assert_eq!(name("192.0.2.1"), None);
+        assert_eq!(name("[2001:db8::1]"), None);
+        assert_eq!(name("2001:db8::1"), None);
+        assert_eq!(name(""), None);
+    }
+}

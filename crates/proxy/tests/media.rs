@@ -351,6 +351,7 @@ fn a_silent_rtpengine_gets_the_call_503_after_its_retries_and_nothing_reaches_th
         to: udp(RTPE),
         from: None,
         data: Bytes::from(format!("{} d7:command5:offere", resent[0].cookie)),
+        tls_name: None,
     }]);
     let out = h.feed_bytes(udp(RTPE), late[0].ok(Some(&relayed_sdp(1))));
     assert!(out.is_empty());

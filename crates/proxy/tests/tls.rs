@@ -204,6 +204,7 @@ fn a_sips_failover_goes_over_tls_and_never_over_udp() {
             Some(peer) => {
                 assert_eq!(to_backup.len(), 1, "{uri}: {out:?}");
                 assert_eq!(to_backup[0].to, peer, "{uri}");
+                assert_eq!(to_backup[0].tls_name, None, "{uri}: an IP proves its IP");
                 assert!(vias(to_backup[0])[0].starts_with("SIP/2.0/TLS 10.0.0.1:5061;"));
             }
             None => {
@@ -239,4 +240,101 @@ fn a_sips_request_uri_is_not_sent_over_udp() {
     assert_eq!(out[0].to, udp(SERVER));
     assert_eq!(status(&out[0]), Some(480));
     assert_eq!(h.proxy.metrics().forward_errors("sips_not_tls"), 1);
+}
+
+const HOP_A: &str = "10.0.0.21:5061";
+const HOP_B: &str = "10.0.0.22:5061";
+
+/// The PBX refuses with 503, its `sips:` failover names `Backup.Example.net`: the edge is
+/// asked to resolve it and its TLS hops come back.
+fn failed_over_to_named(h: &mut H, call: &str) -> Vec<Transmit> {
+    let out = h.feed(udp(CARRIER), &invite(call, &format!("z9hG4bK-{call}")));
+    let fwd = out[1].clone();
+    assert_eq!(fwd.tls_name, None, "a UDP PBX by IP: no TLS name");
+    h.feed(udp(SERVER), &reply(&fwd, 503));
+    let req = h
+        .shard
+        .poll_resolve()
+        .expect("the failover's name is asked for");
+    assert!(req.target.host.eq_ignore_ascii_case("backup.example.net"));
+    h.proxy.handle_resolved(
+        &mut h.shard,
+        h.now,
+        req.key,
+        Ok(vec![tls(HOP_A), tls(HOP_B)]),
+    );
+    h.drain()
+}
+
+fn invite_to(out: &[Transmit], peer: Peer) -> Transmit {
+    out.iter()
+        .find(|t| t.to == peer && method(t) == "INVITE")
+        .unwrap_or_else(|| panic!("no INVITE to {peer:?}: {out:?}"))
+        .clone()
+}
+
+/// RFC 5922 §4: every hop of a target named by DNS is sent with the configured domain
+/// (lower case) as the name its TLS server must prove: the first hop, and the next one
+/// tried after a transport error (a refused handshake) within the same attempt. The
+/// addresses DNS gave are only where to connect.
+#[test]
+fn the_hops_of_a_named_tls_target_carry_the_configured_domain() {
+    let mut h = harness(Transport::Udp, |r| {
+        r.failover = Some(Arc::new(Failover {
+            e164: None,
+            sip: Some("sips:backup@Backup.Example.net".into()),
+        }));
+    });
+    let out = failed_over_to_named(&mut h, "n1");
+    let a = invite_to(&out, tls(HOP_A));
+    assert_eq!(
+        a.tls_name.as_ref().map(|n| n.as_str()),
+        Some("backup.example.net")
+    );
+    let out = {
+        h.proxy
+            .handle_transport_error(&mut h.shard, h.now, tls(HOP_A));
+        h.drain()
+    };
+    let b = invite_to(&out, tls(HOP_B));
+    assert_eq!(
+        b.tls_name, a.tls_name,
+        "the next hop proves the same domain"
+    );
+    assert!(h.shard.poll_resolve().is_none(), "no second lookup");
+}
+
+/// Hostile: names in what peers send never become a TLS name. The named hop answers with
+/// a Contact and Record-Route naming `evil.example`; the carrier's ACK and BYE (sent to
+/// that Contact) and every response are sent without a TLS name of their own choosing:
+/// nothing after the attempt's INVITE asks for `evil.example`.
+#[test]
+fn a_name_in_a_received_message_never_becomes_a_tls_name() {
+    let mut h = harness(Transport::Udp, |r| {
+        r.failover = Some(Arc::new(Failover {
+            e164: None,
+            sip: Some("sips:backup@backup.example.net".into()),
+        }));
+    });
+    let out = failed_over_to_named(&mut h, "n2");
+    let a = invite_to(&out, tls(HOP_A));
+    let evil = "sips:backup@evil.example;transport=tls";
+    let ok = answer(&a, 200, evil).replace(
+        "Content-Length: 0",
+        "Record-Route: <sips:evil.example;lr>\nContent-Length: 0",
+    );
+    let mut sent = feed_at(&mut h, tls(HOP_A), TLS_US, &ok);
+    for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+        let req = in_dialog_from_carrier(method, "n2", &format!("z9hG4bK-{method}-n2"), cseq)
+            .replace("sip:4155551234@10.0.0.5:5080", evil);
+        sent.extend(h.feed(udp(CARRIER), &req));
+    }
+    assert!(!sent.is_empty());
+    for t in &sent {
+        let name = t.tls_name.as_ref().map(|n| n.as_str());
+        assert!(
+            name.is_none() || name == Some("backup.example.net"),
+            "a TLS name from a received message: {t:?}"
+        );
+    }
 }

@@ -137,7 +137,10 @@ pub(super) fn start_attempt(
             },
         );
     }
-    send_on(cx, peer, request);
+    // The attempt's request opens the connection to the hop, verified for the configured
+    // name; what follows on the branch (CANCEL, ACK) goes on that connection.
+    let from = cx.state.sides.toward(peer).local;
+    cx.send_verified(peer, from, request, attempt.tls_name());
     Ok(())
 }
 
