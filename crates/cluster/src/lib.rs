@@ -12,8 +12,12 @@
 //!   what "Redis is away" means for them (fail-open for trunk limits, 503 for API writes).
 //! * Keys: every key starts with `cluster.key_prefix` ([`Redis::key`]), so two clusters
 //!   can share one Redis.
+//! * [`Documents`]: connectivity documents with revisions, conditional atomic writes
+//!   and a change stream every node follows (`cluster.store: "redis"`).
 #![warn(missing_docs, unreachable_pub)]
 
 mod connection;
+pub mod documents;
 
 pub use connection::{Redis, RedisError, RoundTrips, ROUND_TRIP_BUCKETS_US};
+pub use documents::Documents;
