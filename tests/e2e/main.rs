@@ -9,6 +9,7 @@
 
 mod api;
 mod baresip;
+mod cluster_docs;
 mod config;
 mod dns;
 mod harness;

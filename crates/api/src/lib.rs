@@ -222,6 +222,11 @@ pub(crate) fn log_reload(reason: &str, outcome: &Reload) {
             took_ms = took.as_millis() as u64,
             "reload: new routing index live"
         ),
+        Reload::Unreachable(e) => tracing::error!(
+            reason,
+            error = %e,
+            "reload: the documents cannot be loaded from Redis; the previous configuration stays live"
+        ),
         Reload::Failed(failures) => {
             for f in failures {
                 for line in f.lines() {

@@ -88,6 +88,8 @@ pub(crate) enum Reload {
     },
     /// The files are invalid: the previous index stays live. Every error, per file.
     Failed(Vec<FileErrors>),
+    /// The documents live in Redis and it did not answer: the previous index stays live.
+    Unreachable(RedisError),
 }
 
 /// The file behind one live document.
@@ -623,13 +625,15 @@ impl Store {
     /// makes them live if Redis is at another revision than the live catalog. An invalid
     /// set (it should not happen: every write was validated) is refused and logged, the
     /// live catalog stays. Blocking: call it from a blocking thread.
-    pub fn follow_shared(&self, reason: &str) {
+    /// Returns false when Redis did not answer (the caller may try again).
+    pub fn follow_shared(&self, reason: &str) -> bool {
         let Some(shared) = &self.shared else {
-            return;
+            return true;
         };
         let mut files = self.lock();
         let outcome = self.reload_shared_locked(&mut files, shared, false);
         crate::log_reload(reason, &outcome);
+        !matches!(outcome, Reload::Unreachable(_))
     }
 
     /// SIGHUP (`full`) and the follower; a Redis that does not answer fails the reload.
@@ -641,26 +645,21 @@ impl Store {
     ) -> Reload {
         let _ = files;
         self.load_shared(shared, full).unwrap_or_else(|e| {
-            let mut errors = trunkstore_config::ValidationErrors::new();
-            errors.add(
-                "",
-                "redis",
-                format!("cannot load the documents: {e}"),
-                None,
-                None,
-            );
-            self.failed(vec![FileErrors::new("redis", errors)])
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            Reload::Unreachable(e)
         })
     }
 
     /// Call with the writer lock held.
     fn load_shared(&self, shared: &SharedDocuments, full: bool) -> Result<Reload, RedisError> {
         let started = Instant::now();
-        let stored = shared.wait(shared.documents.load())?;
-        if !full && stored.revision == self.shared_revision() {
+        // One small round trip first: the follower also sees this node's own writes,
+        // which are live already (same global revision).
+        if !full && shared.wait(shared.documents.revision())? == self.shared_revision() {
             self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
             return Ok(Reload::Unchanged);
         }
+        let stored = shared.wait(shared.documents.load())?;
         let settings = self.catalog().settings().clone();
         let next = match shared::catalog_from(settings, &stored) {
             Ok(next) => next,

@@ -25,6 +25,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// after each failure up to [`START_RETRY_MAX`].
 const START_RETRY_FIRST: Duration = Duration::from_millis(500);
 const START_RETRY_MAX: Duration = Duration::from_secs(10);
+/// A reload after a change (or after Redis came back) that cannot reach Redis is tried
+/// this many times, this far apart.
+const CATCH_UP_ATTEMPTS: usize = 10;
+const CATCH_UP_RETRY: Duration = Duration::from_millis(500);
 
 /// A node whose documents live in Redis (`cluster.store: "redis"`): the runtime that
 /// drives its Redis connections (and the change stream's follower), the documents, and
@@ -124,23 +128,30 @@ async fn connect_and_load(cluster: &Cluster) -> Result<(Documents, Stored), Redi
     Ok((documents, stored))
 }
 
-/// Follows the change stream from where the loaded state ends: each change of another
-/// node (this node's own writes are live already) reloads the documents, on a blocking
-/// thread (the store waits on Redis).
+/// Follows the change stream from where the loaded state ends: each batch of changes
+/// reloads the documents unless Redis is at the live catalog's revision (this node's own
+/// writes), on a blocking thread (the store waits on Redis). Revisions are not compared
+/// by order: a Redis that lost its data counts from 0 again.
 async fn follow_changes(store: Arc<Store>, documents: Documents, after: String) {
     documents
         .follow(after, |highest| {
             let store = store.clone();
             async move {
-                if highest.is_some_and(|r| r <= store.shared_revision()) {
-                    return;
-                }
                 let reason = if highest.is_some() {
                     "change stream"
                 } else {
                     "Redis back"
                 };
-                let _ = tokio::task::spawn_blocking(move || store.follow_shared(reason)).await;
+                // Redis may answer the stream before the shared connection is back: a
+                // catch-up that fails is tried again (a few times; later changes retry).
+                for _ in 0..CATCH_UP_ATTEMPTS {
+                    let s = store.clone();
+                    let done = tokio::task::spawn_blocking(move || s.follow_shared(reason)).await;
+                    if done.unwrap_or(true) {
+                        return;
+                    }
+                    sleep(CATCH_UP_RETRY).await;
+                }
             }
         })
         .await;
