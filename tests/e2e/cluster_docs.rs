@@ -293,7 +293,62 @@ fn documents_follow_across_two_nodes() {
     );
     assert!(reached.is_ok(), "{reached:?}{}", node_b.log());
 
+    // Every write went to Redis: no node wrote a file.
+    assert!(!a.dir.path().join("connectivity").exists());
+    assert!(!b.dir.path().join("connectivity").exists());
+
     node_b.stop().expect("B stops cleanly");
     node_a.stop().expect("A stops cleanly");
+    redis.stop();
+}
+
+/// A node started while Redis is away says so, serves nothing (no SIP answer) and
+/// starts serving, with the documents, once Redis answers.
+#[test]
+fn a_node_waits_for_redis_at_start() {
+    let redis_dir = TestDir::new("cluster-docs-late-redis");
+    let redis_port = free_port();
+    let a = Node::new("cluster-docs-late", "edge-a", redis_port, free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trunkstore"));
+    cmd.arg("serve").arg("--config").arg(&a.settings);
+    let mut early = Proc::spawn("early", cmd, a.dir.path());
+    thread::sleep(Duration::from_millis(1500));
+    assert!(
+        early.try_exit().is_none(),
+        "exited: {}",
+        early.output_tail(3000)
+    );
+    let log = early.output_tail(20_000);
+    assert!(
+        log.contains("not serving until they are"),
+        "no clear log line: {log}"
+    );
+    let silent = crate::raw::options_ping(
+        a.setup.carrier_port,
+        a.setup.port,
+        Duration::from_millis(200),
+    );
+    assert!(silent.is_none(), "answered SIP without documents");
+    let mut redis = RedisServer::start(&redis_dir, redis_port);
+    // Ready within its backoff (at most a few seconds here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::raw::options_ping(
+        a.setup.carrier_port,
+        a.setup.port,
+        Duration::from_millis(200),
+    )
+    .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never served after Redis came: {}",
+            early.output_tail(6000)
+        );
+    }
+    let (status, _) = http(a.setup.api_port, "GET", LIST, None).unwrap();
+    assert_eq!(status, 200);
+    early.terminate();
+    let status = early.wait_or_kill(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{}", early.output_tail(3000));
     redis.stop();
 }
