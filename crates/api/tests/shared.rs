@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use trunkstore_api::{Api, ApiOptions, SharedDocuments, Store};
 use trunkstore_cluster::{Documents, Redis};
-use trunkstore_config::{Catalog, Settings};
+use trunkstore_config::Settings;
 use trunkstore_routing::{Router, Snapshot};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
