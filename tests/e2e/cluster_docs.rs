@@ -303,7 +303,7 @@ fn documents_follow_across_two_nodes() {
 }
 
 /// A node started while Redis is away says so, serves nothing (no SIP answer) and
-/// starts serving, with the documents, once Redis answers.
+/// starts serving, with the documents, once Redis answers; SIGHUP reloads from Redis.
 #[test]
 fn a_node_waits_for_redis_at_start() {
     let redis_dir = TestDir::new("cluster-docs-late-redis");
@@ -347,6 +347,24 @@ fn a_node_waits_for_redis_at_start() {
     }
     let (status, _) = http(a.setup.api_port, "GET", LIST, None).unwrap();
     assert_eq!(status, 200);
+    // SIGHUP loads the documents from Redis again.
+    let hup = Command::new("kill")
+        .args(["-HUP", &early.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !early
+        .output_tail(20_000)
+        .contains("new routing index live reason=\"signal\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reload on SIGHUP: {}",
+            early.output_tail(3000)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
     early.terminate();
     let status = early.wait_or_kill(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "{}", early.output_tail(3000));
