@@ -553,17 +553,17 @@ impl Store {
             Expect::Absent => Expected::Absent,
             Expect::Present(rev) => Expected::Present(rev.as_deref()),
         };
-        let (next, written) = match op {
-            Op::Delete => (catalog.remove(account, id), None),
-            Op::Put(_) | Op::Patch(_) => {
-                let value = match op {
-                    Op::Put(v) => (*v).clone(),
-                    Op::Patch(change) => match &existing {
-                        Some(doc) => change(doc.raw()),
-                        None => return Attempt::Done(Err(WriteError::NotFound)),
-                    },
-                    Op::Delete => unreachable!("handled above"),
-                };
+        let value = match op {
+            Op::Delete => None,
+            Op::Put(v) => Some((*v).clone()),
+            Op::Patch(change) => match &existing {
+                Some(doc) => Some(change(doc.raw())),
+                None => return Attempt::Done(Err(WriteError::NotFound)),
+            },
+        };
+        let (next, written) = match value {
+            None => (catalog.remove(account, id), None),
+            Some(value) => {
                 let doc = match validate_document(account, id, &value) {
                     Ok(doc) => doc,
                     Err(e) => return Attempt::Done(Err(WriteError::Invalid(e))),
@@ -612,8 +612,8 @@ impl Store {
     }
 
     /// Loads every document from Redis and makes them live (a write found its view old).
-    fn catch_up(&self, files: &mut Files, shared: &SharedDocuments) -> Result<(), WriteError> {
-        let _ = files;
+    /// `_held`: the writer lock, held by the caller.
+    fn catch_up(&self, _held: &mut Files, shared: &SharedDocuments) -> Result<(), WriteError> {
         let outcome = self
             .load_shared(shared, true)
             .map_err(WriteError::Unavailable)?;
@@ -637,13 +637,13 @@ impl Store {
     }
 
     /// SIGHUP (`full`) and the follower; a Redis that does not answer fails the reload.
+    /// `_held`: the writer lock, held by the caller.
     fn reload_shared_locked(
         &self,
-        files: &mut Files,
+        _held: &mut Files,
         shared: &SharedDocuments,
         full: bool,
     ) -> Reload {
-        let _ = files;
         self.load_shared(shared, full).unwrap_or_else(|e| {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             Reload::Unreachable(e)
