@@ -335,7 +335,8 @@ impl Documents {
         Ok(reply.map(changes_of).unwrap_or_default())
     }
 
-    /// Follows the change stream from entry `after`, forever: after every batch of
+    /// Follows the change stream from entry `after` until its task is dropped (the
+    /// runtime shuts down; every read is bounded by its block time): after every batch of
     /// changes, `changed(Some(highest global revision))`; after Redis was lost and is
     /// back, `changed(None)` (changes may have been missed: reload everything). Redis
     /// failures are logged and retried with a backoff (100 ms doubling to 5 s).
