@@ -52,7 +52,7 @@ pub(crate) fn http(
 
 /// The second carrier (hand-written requests) and two PBX sockets the new documents
 /// point at in turn (two documents never share an IP-auth address).
-struct Probe {
+pub(crate) struct Probe {
     carrier: UdpSocket,
     pbxs: [UdpSocket; 2],
     proxy_port: u16,
@@ -98,7 +98,7 @@ fn busy_reply(invite: &str) -> String {
 }
 
 impl Probe {
-    fn new(proxy_port: u16, carrier_port: u16, pbx_ports: [u16; 2]) -> Probe {
+    pub(crate) fn new(proxy_port: u16, carrier_port: u16, pbx_ports: [u16; 2]) -> Probe {
         Probe {
             carrier: bind(carrier_port),
             pbxs: [bind(pbx_ports[0]), bind(pbx_ports[1])],
@@ -108,7 +108,7 @@ impl Probe {
 
     /// One INVITE to `did`. With `pbx`, it must reach that PBX socket (which answers
     /// 486); returns the final status the carrier got (and ACKs it).
-    fn call(&self, did: &str, n: usize, pbx: Option<usize>) -> Result<u16, String> {
+    pub(crate) fn call(&self, did: &str, n: usize, pbx: Option<usize>) -> Result<u16, String> {
         let from_port = self.carrier.local_addr().unwrap().port();
         let call_id = format!("probe-{n}-{did}@127.0.0.1");
         let branch = format!("z9hG4bK-probe-{n}-{}", did.trim_start_matches('+'));
@@ -185,7 +185,7 @@ impl Probe {
 
 /// A new document for round `n`: one IP-auth PBX (probe socket `n % 2`) with two DIDs
 /// nobody had before.
-fn new_document(n: usize, pbx_port: u16) -> (Value, [String; 2]) {
+pub(crate) fn new_document(n: usize, pbx_port: u16) -> (Value, [String; 2]) {
     let dids = [
         format!("+1628555{:04}", 2 * n),
         format!("+1628555{:04}", 2 * n + 1),
@@ -308,7 +308,7 @@ fn live_reload_through_the_api_under_load() {
 }
 
 /// The admin token, and a second trusted carrier (the probe's exact source).
-fn settings_extra(setup: &ProxySetup, probe_carrier: u16) -> Map<String, Value> {
+pub(crate) fn settings_extra(setup: &ProxySetup, probe_carrier: u16) -> Map<String, Value> {
     let carrier = |name: &str, port: u16| {
         json!({
             "name": name,

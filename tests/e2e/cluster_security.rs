@@ -207,7 +207,10 @@ fn a_nonce_of_one_node_is_stale_on_the_other_and_the_retry_is_admitted() {
     assert_eq!(status(&admitted), Some(100), "{admitted:?}");
     // The same request replayed to a (which never issued b's nonce; the Request-URI is
     // the one the answer covers, as with one SRV name for both): stale there too.
-    let replay = exchange(&s, a.sip(), &invite(&s, b.sip(), "n-3", &extra));
+    // From another port of the same address (the nonce is bound to the address), so b's
+    // final answer to the admitted call cannot be read as a's.
+    let again = socket(PBX);
+    let replay = exchange(&again, a.sip(), &invite(&again, b.sip(), "n-3", &extra));
     assert_eq!(status(&replay), Some(407), "{replay:?}");
     assert!(replay.unwrap().contains("stale=true"));
     assert_eq!(a.metric("trunkstore_bans_active"), Some(0));

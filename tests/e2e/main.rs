@@ -9,6 +9,7 @@
 
 mod api;
 mod baresip;
+mod cluster_docs;
 mod cluster_security;
 mod config;
 mod dns;

@@ -395,7 +395,30 @@ fn write_result(
             let data = json!({"message": "the document could not be saved; nothing changed"});
             ctx.error(StatusCode::INTERNAL_SERVER_ERROR, "datastore fault", data)
         }
+        Err(WriteError::Unavailable(e)) => unavailable(ctx, account, id, &e),
     }
+}
+
+/// 503 when the shared document store (Redis, `cluster.store: "redis"`) did not answer.
+/// A refused connection changed nothing; an answer that did not come in time may hide a
+/// change that was applied (the script is atomic: all of it or none), so the body says
+/// to read the document before trying again.
+fn unavailable(ctx: &Ctx, account: &str, id: &str, e: &trunkstore_cluster::RedisError) -> Response {
+    tracing::error!(account, id, error = %e, "shared document store unavailable");
+    let message = match e {
+        trunkstore_cluster::RedisError::Timeout => {
+            "the shared document store (Redis) did not answer in time: the change was applied whole or not at all; read the document before trying again"
+        }
+        trunkstore_cluster::RedisError::Failed(_) => {
+            "the shared document store (Redis) is unreachable: nothing changed"
+        }
+    };
+    let data = json!({"message": message});
+    ctx.error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "datastore unavailable",
+        data,
+    )
 }
 
 /// Runs a store operation (file I/O, fsync, index build) off the async threads.

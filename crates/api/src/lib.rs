@@ -15,6 +15,7 @@ mod merge;
 pub mod metrics;
 mod registrations;
 mod scan;
+pub mod shared;
 mod store;
 
 use std::io;
@@ -31,8 +32,9 @@ use auth::Tokens;
 use metrics::ApiMetrics;
 pub use metrics::MetricsSource;
 pub use registrations::{RegistrationSource, RegistrationView};
+pub use shared::SharedDocuments;
 use store::Reload;
-pub use store::Store;
+pub use store::{revision, Store};
 
 /// How often the connectivity directory is looked at (a stat of every file: about a
 /// millisecond for a thousand documents).
@@ -219,6 +221,11 @@ pub(crate) fn log_reload(reason: &str, outcome: &Reload) {
             dids,
             took_ms = took.as_millis() as u64,
             "reload: new routing index live"
+        ),
+        Reload::Unreachable(e) => tracing::error!(
+            reason,
+            error = %e,
+            "reload: the documents cannot be loaded from Redis; the previous configuration stays live"
         ),
         Reload::Failed(failures) => {
             for f in failures {

@@ -7,6 +7,10 @@
 //! One lock for all accounts is enough: DID uniqueness is global, so writes to two
 //! accounts must see each other anyway, and this is not the packet path (readers of the
 //! routing index never take it).
+//!
+//! With `cluster.store: "redis"` the documents live in Redis (see [`crate::shared`]): the
+//! same order holds, but "persist" is one conditional script, and the live catalog is
+//! also replaced whenever the node's follower sees another node's change.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,10 +29,13 @@ use trunkstore_config::{
 use trunkstore_routing::{Router, Snapshot};
 
 use crate::scan::{self, Scan, Stamp};
+use crate::shared::{self, SharedDocuments};
+use trunkstore_cluster::documents::{Expected, Outcome};
+use trunkstore_cluster::RedisError;
 
 /// The revision of a document: a digest of its content, so it also changes when the
 /// file is edited by hand. Clients send it back to make a write conditional.
-pub(crate) fn revision(doc: &Document) -> String {
+pub fn revision(doc: &Document) -> String {
     let bytes = serde_json::to_vec(doc.raw()).unwrap_or_default();
     hex::encode(&Sha256::digest(&bytes)[..12])
 }
@@ -53,6 +60,9 @@ pub(crate) enum WriteError {
     },
     /// Persisting failed; nothing changed.
     Io(io::Error),
+    /// The shared store (Redis) did not answer: nothing changed, or (`Timeout`) the
+    /// change may have been applied without the answer reaching this node.
+    Unavailable(RedisError),
 }
 
 /// Reload and write counters for the metrics.
@@ -78,6 +88,8 @@ pub(crate) enum Reload {
     },
     /// The files are invalid: the previous index stays live. Every error, per file.
     Failed(Vec<FileErrors>),
+    /// The documents live in Redis and it did not answer: the previous index stays live.
+    Unreachable(RedisError),
 }
 
 /// The file behind one live document.
@@ -126,6 +138,10 @@ pub struct Store {
     current: ArcSwap<Catalog>,
     writer: Mutex<Files>,
     pub(crate) stats: ReloadStats,
+    /// `cluster.store: "redis"`: the documents live there, not in `dir`.
+    shared: Option<SharedDocuments>,
+    /// The global revision (in Redis) of the live catalog; 0 with files.
+    shared_at: AtomicU64,
 }
 
 impl Store {
@@ -161,7 +177,37 @@ impl Store {
                 seen: None,
             }),
             stats: ReloadStats::default(),
+            shared: None,
+            shared_at: AtomicU64::new(0),
         }
+    }
+
+    /// The store of a node whose documents live in Redis (`cluster.store: "redis"`):
+    /// `catalog` was loaded from there at global revision `at`. Writes go to Redis only
+    /// (never to `connectivity_dir`); reads are served from the live catalog.
+    pub fn shared(
+        catalog: Catalog,
+        router: Arc<Router>,
+        documents: SharedDocuments,
+        at: u64,
+    ) -> Store {
+        Store {
+            dir: catalog.settings().connectivity_dir.clone(),
+            router,
+            current: ArcSwap::from_pointee(catalog),
+            writer: Mutex::new(Files {
+                by_path: HashMap::new(),
+                seen: None,
+            }),
+            stats: ReloadStats::default(),
+            shared: Some(documents),
+            shared_at: AtomicU64::new(at),
+        }
+    }
+
+    /// The global revision of the live catalog (documents in Redis; 0 with files).
+    pub fn shared_revision(&self) -> u64 {
+        self.shared_at.load(Ordering::Acquire)
     }
 
     pub(crate) fn router(&self) -> &Arc<Router> {
@@ -204,6 +250,9 @@ impl Store {
         expect: Expect,
     ) -> Result<Arc<Document>, WriteError> {
         let mut files = self.lock();
+        if let Some(shared) = &self.shared {
+            return self.change_shared(&mut files, shared, account, id, &expect, Op::Put(value));
+        }
         let catalog = self.catalog();
         check_expectation(catalog.document(account, id), &expect)?;
         self.write_locked(&mut files, &catalog, account, id, value)
@@ -216,9 +265,20 @@ impl Store {
         account: &str,
         id: &str,
         expected: Option<String>,
-        change: impl FnOnce(&Value) -> Value,
+        change: impl Fn(&Value) -> Value,
     ) -> Result<Arc<Document>, WriteError> {
         let mut files = self.lock();
+        if let Some(shared) = &self.shared {
+            let expect = Expect::Present(expected);
+            return self.change_shared(
+                &mut files,
+                shared,
+                account,
+                id,
+                &expect,
+                Op::Patch(&change),
+            );
+        }
         let catalog = self.catalog();
         let existing = catalog.document(account, id);
         check_expectation(existing, &Expect::Present(expected))?;
@@ -264,6 +324,10 @@ impl Store {
         expected: Option<String>,
     ) -> Result<Arc<Document>, WriteError> {
         let mut files = self.lock();
+        if let Some(shared) = &self.shared {
+            let expect = Expect::Present(expected);
+            return self.change_shared(&mut files, shared, account, id, &expect, Op::Delete);
+        }
         let catalog = self.catalog();
         let existing = catalog.document(account, id).cloned();
         check_expectation(existing.as_ref(), &Expect::Present(expected))?;
@@ -287,6 +351,9 @@ impl Store {
     /// files whose stamp changed (the watcher). Nothing changes unless everything is valid.
     pub(crate) fn reload(&self, full: bool) -> Reload {
         let mut files = self.lock();
+        if let Some(shared) = &self.shared {
+            return self.reload_shared_locked(&mut files, shared, full);
+        }
         let scan = scan::scan(&self.dir);
         self.reload_locked(&mut files, scan, full)
     }
@@ -294,6 +361,10 @@ impl Store {
     /// The watcher's tick: a scan (stat only), and a reload when it differs from the last
     /// one handled. `None` when nothing changed.
     pub(crate) fn reload_if_changed(&self) -> Option<Reload> {
+        if self.shared.is_some() {
+            // The change stream's follower does this job for documents in Redis.
+            return None;
+        }
         let mut files = self.lock();
         let scan = scan::scan(&self.dir);
         if files.seen == Some(scan.fingerprint()) {
@@ -415,4 +486,197 @@ fn load_parallel(
             .flat_map(|w| w.join().expect("document loader panicked"))
             .collect()
     })
+}
+
+/// A change to apply to the shared store.
+enum Op<'a> {
+    Put(&'a Value),
+    /// A PATCH: the new content is made from the current one (again after a retry).
+    Patch(&'a dyn Fn(&Value) -> Value),
+    Delete,
+}
+
+/// One attempt of a shared change that may be retried once the live catalog caught up.
+enum Attempt {
+    Done(Result<Arc<Document>, WriteError>),
+    /// Another node changed the documents since this node's view: refresh, try again.
+    Stale(WriteError),
+}
+
+impl Store {
+    /// A write or delete with the documents in Redis. It is validated against this node's
+    /// catalog and committed only if Redis's global revision is still that catalog's
+    /// (and the document's revision is the client's): otherwise the catalog is reloaded
+    /// from Redis and the change validated and tried once more, then refused with 409.
+    fn change_shared(
+        &self,
+        files: &mut Files,
+        shared: &SharedDocuments,
+        account: &str,
+        id: &str,
+        expect: &Expect,
+        op: Op<'_>,
+    ) -> Result<Arc<Document>, WriteError> {
+        match self.attempt_shared(shared, account, id, expect, &op) {
+            Attempt::Done(result) => result,
+            Attempt::Stale(_) => {
+                self.catch_up(files, shared)?;
+                match self.attempt_shared(shared, account, id, expect, &op) {
+                    Attempt::Done(result) => result,
+                    Attempt::Stale(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn attempt_shared(
+        &self,
+        shared: &SharedDocuments,
+        account: &str,
+        id: &str,
+        expect: &Expect,
+        op: &Op<'_>,
+    ) -> Attempt {
+        let catalog = self.catalog();
+        let at = self.shared_revision();
+        let existing = catalog.document(account, id).cloned();
+        // A refusal by this node's view is only final if the view is Redis's.
+        let local = |e: WriteError| match shared.wait(shared.documents.revision()) {
+            Ok(now) if now == at => Attempt::Done(Err(e)),
+            Ok(_) => Attempt::Stale(e),
+            Err(r) => Attempt::Done(Err(WriteError::Unavailable(r))),
+        };
+        if let Err(e) = check_expectation(existing.as_ref(), expect) {
+            return local(e);
+        }
+        let wanted = match expect {
+            Expect::Absent => Expected::Absent,
+            Expect::Present(rev) => Expected::Present(rev.as_deref()),
+        };
+        let value = match op {
+            Op::Delete => None,
+            Op::Put(v) => Some((*v).clone()),
+            Op::Patch(change) => match &existing {
+                Some(doc) => Some(change(doc.raw())),
+                None => return Attempt::Done(Err(WriteError::NotFound)),
+            },
+        };
+        let (next, written) = match value {
+            None => (catalog.remove(account, id), None),
+            Some(value) => {
+                let doc = match validate_document(account, id, &value) {
+                    Ok(doc) => doc,
+                    Err(e) => return Attempt::Done(Err(WriteError::Invalid(e))),
+                };
+                let stored = shared::stored_document(&doc);
+                match catalog.replace(doc) {
+                    Ok(next) => (next, Some(stored)),
+                    Err(e) => return local(WriteError::Invalid(e)),
+                }
+            }
+        };
+        let snapshot = Snapshot::build(&next);
+        let outcome = match &written {
+            Some(stored) => shared.wait(shared.documents.put(stored, wanted, at)),
+            None => {
+                let rev = match expect {
+                    Expect::Present(rev) => rev.as_deref(),
+                    Expect::Absent => None,
+                };
+                shared.wait(shared.documents.delete(account, id, rev, at))
+            }
+        };
+        match outcome {
+            Err(e) => Attempt::Done(Err(WriteError::Unavailable(e))),
+            Ok(Outcome::Conflict { current }) => {
+                Attempt::Done(Err(WriteError::Conflict { current }))
+            }
+            Ok(Outcome::NotFound) => Attempt::Done(Err(WriteError::NotFound)),
+            Ok(Outcome::Moved { .. }) => Attempt::Stale(WriteError::Conflict {
+                current: existing.as_deref().map(revision),
+            }),
+            Ok(Outcome::Written { revision: now }) => {
+                let result = match &written {
+                    Some(_) => next
+                        .document(account, id)
+                        .cloned()
+                        .ok_or(WriteError::NotFound),
+                    None => existing.ok_or(WriteError::NotFound),
+                };
+                self.go_live(next, snapshot);
+                self.shared_at.store(now, Ordering::Release);
+                self.stats.ok.fetch_add(1, Ordering::Relaxed);
+                Attempt::Done(result)
+            }
+        }
+    }
+
+    /// Loads every document from Redis and makes them live (a write found its view old).
+    /// `_held`: the writer lock, held by the caller.
+    fn catch_up(&self, _held: &mut Files, shared: &SharedDocuments) -> Result<(), WriteError> {
+        let outcome = self
+            .load_shared(shared, true)
+            .map_err(WriteError::Unavailable)?;
+        crate::log_reload("a write found another node's change", &outcome);
+        Ok(())
+    }
+
+    /// The change stream follower's job: with documents in Redis, loads them all and
+    /// makes them live if Redis is at another revision than the live catalog. An invalid
+    /// set (it should not happen: every write was validated) is refused and logged, the
+    /// live catalog stays. Blocking: call it from a blocking thread.
+    /// Returns false when Redis did not answer (the caller may try again).
+    pub fn follow_shared(&self, reason: &str) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let mut files = self.lock();
+        let outcome = self.reload_shared_locked(&mut files, shared, false);
+        crate::log_reload(reason, &outcome);
+        !matches!(outcome, Reload::Unreachable(_))
+    }
+
+    /// SIGHUP (`full`) and the follower; a Redis that does not answer fails the reload.
+    /// `_held`: the writer lock, held by the caller.
+    fn reload_shared_locked(
+        &self,
+        _held: &mut Files,
+        shared: &SharedDocuments,
+        full: bool,
+    ) -> Reload {
+        self.load_shared(shared, full).unwrap_or_else(|e| {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            Reload::Unreachable(e)
+        })
+    }
+
+    /// Call with the writer lock held.
+    fn load_shared(&self, shared: &SharedDocuments, full: bool) -> Result<Reload, RedisError> {
+        let started = Instant::now();
+        // One small round trip first: the follower also sees this node's own writes,
+        // which are live already (same global revision).
+        if !full && shared.wait(shared.documents.revision())? == self.shared_revision() {
+            self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+            return Ok(Reload::Unchanged);
+        }
+        let stored = shared.wait(shared.documents.load())?;
+        let settings = self.catalog().settings().clone();
+        let next = match shared::catalog_from(settings, &stored) {
+            Ok(next) => next,
+            Err(failures) => return Ok(self.failed(failures)),
+        };
+        let snapshot = Snapshot::build(&next);
+        let (documents, dids) = (next.documents().len(), snapshot.did_count());
+        self.go_live(next, snapshot);
+        self.shared_at.store(stored.revision, Ordering::Release);
+        let took = started.elapsed();
+        self.stats.ok.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.stats.last_micros.store(micros, Ordering::Relaxed);
+        Ok(Reload::Applied {
+            documents,
+            dids,
+            took,
+        })
+    }
 }

@@ -14,14 +14,18 @@
 //! * [`SecurityStream`]: auth failures and bans of every node, applied by every node.
 //! * Keys: every key starts with `cluster.key_prefix` ([`Redis::key`]), so two clusters
 //!   can share one Redis.
+//! * [`Documents`]: connectivity documents with revisions, conditional atomic writes
+//!   and a change stream every node follows (`cluster.store: "redis"`).
 #![warn(missing_docs, unreachable_pub)]
 
 mod bindings;
 mod connection;
+pub mod documents;
 mod security;
 mod trunks;
 
 pub use bindings::BindingsTable;
 pub use connection::{Redis, RedisError, RoundTrips, ROUND_TRIP_BUCKETS_US};
+pub use documents::Documents;
 pub use security::{SecurityStream, Shared, STREAM_MAX_LEN};
 pub use trunks::TrunkStore;

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 mod cluster;
 mod cluster_metrics;
+mod documents;
 mod registrations;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use trunkstore_config::{load_all, FileErrors, DEFAULT_SETTINGS_PATH};
+use trunkstore_config::{load_all, DocumentStore, FileErrors, Settings, DEFAULT_SETTINGS_PATH};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,29 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_SETTINGS_PATH)]
         config: PathBuf,
     },
+    /// Copy the connectivity documents under a directory (the `connectivity_dir` layout)
+    /// into the cluster's Redis (`cluster` section of the settings), replacing every
+    /// document there in one atomic step. Every document is validated first, together
+    /// (like `check`): any error lists every error, exits 1 and imports nothing.
+    Import {
+        /// Directory of documents: `<account>/<document>.json`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Proxy settings file (its `cluster` section names the Redis).
+        #[arg(long, short, default_value = DEFAULT_SETTINGS_PATH)]
+        config: PathBuf,
+    },
+    /// Write every connectivity document in the cluster's Redis as files
+    /// `<to>/<account>/<document>.json` (`to` must be empty or new). Documents that do not
+    /// validate against the settings are still written, listed, and make the exit code 1.
+    Export {
+        /// Directory to write (created if needed).
+        #[arg(long)]
+        to: PathBuf,
+        /// Proxy settings file (its `cluster` section names the Redis).
+        #[arg(long, short, default_value = DEFAULT_SETTINGS_PATH)]
+        config: PathBuf,
+    },
 }
 
 /// mimalloc, not the system allocator: a call allocates a few dozen blocks of many sizes
@@ -54,13 +78,38 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { config } => check(&config),
-        Command::Serve { config } => match load_all(&config) {
-            Ok(catalog) => serve::run(catalog),
-            Err(failures) => {
-                print_failures(&failures);
-                ExitCode::FAILURE
-            }
-        },
+        Command::Serve { config } => serve(&config),
+        Command::Import { from, config } => documents::import(&config, &from),
+        Command::Export { to, config } => documents::export(&config, &to),
+    }
+}
+
+/// `trunkstore serve`: the documents come from the connectivity directory, or from Redis
+/// with `cluster.store: "redis"`.
+fn serve(config: &Path) -> ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            print_failures(&[e]);
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = settings
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.store == DocumentStore::Redis);
+    if shared {
+        return serve::run_shared(settings);
+    }
+    match load_all(config) {
+        Ok(catalog) => {
+            serve::init_logging(catalog.settings());
+            serve::run(catalog, None)
+        }
+        Err(failures) => {
+            print_failures(&failures);
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -126,7 +175,7 @@ fn check(config: &Path) -> ExitCode {
 
 /// One line per error, `file: dotted.path: keyword: message (value …)`. Secrets are never
 /// part of an error value (the validator leaves them out).
-fn print_failures(failures: &[FileErrors]) {
+pub(crate) fn print_failures(failures: &[FileErrors]) {
     let mut count = 0;
     for f in failures {
         for line in f.lines() {

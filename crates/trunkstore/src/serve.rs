@@ -8,8 +8,10 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep, Instant};
 use trunkstore_api::metrics::{labelled, single};
-use trunkstore_api::{Api, ApiOptions, MetricsSource, Store, WATCH_INTERVAL};
-use trunkstore_config::{Catalog, LogFormat, Settings};
+use trunkstore_api::{Api, ApiOptions, MetricsSource, SharedDocuments, Store, WATCH_INTERVAL};
+use trunkstore_cluster::documents::Stored;
+use trunkstore_cluster::{Documents, Redis, RedisError};
+use trunkstore_config::{Catalog, Cluster, LogFormat, Settings};
 use trunkstore_edge::cdr::{CdrSink, CdrWriter};
 use trunkstore_edge::{Core, Edge, EdgeConfig, TransportErrors};
 use trunkstore_proxy::auth::ProtectionStats;
@@ -19,12 +21,148 @@ use trunkstore_routing::{Router, Snapshot};
 /// How often a graceful shutdown checks whether nothing is left in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
+/// First wait between two attempts to load the documents from Redis at start; doubled
+/// after each failure up to [`START_RETRY_MAX`].
+const START_RETRY_FIRST: Duration = Duration::from_millis(500);
+const START_RETRY_MAX: Duration = Duration::from_secs(10);
+/// A reload after a change (or after Redis came back) that cannot reach Redis is tried
+/// this many times, this far apart.
+const CATCH_UP_ATTEMPTS: usize = 10;
+const CATCH_UP_RETRY: Duration = Duration::from_millis(500);
+
+/// A node whose documents live in Redis (`cluster.store: "redis"`): the runtime that
+/// drives its Redis connections (and the change stream's follower), the documents, and
+/// the state loaded at start.
+pub struct SharedStart {
+    runtime: tokio::runtime::Runtime,
+    documents: Documents,
+    stored: Stored,
+}
+
+/// `serve` with `cluster.store: "redis"`: loads every document from Redis (retrying with
+/// a backoff, logged, until Redis answers or SIGTERM/SIGINT: a node never routes with an
+/// empty or partial catalog, and stays away from SIP until it has the real one), then
+/// runs like [`run`] and follows the change stream.
+pub fn run_shared(settings: Settings) -> ExitCode {
+    init_logging(&settings);
+    let Some(cluster) = settings.cluster.clone() else {
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .thread_name("ts-cluster")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("trunkstore: cannot start the cluster runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some((documents, stored)) = runtime.block_on(load_at_start(&cluster)) else {
+        tracing::info!("stopped before the documents could be loaded from Redis");
+        return ExitCode::SUCCESS;
+    };
+    let catalog = match trunkstore_api::shared::catalog_from(settings, &stored) {
+        Ok(c) => c,
+        Err(failures) => {
+            for f in &failures {
+                for line in f.lines() {
+                    tracing::error!(error = %line, "invalid document in Redis");
+                }
+            }
+            eprintln!("trunkstore: the documents in Redis do not validate against these settings (see the log)");
+            crate::print_failures(&failures);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        documents = stored.documents.len(),
+        revision = stored.revision,
+        "documents loaded from Redis"
+    );
+    run(
+        catalog,
+        Some(SharedStart {
+            runtime,
+            documents,
+            stored,
+        }),
+    )
+}
+
+/// Connects and loads every document, retrying until it works or a stop signal comes
+/// (`None`).
+async fn load_at_start(cluster: &Cluster) -> Option<(Documents, Stored)> {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => return None,
+    };
+    let mut wait = START_RETRY_FIRST;
+    loop {
+        match connect_and_load(cluster).await {
+            Ok(loaded) => return Some(loaded),
+            Err(e) => tracing::error!(
+                error = %e,
+                retry_in_ms = wait.as_millis() as u64,
+                "cluster.store is \"redis\" and the documents cannot be loaded from Redis: not serving until they are"
+            ),
+        }
+        tokio::select! {
+            _ = sleep(wait) => {}
+            _ = term.recv() => return None,
+            _ = int.recv() => return None,
+        }
+        wait = (wait * 2).min(START_RETRY_MAX);
+    }
+}
+
+async fn connect_and_load(cluster: &Cluster) -> Result<(Documents, Stored), RedisError> {
+    let documents = Documents::new(Redis::connect(cluster).await?);
+    let stored = documents.load().await?;
+    Ok((documents, stored))
+}
+
+/// Follows the change stream from where the loaded state ends: each batch of changes
+/// reloads the documents unless Redis is at the live catalog's revision (this node's own
+/// writes), on a blocking thread (the store waits on Redis). Revisions are not compared
+/// by order: a Redis that lost its data counts from 0 again.
+async fn follow_changes(store: Arc<Store>, documents: Documents, after: String) {
+    documents
+        .follow(after, |highest| {
+            let store = store.clone();
+            async move {
+                let reason = if highest.is_some() {
+                    "change stream"
+                } else {
+                    "Redis back"
+                };
+                // Redis may answer the stream before the shared connection is back: a
+                // catch-up that fails is tried again (a few times; later changes retry).
+                for _ in 0..CATCH_UP_ATTEMPTS {
+                    let s = store.clone();
+                    let done = tokio::task::spawn_blocking(move || s.follow_shared(reason)).await;
+                    if done.unwrap_or(true) {
+                        return;
+                    }
+                    sleep(CATCH_UP_RETRY).await;
+                }
+            }
+        })
+        .await;
+}
+
 /// Runs the proxy over a loaded, valid catalog until SIGTERM/SIGINT. The admin API
 /// (documents, reload, metrics, health) runs beside it; SIGHUP reloads the documents and
-/// the TLS listeners' certificates.
-pub fn run(catalog: Catalog) -> ExitCode {
+/// the TLS listeners' certificates. With `shared`, the documents live in Redis: the API
+/// writes there and the change stream is followed.
+pub fn run(catalog: Catalog, shared: Option<SharedStart>) -> ExitCode {
     let settings = catalog.settings().clone();
-    init_logging(&settings);
     let snapshot = Snapshot::build(&catalog);
     let (dids, servers, routes) = (
         snapshot.did_count(),
@@ -75,9 +213,28 @@ pub fn run(catalog: Catalog) -> ExitCode {
         tracing::warn!("{w}");
     }
     let serving = Arc::new(AtomicBool::new(true));
-    let store = Arc::new(Store::new(catalog, router));
-    let errors = edge.transport_errors();
-    let api = match start_api(&settings, store, &proxy, &serving, errors, cluster) {
+    let store = Arc::new(match &shared {
+        None => Store::new(catalog, router),
+        Some(s) => {
+            let documents = SharedDocuments::new(s.documents.clone(), s.runtime.handle().clone());
+            Store::shared(catalog, router, documents, s.stored.revision)
+        }
+    });
+    if let Some(s) = &shared {
+        let after = s.stored.stream_id.clone();
+        s.runtime
+            .spawn(follow_changes(store.clone(), s.documents.clone(), after));
+    }
+    let watch = shared.is_none();
+    let api = match start_api(
+        &settings,
+        store,
+        &proxy,
+        &serving,
+        edge.transport_errors(),
+        watch,
+        cluster,
+    ) {
         Ok(api) => api,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the admin API");
@@ -117,6 +274,9 @@ pub fn run(catalog: Catalog) -> ExitCode {
     delete_media(&proxy);
     api.stop();
     edge.stop();
+    if let Some(s) = shared {
+        s.runtime.shutdown_timeout(Duration::from_millis(500));
+    }
     // Nothing is written for a proxy that never had a binding.
     if proxy.registrations_generation() != 0 || saved.exists() {
         if let Err(e) = crate::registrations::save(&proxy, &saved) {
@@ -192,6 +352,7 @@ fn start_api(
     proxy: &Arc<Proxy>,
     serving: &Arc<AtomicBool>,
     transport_errors: Arc<TransportErrors>,
+    watch_files: bool,
     cluster: Option<Arc<trunkstore_edge::ClusterMetrics>>,
 ) -> std::io::Result<Api> {
     let serving = serving.clone();
@@ -211,7 +372,8 @@ fn start_api(
         settings: settings.clone(),
         sources,
         healthy: Box::new(move || serving.load(Ordering::Relaxed)),
-        watch_interval: Some(WATCH_INTERVAL),
+        // Documents in Redis are followed through the change stream instead.
+        watch_interval: watch_files.then_some(WATCH_INTERVAL),
         registrations: Some(Arc::new(crate::registrations::Source(proxy.clone()))),
     })
 }
@@ -428,7 +590,7 @@ async fn drain<C: Core>(core: &C, grace: Duration, signals: &mut Signals) -> &'s
 
 /// `log.level` (a `tracing` filter; `RUST_LOG` overrides it) and `log.format` (text or
 /// JSON lines), on standard error.
-fn init_logging(settings: &Settings) {
+pub fn init_logging(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.level))
