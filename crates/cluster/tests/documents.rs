@@ -1,78 +1,22 @@
 //! Documents in Redis against a real `redis-server` started by the test: conditional
 //! writes (document and global revision), the change stream, replace-all (import).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
+use support::{rt, Server};
 use trunkstore_cluster::documents::{Expected, Outcome, StoredDocument};
 use trunkstore_cluster::{Documents, Redis};
-use trunkstore_config::{Cluster, DocumentStore, Secret};
+use trunkstore_config::{Cluster, DocumentStore};
 
-/// A `redis-server` on a free loopback port, no persistence, killed on drop (the same
-/// starter as tests/connection.rs).
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (tests/run.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            port,
-            _dir: dir,
-        }
+/// The documents' cluster settings for `server` (documents in Redis).
+fn cluster_of(server: &Server) -> Cluster {
+    Cluster {
+        timeout_ms: 500,
+        store: DocumentStore::Redis,
+        ..support::cluster(vec![server.url()], None)
     }
-
-    fn cluster(&self) -> Cluster {
-        Cluster {
-            node_id: "a".into(),
-            redis: vec![format!("redis://127.0.0.1:{}", self.port)],
-            password: None,
-            username: None,
-            tls_ca_file: None,
-            key_prefix: "test:".into(),
-            lease_secs: 15,
-            timeout_ms: 500,
-            store: DocumentStore::Redis,
-            secret: Secret::new("0123456789abcdef"),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn doc(account: &str, id: &str, name: &str, revision: &str) -> StoredDocument {
@@ -85,12 +29,12 @@ fn doc(account: &str, id: &str, name: &str, revision: &str) -> StoredDocument {
 }
 
 async fn documents(server: &Server) -> Documents {
-    Documents::new(Redis::connect(&server.cluster()).await.unwrap())
+    Documents::new(Redis::connect(&cluster_of(server)).await.unwrap())
 }
 
 #[test]
 fn write_read_replace_delete() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     rt().block_on(async {
         let d = documents(&server).await;
         let empty = d.load().await.unwrap();
@@ -121,7 +65,7 @@ fn write_read_replace_delete() {
 
 #[test]
 fn a_stale_document_revision_is_refused_and_changes_nothing() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     rt().block_on(async {
         let d = documents(&server).await;
         let v1 = doc("acme", "pbx", "one", "r1");
@@ -153,7 +97,7 @@ fn a_stale_document_revision_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_write_validated_against_an_older_global_revision_is_refused() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     rt().block_on(async {
         // Two nodes saw the same (empty) catalog and each claims one DID in a new
         // document: only the first commits; the second was validated without it.
@@ -182,7 +126,7 @@ fn a_write_validated_against_an_older_global_revision_is_refused() {
 
 #[test]
 fn every_change_is_on_the_stream_and_followed() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     rt().block_on(async {
         let d = documents(&server).await;
         let start = d.load().await.unwrap().stream_id;
@@ -228,7 +172,7 @@ fn every_change_is_on_the_stream_and_followed() {
 
 #[test]
 fn replace_all_swaps_the_whole_set_at_once() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     rt().block_on(async {
         let d = documents(&server).await;
         d.put(&doc("old", "gone", "old", "r0"), Expected::Absent, 0)

@@ -1,84 +1,13 @@
 //! Trunk holds across nodes (behaviour.md §9.2) against a real `redis-server` started by
-//! the test (the starter is connection.rs's).
+//! the test (tests/support).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use support::{cluster, rt, Server};
 use trunkstore_cluster::{Redis, TrunkStore};
-use trunkstore_config::{Cluster, DocumentStore, Secret};
-
-/// A `redis-server` on a free loopback port, no persistence, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (tests/run.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn cluster(urls: Vec<String>, password: Option<&str>) -> Cluster {
-    Cluster {
-        node_id: "a".into(),
-        redis: urls,
-        password: password.map(Secret::new),
-        username: None,
-        tls_ca_file: None,
-        key_prefix: "test:".into(),
-        lease_secs: 15,
-        timeout_ms: 200,
-        store: DocumentStore::Files,
-        secret: Secret::new("0123456789abcdef"),
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn node(rt: &tokio::runtime::Runtime, server: &Server, id: &str, lease_secs: u32) -> TrunkStore {
     let mut c = cluster(vec![format!("redis://127.0.0.1:{}", server.port)], None);
