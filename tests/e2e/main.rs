@@ -10,6 +10,7 @@
 mod api;
 mod baresip;
 mod cluster_security;
+mod cluster_trunks;
 mod config;
 mod dns;
 mod harness;
