@@ -45,6 +45,12 @@
 #            whose c= and o= name rtpengine's address: sdp_via_rtpengine_uas=A/B (the
 #            offer the PBX got) sdp_via_rtpengine_uac=C/D (the answer the carrier got);
 #            anchored: all of them, bypass: none. For checking only, not for measuring
+#   trunks   the inbound scenario to an account with a trunk limit (10,000, far above
+#            the calls up at once), on its own ports 5460/5470/5490 (SIPp media
+#            16460/17460), adding p50_ms= p99_ms= (INVITE -> 200). Single node:
+#            config-trunks; cluster mode: config-cluster (the same document, a
+#            `cluster` section naming Redis on 127.0.0.1:6479) with --redis 6479, so
+#            every call takes its hold in Redis (one script) and gives it back (ZREM)
 #
 # Options:
 #   --scenario inbound|auth|register|media   (default inbound)
@@ -65,6 +71,13 @@
 #   --rtp-ip IP               media: rtpengine's media address (default 127.0.0.2)
 #   --rtp-ports MIN-MAX       media: rtpengine's port range (default 6000-7999)
 #   --trace                   media: SIP message traces and rtpengine debug log, see above
+#   --redis P                 start a redis-server on 127.0.0.1:P (no persistence) before
+#                             the proxy, pinned to CPU 0 with the SIPps, stopped by PID at
+#                             the end; adds redis_scripts= (EVAL/EVALSHA it ran: one per
+#                             trunk-limited call), redis_holds_left= (members left in the
+#                             bench account's holds, read 1 s after the run with the proxy
+#                             up: 0 when every hold was given back) and
+#                             redis_cpu_us_per_call= (Redis's CPU, not in cpu_us_per_call)
 #   --out DIR                 logs (default /tmp/trunkstore-load/NAME-SCENARIO-<time>)
 #
 # The proxy must route to 127.0.0.1:<uas port> and record-route. For the inbound
@@ -83,6 +96,11 @@
 #       --uac-port 5270 --uas-port 5290 --name kamailio -- kamailio -DD -E -m 1024 -M 16 \
 #       -x tlsf -X tlsf -f benches/sipp/kamailio-registrar.cfg \
 #       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db-register\"" -A CREDS_HTABLE
+# Trunk-limited calls, single node then cluster mode (same rate, same session):
+#   benches/sipp/load.sh --scenario trunks --name single -- target/release/trunkstore \
+#       serve --config benches/sipp/config-trunks/trunkstore.json
+#   benches/sipp/load.sh --scenario trunks --redis 6479 --name cluster -- \
+#       target/release/trunkstore serve --config benches/sipp/config-cluster/trunkstore.json
 # Media (settings + documents on 5360/5370/5390 with the rtpengine above: config-media
 # anchors every call, config-media-bypass is the same but media_handling bypass;
 # kamailio-media.cfg anchors with Kamailio's rtpengine module), one command each:
@@ -94,7 +112,7 @@
 #       -m 1024 -M 16 -x tlsf -X tlsf -f benches/sipp/kamailio-media.cfg \
 #       -A "DBURL=\"text://$PWD/benches/sipp/kamailio-db-media\""
 #
-# Safety: 127.0.0.1 only (rtpengine's media: --rtp-ip, 127.0.0.2); SIPp bounded by -m, -timeout and timeout(1); a port already
+# Safety: 127.0.0.1 only (rtpengine's media: --rtp-ip, 127.0.0.2; Redis: --bind 127.0.0.1); SIPp bounded by -m, -timeout and timeout(1); a port already
 # bound by someone else stops the run before anything starts; only processes started
 # here are signalled, by PID (and the proxy's descendants by PID + start time).
 set -u
@@ -102,7 +120,7 @@ set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCENARIO=inbound; RATE=1000; CALLS=20000; NAME=""; OUT=""; AUTH=""; USERS=$HERE/register-users.csv
 PROXY_PORT=""; UAS_PORT=""; UAC_PORT=""; MEDIA_PORT=""
-RTPENGINE_NG=22322; RTP_IP=127.0.0.2; RTP_PORTS=6000-7999; TRACE=""
+RTPENGINE_NG=22322; RTP_IP=127.0.0.2; RTP_PORTS=6000-7999; TRACE=""; REDIS_PORT=""
 IP=127.0.0.1
 
 die() { echo "load.sh: $*" >&2; exit 2; }
@@ -123,6 +141,7 @@ while [ $# -gt 0 ]; do
 	--rtp-ip) RTP_IP=$2; shift 2 ;;
 	--rtp-ports) RTP_PORTS=$2; shift 2 ;;
 	--trace) TRACE=1; shift ;;
+	--redis) REDIS_PORT=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--users) USERS=$2; shift 2 ;;
 	-h|--help) sed -n '2,/^set -u$/p' "$0" | sed '$d'; exit 0 ;;
@@ -138,13 +157,16 @@ NAME=${NAME:-$(basename "${PROXY_CMD[0]}")}
 if [ "$SCENARIO" = media ]; then
 	PROXY_PORT=${PROXY_PORT:-5360}; UAS_PORT=${UAS_PORT:-5390}; UAC_PORT=${UAC_PORT:-5370}
 	MEDIA_PORT=${MEDIA_PORT:-16390}
+elif [ "$SCENARIO" = trunks ]; then
+	PROXY_PORT=${PROXY_PORT:-5460}; UAS_PORT=${UAS_PORT:-5490}; UAC_PORT=${UAC_PORT:-5470}
+	MEDIA_PORT=${MEDIA_PORT:-16460}
 else
 	PROXY_PORT=${PROXY_PORT:-5060}; UAS_PORT=${UAS_PORT:-5090}; UAC_PORT=${UAC_PORT:-5070}
 	MEDIA_PORT=${MEDIA_PORT:-16000}
 fi
 RTP_MIN=${RTP_PORTS%-*}; RTP_MAX=${RTP_PORTS#*-}
 for v in "$RATE" "$CALLS" "$PROXY_PORT" "$UAS_PORT" "$UAC_PORT" "$MEDIA_PORT" "$RTPENGINE_NG" \
-	"$RTP_MIN" "$RTP_MAX"; do
+	"$RTP_MIN" "$RTP_MAX" ${REDIS_PORT:+"$REDIS_PORT"}; do
 	[[ $v =~ ^[0-9]+$ ]] || die "'$v' is not a number"
 done
 [ "$RATE" -ge 1 ] && [ "$RATE" -le 20000 ] || die "rate must be 1..20000"
@@ -158,11 +180,12 @@ OUT=$(cd "$OUT" && pwd)
 
 UAC_ARGS=()
 case "$SCENARIO" in
-inbound|media)
+inbound|media|trunks)
 	UAC_XML=$HERE/uac-inbound.xml
 	{ echo SEQUENTIAL; for i in $(seq 0 999); do printf '+1415555%04d;\n' "$i"; done; } >"$OUT/calls.csv"
-	# media: call set-up time (rtd 1, INVITE -> 200) too: anchoring adds NG round trips.
-	[ "$SCENARIO" = media ] && UAC_ARGS=(-trace_rtt -rtt_freq 1000)
+	# media, trunks: call set-up time (rtd 1, INVITE -> 200) too: anchoring adds NG
+	# round trips, a cluster's trunk hold one Redis round trip.
+	[ "$SCENARIO" = inbound ] || UAC_ARGS=(-trace_rtt -rtt_freq 1000)
 	;;
 auth)
 	UAC_XML=$HERE/uac-auth.xml
@@ -180,7 +203,7 @@ register)
 	# response time goes to the rtt file (written every 1000 rounds).
 	UAC_ARGS=(-auth_uri "$IP:$PROXY_PORT" -trace_rtt -rtt_freq 1000)
 	;;
-*) die "unknown scenario $SCENARIO (inbound, auth, register or media)" ;;
+*) die "unknown scenario $SCENARIO (inbound, auth, register, media or trunks)" ;;
 esac
 if [ "$SCENARIO" = media ]; then
 	command -v rtpengine >/dev/null || die "rtpengine not found (apt-get install rtpengine-daemon)"
@@ -190,6 +213,10 @@ if [ "$SCENARIO" = media ]; then
 	[[ $RTP_IP =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "--rtp-ip must be a loopback address"
 elif [ -n "$TRACE" ]; then
 	die "--trace is for the media scenario"
+fi
+if [ -n "$REDIS_PORT" ]; then
+	command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+	command -v redis-cli >/dev/null || die "redis-cli not found (apt-get install redis-tools)"
 fi
 # SIPp's logs: a trace of 1,000 calls is ~5 MB a side
 LOG_MAX=1000000; TRACE_ARGS=()
@@ -224,14 +251,23 @@ udp_bound() { # PORT -> exit 0 if some UDP socket is bound on it
 		/proc/net/udp /proc/net/udp6 2>/dev/null
 }
 
+tcp_listening() { # PORT -> exit 0 if some TCP socket listens on it
+	local hex
+	hex=$(printf ':%04X' "$1")
+	awk -v h="$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == h { found = 1 }
+		END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
 PORTS=("$PROXY_PORT" "$UAS_PORT" "$UAC_PORT")
 [ "$SCENARIO" = media ] && PORTS+=("$RTPENGINE_NG")
 for p in "${PORTS[@]}"; do
 	udp_bound "$p" && die "udp port $p is already in use (not by us): wait, or pick other ports"
 done
+[ -n "$REDIS_PORT" ] && tcp_listening "$REDIS_PORT" &&
+	die "tcp port $REDIS_PORT is already in use (not by us): wait, or pick another --redis"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-PROXY_PID=""; PROXY_TREE=""; UAS_PID=""; RTPENGINE_PID=""
+PROXY_PID=""; PROXY_TREE=""; UAS_PID=""; RTPENGINE_PID=""; REDIS_PID=""
 
 stop_uas() {
 	[ -n "$UAS_PID" ] || return 0
@@ -266,7 +302,16 @@ stop_rtpengine() { # its timeout(1) passes TERM on to rtpengine
 	wait "$RTPENGINE_PID" 2>/dev/null
 	RTPENGINE_PID=""
 }
-cleanup() { stop_uas; stop_proxy; stop_rtpengine; }
+stop_redis() { # its timeout(1) passes TERM on to redis-server
+	[ -n "$REDIS_PID" ] || return 0
+	kill -TERM "$REDIS_PID" 2>/dev/null
+	local i
+	for i in $(seq 1 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$REDIS_PID" 2>/dev/null
+	wait "$REDIS_PID" 2>/dev/null
+	REDIS_PID=""
+}
+cleanup() { stop_uas; stop_proxy; stop_rtpengine; stop_redis; }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
@@ -295,6 +340,28 @@ start_rtpengine() {
 	die "rtpengine did not answer ping on 127.0.0.1:$RTPENGINE_NG within 10 s ($OUT/rtpengine.out)"
 }
 [ "$SCENARIO" = media ] && start_rtpengine
+
+# ---- Redis (CPU 0, with the SIPps), before the proxy, which connects at start-up
+REDIS=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
+start_redis() {
+	local i
+	( cd "$OUT" && exec timeout -k 5 $((BOUND + 120)) taskset -c 0 redis-server \
+		--port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT" \
+		>redis.out 2>&1 </dev/null ) &
+	REDIS_PID=$!
+	for i in $(seq 1 50); do
+		kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited at start-up ($OUT/redis.out)"
+		[ "$("${REDIS[@]}" ping 2>/dev/null)" = PONG ] && return 0
+		sleep 0.2
+	done
+	die "redis-server did not answer PING on 127.0.0.1:$REDIS_PORT within 10 s ($OUT/redis.out)"
+}
+# Scripts Redis ran so far (EVAL + EVALSHA calls, INFO commandstats).
+redis_scripts() {
+	"${REDIS[@]}" info commandstats 2>/dev/null | tr -d '\r' | awk -F'[:=,]' '
+		$1 == "cmdstat_eval" || $1 == "cmdstat_evalsha" { n += $3 } END { print n + 0 }'
+}
+[ -n "$REDIS_PORT" ] && start_redis
 
 # ---- proxy (CPU 1)
 taskset -c 1 "${PROXY_CMD[@]}" >"$OUT/proxy.log" 2>&1 </dev/null &
@@ -330,6 +397,7 @@ start_uas() {
 log "$NAME $SCENARIO: $CALLS calls at $RATE/s (logs: $OUT)"
 c0=$(cpu_ticks "$PROXY_PID")
 [ -n "$RTPENGINE_PID" ] && r0=$(cpu_ticks "$RTPENGINE_PID")
+[ -n "$REDIS_PID" ] && { d0=$(cpu_ticks "$REDIS_PID"); s0=$(redis_scripts); }
 ( cd "$OUT" && exec timeout -k 5 $((BOUND + 15)) taskset -c 0 sipp $IP:"$PROXY_PORT" \
 	-sf "$UAC_XML" -inf "$OUT/calls.csv" -i $IP -p "$UAC_PORT" -mp $((MEDIA_PORT + 1000)) \
 	-m "$CALLS" -r "$RATE" -rp 1000 -l $((RATE * 10 + 100)) -nostdin -aa \
@@ -344,6 +412,15 @@ if [ -n "$RTPENGINE_PID" ]; then
 	# the last BYE's delete may still be on its way; then ask with the proxy still up
 	sleep 1
 	LEFT=$("${NG[@]}" count 2>"$OUT/ng-count.err") || LEFT=na
+fi
+REDIS_FIELDS=""
+if [ -n "$REDIS_PID" ]; then
+	d1=$(cpu_ticks "$REDIS_PID")
+	s1=$(redis_scripts)
+	# the last calls' releases may still be on their way; then count with the proxy up
+	sleep 1
+	HOLDS_LEFT=$("${REDIS[@]}" zcard trunkstore:trunks:bench 2>/dev/null) || HOLDS_LEFT=na
+	REDIS_FIELDS="redis_scripts=$((s1 - s0)) redis_holds_left=$HOLDS_LEFT"
 fi
 stop_uas
 stop_proxy
@@ -403,7 +480,15 @@ elif [ "$SCENARIO" = media ]; then
 		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US p50_ms=$P50 p99_ms=$P99" \
 		"rtpengine_calls_left=$LEFT" \
 		"rtpengine_cpu_us_per_call=$RTPE_US ${SDP}sipp_rc=$rc out=$OUT"
+elif [ "$SCENARIO" = trunks ]; then
+	read -r P50 P99 < <(percentiles)
+	[ -n "$REDIS_FIELDS" ] && REDIS_FIELDS="$REDIS_FIELDS redis_cpu_us_per_call=$(awk \
+		-v t=$((d1 - d0)) -v hz="$HZ" -v ok="$OK" \
+		'BEGIN { if (ok + 0 > 0) printf "%.0f", t * 1e6 / hz / ok; else print "na" }') "
+	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
+		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US p50_ms=$P50 p99_ms=$P99" \
+		"${REDIS_FIELDS}sipp_rc=$rc out=$OUT"
 else
 	echo "proxy=$NAME scenario=$SCENARIO rate=$RATE calls=$CALLS ok=$OK failed=$FAILED" \
-		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US sipp_rc=$rc out=$OUT"
+		"uas_failed=$UAS_FAILED cpu_us_per_call=$CPU_US ${REDIS_FIELDS:+$REDIS_FIELDS }sipp_rc=$rc out=$OUT"
 fi

@@ -11,6 +11,7 @@ mod api;
 mod baresip;
 mod cluster_docs;
 mod cluster_security;
+mod cluster_trunks;
 mod config;
 mod dns;
 mod harness;

@@ -214,6 +214,12 @@ impl Uac<'_> {
     /// As [`Uac::run`], bounded by `max_secs` (SIPp's -timeout) instead: for a run that
     /// waits on purpose, e.g. a PBX that registers and then waits for its inbound call.
     pub fn run_for(&self, dir: &TestDir, max_secs: u64) -> UacRun {
+        self.start(dir, max_secs).wait()
+    }
+
+    /// Starts the UAC in the background (bounded by `max_secs` like [`Uac::run_for`]):
+    /// for calls held while the test acts (a node killed under them, a Redis restart).
+    pub fn start(&self, dir: &TestDir, max_secs: u64) -> UacRunning {
         let files = SippFiles::new(dir, self.name);
         let csv = files.path("inf");
         let mut text = String::from("SEQUENTIAL\n");
@@ -235,13 +241,34 @@ impl Uac<'_> {
             cmd.args(["-t", "t1"]);
         }
         files.trace_args(&mut cmd);
-        let mut proc = Proc::spawn(self.name, cmd, dir.path());
-        // SIPp 3.6's -timeout does not always end stuck calls: bound the process too.
-        let status = proc.wait_or_kill(Duration::from_secs(max_secs + 10));
-        UacRun {
+        UacRunning {
+            proc: Proc::spawn(self.name, cmd, dir.path()),
             files,
-            status,
             calls,
+            max_secs,
+        }
+    }
+}
+
+/// A carrier run started with [`Uac::start`]; dropping it kills SIPp.
+pub struct UacRunning {
+    pub proc: Proc,
+    files: SippFiles,
+    calls: u64,
+    max_secs: u64,
+}
+
+impl UacRunning {
+    /// Waits for the run to end (bounded) and returns its outcome.
+    pub fn wait(mut self) -> UacRun {
+        // SIPp 3.6's -timeout does not always end stuck calls: bound the process too.
+        let status = self
+            .proc
+            .wait_or_kill(Duration::from_secs(self.max_secs + 10));
+        UacRun {
+            files: self.files,
+            status,
+            calls: self.calls,
         }
     }
 }
