@@ -27,7 +27,8 @@ use crate::auth::Tokens;
 use crate::merge::merge;
 use crate::metrics::{self, ApiMetrics, MetricsSource};
 use crate::registrations::RegistrationSource;
-use crate::store::{revision, Expect, Store, WriteError};
+use crate::revision::revision;
+use crate::store::{Expect, Store, WriteError};
 
 /// Largest request body accepted: a connectivity document with thousands of DIDs fits.
 pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

@@ -14,6 +14,7 @@ mod http;
 mod merge;
 pub mod metrics;
 mod registrations;
+mod revision;
 mod scan;
 pub mod shared;
 mod store;
@@ -32,9 +33,10 @@ use auth::Tokens;
 use metrics::ApiMetrics;
 pub use metrics::MetricsSource;
 pub use registrations::{RegistrationSource, RegistrationView};
+pub use revision::revision;
 pub use shared::SharedDocuments;
-use store::Reload;
-pub use store::{revision, Store};
+use store::log_reload;
+pub use store::Store;
 
 /// How often the connectivity directory is looked at (a stat of every file: about a
 /// millisecond for a thousand documents).
@@ -203,43 +205,6 @@ fn reload_loop(store: &Store, rx: &mpsc::Receiver<Trigger>, interval: Option<Dur
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
-/// Every error of a failed reload is logged, one line each, with its file.
-pub(crate) fn log_reload(reason: &str, outcome: &Reload) {
-    match outcome {
-        Reload::Unchanged => tracing::debug!(reason, "reload: nothing changed"),
-        Reload::Applied {
-            documents,
-            dids,
-            took,
-        } => tracing::info!(
-            reason,
-            documents,
-            dids,
-            took_ms = took.as_millis() as u64,
-            "reload: new routing index live"
-        ),
-        Reload::Unreachable(e) => tracing::error!(
-            reason,
-            error = %e,
-            "reload: the documents cannot be loaded from Redis; the previous configuration stays live"
-        ),
-        Reload::Failed(failures) => {
-            for f in failures {
-                for line in f.lines() {
-                    tracing::error!(reason, error = %line, "reload: invalid connectivity file");
-                }
-            }
-            let errors: usize = failures.iter().map(|f| f.errors.len()).sum();
-            tracing::error!(
-                reason,
-                errors,
-                files = failures.len(),
-                "reload refused: the previous configuration stays live"
-            );
         }
     }
 }

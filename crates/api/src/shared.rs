@@ -10,7 +10,7 @@ use trunkstore_cluster::documents::{Stored, StoredDocument};
 use trunkstore_cluster::Documents;
 use trunkstore_config::{validate_document, Catalog, Document, FileErrors, Settings};
 
-use crate::store::revision;
+use crate::revision::revision;
 
 /// The shared store of a node: the documents in Redis and the runtime that drives their
 /// connection (the store's writers are blocking threads: they wait on it).

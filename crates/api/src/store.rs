@@ -21,24 +21,17 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use trunkstore_config::{
     delete_document, document_path, load_document, validate_document, write_document_atomically,
     Catalog, Document, FileErrors, ValidationErrors,
 };
 use trunkstore_routing::{Router, Snapshot};
 
+use crate::revision::revision;
 use crate::scan::{self, Scan, Stamp};
 use crate::shared::{self, SharedDocuments};
 use trunkstore_cluster::documents::{Expected, Outcome};
 use trunkstore_cluster::RedisError;
-
-/// The revision of a document: a digest of its content, so it also changes when the
-/// file is edited by hand. Clients send it back to make a write conditional.
-pub fn revision(doc: &Document) -> String {
-    let bytes = serde_json::to_vec(doc.raw()).unwrap_or_default();
-    hex::encode(&Sha256::digest(&bytes)[..12])
-}
 
 /// What a write expects to find.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -617,7 +610,7 @@ impl Store {
         let outcome = self
             .load_shared(shared, true)
             .map_err(WriteError::Unavailable)?;
-        crate::log_reload("a write found another node's change", &outcome);
+        log_reload("a write found another node's change", &outcome);
         Ok(())
     }
 
@@ -632,7 +625,7 @@ impl Store {
         };
         let mut files = self.lock();
         let outcome = self.reload_shared_locked(&mut files, shared, false);
-        crate::log_reload(reason, &outcome);
+        log_reload(reason, &outcome);
         !matches!(outcome, Reload::Unreachable(_))
     }
 
@@ -678,5 +671,42 @@ impl Store {
             dids,
             took,
         })
+    }
+}
+
+/// Every error of a failed reload is logged, one line each, with its file.
+pub(crate) fn log_reload(reason: &str, outcome: &Reload) {
+    match outcome {
+        Reload::Unchanged => tracing::debug!(reason, "reload: nothing changed"),
+        Reload::Applied {
+            documents,
+            dids,
+            took,
+        } => tracing::info!(
+            reason,
+            documents,
+            dids,
+            took_ms = took.as_millis() as u64,
+            "reload: new routing index live"
+        ),
+        Reload::Unreachable(e) => tracing::error!(
+            reason,
+            error = %e,
+            "reload: the documents cannot be loaded from Redis; the previous configuration stays live"
+        ),
+        Reload::Failed(failures) => {
+            for f in failures {
+                for line in f.lines() {
+                    tracing::error!(reason, error = %line, "reload: invalid connectivity file");
+                }
+            }
+            let errors: usize = failures.iter().map(|f| f.errors.len()).sum();
+            tracing::error!(
+                reason,
+                errors,
+                files = failures.len(),
+                "reload refused: the previous configuration stays live"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use trunkstore_config::{
     load_connectivity_dir, write_document_atomically, Catalog, Cluster, FileErrors, Settings,
 };
 
-use crate::print_failures;
+use crate::report::print_failures;
 
 /// One import or export is one big script: it may take far longer than a round trip of
 /// the packet path (`cluster.timeout_ms`).

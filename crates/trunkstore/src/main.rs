@@ -7,10 +7,12 @@ mod cluster;
 mod cluster_metrics;
 mod documents;
 mod registrations;
+mod report;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use trunkstore_config::{load_all, DocumentStore, FileErrors, Settings, DEFAULT_SETTINGS_PATH};
+use report::print_failures;
+use trunkstore_config::{load_all, DocumentStore, Settings, DEFAULT_SETTINGS_PATH};
 
 #[derive(Parser)]
 #[command(
@@ -171,18 +173,4 @@ fn check(config: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// One line per error, `file: dotted.path: keyword: message (value …)`. Secrets are never
-/// part of an error value (the validator leaves them out).
-pub(crate) fn print_failures(failures: &[FileErrors]) {
-    let mut count = 0;
-    for f in failures {
-        for line in f.lines() {
-            println!("{line}");
-            count += 1;
-        }
-    }
-    let files = failures.len();
-    eprintln!("configuration invalid: {count} error(s) in {files} file(s)");
 }

@@ -74,7 +74,7 @@ pub fn run_shared(settings: Settings) -> ExitCode {
                 }
             }
             eprintln!("trunkstore: the documents in Redis do not validate against these settings (see the log)");
-            crate::print_failures(&failures);
+            crate::report::print_failures(&failures);
             return ExitCode::FAILURE;
         }
     };
