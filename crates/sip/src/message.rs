@@ -215,76 +215,83 @@ header_names! {
 
 impl HeaderName {
     /// Classifies a header name: case-insensitive, compact forms map to their long names.
-    /// Dispatches on length first so a lookup costs one or two short comparisons.
+    /// (length, first letter, and a second letter where two names share those) leaves one
+    /// candidate, compared in its canonical spelling by a few word loads (names come
+    /// spelled so almost always), then case-insensitively. It runs for every header line
+    /// parsed: a library `memcmp` call per candidate was most of its cost.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
+        let h = Self::candidate(name);
+        if h == HeaderName::Other || name.len() == 1 {
+            return h;
+        }
+        let canon = h.as_str().as_bytes();
+        if eq_same_len(canon, name) || eq_ignore_case(canon, name) {
+            h
+        } else {
+            HeaderName::Other
+        }
+    }
+
+    /// The one known name `name` can be (`Other` when none): a compact form is final, a
+    /// longer name must still be compared.
+    #[inline]
+    fn candidate(name: &[u8]) -> HeaderName {
         use HeaderName as H;
-        if let [c] = name {
-            return Self::from_compact(*c);
+        let lower = |i: usize| name.get(i).map_or(0, u8::to_ascii_lowercase);
+        match (name.len(), lower(0)) {
+            (0, _) => H::Other,
+            (1, c) => Self::from_compact(c),
+            (2, b't') => H::To,
+            (3, b'v') => H::Via,
+            (4, b'f') => H::From,
+            (4, b'c') => H::CSeq,
+            (4, b'p') => H::Path,
+            (4, b'r') if lower(1) == b'a' => H::RAck,
+            (4, b'r') => H::RSeq,
+            (5, b'a') => H::Allow,
+            (5, b'r') => H::Route,
+            (5, b'e') => H::Event,
+            (6, b'a') => H::Accept,
+            (6, b's') => H::Server,
+            (6, b'r') => H::Reason,
+            (6, b'm') => H::MinSe,
+            (7, b'c') if lower(1) == b'a' => H::CallId,
+            (7, b'c') => H::Contact,
+            (7, b'e') => H::Expires,
+            (7, b's') => H::Subject,
+            (7, b'r') => H::Require,
+            (7, b'p') => H::Privacy,
+            (8, b'i') => H::Identity,
+            (8, b'r') => H::ReferTo,
+            (9, b's') => H::Supported,
+            (9, b't') => H::Timestamp,
+            (9, b'd') => H::Diversion,
+            (10, b'u') => H::UserAgent,
+            (11, b'r') if lower(2) == b'f' => H::ReferredBy,
+            (11, b'r') => H::RetryAfter,
+            (11, b'u') => H::Unsupported,
+            (11, b'm') => H::MinExpires,
+            (12, b'm') => H::MaxForwards,
+            (12, b'c') => H::ContentType,
+            (12, b'r') => H::RecordRoute,
+            (12, b'a') => H::AllowEvents,
+            (13, b'i') => H::IdentityInfo,
+            (13, b'a') => H::Authorization,
+            (13, b'p') => H::ProxyRequire,
+            (13, b's') => H::ServiceRoute,
+            (14, b'c') => H::ContentLength,
+            (14, b'a') => H::AcceptContact,
+            (14, b'r') => H::RejectContact,
+            (15, b's') => H::SessionExpires,
+            (16, b'c') => H::ContentEncoding,
+            (16, b'w') => H::WwwAuthenticate,
+            (18, b'p') => H::ProxyAuthenticate,
+            (19, b'p') if lower(1) == b'r' => H::ProxyAuthorization,
+            (19, b'p') => H::PAssertedIdentity,
+            (19, b'r') => H::RequestDisposition,
+            (20, b'p') => H::PPreferredIdentity,
+            _ => H::Other,
         }
-        let Some(&first) = name.first() else {
-            return H::Other;
-        };
-        // (length, first letter) leaves at most two candidates to compare.
-        let candidates: &[H] = match (name.len(), first.to_ascii_lowercase()) {
-            (2, b't') => &[H::To],
-            (3, b'v') => &[H::Via],
-            (4, b'f') => &[H::From],
-            (4, b'c') => &[H::CSeq],
-            (4, b'p') => &[H::Path],
-            (4, b'r') => &[H::RAck, H::RSeq],
-            (5, b'a') => &[H::Allow],
-            (5, b'r') => &[H::Route],
-            (5, b'e') => &[H::Event],
-            (6, b'a') => &[H::Accept],
-            (6, b's') => &[H::Server],
-            (6, b'r') => &[H::Reason],
-            (6, b'm') => &[H::MinSe],
-            (7, b'c') => &[H::CallId, H::Contact],
-            (7, b'e') => &[H::Expires],
-            (7, b's') => &[H::Subject],
-            (7, b'r') => &[H::Require],
-            (7, b'p') => &[H::Privacy],
-            (8, b'i') => &[H::Identity],
-            (8, b'r') => &[H::ReferTo],
-            (9, b's') => &[H::Supported],
-            (9, b't') => &[H::Timestamp],
-            (9, b'd') => &[H::Diversion],
-            (10, b'u') => &[H::UserAgent],
-            (11, b'r') => &[H::ReferredBy, H::RetryAfter],
-            (11, b'u') => &[H::Unsupported],
-            (11, b'm') => &[H::MinExpires],
-            (12, b'm') => &[H::MaxForwards],
-            (12, b'c') => &[H::ContentType],
-            (12, b'r') => &[H::RecordRoute],
-            (12, b'a') => &[H::AllowEvents],
-            (13, b'i') => &[H::IdentityInfo],
-            (13, b'a') => &[H::Authorization],
-            (13, b'p') => &[H::ProxyRequire],
-            (13, b's') => &[H::ServiceRoute],
-            (14, b'c') => &[H::ContentLength],
-            (14, b'a') => &[H::AcceptContact],
-            (14, b'r') => &[H::RejectContact],
-            (15, b's') => &[H::SessionExpires],
-            (16, b'c') => &[H::ContentEncoding],
-            (16, b'w') => &[H::WwwAuthenticate],
-            (18, b'p') => &[H::ProxyAuthenticate],
-            (19, b'p') => &[H::ProxyAuthorization, H::PAssertedIdentity],
-            (19, b'r') => &[H::RequestDisposition],
-            (20, b'p') => &[H::PPreferredIdentity],
-            _ => &[],
-        };
-        // Names come in their canonical spelling almost always: a plain comparison first.
-        for &h in candidates {
-            if h.as_str().as_bytes() == name {
-                return h;
-            }
-        }
-        for &h in candidates {
-            if eq_ignore_case(h.as_str().as_bytes(), name) {
-                return h;
-            }
-        }
-        H::Other
     }
 
     /// RFC 3261 §7.3.3 and later RFCs' compact forms.
@@ -313,6 +320,32 @@ impl HeaderName {
             b'n' => H::IdentityInfo,
             _ => H::Other,
         }
+    }
+}
+
+/// `a == b` for slices of the same length up to 24 bytes (header names): two or three
+/// possibly overlapping word loads a side instead of a `memcmp` call.
+#[inline]
+fn eq_same_len(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))
+    };
+    let w4 = |s: &[u8], i: usize| {
+        s.get(i..i + 4)
+            .map(|w| u32::from_ne_bytes(w.try_into().unwrap_or([0; 4])))
+    };
+    match n {
+        0 => true,
+        1..=3 => a.first() == b.first() && a.last() == b.last() && a.get(1) == b.get(1),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        17..=24 => w8(a, 0) == w8(b, 0) && w8(a, 8) == w8(b, 8) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -739,6 +772,43 @@ mod tests {
             assert_eq!(HeaderName::from_bytes(upper.as_bytes()), h, "{upper}");
             let lower = h.as_str().to_ascii_lowercase();
             assert_eq!(HeaderName::from_bytes(lower.as_bytes()), h, "{lower}");
+        }
+    }
+
+    #[test]
+    fn a_name_one_byte_off_a_known_one_is_other() {
+        for &h in HeaderName::ALL {
+            let canon = h.as_str().as_bytes();
+            for i in 0..canon.len() {
+                for b in [b'x', b'\r', b'-', canon[i] ^ 0x20, canon[i] + 1] {
+                    let mut name = canon.to_vec();
+                    name[i] = b;
+                    if name.eq_ignore_ascii_case(canon) {
+                        continue;
+                    }
+                    let got = HeaderName::from_bytes(&name);
+                    let want = HeaderName::ALL
+                        .iter()
+                        .copied()
+                        .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(&name))
+                        .unwrap_or(HeaderName::Other);
+                    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&name));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_length_comparison_agrees_with_slices() {
+        for n in 0..30usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'A' + i).collect();
+            assert!(eq_same_len(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x01;
+                assert!(!eq_same_len(&a, &b), "length {n}, byte {i}");
+            }
+            assert!(!eq_same_len(&a, &a[..n.saturating_sub(1)]) || n == 0);
         }
     }
 
