@@ -411,7 +411,7 @@ pub(crate) const INLINE_HEADERS: usize = 32;
 #[derive(Clone)]
 // Boxing the inline array would defeat its purpose (no allocation per parse).
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum HeaderIndex {
+pub(crate) enum Lines {
     Inline {
         len: u8,
         items: [HeaderEntry; INLINE_HEADERS],
@@ -419,38 +419,90 @@ pub(crate) enum HeaderIndex {
     Heap(Vec<HeaderEntry>),
 }
 
+/// One slot per [`HeaderName`], `Other` included (it is the last variant).
+const KINDS: usize = HeaderName::Other as usize + 1;
+
+/// `first` slot of a kind with no line among the first `NOT_FIRST` lines.
+const NOT_FIRST: u8 = u8::MAX;
+
+/// The header lines, and where each known header's first line is: the proxy reads a
+/// header by kind ~26 times per call, each a scan from the first line (a miss scanned
+/// them all) before this.
+#[derive(Clone)]
+pub(crate) struct HeaderIndex {
+    lines: Lines,
+    /// Position of the first line of each kind, or `NOT_FIRST` when there is none
+    /// among the first 255 lines (a longer message scans the rest).
+    first: [u8; KINDS],
+}
+
 impl HeaderIndex {
     pub(crate) fn new() -> HeaderIndex {
-        HeaderIndex::Inline {
-            len: 0,
-            items: [HeaderEntry::EMPTY; INLINE_HEADERS],
+        HeaderIndex {
+            lines: Lines::Inline {
+                len: 0,
+                items: [HeaderEntry::EMPTY; INLINE_HEADERS],
+            },
+            first: [NOT_FIRST; KINDS],
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, e: HeaderEntry) {
-        match self {
-            HeaderIndex::Inline { len, items } => {
-                let n = *len as usize;
-                if let Some(slot) = items.get_mut(n) {
-                    *slot = e;
-                    *len += 1;
-                } else {
-                    let mut v = Vec::with_capacity(INLINE_HEADERS * 4);
-                    v.extend_from_slice(items);
-                    v.push(e);
-                    *self = HeaderIndex::Heap(v);
-                }
+        let at = match &mut self.lines {
+            Lines::Inline { len, items } if usize::from(*len) < INLINE_HEADERS => {
+                let n = usize::from(*len);
+                items[n] = e;
+                *len += 1;
+                n
             }
-            HeaderIndex::Heap(v) => v.push(e),
+            _ => self.push_spilled(e),
+        };
+        // `kind as usize < KINDS` always: `Other` is the last variant.
+        let first = &mut self.first[e.kind as usize];
+        if *first == NOT_FIRST && at < usize::from(NOT_FIRST) {
+            *first = at as u8;
+        }
+    }
+
+    /// `push` past the inline lines: moves them to the heap once. Returns the position.
+    #[cold]
+    fn push_spilled(&mut self, e: HeaderEntry) -> usize {
+        match &mut self.lines {
+            Lines::Inline { items, .. } => {
+                let mut v = Vec::with_capacity(INLINE_HEADERS * 4);
+                v.extend_from_slice(items);
+                v.push(e);
+                self.lines = Lines::Heap(v);
+                INLINE_HEADERS
+            }
+            Lines::Heap(v) => {
+                v.push(e);
+                v.len() - 1
+            }
         }
     }
 
     #[inline]
     pub(crate) fn as_slice(&self) -> &[HeaderEntry] {
-        match self {
-            HeaderIndex::Inline { len, items } => &items[..*len as usize],
-            HeaderIndex::Heap(v) => v,
+        match &self.lines {
+            Lines::Inline { len, items } => &items[..*len as usize],
+            Lines::Heap(v) => v,
         }
+    }
+
+    /// The lines from the first one of `kind` on; empty when there is none.
+    #[inline]
+    pub(crate) fn from_first(&self, kind: HeaderName) -> &[HeaderEntry] {
+        let all = self.as_slice();
+        let at = self.first.get(kind as usize).copied().unwrap_or(0);
+        let from = if at != NOT_FIRST {
+            usize::from(at)
+        } else {
+            // None among the first 255 lines: only a longer message can have one.
+            usize::from(NOT_FIRST).min(all.len())
+        };
+        all.get(from..).unwrap_or(&[])
     }
 
     #[inline]
@@ -606,7 +658,7 @@ impl Message {
     pub fn headers(&self, name: HeaderName) -> Headers<'_, 'static> {
         Headers {
             buf: &self.buf,
-            entries: self.headers.as_slice().iter(),
+            entries: self.headers.from_first(name).iter(),
             want: Want::Kind(name),
         }
     }
@@ -619,13 +671,14 @@ impl Message {
 
     /// Every value of a header by name, in order (lists split as [`Message::headers`] does).
     pub fn headers_named<'a, 'n>(&'a self, name: &'n [u8]) -> Headers<'a, 'n> {
-        let want = match HeaderName::from_bytes(name) {
+        let kind = HeaderName::from_bytes(name);
+        let want = match kind {
             HeaderName::Other => Want::Name(name),
             kind => Want::Kind(kind),
         };
         Headers {
             buf: &self.buf,
-            entries: self.headers.as_slice().iter(),
+            entries: self.headers.from_first(kind).iter(),
             want,
         }
     }
@@ -633,7 +686,7 @@ impl Message {
     /// Number of header lines of a known header.
     pub fn header_count(&self, name: HeaderName) -> usize {
         self.headers
-            .as_slice()
+            .from_first(name)
             .iter()
             .filter(|e| e.kind == name)
             .count()
@@ -678,6 +731,12 @@ impl Message {
     #[inline]
     pub(crate) fn entries(&self) -> &[HeaderEntry] {
         self.headers.as_slice()
+    }
+
+    /// The header lines from the first one of `kind` on (empty when there is none).
+    #[inline]
+    pub(crate) fn entries_from(&self, kind: HeaderName) -> &[HeaderEntry] {
+        self.headers.from_first(kind)
     }
 
     /// Bytes of a span; empty if the span is not inside the message (never panics).
@@ -893,12 +952,47 @@ mod tests {
     }
 
     #[test]
+    fn lookups_from_the_first_line_of_a_kind_see_every_line_of_it() {
+        let mut idx = HeaderIndex::new();
+        let kind_at = |i: u32| match i {
+            0 | 3 | 299 => HeaderName::To,
+            270 | 280 => HeaderName::From,
+            7 | 256 => HeaderName::Other,
+            _ => HeaderName::Via,
+        };
+        for i in 0..300 {
+            idx.push(HeaderEntry {
+                kind: kind_at(i),
+                ..entry(i)
+            });
+            for &k in HeaderName::ALL.iter().chain([&HeaderName::Other]) {
+                let all: Vec<u32> = idx
+                    .as_slice()
+                    .iter()
+                    .filter(|e| e.kind == k)
+                    .map(|e| e.name_start)
+                    .collect();
+                let from: Vec<u32> = idx
+                    .from_first(k)
+                    .iter()
+                    .filter(|e| e.kind == k)
+                    .map(|e| e.name_start)
+                    .collect();
+                assert_eq!(from, all, "{k:?} after {} lines", i + 1);
+                if let Some(e) = idx.from_first(k).first() {
+                    assert!(e.kind == k || idx.len() > 255, "{k:?} starts at its line");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn header_index_spills_to_heap_keeping_order() {
         let mut idx = HeaderIndex::new();
         for i in 0..(INLINE_HEADERS as u32 + 5) {
             idx.push(entry(i));
         }
-        assert!(matches!(idx, HeaderIndex::Heap(_)));
+        assert!(matches!(idx.lines, Lines::Heap(_)));
         assert_eq!(idx.len(), INLINE_HEADERS + 5);
         for (i, e) in idx.as_slice().iter().enumerate() {
             assert_eq!(e.name_start, i as u32);
