@@ -493,7 +493,7 @@ impl HeaderIndex {
 
     /// The lines from the first one of `kind` on; empty when there is none.
     #[inline]
-    pub(crate) fn from_first(&self, kind: HeaderName) -> &[HeaderEntry] {
+    pub(crate) fn lines_from_first(&self, kind: HeaderName) -> &[HeaderEntry] {
         let all = self.as_slice();
         let at = self.first.get(kind as usize).copied().unwrap_or(0);
         let from = if at != NOT_FIRST {
@@ -658,7 +658,7 @@ impl Message {
     pub fn headers(&self, name: HeaderName) -> Headers<'_, 'static> {
         Headers {
             buf: &self.buf,
-            entries: self.headers.from_first(name).iter(),
+            entries: self.headers.lines_from_first(name).iter(),
             want: Want::Kind(name),
         }
     }
@@ -678,7 +678,7 @@ impl Message {
         };
         Headers {
             buf: &self.buf,
-            entries: self.headers.from_first(kind).iter(),
+            entries: self.headers.lines_from_first(kind).iter(),
             want,
         }
     }
@@ -686,7 +686,7 @@ impl Message {
     /// Number of header lines of a known header.
     pub fn header_count(&self, name: HeaderName) -> usize {
         self.headers
-            .from_first(name)
+            .lines_from_first(name)
             .iter()
             .filter(|e| e.kind == name)
             .count()
@@ -736,7 +736,7 @@ impl Message {
     /// The header lines from the first one of `kind` on (empty when there is none).
     #[inline]
     pub(crate) fn entries_from(&self, kind: HeaderName) -> &[HeaderEntry] {
-        self.headers.from_first(kind)
+        self.headers.lines_from_first(kind)
     }
 
     /// Bytes of a span; empty if the span is not inside the message (never panics).
@@ -973,13 +973,13 @@ mod tests {
                     .map(|e| e.name_start)
                     .collect();
                 let from: Vec<u32> = idx
-                    .from_first(k)
+                    .lines_from_first(k)
                     .iter()
                     .filter(|e| e.kind == k)
                     .map(|e| e.name_start)
                     .collect();
                 assert_eq!(from, all, "{k:?} after {} lines", i + 1);
-                if let Some(e) = idx.from_first(k).first() {
+                if let Some(e) = idx.lines_from_first(k).first() {
                     assert!(e.kind == k || idx.len() > 255, "{k:?} starts at its line");
                 }
             }
