@@ -9,6 +9,19 @@
 //! messages of the carrier and the PBX are made outside the timed part. Criterion's
 //! warm-up runs well past 64·T1 of virtual time, so the figure is the steady state where
 //! transactions expire as fast as they are made (no heap growth).
+//!
+//! Instructions per call, deterministic (what each change to the packet path is judged by):
+//!
+//! ```sh
+//! cargo build --release -p trunkstore-benches --benches
+//! CORE_CALLS=40000,5000 valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect='core::measured' target/release/deps/core-<hash>
+//! ```
+//!
+//! `CORE_CALLS=WARM,MEASURED` skips criterion: it runs WARM calls (past 64·T1 of virtual
+//! time, the steady state), then MEASURED calls whose core work goes through `measured`
+//! (only the core's calls, not the bench's own message making), and prints the count;
+//! instructions per call = callgrind's total / MEASURED.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
@@ -18,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use trunkstore_config::load_all;
 use trunkstore_proxy::{Peer, Proxy, ProxyConfig, Shard, Transmit, Transport};
 use trunkstore_routing::{Router, Snapshot};
@@ -76,6 +89,8 @@ struct Rig {
     busy: Duration,
     /// Heap allocations made inside the core.
     allocations: u64,
+    /// Whether the core's calls go through `measured` (callgrind's collection window).
+    measuring: bool,
 }
 
 impl Rig {
@@ -94,6 +109,7 @@ impl Rig {
             calls: 0,
             busy: Duration::ZERO,
             allocations: 0,
+            measuring: false,
         }
     }
 
@@ -101,10 +117,17 @@ impl Rig {
     fn feed(&mut self, from: &str, data: Bytes) -> Vec<Transmit> {
         let allocated = ALLOCATIONS.load(Ordering::Relaxed);
         let start = Instant::now();
-        self.proxy
-            .handle_datagram(&mut self.shard, self.now, udp(from), self.local, data);
         let mut out = Vec::with_capacity(2);
-        out.extend(std::iter::from_fn(|| self.shard.poll_transmit()));
+        let step = |rig: &mut Rig, out: &mut Vec<Transmit>| {
+            rig.proxy
+                .handle_datagram(&mut rig.shard, rig.now, udp(from), rig.local, data);
+            out.extend(std::iter::from_fn(|| rig.shard.poll_transmit()));
+        };
+        if self.measuring {
+            measured(|| step(self, &mut out));
+        } else {
+            step(self, &mut out);
+        }
         self.busy += start.elapsed();
         // The one allocation of `out` is the bench's, not the core's.
         self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - allocated - 1;
@@ -116,9 +139,16 @@ impl Rig {
         self.now += CALL_GAP;
         let allocated = ALLOCATIONS.load(Ordering::Relaxed);
         let start = Instant::now();
-        if self.shard.poll_timeout().is_some_and(|at| at <= self.now) {
-            self.proxy.handle_timeouts(&mut self.shard, self.now);
-            while self.shard.poll_transmit().is_some() {}
+        let step = |rig: &mut Rig| {
+            if rig.shard.poll_timeout().is_some_and(|at| at <= rig.now) {
+                rig.proxy.handle_timeouts(&mut rig.shard, rig.now);
+                while rig.shard.poll_transmit().is_some() {}
+            }
+        };
+        if self.measuring {
+            measured(|| step(self));
+        } else {
+            step(self);
         }
         self.busy += start.elapsed();
         self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - allocated;
@@ -145,6 +175,34 @@ impl Rig {
         assert_eq!(self.feed(UAS, uas_reply(&bye, 200, b"OK", n)).len(), 1);
         self.tick();
     }
+}
+
+/// The callgrind collection window (`--toggle-collect='core::measured'`): the core's work
+/// of the measured calls runs inside it, the bench's own work outside.
+#[inline(never)]
+fn measured(f: impl FnOnce()) {
+    f()
+}
+
+/// `CORE_CALLS=WARM,MEASURED`: whole calls without criterion, for callgrind.
+fn callgrind_run(spec: &str) {
+    let (warm, measure) = spec
+        .split_once(',')
+        .and_then(|(w, m)| Some((w.trim().parse::<u64>().ok()?, m.trim().parse::<u64>().ok()?)))
+        .expect("CORE_CALLS=WARM,MEASURED (two call counts)");
+    let mut rig = Rig::new();
+    for _ in 0..warm {
+        rig.call();
+    }
+    rig.measuring = true;
+    let allocated = rig.allocations;
+    for _ in 0..measure {
+        rig.call();
+    }
+    println!(
+        "{warm} warm-up calls, {measure} measured calls: {:.1} core allocations per call",
+        (rig.allocations - allocated) as f64 / measure as f64
+    );
 }
 
 fn parse(data: &Bytes) -> Message {
@@ -234,4 +292,12 @@ fn core(c: &mut Criterion) {
 }
 
 criterion_group!(benches, core);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("CORE_CALLS") {
+        callgrind_run(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

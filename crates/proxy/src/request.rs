@@ -120,7 +120,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         let invite_key = server_key(cx, &msg, &via, MethodClass::Invite);
         return on_cancel(cx, from, local, msg, invite_key, key);
     }
-    let loop_hash = loop_hash(cx, &msg);
+    let loop_hash = loop_hash(cx, &msg, &checked);
     if is_loop(cx, &msg, loop_hash) {
         local::respond(cx, from, local, &msg, 482, b"Loop Detected", &[]);
         count_rejected(cx, from, &msg, None, Refusal::Loop);
@@ -527,13 +527,14 @@ fn on_cancel(
 }
 
 /// The hash a looping request would carry in our Via (see [`crate::branch`]).
-fn loop_hash(cx: &Ctx<'_>, msg: &Message) -> u32 {
+/// The tags are those of the From and To validation parsed (the first of each).
+fn loop_hash(cx: &Ctx<'_>, msg: &Message, checked: &Checked<'_>) -> u32 {
     let cseq = sipview::cseq(msg).map_or(0, |c| c.seq).to_be_bytes();
     cx.state.hasher.u64(&[
         msg.request_uri(),
         sipview::call_id(msg),
-        sipview::from_tag(msg).unwrap_or(b""),
-        sipview::to_tag(msg).unwrap_or(b""),
+        checked.from.tag().unwrap_or(b""),
+        checked.to.tag().unwrap_or(b""),
         &cseq,
         msg.header(HeaderName::ProxyRequire).unwrap_or(b""),
     ]) as u32
@@ -542,6 +543,9 @@ fn loop_hash(cx: &Ctx<'_>, msg: &Message) -> u32 {
 /// §16.3 step 4: one of our Vias carrying the same loop hash means the request came back
 /// unchanged. A spiral (changed Request-URI) has a different hash.
 fn is_loop(cx: &Ctx<'_>, msg: &Message, hash: u32) -> bool {
+    if !branch::vias_may_carry(msg, hash) {
+        return false;
+    }
     sipview::all_vias(msg).any(|v| {
         sipview::via_is_us(&cx.state.cfg, &v)
             && v.branch()

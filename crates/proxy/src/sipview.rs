@@ -90,7 +90,8 @@ pub(crate) fn route_uri(value: &[u8]) -> Option<Uri<'_>> {
 
 pub(crate) fn uri_is_us(cfg: &ProxyConfig, uri: &Uri<'_>) -> bool {
     match uri.host() {
-        Some(h) => is_us(cfg, &h, uri.port().unwrap_or(uri_default_port(uri))),
+        // The default port reads the transport parameter: only when there is no port.
+        Some(h) => is_us(cfg, &h, uri.port().unwrap_or_else(|| uri_default_port(uri))),
         None => false,
     }
 }

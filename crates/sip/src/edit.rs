@@ -136,7 +136,11 @@ impl<'a> Editor<'a> {
     pub fn pop_routes(&mut self, n: usize) -> Result<usize, Error> {
         let msg = self.msg;
         let mut left = n;
-        for e in msg.entries().iter().filter(|e| e.kind == HeaderName::Route) {
+        for e in msg
+            .entries_from(HeaderName::Route)
+            .iter()
+            .filter(|e| e.kind == HeaderName::Route)
+        {
             if left == 0 {
                 break;
             }
@@ -226,14 +230,23 @@ impl<'a> Editor<'a> {
         if names.is_empty() {
             return Ok(0);
         }
+        // One classification per name serves both the Content-Length check and matching.
         for (kind, name) in kinds.iter_mut().zip(names) {
-            check_not_content_length(name)?;
             *kind = HeaderName::from_bytes(name);
+            if *kind == HeaderName::ContentLength {
+                return Err(CONTENT_LENGTH_IS_OURS);
+            }
         }
         let wanted = || kinds.iter().zip(names);
         let mut n = 0;
         let msg = self.msg;
-        for e in msg.entries() {
+        // Lines before the first of any wanted kind cannot match: usually none is there.
+        let all = msg.entries();
+        let from = wanted()
+            .map(|(&kind, _)| all.len() - msg.entries_from(kind).len())
+            .min()
+            .unwrap_or(all.len());
+        for e in all.get(from..).unwrap_or(&[]) {
             if wanted().any(|(&kind, name)| kind_matches(msg, e, kind, name)) {
                 self.remove_line(e)?;
                 n += 1;
@@ -540,7 +553,8 @@ impl<'a> Editor<'a> {
     }
 
     fn first(&self, kind: HeaderName) -> Option<HeaderEntry> {
-        self.msg.entries().iter().find(|e| e.kind == kind).copied()
+        let from = self.msg.entries_from(kind);
+        from.iter().find(|e| e.kind == kind).copied()
     }
 
     /// Offset just past the line terminator ending header `e` (after any folds).
@@ -597,9 +611,11 @@ fn kind_matches(msg: &Message, e: &HeaderEntry, kind: HeaderName, name: &[u8]) -
 /// Header names [`Editor::remove_headers`] takes at once.
 pub const MAX_REMOVED_NAMES: usize = 4;
 
+const CONTENT_LENGTH_IS_OURS: Error = Error::BadSyntax("Content-Length is set by the editor");
+
 fn check_not_content_length(name: &[u8]) -> Result<(), Error> {
     if HeaderName::from_bytes(name) == HeaderName::ContentLength {
-        return Err(Error::BadSyntax("Content-Length is set by the editor"));
+        return Err(CONTENT_LENGTH_IS_OURS);
     }
     Ok(())
 }

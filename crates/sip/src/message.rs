@@ -215,76 +215,83 @@ header_names! {
 
 impl HeaderName {
     /// Classifies a header name: case-insensitive, compact forms map to their long names.
-    /// Dispatches on length first so a lookup costs one or two short comparisons.
+    /// (length, first letter, and a second letter where two names share those) leaves one
+    /// candidate, compared in its canonical spelling by a few word loads (names come
+    /// spelled so almost always), then case-insensitively. It runs for every header line
+    /// parsed: a library `memcmp` call per candidate was most of its cost.
     pub fn from_bytes(name: &[u8]) -> HeaderName {
+        let h = Self::candidate(name);
+        if h == HeaderName::Other || name.len() == 1 {
+            return h;
+        }
+        let canon = h.as_str().as_bytes();
+        if eq_same_len(canon, name) || eq_ignore_case(canon, name) {
+            h
+        } else {
+            HeaderName::Other
+        }
+    }
+
+    /// The one known name `name` can be (`Other` when none): a compact form is final, a
+    /// longer name must still be compared.
+    #[inline]
+    fn candidate(name: &[u8]) -> HeaderName {
         use HeaderName as H;
-        if let [c] = name {
-            return Self::from_compact(*c);
+        let lower = |i: usize| name.get(i).map_or(0, u8::to_ascii_lowercase);
+        match (name.len(), lower(0)) {
+            (0, _) => H::Other,
+            (1, c) => Self::from_compact(c),
+            (2, b't') => H::To,
+            (3, b'v') => H::Via,
+            (4, b'f') => H::From,
+            (4, b'c') => H::CSeq,
+            (4, b'p') => H::Path,
+            (4, b'r') if lower(1) == b'a' => H::RAck,
+            (4, b'r') => H::RSeq,
+            (5, b'a') => H::Allow,
+            (5, b'r') => H::Route,
+            (5, b'e') => H::Event,
+            (6, b'a') => H::Accept,
+            (6, b's') => H::Server,
+            (6, b'r') => H::Reason,
+            (6, b'm') => H::MinSe,
+            (7, b'c') if lower(1) == b'a' => H::CallId,
+            (7, b'c') => H::Contact,
+            (7, b'e') => H::Expires,
+            (7, b's') => H::Subject,
+            (7, b'r') => H::Require,
+            (7, b'p') => H::Privacy,
+            (8, b'i') => H::Identity,
+            (8, b'r') => H::ReferTo,
+            (9, b's') => H::Supported,
+            (9, b't') => H::Timestamp,
+            (9, b'd') => H::Diversion,
+            (10, b'u') => H::UserAgent,
+            (11, b'r') if lower(2) == b'f' => H::ReferredBy,
+            (11, b'r') => H::RetryAfter,
+            (11, b'u') => H::Unsupported,
+            (11, b'm') => H::MinExpires,
+            (12, b'm') => H::MaxForwards,
+            (12, b'c') => H::ContentType,
+            (12, b'r') => H::RecordRoute,
+            (12, b'a') => H::AllowEvents,
+            (13, b'i') => H::IdentityInfo,
+            (13, b'a') => H::Authorization,
+            (13, b'p') => H::ProxyRequire,
+            (13, b's') => H::ServiceRoute,
+            (14, b'c') => H::ContentLength,
+            (14, b'a') => H::AcceptContact,
+            (14, b'r') => H::RejectContact,
+            (15, b's') => H::SessionExpires,
+            (16, b'c') => H::ContentEncoding,
+            (16, b'w') => H::WwwAuthenticate,
+            (18, b'p') => H::ProxyAuthenticate,
+            (19, b'p') if lower(1) == b'r' => H::ProxyAuthorization,
+            (19, b'p') => H::PAssertedIdentity,
+            (19, b'r') => H::RequestDisposition,
+            (20, b'p') => H::PPreferredIdentity,
+            _ => H::Other,
         }
-        let Some(&first) = name.first() else {
-            return H::Other;
-        };
-        // (length, first letter) leaves at most two candidates to compare.
-        let candidates: &[H] = match (name.len(), first.to_ascii_lowercase()) {
-            (2, b't') => &[H::To],
-            (3, b'v') => &[H::Via],
-            (4, b'f') => &[H::From],
-            (4, b'c') => &[H::CSeq],
-            (4, b'p') => &[H::Path],
-            (4, b'r') => &[H::RAck, H::RSeq],
-            (5, b'a') => &[H::Allow],
-            (5, b'r') => &[H::Route],
-            (5, b'e') => &[H::Event],
-            (6, b'a') => &[H::Accept],
-            (6, b's') => &[H::Server],
-            (6, b'r') => &[H::Reason],
-            (6, b'm') => &[H::MinSe],
-            (7, b'c') => &[H::CallId, H::Contact],
-            (7, b'e') => &[H::Expires],
-            (7, b's') => &[H::Subject],
-            (7, b'r') => &[H::Require],
-            (7, b'p') => &[H::Privacy],
-            (8, b'i') => &[H::Identity],
-            (8, b'r') => &[H::ReferTo],
-            (9, b's') => &[H::Supported],
-            (9, b't') => &[H::Timestamp],
-            (9, b'd') => &[H::Diversion],
-            (10, b'u') => &[H::UserAgent],
-            (11, b'r') => &[H::ReferredBy, H::RetryAfter],
-            (11, b'u') => &[H::Unsupported],
-            (11, b'm') => &[H::MinExpires],
-            (12, b'm') => &[H::MaxForwards],
-            (12, b'c') => &[H::ContentType],
-            (12, b'r') => &[H::RecordRoute],
-            (12, b'a') => &[H::AllowEvents],
-            (13, b'i') => &[H::IdentityInfo],
-            (13, b'a') => &[H::Authorization],
-            (13, b'p') => &[H::ProxyRequire],
-            (13, b's') => &[H::ServiceRoute],
-            (14, b'c') => &[H::ContentLength],
-            (14, b'a') => &[H::AcceptContact],
-            (14, b'r') => &[H::RejectContact],
-            (15, b's') => &[H::SessionExpires],
-            (16, b'c') => &[H::ContentEncoding],
-            (16, b'w') => &[H::WwwAuthenticate],
-            (18, b'p') => &[H::ProxyAuthenticate],
-            (19, b'p') => &[H::ProxyAuthorization, H::PAssertedIdentity],
-            (19, b'r') => &[H::RequestDisposition],
-            (20, b'p') => &[H::PPreferredIdentity],
-            _ => &[],
-        };
-        // Names come in their canonical spelling almost always: a plain comparison first.
-        for &h in candidates {
-            if h.as_str().as_bytes() == name {
-                return h;
-            }
-        }
-        for &h in candidates {
-            if eq_ignore_case(h.as_str().as_bytes(), name) {
-                return h;
-            }
-        }
-        H::Other
     }
 
     /// RFC 3261 §7.3.3 and later RFCs' compact forms.
@@ -313,6 +320,32 @@ impl HeaderName {
             b'n' => H::IdentityInfo,
             _ => H::Other,
         }
+    }
+}
+
+/// `a == b` for slices of the same length up to 24 bytes (header names): two or three
+/// possibly overlapping word loads a side instead of a `memcmp` call.
+#[inline]
+fn eq_same_len(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])))
+    };
+    let w4 = |s: &[u8], i: usize| {
+        s.get(i..i + 4)
+            .map(|w| u32::from_ne_bytes(w.try_into().unwrap_or([0; 4])))
+    };
+    match n {
+        0 => true,
+        1..=3 => a.first() == b.first() && a.last() == b.last() && a.get(1) == b.get(1),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        17..=24 => w8(a, 0) == w8(b, 0) && w8(a, 8) == w8(b, 8) && w8(a, n - 8) == w8(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -378,7 +411,7 @@ pub(crate) const INLINE_HEADERS: usize = 32;
 #[derive(Clone)]
 // Boxing the inline array would defeat its purpose (no allocation per parse).
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum HeaderIndex {
+pub(crate) enum Lines {
     Inline {
         len: u8,
         items: [HeaderEntry; INLINE_HEADERS],
@@ -386,38 +419,90 @@ pub(crate) enum HeaderIndex {
     Heap(Vec<HeaderEntry>),
 }
 
+/// One slot per [`HeaderName`], `Other` included (it is the last variant).
+const KINDS: usize = HeaderName::Other as usize + 1;
+
+/// `first` slot of a kind with no line among the first `NOT_FIRST` lines.
+const NOT_FIRST: u8 = u8::MAX;
+
+/// The header lines, and where each known header's first line is: the proxy reads a
+/// header by kind ~26 times per call, each a scan from the first line (a miss scanned
+/// them all) before this.
+#[derive(Clone)]
+pub(crate) struct HeaderIndex {
+    lines: Lines,
+    /// Position of the first line of each kind, or `NOT_FIRST` when there is none
+    /// among the first 255 lines (a longer message scans the rest).
+    first: [u8; KINDS],
+}
+
 impl HeaderIndex {
     pub(crate) fn new() -> HeaderIndex {
-        HeaderIndex::Inline {
-            len: 0,
-            items: [HeaderEntry::EMPTY; INLINE_HEADERS],
+        HeaderIndex {
+            lines: Lines::Inline {
+                len: 0,
+                items: [HeaderEntry::EMPTY; INLINE_HEADERS],
+            },
+            first: [NOT_FIRST; KINDS],
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, e: HeaderEntry) {
-        match self {
-            HeaderIndex::Inline { len, items } => {
-                let n = *len as usize;
-                if let Some(slot) = items.get_mut(n) {
-                    *slot = e;
-                    *len += 1;
-                } else {
-                    let mut v = Vec::with_capacity(INLINE_HEADERS * 4);
-                    v.extend_from_slice(items);
-                    v.push(e);
-                    *self = HeaderIndex::Heap(v);
-                }
+        let at = match &mut self.lines {
+            Lines::Inline { len, items } if usize::from(*len) < INLINE_HEADERS => {
+                let n = usize::from(*len);
+                items[n] = e;
+                *len += 1;
+                n
             }
-            HeaderIndex::Heap(v) => v.push(e),
+            _ => self.push_spilled(e),
+        };
+        // `kind as usize < KINDS` always: `Other` is the last variant.
+        let first = &mut self.first[e.kind as usize];
+        if *first == NOT_FIRST && at < usize::from(NOT_FIRST) {
+            *first = at as u8;
+        }
+    }
+
+    /// `push` past the inline lines: moves them to the heap once. Returns the position.
+    #[cold]
+    fn push_spilled(&mut self, e: HeaderEntry) -> usize {
+        match &mut self.lines {
+            Lines::Inline { items, .. } => {
+                let mut v = Vec::with_capacity(INLINE_HEADERS * 4);
+                v.extend_from_slice(items);
+                v.push(e);
+                self.lines = Lines::Heap(v);
+                INLINE_HEADERS
+            }
+            Lines::Heap(v) => {
+                v.push(e);
+                v.len() - 1
+            }
         }
     }
 
     #[inline]
     pub(crate) fn as_slice(&self) -> &[HeaderEntry] {
-        match self {
-            HeaderIndex::Inline { len, items } => &items[..*len as usize],
-            HeaderIndex::Heap(v) => v,
+        match &self.lines {
+            Lines::Inline { len, items } => &items[..*len as usize],
+            Lines::Heap(v) => v,
         }
+    }
+
+    /// The lines from the first one of `kind` on; empty when there is none.
+    #[inline]
+    pub(crate) fn lines_from_first(&self, kind: HeaderName) -> &[HeaderEntry] {
+        let all = self.as_slice();
+        let at = self.first.get(kind as usize).copied().unwrap_or(0);
+        let from = if at != NOT_FIRST {
+            usize::from(at)
+        } else {
+            // None among the first 255 lines: only a longer message can have one.
+            usize::from(NOT_FIRST).min(all.len())
+        };
+        all.get(from..).unwrap_or(&[])
     }
 
     #[inline]
@@ -573,7 +658,7 @@ impl Message {
     pub fn headers(&self, name: HeaderName) -> Headers<'_, 'static> {
         Headers {
             buf: &self.buf,
-            entries: self.headers.as_slice().iter(),
+            entries: self.headers.lines_from_first(name).iter(),
             want: Want::Kind(name),
         }
     }
@@ -586,13 +671,14 @@ impl Message {
 
     /// Every value of a header by name, in order (lists split as [`Message::headers`] does).
     pub fn headers_named<'a, 'n>(&'a self, name: &'n [u8]) -> Headers<'a, 'n> {
-        let want = match HeaderName::from_bytes(name) {
+        let kind = HeaderName::from_bytes(name);
+        let want = match kind {
             HeaderName::Other => Want::Name(name),
             kind => Want::Kind(kind),
         };
         Headers {
             buf: &self.buf,
-            entries: self.headers.as_slice().iter(),
+            entries: self.headers.lines_from_first(kind).iter(),
             want,
         }
     }
@@ -600,7 +686,7 @@ impl Message {
     /// Number of header lines of a known header.
     pub fn header_count(&self, name: HeaderName) -> usize {
         self.headers
-            .as_slice()
+            .lines_from_first(name)
             .iter()
             .filter(|e| e.kind == name)
             .count()
@@ -645,6 +731,12 @@ impl Message {
     #[inline]
     pub(crate) fn entries(&self) -> &[HeaderEntry] {
         self.headers.as_slice()
+    }
+
+    /// The header lines from the first one of `kind` on (empty when there is none).
+    #[inline]
+    pub(crate) fn entries_from(&self, kind: HeaderName) -> &[HeaderEntry] {
+        self.headers.lines_from_first(kind)
     }
 
     /// Bytes of a span; empty if the span is not inside the message (never panics).
@@ -743,6 +835,43 @@ mod tests {
     }
 
     #[test]
+    fn a_name_one_byte_off_a_known_one_is_other() {
+        for &h in HeaderName::ALL {
+            let canon = h.as_str().as_bytes();
+            for i in 0..canon.len() {
+                for b in [b'x', b'\r', b'-', canon[i] ^ 0x20, canon[i] + 1] {
+                    let mut name = canon.to_vec();
+                    name[i] = b;
+                    if name.eq_ignore_ascii_case(canon) {
+                        continue;
+                    }
+                    let got = HeaderName::from_bytes(&name);
+                    let want = HeaderName::ALL
+                        .iter()
+                        .copied()
+                        .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(&name))
+                        .unwrap_or(HeaderName::Other);
+                    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&name));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_length_comparison_agrees_with_slices() {
+        for n in 0..30usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'A' + i).collect();
+            assert!(eq_same_len(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x01;
+                assert!(!eq_same_len(&a, &b), "length {n}, byte {i}");
+            }
+            assert!(!eq_same_len(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
+
+    #[test]
     fn compact_forms_map_to_long_names() {
         let table: &[(&[u8], HeaderName)] = &[
             (b"i", HeaderName::CallId),
@@ -823,12 +952,47 @@ mod tests {
     }
 
     #[test]
+    fn lookups_from_the_first_line_of_a_kind_see_every_line_of_it() {
+        let mut idx = HeaderIndex::new();
+        let kind_at = |i: u32| match i {
+            0 | 3 | 299 => HeaderName::To,
+            270 | 280 => HeaderName::From,
+            7 | 256 => HeaderName::Other,
+            _ => HeaderName::Via,
+        };
+        for i in 0..300 {
+            idx.push(HeaderEntry {
+                kind: kind_at(i),
+                ..entry(i)
+            });
+            for &k in HeaderName::ALL.iter().chain([&HeaderName::Other]) {
+                let all: Vec<u32> = idx
+                    .as_slice()
+                    .iter()
+                    .filter(|e| e.kind == k)
+                    .map(|e| e.name_start)
+                    .collect();
+                let from: Vec<u32> = idx
+                    .lines_from_first(k)
+                    .iter()
+                    .filter(|e| e.kind == k)
+                    .map(|e| e.name_start)
+                    .collect();
+                assert_eq!(from, all, "{k:?} after {} lines", i + 1);
+                if let Some(e) = idx.lines_from_first(k).first() {
+                    assert!(e.kind == k || idx.len() > 255, "{k:?} starts at its line");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn header_index_spills_to_heap_keeping_order() {
         let mut idx = HeaderIndex::new();
         for i in 0..(INLINE_HEADERS as u32 + 5) {
             idx.push(entry(i));
         }
-        assert!(matches!(idx, HeaderIndex::Heap(_)));
+        assert!(matches!(idx.lines, Lines::Heap(_)));
         assert_eq!(idx.len(), INLINE_HEADERS + 5);
         for (i, e) in idx.as_slice().iter().enumerate() {
             assert_eq!(e.name_start, i as u32);
