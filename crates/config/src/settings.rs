@@ -857,24 +857,16 @@ impl Settings {
             carriers: carriers(&mut w, root),
             emergency_numbers: emergency_numbers(&mut w, root),
             failover_on: failover_on(&mut w, root),
-            max_call_duration: w
-                .opt_integer(root, "max_call_duration", "", 1, u32::MAX as i64)
-                .map_or(43_200, |n| n as u32),
+            max_call_duration: w.opt_u32(root, "max_call_duration", "", 1, u32::MAX as i64, 43_200),
             timers: timers(&mut w, root),
             api: api(&mut w, root),
             cdr: cdr(&mut w, root, base_dir),
             log: log(&mut w, root),
             metrics: metrics(&mut w, root),
             limits: limits(&mut w, root),
-            nonce_ttl: w
-                .opt_integer(root, "nonce_ttl", "", 1, 86_400)
-                .map_or(300, |n| n as u32),
-            workers: w
-                .opt_integer(root, "workers", "", 0, 1024)
-                .map_or(0, |n| n as u32),
-            shutdown_grace: w
-                .opt_integer(root, "shutdown_grace", "", 0, 3600)
-                .map_or(5, |n| n as u32),
+            nonce_ttl: w.opt_u32(root, "nonce_ttl", "", 1, 86_400, 300),
+            workers: w.opt_u32(root, "workers", "", 0, 1024, 0),
+            shutdown_grace: w.opt_u32(root, "shutdown_grace", "", 0, 3600, 5),
             transport: transport(&mut w, root),
             protection: protection(&mut w, root),
             auth: auth(&mut w, root),
@@ -1375,12 +1367,8 @@ fn carrier(w: &mut Walker, obj: &Map<String, Value>, path: &str) -> Option<Carri
         name: name.unwrap_or_default(),
         gateways,
         sources,
-        priority: w
-            .opt_integer(obj, "priority", path, 0, u32::MAX as i64)
-            .map_or(10, |n| n as u32),
-        weight: w
-            .opt_integer(obj, "weight", path, 0, u32::MAX as i64)
-            .map_or(1, |n| n as u32),
+        priority: w.opt_u32(obj, "priority", path, 0, u32::MAX as i64, 10),
+        weight: w.opt_u32(obj, "weight", path, 0, u32::MAX as i64, 1),
         format,
         rule,
         emergency: w.opt_bool(obj, "emergency", path).unwrap_or(false),
@@ -1584,10 +1572,7 @@ fn timers(w: &mut Walker, root: &Map<String, Value>) -> Timers {
         return d;
     };
     let max = MAX_TIMER_SECS;
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "timers", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get = |key: &str, min, max, default| w.opt_u32(obj, key, "timers", min, max, default);
     let t = Timers {
         delay: get("delay", 0, max, d.delay),
         progress_timeout: get("progress_timeout", 1, max, d.progress_timeout),
@@ -1729,10 +1714,8 @@ fn registrar(w: &mut Walker, root: &Map<String, Value>) -> Registrar {
     let Some(obj) = sub_object(w, root, "registrar", &known) else {
         return d;
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "registrar", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get =
+        |key: &str, min, max, default| w.opt_u32(obj, key, "registrar", min, max, default);
     let r = Registrar {
         min_expires: get("min_expires", 1, 86_400, d.min_expires),
         max_expires: get("max_expires", 1, 7 * 86_400, d.max_expires),
@@ -1768,10 +1751,7 @@ fn media(w: &mut Walker, root: &Map<String, Value>) -> Media {
     let Some(obj) = sub_object(w, root, "media", &known) else {
         return d;
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "media", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get = |key: &str, min, max, default| w.opt_u32(obj, key, "media", min, max, default);
     // A reply later than a minute is no use to a ringing INVITE.
     let timeout_ms = get("timeout_ms", 1, 60_000, d.timeout_ms);
     let retries = get("retries", 0, 10, d.retries);
@@ -1816,9 +1796,7 @@ fn rtpengines(w: &mut Walker, obj: &Map<String, Value>) -> Vec<RtpEngine> {
                 None
             }
         };
-        let weight = w
-            .opt_integer(e, "weight", &item, 0, 1000)
-            .map_or(1, |n| n as u32);
+        let weight = w.opt_u32(e, "weight", &item, 0, 1000, 1);
         let Some(address) = address else { continue };
         if let Some(first) = out.iter().position(|o| o.address == address) {
             w.error(
@@ -1876,10 +1854,7 @@ fn cluster(w: &mut Walker, root: &Map<String, Value>, base_dir: &Path) -> Option
             None
         }
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "cluster", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get = |key: &str, min, max, default| w.opt_u32(obj, key, "cluster", min, max, default);
     // Below 3 s a lease would need renewing faster than a loaded Redis answers.
     let lease_secs = get("lease_secs", 3, 3600, 15);
     let timeout_ms = get("timeout_ms", 1, 10_000, 250);
@@ -1973,10 +1948,7 @@ fn dns(w: &mut Walker, root: &Map<String, Value>) -> Dns {
     let Some(obj) = sub_object(w, root, "dns", &known) else {
         return d;
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "dns", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get = |key: &str, min, max, default| w.opt_u32(obj, key, "dns", min, max, default);
     // A call waits for its DNS: an answer later than a minute is no use to an INVITE.
     let timeout_ms = get("timeout_ms", 1, 60_000, d.timeout_ms);
     let attempts = get("attempts", 1, 10, d.attempts);
@@ -2041,10 +2013,7 @@ fn limits(w: &mut Walker, root: &Map<String, Value>) -> Limits {
     let Some(obj) = sub_object(w, root, "limits", &known) else {
         return d;
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "limits", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get = |key: &str, min, max, default| w.opt_u32(obj, key, "limits", min, max, default);
     Limits {
         max_message_size: get(
             "max_message_size",
@@ -2077,10 +2046,8 @@ fn transport(w: &mut Walker, root: &Map<String, Value>) -> TransportOptions {
     let Some(obj) = sub_object(w, root, "transport", &known) else {
         return d;
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "transport", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get =
+        |key: &str, min, max, default| w.opt_u32(obj, key, "transport", min, max, default);
     TransportOptions {
         // Below 64 KiB a burst of a few INVITEs already overflows; the kernel caps large
         // values at net.core.rmem_max unless the process may force them.
@@ -2122,10 +2089,8 @@ fn protection(w: &mut Walker, root: &Map<String, Value>) -> Protection {
     let Some(obj) = sub_object(w, root, "protection", &known) else {
         return d;
     };
-    let mut get = |key: &str, min: i64, max: i64, default: u32| {
-        w.opt_integer(obj, key, "protection", min, max)
-            .map_or(default, |n| n as u32)
-    };
+    let mut get =
+        |key: &str, min, max, default| w.opt_u32(obj, key, "protection", min, max, default);
     let mut p = Protection {
         ban_threshold: get("ban_threshold", 0, 1_000_000, d.ban_threshold),
         ban_window: get("ban_window", 1, 86_400, d.ban_window),

@@ -293,6 +293,21 @@ impl Walker {
         Self::field(obj, key).and_then(|v| self.integer(v, &join(base, key), min, max))
     }
 
+    /// A bounded integer member read as `u32` (`min >= 0`, `max <= u32::MAX`); `default`
+    /// when absent (an out-of-range or mistyped one is an error, and the default stands in).
+    pub(crate) fn opt_u32(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        base: &str,
+        min: i64,
+        max: i64,
+        default: u32,
+    ) -> u32 {
+        self.opt_integer(obj, key, base, min, max)
+            .map_or(default, |n| n as u32)
+    }
+
     pub(crate) fn opt_bool(
         &mut self,
         obj: &Map<String, Value>,
