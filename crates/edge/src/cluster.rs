@@ -37,8 +37,7 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
-    /// Round trips to Redis over the current connection (none before the first one;
-    /// the counts start again with each new connection).
+    /// Round trips to Redis over the node's connection (none before the first one).
     pub fn round_trips(&self) -> Option<Arc<RoundTrips>> {
         self.redis.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -109,14 +108,10 @@ impl<C: Core> Task<C> {
                     if store.is_none() {
                         store = self.connect().await;
                     }
+                    // A connection that lost Redis reconnects by itself (`Redis` heals
+                    // after a failed round trip): the next tick's renewal finds it back.
                     if let Some(s) = &store {
                         self.renew(s).await;
-                    }
-                    // redis-rs's reconnecting connection was seen to stay broken after
-                    // Redis restarted: a node that cannot reach Redis connects afresh at
-                    // the next tick.
-                    if !self.up {
-                        store = None;
                     }
                 }
             }
