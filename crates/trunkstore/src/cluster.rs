@@ -86,6 +86,7 @@ async fn publish_security(stream: SecurityStream, proxy: Arc<Proxy>) {
 /// installs the other nodes' in the core, every `BINDINGS_EVERY`.
 async fn share_bindings(table: BindingsTable, proxy: Arc<Proxy>) {
     let mut written: Option<(u64, u64, Instant)> = None;
+    let mut seen: Vec<String> = Vec::new();
     let mut failing = false;
     loop {
         tokio::time::sleep(BINDINGS_EVERY).await;
@@ -105,11 +106,16 @@ async fn share_bindings(table: BindingsTable, proxy: Arc<Proxy>) {
                 written = Some((now.0, now.1, Instant::now()));
             }
             let theirs = table.others().await?;
-            let bindings = theirs
-                .iter()
-                .flat_map(|text| crate::registrations::from_shared_text(text))
-                .collect();
-            proxy.set_remote_registrations(bindings, Instant::now());
+            // Expiries are absolute in the text: the same text installed again would give
+            // the same bindings, so it is parsed only when it changed.
+            if theirs != seen {
+                let bindings = theirs
+                    .iter()
+                    .flat_map(|text| crate::registrations::from_shared_text(text))
+                    .collect();
+                proxy.set_remote_registrations(bindings, Instant::now());
+                seen = theirs;
+            }
             Ok::<(), trunkstore_cluster::RedisError>(())
         }
         .await;
