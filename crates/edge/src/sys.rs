@@ -15,6 +15,10 @@ use socket2::{SockAddr, Socket};
 /// Largest UDP payload; a bigger datagram cannot exist, so a slot never truncates.
 pub(crate) const SLOT: usize = 65_536;
 
+/// Room for any socket address in a receive header.
+#[cfg(target_os = "linux")]
+const ADDR_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
 /// Receive buffers for one worker: `n` slots of [`SLOT`] bytes, reused for every call.
 pub(crate) struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
@@ -33,7 +37,7 @@ unsafe impl Send for RecvBatch {}
 impl RecvBatch {
     pub(crate) fn new(n: usize) -> RecvBatch {
         let n = n.max(1);
-        RecvBatch {
+        let mut batch = RecvBatch {
             bufs: (0..n).map(|_| vec![0u8; SLOT].into_boxed_slice()).collect(),
             #[cfg(target_os = "linux")]
             // SAFETY: all-zero is a valid sockaddr_storage / iovec / mmsghdr.
@@ -43,6 +47,43 @@ impl RecvBatch {
             #[cfg(target_os = "linux")]
             hdrs: vec![unsafe { std::mem::zeroed() }; n],
             received: Vec::with_capacity(n),
+        };
+        #[cfg(target_os = "linux")]
+        batch.point_headers();
+        batch
+    }
+
+    /// Points every header at its slot, address and iovec once: the vectors are never
+    /// resized, so their heap storage (what the pointers name) never moves, and a receive
+    /// only has to restore what the kernel wrote back (see `restore_used`) instead of
+    /// rewriting all the slots' headers (~800 stores for 64 slots) before every call.
+    #[cfg(target_os = "linux")]
+    fn point_headers(&mut self) {
+        for i in 0..self.bufs.len() {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: SLOT,
+            };
+            let hdr = &mut self.hdrs[i].msg_hdr;
+            hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = ADDR_LEN;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = std::ptr::null_mut();
+            hdr.msg_controllen = 0;
+            hdr.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+    }
+
+    /// The kernel writes back, in each slot it filled, the address's length and the
+    /// datagram's length and flags; the next receive needs the full address room again.
+    #[cfg(target_os = "linux")]
+    fn restore_used(&mut self, used: usize) {
+        for h in &mut self.hdrs[..used] {
+            h.msg_hdr.msg_namelen = ADDR_LEN;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
         }
     }
 
@@ -72,21 +113,6 @@ impl RecvBatch {
     fn recv_flags(&mut self, socket: &Socket, nowait: bool) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let n = self.bufs.len();
-        for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: SLOT,
-            };
-            let hdr = &mut self.hdrs[i].msg_hdr;
-            hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_iov = &mut self.iovs[i];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
-            hdr.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
-        }
         let flags = if nowait {
             libc::MSG_DONTWAIT
         } else {
@@ -103,15 +129,20 @@ impl RecvBatch {
             )
         };
         if r < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            // Nothing was received, but the first slot may have been written to.
+            self.restore_used(1);
+            return Err(error);
         }
+        let r = r as usize;
         self.received.clear();
-        for i in 0..r as usize {
+        for i in 0..r {
             let hdr = &self.hdrs[i];
             let from = sockaddr_to_std(&self.addrs[i], hdr.msg_hdr.msg_namelen);
             self.received.push((hdr.msg_len as usize, from));
         }
-        Ok(r as usize)
+        self.restore_used(r);
+        Ok(r)
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -452,4 +483,55 @@ fn send_some(socket: &Socket, items: &[(SockAddr, Bytes)]) -> io::Result<usize> 
 /// Sets `SO_RCVTIMEO`; `None` blocks indefinitely.
 pub(crate) fn set_recv_timeout(socket: &Socket, timeout: Option<Duration>) -> io::Result<()> {
     socket.set_read_timeout(timeout)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Type};
+    use std::net::UdpSocket;
+
+    fn receiver() -> (Socket, SocketAddr) {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        (s, addr)
+    }
+
+    #[test]
+    fn every_receive_sees_each_datagram_with_its_own_source() {
+        let (rx, to) = receiver();
+        let mut batch = RecvBatch::new(4);
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for round in 0..3 {
+            a.send_to(format!("a{round}").as_bytes(), to).unwrap();
+            b.send_to(format!("bb{round}").as_bytes(), to).unwrap();
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                assert!(batch.recv(&rx).unwrap() > 0);
+                got.extend(batch.datagrams());
+            }
+            let want = [
+                (a.local_addr().unwrap(), format!("a{round}")),
+                (b.local_addr().unwrap(), format!("bb{round}")),
+            ];
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert_eq!((g.0, &g.1[..]), (w.0, w.1.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_receive_restores_the_address_room_of_the_slots_it_used() {
+        let (rx, to) = receiver();
+        let mut batch = RecvBatch::new(4);
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.send_to(b"x", to).unwrap();
+        assert_eq!(batch.recv(&rx).unwrap(), 1);
+        assert!(batch.hdrs.iter().all(|h| h.msg_hdr.msg_namelen == ADDR_LEN));
+        assert_eq!(batch.recv_nowait(&rx).unwrap(), 0);
+        assert!(batch.hdrs.iter().all(|h| h.msg_hdr.msg_namelen == ADDR_LEN));
+    }
 }
