@@ -20,53 +20,20 @@ use crate::api::{http, new_document, settings_extra, Probe};
 use crate::config::{settings_json, ProxySetup};
 use crate::harness::{free_port, Proc, TestDir};
 use crate::proxy::Proxy;
+use trunkstore_testkit::Redis;
 
 /// A change must be live on every node within this (behaviour.md §9).
 const FOLLOW_LIMIT: Duration = Duration::from_secs(1);
 const LIST: &str = "/v2/accounts/e2e/connectivity";
 
-/// `redis-server` on its port, with its data (append-only file) in `dir`.
-struct RedisServer {
-    proc: Option<Proc>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start(dir: &TestDir, port: u16) -> RedisServer {
-        let mut server = RedisServer { proc: None, port };
-        server.restart(dir);
-        server
-    }
-
-    fn restart(&mut self, dir: &TestDir) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir.path());
-        self.proc = Some(Proc::spawn("redis", cmd, dir.path()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM (Redis flushes its append-only file) and wait for the exit.
-    fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.terminate();
-            p.wait_or_kill(Duration::from_secs(10))
-                .expect("redis stops");
-        }
-    }
+/// `redis-server` on `port` with its data (an append-only file, synced at every write) in
+/// `dir`, so a restart keeps what was written.
+fn redis_server(dir: &TestDir, port: u16) -> Redis {
+    Redis::start_in(
+        dir.path(),
+        port,
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    )
 }
 
 /// One node: its own directory (its logs), ports and settings.
@@ -180,7 +147,7 @@ fn create(api: u16, doc: &Value) -> Result<String, String> {
 #[test]
 fn documents_follow_across_two_nodes() {
     let redis_dir = TestDir::new("cluster-docs-redis");
-    let mut redis = RedisServer::start(&redis_dir, free_port());
+    let mut redis = redis_server(&redis_dir, free_port());
     let probe_carrier = free_port();
     let a = Node::new("cluster-docs-a", "edge-a", redis.port, probe_carrier);
     let b = Node::new("cluster-docs-b", "edge-b", redis.port, probe_carrier);
@@ -259,7 +226,7 @@ fn documents_follow_across_two_nodes() {
     assert!(message.contains("Redis"), "{body}");
     let (_, after_a) = http(api_a, "GET", LIST, None).unwrap();
     assert_eq!(before_a["data"], after_a["data"], "A's documents changed");
-    redis.restart(&redis_dir);
+    redis.restart();
     let check = a.dir.path().join("after-outage");
     let (ok, out) = a.cli(&["export", "--to"], &check);
     assert!(ok, "export after the outage: {out}");
@@ -329,7 +296,7 @@ fn a_node_waits_for_redis_at_start() {
         Duration::from_millis(200),
     );
     assert!(silent.is_none(), "answered SIP without documents");
-    let mut redis = RedisServer::start(&redis_dir, redis_port);
+    let mut redis = redis_server(&redis_dir, redis_port);
     // Ready within its backoff (at most a few seconds here).
     let deadline = Instant::now() + Duration::from_secs(10);
     while crate::raw::options_ping(

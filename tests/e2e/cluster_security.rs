@@ -13,8 +13,8 @@ use crate::config::ProxySetup;
 use crate::harness::{addr, free_port, TestDir};
 use crate::outbound::authorization;
 use crate::proxy::Proxy;
-use crate::redis::Redis;
 use crate::{metrics_page, raw};
+use trunkstore_testkit::Redis;
 
 const ATTACKER: &str = "127.0.0.9";
 const PBX: &str = "127.0.0.11";
@@ -135,7 +135,7 @@ fn status(answer: &Option<String>) -> Option<u16> {
 #[test]
 fn failures_spread_over_two_nodes_ban_on_both() {
     let dir = TestDir::new("cluster-ban-redis");
-    let redis = Redis::start(&dir);
+    let redis = Redis::start_in(dir.path(), free_port(), &[]);
     let (a, b) = (
         Node::start("cluster-ban", "a", &redis),
         Node::start("cluster-ban", "b", &redis),
@@ -185,7 +185,7 @@ fn failures_spread_over_two_nodes_ban_on_both() {
 #[test]
 fn a_nonce_of_one_node_is_stale_on_the_other_and_the_retry_is_admitted() {
     let dir = TestDir::new("cluster-nonce-redis");
-    let redis = Redis::start(&dir);
+    let redis = Redis::start_in(dir.path(), free_port(), &[]);
     let (a, b) = (
         Node::start("cluster-nonce", "a", &redis),
         Node::start("cluster-nonce", "b", &redis),

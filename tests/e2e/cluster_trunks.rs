@@ -17,9 +17,9 @@ use serde_json::{json, Map, Value};
 use crate::config::{self, dids, Pbx, ProxySetup};
 use crate::harness::{self, free_port, TestDir};
 use crate::proxy::Proxy;
-use crate::redis::Redis;
 use crate::sipp::{Transport, Uac, Uas};
 use crate::{await_metric_at, check_metrics_at, UAS_FINISH};
+use trunkstore_testkit::Redis;
 
 const HELD_HOST: &str = "127.0.0.5";
 const PROBE_HOST: &str = "127.0.0.6";
@@ -195,7 +195,7 @@ fn fail_with(problems: Vec<String>) {
 #[test]
 fn trunk_limit_of_two_holds_across_two_nodes() {
     let dir = TestDir::new("cluster-trunks-limit-redis");
-    let redis = Redis::start(&dir);
+    let redis = Redis::start_in(dir.path(), free_port(), &[]);
     let pbx = Pbx::new("pbx", free_port(), "npan", dids(0, 4));
     let pbxs = std::slice::from_ref(&pbx);
     let a = Node::start("cluster-trunks-limit", "a", &redis, pbxs, 2);
@@ -243,7 +243,7 @@ const LEASE: Duration = Duration::from_secs(3);
 #[test]
 fn killed_node_frees_its_trunks_within_the_lease() {
     let dir = TestDir::new("cluster-trunks-kill-redis");
-    let redis = Redis::start(&dir);
+    let redis = Redis::start_in(dir.path(), free_port(), &[]);
     let held_pbx = Pbx::new("pbx-held", free_port(), "npan", dids(0, 2));
     let new_pbx = Pbx::new("pbx-new", free_port(), "npan", dids(10, 1));
     let pbxs = [held_pbx, new_pbx];
@@ -341,7 +341,7 @@ fn redis_restart_during_1000_calls_loses_no_call() {
     const CALLS: usize = 1000;
     let _serial = harness::load_lock();
     let dir = TestDir::new("cluster-trunks-restart-redis");
-    let mut redis = Redis::start(&dir);
+    let mut redis = Redis::start_in(dir.path(), free_port(), &[]);
     let pbx = Pbx::new("pbx", free_port(), "npan", dids(0, 100));
     let node = Node::start(
         "cluster-trunks-restart",
@@ -376,7 +376,7 @@ fn redis_restart_during_1000_calls_loses_no_call() {
     drop(redis);
     let restarted = Instant::now();
     thread::sleep(Duration::from_secs(1));
-    redis = Redis::start_on(&dir, port);
+    redis = Redis::start_in(dir.path(), port, &[]);
     eprintln!(
         "[cluster-trunks-restart] Redis away {:?}, {:?} calls answered when it came back",
         restarted.elapsed(),

@@ -1,84 +1,20 @@
 //! Targets named by DNS (issue 17, RFC 3263) with the real binary, a real DNS server
 //! (dnsmasq, Debian `dnsmasq-base`, installed by tests/run.sh: the binary only) started
-//! by the test on a loopback port, and SIPp parties on loopback. The proxy's `dns.servers`
-//! point at that dnsmasq only: nothing is asked of the machine's resolver.
+//! by the test on a loopback port (`trunkstore_testkit::Dnsmasq`), and SIPp parties on
+//! loopback. The proxy's `dns.servers` point at that dnsmasq only: nothing is asked of the machine's resolver.
 //!
 //! dnsmasq's command line: foreground, our config and hosts files only (no
 //! /etc/resolv.conf, no /etc/hosts, no upstream), loopback, names under `test.` answered
-//! NXDOMAIN when unknown, TTL 1 s (see crates/edge/tests/dns.rs for each flag).
+//! NXDOMAIN when unknown, TTL 1 s (see crates/testkit/src/dnsmasq.rs for each flag).
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Proc, TestDir};
-use crate::ports::free_port;
+use crate::harness::TestDir;
 
-/// How long dnsmasq may take to start listening.
-const START_LIMIT: Duration = Duration::from_secs(10);
-
-/// A running dnsmasq on 127.0.0.1, killed when dropped (its `Proc`).
-pub struct Dnsmasq {
-    proc: Option<Proc>,
-    pub port: u16,
-}
-
-impl Dnsmasq {
-    /// Starts dnsmasq in `dir` with `conf` (its config lines) and `hosts` (its hosts
-    /// file); waits (bounded) until its log says it started.
-    pub fn start(dir: &TestDir, conf: &str, hosts: &str) -> Dnsmasq {
-        fs::write(dir.file("hosts"), hosts).unwrap();
-        Dnsmasq::spawn(dir, "dnsmasq", conf, free_port())
-    }
-
-    /// Stops it and starts it again on the same port with `conf` (dnsmasq reads SRV
-    /// records only at start); `name` names the new process's log.
-    pub fn restart(&mut self, dir: &TestDir, name: &str, conf: &str) {
-        // The old one goes first (killed and reaped on drop): it holds the port.
-        drop(self.proc.take());
-        *self = Dnsmasq::spawn(dir, name, conf, self.port);
-    }
-
-    fn spawn(dir: &TestDir, name: &str, conf: &str, port: u16) -> Dnsmasq {
-        fs::write(dir.file("dnsmasq.conf"), conf).unwrap();
-        let mut cmd = Command::new("dnsmasq");
-        cmd.arg("--no-daemon")
-            .arg("--log-facility=-")
-            .arg("--log-queries")
-            .arg(format!(
-                "--conf-file={}",
-                dir.file("dnsmasq.conf").display()
-            ))
-            .args(["--no-resolv", "--no-poll", "--no-hosts"])
-            .arg(format!("--addn-hosts={}", dir.file("hosts").display()))
-            .args(["--listen-address=127.0.0.1", "--bind-interfaces"])
-            .arg(format!("--port={port}"))
-            .args(["--local=/test/", "--local-ttl=1"]);
-        let proc = Proc::spawn(name, cmd, dir.path());
-        wait_started(&dir.file(&format!("{name}.out")));
-        Dnsmasq {
-            proc: Some(proc),
-            port,
-        }
-    }
-}
-
-fn wait_started(log: &Path) {
-    let deadline = Instant::now() + START_LIMIT;
-    while Instant::now() < deadline {
-        if fs::read_to_string(log).is_ok_and(|l| l.contains("started")) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "dnsmasq did not start: {}",
-        fs::read_to_string(log).unwrap_or_default()
-    );
-}
+pub use trunkstore_testkit::Dnsmasq;
 
 /// The settings' `dns` object for a test's dnsmasq.
 pub fn dns_settings(server: &Dnsmasq) -> serde_json::Value {
@@ -91,7 +27,7 @@ pub fn dns_settings(server: &Dnsmasq) -> serde_json::Value {
 #[test]
 fn check_warns_about_names_that_do_not_resolve() {
     let dir = TestDir::new("dns-check");
-    let server = Dnsmasq::start(&dir, "", "127.0.0.1 gw.test\n");
+    let server = Dnsmasq::start(dir.path(), "", "127.0.0.1 gw.test\n");
     let settings = json!({
         "listen": {"udp": ["127.0.0.1:0"]},
         "connectivity_dir": "conn",

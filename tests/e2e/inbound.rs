@@ -660,7 +660,7 @@ fn a_failover_named_by_dns_tries_its_srv_targets_in_order() {
     let conf = format!(
         "srv-host=_sip._udp.pbx.test,gw1.test,{first},10,0\nsrv-host=_sip._udp.pbx.test,gw2.test,{second},20,0\n"
     );
-    let server = crate::dns::Dnsmasq::start(&dir, &conf, "127.0.0.1 gw1.test gw2.test\n");
+    let server = crate::dns::Dnsmasq::start(dir.path(), &conf, "127.0.0.1 gw1.test gw2.test\n");
     let mut p = pbx(json!({}));
     p.failover_sip = Some(format!("sip:{BACKUP_USER}@pbx.test"));
     let settings = [("dns".to_string(), crate::dns::dns_settings(&server))]
@@ -704,7 +704,7 @@ fn a_changed_srv_record_is_followed_after_its_ttl() {
     let (old_port, new_port) = (free_port(), free_port());
     let dir = crate::harness::TestDir::new("dns-ttl-dnsmasq");
     let srv = |port: u16| format!("srv-host=_sip._udp.pbx.test,gw.test,{port},10,0\n");
-    let mut server = crate::dns::Dnsmasq::start(&dir, &srv(old_port), "127.0.0.1 gw.test\n");
+    let mut server = crate::dns::Dnsmasq::start(dir.path(), &srv(old_port), "127.0.0.1 gw.test\n");
     let mut p = pbx(json!({}));
     p.failover_sip = Some(format!("sip:{BACKUP_USER}@pbx.test"));
     let settings = [("dns".to_string(), crate::dns::dns_settings(&server))]
@@ -730,7 +730,7 @@ fn a_changed_srv_record_is_followed_after_its_ttl() {
     );
     uac.extra = vec!["-l".into(), "1".into()];
     let first = uac.run(&scene.dir).check();
-    server.restart(&dir, "dnsmasq2", &srv(new_port));
+    server.restart(&srv(new_port));
     std::thread::sleep(Duration::from_millis(1500));
     let new = named("new", new_port);
     let mut uac = scene.carrier(

@@ -23,7 +23,6 @@ mod ports;
 mod protection;
 mod proxy;
 mod raw;
-mod redis;
 mod registrar;
 mod rtpengine;
 mod sipp;

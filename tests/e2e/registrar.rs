@@ -758,7 +758,7 @@ fn one_connection_check_sees_connections() {
 #[test]
 fn a_pbx_registered_on_one_node_takes_its_call_through_the_other() {
     let dir = TestDir::new("cluster-bindings-redis");
-    let redis = crate::redis::Redis::start(&dir);
+    let redis = trunkstore_testkit::Redis::start_in(dir.path(), free_port(), &[]);
     let alice = PasswordPbx::new("nat-pbx", ALICE, &dids(0, 1)[0]);
     let node = |id: &str| {
         let mut extra = registrar_settings(60);

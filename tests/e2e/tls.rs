@@ -716,7 +716,7 @@ fn a_tls_gateway_named_by_dns_proves_the_configured_domain() {
         "srv-host=_sips._tcp.carrier.test,gw1.test,{bad},10,0\n\
          srv-host=_sips._tcp.carrier.test,gw2.test,{good},20,0\n"
     );
-    let server = crate::dns::Dnsmasq::start(&dir, &conf, "127.0.0.1 gw1.test gw2.test\n");
+    let server = crate::dns::Dnsmasq::start(dir.path(), &conf, "127.0.0.1 gw1.test gw2.test\n");
     let carriers = json!([{"name": "named", "priority": 10,
         "gateways": [{"host": "carrier.test", "transport": "tls"}],
         "sources": [format!("127.0.0.1:{bad}"), format!("127.0.0.1:{good}")]}]);

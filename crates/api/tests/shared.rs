@@ -3,67 +3,20 @@
 //! by Redis's conditional script, never by a node's possibly old view.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use trunkstore_api::{Api, ApiOptions, SharedDocuments, Store};
 use trunkstore_cluster::{Documents, Redis};
 use trunkstore_config::Settings;
 use trunkstore_routing::{Router, Snapshot};
+use trunkstore_testkit::Redis as RedisServer;
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(15);
 const LIST: &str = "/v2/accounts/acme/connectivity";
-
-/// A `redis-server` on a free loopback port, no persistence, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (tests/run.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One node: its API over a store in Redis (no follower: its view only moves when a
 /// write of its own finds Redis elsewhere).
@@ -147,7 +100,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_did_claimed_on_two_nodes_at_once_is_committed_once() {
-    let server = Server::start();
+    let server = RedisServer::start(&[]);
     let rt = runtime();
     let a = node(&rt, server.port, "a");
     let b = node(&rt, server.port, "b");
@@ -192,7 +145,7 @@ fn a_did_claimed_on_two_nodes_at_once_is_committed_once() {
 
 #[test]
 fn revisions_mean_the_same_on_every_node() {
-    let server = Server::start();
+    let server = RedisServer::start(&[]);
     let rt = runtime();
     let a = node(&rt, server.port, "a");
     let b = node(&rt, server.port, "b");

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{cluster, free_port, rt, signal, Server};
+use support::{cluster, free_port, rt, Server};
 use trunkstore_cluster::{Redis, RedisError};
 
 #[test]
@@ -49,10 +49,10 @@ fn a_silent_redis_is_a_timeout_not_a_hang() {
     rt().block_on(async {
         let redis = Redis::connect(&cluster(vec![url], None)).await.unwrap();
         // A stopped (SIGSTOP) server accepts nothing and answers nothing: a hung Redis.
-        signal(&server, "-STOP");
+        server.pause();
         let start = Instant::now();
         let r: Result<String, _> = redis.query(&redis::cmd("PING")).await;
-        signal(&server, "-CONT");
+        server.resume();
         assert!(matches!(r, Err(RedisError::Timeout)), "{r:?}");
         assert!(start.elapsed() < Duration::from_millis(900));
         assert_eq!(redis.stats().timeouts(), 1);
