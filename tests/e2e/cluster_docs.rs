@@ -77,11 +77,15 @@ impl Node {
         Proxy::start(&self.dir, &self.settings, &self.setup)
     }
 
-    /// `trunkstore <args> --config <settings>`: (exit success, stdout + stderr).
+    /// `trunkstore <args> <path> --config <settings>`: (exit success, stdout + stderr).
     fn cli(&self, args: &[&str], path: &Path) -> (bool, String) {
+        self.run(&[args, &[path.to_str().unwrap()]].concat())
+    }
+
+    /// `trunkstore <args> --config <settings>`: (exit success, stdout + stderr).
+    fn run(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_trunkstore"))
             .args(args)
-            .arg(path)
             .arg("--config")
             .arg(&self.settings)
             .output()
@@ -170,6 +174,17 @@ fn documents_follow_across_two_nodes() {
     let (ok, out) = a.cli(&["export", "--to"], &export);
     assert!(ok, "export: {out}");
     assert_eq!(documents_in(&export), documents_in(&import));
+    // `check` validates what the nodes will load: the documents in Redis.
+    let (ok, out) = a.run(&["check"]);
+    assert!(ok, "check: {out}");
+    assert!(
+        out.contains("connectivity: Redis (global revision"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 documents"),
+        "check read the files, not Redis: {out}"
+    );
     // An invalid directory imports nothing (a DID claimed by two documents).
     let bad = a.dir.path().join("bad");
     fs::create_dir_all(bad.join("e2e")).unwrap();
@@ -226,6 +241,11 @@ fn documents_follow_across_two_nodes() {
     assert!(message.contains("Redis"), "{body}");
     let (_, after_a) = http(api_a, "GET", LIST, None).unwrap();
     assert_eq!(before_a["data"], after_a["data"], "A's documents changed");
+    let (ok, out) = a.run(&["check"]);
+    assert!(
+        !ok && out.contains("cannot read the documents from Redis"),
+        "check: {out}"
+    );
     redis.restart();
     let check = a.dir.path().join("after-outage");
     let (ok, out) = a.cli(&["export", "--to"], &check);

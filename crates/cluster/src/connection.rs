@@ -305,14 +305,22 @@ impl Default for Healing {
 }
 
 /// A connection manager whose connects and answers are bounded by `timeout`.
+/// The longest wait between two connection attempts of one connect.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 async fn manager(
     client: &redis::Client,
     timeout: Duration,
 ) -> Result<ConnectionManager, RedisError> {
+    // The retry delay is bounded: redis-rs's default backoff grows without limit (a
+    // refused connection took the CLI, whose timeout is a bulk script's 60 s, two minutes
+    // to report); two retries at most a second apart are enough to ride out a blip.
+    let max_delay = u64::try_from(timeout.min(MAX_RETRY_DELAY).as_millis()).unwrap_or(1_000);
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(timeout)
-        .set_number_of_retries(2);
+        .set_number_of_retries(2)
+        .set_max_delay(max_delay);
     let connect = ConnectionManager::new_with_config(client.clone(), config);
     match tokio::time::timeout(timeout * 4, connect).await {
         Ok(conn) => Ok(conn?),

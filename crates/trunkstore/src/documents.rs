@@ -109,6 +109,28 @@ pub(crate) fn export(config: &Path, to: &Path) -> ExitCode {
     }
 }
 
+/// `check` with `cluster.store: "redis"`: the settings and every document in Redis,
+/// validated as one catalog as a node would load them, with where they came from; an
+/// outer error when Redis cannot be read.
+pub(crate) fn load_from_redis(
+    config: &Path,
+) -> Result<Result<(Catalog, String), Vec<FileErrors>>, RedisError> {
+    // The caller loaded these settings already: only a file changed in between fails here.
+    let Some((settings, cluster)) = settings_with_cluster(config, "check") else {
+        return Err(RedisError::Failed(
+            "the settings could not be read again".into(),
+        ));
+    };
+    let stored: Stored = with_documents(&cluster, |d| async move { d.load().await })?;
+    // Not the URLs: one may carry a password.
+    let source = format!(
+        "Redis (global revision {}, {} documents)",
+        stored.revision,
+        stored.documents.len()
+    );
+    Ok(catalog_from(settings, &stored).map(|catalog| (catalog, source)))
+}
+
 /// The settings and their `cluster` section (required by import and export).
 fn settings_with_cluster(config: &Path, verb: &str) -> Option<(Settings, Cluster)> {
     let settings = match Settings::load(config) {

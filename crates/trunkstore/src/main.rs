@@ -152,13 +152,31 @@ fn unresolvable(catalog: &trunkstore_config::Catalog) -> Vec<String> {
         .collect()
 }
 
-/// `trunkstore check`: the same loading path the proxy uses at startup.
+/// `trunkstore check`: the same loading path the proxy uses at startup: the files of
+/// `connectivity_dir`, or with `cluster.store: "redis"` the documents in Redis.
 fn check(config: &Path) -> ExitCode {
-    match load_all(config) {
-        Ok(catalog) => {
-            let settings = catalog.settings();
+    let from_redis = Settings::load(config)
+        .ok()
+        .and_then(|s| s.cluster)
+        .is_some_and(|c| c.store == DocumentStore::Redis);
+    let loaded = if from_redis {
+        match documents::load_from_redis(config) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("trunkstore: cannot read the documents from Redis: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        load_all(config).map(|catalog| {
+            let source = catalog.settings().connectivity_dir.display().to_string();
+            (catalog, source)
+        })
+    };
+    match loaded {
+        Ok((catalog, source)) => {
             println!("configuration OK: {}", config.display());
-            println!("connectivity: {}", settings.connectivity_dir.display());
+            println!("connectivity: {source}");
             println!("{}", catalog.summary());
             for w in catalog.warnings() {
                 println!("warning: {w}");
