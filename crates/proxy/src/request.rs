@@ -583,16 +583,11 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
             }
         }
     }
-    let first_uri = first.and_then(sipview::route_uri);
-    if first_uri
-        .as_ref()
-        .is_some_and(|u| sipview::uri_is_us(cfg, u))
-    {
+    let is_us = |v: &[u8]| sipview::route_is_us(cfg, &cx.state.sides, v);
+    if first.is_some_and(is_us) {
         // RFC 5658: our two entries (another transport or address family on each side)
         // come back as two Routes naming us; both are ours to pop.
-        let second_is_us = second
-            .and_then(sipview::route_uri)
-            .is_some_and(|u| sipview::uri_is_us(cfg, &u));
+        let second_is_us = second.is_some_and(is_us);
         r.pop_route = if second_is_us { 2 } else { 1 };
         r.foreign_route = if second_is_us {
             routes.next().is_some()

@@ -124,6 +124,13 @@ pub(crate) fn route_uri(value: &[u8]) -> Option<Uri<'_>> {
     NameAddr::parse(value).ok()?.sip_uri().copied()
 }
 
+/// Does a Route value name us? One of our own Record-Route entries sent back unchanged
+/// (the usual case) is known by its bytes; anything else is parsed.
+pub(crate) fn route_is_us(cfg: &ProxyConfig, sides: &crate::sides::Sides, value: &[u8]) -> bool {
+    let parsed = |v: &[u8]| route_uri(v).is_some_and(|u| uri_is_us(cfg, &u));
+    sides.is_own_route(value, parsed) || parsed(value)
+}
+
 pub(crate) fn uri_is_us(cfg: &ProxyConfig, uri: &Uri<'_>) -> bool {
     match uri.host() {
         // The default port reads the transport parameter: only when there is no port.
