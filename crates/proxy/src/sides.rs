@@ -231,7 +231,11 @@ mod tests {
             b"<sip:192.0.2.10:5060;transport=tcp;lr>",
             b"<sip:192.0.2.10:5061;transport=tls;lr>",
         ] {
-            assert!(s.is_own_route(own, parsed), "{}", String::from_utf8_lossy(own));
+            assert!(
+                s.is_own_route(own, parsed),
+                "{}",
+                String::from_utf8_lossy(own)
+            );
             assert!(parsed(own));
         }
         for (value, us) in [

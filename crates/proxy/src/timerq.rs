@@ -16,8 +16,8 @@
 //! blocks are recycled as the front empties, so under a steady load a lane neither
 //! allocates nor copies.
 
-use std::cmp::Reverse;
 use std::cell::Cell;
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -467,7 +467,12 @@ mod tests {
         let t0 = Instant::now();
         let mut q = TimerQueue::new();
         let mut model: Vec<(u64, u64, u64)> = Vec::new();
-        let kinds = [TimerKind::A, TimerKind::B, TimerKind::K, TimerKind::Deadline];
+        let kinds = [
+            TimerKind::A,
+            TimerKind::B,
+            TimerKind::K,
+            TimerKind::Deadline,
+        ];
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut now = 0;
         for n in 0..3_000u64 {
@@ -478,7 +483,11 @@ mod tests {
             x ^= x << 17;
             let at = now + x % 400;
             let kind = kinds[(x >> 20) as usize % kinds.len()];
-            q.push(TimerTarget::Server(TxKey(n.into())), kind, t0 + Duration::from_millis(at));
+            q.push(
+                TimerTarget::Server(TxKey(n.into())),
+                kind,
+                t0 + Duration::from_millis(at),
+            );
             model.push((at, n, kind as u64));
             if n % 3 == 0 {
                 now += 50;
@@ -489,7 +498,10 @@ mod tests {
                 let got: Vec<_> = due.iter().map(|&(n, _)| n).collect();
                 assert_eq!(got, want, "at {now} ms");
             }
-            let next = model.iter().min().map(|&(at, ..)| t0 + Duration::from_millis(at));
+            let next = model
+                .iter()
+                .min()
+                .map(|&(at, ..)| t0 + Duration::from_millis(at));
             assert_eq!(q.next_deadline(), next);
         }
     }
