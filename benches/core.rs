@@ -115,12 +115,16 @@ impl Rig {
 
     /// Feeds one datagram and returns what the core sent.
     fn feed(&mut self, from: &str, data: Bytes) -> Vec<Transmit> {
+        // The source address is parsed here, outside the measured part: the edge gets it
+        // from the socket as a `SocketAddr`, never as text (parsing it cost ~2,000
+        // instructions per call in the core's count).
+        let from = udp(from);
         let allocated = ALLOCATIONS.load(Ordering::Relaxed);
         let start = Instant::now();
         let mut out = Vec::with_capacity(2);
         let step = |rig: &mut Rig, out: &mut Vec<Transmit>| {
             rig.proxy
-                .handle_datagram(&mut rig.shard, rig.now, udp(from), rig.local, data);
+                .handle_datagram(&mut rig.shard, rig.now, from, rig.local, data);
             out.extend(std::iter::from_fn(|| rig.shard.poll_transmit()));
         };
         if self.measuring {

@@ -121,10 +121,14 @@ pub(crate) struct Matched {
 /// callee's, or the reverse) and its source speaks for the leg those tags say sent it.
 /// Anything else matches nothing: a third party that knows the Call-ID and both tags
 /// changes nothing and reaches no one.
-pub(crate) fn match_request(cx: &Ctx<'_>, src: SocketAddr, msg: &Message) -> Option<Matched> {
-    let call_id = sipview::call_id(msg);
-    let from_tag = sipview::from_tag(msg).unwrap_or(b"");
-    let to_tag = sipview::to_tag(msg)?;
+pub(crate) fn match_request(
+    cx: &Ctx<'_>,
+    src: SocketAddr,
+    ids: &sipview::DialogIds<'_>,
+) -> Option<Matched> {
+    let call_id = ids.call_id;
+    let from_tag = ids.from_tag.unwrap_or(b"");
+    let to_tag = ids.to_tag?;
     let k = key(cx, call_id, from_tag);
     if let Some(d) = cx.state.calls.get(&k) {
         let tag = tag_hash(cx, to_tag);
@@ -190,17 +194,21 @@ pub(crate) fn forget(cx: &Ctx<'_>, t: &mut ProxyTxn) {
     }
 }
 
-/// An initial INVITE admitted: its dialog entry claims the Call-ID and From tag, and
-/// a place under `limits.max_calls` is held by the transaction until the call ends. A
-/// call that cannot be tracked is refused here, never run untracked.
-pub(crate) fn admit(cx: &Ctx<'_>, t: &mut ProxyTxn, caller: Party) -> Result<(), Untrackable> {
+/// An initial INVITE admitted: its dialog entry claims the Call-ID and From tag (`k`, its
+/// [`key`]), and a place under `limits.max_calls` is held by the transaction until the
+/// call ends. A call that cannot be tracked is refused here, never run untracked.
+pub(crate) fn admit(
+    cx: &Ctx<'_>,
+    t: &mut ProxyTxn,
+    caller: Party,
+    k: CallKey,
+) -> Result<(), Untrackable> {
     let identity = t.identity.as_ref().map(|e| e.identity.clone());
     let Some(d) = t.deciding.as_deref_mut() else {
         return Ok(());
     };
     let max = u32::try_from(cx.state.cfg.max_calls).unwrap_or(u32::MAX);
     let slot = TrunkHold::take(cx.state.active_calls.clone(), max).ok_or(Untrackable::Full)?;
-    let k = key_of_invite(cx, &d.request);
     let media = if d.cursor.plan().media {
         MediaMode::Unanchored
     } else {

@@ -120,7 +120,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         let invite_key = server_key(cx, &msg, &via, MethodClass::Invite);
         return on_cancel(cx, from, local, msg, invite_key, key);
     }
-    let loop_hash = loop_hash(cx, &msg, &checked);
+    let ids = sipview::DialogIds::of_checked(&msg, &checked.from, &checked.to);
+    let loop_hash = loop_hash(cx, &msg, &ids);
     if is_loop(cx, &msg, loop_hash) {
         local::respond(cx, from, local, &msg, 482, b"Loop Detected", &[]);
         count_rejected(cx, from, &msg, None, Refusal::Loop);
@@ -128,10 +129,10 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     }
     let ruri = &checked.request_uri;
     let routing = preprocess_routes(cx, &msg, ruri);
-    let in_dialog = checked.to.tag().is_some();
+    let in_dialog = ids.to_tag.is_some();
     let mut matched = None;
     let plan = if in_dialog {
-        match calls::match_request(cx, from.addr, &msg) {
+        match calls::match_request(cx, from.addr, &ids) {
             Some(m) => {
                 let plan = dialog_plan(&m, &msg);
                 matched = Some(m);
@@ -225,6 +226,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         None => direction == Direction::Outbound,
     };
     let media = media_of(cx, &msg, method, &plan, matched.as_ref(), initial_invite);
+    // The dialog key a call is admitted under (read before the request moves on).
+    let call_key = initial_invite.then(|| calls::key(cx, ids.call_id, ids.from_tag.unwrap_or(b"")));
     let mut plan = plan;
     let identity = plan.identity.take();
     let deciding = Deciding {
@@ -269,8 +272,8 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         to_carrier,
         media,
     };
-    if initial_invite {
-        if let Err(why) = calls::admit(cx, &mut txn, caller) {
+    if let Some(call_key) = call_key {
+        if let Err(why) = calls::admit(cx, &mut txn, caller, call_key) {
             // A copy of the request being admitted on another worker is a
             // retransmission, not a merged request.
             if let Some(d) = txn.deciding.as_deref().filter(|_| cx.lookup(key).is_none()) {
@@ -423,7 +426,7 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
     };
     // An ACK for a 2xx goes to the other leg of its dialog; one that matches no dialog
     // (the ACK of a response we made ourselves, a forgery) goes nowhere.
-    let Some(m) = calls::match_request(cx, from.addr, msg) else {
+    let Some(m) = calls::match_request(cx, from.addr, &sipview::DialogIds::of(msg)) else {
         return;
     };
     let routing = preprocess_routes(cx, msg, &ruri);
@@ -528,13 +531,13 @@ fn on_cancel(
 
 /// The hash a looping request would carry in our Via (see [`crate::branch`]).
 /// The tags are those of the From and To validation parsed (the first of each).
-fn loop_hash(cx: &Ctx<'_>, msg: &Message, checked: &Checked<'_>) -> u32 {
+fn loop_hash(cx: &Ctx<'_>, msg: &Message, ids: &sipview::DialogIds<'_>) -> u32 {
     let cseq = sipview::cseq(msg).map_or(0, |c| c.seq).to_be_bytes();
     cx.state.hasher.u64(&[
         msg.request_uri(),
-        sipview::call_id(msg),
-        checked.from.tag().unwrap_or(b""),
-        checked.to.tag().unwrap_or(b""),
+        ids.call_id,
+        ids.from_tag.unwrap_or(b""),
+        ids.to_tag.unwrap_or(b""),
         &cseq,
         msg.header(HeaderName::ProxyRequire).unwrap_or(b""),
     ]) as u32
@@ -580,16 +583,11 @@ fn preprocess_routes(cx: &Ctx<'_>, msg: &Message, ruri: &Uri<'_>) -> Routing {
             }
         }
     }
-    let first_uri = first.and_then(sipview::route_uri);
-    if first_uri
-        .as_ref()
-        .is_some_and(|u| sipview::uri_is_us(cfg, u))
-    {
+    let is_us = |v: &[u8]| sipview::route_is_us(cfg, &cx.state.sides, v);
+    if first.is_some_and(is_us) {
         // RFC 5658: our two entries (another transport or address family on each side)
         // come back as two Routes naming us; both are ours to pop.
-        let second_is_us = second
-            .and_then(sipview::route_uri)
-            .is_some_and(|u| sipview::uri_is_us(cfg, &u));
+        let second_is_us = second.is_some_and(is_us);
         r.pop_route = if second_is_us { 2 } else { 1 };
         r.foreign_route = if second_is_us {
             routes.next().is_some()

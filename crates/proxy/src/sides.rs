@@ -6,6 +6,7 @@
 //! below it the incoming side.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use crate::config::{Advertise, ProxyConfig};
 use crate::types::{Peer, Transport};
@@ -39,6 +40,12 @@ pub(crate) struct Sides {
     /// Per transport (UDP, TCP, TLS): the configuration's `advertise_*` and `local_*`, for
     /// peers no listener's address family fits.
     fallback: [Side; 3],
+    /// Our Record-Route entries that name us (as [`sipview::route_is_us`] decides by
+    /// parsing, asked once): the Route values UAs send back in every in-dialog request,
+    /// recognised by comparing bytes instead of parsing a name-addr and a URI.
+    ///
+    /// [`sipview::route_is_us`]: crate::sipview::route_is_us
+    own_routes: OnceLock<Vec<Box<[u8]>>>,
 }
 
 impl Sides {
@@ -53,7 +60,25 @@ impl Sides {
         Sides {
             listeners,
             fallback,
+            own_routes: OnceLock::new(),
         }
+    }
+
+    /// Is `route` byte for byte one of our Record-Route entries for which `names_us` (the
+    /// parsing check, asked once per entry on first use) is true? Only those are known by
+    /// their bytes, so this never answers otherwise than `names_us` would.
+    pub(crate) fn is_own_route(&self, route: &[u8], names_us: impl Fn(&[u8]) -> bool) -> bool {
+        let own = self.own_routes.get_or_init(|| {
+            let mut own: Vec<Box<[u8]>> = Vec::new();
+            for side in self.listeners.iter().chain(&self.fallback) {
+                let rr = &side.record_route;
+                if !own.contains(rr) && names_us(rr) {
+                    own.push(rr.clone());
+                }
+            }
+            own
+        });
+        own.iter().any(|r| **r == *route)
     }
 
     /// The side a message to `peer` leaves from: the first listener of its transport and
@@ -189,6 +214,46 @@ mod tests {
             &*s.toward(tcp).record_route,
             b"<sip:192.0.2.10:5060;transport=tcp;lr>"
         );
+    }
+
+    /// Our entries sent back are known by their bytes; anything else (another port or
+    /// host, other spelling) is left to the parsing check, which decides as before.
+    #[test]
+    fn own_routes_are_known_by_their_bytes_and_only_those() {
+        let mut cfg = ProxyConfig::for_tests("192.0.2.10", 5060);
+        cfg.advertise_tls.port = 5061;
+        let s = Sides::new(&cfg);
+        let parsed = |v: &[u8]| {
+            crate::sipview::route_uri(v).is_some_and(|u| crate::sipview::uri_is_us(&cfg, &u))
+        };
+        for own in [
+            &b"<sip:192.0.2.10:5060;lr>"[..],
+            b"<sip:192.0.2.10:5060;transport=tcp;lr>",
+            b"<sip:192.0.2.10:5061;transport=tls;lr>",
+        ] {
+            assert!(
+                s.is_own_route(own, parsed),
+                "{}",
+                String::from_utf8_lossy(own)
+            );
+            assert!(parsed(own));
+        }
+        for (value, us) in [
+            (&b"<sip:192.0.2.10;lr>"[..], true),
+            (b"<SIP:192.0.2.10:5060;lr>", true),
+            (b"<sip:192.0.2.10:5062;lr>", false),
+            (b"<sip:192.0.2.11:5060;lr>", false),
+            (b"<sip:192.0.2.10:5060;lr>x", false),
+        ] {
+            assert!(!s.is_own_route(value, parsed));
+            assert_eq!(
+                crate::sipview::route_is_us(&cfg, &s, value),
+                us,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+            assert_eq!(parsed(value), us);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! blocks are recycled as the front empties, so under a steady load a lane neither
 //! allocates nor copies.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
@@ -141,9 +142,31 @@ impl Fifo {
 
 pub(crate) struct TimerQueue {
     lanes: [Fifo; LANES],
+    /// Each lane's front as its order ([`order`]), [`EMPTY`] for an empty lane: finding
+    /// the earliest timer scans this flat array instead of every lane's blocks (that
+    /// scan was most of `pop_due`, which runs for every stale timer too).
+    heads: [u128; LANES],
     spill: BinaryHeap<Reverse<Slot>>,
     epoch: Instant,
     seq: u32,
+    /// The earliest timer's order and place (a lane, or `LANES` for the heap), while
+    /// known: a push keeps it (comparing), a pop forgets it. `pop_due` asks for it once
+    /// per timer due and once more to find none is, `next_deadline` after every batch:
+    /// without it each asked for a scan of every lane.
+    earliest: Cell<Option<(u128, usize)>>,
+    /// The last `now` asked of `pop_due`, as an offset: it is asked once per timer due
+    /// with the same `now`, and the conversion from an `Instant` is not free.
+    last_now: Option<(Instant, u64)>,
+}
+
+/// A lane's head in [`TimerQueue::heads`] when it has none: above every real order
+/// (those fit in 96 bits).
+const EMPTY: u128 = u128::MAX;
+
+/// Deadline, then scheduling order, as one number (the order of `(at, seq)`).
+#[inline]
+fn order(s: &Slot) -> u128 {
+    (u128::from(s.at) << 32) | u128::from(s.seq)
 }
 
 impl TimerQueue {
@@ -151,9 +174,12 @@ impl TimerQueue {
         let now = Instant::now();
         TimerQueue {
             lanes: std::array::from_fn(|_| Fifo::default()),
+            heads: [EMPTY; LANES],
             spill: BinaryHeap::new(),
             epoch: now.checked_sub(EPOCH_BEFORE).unwrap_or(now),
             seq: 0,
+            earliest: Cell::new(None),
+            last_now: None,
         }
     }
 
@@ -174,10 +200,21 @@ impl TimerQueue {
             server,
         };
         let lane = &mut self.lanes[kind as usize];
-        if lane.back().is_none_or(|last| last.at <= slot.at) {
+        let place = if lane.back().is_none_or(|last| last.at <= slot.at) {
+            if lane.len() == 0 {
+                self.heads[kind as usize] = order(&slot);
+            }
             lane.push_back(slot);
+            kind as usize
         } else {
             self.spill.push(Reverse(slot));
+            LANES
+        };
+        // Ties keep the known earliest: it was scheduled first.
+        if let Some((best, _)) = self.earliest.get() {
+            if order(&slot) < best {
+                self.earliest.set(Some((order(&slot), place)));
+            }
         }
     }
 
@@ -188,18 +225,24 @@ impl TimerQueue {
 
     /// The earliest deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.earliest().map(|(s, _)| self.instant(s.at))
+        self.earliest().map(|(at, _)| self.instant(at))
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Entry> {
-        let (slot, source) = self.earliest()?;
-        if slot.at > self.offset(now) {
+        let (at, source) = self.earliest()?;
+        if at > self.now_offset(now) {
             return None;
         }
-        match source {
-            Source::Lane(i) => self.lanes[i].pop_front(),
-            Source::Spill => self.spill.pop().map(|Reverse(s)| s),
+        self.earliest.set(None);
+        let slot = match source {
+            Source::Lane(i) => {
+                let lane = &mut self.lanes[i];
+                let slot = lane.pop_front()?;
+                self.heads[i] = lane.front().map_or(EMPTY, order);
+                slot
+            }
+            Source::Spill => self.spill.pop().map(|Reverse(s)| s)?,
         };
         let key = TxKey(u128::from(slot.key[0]) | (u128::from(slot.key[1]) << 64));
         Some(Entry {
@@ -213,6 +256,18 @@ impl TimerQueue {
         })
     }
 
+    /// [`offset`](Self::offset) of `now`, remembered for the next call with the same `now`.
+    fn now_offset(&mut self, now: Instant) -> u64 {
+        match self.last_now {
+            Some((at, offset)) if at == now => offset,
+            _ => {
+                let offset = self.offset(now);
+                self.last_now = Some((now, offset));
+                offset
+            }
+        }
+    }
+
     /// Nanoseconds after the epoch (0 for anything before it).
     fn offset(&self, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.epoch);
@@ -223,17 +278,41 @@ impl TimerQueue {
         self.epoch + Duration::from_nanos(offset)
     }
 
-    /// The smallest of the lane fronts and the heap top, by deadline then scheduling order.
-    fn earliest(&self) -> Option<(Slot, Source)> {
-        let mut best = self.spill.peek().map(|Reverse(s)| (*s, Source::Spill));
-        for (i, lane) in self.lanes.iter().enumerate() {
-            if let Some(front) = lane.front() {
-                if best.is_none_or(|(b, _)| (front.at, front.seq) < (b.at, b.seq)) {
-                    best = Some((*front, Source::Lane(i)));
-                }
+    /// The deadline of the smallest of the lane fronts and the heap top, by deadline then
+    /// scheduling order, and where it is.
+    fn earliest(&self) -> Option<(u64, Source)> {
+        let (best, lane) = match self.earliest.get() {
+            Some(known) => known,
+            None => {
+                let found = self.scan();
+                self.earliest.set(Some(found));
+                found
             }
+        };
+        if best == EMPTY {
+            return None;
         }
-        best
+        let source = if lane < LANES {
+            Source::Lane(lane)
+        } else {
+            Source::Spill
+        };
+        Some(((best >> 32) as u64, source))
+    }
+
+    /// The smallest order of the lane heads and the heap top, and where it is (`LANES`
+    /// for the heap); [`EMPTY`] when there is no timer.
+    fn scan(&self) -> (u128, usize) {
+        let mut best = self.spill.peek().map_or(EMPTY, |Reverse(top)| order(top));
+        // `LANES` for the heap: a plain index keeps this loop to a compare and two
+        // conditional moves per lane.
+        let mut lane = LANES;
+        for (i, &head) in self.heads.iter().enumerate() {
+            let earlier = head < best;
+            best = if earlier { head } else { best };
+            lane = if earlier { i } else { lane };
+        }
+        (best, lane)
     }
 }
 
@@ -378,6 +457,53 @@ mod tests {
         assert!(fifo.spare.len() <= 1);
         while fifo.pop_front().is_some() {}
         assert_eq!((fifo.blocks.len(), fifo.spare.len()), (0, SPARE_BLOCKS));
+    }
+
+    /// Pushes between pops (earlier than the known earliest, in a lane or the heap, or
+    /// later) against a model that sorts everything by deadline then scheduling order:
+    /// the remembered earliest timer never goes stale.
+    #[test]
+    fn pushes_between_pops_keep_the_earliest_right() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::new();
+        let mut model: Vec<(u64, u64, u64)> = Vec::new();
+        let kinds = [
+            TimerKind::A,
+            TimerKind::B,
+            TimerKind::K,
+            TimerKind::Deadline,
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now = 0;
+        for n in 0..3_000u64 {
+            // xorshift: a fixed pseudo-random mix of deadlines (some before the last of
+            // their lane, so the heap is used too).
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = now + x % 400;
+            let kind = kinds[(x >> 20) as usize % kinds.len()];
+            q.push(
+                TimerTarget::Server(TxKey(n.into())),
+                kind,
+                t0 + Duration::from_millis(at),
+            );
+            model.push((at, n, kind as u64));
+            if n % 3 == 0 {
+                now += 50;
+                let due = drain(&mut q, t0 + Duration::from_millis(now));
+                model.sort();
+                let split = model.partition_point(|&(at, ..)| at <= now);
+                let want: Vec<_> = model.drain(..split).map(|(_, n, _)| n).collect();
+                let got: Vec<_> = due.iter().map(|&(n, _)| n).collect();
+                assert_eq!(got, want, "at {now} ms");
+            }
+            let next = model
+                .iter()
+                .min()
+                .map(|&(at, ..)| t0 + Duration::from_millis(at));
+            assert_eq!(q.next_deadline(), next);
+        }
     }
 
     #[test]

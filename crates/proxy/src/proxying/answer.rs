@@ -129,18 +129,19 @@ pub(super) fn relay(
     identity: Option<&IdentityEdit>,
     trust: Trust,
 ) -> Result<Bytes, ForwardError> {
-    let ed = upstream_editor(m, identity, trust)?;
-    Ok(ed.finish())
+    relay_edited(m, identity, trust, |_| Ok(()))
 }
 
-/// The editor of a response on its way upstream: our Via removed (§16.7 step 3: with no
+/// A response on its way upstream, written out: our Via removed (§16.7 step 3: with no
 /// Via left once ours is removed, it was meant for us), the trust rules and the caller's
-/// identity applied.
-pub(super) fn upstream_editor<'a>(
+/// identity applied, then `more`. The editor stays in this frame: it is a large value,
+/// and handing it back in a `Result` copied it twice per relayed response.
+pub(super) fn relay_edited<'a>(
     m: &'a Message,
     identity: Option<&'a IdentityEdit>,
     trust: Trust,
-) -> Result<Editor<'a>, ForwardError> {
+    more: impl FnOnce(&mut Editor<'a>) -> Result<(), ForwardError>,
+) -> Result<Bytes, ForwardError> {
     if !has_second_via(m) {
         return Err(ForwardError::NoViaLeft);
     }
@@ -150,7 +151,8 @@ pub(super) fn upstream_editor<'a>(
     if let Some(id) = identity {
         id.on_response(&mut ed).edit(Edit::CallerId)?;
     }
-    Ok(ed)
+    more(&mut ed)?;
+    Ok(ed.finish())
 }
 
 /// Is there a Via value below ours (on another line, or after a comma on ours)?

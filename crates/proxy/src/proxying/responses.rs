@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use trunkstore_sip::build;
 use trunkstore_sip::message::Message;
 
-use super::answer::{relay, upstream_editor, BranchEnd};
+use super::answer::{relay, relay_edited, BranchEnd};
 use super::cancel::{parse_own, send_cancel};
 use super::forward::{arm_deadline, send_on, Trust};
 use crate::callerid::IdentityEdit;
@@ -192,14 +192,14 @@ fn relay_as_ringing(
     identity: Option<&IdentityEdit>,
     trust: Trust,
 ) -> Result<Bytes, ForwardError> {
-    let mut ed = upstream_editor(m, identity, trust)?;
-    let plain = (|| {
-        ed.remove_header(b"Content-Type")?;
-        ed.remove_header(b"Content-Disposition")?;
-        ed.set_body(b"")
-    })();
-    plain.edit(Edit::PlainRinging)?;
-    let edited = ed.finish();
+    let edited = relay_edited(m, identity, trust, |ed| {
+        let plain = (|| {
+            ed.remove_header(b"Content-Type")?;
+            ed.remove_header(b"Content-Disposition")?;
+            ed.set_body(b"")
+        })();
+        plain.edit(Edit::PlainRinging)
+    })?;
     // The editor keeps the status line; replace it here (rare path: one more copy). The
     // editor wrote it, so it ends with CRLF.
     let line_end = memchr_crlf(&edited).unwrap_or(edited.len());
