@@ -112,16 +112,19 @@ impl<'a> Params<'a> {
     }
 
     /// First parameter named `name` (case-insensitive).
+    #[inline]
     pub fn get(&self, name: &[u8]) -> Option<Param<'a>> {
         self.iter().find(|p| p.is(name))
     }
 
     /// Value of the first parameter named `name`; `None` if absent or valueless.
+    #[inline]
     pub fn value(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.get(name).and_then(|p| p.value)
     }
 
     /// Is a parameter named `name` present (with or without value)?
+    #[inline]
     pub fn has(&self, name: &[u8]) -> bool {
         self.get(name).is_some()
     }
