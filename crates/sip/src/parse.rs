@@ -500,7 +500,7 @@ mod tests {
             let mut line: Vec<u8> = HeaderName::ALL[i].as_str().bytes().zip(upper.iter().cycle())
                 .map(|(b, &u)| if u { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() })
                 .collect();
-            line.extend(std::iter::repeat(b' ').take(ws));
+            line.resize(line.len() + ws, b' ');
             line.extend_from_slice(b": value");
             let got = name_and_colon(&line);
             proptest::prop_assert_eq!(got, reference_name_and_colon(&line));
