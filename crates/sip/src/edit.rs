@@ -63,6 +63,64 @@ impl Splice<'_> {
     }
 }
 
+/// User edits plus Content-Length fix-ups one output can hold.
+const MAX_OPS: usize = MAX_EDITS + 4;
+
+/// An edit the editor makes itself when writing (see [`Editor::finish`]); the number it
+/// writes is the body length.
+#[derive(Debug, Clone, Copy)]
+enum Fixup {
+    /// Replace a Content-Length value.
+    Rewrite { start: u32, end: u32 },
+    /// Insert a whole Content-Length line.
+    Insert { at: u32 },
+    /// Insert the blank line ending the head.
+    BlankLine { at: u32 },
+}
+
+impl Fixup {
+    const LINE_PREFIX: &'static [u8] = b"Content-Length: ";
+
+    fn start(&self) -> u32 {
+        match *self {
+            Fixup::Rewrite { start, .. } => start,
+            Fixup::Insert { at } | Fixup::BlankLine { at } => at,
+        }
+    }
+
+    fn end(&self) -> u32 {
+        match *self {
+            Fixup::Rewrite { end, .. } => end,
+            Fixup::Insert { at } | Fixup::BlankLine { at } => at,
+        }
+    }
+
+    fn removed_len(&self) -> usize {
+        (self.end() - self.start()) as usize
+    }
+
+    /// Bytes written, for a body length of `cl_len` digits.
+    fn added_len(&self, cl_len: usize) -> usize {
+        match self {
+            Fixup::Rewrite { .. } => cl_len,
+            Fixup::Insert { .. } => Self::LINE_PREFIX.len() + cl_len + 2,
+            Fixup::BlankLine { .. } => 2,
+        }
+    }
+
+    fn write(&self, len: u32, out: &mut BytesMut) {
+        match self {
+            Fixup::Rewrite { .. } => put_decimal(out, len),
+            Fixup::Insert { .. } => {
+                out.put_slice(Self::LINE_PREFIX);
+                put_decimal(out, len);
+                out.put_slice(b"\r\n");
+            }
+            Fixup::BlankLine { .. } => out.put_slice(b"\r\n"),
+        }
+    }
+}
+
 /// Collects edits on a parsed message and serializes the result.
 #[derive(Debug)]
 pub struct Editor<'a> {
@@ -379,53 +437,96 @@ impl<'a> Editor<'a> {
 
     /// Length of the output.
     pub fn output_len(&self) -> usize {
-        let (ops, n) = self.ops_with_content_length();
-        self.len_with(&ops[..n])
+        let (fixups, n) = self.content_length_fixups();
+        self.len_with(&fixups[..n])
     }
 
     /// Writes the edited message into one new buffer.
     pub fn finish(&self) -> Bytes {
-        // The splice list is built once per output: it is a few hundred bytes to fill.
-        let (mut ops, n) = self.ops_with_content_length();
-        let ops = &mut ops[..n];
-        let mut out = BytesMut::with_capacity(self.len_with(ops));
-        self.write_ops(ops, &mut out);
+        // The fix-ups are a few bytes each and the user edits are read in place: copying
+        // every splice into one list to sort it cost a 2 KB memcpy per output.
+        let (fixups, n) = self.content_length_fixups();
+        let fixups = &fixups[..n];
+        let mut out = BytesMut::with_capacity(self.len_with(fixups));
+        self.write_ops(fixups, &mut out);
         out.freeze()
     }
 
-    fn len_with(&self, ops: &[Splice<'_>]) -> usize {
+    fn len_with(&self, fixups: &[Fixup]) -> usize {
         let mut len = self.msg.bytes().len();
-        for s in ops {
+        for s in &self.splices[..self.n] {
             len = len + s.added_len() - (s.end - s.start) as usize;
+        }
+        let cl_len = decimal_len(self.content_length_value());
+        for f in fixups {
+            len = len + f.added_len(cl_len) - f.removed_len();
         }
         len
     }
 
-    fn write_ops(&self, ops: &mut [Splice<'_>], out: &mut BytesMut) {
-        // Stable, so insertions at one point keep the order they were made in.
-        ops.sort_by_key(|s| s.start);
+    /// The body length as written into Content-Length.
+    fn content_length_value(&self) -> u32 {
+        u32::try_from(self.body_len).unwrap_or(u32::MAX)
+    }
+
+    /// The user edits (`0..n`) then the fix-ups (`n..`), by start position; stable, so
+    /// insertions at one point keep the order they were made in, fix-ups last.
+    fn op_order(&self, fixups: &[Fixup]) -> ([u8; MAX_OPS], usize) {
+        let mut order = [0u8; MAX_OPS];
+        let count = self.n + fixups.len();
+        for (i, slot) in order[..count].iter_mut().enumerate() {
+            *slot = i as u8;
+        }
+        let start_of = |i: u8| {
+            let i = usize::from(i);
+            match self.splices[..self.n].get(i) {
+                Some(s) => s.start,
+                None => fixups[i - self.n].start(),
+            }
+        };
+        order[..count].sort_by_key(|&i| start_of(i));
+        (order, count)
+    }
+
+    fn write_ops(&self, fixups: &[Fixup], out: &mut BytesMut) {
+        let (order, count) = self.op_order(fixups);
         let src = &self.msg.bytes()[..];
+        let len = self.content_length_value();
         let mut cursor = 0usize;
-        for s in ops.iter() {
-            let start = s.start as usize;
+        for &i in &order[..count] {
+            let i = usize::from(i);
+            let (start, end) = match self.splices[..self.n].get(i) {
+                Some(s) => (s.start, s.end),
+                None => {
+                    let f = &fixups[i - self.n];
+                    (f.start(), f.end())
+                }
+            };
+            let start = start as usize;
             if start > cursor {
                 out.put_slice(src.get(cursor..start).unwrap_or(b""));
                 cursor = start;
             }
-            for p in &s.parts {
-                p.write(out);
+            match self.splices[..self.n].get(i) {
+                Some(s) => {
+                    for p in &s.parts {
+                        p.write(out);
+                    }
+                }
+                None => fixups[i - self.n].write(len, out),
             }
-            cursor = cursor.max(s.end as usize);
+            cursor = cursor.max(end as usize);
         }
         out.put_slice(src.get(cursor..).unwrap_or(b""));
     }
 
-    /// User edits plus the Content-Length fix-ups.
-    fn ops_with_content_length(&self) -> ([Splice<'a>; MAX_EDITS + 4], usize) {
-        let mut ops = [Splice::default(); MAX_EDITS + 4];
-        ops[..self.n].copy_from_slice(&self.splices[..self.n]);
-        let mut n = self.n;
-        let len = u32::try_from(self.body_len).unwrap_or(u32::MAX);
+    /// The Content-Length fix-ups: every Content-Length value that differs from the
+    /// body's length rewritten, one inserted if there is none, and the blank line a
+    /// datagram may have come without. At most `MAX_OPS` edits in all, as before.
+    fn content_length_fixups(&self) -> ([Fixup; MAX_OPS], usize) {
+        let mut fixups = [Fixup::BlankLine { at: 0 }; MAX_OPS];
+        let room = MAX_OPS - self.n;
+        let mut n = 0;
         let mut seen = false;
         for e in self
             .msg
@@ -435,40 +536,28 @@ impl<'a> Editor<'a> {
         {
             seen = true;
             let current = parse_decimal(self.msg.span(e.value_span()));
-            if current != Some(self.body_len) && n < ops.len() {
-                ops[n] = Splice {
+            if current != Some(self.body_len) && n < room {
+                fixups[n] = Fixup::Rewrite {
                     start: e.value_start,
                     end: e.value_end,
-                    parts: [Part::Num(len), Part::Empty, Part::Empty, Part::Empty],
                 };
                 n += 1;
             }
         }
-        if !seen && n < ops.len() {
-            let at = self.head_end() as u32;
-            ops[n] = Splice {
-                start: at,
-                end: at,
-                parts: [
-                    Part::Bytes(b"Content-Length: "),
-                    Part::Num(len),
-                    Part::Bytes(b"\r\n"),
-                    Part::Empty,
-                ],
+        if !seen && n < room {
+            fixups[n] = Fixup::Insert {
+                at: self.head_end() as u32,
             };
             n += 1;
         }
-        if self.lacks_blank_line() && n < ops.len() {
+        if self.lacks_blank_line() && n < room {
             // Added last, so the stable sort keeps it after other insertions there.
-            let at = self.head_end() as u32;
-            ops[n] = Splice {
-                start: at,
-                end: at,
-                parts: [Part::Bytes(b"\r\n"), Part::Empty, Part::Empty, Part::Empty],
+            fixups[n] = Fixup::BlankLine {
+                at: self.head_end() as u32,
             };
             n += 1;
         }
-        (ops, n)
+        (fixups, n)
     }
 
     fn add(&mut self, start: u32, end: u32, parts: [Part<'a>; 4]) -> Result<(), Error> {
@@ -891,6 +980,23 @@ body";
         let mut ed = Editor::new(&m);
         ed.set_body(b"").unwrap();
         assert_eq!(parse(&out(&ed)).content_length(), Some(0));
+    }
+
+    #[test]
+    fn fixups_follow_user_insertions_at_the_head_end() {
+        // No Content-Length and no blank line: the user's header, then the inserted
+        // Content-Length, then the blank line, all at the same offset, in that order.
+        let m = parse(b"MESSAGE sip:a SIP/2.0\r\nTo: a\r\n");
+        let mut ed = Editor::new(&m);
+        ed.add_header(b"X-A", b"1").unwrap();
+        ed.prepend_record_route(b"<sip:p;lr>").unwrap();
+        let o = out(&ed);
+        assert_eq!(
+            o,
+            &b"MESSAGE sip:a SIP/2.0\r\nTo: a\r\nX-A: 1\r\nRecord-Route: <sip:p;lr>\r\n\
+               Content-Length: 0\r\n\r\n"[..]
+        );
+        assert_eq!(ed.output_len(), o.len());
     }
 
     #[test]

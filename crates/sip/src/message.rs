@@ -219,6 +219,7 @@ impl HeaderName {
     /// candidate, compared in its canonical spelling by a few word loads (names come
     /// spelled so almost always), then case-insensitively. It runs for every header line
     /// parsed: a library `memcmp` call per candidate was most of its cost.
+    #[inline]
     pub fn from_bytes(name: &[u8]) -> HeaderName {
         let h = Self::candidate(name);
         if h == HeaderName::Other || name.len() == 1 {
@@ -649,12 +650,14 @@ impl Message {
     }
 
     /// First value of a known header.
+    #[inline]
     pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
         self.headers(name).next()
     }
 
     /// Values of every line of a known header, in order. A line may hold several
     /// comma-separated values; splitting them is the views' job.
+    #[inline]
     pub fn headers(&self, name: HeaderName) -> Headers<'_, 'static> {
         Headers {
             buf: &self.buf,
@@ -799,6 +802,7 @@ pub struct Headers<'a, 'n> {
 impl<'a> Iterator for Headers<'a, '_> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         for e in self.entries.by_ref() {
             let hit = match self.want {

@@ -112,16 +112,19 @@ impl<'a> Params<'a> {
     }
 
     /// First parameter named `name` (case-insensitive).
+    #[inline]
     pub fn get(&self, name: &[u8]) -> Option<Param<'a>> {
         self.iter().find(|p| p.is(name))
     }
 
     /// Value of the first parameter named `name`; `None` if absent or valueless.
+    #[inline]
     pub fn value(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.get(name).and_then(|p| p.value)
     }
 
     /// Is a parameter named `name` present (with or without value)?
+    #[inline]
     pub fn has(&self, name: &[u8]) -> bool {
         self.get(name).is_some()
     }
@@ -150,6 +153,11 @@ impl<'a> Iterator for ParamIter<'a> {
         loop {
             let semi = self.pos?;
             let rest = self.s.get(semi + 1..)?;
+            // Almost every segment is a plain `token[=value]`: read it in one pass.
+            if let Some((p, end)) = plain_segment(rest) {
+                self.pos = end.map(|n| semi + 1 + n);
+                return Some(p);
+            }
             let seg_len = find_unquoted(rest, b';');
             self.pos = seg_len.map(|n| semi + 1 + n);
             let seg = &rest[..seg_len.unwrap_or(rest.len())];
@@ -277,6 +285,15 @@ fn plain_header_segment(tail: &[u8], syntax: ParamSyntax) -> Option<(Param<'_>, 
     if syntax != ParamSyntax::Header {
         return None;
     }
+    plain_segment(tail)
+}
+
+/// `token ["=" 1*value-char]` then `;` or the end, whatever the syntax: where this
+/// succeeds, cutting the segment at the first unquoted `;` and [`split_param`] give the
+/// same parameter and the same end (no LWS to trim, no quote to skip, the name holds no
+/// `=`). Iteration and validation both try it first.
+#[inline]
+fn plain_segment(tail: &[u8]) -> Option<(Param<'_>, Option<usize>)> {
     let name_len = tail
         .iter()
         .position(|&b| !is(b, class::TOKEN))
@@ -362,6 +379,56 @@ fn check_quoted_value(seg: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The segment reading before the plain fast path: cut at the first unquoted `;`,
+    /// then split (the reference `ParamIter` must agree with).
+    fn reference_params(raw: &[u8]) -> Vec<Param<'_>> {
+        let mut out = Vec::new();
+        let mut pos = find_unquoted(raw, b';');
+        while let Some(semi) = pos {
+            let rest = &raw[semi + 1..];
+            let n = find_unquoted(rest, b';');
+            pos = n.map(|n| semi + 1 + n);
+            if let Some(p) = split_param(&rest[..n.unwrap_or(rest.len())]) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn iteration_fast_path_agrees_with_reference() {
+        for raw in [
+            &b";tag=1234SIPpTag001"[..],
+            b";branch=z9hG4bK-1;rport;received=192.0.2.1",
+            b";a=\"q;uoted\";b",
+            b" ; a = 1 ;b",
+            b";;a=;=b;c=d=e",
+            b";a=\"unterminated;b",
+            b";x=[::1];y=%41",
+            b"",
+            b";",
+        ] {
+            let got: Vec<_> = Params::new(raw).iter().collect();
+            assert_eq!(
+                got,
+                reference_params(raw),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn iteration_agrees_with_reference(
+            raw in proptest::collection::vec(
+                proptest::sample::select(b"ab9;=\" \t\r\n\\:[]%.".to_vec()), 0..24)
+        ) {
+            let got: Vec<_> = Params::new(&raw).iter().collect();
+            proptest::prop_assert_eq!(got, reference_params(&raw));
+        }
+    }
 
     fn hdr(s: &[u8]) -> Params<'_> {
         Params::parse(s, ParamSyntax::Header).unwrap()

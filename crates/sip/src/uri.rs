@@ -648,6 +648,28 @@ fn parse_sip<'a>(
         }
         None => (None, None, rest),
     };
+    let (hp, params, headers) = match plain_hostport_params(after) {
+        Some((hp, params)) => (hp, params, None),
+        None => hostport_params(after, allow_headers)?,
+    };
+    Ok(Uri {
+        raw,
+        scheme,
+        user,
+        password,
+        host: Some(hp.host),
+        port: hp.port,
+        params,
+        headers,
+    })
+}
+
+/// What follows the userinfo, `hostport [";" params] ["?" headers]`, in general.
+#[allow(clippy::type_complexity)]
+fn hostport_params(
+    after: &[u8],
+    allow_headers: bool,
+) -> Result<(HostPort<'_>, Params<'_>, Option<&[u8]>), Error> {
     let (before_headers, headers) = match memchr::memchr(b'?', after) {
         Some(_) if !allow_headers => {
             return Err(Error::BadSyntax("headers not allowed in Request-URI"));
@@ -662,16 +684,41 @@ fn parse_sip<'a>(
     let hp_end = hostport_end(before_headers);
     let hp = parse_host_port(&before_headers[..hp_end])?;
     let params = Params::parse(&before_headers[hp_end..], ParamSyntax::Uri)?;
-    Ok(Uri {
-        raw,
-        scheme,
-        user,
-        password,
-        host: Some(hp.host),
-        port: hp.port,
-        params,
-        headers,
-    })
+    Ok((hp, params, headers))
+}
+
+/// The common shape of what follows the userinfo, `host [":" port] *(";" uri-param)`
+/// with an unbracketed host and no `?headers`, read in one pass over the host and port
+/// where the general path runs three `memchr`s over short spans. `None` for anything
+/// else, which the general path then parses (and rejects if it must). Where this
+/// succeeds the general path gives the same result: the host, port and parameters hold
+/// no `?` (so there are no headers), the host and port no `;` (so the parameters start
+/// at the same place) and the host no `:` or `[` (so host and port split there too).
+#[inline]
+fn plain_hostport_params(after: &[u8]) -> Option<(HostPort<'_>, Params<'_>)> {
+    let host_len = after
+        .iter()
+        .position(|&b| !(is(b, class::HOST) || b == b'.'))
+        .unwrap_or(after.len());
+    let host = Host::parse(&after[..host_len]).ok()?;
+    let mut end = host_len;
+    let port = match after.get(end) {
+        Some(b':') => {
+            let digits = &after[end + 1..];
+            let n = digits
+                .iter()
+                .position(|&b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
+            end += 1 + n;
+            Some(parse_port(&digits[..n]).ok()?)
+        }
+        _ => None,
+    };
+    if !matches!(after.get(end), None | Some(b';')) {
+        return None;
+    }
+    let params = Params::parse(&after[end..], ParamSyntax::Uri).ok()?;
+    Some((HostPort { host, port }, params))
 }
 
 /// End of `hostport` (start of `;params`), skipping over a bracketed IPv6 reference.
@@ -875,6 +922,73 @@ mod tests {
     use super::*;
 
     use crate::scan::test_corpus as conformance;
+
+    /// The fast path agrees with the general one wherever it answers (with or without
+    /// headers allowed: it never sees any), and leaves every other input to it.
+    fn fast_agrees(after: &[u8]) -> bool {
+        let Some((hp, params)) = plain_hostport_params(after) else {
+            return false;
+        };
+        for allow in [false, true] {
+            assert_eq!(
+                hostport_params(after, allow),
+                Ok((hp, params, None)),
+                "{:?}",
+                String::from_utf8_lossy(after)
+            );
+        }
+        true
+    }
+
+    #[test]
+    fn plain_hostport_fast_path() {
+        for ok in [
+            &b"127.0.0.1:5061;transport=UDP"[..],
+            b"127.0.0.1",
+            b"example.com;lr",
+            b"a-b.example.com.:5060;lr;maddr=239.0.0.1",
+            b"host;x=%41",
+        ] {
+            assert!(fast_agrees(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        // Left to the general path (which accepts some and rejects others).
+        for other in [
+            &b"[2001:db8::1]:5060"[..],
+            b"host?subject=x",
+            b"host;a?b=c",
+            b"host:5060?x=y",
+            b"1.2.3",
+            b"host:0",
+            b"host:65536",
+            b"host:",
+            b"host:50a60",
+            b"-host",
+            b"host;",
+            b"host;;lr",
+            b"host;=x",
+            b"host;a=",
+            b"host;%4",
+            b"host ;lr",
+            b"ho st",
+            b"",
+        ] {
+            assert!(!fast_agrees(other), "{:?}", String::from_utf8_lossy(other));
+        }
+        // Whole URIs through both paths: the verdicts of the Request-URI parse stand.
+        assert!(Uri::parse(b"sip:host;a?b=c").is_err());
+        assert!(Uri::parse_in_header(b"sip:host;a?b=c").is_ok());
+        assert!(Uri::parse(b"sip:u@host:5060;lr").unwrap().has_lr());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_hostport_agrees_with_general(
+            after in proptest::collection::vec(
+                proptest::sample::select(b"aZ09.-_:;=?%[]@ /&+$4".to_vec()), 0..24)
+        ) {
+            fast_agrees(&after);
+        }
+    }
 
     /// The Request-URI of a corpus message (second token of the first line).
     fn request_uri(msg: &[u8]) -> Vec<u8> {
