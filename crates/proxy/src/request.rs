@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use trunkstore_sip::message::{HeaderName, Message, Method};
 use trunkstore_sip::uri::Uri;
 use trunkstore_sip::validate::{
-    validate_relayed_ack, validate_request_with, Checked, Rejection, ValidateOptions,
+    check_relayed_ack, validate_request_with, Checked, Rejection, ValidateOptions,
 };
 use trunkstore_sip::via::{Via, MAGIC_COOKIE};
 
@@ -82,10 +82,14 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
     }
     let method = msg.method().unwrap_or(Method::Other);
     if method == Method::Ack {
-        // Never answered: without a usable Via it is dropped.
-        if let Some(via) = sipview::top_via(&msg) {
+        // Never answered: without a usable Via it is dropped. Checked first so that the
+        // relayed ACK's check hands back the top Via it parsed; one that fails it is
+        // still absorbed by its transaction (by a Via parsed here), never relayed.
+        let checked = check_relayed_ack(&msg).ok();
+        let via = checked.map(|a| a.top_via).or_else(|| sipview::top_via(&msg));
+        if let Some(via) = via {
             let key = server_key(cx, &msg, &via, MethodClass::Invite);
-            on_ack(cx, from, local, &msg, key);
+            on_ack(cx, from, local, &msg, key, checked.map(|a| a.request_uri));
         }
         return;
     }
@@ -121,7 +125,7 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         return on_cancel(cx, from, local, msg, invite_key, key);
     }
     let ids = sipview::DialogIds::of_checked(&msg, &checked.from, &checked.to);
-    let loop_hash = loop_hash(cx, &msg, &ids);
+    let loop_hash = loop_hash(cx, &msg, &ids, checked.cseq.seq);
     if is_loop(cx, &msg, loop_hash) {
         local::respond(cx, from, local, &msg, 482, b"Loop Detected", &[]);
         count_rejected(cx, from, &msg, None, Refusal::Loop);
@@ -406,8 +410,16 @@ fn absorb_retransmission(cx: &mut Ctx<'_>, txn: &crate::state::TxnRef) {
 
 /// ACK: the hop-by-hop ACK of our non-2xx final is absorbed by its INVITE server
 /// transaction; any other ACK (for a 2xx) is end-to-end and follows the route set,
-/// statelessly. An ACK is never answered.
-fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: TxKey) {
+/// statelessly. An ACK is never answered. `ruri`: the Request-URI if the ACK passed
+/// the relayed ACK's check (else it is only ever absorbed).
+fn on_ack(
+    cx: &mut Ctx<'_>,
+    from: Peer,
+    local: SocketAddr,
+    msg: &Message,
+    key: TxKey,
+    ruri: Option<Uri<'_>>,
+) {
     if let Some(txn) = cx.lookup(key) {
         let mut t = lock(&txn);
         if let ServerSide::Invite(s) = &mut t.server {
@@ -421,7 +433,7 @@ fn on_ack(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: &Message, key: T
         }
     }
     let _ = local;
-    let Ok(ruri) = validate_relayed_ack(msg) else {
+    let Some(ruri) = ruri else {
         return;
     };
     // An ACK for a 2xx goes to the other leg of its dialog; one that matches no dialog
@@ -530,9 +542,10 @@ fn on_cancel(
 }
 
 /// The hash a looping request would carry in our Via (see [`crate::branch`]).
-/// The tags are those of the From and To validation parsed (the first of each).
-fn loop_hash(cx: &Ctx<'_>, msg: &Message, ids: &sipview::DialogIds<'_>) -> u32 {
-    let cseq = sipview::cseq(msg).map_or(0, |c| c.seq).to_be_bytes();
+/// The tags are those of the From and To validation parsed (the first of each), `seq`
+/// its CSeq number.
+fn loop_hash(cx: &Ctx<'_>, msg: &Message, ids: &sipview::DialogIds<'_>, seq: u32) -> u32 {
+    let cseq = seq.to_be_bytes();
     cx.state.hasher.u64(&[
         msg.request_uri(),
         ids.call_id,

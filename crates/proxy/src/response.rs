@@ -4,7 +4,7 @@
 //! Accepted for 64·T1 for exactly that, RFC 6026).
 
 use trunkstore_sip::message::Message;
-use trunkstore_sip::validate::validate_response;
+use trunkstore_sip::validate::check_response;
 
 use crate::context::{lock, Ctx};
 use crate::keys::ClientKey;
@@ -12,9 +12,10 @@ use crate::types::Peer;
 use crate::{branch, calls, late2xx, proxying, sipview};
 
 pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
-    let Ok(via) = validate_response(&msg) else {
+    let Ok(checked) = check_response(&msg) else {
         return;
     };
+    let via = checked.top_via;
     let is_us = sipview::via_is_us(&cx.state.cfg, &via);
     if is_us
         && via
@@ -31,7 +32,7 @@ pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
         cx.state.metrics.stray_response();
         return;
     };
-    let cancel = sipview::cseq(&msg).is_some_and(|c| c.method == b"CANCEL");
+    let cancel = checked.cseq.method == b"CANCEL";
     let entry = cx
         .state
         .clients

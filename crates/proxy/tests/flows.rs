@@ -628,3 +628,43 @@ fn a_2xx_ack_with_an_odd_contact_is_relayed() {
     assert_eq!((status(&bye[0]), bye[0].to), (Some(400), udp(CARRIER)));
     assert!(text(&bye[0]).starts_with("SIP/2.0 400 Bad Contact"));
 }
+
+/// The ACK of our non-2xx is absorbed by its transaction even when it would fail the
+/// relayed ACK's check (a lower Via that does not parse, Max-Forwards 0): absorbing
+/// reads only the top Via. Such an ACK is never relayed anywhere.
+#[test]
+fn an_ack_failing_the_relay_check_is_still_absorbed_and_never_relayed() {
+    let mut h = H::new();
+    let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
+    let out = h.feed(udp(SERVER), &reply(&fwd, 486));
+    assert!(out.iter().any(|t| status(t) == Some(486)));
+    let bad = ack_non2xx("c1", "z9hG4bK-a1", "callee1")
+        .replace("Max-Forwards: 70\n", "Max-Forwards: 0\nVia: SIP/2.0/UDP h h\n");
+    assert!(h.feed(udp(CARRIER), &bad).is_empty());
+    // Absorbed: our 486 is not retransmitted any more.
+    assert!(h.advance_by(5000).is_empty());
+}
+
+/// A 2xx's ACK that fails the relayed ACK's check is dropped, not relayed.
+#[test]
+fn a_2xx_ack_failing_the_relay_check_is_dropped() {
+    let mut h = H::new();
+    let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
+    let ok = h.feed(
+        udp(SERVER),
+        &answer(&fwd, 200, "sip:4155551234@10.0.0.5:5080"),
+    );
+    assert_eq!(status(&ok[0]), Some(200));
+    let ack = in_dialog_from_carrier("ACK", "c1", "z9hG4bK-ack", 1);
+    for bad in [
+        ack.replace("Max-Forwards: 70", "Max-Forwards: 0"),
+        ack.replace("Max-Forwards: 70\n", "Max-Forwards: 70\nVia: SIP/2.0/UDP h h\n"),
+        ack.replace("CSeq: 1 ACK", "CSeq: 1 INVITE"),
+    ] {
+        assert!(h.feed(udp(CARRIER), &bad).is_empty(), "{bad}");
+    }
+    // The same ACK well formed is relayed to the callee.
+    let out = h.feed(udp(CARRIER), &ack);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to, udp(SERVER));
+}

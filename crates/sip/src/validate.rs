@@ -72,6 +72,8 @@ pub struct Checked<'m> {
     pub from: NameAddr<'m>,
     /// The To header.
     pub to: NameAddr<'m>,
+    /// The CSeq (its method is the request's).
+    pub cseq: CSeq<'m>,
 }
 
 /// Checks a request before routing:
@@ -91,7 +93,7 @@ pub fn validate_request_with<'m>(
     let (request_uri, common, top_via) = check_head(msg)?;
     let from = NameAddr::parse(common.from).map_err(|_| Rejection::new(400, "Bad From"))?;
     let to = NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
-    check_cseq_and_hops(msg, &common)?;
+    let cseq = check_cseq_and_hops(msg, &common)?;
     for v in msg.headers(HeaderName::Contact) {
         for c in contacts(v) {
             c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
@@ -103,6 +105,7 @@ pub fn validate_request_with<'m>(
         request_uri,
         from,
         to,
+        cseq,
     })
 }
 
@@ -113,10 +116,28 @@ pub fn validate_request_with<'m>(
 /// Via, the headers every request needs (present, single), the Call-ID, CSeq,
 /// Max-Forwards and Proxy-Require. Returns the Request-URI, which routing reads next.
 pub fn validate_relayed_ack(msg: &Message) -> Result<Uri<'_>, Rejection<'_>> {
-    let (request_uri, common, _) = check_head(msg)?;
+    check_relayed_ack(msg).map(|a| a.request_uri)
+}
+
+/// What [`check_relayed_ack`] parsed on its way.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayedAck<'m> {
+    /// The Request-URI, which routing reads next.
+    pub request_uri: Uri<'m>,
+    /// The topmost Via (the first value of the first Via line), which the ACK's
+    /// transaction key is made of: the caller need not parse it again.
+    pub top_via: Via<'m>,
+}
+
+/// [`validate_relayed_ack`], handing back the top Via too.
+pub fn check_relayed_ack(msg: &Message) -> Result<RelayedAck<'_>, Rejection<'_>> {
+    let (request_uri, common, top_via) = check_head(msg)?;
     check_cseq_and_hops(msg, &common)?;
     check_proxy_require(msg, &ValidateOptions::default())?;
-    Ok(request_uri)
+    Ok(RelayedAck {
+        request_uri,
+        top_via,
+    })
 }
 
 /// A request, its Request-URI (sip, sips or tel: else 416), the headers every message
@@ -135,8 +156,11 @@ fn check_head(msg: &Message) -> Result<(Uri<'_>, Common<'_>, Via<'_>), Rejection
 }
 
 /// CSeq well formed and naming the request's method; Max-Forwards, if present, in range
-/// and not 0 (483).
-fn check_cseq_and_hops<'m>(msg: &'m Message, common: &Common<'m>) -> Result<(), Rejection<'m>> {
+/// and not 0 (483). Returns the CSeq.
+fn check_cseq_and_hops<'m>(
+    msg: &'m Message,
+    common: &Common<'m>,
+) -> Result<CSeq<'m>, Rejection<'m>> {
     let cseq = CSeq::parse(common.cseq)?;
     if cseq.method != msg.method_bytes() {
         return Err(Rejection::new(400, "CSeq method does not match request"));
@@ -146,7 +170,7 @@ fn check_cseq_and_hops<'m>(msg: &'m Message, common: &Common<'m>) -> Result<(), 
             return Err(Rejection::new(483, "Too Many Hops"));
         }
     }
-    Ok(())
+    Ok(cseq)
 }
 
 /// Checks a response before matching it to a transaction: Via, From, To, Call-ID and
@@ -160,6 +184,20 @@ fn check_cseq_and_hops<'m>(msg: &'m Message, common: &Common<'m>) -> Result<(), 
 ///
 /// Returns the top Via, which matching reads next.
 pub fn validate_response(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
+    check_response(msg).map(|r| r.top_via)
+}
+
+/// What [`check_response`] parsed on its way.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedResponse<'m> {
+    /// The topmost Via, which matching reads.
+    pub top_via: Via<'m>,
+    /// The CSeq (a CANCEL's response is matched to the CANCEL's transaction).
+    pub cseq: CSeq<'m>,
+}
+
+/// [`validate_response`], handing back the CSeq too.
+pub fn check_response(msg: &Message) -> Result<CheckedResponse<'_>, Rejection<'_>> {
     if msg.is_request() {
         return Err(Rejection::new(400, "not a response"));
     }
@@ -168,8 +206,11 @@ pub fn validate_response(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
         Some(Ok((via, _))) => via,
         _ => return Err(Rejection::new(400, "Bad Via")),
     };
-    CSeq::parse(common.cseq)?;
-    Ok(top)
+    let cseq = CSeq::parse(common.cseq)?;
+    Ok(CheckedResponse {
+        top_via: top,
+        cseq,
+    })
 }
 
 /// Values [`check_common`] found on its pass over the header index, so the callers need
@@ -432,6 +473,36 @@ From: {from};tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 ACK\r\n{extra
         let cseq =
             parse(&String::from_utf8_lossy(good.bytes()).replace("CSeq: 1 ACK", "CSeq: 1 INVITE"));
         assert_eq!(validate_relayed_ack(&cseq).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn what_validation_parsed_comes_back() {
+        let m = parse(&OK.replace("Via:", "Via: SIP/2.0/TCP top;branch=z9hG4bKtop\r\nVia:"));
+        let c = validate_request_with(&m, &ValidateOptions::default()).unwrap();
+        assert_eq!((c.cseq.seq, c.cseq.method), (1, &b"INVITE"[..]));
+        assert_eq!(c.top_via.branch(), Some(&b"z9hG4bKtop"[..]));
+        let ack = parse(
+            "ACK sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP h1;branch=z9hG4bK1, \
+SIP/2.0/UDP h2;branch=z9hG4bK2\r\nVia: SIP/2.0/UDP h3;branch=z9hG4bK3\r\n\
+From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 7 ACK\r\n\r\n",
+        );
+        let a = check_relayed_ack(&ack).unwrap();
+        // The top Via is the first value of the first line, as a fresh parse finds it.
+        let first = vias(ack.header(HeaderName::Via).unwrap()).next();
+        assert_eq!(Some(a.top_via), first.and_then(|r| r.ok()).map(|(v, _)| v));
+        assert_eq!(a.request_uri.as_bytes(), b"sip:b@10.0.0.2");
+        // A lower Via that does not parse still fails the whole check.
+        let bad_lower = parse(
+            &String::from_utf8_lossy(ack.bytes()).replace("UDP h3;", "UDP h3 h3;"),
+        );
+        assert_eq!(check_relayed_ack(&bad_lower).unwrap_err().reason, "Bad Via");
+        let r = parse(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 3 CANCEL\r\n\r\n",
+        );
+        let c = check_response(&r).unwrap();
+        assert_eq!((c.cseq.seq, c.cseq.method), (3, &b"CANCEL"[..]));
+        assert_eq!(c.top_via.branch(), Some(&b"z9hG4bK1"[..]));
     }
 
     #[test]
