@@ -86,7 +86,9 @@ pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: M
         // relayed ACK's check hands back the top Via it parsed; one that fails it is
         // still absorbed by its transaction (by a Via parsed here), never relayed.
         let checked = check_relayed_ack(&msg).ok();
-        let via = checked.map(|a| a.top_via).or_else(|| sipview::top_via(&msg));
+        let via = checked
+            .map(|a| a.top_via)
+            .or_else(|| sipview::top_via(&msg));
         if let Some(via) = via {
             let key = server_key(cx, &msg, &via, MethodClass::Invite);
             on_ack(cx, from, local, &msg, key, checked.map(|a| a.request_uri));

@@ -638,8 +638,10 @@ fn an_ack_failing_the_relay_check_is_still_absorbed_and_never_relayed() {
     let fwd = start_call(&mut h, "c1", "z9hG4bK-a1");
     let out = h.feed(udp(SERVER), &reply(&fwd, 486));
     assert!(out.iter().any(|t| status(t) == Some(486)));
-    let bad = ack_non2xx("c1", "z9hG4bK-a1", "callee1")
-        .replace("Max-Forwards: 70\n", "Max-Forwards: 0\nVia: SIP/2.0/UDP h h\n");
+    let bad = ack_non2xx("c1", "z9hG4bK-a1", "callee1").replace(
+        "Max-Forwards: 70\n",
+        "Max-Forwards: 0\nVia: SIP/2.0/UDP h h\n",
+    );
     assert!(h.feed(udp(CARRIER), &bad).is_empty());
     // Absorbed: our 486 is not retransmitted any more.
     assert!(h.advance_by(5000).is_empty());
@@ -658,7 +660,10 @@ fn a_2xx_ack_failing_the_relay_check_is_dropped() {
     let ack = in_dialog_from_carrier("ACK", "c1", "z9hG4bK-ack", 1);
     for bad in [
         ack.replace("Max-Forwards: 70", "Max-Forwards: 0"),
-        ack.replace("Max-Forwards: 70\n", "Max-Forwards: 70\nVia: SIP/2.0/UDP h h\n"),
+        ack.replace(
+            "Max-Forwards: 70\n",
+            "Max-Forwards: 70\nVia: SIP/2.0/UDP h h\n",
+        ),
         ack.replace("CSeq: 1 ACK", "CSeq: 1 INVITE"),
     ] {
         assert!(h.feed(udp(CARRIER), &bad).is_empty(), "{bad}");

@@ -207,10 +207,7 @@ pub fn check_response(msg: &Message) -> Result<CheckedResponse<'_>, Rejection<'_
         _ => return Err(Rejection::new(400, "Bad Via")),
     };
     let cseq = CSeq::parse(common.cseq)?;
-    Ok(CheckedResponse {
-        top_via: top,
-        cseq,
-    })
+    Ok(CheckedResponse { top_via: top, cseq })
 }
 
 /// Values [`check_common`] found on its pass over the header index, so the callers need
@@ -492,9 +489,8 @@ From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 7 ACK\r\n\r\
         assert_eq!(Some(a.top_via), first.and_then(|r| r.ok()).map(|(v, _)| v));
         assert_eq!(a.request_uri.as_bytes(), b"sip:b@10.0.0.2");
         // A lower Via that does not parse still fails the whole check.
-        let bad_lower = parse(
-            &String::from_utf8_lossy(ack.bytes()).replace("UDP h3;", "UDP h3 h3;"),
-        );
+        let bad_lower =
+            parse(&String::from_utf8_lossy(ack.bytes()).replace("UDP h3;", "UDP h3 h3;"));
         assert_eq!(check_relayed_ack(&bad_lower).unwrap_err().reason, "Bad Via");
         let r = parse(
             "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
