@@ -484,6 +484,15 @@ impl HeaderIndex {
         }
     }
 
+    /// The last line, for a continuation line to extend.
+    #[inline]
+    pub(crate) fn last_mut(&mut self) -> Option<&mut HeaderEntry> {
+        match &mut self.lines {
+            Lines::Inline { len, items } => items[..usize::from(*len)].last_mut(),
+            Lines::Heap(v) => v.last_mut(),
+        }
+    }
+
     #[inline]
     pub(crate) fn as_slice(&self) -> &[HeaderEntry] {
         match &self.lines {

@@ -141,7 +141,9 @@ fn parse_into(
     }
     let (line_end, next) = next_line(buf, 0).ok_or(Error::Incomplete)?;
     let start = parse_start_line(buf, line_end, limits)?;
-    let mut cur: Option<HeaderEntry> = None;
+    // Each header line goes into the index as soon as it is read; a continuation line
+    // extends the last one in place (no entry held back per line for a fold that rarely
+    // comes).
     let mut pos = next;
     loop {
         let (line_end, next) = match next_line(buf, pos) {
@@ -150,10 +152,9 @@ fn parse_into(
             None => return Err(Error::Incomplete),
         };
         if line_end == pos {
-            if let Some(e) = cur.take() {
-                push_header(headers, e, limits)?;
-            }
-            let content_length = content_length(buf, headers.as_slice())?;
+            // Content-Length is usually the last line: start at its first one.
+            let content_length =
+                content_length(buf, headers.lines_from_first(HeaderName::ContentLength))?;
             return Ok(HeadInfo {
                 start,
                 head_len: next,
@@ -162,21 +163,19 @@ fn parse_into(
         }
         let first = buf.get(pos).copied().unwrap_or(b'\r');
         if first == b' ' || first == b'\t' {
-            let e = cur
-                .as_mut()
+            let e = headers
+                .last_mut()
                 .ok_or(Error::BadSyntax("continuation line before first header"))?;
             extend_folded(buf, e, pos, line_end);
             if line_end - e.name_start as usize > limits.max_header_line {
                 return Err(Error::TooLarge("header line"));
             }
         } else {
-            if let Some(e) = cur.take() {
-                push_header(headers, e, limits)?;
-            }
             if line_end - pos > limits.max_header_line {
                 return Err(Error::TooLarge("header line"));
             }
-            cur = Some(parse_header_line(buf, pos, line_end)?);
+            let e = parse_header_line(buf, pos, line_end)?;
+            push_header(headers, e, limits)?;
         }
         pos = next;
     }
@@ -225,7 +224,7 @@ fn parse_header_line(buf: &[u8], pos: usize, end: usize) -> Result<HeaderEntry, 
     };
     let name_len = u16::try_from(name.len()).map_err(|_| Error::TooLarge("header line"))?;
     let after = line.get(colon + 1..).unwrap_or(b"");
-    let lead = after.iter().take_while(|&&b| is_ws(b)).count();
+    let lead = leading_ws(after);
     let value = trim_end(after.get(lead..).unwrap_or(b""));
     let value_start = pos + colon + 1 + lead;
     // An empty first-line value starts where the line ends, so a fold can move it.
@@ -312,8 +311,22 @@ fn extend_folded(buf: &[u8], e: &mut HeaderEntry, pos: usize, end: usize) {
     e.value_end = (pos + last) as u32;
 }
 
+/// SP/HTAB bytes at the start of `s`.
+#[inline]
+fn leading_ws(s: &[u8]) -> usize {
+    // `Name: value`, one space, is the usual spelling: no scan for it.
+    match s {
+        [b' ', b, ..] if !is_ws(*b) => 1,
+        _ => s.iter().take_while(|&&b| is_ws(b)).count(),
+    }
+}
+
 #[inline]
 fn trim_end(s: &[u8]) -> &[u8] {
+    // Names and values almost always end in a non-blank byte: one compare, no scan.
+    if s.last().is_some_and(|&b| !is_ws(b)) {
+        return s;
+    }
     let n = s.iter().rposition(|&b| !is_ws(b)).map_or(0, |i| i + 1);
     s.get(..n).unwrap_or(b"")
 }
@@ -440,6 +453,7 @@ fn check_version(v: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::INLINE_HEADERS;
 
     fn parse(s: &[u8]) -> Result<Message, Error> {
         parse_datagram(Bytes::copy_from_slice(s), &Limits::default())
@@ -491,6 +505,16 @@ mod tests {
                 proptest::sample::select(b"ViaToCcSLlf-:: \t\r\x00\xe9x".to_vec()), 0..40)
         ) {
             proptest::prop_assert_eq!(name_and_colon(&line), reference_name_and_colon(&line));
+        }
+
+        #[test]
+        fn blank_trims_agree_with_scans(
+            s in proptest::collection::vec(proptest::sample::select(b" \tab\r:".to_vec()), 0..12)
+        ) {
+            let lead = s.iter().take_while(|&&b| is_ws(b)).count();
+            proptest::prop_assert_eq!(leading_ws(&s), lead);
+            let n = s.iter().rposition(|&b| !is_ws(b)).map_or(0, |i| i + 1);
+            proptest::prop_assert_eq!(trim_end(&s), &s[..n]);
         }
 
         #[test]
@@ -770,6 +794,25 @@ body";
         let e = parse_datagram(Bytes::from_static(INVITE), &uri).unwrap_err();
         assert_eq!(e, Error::TooLarge("Request-URI"));
         assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn folds_extend_the_last_line_inline_and_spilled() {
+        // Lines are indexed as they are read: a fold extends the last one, whether the
+        // index is still inline or has spilled to the heap.
+        for before in [0, INLINE_HEADERS, INLINE_HEADERS + 3] {
+            let mut m = b"OPTIONS sip:a SIP/2.0\r\n".to_vec();
+            for i in 0..before {
+                m.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+            }
+            m.extend_from_slice(b"Subject: one\r\n \t two\r\nContent-Length: 0\r\n\r\n");
+            let msg = parse(&m).unwrap();
+            assert_eq!(
+                msg.header(HeaderName::Subject),
+                Some(&b"one\r\n \t two"[..])
+            );
+            assert_eq!(msg.content_length(), Some(0));
+        }
     }
 
     #[test]
