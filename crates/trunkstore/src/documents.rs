@@ -113,13 +113,10 @@ pub(crate) fn export(config: &Path, to: &Path) -> ExitCode {
 /// validated as one catalog as a node would load them, with where they came from; an
 /// outer error when Redis cannot be read.
 pub(crate) fn load_from_redis(
-    config: &Path,
+    settings: Settings,
 ) -> Result<Result<(Catalog, String), Vec<FileErrors>>, RedisError> {
-    // The caller loaded these settings already: only a file changed in between fails here.
-    let Some((settings, cluster)) = settings_with_cluster(config, "check") else {
-        return Err(RedisError::Failed(
-            "the settings could not be read again".into(),
-        ));
+    let Some(cluster) = bulk_cluster(&settings) else {
+        return Err(RedisError::Failed("no `cluster` section".into()));
     };
     let stored: Stored = with_documents(&cluster, |d| async move { d.load().await })?;
     // Not the URLs: one may carry a password.
@@ -140,15 +137,21 @@ fn settings_with_cluster(config: &Path, verb: &str) -> Option<(Settings, Cluster
             return None;
         }
     };
-    let Some(mut cluster) = settings.cluster.clone() else {
+    let Some(cluster) = bulk_cluster(&settings) else {
         eprintln!(
             "trunkstore: {verb} needs a `cluster` section (the Redis to use) in {}",
             config.display()
         );
         return None;
     };
-    cluster.timeout_ms = u32::try_from(BULK_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
     Some((settings, cluster))
+}
+
+/// The settings' `cluster` section with a bulk operation's timeout.
+fn bulk_cluster(settings: &Settings) -> Option<Cluster> {
+    let mut cluster = settings.cluster.clone()?;
+    cluster.timeout_ms = u32::try_from(BULK_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
+    Some(cluster)
 }
 
 /// Every document under `dir` and the whole catalog, like `check` (every error).

@@ -155,23 +155,24 @@ fn unresolvable(catalog: &trunkstore_config::Catalog) -> Vec<String> {
 /// `trunkstore check`: the same loading path the proxy uses at startup: the files of
 /// `connectivity_dir`, or with `cluster.store: "redis"` the documents in Redis.
 fn check(config: &Path) -> ExitCode {
-    let from_redis = Settings::load(config)
-        .ok()
-        .and_then(|s| s.cluster)
-        .is_some_and(|c| c.store == DocumentStore::Redis);
-    let loaded = if from_redis {
-        match documents::load_from_redis(config) {
+    let redis_settings = Settings::load(config).ok().filter(|s| {
+        s.cluster
+            .as_ref()
+            .is_some_and(|c| c.store == DocumentStore::Redis)
+    });
+    let loaded = match redis_settings {
+        Some(settings) => match documents::load_from_redis(settings) {
             Ok(loaded) => loaded,
             Err(e) => {
                 eprintln!("trunkstore: cannot read the documents from Redis: {e}");
                 return ExitCode::FAILURE;
             }
-        }
-    } else {
-        load_all(config).map(|catalog| {
+        },
+        // Files, or settings that do not load: `load_all` reports those.
+        None => load_all(config).map(|catalog| {
             let source = catalog.settings().connectivity_dir.display().to_string();
             (catalog, source)
-        })
+        }),
     };
     match loaded {
         Ok((catalog, source)) => {
