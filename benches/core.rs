@@ -113,6 +113,15 @@ impl Rig {
         }
     }
 
+    /// Runs `step` (the core's own work), inside callgrind's window when measuring.
+    fn core_work(&mut self, step: impl FnOnce(&mut Rig)) {
+        if self.measuring {
+            measured(|| step(self));
+        } else {
+            step(self);
+        }
+    }
+
     /// Feeds one datagram and returns what the core sent.
     fn feed(&mut self, from: &str, data: Bytes) -> Vec<Transmit> {
         // The source address is parsed here, outside the measured part: the edge gets it
@@ -127,11 +136,7 @@ impl Rig {
                 .handle_datagram(&mut rig.shard, rig.now, from, rig.local, data);
             out.extend(std::iter::from_fn(|| rig.shard.poll_transmit()));
         };
-        if self.measuring {
-            measured(|| step(self, &mut out));
-        } else {
-            step(self, &mut out);
-        }
+        self.core_work(|rig| step(rig, &mut out));
         self.busy += start.elapsed();
         // The one allocation of `out` is the bench's, not the core's.
         self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - allocated - 1;
@@ -149,11 +154,7 @@ impl Rig {
                 while rig.shard.poll_transmit().is_some() {}
             }
         };
-        if self.measuring {
-            measured(|| step(self));
-        } else {
-            step(self);
-        }
+        self.core_work(step);
         self.busy += start.elapsed();
         self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - allocated;
     }
