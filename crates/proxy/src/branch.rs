@@ -11,7 +11,7 @@
 use trunkstore_sip::message::{HeaderName, Message};
 use trunkstore_sip::via::MAGIC_COOKIE;
 
-use crate::util::{hex32, hex64, parse_hex};
+use crate::util::{hex32, hex64, hex8};
 
 pub(crate) const BRANCH_LEN: usize = 7 + 16 + 8;
 
@@ -29,9 +29,9 @@ pub(crate) fn parse(branch: &[u8]) -> Option<(u64, u32)> {
     if branch.len() != BRANCH_LEN || !branch.starts_with(MAGIC_COOKIE) {
         return None;
     }
-    let id = parse_hex(branch.get(7..23)?)?;
-    let lh = parse_hex(branch.get(23..31)?)?;
-    Some((id, lh as u32))
+    let hex = |at: usize| branch.get(at..at + 8)?.try_into().ok().and_then(hex8);
+    let id = u64::from(hex(7)?) << 32 | u64::from(hex(15)?);
+    Some((id, hex(23)?))
 }
 
 /// Whether any Via line of `msg` holds the text of `loop_hash` (8 hex digits, any case):

@@ -49,6 +49,34 @@ pub(crate) fn parse_hex(s: &[u8]) -> Option<u64> {
     })
 }
 
+/// Eight hex digits (any case) as a number, all eight bytes at once: our branch is 24 of
+/// them and every response and looping-request check parses one (a digit at a time
+/// that was ~6 instructions a digit). Same result as [`parse_hex`] on 8 bytes.
+#[inline]
+pub(crate) fn hex8(s: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_le_bytes(s);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // For bytes below 0x80, the high bit of `b + 0x80 - n` is `b >= n`, no carries.
+    let ge = |v: u64, n: u8| v.wrapping_add((0x80 - u64::from(n)) * ONES) & HIGH;
+    let digit = ge(x, b'0') & !ge(x, b'9' + 1);
+    // `| 0x20` lowercases A-F and maps nothing else into a-f.
+    let lower = x | 0x20 * ONES;
+    let letter = ge(lower, b'a') & !ge(lower, b'f' + 1);
+    if digit | letter != HIGH {
+        return None;
+    }
+    // Each byte's value: its low nibble, plus 9 for a letter ('a' is 0x61).
+    let v = (x & 0x0f * ONES) + (letter >> 7) * 9;
+    // Pairs of digits into bytes (first digit high), then the four bytes in order.
+    let pairs = ((v & 0x000f_000f_000f_000f) << 4) | ((v >> 8) & 0x000f_000f_000f_000f);
+    let b = pairs.to_le_bytes();
+    Some(u32::from_be_bytes([b[0], b[2], b[4], b[6]]))
+}
+
 /// An IP address as it appears in a `received` parameter (IPv6 without brackets), written
 /// into `buf`; returns the used part.
 pub(crate) fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
@@ -100,6 +128,29 @@ mod tests {
         assert_eq!(u16_decimal(5060, &mut d), b"5060");
         assert_eq!(u16_decimal(0, &mut d), b"0");
         assert_eq!(u16_decimal(65535, &mut d), b"65535");
+    }
+
+    #[test]
+    fn hex8_is_parse_hex_for_every_byte_in_every_place() {
+        let base = *b"09afAF3c";
+        assert_eq!(hex8(base), Some(0x09af_af3c));
+        for place in 0..8 {
+            for byte in 0..=255u8 {
+                let mut s = base;
+                s[place] = byte;
+                let want = parse_hex(&s).map(|v| v as u32);
+                assert_eq!(hex8(s), want, "{s:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex8_agrees_with_parse_hex(s in proptest::array::uniform8(proptest::sample::select(
+            b"0123456789abcdefABCDEF/:@G`g \x10\x19\x7f\x80\xff".to_vec(),
+        ))) {
+            proptest::prop_assert_eq!(hex8(s), parse_hex(&s).map(|v| v as u32));
+        }
     }
 
     #[test]
