@@ -111,7 +111,9 @@ fn absorb<const C: usize, const D: usize>(s: &mut Sip<C, D>, parts: &[&[u8]]) {
     for p in parts {
         let mut words = p.chunks_exact(8);
         for w in &mut words {
-            s.word(u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+            s.word(u64::from_le_bytes([
+                w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+            ]));
         }
         let rest = words.remainder();
         if !rest.is_empty() {
@@ -437,7 +439,10 @@ mod tests {
 
     #[test]
     fn long_parts_take_the_wide_header() {
-        let h = KeyHasher { k0: KEY.0, k1: KEY.1 };
+        let h = KeyHasher {
+            k0: KEY.0,
+            k1: KEY.1,
+        };
         let long = vec![7u8; 70_000];
         let parts: [&[u8]; 2] = [b"ab", &long];
         assert_eq!(
