@@ -64,13 +64,13 @@ pub(crate) fn hex8(s: [u8; 8]) -> Option<u32> {
     let ge = |v: u64, n: u8| v.wrapping_add((0x80 - u64::from(n)) * ONES) & HIGH;
     let digit = ge(x, b'0') & !ge(x, b'9' + 1);
     // `| 0x20` lowercases A-F and maps nothing else into a-f.
-    let lower = x | 0x20 * ONES;
+    let lower = x | (0x20 * ONES);
     let letter = ge(lower, b'a') & !ge(lower, b'f' + 1);
     if digit | letter != HIGH {
         return None;
     }
     // Each byte's value: its low nibble, plus 9 for a letter ('a' is 0x61).
-    let v = (x & 0x0f * ONES) + (letter >> 7) * 9;
+    let v = (x & (0x0f * ONES)) + (letter >> 7) * 9;
     // Pairs of digits into bytes (first digit high), then the four bytes in order.
     let pairs = ((v & 0x000f_000f_000f_000f) << 4) | ((v >> 8) & 0x000f_000f_000f_000f);
     let b = pairs.to_le_bytes();
