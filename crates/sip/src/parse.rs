@@ -139,14 +139,15 @@ fn parse_into(
     if buf.len() > limits.message_size() {
         return Err(Error::TooLarge("message size"));
     }
-    let (line_end, next) = next_line(buf, 0).ok_or(Error::Incomplete)?;
+    let mut lfs = LineEnds::new(buf);
+    let (line_end, next) = next_line(buf, &mut lfs, 0).ok_or(Error::Incomplete)?;
     let start = parse_start_line(buf, line_end, limits)?;
     // Each header line goes into the index as soon as it is read; a continuation line
     // extends the last one in place (no entry held back per line for a fold that rarely
     // comes).
     let mut pos = next;
     loop {
-        let (line_end, next) = match next_line(buf, pos) {
+        let (line_end, next) = match next_line(buf, &mut lfs, pos) {
             Some(l) => l,
             None if eof_ends_head && pos == buf.len() => (pos, pos),
             None => return Err(Error::Incomplete),
@@ -183,16 +184,126 @@ fn parse_into(
 
 /// Finds the line starting at `pos`: returns (end of content, start of next line). A line
 /// ends at LF; a CR right before the LF is not content. `None` if no LF follows `pos`.
+/// `lfs` must have returned every LF before `pos` and none after it (lines are read in
+/// order, `pos` just past the previous LF).
 #[inline]
-fn next_line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let rest = buf.get(pos..)?;
-    let lf = pos + memchr(b'\n', rest)?;
+fn next_line(buf: &[u8], lfs: &mut LineEnds<'_>, pos: usize) -> Option<(usize, usize)> {
+    let lf = lfs.next_lf()?;
     let end = if lf > pos && buf.get(lf - 1) == Some(&b'\r') {
         lf - 1
     } else {
         lf
     };
     Some((end, lf + 1))
+}
+
+/// Bytes classified per step of [`LineEnds`].
+const BLOCK: usize = 64;
+
+/// The LF bytes of a buffer, in order. One pass classifies 64 bytes at a time into a bit
+/// mask and each line end is then a `trailing_zeros`: a header line is ~30 bytes, where a
+/// `memchr` call per line cost more in its dispatch than in its search.
+struct LineEnds<'a> {
+    buf: &'a [u8],
+    /// Offset of the block `mask` describes.
+    block: usize,
+    /// Bit `i` set: byte `block + i` is an LF not yet returned.
+    mask: u64,
+}
+
+impl<'a> LineEnds<'a> {
+    fn new(buf: &'a [u8]) -> LineEnds<'a> {
+        LineEnds {
+            buf,
+            block: 0,
+            mask: block_lf_mask(buf, 0),
+        }
+    }
+
+    /// The next LF's offset; `None` once every LF has been returned.
+    #[inline]
+    fn next_lf(&mut self) -> Option<usize> {
+        // Bounded: each round moves one block on and stops at the buffer's end.
+        while self.mask == 0 {
+            self.block += BLOCK;
+            if self.block >= self.buf.len() {
+                return None;
+            }
+            self.mask = block_lf_mask(self.buf, self.block);
+        }
+        let at = self.block + self.mask.trailing_zeros() as usize;
+        // Clears the lowest set bit: that LF is returned.
+        self.mask &= self.mask - 1;
+        Some(at)
+    }
+}
+
+/// LF mask of the 64 bytes at `at`; past the buffer's end counts as not LF.
+#[inline]
+fn block_lf_mask(buf: &[u8], at: usize) -> u64 {
+    match buf.get(at..at + BLOCK) {
+        Some(block) => lf_mask(block.try_into().unwrap_or(&[0; BLOCK])),
+        None => {
+            // The last, partial block: zero padding holds no LF.
+            let tail = buf.get(at..).unwrap_or(b"");
+            let mut padded = [0u8; BLOCK];
+            padded[..tail.len()].copy_from_slice(tail);
+            lf_mask(&padded)
+        }
+    }
+}
+
+/// Bit `i` set where `block[i]` is LF.
+#[inline]
+fn lf_mask(block: &[u8; BLOCK]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: `lf_mask_sse2` only needs SSE2, which the cfg above proves this build
+        // targets (it is part of the x86_64 baseline); it touches no memory but `block`.
+        unsafe { lf_mask_sse2(block) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        lf_mask_swar(block)
+    }
+}
+
+/// Four 16-byte compares, each folded to 16 bits by `movemask` (~20 instructions).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn lf_mask_sse2(block: &[u8; BLOCK]) -> u64 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+    let lf = _mm_set1_epi8(b'\n' as i8);
+    let mut mask = 0u64;
+    for (i, chunk) in block.chunks_exact(16).enumerate() {
+        // Two safe word loads; the compiler merges them into one unaligned vector load.
+        let lo = u64::from_le_bytes(chunk[..8].try_into().unwrap_or([0; 8]));
+        let hi = u64::from_le_bytes(chunk[8..].try_into().unwrap_or([0; 8]));
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) as u16;
+        mask |= u64::from(bits) << (16 * i);
+    }
+    mask
+}
+
+/// Portable version: eight bytes a word, exact zero-byte test (no borrow between
+/// bytes), then the eight flags gathered into eight bits by one multiply.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn lf_mask_swar(block: &[u8; BLOCK]) -> u64 {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    // Byte k's bit 0 lands in bit 56 + k (no two partial products overlap).
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let mut mask = 0u64;
+    for (i, chunk) in block.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ LFS;
+        // High bit of each byte set iff the byte is zero, i.e. was LF.
+        let zero = !(((x & LOW7) + LOW7) | x) & !LOW7;
+        let bits = (zero >> 7).wrapping_mul(GATHER) >> 56;
+        mask |= bits << (8 * i);
+    }
+    mask
 }
 
 #[inline]
@@ -381,15 +492,16 @@ fn parse_start_line(buf: &[u8], end: usize, limits: &Limits) -> Result<StartLine
 /// `Method SP Request-URI SP SIP-Version`, single spaces only (RFC 4475 lwsstart, lwsruri,
 /// trws are all rejected here).
 fn parse_request_line(line: &[u8], limits: &Limits) -> Result<StartLine, Error> {
-    let sp1 = memchr(b' ', line).ok_or(Error::BadSyntax("malformed request line"))?;
+    // The method is a few bytes: a plain loop beats a `memchr` call's dispatch.
+    let sp1 = first_space(line).ok_or(Error::BadSyntax("malformed request line"))?;
     let method = line.get(..sp1).unwrap_or(b"");
     if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(Error::BadSyntax("invalid method"));
     }
     let rest = line.get(sp1 + 1..).unwrap_or(b"");
-    let sp2 = memchr(b' ', rest).ok_or(Error::BadSyntax("malformed request line"))?;
+    let sp2 = uri_end(rest)?;
     let uri = rest.get(..sp2).unwrap_or(b"");
-    if uri.is_empty() || !uri.iter().all(|&b| b > b' ' && b != 0x7f) {
+    if uri.is_empty() {
         return Err(Error::BadSyntax("invalid Request-URI"));
     }
     if uri.len() > limits.max_uri_len {
@@ -404,10 +516,62 @@ fn parse_request_line(line: &[u8], limits: &Limits) -> Result<StartLine, Error> 
     })
 }
 
+/// Offset of the first SP in `s`.
+#[inline]
+fn first_space(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b' ')
+}
+
+/// The Request-URI's length in `rest` (what follows the method's SP): the URI's bytes are
+/// checked in the same pass that looks for the SP ending it. A URI holding a byte that is
+/// not visible ASCII is "invalid Request-URI"; no SP after it, "malformed request line"
+/// (the verdicts of finding the SP first and checking the URI's bytes after).
+#[inline]
+fn uri_end(rest: &[u8]) -> Result<usize, Error> {
+    match first_not_visible(rest) {
+        Some(i) if rest.get(i) == Some(&b' ') => Ok(i),
+        // The bad byte comes before any SP, so it is inside the URI if an SP follows.
+        Some(_) if first_space(rest).is_some() => Err(Error::BadSyntax("invalid Request-URI")),
+        _ => Err(Error::BadSyntax("malformed request line")),
+    }
+}
+
+/// Offset of the first byte of `s` that is a control byte, SP or DEL (not allowed in a
+/// Request-URI; bytes from 0x80 are). Eight bytes a step: a URI is 20 to 60 bytes, where a
+/// byte loop cost ~9 instructions a byte.
+#[inline]
+fn first_not_visible(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const BANG: u64 = u64::from_ne_bytes([b'!'; 8]);
+    const DEL: u64 = u64::from_ne_bytes([0x7f; 8]);
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        // High bit of a byte below '!' (`!x` drops bytes from 0x80), and of a DEL (zero
+        // after the xor). A borrow only marks bytes above a true mark, so the lowest mark
+        // of either is exact.
+        let below = x.wrapping_sub(BANG) & !x & HIGHS;
+        let d = x ^ DEL;
+        let del = d.wrapping_sub(ONES) & !d & HIGHS;
+        let marks = below | del;
+        if marks != 0 {
+            return Some(at + (marks.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b <= b' ' || b == 0x7f)
+        .map(|i| at + i)
+}
+
 /// `SIP-Version SP Status-Code SP Reason-Phrase`; the reason may be empty and any bytes.
 /// A missing SP after the code is tolerated.
 fn parse_status_line(line: &[u8]) -> Result<StartLine, Error> {
-    let sp = memchr(b' ', line).ok_or(Error::BadSyntax("malformed status line"))?;
+    let sp = first_space(line).ok_or(Error::BadSyntax("malformed status line"))?;
     check_version(line.get(..sp).unwrap_or(b""))?;
     let rest = line.get(sp + 1..).unwrap_or(b"");
     let code = match rest {
@@ -434,7 +598,8 @@ fn parse_status_line(line: &[u8]) -> Result<StartLine, Error> {
 /// Only SIP/2.0 (case-insensitive) is accepted. Something shaped like a SIP version is a
 /// 505; anything else is a syntax error.
 fn check_version(v: &[u8]) -> Result<(), Error> {
-    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+    // Spelled in upper case almost always: two word compares before the case-folding loop.
+    if v == b"SIP/2.0" || v.eq_ignore_ascii_case(b"SIP/2.0") {
         return Ok(());
     }
     if v.len() > 4 && v[..4].eq_ignore_ascii_case(b"SIP/") {
@@ -498,7 +663,99 @@ mod tests {
         }
     }
 
+    /// Every LF offset in order, found the plain way.
+    fn reference_lfs(buf: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while let Some(i) = buf.get(pos..).and_then(|rest| memchr(b'\n', rest)) {
+            out.push(pos + i);
+            pos += i + 1;
+        }
+        out
+    }
+
+    fn all_lfs(buf: &[u8]) -> Vec<usize> {
+        let mut lfs = LineEnds::new(buf);
+        // Bounded: one LF per byte at most, then `None` (asked twice: it stays `None`).
+        let out: Vec<usize> = std::iter::from_fn(|| lfs.next_lf())
+            .take(buf.len() + 1)
+            .collect();
+        assert_eq!(lfs.next_lf(), None);
+        out
+    }
+
+    /// The request-line reading `uri_end` replaced: the SP first, then the URI's bytes.
+    fn reference_uri_end(rest: &[u8]) -> Result<usize, Error> {
+        let sp2 = memchr(b' ', rest).ok_or(Error::BadSyntax("malformed request line"))?;
+        if !rest[..sp2].iter().all(|&b| b > b' ' && b != 0x7f) {
+            return Err(Error::BadSyntax("invalid Request-URI"));
+        }
+        Ok(sp2)
+    }
+
+    #[test]
+    fn line_ends_at_block_edges() {
+        for len in [0, 1, 63, 64, 65, 127, 128, 129, 200] {
+            for lf_at in [0, 62, 63, 64, 65, 127, 128] {
+                let mut buf = vec![b'a'; len];
+                if let Some(b) = buf.get_mut(lf_at) {
+                    *b = b'\n';
+                }
+                assert_eq!(all_lfs(&buf), reference_lfs(&buf), "{len} {lf_at}");
+            }
+            let all = vec![b'\n'; len];
+            assert_eq!(all_lfs(&all), (0..len).collect::<Vec<_>>());
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn line_ends_agree_with_memchr(
+            buf in proptest::collection::vec(
+                proptest::sample::select(b"\n\r:a \x8a\x0b\x09".to_vec()), 0..300)
+        ) {
+            proptest::prop_assert_eq!(all_lfs(&buf), reference_lfs(&buf));
+        }
+
+        #[test]
+        fn uri_end_agrees_with_reference(
+            rest in proptest::collection::vec(
+                proptest::sample::select(b"sip:a@b \t\x7f\x00\xc3SIP/2.0".to_vec()), 0..40)
+        ) {
+            proptest::prop_assert_eq!(uri_end(&rest), reference_uri_end(&rest));
+        }
+
+        #[test]
+        fn first_not_visible_agrees_with_bytes(
+            s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            visible in proptest::collection::vec(0x21u8..0x7f, 0..40),
+            at in 0..40usize,
+            b in proptest::prelude::any::<u8>(),
+        ) {
+            let want = |s: &[u8]| s.iter().position(|&b| b <= b' ' || b == 0x7f);
+            proptest::prop_assert_eq!(first_not_visible(&s), want(&s));
+            // A mostly visible URI with one arbitrary byte somewhere.
+            let mut v = visible;
+            if let Some(x) = v.get_mut(at) {
+                *x = b;
+            }
+            proptest::prop_assert_eq!(first_not_visible(&v), want(&v));
+        }
+
+        #[test]
+        fn lf_masks_agree_with_bytes(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(b"\n\x00\x0b\x09\x8a\xff\x7fa".to_vec()), 64)
+        ) {
+            let block: [u8; BLOCK] = bytes.as_slice().try_into().unwrap();
+            let want = block
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &b)| m | (u64::from(b == b'\n') << i));
+            proptest::prop_assert_eq!(lf_mask_swar(&block), want);
+            proptest::prop_assert_eq!(lf_mask(&block), want);
+        }
+
         #[test]
         fn header_name_agrees_with_reference(
             line in proptest::collection::vec(
@@ -812,6 +1069,35 @@ body";
                 Some(&b"one\r\n \t two"[..])
             );
             assert_eq!(msg.content_length(), Some(0));
+        }
+    }
+
+    #[test]
+    fn header_count_limit_holds_inline_and_spilled() {
+        for n in [
+            INLINE_HEADERS - 1,
+            INLINE_HEADERS,
+            INLINE_HEADERS + 1,
+            INLINE_HEADERS + 5,
+        ] {
+            let mut s = b"OPTIONS sip:a SIP/2.0\r\n".to_vec();
+            for i in 0..n {
+                s.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+            }
+            s.extend_from_slice(b"\r\n");
+            for max in [n - 1, n, n + 1] {
+                let l = Limits {
+                    max_headers: max,
+                    ..Limits::default()
+                };
+                let got = parse_datagram(Bytes::copy_from_slice(&s), &l).map(|m| m.field_count());
+                let want = if n > max {
+                    Err(Error::TooLarge("header count"))
+                } else {
+                    Ok(n)
+                };
+                assert_eq!(got, want, "{n} lines, at most {max}");
+            }
         }
     }
 
