@@ -218,8 +218,11 @@ fn validate_uri(raw: &[u8]) -> Result<(), Error> {
 fn validate_uri_segment(seg: &[u8]) -> Result<(), Error> {
     let bad = Error::BadSyntax("bad URI parameter");
     let mut eq = None;
+    // Escapes are checked in a second pass only when there is one.
+    let mut percent = false;
     for (i, &b) in seg.iter().enumerate() {
         if is_uri_param_char(b) {
+            percent |= b == b'%';
             continue;
         }
         if b == b'=' && eq.is_none() {
@@ -235,7 +238,7 @@ fn validate_uri_segment(seg: &[u8]) -> Result<(), Error> {
     if seg.is_empty() {
         return Err(Error::BadSyntax("empty parameter"));
     }
-    if name_len == 0 || name_len + 1 == seg.len() || !escapes_ok(seg) {
+    if name_len == 0 || name_len + 1 == seg.len() || (percent && !escapes_ok(seg)) {
         return Err(bad);
     }
     Ok(())
