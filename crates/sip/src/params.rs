@@ -69,6 +69,7 @@ impl<'a> Params<'a> {
     }
 
     /// Validates `raw` against `syntax` and wraps it.
+    #[inline]
     pub fn parse(raw: &'a [u8], syntax: ParamSyntax) -> Result<Self, Error> {
         match syntax {
             // Every URI carries these: a single pass with no Param built per segment.

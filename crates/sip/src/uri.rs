@@ -43,6 +43,7 @@ pub struct Host<'a> {
 impl<'a> Host<'a> {
     /// Parses `hostname / IPv4address / "[" IPv6address "]"`. An unbracketed IPv6 address is
     /// rejected: in a URI or sent-by it would be ambiguous with a port (rfc5118 `ipv6-bad`).
+    #[inline]
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         match s.first() {
             None => Err(Error::BadSyntax("empty host")),
@@ -410,6 +411,7 @@ fn is_hostname(s: &[u8]) -> bool {
 }
 
 /// Parses a port: `1*DIGIT`, 1..=65535.
+#[inline]
 pub(crate) fn parse_port(s: &[u8]) -> Result<u16, Error> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return Err(Error::BadSyntax("bad port"));
@@ -462,6 +464,7 @@ impl Scheme {
         }
     }
 
+    #[inline]
     fn from_bytes(s: &[u8]) -> Option<Scheme> {
         // Length first: almost every URI is "sip", and the others are cheap to reject.
         if s.len() == 3 && eq_ignore_case(s, b"sip") {
