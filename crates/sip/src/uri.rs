@@ -516,6 +516,9 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_impl(s: &'a [u8], allow_headers: bool) -> Result<Self, Error> {
+        if let Some(rest) = s.strip_prefix(b"sip:") {
+            return parse_sip(s, Scheme::Sip, rest, allow_headers);
+        }
         let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
         let scheme = Scheme::from_bytes(scheme).ok_or(Error::UnsupportedUriScheme)?;
         Self::parse_known(s, scheme, rest, allow_headers)
@@ -642,6 +645,9 @@ fn parse_sip<'a>(
     rest: &'a [u8],
     allow_headers: bool,
 ) -> Result<Uri<'a>, Error> {
+    if let Some(uri) = plain_sip(raw, scheme, rest) {
+        return Ok(uri);
+    }
     // '@' cannot appear unescaped after the userinfo, so the first one ends it. The user
     // part itself may hold ';', '?', ',' (rfc4475 semiuri, intmeth).
     let (user, password, after) = match memchr::memchr(b'@', rest) {
@@ -664,6 +670,38 @@ fn parse_sip<'a>(
         port: hp.port,
         params,
         headers,
+    })
+}
+
+/// The usual sip/sips URI, `[user "@"] host [":" port] *(";" uri-param)` with a user
+/// free of `%` and password, read without the `memchr` for `@` and the userinfo split:
+/// the run of user characters from the start is the user when an `@` ends it, and
+/// otherwise the whole text must be the plain host part. `None` for anything else, which
+/// the general path then parses (and rejects if it must). Where this answers the general
+/// path gives the same: `@` is not a user character, so the `@` ending the run is the
+/// first one, and the user split finds no password and no escape to check; without a
+/// user, [`plain_hostport_params`] accepts no `@` (neither host, port nor URI parameter
+/// characters include it), so the general path finds none either.
+#[inline]
+fn plain_sip<'a>(raw: &'a [u8], scheme: Scheme, rest: &'a [u8]) -> Option<Uri<'a>> {
+    let run = rest
+        .iter()
+        .position(|&b| !is(b, class::USER) || b == b'%')
+        .unwrap_or(rest.len());
+    let (user, after) = match rest.get(run) {
+        Some(b'@') if run > 0 => (Some(&rest[..run]), &rest[run + 1..]),
+        _ => (None, rest),
+    };
+    let (hp, params) = plain_hostport_params(after)?;
+    Some(Uri {
+        raw,
+        scheme,
+        user,
+        password: None,
+        host: Some(hp.host),
+        port: hp.port,
+        params,
+        headers: None,
     })
 }
 
@@ -831,6 +869,11 @@ impl<'a> AnyUri<'a> {
     /// schemes only need a valid scheme and a non-empty body free of whitespace, controls,
     /// `<`, `>` and `"`.
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
+        // Nearly every URI is written `sip:`: what split_scheme and Scheme::from_bytes
+        // would find for it, without the scheme scan.
+        if let Some(rest) = s.strip_prefix(b"sip:") {
+            return parse_sip(s, Scheme::Sip, rest, true).map(AnyUri::Sip);
+        }
         let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
         if let Some(known) = Scheme::from_bytes(scheme) {
             return Uri::parse_known(s, known, rest, true).map(AnyUri::Sip);
@@ -983,7 +1026,83 @@ mod tests {
         assert!(Uri::parse(b"sip:u@host:5060;lr").unwrap().has_lr());
     }
 
+    /// [`parse_sip`]'s general reading (without [`plain_sip`]), for comparison.
+    fn general_sip<'a>(raw: &'a [u8], rest: &'a [u8], allow: bool) -> Result<Uri<'a>, Error> {
+        let (user, password, after) = match memchr::memchr(b'@', rest) {
+            Some(at) => {
+                let (u, p) = split_userinfo(&rest[..at])?;
+                (Some(u), p, &rest[at + 1..])
+            }
+            None => (None, None, rest),
+        };
+        let (hp, params, headers) = hostport_params(after, allow)?;
+        Ok(Uri {
+            raw,
+            scheme: Scheme::Sip,
+            user,
+            password,
+            host: Some(hp.host),
+            port: hp.port,
+            params,
+            headers,
+        })
+    }
+
+    /// The plain sip reading agrees with the general one wherever it answers.
+    fn plain_sip_agrees(rest: &[u8]) -> bool {
+        let Some(fast) = plain_sip(rest, Scheme::Sip, rest) else {
+            return false;
+        };
+        for allow in [false, true] {
+            assert_eq!(
+                general_sip(rest, rest, allow),
+                Ok(fast),
+                "{:?}",
+                String::from_utf8_lossy(rest)
+            );
+        }
+        true
+    }
+
+    #[test]
+    fn plain_sip_fast_path() {
+        for ok in [
+            &b"alice@127.0.0.1:5060;transport=UDP"[..],
+            b"+15551234567@127.0.0.1:5060",
+            b"127.0.0.1:5090;transport=UDP",
+            b"127.0.0.1;lr",
+            b"a;b?c,d/e@example.com",
+        ] {
+            assert!(plain_sip_agrees(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for other in [
+            &b"al%41ice@host"[..],
+            b"alice:secret@host",
+            b"@host",
+            b"a@b@c",
+            b"alice@[::1]:5060",
+            b"alice@host?subject=x",
+            b"alice@host;a=b?c=d",
+            b"alice@",
+            b"",
+        ] {
+            assert!(!plain_sip_agrees(other), "{:?}", String::from_utf8_lossy(other));
+        }
+        assert_eq!(
+            AnyUri::parse(b"sip:alice@host"),
+            Ok(AnyUri::Sip(Uri::parse_in_header(b"sip:alice@host").unwrap()))
+        );
+    }
+
     proptest::proptest! {
+        #[test]
+        fn plain_sip_agrees_with_general(
+            rest in proptest::collection::vec(
+                proptest::sample::select(b"aZ09.-_:;=?%[]@ /&+$4,".to_vec()), 0..24)
+        ) {
+            plain_sip_agrees(&rest);
+        }
+
         #[test]
         fn plain_hostport_agrees_with_general(
             after in proptest::collection::vec(
