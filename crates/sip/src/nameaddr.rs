@@ -45,6 +45,8 @@ impl<'a> NameAddr<'a> {
                 }
                 bracketed(s, lt, Some(disp), true)
             }
+            // What the search below finds for the usual `<addr-spec>`: no display name.
+            Some(b'<') => bracketed(s, 0, None, false),
             Some(_) => match find_unquoted(s, b'<') {
                 Some(lt) => {
                     let disp = trim_lws(&s[..lt]);
@@ -151,6 +153,7 @@ fn is_token_words(s: &[u8]) -> bool {
 
 /// `"<" addr-spec ">" *(SEMI param)`, with `lt` the index of `<`. No LWS is allowed inside
 /// the brackets (rfc4475 `badaspec`).
+#[inline]
 fn bracketed<'a>(
     s: &'a [u8],
     lt: usize,

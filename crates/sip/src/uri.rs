@@ -414,10 +414,19 @@ fn is_hostname(s: &[u8]) -> bool {
 /// Parses a port: `1*DIGIT`, 1..=65535.
 #[inline]
 pub(crate) fn parse_port(s: &[u8]) -> Result<u16, Error> {
-    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
-        return Err(Error::BadSyntax("bad port"));
+    let bad = Error::BadSyntax("bad port");
+    if s.is_empty() || s.len() > 5 {
+        return Err(bad);
     }
-    let v = s.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
+    // Digits checked and summed in the same pass.
+    let mut v = 0u32;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(bad);
+        }
+        v = v * 10 + u32::from(d);
+    }
     match u16::try_from(v) {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(Error::BadSyntax("port out of range")),
@@ -1063,6 +1072,24 @@ mod tests {
             );
         }
         true
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port(b"5060"), Ok(5060));
+        assert_eq!(parse_port(b"65535"), Ok(65535));
+        assert_eq!(parse_port(b"00001"), Ok(1));
+        for (bad, why) in [
+            (&b""[..], "bad port"),
+            (b"50a0", "bad port"),
+            (b"-1", "bad port"),
+            (b"123456", "bad port"),
+            (b"0", "port out of range"),
+            (b"65536", "port out of range"),
+            (b"99999", "port out of range"),
+        ] {
+            assert_eq!(parse_port(bad), Err(Error::BadSyntax(why)), "{bad:?}");
+        }
     }
 
     #[test]
