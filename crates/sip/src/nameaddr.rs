@@ -128,6 +128,8 @@ pub fn header_params(s: &[u8]) -> Option<Params<'_>> {
             (s.get(lt) == Some(&b'<')).then_some(())?;
             after_bracket(s, lt)?
         }
+        // What the search below finds for the usual `<addr-spec>`.
+        b'<' => after_bracket(s, 0)?,
         _ => match find_unquoted(s, b'<') {
             Some(lt) => after_bracket(s, lt)?,
             None => s
@@ -434,6 +436,21 @@ mod tests {
         assert_eq!(&*c.display_name_unescaped().unwrap(), b"T. desk phone");
         let h = c.sip_uri().unwrap().host().unwrap();
         assert_eq!(h.as_bytes(), b"::ffff:192.0.2.2");
+    }
+
+    #[test]
+    fn header_params_are_the_parsed_ones() {
+        for v in [
+            &b"<sip:+15551234567@127.0.0.1:5060>;tag=1SIPpTag011"[..],
+            b"sipp <sip:sipp@127.0.0.1:5070>;tag=1SIPpTag001",
+            b"\"A <b>\" <sip:a@b;lr>;tag=x;q=0.5",
+            b"sip:caller@example.net;tag=93334",
+            b" <sip:a@b> ; tag = 1 ",
+            b"<sip:a@b>",
+        ] {
+            let parsed = NameAddr::parse(v).unwrap().params();
+            assert_eq!(header_params(v), Some(parsed), "{:?}", String::from_utf8_lossy(v));
+        }
     }
 
     #[test]
