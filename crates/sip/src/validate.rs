@@ -220,6 +220,29 @@ struct Common<'m> {
     max_forwards: Option<&'m [u8]>,
 }
 
+/// [`check_common`]'s slot of each header kind (by `HeaderName as u8`): Via, From, To,
+/// Call-ID, CSeq, Max-Forwards, Content-Length are 0 to 6, any other kind `NO_SLOT`.
+static SLOT_OF_KIND: [u8; 256] = {
+    const KINDS: [HeaderName; 7] = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::ContentLength,
+    ];
+    let mut t = [NO_SLOT; 256];
+    let mut i = 0;
+    while i < KINDS.len() {
+        t[KINDS[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+const NO_SLOT: u8 = u8::MAX;
+
 /// Presence and uniqueness of the headers every message needs, and the Call-ID's syntax.
 fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
     const REQUIRED: [(HeaderName, &str); 5] = [
@@ -239,23 +262,18 @@ fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
     ];
     // One pass over the index counts everything the two tables ask about and keeps the
     // first value of each.
-    let mut counts = [0usize; 7];
+    let mut counts = [0u32; 7];
     let mut first: [&[u8]; 7] = [b""; 7];
     for f in msg.fields() {
-        let slot = match f.kind {
-            HeaderName::Via => 0,
-            HeaderName::From => 1,
-            HeaderName::To => 2,
-            HeaderName::CallId => 3,
-            HeaderName::CSeq => 4,
-            HeaderName::MaxForwards => 5,
-            HeaderName::ContentLength => 6,
-            _ => continue,
+        // One table load instead of a compare chain per line.
+        let slot = usize::from(SLOT_OF_KIND[f.kind as usize]);
+        let Some(count) = counts.get_mut(slot) else {
+            continue;
         };
-        if counts[slot] == 0 {
+        if *count == 0 {
             first[slot] = f.value;
         }
-        counts[slot] += 1;
+        *count += 1;
     }
     for (i, (_, why)) in REQUIRED.iter().enumerate() {
         if counts[i] == 0 {
@@ -354,6 +372,21 @@ Contact: <sip:alice@192.0.2.1>\r\n\
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn check_common_slots() {
+        use HeaderName::*;
+        let wanted = [Via, From, To, CallId, CSeq, MaxForwards, ContentLength];
+        for (i, k) in wanted.iter().enumerate() {
+            assert_eq!(usize::from(SLOT_OF_KIND[*k as usize]), i, "{k:?}");
+        }
+        let slotted = HeaderName::ALL
+            .iter()
+            .chain([&Other])
+            .filter(|&&k| SLOT_OF_KIND[k as usize] != NO_SLOT)
+            .count();
+        assert_eq!(slotted, wanted.len());
     }
 
     #[test]
