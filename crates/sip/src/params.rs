@@ -9,8 +9,8 @@ use std::borrow::Cow;
 
 use crate::error::Error;
 use crate::scan::{
-    all_in, class, eq_ignore_case, escapes_ok, find_unquoted, is, is_token, read_quoted, skip_lws,
-    trim_lws, unescape_quoted,
+    all_in, class, eq_ignore_case, escapes_ok, find_unquoted, is, is_token, read_quoted, run_len,
+    skip_lws, trim_lws, unescape_quoted,
 };
 
 /// Which grammar the parameters follow.
@@ -326,10 +326,7 @@ fn plain_header_segment(tail: &[u8], syntax: ParamSyntax) -> Option<(Param<'_>, 
 /// `=`). Iteration and validation both try it first.
 #[inline]
 fn plain_segment(tail: &[u8]) -> Option<(Param<'_>, Option<usize>)> {
-    let name_len = tail
-        .iter()
-        .position(|&b| !is(b, class::TOKEN))
-        .unwrap_or(tail.len());
+    let name_len = run_len(tail, class::TOKEN);
     if name_len == 0 {
         return None;
     }
@@ -339,10 +336,7 @@ fn plain_segment(tail: &[u8]) -> Option<(Param<'_>, Option<usize>)> {
         Some(b';') => (None, Some(name_len)),
         Some(b'=') => {
             let v = &tail[name_len + 1..];
-            let v_len = v
-                .iter()
-                .position(|&b| !is(b, class::PARAM_VALUE))
-                .unwrap_or(v.len());
+            let v_len = run_len(v, class::PARAM_VALUE);
             let end = match v.get(v_len) {
                 None => None,
                 Some(b';') => Some(name_len + 1 + v_len),

@@ -38,6 +38,10 @@ pub(crate) mod class {
     pub(crate) const LWS: u16 = 1 << 11;
     /// Bytes that end a run in a comma list: `,`, `"` and `<` (see `next_list_comma`).
     pub(crate) const LIST_SPECIAL: u16 = 1 << 12;
+    /// Bytes of an unbracketed host: [`HOST`] and `.`.
+    pub(crate) const HOST_DOT: u16 = 1 << 13;
+    /// [`USER`] without `%` (a user with no escape to check).
+    pub(crate) const USER_PLAIN: u16 = 1 << 14;
 }
 
 const fn is_unreserved_const(b: u8) -> bool {
@@ -121,6 +125,12 @@ const fn classes_of(b: u8) -> u16 {
     if matches!(b, b',' | b'"' | b'<') {
         c |= LIST_SPECIAL;
     }
+    if c & HOST != 0 || b == b'.' {
+        c |= HOST_DOT;
+    }
+    if c & USER != 0 && b != b'%' {
+        c |= USER_PLAIN;
+    }
     c
 }
 
@@ -139,6 +149,32 @@ pub(crate) static CLASS: [u16; 256] = {
 #[inline(always)]
 pub(crate) fn is(b: u8, mask: u16) -> bool {
     CLASS[b as usize] & mask != 0
+}
+
+/// Length of the run of bytes of one class (`class`, a single bit) at the start of `s`:
+/// what `position(|b| !is(b, class))` gives, four bytes a step while all four are in
+/// the class (one branch for four table loads instead of one each), then byte by byte.
+#[inline]
+pub(crate) fn run_len(s: &[u8], class: u16) -> usize {
+    debug_assert!(class.is_power_of_two(), "one class bit");
+    let mut i = 0;
+    while let Some(&[a, b, c, d]) = s.get(i..i + 4) {
+        let all = CLASS[usize::from(a)]
+            & CLASS[usize::from(b)]
+            & CLASS[usize::from(c)]
+            & CLASS[usize::from(d)];
+        if all & class == 0 {
+            break;
+        }
+        i += 4;
+    }
+    while let Some(&b) = s.get(i) {
+        if !is(b, class) {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Does every byte of `s` belong to `mask`? (True for an empty `s`.)
@@ -507,6 +543,26 @@ pub(crate) fn test_corpus(path: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn run_len_is_position(
+            s in proptest::collection::vec(proptest::sample::select(b"ab.%-@ ;:".to_vec()), 0..20),
+            bit in 0u32..15,
+        ) {
+            let class = 1u16 << bit;
+            let slow = s.iter().position(|&b| !is(b, class)).unwrap_or(s.len());
+            proptest::prop_assert_eq!(run_len(&s, class), slow);
+        }
+    }
+
+    #[test]
+    fn derived_classes() {
+        for b in 0..=255u8 {
+            assert_eq!(is(b, class::HOST_DOT), is(b, class::HOST) || b == b'.');
+            assert_eq!(is(b, class::USER_PLAIN), is(b, class::USER) && b != b'%');
+        }
+    }
 
     #[test]
     fn trims_folds() {

@@ -15,7 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::Error;
 use crate::params::{ParamSyntax, Params};
-use crate::scan::{all_in, class, eq_ignore_case, escapes_ok, is, unescape_percent, CLASS};
+use crate::scan::{
+    all_in, class, eq_ignore_case, escapes_ok, is, run_len, unescape_percent, CLASS,
+};
 
 // ---------------------------------------------------------------------------------------
 // Host
@@ -694,10 +696,7 @@ fn parse_sip<'a>(
 /// characters include it), so the general path finds none either.
 #[inline]
 fn plain_sip<'a>(raw: &'a [u8], scheme: Scheme, rest: &'a [u8]) -> Option<Uri<'a>> {
-    let run = rest
-        .iter()
-        .position(|&b| !is(b, class::USER) || b == b'%')
-        .unwrap_or(rest.len());
+    let run = run_len(rest, class::USER_PLAIN);
     let (user, after) = match rest.get(run) {
         Some(b'@') if run > 0 => (Some(&rest[..run]), &rest[run + 1..]),
         _ => (None, rest),
@@ -747,10 +746,7 @@ fn hostport_params(
 /// at the same place) and the host no `:` or `[` (so host and port split there too).
 #[inline]
 fn plain_hostport_params(after: &[u8]) -> Option<(HostPort<'_>, Params<'_>)> {
-    let host_len = after
-        .iter()
-        .position(|&b| !(is(b, class::HOST) || b == b'.'))
-        .unwrap_or(after.len());
+    let host_len = run_len(after, class::HOST_DOT);
     let host = Host::parse(&after[..host_len]).ok()?;
     let mut end = host_len;
     let port = match after.get(end) {

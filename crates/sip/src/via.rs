@@ -14,7 +14,7 @@ use std::ops::Range;
 use crate::error::Error;
 use crate::params::{Param, ParamSyntax, Params};
 use crate::scan::{
-    class, eq_ignore_case, is, is_lws, read_token, skip_lws, split_list, trim_lws, ListIter,
+    class, eq_ignore_case, is_lws, read_token, run_len, skip_lws, split_list, trim_lws, ListIter,
 };
 use crate::uri::{parse_port, Host, HostPort};
 
@@ -279,16 +279,13 @@ fn general_head(s: &[u8]) -> Result<Head<'_>, Error> {
 #[inline]
 fn plain_head(s: &[u8]) -> Option<Head<'_>> {
     let rest = s.strip_prefix(b"SIP/2.0/")?;
-    let t_len = rest.iter().position(|&b| !is(b, class::TOKEN))?;
-    if t_len == 0 || rest[t_len] != b' ' {
+    let t_len = run_len(rest, class::TOKEN);
+    if t_len == 0 || rest.get(t_len) != Some(&b' ') {
         return None;
     }
     let host_start = 8 + t_len + 1;
     let after = &s[host_start..];
-    let host_len = after
-        .iter()
-        .position(|&b| !(is(b, class::HOST) || b == b'.'))
-        .unwrap_or(after.len());
+    let host_len = run_len(after, class::HOST_DOT);
     let host = Host::parse(&after[..host_len]).ok()?;
     let mut end = host_len;
     let port = match after.get(end) {
