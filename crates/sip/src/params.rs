@@ -225,22 +225,23 @@ fn validate_uri(raw: &[u8]) -> Result<(), Error> {
 /// check); false leaves the verdict, and the error, to it.
 #[inline]
 fn plain_uri_params(rest: &[u8]) -> bool {
-    // Length of the name or value being read, and whether it is the value.
-    let mut part = 0usize;
+    let mut i = 0;
+    // Is the name or value being read the value?
     let mut in_value = false;
-    for &b in rest {
-        if is_uri_param_char(b) && b != b'%' {
-            part += 1;
-            continue;
+    loop {
+        let part = run_len(&rest[i..], class::URI_PARAM_PLAIN);
+        if part == 0 {
+            return false;
         }
-        match b {
-            b'=' if !in_value && part > 0 => in_value = true,
-            b';' if part > 0 => in_value = false,
-            _ => return false,
+        i += part;
+        match rest.get(i) {
+            None => return true,
+            Some(b'=') if !in_value => in_value = true,
+            Some(b';') => in_value = false,
+            Some(_) => return false,
         }
-        part = 0;
+        i += 1;
     }
-    part > 0
 }
 
 /// `paramchar+ ["=" paramchar+]` with well-formed `%XX` escapes.

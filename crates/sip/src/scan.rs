@@ -42,6 +42,8 @@ pub(crate) mod class {
     pub(crate) const HOST_DOT: u16 = 1 << 13;
     /// [`USER`] without `%` (a user with no escape to check).
     pub(crate) const USER_PLAIN: u16 = 1 << 14;
+    /// [`URI_PARAM`] without `%` (a parameter with no escape to check).
+    pub(crate) const URI_PARAM_PLAIN: u16 = 1 << 15;
 }
 
 const fn is_unreserved_const(b: u8) -> bool {
@@ -130,6 +132,9 @@ const fn classes_of(b: u8) -> u16 {
     }
     if c & USER != 0 && b != b'%' {
         c |= USER_PLAIN;
+    }
+    if c & URI_PARAM != 0 && b != b'%' {
+        c |= URI_PARAM_PLAIN;
     }
     c
 }
@@ -548,7 +553,7 @@ mod tests {
         #[test]
         fn run_len_is_position(
             s in proptest::collection::vec(proptest::sample::select(b"ab.%-@ ;:".to_vec()), 0..20),
-            bit in 0u32..15,
+            bit in 0u32..16,
         ) {
             let class = 1u16 << bit;
             let slow = s.iter().position(|&b| !is(b, class)).unwrap_or(s.len());
@@ -561,6 +566,10 @@ mod tests {
         for b in 0..=255u8 {
             assert_eq!(is(b, class::HOST_DOT), is(b, class::HOST) || b == b'.');
             assert_eq!(is(b, class::USER_PLAIN), is(b, class::USER) && b != b'%');
+            assert_eq!(
+                is(b, class::URI_PARAM_PLAIN),
+                is(b, class::URI_PARAM) && b != b'%'
+            );
         }
     }
 
