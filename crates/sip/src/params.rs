@@ -325,7 +325,7 @@ fn plain_header_segment(tail: &[u8], syntax: ParamSyntax) -> Option<(Param<'_>, 
 /// succeeds, cutting the segment at the first unquoted `;` and [`split_param`] give the
 /// same parameter and the same end (no LWS to trim, no quote to skip, the name holds no
 /// `=`). Iteration and validation both try it first.
-#[inline]
+#[inline(always)]
 fn plain_segment(tail: &[u8]) -> Option<(Param<'_>, Option<usize>)> {
     let name_len = run_len(tail, class::TOKEN);
     if name_len == 0 {
