@@ -67,6 +67,24 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// The unbracketed host at the start of `s` (IPv4 or hostname) and its length: the
+    /// run of host characters and dots, parsed, as the fast paths of URIs and Vias read
+    /// it. A dotted quad followed by no further host character is read in one digit pass
+    /// (the run would end where it ends, and [`Host::parse`] would call it IPv4); anything
+    /// else is the run, then [`Host::parse`]. `None` when that fails.
+    #[inline]
+    pub(crate) fn parse_leading(s: &'a [u8]) -> Option<(Self, usize)> {
+        if let Some(n) = ipv4_prefix_len(s) {
+            let host = Host {
+                kind: HostKind::Ipv4,
+                text: &s[..n],
+            };
+            return Some((host, n));
+        }
+        let n = run_len(s, class::HOST_DOT);
+        Host::parse(&s[..n]).ok().map(|h| (h, n))
+    }
+
     /// Parses an IP address for Via `received`: IPv4, or IPv6 with or without brackets
     /// (RFC 5118 §4.5/§4.6 ask to accept both forms).
     pub fn parse_ip(s: &'a [u8]) -> Result<Self, Error> {
@@ -279,6 +297,37 @@ fn is_ipv4_quad(s: &[u8]) -> bool {
         i += 1;
     }
     true
+}
+
+/// Length of the dotted quad `s` starts with (four labels of 1 to 3 digits, each at most
+/// 255) when the byte after it is not a host character or dot; `None` otherwise.
+#[inline]
+fn ipv4_prefix_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    for label in 0..4 {
+        let start = i;
+        let mut value = 0u32;
+        while i - start < 3 {
+            let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) else {
+                break;
+            };
+            value = value * 10 + u32::from(d);
+            i += 1;
+        }
+        if i == start || value > 255 {
+            return None;
+        }
+        if label < 3 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    match s.get(i) {
+        Some(&b) if is(b, class::HOST_DOT) => None,
+        _ => Some(i),
+    }
 }
 
 /// A label of only digits: is it a valid IPv4 octet (1 to 3 digits, at most 255)?
@@ -746,8 +795,7 @@ fn hostport_params(
 /// at the same place) and the host no `:` or `[` (so host and port split there too).
 #[inline]
 fn plain_hostport_params(after: &[u8]) -> Option<(HostPort<'_>, Params<'_>)> {
-    let host_len = run_len(after, class::HOST_DOT);
-    let host = Host::parse(&after[..host_len]).ok()?;
+    let (host, host_len) = Host::parse_leading(after)?;
     let mut end = host_len;
     let port = match after.get(end) {
         Some(b':') => {
@@ -1118,7 +1166,47 @@ mod tests {
         );
     }
 
+    /// [`Host::parse_leading`] is the run of host characters, parsed.
+    fn leading_agrees(s: &[u8]) {
+        let n = s
+            .iter()
+            .position(|&b| !(is(b, class::HOST) || b == b'.'))
+            .unwrap_or(s.len());
+        let slow = Host::parse(&s[..n]).ok().map(|h| (h, n));
+        assert_eq!(Host::parse_leading(s), slow, "{:?}", String::from_utf8_lossy(s));
+    }
+
+    #[test]
+    fn leading_host() {
+        for s in [
+            &b"127.0.0.1:5060"[..],
+            b"127.0.0.1",
+            b"255.255.255.255;lr",
+            b"1.2.3.4.5",
+            b"1.2.3.4a",
+            b"1.2.3.256",
+            b"1.2.3.1234",
+            b"01.2.3.4",
+            b"1.2.3",
+            b"example.com:5060",
+            b"1.2.3.4-x",
+            b"[::1]",
+            b"",
+        ] {
+            leading_agrees(s);
+        }
+        assert_eq!(ipv4_prefix_len(b"10.0.0.1:5060"), Some(8));
+        assert_eq!(ipv4_prefix_len(b"10.0.0.1x"), None);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn leading_host_agrees(
+            s in proptest::collection::vec(proptest::sample::select(b"0125.9a-:;".to_vec()), 0..18)
+        ) {
+            leading_agrees(&s);
+        }
+
         #[test]
         fn ipv4_quad_is_ipv4(
             s in proptest::collection::vec(proptest::sample::select(b"0125.9a".to_vec()), 0..17)

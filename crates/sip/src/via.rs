@@ -285,8 +285,7 @@ fn plain_head(s: &[u8]) -> Option<Head<'_>> {
     }
     let host_start = 8 + t_len + 1;
     let after = &s[host_start..];
-    let host_len = run_len(after, class::HOST_DOT);
-    let host = Host::parse(&after[..host_len]).ok()?;
+    let (host, host_len) = Host::parse_leading(after)?;
     let mut end = host_len;
     let port = match after.get(end) {
         Some(b':') => {
