@@ -484,6 +484,24 @@ pub(crate) fn parse_port(s: &[u8]) -> Result<u16, Error> {
     }
 }
 
+/// The port `s` starts with and its length: the run of digits, which [`parse_port`]
+/// accepts (1 to 5 digits, 1..=65535), read and summed in one pass. `None` where the run
+/// is empty, longer than five digits or out of range.
+#[inline]
+pub(crate) fn leading_port(s: &[u8]) -> Option<(u16, usize)> {
+    let mut value = 0u32;
+    let mut n = 0;
+    while let Some(d) = s.get(n).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+        if n == 5 {
+            return None;
+        }
+        value = value * 10 + u32::from(d);
+        n += 1;
+    }
+    let port = u16::try_from(value).ok().filter(|&p| p != 0)?;
+    Some((port, n))
+}
+
 /// Splits `host [":" port]` where the host may be a bracketed IPv6 reference.
 pub(crate) fn parse_host_port(s: &[u8]) -> Result<HostPort<'_>, Error> {
     let host_end = if s.first() == Some(&b'[') {
@@ -799,13 +817,9 @@ fn plain_hostport_params(after: &[u8]) -> Option<(HostPort<'_>, Params<'_>)> {
     let mut end = host_len;
     let port = match after.get(end) {
         Some(b':') => {
-            let digits = &after[end + 1..];
-            let n = digits
-                .iter()
-                .position(|&b| !b.is_ascii_digit())
-                .unwrap_or(digits.len());
+            let (port, n) = leading_port(&after[end + 1..])?;
             end += 1 + n;
-            Some(parse_port(&digits[..n]).ok()?)
+            Some(port)
         }
         _ => None,
     };
@@ -1133,6 +1147,17 @@ mod tests {
             (b"99999", "port out of range"),
         ] {
             assert_eq!(parse_port(bad), Err(Error::BadSyntax(why)), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn leading_port_is_the_digit_run_parsed(
+            s in proptest::collection::vec(proptest::sample::select(b"0123569;a".to_vec()), 0..9)
+        ) {
+            let n = s.iter().position(|&b| !b.is_ascii_digit()).unwrap_or(s.len());
+            let slow = parse_port(&s[..n]).ok().map(|p| (p, n));
+            proptest::prop_assert_eq!(leading_port(&s), slow);
         }
     }
 

@@ -16,7 +16,7 @@ use crate::params::{Param, ParamSyntax, Params};
 use crate::scan::{
     class, eq_ignore_case, is_lws, read_token, run_len, skip_lws, split_list, trim_lws, ListIter,
 };
-use crate::uri::{parse_port, Host, HostPort};
+use crate::uri::{leading_port, parse_port, Host, HostPort};
 
 /// The RFC 3261 branch prefix.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -289,13 +289,9 @@ fn plain_head(s: &[u8]) -> Option<Head<'_>> {
     let mut end = host_len;
     let port = match after.get(end) {
         Some(b':') => {
-            let digits = &after[end + 1..];
-            let n = digits
-                .iter()
-                .position(|&b| !b.is_ascii_digit())
-                .unwrap_or(digits.len());
+            let (port, n) = leading_port(&after[end + 1..])?;
             end += 1 + n;
-            Some(parse_port(&digits[..n]).ok()?)
+            Some(port)
         }
         _ => None,
     };
