@@ -221,6 +221,13 @@ pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
 /// `s` without leading and trailing LWS (folds included).
 #[inline]
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    // Values come from the parser already trimmed, and views trim them again: answer
+    // that case from the two end bytes.
+    if let (Some(&first), Some(&last)) = (s.first(), s.last()) {
+        if !is_lws(first) && !is_lws(last) {
+            return s;
+        }
+    }
     let r = trim_range(s, 0..s.len());
     s.get(r).unwrap_or(&[])
 }
