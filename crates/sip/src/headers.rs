@@ -7,8 +7,8 @@ use crate::error::Error;
 use crate::nameaddr::{name_addrs, NameAddrs};
 use crate::params::{ParamSyntax, Params};
 use crate::scan::{
-    eq_ignore_case, is_lws, is_token, parse_u32, read_token, skip_lws, split_list, trim_lws,
-    ListIter,
+    class, eq_ignore_case, is_lws, is_token, parse_u32, read_token, run_len, skip_lws, split_list,
+    trim_lws, ListIter,
 };
 
 /// Largest CSeq number (RFC 3261 §8.1.1.5: less than 2**31).
@@ -76,9 +76,9 @@ fn plain_cseq(s: &[u8]) -> Option<CSeq<'_>> {
 }
 
 /// RFC 3261 `word` characters (Call-ID): token characters plus `()<>:\\"/[]?{}`.
-#[inline]
+#[cfg(test)]
 fn is_word_char(b: u8) -> bool {
-    crate::scan::is(b, crate::scan::class::WORD)
+    crate::scan::is(b, class::WORD)
 }
 
 /// Validates a Call-ID (`word ["@" word]`) and returns it trimmed.
@@ -91,22 +91,24 @@ pub fn call_id(s: &[u8]) -> Result<&[u8], Error> {
     }
 }
 
-/// `word ["@" word]` in one pass: every byte a word character except at most one `@`,
-/// which is neither first nor last (so both words are non-empty). `@` is not a word
-/// character, so this is the split-at-the-first-`@` reading without the `memchr` and
-/// the second pass.
+/// `word ["@" word]` in one pass: a run of word characters, then either the end or an
+/// `@` and a second run to the end. `@` is not a word character, so this is the
+/// split-at-the-first-`@` reading without the `memchr` and the second pass.
 #[inline]
 fn is_call_id(s: &[u8]) -> bool {
-    let mut ats = 0usize;
-    for &b in s {
-        if !is_word_char(b) {
-            if b != b'@' {
-                return false;
-            }
-            ats += 1;
-        }
+    let left = run_len(s, class::WORD);
+    if left == 0 {
+        return false;
     }
-    ats <= 1 && s.first().is_some_and(|&b| b != b'@') && s.last().is_some_and(|&b| b != b'@')
+    match s.get(left) {
+        None => true,
+        Some(b'@') => {
+            let right = &s[left + 1..];
+            let n = run_len(right, class::WORD);
+            n > 0 && n == right.len()
+        }
+        Some(_) => false,
+    }
 }
 
 /// Trimmed `1*DIGIT` value.
