@@ -95,6 +95,9 @@ pub fn validate_request_with<'m>(
     let to = NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
     let cseq = check_cseq_and_hops(msg, &common)?;
     for v in msg.headers(HeaderName::Contact) {
+        if is_one_bracketed_contact(v) {
+            continue;
+        }
         for c in contacts(v) {
             c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
         }
@@ -202,9 +205,13 @@ pub fn check_response(msg: &Message) -> Result<CheckedResponse<'_>, Rejection<'_
         return Err(Rejection::new(400, "not a response"));
     }
     let common = check_common(msg)?;
-    let top = match vias(common.top_via).next() {
-        Some(Ok((via, _))) => via,
-        _ => return Err(Rejection::new(400, "Bad Via")),
+    let top = match Via::parse(common.top_via) {
+        // The whole line is one Via (see `one_via`): the list's first value.
+        Ok(via) => via,
+        Err(_) => match vias(common.top_via).next() {
+            Some(Ok((via, _))) => via,
+            _ => return Err(Rejection::new(400, "Bad Via")),
+        },
     };
     let cseq = CSeq::parse(common.cseq)?;
     Ok(CheckedResponse { top_via: top, cseq })
@@ -299,12 +306,38 @@ fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
 fn check_all_vias(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
     let mut top = None;
     for v in msg.headers(HeaderName::Via) {
+        if let Some(via) = one_via(v) {
+            top.get_or_insert(via);
+            continue;
+        }
         for via in vias(v) {
             let (via, _) = via.map_err(|_| Rejection::new(400, "Bad Via"))?;
             top.get_or_insert(via);
         }
     }
     top.ok_or(Rejection::new(400, "Bad Via"))
+}
+
+/// A Via header line holding a single value that parses, read without the list split.
+/// Where the whole line parses as one Via the split finds no second value: a separating
+/// comma (or a `<`) can only sit inside a quoted parameter value in a Via that parses,
+/// and the split skips quoted strings too; both trim the same LWS. `None` sends the line
+/// through the split, which gives the verdict on every value.
+#[inline]
+fn one_via(line: &[u8]) -> Option<Via<'_>> {
+    Via::parse(line).ok()
+}
+
+/// A Contact line holding a single `<addr-spec>` value (with or without parameters) that
+/// parses, checked without the list split. Limited to values starting with `<`: there
+/// the only commas and `<` a parsing value can hold sit inside the brackets or inside
+/// quoted parameter values, which the split skips too. (A bare addr-spec may hold a
+/// comma in its user part, which the split cuts at.) False sends the line through the
+/// split, which gives the verdict.
+#[inline]
+fn is_one_bracketed_contact(line: &[u8]) -> bool {
+    let v = crate::scan::trim_lws(line);
+    v.first() == Some(&b'<') && NameAddr::parse(v).is_ok()
 }
 
 fn check_proxy_require<'m>(
@@ -372,6 +405,55 @@ Contact: <sip:alice@192.0.2.1>\r\n\
                 }
             })
             .collect()
+    }
+
+    /// The single-value shortcuts agree with the list split wherever they answer.
+    fn shortcuts_agree(line: &[u8]) {
+        if let Some(via) = one_via(line) {
+            let all: Vec<_> = vias(line).collect();
+            assert_eq!(all.len(), 1, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(all[0].as_ref().map(|(v, _)| *v), Ok(via));
+        }
+        if is_one_bracketed_contact(line) {
+            let all: Vec<_> = contacts(line).collect();
+            assert_eq!(all.len(), 1, "{:?}", String::from_utf8_lossy(line));
+            assert!(all[0].is_ok(), "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn single_value_shortcuts() {
+        for line in [
+            &b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-1-0"[..],
+            b"SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP h2;branch=z9hG4bK2",
+            b"SIP/2.0/UDP h;x=\"a,b\";branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;x=\"a,b\", SIP/2.0/UDP h2",
+            b" SIP/2.0/UDP h , ",
+            b"<sip:sipp@127.0.0.1:5070;transport=UDP>",
+            b"<sip:a,b@h>;q=0.5",
+            b"<sip:a@h>, <sip:b@h>",
+            b"<sip:a@h>;p=\"x,<y\"",
+            b"<sip:a@h>;p=\"x\", <sip:b@h>",
+            b"sip:a,b@h",
+        ] {
+            shortcuts_agree(line);
+        }
+        assert!(one_via(b"SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP h2").is_none());
+        assert!(!is_one_bracketed_contact(b"<sip:a@h>, <sip:b@h>"));
+        assert!(is_one_bracketed_contact(b"<sip:a,b@h>;q=0.5"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn single_value_shortcuts_agree_with_the_split(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab1.;=,\" <>@:\\".to_vec()), 0..20),
+            head in proptest::sample::select(vec![&b"SIP/2.0/UDP h"[..], b"<sip:a@h", b"<", b""]),
+        ) {
+            let mut line = head.to_vec();
+            line.extend_from_slice(&tail);
+            shortcuts_agree(&line);
+        }
     }
 
     #[test]
