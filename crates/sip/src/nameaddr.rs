@@ -267,6 +267,18 @@ impl<'a> Iterator for Contacts<'a> {
     type Item = Result<(Contact<'a>, Range<usize>), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A value starting with '<' that parses whole is the list's only element: its
+        // commas and '<' can only sit inside the brackets or inside quoted parameter
+        // values, which the split skips too. (A bare addr-spec is split first: its user
+        // part may hold a comma, which the split cuts at.)
+        if let Some(whole) = self.items.whole_if_untouched() {
+            if whole.value.first() == Some(&b'<') {
+                if let Ok(na) = NameAddr::parse(whole.value) {
+                    self.items.finish();
+                    return Some(Ok((Contact::Addr(na), whole.range)));
+                }
+            }
+        }
         let item = self.items.next()?;
         Some(Contact::parse(item.value).map(|c| (c, item.range)))
     }
@@ -275,7 +287,7 @@ impl<'a> Iterator for Contacts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::test_corpus;
+    use crate::scan::{split_list, test_corpus};
     use crate::uri::Scheme;
 
     /// Value of the first header named `name` in a corpus message, folds kept.
@@ -450,6 +462,47 @@ mod tests {
         ] {
             let parsed = NameAddr::parse(v).unwrap().params();
             assert_eq!(header_params(v), Some(parsed), "{:?}", String::from_utf8_lossy(v));
+        }
+    }
+
+    /// The whole-value shortcut of [`Contacts`] agrees with the split it skips.
+    fn contacts_reference(s: &[u8]) -> Vec<Result<(Contact<'_>, Range<usize>), Error>> {
+        split_list(s)
+            .map(|item| Contact::parse(item.value).map(|c| (c, item.range)))
+            .collect()
+    }
+
+    #[test]
+    fn contacts_whole_value_shortcut() {
+        for s in [
+            &b"<sip:sipp@127.0.0.1:5070;transport=UDP>"[..],
+            b" <sip:a,b@h>;q=0.5 ",
+            b"<sip:a@h>, <sip:b@h>",
+            b"<sip:a@h>;p=\"x,<y\"",
+            b"<sip:a@h>;p=\"x\", <sip:b@h>",
+            b"sip:a,b@h",
+            b"<sip:a@h>,",
+            b"*",
+        ] {
+            assert_eq!(
+                contacts(s).collect::<Vec<_>>(),
+                contacts_reference(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn contacts_shortcut_agrees_with_split(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab1.;=,\" <>@:\\".to_vec()), 0..20),
+            head in proptest::sample::select(vec![&b"<sip:a@h"[..], b"<", b" <sip:", b""]),
+        ) {
+            let mut s = head.to_vec();
+            s.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(contacts(&s).collect::<Vec<_>>(), contacts_reference(&s));
         }
     }
 

@@ -475,6 +475,29 @@ pub fn split_list(s: &[u8]) -> ListIter<'_> {
     }
 }
 
+impl<'a> ListIter<'a> {
+    /// Before the first element is taken: the whole value as a single element (trimmed,
+    /// with its range), for a typed iterator to try parsing whole before splitting (see
+    /// `Vias::next`). `None` once iteration has started or for an empty value.
+    #[inline]
+    pub(crate) fn whole_if_untouched(&self) -> Option<ListItem<'a>> {
+        if self.done || self.pos != 0 {
+            return None;
+        }
+        let r = trim_range(self.s, 0..self.s.len());
+        Some(ListItem {
+            value: self.s.get(r.clone()).unwrap_or(&[]),
+            range: r,
+        })
+    }
+
+    /// Ends the iteration (the typed iterator took the whole value as its one element).
+    #[inline]
+    pub(crate) fn finish(&mut self) {
+        self.done = true;
+    }
+}
+
 impl<'a> Iterator for ListIter<'a> {
     type Item = ListItem<'a>;
 

@@ -9,9 +9,10 @@
 use crate::error::Error;
 use crate::headers::{call_id, max_forwards, option_tags, CSeq};
 use crate::message::{HeaderName, Message};
-use crate::nameaddr::{contacts, NameAddr};
+use crate::nameaddr::{Contact, NameAddr};
+use crate::scan::{split_list, trim_lws};
 use crate::uri::Uri;
-use crate::via::{vias, Via};
+use crate::via::Via;
 
 /// Why a message was refused, with the status of the response to send (a response that
 /// fails validation is dropped instead).
@@ -98,8 +99,9 @@ pub fn validate_request_with<'m>(
         if is_one_bracketed_contact(v) {
             continue;
         }
-        for c in contacts(v) {
-            c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
+        // The split itself: `contacts` would try the whole value again.
+        for item in split_list(v) {
+            Contact::parse(item.value).map_err(|_| Rejection::new(400, "Bad Contact"))?;
         }
     }
     check_proxy_require(msg, opts)?;
@@ -208,8 +210,9 @@ pub fn check_response(msg: &Message) -> Result<CheckedResponse<'_>, Rejection<'_
     let top = match Via::parse(common.top_via) {
         // The whole line is one Via (see `one_via`): the list's first value.
         Ok(via) => via,
-        Err(_) => match vias(common.top_via).next() {
-            Some(Ok((via, _))) => via,
+        // The split itself: `vias` would try the whole line again.
+        Err(_) => match split_list(common.top_via).next().map(|i| Via::parse(i.value)) {
+            Some(Ok(via)) => via,
             _ => return Err(Rejection::new(400, "Bad Via")),
         },
     };
@@ -310,8 +313,9 @@ fn check_all_vias(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
             top.get_or_insert(via);
             continue;
         }
-        for via in vias(v) {
-            let (via, _) = via.map_err(|_| Rejection::new(400, "Bad Via"))?;
+        // The split itself: `vias` would try the whole line again.
+        for item in split_list(v) {
+            let via = Via::parse(item.value).map_err(|_| Rejection::new(400, "Bad Via"))?;
             top.get_or_insert(via);
         }
     }
@@ -336,7 +340,7 @@ fn one_via(line: &[u8]) -> Option<Via<'_>> {
 /// split, which gives the verdict.
 #[inline]
 fn is_one_bracketed_contact(line: &[u8]) -> bool {
-    let v = crate::scan::trim_lws(line);
+    let v = trim_lws(line);
     v.first() == Some(&b'<') && NameAddr::parse(v).is_ok()
 }
 
@@ -366,6 +370,8 @@ fn check_proxy_require<'m>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nameaddr::contacts;
+    use crate::via::vias;
     use crate::limits::Limits;
     use crate::parse::parse_datagram;
     use bytes::Bytes;

@@ -376,6 +376,16 @@ impl<'a> Iterator for Vias<'a> {
     type Item = Result<(Via<'a>, Range<usize>), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // Nearly every Via line holds one value: parsed whole, it is the list's only
+        // element, with no comma search first. A value that parses has no separating
+        // comma (or '<'): those can only sit inside a quoted parameter value, which the
+        // split skips too. Anything else is split as before.
+        if let Some(whole) = self.items.whole_if_untouched() {
+            if let Ok(v) = Via::parse(whole.value) {
+                self.items.finish();
+                return Some(Ok((v, whole.range)));
+            }
+        }
         let item = self.items.next()?;
         Some(Via::parse(item.value).map(|v| (v, item.range)))
     }
@@ -581,6 +591,47 @@ mod tests {
             s.push(b' ');
             s.extend_from_slice(&tail);
             plain_agrees(&s);
+        }
+    }
+
+    /// The whole-value shortcut of [`Vias`] agrees with the split it skips.
+    fn split_reference(s: &[u8]) -> Vec<Result<(Via<'_>, Range<usize>), Error>> {
+        split_list(s)
+            .map(|item| Via::parse(item.value).map(|v| (v, item.range)))
+            .collect()
+    }
+
+    #[test]
+    fn whole_line_shortcut() {
+        for s in [
+            &b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-1-0"[..],
+            b" SIP/2.0/UDP h;branch=z9hG4bK1 ",
+            b"SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP h2;branch=z9hG4bK2",
+            b"SIP/2.0/UDP h;x=\"a,b\";branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;x=\"a,b\", SIP/2.0/UDP h2",
+            b"SIP/2.0/UDP h ,",
+            b"",
+            b" , ",
+        ] {
+            assert_eq!(
+                vias(s).collect::<Vec<_>>(),
+                split_reference(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whole_line_shortcut_agrees_with_split(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab1.;=,\" <>:\\\t".to_vec()), 0..24),
+            head in proptest::sample::select(vec![&b"SIP/2.0/UDP h"[..], b" SIP/2.0/TCP 1.2.3.4:5", b""]),
+        ) {
+            let mut s = head.to_vec();
+            s.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(vias(&s).collect::<Vec<_>>(), split_reference(&s));
         }
     }
 
