@@ -300,7 +300,11 @@ mod tests {
             b"INVITE",
             b"1 IN,VITE",
         ] {
-            assert!(plain_cseq(other).is_none(), "{:?}", String::from_utf8_lossy(other));
+            assert!(
+                plain_cseq(other).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 

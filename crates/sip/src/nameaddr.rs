@@ -461,7 +461,12 @@ mod tests {
             b"<sip:a@b>",
         ] {
             let parsed = NameAddr::parse(v).unwrap().params();
-            assert_eq!(header_params(v), Some(parsed), "{:?}", String::from_utf8_lossy(v));
+            assert_eq!(
+                header_params(v),
+                Some(parsed),
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
         }
     }
 

@@ -1183,11 +1183,17 @@ mod tests {
             b"alice@",
             b"",
         ] {
-            assert!(!plain_sip_agrees(other), "{:?}", String::from_utf8_lossy(other));
+            assert!(
+                !plain_sip_agrees(other),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
         }
         assert_eq!(
             AnyUri::parse(b"sip:alice@host"),
-            Ok(AnyUri::Sip(Uri::parse_in_header(b"sip:alice@host").unwrap()))
+            Ok(AnyUri::Sip(
+                Uri::parse_in_header(b"sip:alice@host").unwrap()
+            ))
         );
     }
 
@@ -1198,7 +1204,12 @@ mod tests {
             .position(|&b| !(is(b, class::HOST) || b == b'.'))
             .unwrap_or(s.len());
         let slow = Host::parse(&s[..n]).ok().map(|h| (h, n));
-        assert_eq!(Host::parse_leading(s), slow, "{:?}", String::from_utf8_lossy(s));
+        assert_eq!(
+            Host::parse_leading(s),
+            slow,
+            "{:?}",
+            String::from_utf8_lossy(s)
+        );
     }
 
     #[test]

@@ -211,7 +211,10 @@ pub fn check_response(msg: &Message) -> Result<CheckedResponse<'_>, Rejection<'_
         // The whole line is one Via (see `one_via`): the list's first value.
         Ok(via) => via,
         // The split itself: `vias` would try the whole line again.
-        Err(_) => match split_list(common.top_via).next().map(|i| Via::parse(i.value)) {
+        Err(_) => match split_list(common.top_via)
+            .next()
+            .map(|i| Via::parse(i.value))
+        {
             Some(Ok(via)) => via,
             _ => return Err(Rejection::new(400, "Bad Via")),
         },
@@ -370,10 +373,10 @@ fn check_proxy_require<'m>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nameaddr::contacts;
-    use crate::via::vias;
     use crate::limits::Limits;
+    use crate::nameaddr::contacts;
     use crate::parse::parse_datagram;
+    use crate::via::vias;
     use bytes::Bytes;
 
     fn parse(s: &str) -> Message {
