@@ -7,8 +7,8 @@ use crate::error::Error;
 use crate::nameaddr::{name_addrs, NameAddrs};
 use crate::params::{ParamSyntax, Params};
 use crate::scan::{
-    eq_ignore_case, is_lws, is_token, parse_u32, read_token, skip_lws, split_list, trim_lws,
-    ListIter,
+    class, eq_ignore_case, is_lws, is_token, parse_u32, read_token, run_len, skip_lws, split_list,
+    trim_lws, ListIter,
 };
 
 /// Largest CSeq number (RFC 3261 §8.1.1.5: less than 2**31).
@@ -28,6 +28,9 @@ impl<'a> CSeq<'a> {
     /// `scalarlg` carry larger ones) and the method a token.
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         let s = trim_lws(s);
+        if let Some(cseq) = plain_cseq(s) {
+            return Ok(cseq);
+        }
         let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
         let seq = parse_u32(&s[..digits]).map_err(|_| Error::BadSyntax("bad CSeq number"))?;
         if seq > CSEQ_MAX {
@@ -44,24 +47,67 @@ impl<'a> CSeq<'a> {
     }
 }
 
-/// RFC 3261 `word` characters (Call-ID): token characters plus `()<>:\\"/[]?{}`.
+/// The usual CSeq, `1*9DIGIT SP method` with one space, read in one pass: the number
+/// summed as its digits are checked (nine digits fit a u32), the method a token to the
+/// end. `None` for
+/// anything else (more digits, other LWS, errors), which the general reading then
+/// handles; where this answers that reading gives the same number and method.
 #[inline]
+fn plain_cseq(s: &[u8]) -> Option<CSeq<'_>> {
+    let mut seq = 0u32;
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if i == 9 {
+            // A tenth digit: leading zeros or a number past 2^31-1, for the general path.
+            return None;
+        }
+        seq = seq * 10 + u32::from(d);
+        i += 1;
+    }
+    if i == 0 || seq > CSEQ_MAX || s.get(i) != Some(&b' ') {
+        return None;
+    }
+    let method = &s[i + 1..];
+    is_token(method).then_some(CSeq { seq, method })
+}
+
+/// RFC 3261 `word` characters (Call-ID): token characters plus `()<>:\\"/[]?{}`.
+#[cfg(test)]
 fn is_word_char(b: u8) -> bool {
-    crate::scan::is(b, crate::scan::class::WORD)
+    crate::scan::is(b, class::WORD)
 }
 
 /// Validates a Call-ID (`word ["@" word]`) and returns it trimmed.
 pub fn call_id(s: &[u8]) -> Result<&[u8], Error> {
     let s = trim_lws(s);
-    let (left, right) = match memchr::memchr(b'@', s) {
-        Some(at) => (&s[..at], Some(&s[at + 1..])),
-        None => (s, None),
-    };
-    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| is_word_char(b));
-    if word(left) && right.into_iter().all(word) {
+    if is_call_id(s) {
         Ok(s)
     } else {
         Err(Error::BadSyntax("bad Call-ID"))
+    }
+}
+
+/// `word ["@" word]` in one pass: a run of word characters, then either the end or an
+/// `@` and a second run to the end. `@` is not a word character, so this is the
+/// split-at-the-first-`@` reading without the `memchr` and the second pass.
+#[inline]
+fn is_call_id(s: &[u8]) -> bool {
+    let left = run_len(s, class::WORD);
+    if left == 0 {
+        return false;
+    }
+    match s.get(left) {
+        None => true,
+        Some(b'@') => {
+            let right = &s[left + 1..];
+            let n = run_len(right, class::WORD);
+            n > 0 && n == right.len()
+        }
+        Some(_) => false,
     }
 }
 
@@ -214,6 +260,81 @@ mod tests {
             b"",
         ] {
             assert!(CSeq::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// CSeq's general reading, without [`plain_cseq`].
+    fn cseq_general(s: &[u8]) -> Result<CSeq<'_>, Error> {
+        let s = trim_lws(s);
+        let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+        let seq = parse_u32(&s[..digits]).map_err(|_| Error::BadSyntax("bad CSeq number"))?;
+        if seq > CSEQ_MAX {
+            return Err(Error::BadSyntax("CSeq number too large"));
+        }
+        let m = skip_lws(s, digits);
+        if m == digits {
+            return Err(Error::BadSyntax("bad CSeq"));
+        }
+        match read_token(s, m) {
+            Some((method, end)) if end == s.len() => Ok(CSeq { seq, method }),
+            _ => Err(Error::BadSyntax("bad CSeq method")),
+        }
+    }
+
+    #[test]
+    fn plain_cseq_fast_path() {
+        for ok in [&b"1 INVITE"[..], b"999999999 BYE", b"000000001 ACK", b"7 x"] {
+            let fast = plain_cseq(ok);
+            assert!(fast.is_some(), "{:?}", String::from_utf8_lossy(ok));
+            assert_eq!(fast.ok_or(()), cseq_general(ok).map_err(|_| ()));
+        }
+        for other in [
+            &b"2147483648 INVITE"[..],
+            b"2147483647 BYE",
+            b"0000000001 INVITE",
+            b"1  INVITE",
+            b"1\tINVITE",
+            b"1 INVITE ",
+            b"1 ",
+            b" 1 INVITE",
+            b"INVITE",
+            b"1 IN,VITE",
+        ] {
+            assert!(
+                plain_cseq(other).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    /// The split-at-'@' reading [`is_call_id`] replaces.
+    fn call_id_reference(s: &[u8]) -> bool {
+        let (left, right) = match s.iter().position(|&b| b == b'@') {
+            Some(at) => (&s[..at], Some(&s[at + 1..])),
+            None => (s, None),
+        };
+        let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| is_word_char(b));
+        word(left) && right.into_iter().all(word)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_cseq_agrees_with_general(
+            s in proptest::collection::vec(
+                proptest::sample::select(b"0129 \tAB,".to_vec()), 0..14)
+        ) {
+            if let Some(fast) = plain_cseq(&s) {
+                proptest::prop_assert_eq!(cseq_general(&s), Ok(fast));
+            }
+        }
+
+        #[test]
+        fn call_id_one_pass_agrees(
+            s in proptest::collection::vec(
+                proptest::sample::select(b"a9@.-<>\" ,;\x00\xff".to_vec()), 0..12)
+        ) {
+            proptest::prop_assert_eq!(is_call_id(&s), call_id_reference(&s));
         }
     }
 

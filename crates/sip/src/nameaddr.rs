@@ -45,6 +45,8 @@ impl<'a> NameAddr<'a> {
                 }
                 bracketed(s, lt, Some(disp), true)
             }
+            // What the search below finds for the usual `<addr-spec>`: no display name.
+            Some(b'<') => bracketed(s, 0, None, false),
             Some(_) => match find_unquoted(s, b'<') {
                 Some(lt) => {
                     let disp = trim_lws(&s[..lt]);
@@ -126,6 +128,8 @@ pub fn header_params(s: &[u8]) -> Option<Params<'_>> {
             (s.get(lt) == Some(&b'<')).then_some(())?;
             after_bracket(s, lt)?
         }
+        // What the search below finds for the usual `<addr-spec>`.
+        b'<' => after_bracket(s, 0)?,
         _ => match find_unquoted(s, b'<') {
             Some(lt) => after_bracket(s, lt)?,
             None => s
@@ -151,6 +155,7 @@ fn is_token_words(s: &[u8]) -> bool {
 
 /// `"<" addr-spec ">" *(SEMI param)`, with `lt` the index of `<`. No LWS is allowed inside
 /// the brackets (rfc4475 `badaspec`).
+#[inline]
 fn bracketed<'a>(
     s: &'a [u8],
     lt: usize,
@@ -262,6 +267,18 @@ impl<'a> Iterator for Contacts<'a> {
     type Item = Result<(Contact<'a>, Range<usize>), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A value starting with '<' that parses whole is the list's only element: its
+        // commas and '<' can only sit inside the brackets or inside quoted parameter
+        // values, which the split skips too. (A bare addr-spec is split first: its user
+        // part may hold a comma, which the split cuts at.)
+        if let Some(whole) = self.items.whole_if_untouched() {
+            if whole.value.first() == Some(&b'<') {
+                if let Ok(na) = NameAddr::parse(whole.value) {
+                    self.items.finish();
+                    return Some(Ok((Contact::Addr(na), whole.range)));
+                }
+            }
+        }
         let item = self.items.next()?;
         Some(Contact::parse(item.value).map(|c| (c, item.range)))
     }
@@ -270,7 +287,7 @@ impl<'a> Iterator for Contacts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::test_corpus;
+    use crate::scan::{split_list, test_corpus};
     use crate::uri::Scheme;
 
     /// Value of the first header named `name` in a corpus message, folds kept.
@@ -431,6 +448,67 @@ mod tests {
         assert_eq!(&*c.display_name_unescaped().unwrap(), b"T. desk phone");
         let h = c.sip_uri().unwrap().host().unwrap();
         assert_eq!(h.as_bytes(), b"::ffff:192.0.2.2");
+    }
+
+    #[test]
+    fn header_params_are_the_parsed_ones() {
+        for v in [
+            &b"<sip:+15551234567@127.0.0.1:5060>;tag=1SIPpTag011"[..],
+            b"sipp <sip:sipp@127.0.0.1:5070>;tag=1SIPpTag001",
+            b"\"A <b>\" <sip:a@b;lr>;tag=x;q=0.5",
+            b"sip:caller@example.net;tag=93334",
+            b" <sip:a@b> ; tag = 1 ",
+            b"<sip:a@b>",
+        ] {
+            let parsed = NameAddr::parse(v).unwrap().params();
+            assert_eq!(
+                header_params(v),
+                Some(parsed),
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
+        }
+    }
+
+    /// The whole-value shortcut of [`Contacts`] agrees with the split it skips.
+    fn contacts_reference(s: &[u8]) -> Vec<Result<(Contact<'_>, Range<usize>), Error>> {
+        split_list(s)
+            .map(|item| Contact::parse(item.value).map(|c| (c, item.range)))
+            .collect()
+    }
+
+    #[test]
+    fn contacts_whole_value_shortcut() {
+        for s in [
+            &b"<sip:sipp@127.0.0.1:5070;transport=UDP>"[..],
+            b" <sip:a,b@h>;q=0.5 ",
+            b"<sip:a@h>, <sip:b@h>",
+            b"<sip:a@h>;p=\"x,<y\"",
+            b"<sip:a@h>;p=\"x\", <sip:b@h>",
+            b"sip:a,b@h",
+            b"<sip:a@h>,",
+            b"*",
+        ] {
+            assert_eq!(
+                contacts(s).collect::<Vec<_>>(),
+                contacts_reference(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn contacts_shortcut_agrees_with_split(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab1.;=,\" <>@:\\".to_vec()), 0..20),
+            head in proptest::sample::select(vec![&b"<sip:a@h"[..], b"<", b" <sip:", b""]),
+        ) {
+            let mut s = head.to_vec();
+            s.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(contacts(&s).collect::<Vec<_>>(), contacts_reference(&s));
+        }
     }
 
     #[test]

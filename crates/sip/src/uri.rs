@@ -15,7 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::Error;
 use crate::params::{ParamSyntax, Params};
-use crate::scan::{all_in, class, eq_ignore_case, escapes_ok, is, unescape_percent, CLASS};
+use crate::scan::{
+    all_in, class, eq_ignore_case, escapes_ok, is, run_len, unescape_percent, CLASS,
+};
 
 // ---------------------------------------------------------------------------------------
 // Host
@@ -43,6 +45,7 @@ pub struct Host<'a> {
 impl<'a> Host<'a> {
     /// Parses `hostname / IPv4address / "[" IPv6address "]"`. An unbracketed IPv6 address is
     /// rejected: in a URI or sent-by it would be ambiguous with a port (rfc5118 `ipv6-bad`).
+    #[inline]
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         match s.first() {
             None => Err(Error::BadSyntax("empty host")),
@@ -64,10 +67,29 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// The unbracketed host at the start of `s` (IPv4 or hostname) and its length: the
+    /// run of host characters and dots, parsed, as the fast paths of URIs and Vias read
+    /// it. A dotted quad followed by no further host character is read in one digit pass
+    /// (the run would end where it ends, and [`Host::parse`] would call it IPv4); anything
+    /// else is the run, then [`Host::parse`]. `None` when that fails.
+    #[inline]
+    pub(crate) fn parse_leading(s: &'a [u8]) -> Option<(Self, usize)> {
+        if let Some(n) = ipv4_prefix_len(s) {
+            let host = Host {
+                kind: HostKind::Ipv4,
+                text: &s[..n],
+            };
+            return Some((host, n));
+        }
+        let n = run_len(s, class::HOST_DOT);
+        Host::parse(&s[..n]).ok().map(|h| (h, n))
+    }
+
     /// Parses an IP address for Via `received`: IPv4, or IPv6 with or without brackets
     /// (RFC 5118 §4.5/§4.6 ask to accept both forms).
     pub fn parse_ip(s: &'a [u8]) -> Result<Self, Error> {
-        if is_ipv4(s) {
+        // is_ipv4_quad accepts exactly what is_ipv4 does, in one digit pass.
+        if is_ipv4_quad(s) {
             return Ok(Host {
                 kind: HostKind::Ipv4,
                 text: s,
@@ -277,6 +299,37 @@ fn is_ipv4_quad(s: &[u8]) -> bool {
     true
 }
 
+/// Length of the dotted quad `s` starts with (four labels of 1 to 3 digits, each at most
+/// 255) when the byte after it is not a host character or dot; `None` otherwise.
+#[inline]
+fn ipv4_prefix_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    for label in 0..4 {
+        let start = i;
+        let mut value = 0u32;
+        while i - start < 3 {
+            let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) else {
+                break;
+            };
+            value = value * 10 + u32::from(d);
+            i += 1;
+        }
+        if i == start || value > 255 {
+            return None;
+        }
+        if label < 3 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    match s.get(i) {
+        Some(&b) if is(b, class::HOST_DOT) => None,
+        _ => Some(i),
+    }
+}
+
 /// A label of only digits: is it a valid IPv4 octet (1 to 3 digits, at most 255)?
 #[inline]
 fn ipv4_octet_ok(label: &[u8]) -> bool {
@@ -410,15 +463,43 @@ fn is_hostname(s: &[u8]) -> bool {
 }
 
 /// Parses a port: `1*DIGIT`, 1..=65535.
+#[inline]
 pub(crate) fn parse_port(s: &[u8]) -> Result<u16, Error> {
-    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
-        return Err(Error::BadSyntax("bad port"));
+    let bad = Error::BadSyntax("bad port");
+    if s.is_empty() || s.len() > 5 {
+        return Err(bad);
     }
-    let v = s.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
+    // Digits checked and summed in the same pass.
+    let mut v = 0u32;
+    for &b in s {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(bad);
+        }
+        v = v * 10 + u32::from(d);
+    }
     match u16::try_from(v) {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(Error::BadSyntax("port out of range")),
     }
+}
+
+/// The port `s` starts with and its length: the run of digits, which [`parse_port`]
+/// accepts (1 to 5 digits, 1..=65535), read and summed in one pass. `None` where the run
+/// is empty, longer than five digits or out of range.
+#[inline]
+pub(crate) fn leading_port(s: &[u8]) -> Option<(u16, usize)> {
+    let mut value = 0u32;
+    let mut n = 0;
+    while let Some(d) = s.get(n).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+        if n == 5 {
+            return None;
+        }
+        value = value * 10 + u32::from(d);
+        n += 1;
+    }
+    let port = u16::try_from(value).ok().filter(|&p| p != 0)?;
+    Some((port, n))
 }
 
 /// Splits `host [":" port]` where the host may be a bracketed IPv6 reference.
@@ -462,6 +543,7 @@ impl Scheme {
         }
     }
 
+    #[inline]
     fn from_bytes(s: &[u8]) -> Option<Scheme> {
         // Length first: almost every URI is "sip", and the others are cheap to reject.
         if s.len() == 3 && eq_ignore_case(s, b"sip") {
@@ -513,6 +595,9 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_impl(s: &'a [u8], allow_headers: bool) -> Result<Self, Error> {
+        if let Some(rest) = s.strip_prefix(b"sip:") {
+            return parse_sip(s, Scheme::Sip, rest, allow_headers);
+        }
         let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
         let scheme = Scheme::from_bytes(scheme).ok_or(Error::UnsupportedUriScheme)?;
         Self::parse_known(s, scheme, rest, allow_headers)
@@ -639,6 +724,9 @@ fn parse_sip<'a>(
     rest: &'a [u8],
     allow_headers: bool,
 ) -> Result<Uri<'a>, Error> {
+    if let Some(uri) = plain_sip(raw, scheme, rest) {
+        return Ok(uri);
+    }
     // '@' cannot appear unescaped after the userinfo, so the first one ends it. The user
     // part itself may hold ';', '?', ',' (rfc4475 semiuri, intmeth).
     let (user, password, after) = match memchr::memchr(b'@', rest) {
@@ -661,6 +749,35 @@ fn parse_sip<'a>(
         port: hp.port,
         params,
         headers,
+    })
+}
+
+/// The usual sip/sips URI, `[user "@"] host [":" port] *(";" uri-param)` with a user
+/// free of `%` and password, read without the `memchr` for `@` and the userinfo split:
+/// the run of user characters from the start is the user when an `@` ends it, and
+/// otherwise the whole text must be the plain host part. `None` for anything else, which
+/// the general path then parses (and rejects if it must). Where this answers the general
+/// path gives the same: `@` is not a user character, so the `@` ending the run is the
+/// first one, and the user split finds no password and no escape to check; without a
+/// user, [`plain_hostport_params`] accepts no `@` (neither host, port nor URI parameter
+/// characters include it), so the general path finds none either.
+#[inline]
+fn plain_sip<'a>(raw: &'a [u8], scheme: Scheme, rest: &'a [u8]) -> Option<Uri<'a>> {
+    let run = run_len(rest, class::USER_PLAIN);
+    let (user, after) = match rest.get(run) {
+        Some(b'@') if run > 0 => (Some(&rest[..run]), &rest[run + 1..]),
+        _ => (None, rest),
+    };
+    let (hp, params) = plain_hostport_params(after)?;
+    Some(Uri {
+        raw,
+        scheme,
+        user,
+        password: None,
+        host: Some(hp.host),
+        port: hp.port,
+        params,
+        headers: None,
     })
 }
 
@@ -696,21 +813,13 @@ fn hostport_params(
 /// at the same place) and the host no `:` or `[` (so host and port split there too).
 #[inline]
 fn plain_hostport_params(after: &[u8]) -> Option<(HostPort<'_>, Params<'_>)> {
-    let host_len = after
-        .iter()
-        .position(|&b| !(is(b, class::HOST) || b == b'.'))
-        .unwrap_or(after.len());
-    let host = Host::parse(&after[..host_len]).ok()?;
+    let (host, host_len) = Host::parse_leading(after)?;
     let mut end = host_len;
     let port = match after.get(end) {
         Some(b':') => {
-            let digits = &after[end + 1..];
-            let n = digits
-                .iter()
-                .position(|&b| !b.is_ascii_digit())
-                .unwrap_or(digits.len());
+            let (port, n) = leading_port(&after[end + 1..])?;
             end += 1 + n;
-            Some(parse_port(&digits[..n]).ok()?)
+            Some(port)
         }
         _ => None,
     };
@@ -828,6 +937,11 @@ impl<'a> AnyUri<'a> {
     /// schemes only need a valid scheme and a non-empty body free of whitespace, controls,
     /// `<`, `>` and `"`.
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
+        // Nearly every URI is written `sip:`: what split_scheme and Scheme::from_bytes
+        // would find for it, without the scheme scan.
+        if let Some(rest) = s.strip_prefix(b"sip:") {
+            return parse_sip(s, Scheme::Sip, rest, true).map(AnyUri::Sip);
+        }
         let (scheme, rest) = split_scheme(s).ok_or(Error::BadSyntax("bad URI"))?;
         if let Some(known) = Scheme::from_bytes(scheme) {
             return Uri::parse_known(s, known, rest, true).map(AnyUri::Sip);
@@ -980,7 +1094,170 @@ mod tests {
         assert!(Uri::parse(b"sip:u@host:5060;lr").unwrap().has_lr());
     }
 
+    /// [`parse_sip`]'s general reading (without [`plain_sip`]), for comparison.
+    fn general_sip<'a>(raw: &'a [u8], rest: &'a [u8], allow: bool) -> Result<Uri<'a>, Error> {
+        let (user, password, after) = match memchr::memchr(b'@', rest) {
+            Some(at) => {
+                let (u, p) = split_userinfo(&rest[..at])?;
+                (Some(u), p, &rest[at + 1..])
+            }
+            None => (None, None, rest),
+        };
+        let (hp, params, headers) = hostport_params(after, allow)?;
+        Ok(Uri {
+            raw,
+            scheme: Scheme::Sip,
+            user,
+            password,
+            host: Some(hp.host),
+            port: hp.port,
+            params,
+            headers,
+        })
+    }
+
+    /// The plain sip reading agrees with the general one wherever it answers.
+    fn plain_sip_agrees(rest: &[u8]) -> bool {
+        let Some(fast) = plain_sip(rest, Scheme::Sip, rest) else {
+            return false;
+        };
+        for allow in [false, true] {
+            assert_eq!(
+                general_sip(rest, rest, allow),
+                Ok(fast),
+                "{:?}",
+                String::from_utf8_lossy(rest)
+            );
+        }
+        true
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port(b"5060"), Ok(5060));
+        assert_eq!(parse_port(b"65535"), Ok(65535));
+        assert_eq!(parse_port(b"00001"), Ok(1));
+        for (bad, why) in [
+            (&b""[..], "bad port"),
+            (b"50a0", "bad port"),
+            (b"-1", "bad port"),
+            (b"123456", "bad port"),
+            (b"0", "port out of range"),
+            (b"65536", "port out of range"),
+            (b"99999", "port out of range"),
+        ] {
+            assert_eq!(parse_port(bad), Err(Error::BadSyntax(why)), "{bad:?}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn leading_port_is_the_digit_run_parsed(
+            s in proptest::collection::vec(proptest::sample::select(b"0123569;a".to_vec()), 0..9)
+        ) {
+            let n = s.iter().position(|&b| !b.is_ascii_digit()).unwrap_or(s.len());
+            let slow = parse_port(&s[..n]).ok().map(|p| (p, n));
+            proptest::prop_assert_eq!(leading_port(&s), slow);
+        }
+    }
+
+    #[test]
+    fn plain_sip_fast_path() {
+        for ok in [
+            &b"alice@127.0.0.1:5060;transport=UDP"[..],
+            b"+15551234567@127.0.0.1:5060",
+            b"127.0.0.1:5090;transport=UDP",
+            b"127.0.0.1;lr",
+            b"a;b?c,d/e@example.com",
+        ] {
+            assert!(plain_sip_agrees(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for other in [
+            &b"al%41ice@host"[..],
+            b"alice:secret@host",
+            b"@host",
+            b"a@b@c",
+            b"alice@[::1]:5060",
+            b"alice@host?subject=x",
+            b"alice@host;a=b?c=d",
+            b"alice@",
+            b"",
+        ] {
+            assert!(
+                !plain_sip_agrees(other),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        assert_eq!(
+            AnyUri::parse(b"sip:alice@host"),
+            Ok(AnyUri::Sip(
+                Uri::parse_in_header(b"sip:alice@host").unwrap()
+            ))
+        );
+    }
+
+    /// [`Host::parse_leading`] is the run of host characters, parsed.
+    fn leading_agrees(s: &[u8]) {
+        let n = s
+            .iter()
+            .position(|&b| !(is(b, class::HOST) || b == b'.'))
+            .unwrap_or(s.len());
+        let slow = Host::parse(&s[..n]).ok().map(|h| (h, n));
+        assert_eq!(
+            Host::parse_leading(s),
+            slow,
+            "{:?}",
+            String::from_utf8_lossy(s)
+        );
+    }
+
+    #[test]
+    fn leading_host() {
+        for s in [
+            &b"127.0.0.1:5060"[..],
+            b"127.0.0.1",
+            b"255.255.255.255;lr",
+            b"1.2.3.4.5",
+            b"1.2.3.4a",
+            b"1.2.3.256",
+            b"1.2.3.1234",
+            b"01.2.3.4",
+            b"1.2.3",
+            b"example.com:5060",
+            b"1.2.3.4-x",
+            b"[::1]",
+            b"",
+        ] {
+            leading_agrees(s);
+        }
+        assert_eq!(ipv4_prefix_len(b"10.0.0.1:5060"), Some(8));
+        assert_eq!(ipv4_prefix_len(b"10.0.0.1x"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn leading_host_agrees(
+            s in proptest::collection::vec(proptest::sample::select(b"0125.9a-:;".to_vec()), 0..18)
+        ) {
+            leading_agrees(&s);
+        }
+
+        #[test]
+        fn ipv4_quad_is_ipv4(
+            s in proptest::collection::vec(proptest::sample::select(b"0125.9a".to_vec()), 0..17)
+        ) {
+            proptest::prop_assert_eq!(is_ipv4_quad(&s), is_ipv4(&s));
+        }
+
+        #[test]
+        fn plain_sip_agrees_with_general(
+            rest in proptest::collection::vec(
+                proptest::sample::select(b"aZ09.-_:;=?%[]@ /&+$4,".to_vec()), 0..24)
+        ) {
+            plain_sip_agrees(&rest);
+        }
+
         #[test]
         fn plain_hostport_agrees_with_general(
             after in proptest::collection::vec(

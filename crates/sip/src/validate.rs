@@ -9,9 +9,10 @@
 use crate::error::Error;
 use crate::headers::{call_id, max_forwards, option_tags, CSeq};
 use crate::message::{HeaderName, Message};
-use crate::nameaddr::{contacts, NameAddr};
+use crate::nameaddr::{Contact, NameAddr};
+use crate::scan::{split_list, trim_lws};
 use crate::uri::Uri;
-use crate::via::{vias, Via};
+use crate::via::Via;
 
 /// Why a message was refused, with the status of the response to send (a response that
 /// fails validation is dropped instead).
@@ -95,8 +96,12 @@ pub fn validate_request_with<'m>(
     let to = NameAddr::parse(common.to).map_err(|_| Rejection::new(400, "Bad To"))?;
     let cseq = check_cseq_and_hops(msg, &common)?;
     for v in msg.headers(HeaderName::Contact) {
-        for c in contacts(v) {
-            c.map_err(|_| Rejection::new(400, "Bad Contact"))?;
+        if is_one_bracketed_contact(v) {
+            continue;
+        }
+        // The split itself: `contacts` would try the whole value again.
+        for item in split_list(v) {
+            Contact::parse(item.value).map_err(|_| Rejection::new(400, "Bad Contact"))?;
         }
     }
     check_proxy_require(msg, opts)?;
@@ -202,9 +207,17 @@ pub fn check_response(msg: &Message) -> Result<CheckedResponse<'_>, Rejection<'_
         return Err(Rejection::new(400, "not a response"));
     }
     let common = check_common(msg)?;
-    let top = match vias(common.top_via).next() {
-        Some(Ok((via, _))) => via,
-        _ => return Err(Rejection::new(400, "Bad Via")),
+    let top = match Via::parse(common.top_via) {
+        // The whole line is one Via (see `one_via`): the list's first value.
+        Ok(via) => via,
+        // The split itself: `vias` would try the whole line again.
+        Err(_) => match split_list(common.top_via)
+            .next()
+            .map(|i| Via::parse(i.value))
+        {
+            Some(Ok(via)) => via,
+            _ => return Err(Rejection::new(400, "Bad Via")),
+        },
     };
     let cseq = CSeq::parse(common.cseq)?;
     Ok(CheckedResponse { top_via: top, cseq })
@@ -219,6 +232,29 @@ struct Common<'m> {
     cseq: &'m [u8],
     max_forwards: Option<&'m [u8]>,
 }
+
+/// [`check_common`]'s slot of each header kind (by `HeaderName as u8`): Via, From, To,
+/// Call-ID, CSeq, Max-Forwards, Content-Length are 0 to 6, any other kind `NO_SLOT`.
+static SLOT_OF_KIND: [u8; 256] = {
+    const KINDS: [HeaderName; 7] = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::ContentLength,
+    ];
+    let mut t = [NO_SLOT; 256];
+    let mut i = 0;
+    while i < KINDS.len() {
+        t[KINDS[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+const NO_SLOT: u8 = u8::MAX;
 
 /// Presence and uniqueness of the headers every message needs, and the Call-ID's syntax.
 fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
@@ -239,23 +275,18 @@ fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
     ];
     // One pass over the index counts everything the two tables ask about and keeps the
     // first value of each.
-    let mut counts = [0usize; 7];
+    let mut counts = [0u32; 7];
     let mut first: [&[u8]; 7] = [b""; 7];
     for f in msg.fields() {
-        let slot = match f.kind {
-            HeaderName::Via => 0,
-            HeaderName::From => 1,
-            HeaderName::To => 2,
-            HeaderName::CallId => 3,
-            HeaderName::CSeq => 4,
-            HeaderName::MaxForwards => 5,
-            HeaderName::ContentLength => 6,
-            _ => continue,
+        // One table load instead of a compare chain per line.
+        let slot = usize::from(SLOT_OF_KIND[f.kind as usize]);
+        let Some(count) = counts.get_mut(slot) else {
+            continue;
         };
-        if counts[slot] == 0 {
+        if *count == 0 {
             first[slot] = f.value;
         }
-        counts[slot] += 1;
+        *count += 1;
     }
     for (i, (_, why)) in REQUIRED.iter().enumerate() {
         if counts[i] == 0 {
@@ -281,12 +312,39 @@ fn check_common(msg: &Message) -> Result<Common<'_>, Rejection<'_>> {
 fn check_all_vias(msg: &Message) -> Result<Via<'_>, Rejection<'_>> {
     let mut top = None;
     for v in msg.headers(HeaderName::Via) {
-        for via in vias(v) {
-            let (via, _) = via.map_err(|_| Rejection::new(400, "Bad Via"))?;
+        if let Some(via) = one_via(v) {
+            top.get_or_insert(via);
+            continue;
+        }
+        // The split itself: `vias` would try the whole line again.
+        for item in split_list(v) {
+            let via = Via::parse(item.value).map_err(|_| Rejection::new(400, "Bad Via"))?;
             top.get_or_insert(via);
         }
     }
     top.ok_or(Rejection::new(400, "Bad Via"))
+}
+
+/// A Via header line holding a single value that parses, read without the list split.
+/// Where the whole line parses as one Via the split finds no second value: a separating
+/// comma (or a `<`) can only sit inside a quoted parameter value in a Via that parses,
+/// and the split skips quoted strings too; both trim the same LWS. `None` sends the line
+/// through the split, which gives the verdict on every value.
+#[inline]
+fn one_via(line: &[u8]) -> Option<Via<'_>> {
+    Via::parse(line).ok()
+}
+
+/// A Contact line holding a single `<addr-spec>` value (with or without parameters) that
+/// parses, checked without the list split. Limited to values starting with `<`: there
+/// the only commas and `<` a parsing value can hold sit inside the brackets or inside
+/// quoted parameter values, which the split skips too. (A bare addr-spec may hold a
+/// comma in its user part, which the split cuts at.) False sends the line through the
+/// split, which gives the verdict.
+#[inline]
+fn is_one_bracketed_contact(line: &[u8]) -> bool {
+    let v = trim_lws(line);
+    v.first() == Some(&b'<') && NameAddr::parse(v).is_ok()
 }
 
 fn check_proxy_require<'m>(
@@ -316,7 +374,9 @@ fn check_proxy_require<'m>(
 mod tests {
     use super::*;
     use crate::limits::Limits;
+    use crate::nameaddr::contacts;
     use crate::parse::parse_datagram;
+    use crate::via::vias;
     use bytes::Bytes;
 
     fn parse(s: &str) -> Message {
@@ -354,6 +414,70 @@ Contact: <sip:alice@192.0.2.1>\r\n\
                 }
             })
             .collect()
+    }
+
+    /// The single-value shortcuts agree with the list split wherever they answer.
+    fn shortcuts_agree(line: &[u8]) {
+        if let Some(via) = one_via(line) {
+            let all: Vec<_> = vias(line).collect();
+            assert_eq!(all.len(), 1, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(all[0].as_ref().map(|(v, _)| *v), Ok(via));
+        }
+        if is_one_bracketed_contact(line) {
+            let all: Vec<_> = contacts(line).collect();
+            assert_eq!(all.len(), 1, "{:?}", String::from_utf8_lossy(line));
+            assert!(all[0].is_ok(), "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn single_value_shortcuts() {
+        for line in [
+            &b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-1-0"[..],
+            b"SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP h2;branch=z9hG4bK2",
+            b"SIP/2.0/UDP h;x=\"a,b\";branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;x=\"a,b\", SIP/2.0/UDP h2",
+            b" SIP/2.0/UDP h , ",
+            b"<sip:sipp@127.0.0.1:5070;transport=UDP>",
+            b"<sip:a,b@h>;q=0.5",
+            b"<sip:a@h>, <sip:b@h>",
+            b"<sip:a@h>;p=\"x,<y\"",
+            b"<sip:a@h>;p=\"x\", <sip:b@h>",
+            b"sip:a,b@h",
+        ] {
+            shortcuts_agree(line);
+        }
+        assert!(one_via(b"SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP h2").is_none());
+        assert!(!is_one_bracketed_contact(b"<sip:a@h>, <sip:b@h>"));
+        assert!(is_one_bracketed_contact(b"<sip:a,b@h>;q=0.5"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn single_value_shortcuts_agree_with_the_split(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab1.;=,\" <>@:\\".to_vec()), 0..20),
+            head in proptest::sample::select(vec![&b"SIP/2.0/UDP h"[..], b"<sip:a@h", b"<", b""]),
+        ) {
+            let mut line = head.to_vec();
+            line.extend_from_slice(&tail);
+            shortcuts_agree(&line);
+        }
+    }
+
+    #[test]
+    fn check_common_slots() {
+        use HeaderName::*;
+        let wanted = [Via, From, To, CallId, CSeq, MaxForwards, ContentLength];
+        for (i, k) in wanted.iter().enumerate() {
+            assert_eq!(usize::from(SLOT_OF_KIND[*k as usize]), i, "{k:?}");
+        }
+        let slotted = HeaderName::ALL
+            .iter()
+            .chain([&Other])
+            .filter(|&&k| SLOT_OF_KIND[k as usize] != NO_SLOT)
+            .count();
+        assert_eq!(slotted, wanted.len());
     }
 
     #[test]

@@ -13,8 +13,10 @@ use std::ops::Range;
 
 use crate::error::Error;
 use crate::params::{Param, ParamSyntax, Params};
-use crate::scan::{eq_ignore_case, is_lws, read_token, skip_lws, split_list, trim_lws, ListIter};
-use crate::uri::{parse_port, Host, HostPort};
+use crate::scan::{
+    class, eq_ignore_case, is_lws, read_token, run_len, skip_lws, split_list, trim_lws, ListIter,
+};
+use crate::uri::{leading_port, parse_port, Host, HostPort};
 
 /// The RFC 3261 branch prefix.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -85,16 +87,16 @@ impl<'a> Via<'a> {
     /// Parses and validates one Via value (not a comma list; see [`vias`]).
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         let s = trim_lws(s);
-        let (protocol, i) = token_at(s, 0)?;
-        let i = slash(s, i)?;
-        let (version, i) = token_at(s, i)?;
-        let i = slash(s, i)?;
-        let (transport, i) = token_at(s, i)?;
-        let host_start = skip_lws(s, i);
-        if host_start == i {
-            return Err(Error::BadSyntax("Via: expected LWS before sent-by"));
-        }
-        let (sent_by, i) = sent_by(s, host_start)?;
+        let Head {
+            protocol,
+            version,
+            transport,
+            sent_by,
+            params_at: i,
+        } = match plain_head(s) {
+            Some(head) => head,
+            None => general_head(s)?,
+        };
         let mut via = Via {
             protocol,
             version,
@@ -234,6 +236,77 @@ impl<'a> Via<'a> {
     }
 }
 
+/// What comes before a Via's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head<'a> {
+    protocol: &'a [u8],
+    version: &'a [u8],
+    transport: &'a [u8],
+    sent_by: HostPort<'a>,
+    /// Index of what follows the sent-by (its LWS skipped): the parameters.
+    params_at: usize,
+}
+
+/// `sent-protocol LWS sent-by` in general: LWS around the slashes and the colon, folds,
+/// bracketed IPv6 hosts.
+fn general_head(s: &[u8]) -> Result<Head<'_>, Error> {
+    let (protocol, i) = token_at(s, 0)?;
+    let i = slash(s, i)?;
+    let (version, i) = token_at(s, i)?;
+    let i = slash(s, i)?;
+    let (transport, i) = token_at(s, i)?;
+    let host_start = skip_lws(s, i);
+    if host_start == i {
+        return Err(Error::BadSyntax("Via: expected LWS before sent-by"));
+    }
+    let (sent_by, params_at) = sent_by(s, host_start)?;
+    Ok(Head {
+        protocol,
+        version,
+        transport,
+        sent_by,
+        params_at,
+    })
+}
+
+/// The shape nearly every Via has, `SIP/2.0/<transport> host[:port]` then `;` or the
+/// end, with one space, no other LWS and an unbracketed host, read in one pass instead of
+/// three token reads, two SWS slashes and the sent-by's LWS skips. `None` for anything
+/// else, which [`general_head`] then reads (and rejects if it must). Where this answers
+/// the general path gives the same: the tokens end at the same '/' and ' ', the one space
+/// is all the LWS there is (the next byte is a host byte), the host ends at the same ':'
+/// or ';' (host bytes are none of ':', ';' and LWS), and no LWS follows host or port.
+#[inline]
+fn plain_head(s: &[u8]) -> Option<Head<'_>> {
+    let rest = s.strip_prefix(b"SIP/2.0/")?;
+    let t_len = run_len(rest, class::TOKEN);
+    if t_len == 0 || rest.get(t_len) != Some(&b' ') {
+        return None;
+    }
+    let host_start = 8 + t_len + 1;
+    let after = &s[host_start..];
+    let (host, host_len) = Host::parse_leading(after)?;
+    let mut end = host_len;
+    let port = match after.get(end) {
+        Some(b':') => {
+            let (port, n) = leading_port(&after[end + 1..])?;
+            end += 1 + n;
+            Some(port)
+        }
+        _ => None,
+    };
+    if !matches!(after.get(end), None | Some(b';')) {
+        return None;
+    }
+    Some(Head {
+        protocol: &s[..3],
+        version: &s[4..7],
+        transport: &rest[..t_len],
+        sent_by: HostPort { host, port },
+        params_at: host_start + end,
+    })
+}
+
 fn token_at(s: &[u8], i: usize) -> Result<(&[u8], usize), Error> {
     read_token(s, i).ok_or(Error::BadSyntax("Via: bad sent-protocol"))
 }
@@ -303,6 +376,16 @@ impl<'a> Iterator for Vias<'a> {
     type Item = Result<(Via<'a>, Range<usize>), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // Nearly every Via line holds one value: parsed whole, it is the list's only
+        // element, with no comma search first. A value that parses has no separating
+        // comma (or '<'): those can only sit inside a quoted parameter value, which the
+        // split skips too. Anything else is split as before.
+        if let Some(whole) = self.items.whole_if_untouched() {
+            if let Ok(v) = Via::parse(whole.value) {
+                self.items.finish();
+                return Some(Ok((v, whole.range)));
+            }
+        }
         let item = self.items.next()?;
         Some(Via::parse(item.value).map(|v| (v, item.range)))
     }
@@ -447,6 +530,109 @@ mod tests {
         let v = Via::parse(&vals[0]).unwrap();
         assert_eq!(v.host().as_bytes(), b"::ffff:192.0.2.10");
         assert_eq!(v.port(), Some(19823));
+    }
+
+    /// The one-pass head agrees with the general reading wherever it answers.
+    fn plain_agrees(s: &[u8]) -> bool {
+        let Some(fast) = plain_head(s) else {
+            return false;
+        };
+        assert_eq!(
+            general_head(s),
+            Ok(fast),
+            "{:?}",
+            String::from_utf8_lossy(s)
+        );
+        true
+    }
+
+    #[test]
+    fn plain_head_fast_path() {
+        for ok in [
+            &b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-1-0"[..],
+            b"SIP/2.0/TCP pc33.atlanta.com",
+            b"SIP/2.0/tls host.example.com.:5061;rport",
+            b"SIP/2.0/UDP 1.2.3.4;received=1.2.3.4",
+            b"SIP/2.0/UNKNOWN h",
+        ] {
+            assert!(plain_agrees(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        // Left to the general path (which accepts some and rejects others).
+        for other in [
+            &b"SIP / 2.0 / UDP h"[..],
+            b"SIP/2.0/UDP  h",
+            b"SIP/2.0/UDP\th",
+            b"SIP/2.0/UDP h :5060",
+            b"SIP/2.0/UDP h:5060 ;lr",
+            b"SIP/2.0/UDP [::1]:5060",
+            b"SIP/2.0/UDP 2001:db8::1",
+            b"SIP/2.0/UDP h:",
+            b"SIP/2.0/UDP h:0",
+            b"SIP/2.0/UDP 1.2.3",
+            b"SIP/2.0/UDP h x",
+            b"sip/2.0/UDP h",
+            b"SIP/2.0/ h",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP ",
+        ] {
+            assert!(!plain_agrees(other), "{:?}", String::from_utf8_lossy(other));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_head_agrees_with_general(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"aZ09.-_:;=[] \t/,".to_vec()), 0..24),
+            transport in proptest::sample::select(vec![&b"UDP"[..], b"tcp", b"", b"U\"P"]),
+        ) {
+            let mut s = b"SIP/2.0/".to_vec();
+            s.extend_from_slice(transport);
+            s.push(b' ');
+            s.extend_from_slice(&tail);
+            plain_agrees(&s);
+        }
+    }
+
+    /// The whole-value shortcut of [`Vias`] agrees with the split it skips.
+    fn split_reference(s: &[u8]) -> Vec<Result<(Via<'_>, Range<usize>), Error>> {
+        split_list(s)
+            .map(|item| Via::parse(item.value).map(|v| (v, item.range)))
+            .collect()
+    }
+
+    #[test]
+    fn whole_line_shortcut() {
+        for s in [
+            &b"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-1-0"[..],
+            b" SIP/2.0/UDP h;branch=z9hG4bK1 ",
+            b"SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP h2;branch=z9hG4bK2",
+            b"SIP/2.0/UDP h;x=\"a,b\";branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;x=\"a,b\", SIP/2.0/UDP h2",
+            b"SIP/2.0/UDP h ,",
+            b"",
+            b" , ",
+        ] {
+            assert_eq!(
+                vias(s).collect::<Vec<_>>(),
+                split_reference(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whole_line_shortcut_agrees_with_split(
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab1.;=,\" <>:\\\t".to_vec()), 0..24),
+            head in proptest::sample::select(vec![&b"SIP/2.0/UDP h"[..], b" SIP/2.0/TCP 1.2.3.4:5", b""]),
+        ) {
+            let mut s = head.to_vec();
+            s.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(vias(&s).collect::<Vec<_>>(), split_reference(&s));
+        }
     }
 
     #[test]
