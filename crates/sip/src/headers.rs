@@ -28,30 +28,35 @@ impl<'a> CSeq<'a> {
     /// `scalarlg` carry larger ones) and the method a token.
     pub fn parse(s: &'a [u8]) -> Result<Self, Error> {
         let s = trim_lws(s);
-        if let Some(cseq) = plain_cseq(s) {
-            return Ok(cseq);
+        match plain_cseq(s) {
+            Some(cseq) => Ok(cseq),
+            None => general_cseq(s),
         }
-        let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
-        let seq = parse_u32(&s[..digits]).map_err(|_| Error::BadSyntax("bad CSeq number"))?;
-        if seq > CSEQ_MAX {
-            return Err(Error::BadSyntax("CSeq number too large"));
-        }
-        let m = skip_lws(s, digits);
-        if m == digits {
-            return Err(Error::BadSyntax("bad CSeq"));
-        }
-        match read_token(s, m) {
-            Some((method, end)) if end == s.len() => Ok(CSeq { seq, method }),
-            _ => Err(Error::BadSyntax("bad CSeq method")),
-        }
+    }
+}
+
+/// CSeq's general reading (any LWS between number and method), for what
+/// [`plain_cseq`] leaves; `s` is trimmed.
+fn general_cseq(s: &[u8]) -> Result<CSeq<'_>, Error> {
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let seq = parse_u32(&s[..digits]).map_err(|_| Error::BadSyntax("bad CSeq number"))?;
+    if seq > CSEQ_MAX {
+        return Err(Error::BadSyntax("CSeq number too large"));
+    }
+    let m = skip_lws(s, digits);
+    if m == digits {
+        return Err(Error::BadSyntax("bad CSeq"));
+    }
+    match read_token(s, m) {
+        Some((method, end)) if end == s.len() => Ok(CSeq { seq, method }),
+        _ => Err(Error::BadSyntax("bad CSeq method")),
     }
 }
 
 /// The usual CSeq, `1*9DIGIT SP method` with one space, read in one pass: the number
 /// summed as its digits are checked (nine digits fit a u32), the method a token to the
-/// end. `None` for
-/// anything else (more digits, other LWS, errors), which the general reading then
-/// handles; where this answers that reading gives the same number and method.
+/// end. `None` for anything else (more digits, other LWS, errors), which the general
+/// reading then handles; where this answers that reading gives the same number and method.
 #[inline]
 fn plain_cseq(s: &[u8]) -> Option<CSeq<'_>> {
     let mut seq = 0u32;
@@ -265,20 +270,7 @@ mod tests {
 
     /// CSeq's general reading, without [`plain_cseq`].
     fn cseq_general(s: &[u8]) -> Result<CSeq<'_>, Error> {
-        let s = trim_lws(s);
-        let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
-        let seq = parse_u32(&s[..digits]).map_err(|_| Error::BadSyntax("bad CSeq number"))?;
-        if seq > CSEQ_MAX {
-            return Err(Error::BadSyntax("CSeq number too large"));
-        }
-        let m = skip_lws(s, digits);
-        if m == digits {
-            return Err(Error::BadSyntax("bad CSeq"));
-        }
-        match read_token(s, m) {
-            Some((method, end)) if end == s.len() => Ok(CSeq { seq, method }),
-            _ => Err(Error::BadSyntax("bad CSeq method")),
-        }
+        general_cseq(trim_lws(s))
     }
 
     #[test]
