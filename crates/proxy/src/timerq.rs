@@ -571,7 +571,7 @@ mod tests {
             let at = t0 + Duration::from_micros(x % 5_000);
             q.push(TimerTarget::Server(TxKey(n.into())), kind, at);
             assert_tree_agrees_with_scan(&q);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 q.pop_due(t0 + Duration::from_micros(x % 7_000));
                 assert_tree_agrees_with_scan(&q);
             }

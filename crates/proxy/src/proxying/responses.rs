@@ -359,7 +359,12 @@ fn with_body(cx: &Ctx<'_>, msg: &Message, sdp: &[u8]) -> Option<Box<Message>> {
 }
 
 /// A held response, its SDP settled, takes the path it would have taken at once.
-fn forward_held(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Box<Message>) -> Option<BranchEnd> {
+fn forward_held(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    msg: Box<Message>,
+) -> Option<BranchEnd> {
     let status = msg.status().unwrap_or(500);
     let invite = matches!(t.branches.get(idx)?.client, ClientSide::Invite(_));
     if !invite {
