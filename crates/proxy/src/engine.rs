@@ -39,7 +39,9 @@ pub(crate) fn handle_datagram(
         return;
     }
     match parse_datagram(data.clone(), &state.cfg.limits) {
-        Ok(msg) => handle_message(state, shard, now, from, local, msg),
+        // Boxed once here: the handlers pass it down and the transaction keeps it, and
+        // each move of the ~560-byte message by value was a copy.
+        Ok(msg) => handle_message(state, shard, now, from, local, Box::new(msg)),
         Err(e) => {
             state.metrics.parse_error();
             let mut cx = Ctx { state, shard, now };
@@ -77,7 +79,7 @@ pub(crate) fn handle_message(
     now: Instant,
     from: Peer,
     local: SocketAddr,
-    msg: Message,
+    msg: Box<Message>,
 ) {
     let mut cx = Ctx { state, shard, now };
     if msg.is_request() {

@@ -136,7 +136,7 @@ impl Proxy {
         local: SocketAddr,
         msg: Message,
     ) {
-        engine::handle_message(&self.state, shard, now, from, local, msg)
+        engine::handle_message(&self.state, shard, now, from, local, Box::new(msg))
     }
 
     /// Fire every timer of this shard due at or before `now`.

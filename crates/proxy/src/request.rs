@@ -74,7 +74,7 @@ pub(crate) fn server_key(cx: &Ctx<'_>, msg: &Message, via: &Via<'_>, class: Meth
     TxKey::with_class(base, class)
 }
 
-pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: Message) {
+pub(crate) fn on_request(cx: &mut Ctx<'_>, from: Peer, local: SocketAddr, msg: Box<Message>) {
     // Who sent it, by source address: asked once per request.
     let source = cx.state.dir.classify_source(from.addr);
     if !crate::admission::screen_request(cx, from, &source, &msg) {
@@ -517,7 +517,7 @@ fn on_cancel(
     cx: &mut Ctx<'_>,
     from: Peer,
     local: SocketAddr,
-    msg: Message,
+    msg: Box<Message>,
     invite_key: TxKey,
     key: TxKey,
 ) {

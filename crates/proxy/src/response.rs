@@ -11,7 +11,7 @@ use crate::keys::ClientKey;
 use crate::types::Peer;
 use crate::{branch, calls, late2xx, proxying, sipview};
 
-pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Message) {
+pub(crate) fn on_response(cx: &mut Ctx<'_>, from: Peer, msg: Box<Message>) {
     let Ok(checked) = check_response(&msg) else {
         return;
     };

@@ -214,7 +214,7 @@ pub(crate) enum Offer {
 pub(crate) struct Held {
     pub cookie: Cookie,
     pub branch: usize,
-    pub msg: Message,
+    pub msg: Box<Message>,
 }
 
 /// One answer rtpengine rewrote.
@@ -450,7 +450,7 @@ pub(crate) struct DialogEnd {
 /// (attempts are built from it), the plan and its progress, the call record's data.
 pub(crate) struct Deciding {
     /// The request as received.
-    pub request: Message,
+    pub request: Box<Message>,
     /// The attempt plan and the position in it, with the best response so far.
     pub cursor: PlanCursor,
     /// When the request arrived (call record).

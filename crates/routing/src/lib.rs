@@ -14,6 +14,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod addrhash;
 mod key;
 mod model;
 mod router;

@@ -18,6 +18,7 @@ use trunkstore_config::{
     SipHeader, Source,
 };
 
+use crate::addrhash::AddrHash;
 use crate::key::pack;
 use crate::model::{secs, InboundRoute, Peer, Transport};
 use crate::table::DidTable;
@@ -169,7 +170,7 @@ pub enum SourceMatch<'a> {
 #[derive(Debug, Default)]
 struct CarrierSources {
     /// `ip:port` sources; the first carrier listing an address wins.
-    exact: HashMap<SocketAddr, usize>,
+    exact: HashMap<SocketAddr, usize, AddrHash>,
     /// CIDR sources by decreasing prefix length, then carrier order, so the most specific
     /// net wins (carriers are few: a scan is cheaper than a trie here).
     nets: Vec<(IpNet, usize)>,
@@ -188,8 +189,8 @@ pub struct Snapshot {
     carriers: CarrierSources,
     /// `settings.carriers[i].name`, shared: naming a packet's carrier costs no allocation.
     carrier_names: Vec<Arc<str>>,
-    ip_port: HashMap<SocketAddr, ServerId>,
-    ip_only: HashMap<IpAddr, ServerId>,
+    ip_port: HashMap<SocketAddr, ServerId, AddrHash>,
+    ip_only: HashMap<IpAddr, ServerId, AddrHash>,
     /// lower-case realm → lower-case auth_user → password servers.
     by_realm_user: HashMap<Box<str>, HashMap<Box<str>, Vec<ServerId>>>,
     /// lower-case auth_user → password servers in every realm.
@@ -259,8 +260,8 @@ impl Snapshot {
                 long_dids: HashMap::new(),
                 carrier_names,
                 carriers,
-                ip_port: HashMap::new(),
-                ip_only: HashMap::new(),
+                ip_port: HashMap::default(),
+                ip_only: HashMap::default(),
                 by_realm_user: HashMap::new(),
                 by_user: HashMap::new(),
                 accounts: HashMap::new(),

@@ -370,7 +370,7 @@ pub(crate) fn on_branch_response(
     t: &mut ProxyTxn,
     idx: usize,
     is_cancel: bool,
-    msg: trunkstore_sip::message::Message,
+    msg: Box<trunkstore_sip::message::Message>,
 ) {
     if let Some(end) = responses::on_branch_response(cx, t, idx, is_cancel, msg) {
         on_branch_end(cx, t, idx, end);

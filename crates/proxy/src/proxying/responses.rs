@@ -32,7 +32,7 @@ pub(super) fn on_branch_response(
     t: &mut ProxyTxn,
     idx: usize,
     is_cancel: bool,
-    msg: Message,
+    msg: Box<Message>,
 ) -> Option<BranchEnd> {
     let status = msg.status().unwrap_or(500);
     let key = t.key;
@@ -65,7 +65,7 @@ pub(super) fn on_branch_response(
                     b.deadlines.clear_all();
                     b.state.finish();
                     return Some(BranchEnd {
-                        best: Best::Received(Box::new(msg)),
+                        best: Best::Received(msg),
                         failure: Failure::Status(status),
                         reason: FailoverReason::Response,
                     });
@@ -87,7 +87,7 @@ pub(super) fn on_branch_response(
                     return hold(cx, t, idx, msg);
                 }
                 return Some(BranchEnd {
-                    best: Best::Received(Box::new(msg)),
+                    best: Best::Received(msg),
                     failure: Failure::Status(status),
                     reason: FailoverReason::Response,
                 });
@@ -108,7 +108,7 @@ fn observe_final(state: &State, b: &mut Branch, now: Instant, initial: bool, dir
     }
 }
 
-fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
+fn on_provisional(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Box<Message>) {
     let status = msg.status().unwrap_or(100);
     let key = t.key;
     let (initial, direction) = (t.initial_invite, t.direction);
@@ -217,7 +217,7 @@ fn memchr_crlf(b: &[u8]) -> Option<usize> {
 /// A 2xx goes upstream at once, retransmissions too (RFC 6026); the server transaction
 /// moves to Accepted. On a branch the proxy itself cancelled, the dialog is ours to end:
 /// ACK and BYE it (late2xx.rs).
-fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
+fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Box<Message>) {
     let Some(b) = t.branches.get_mut(idx) else {
         return;
     };
@@ -236,7 +236,7 @@ fn on_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
 }
 
 /// A 2xx of branch `idx` goes upstream; the first confirms the call's dialog.
-fn relay_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) {
+fn relay_2xx(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Box<Message>) {
     let resp = match relay(&msg, t.identity.as_ref(), Trust::of(t)) {
         Ok(resp) => resp,
         Err(e) => return cx.forward_failed(crate::sipview::call_id(&msg), e),
@@ -277,7 +277,7 @@ fn wants_answer(t: &ProxyTxn, msg: &Message) -> bool {
 /// Holds a response until rtpengine answers its SDP. One whose To tag and SDP were
 /// answered already (a copy, or a 200 repeating its 183's SDP) goes up with the same
 /// rewrite at once; a copy of one still waiting is dropped (the reply relays the first).
-fn hold(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) -> Option<BranchEnd> {
+fn hold(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Box<Message>) -> Option<BranchEnd> {
     let m = t.media.as_deref()?;
     let tag = crate::sipview::to_tag(&msg).unwrap_or(b"");
     let done = m
@@ -345,7 +345,7 @@ pub(super) fn on_answered(
 }
 
 /// The response with `sdp` in place of its body (Content-Length rewritten).
-fn with_body(cx: &Ctx<'_>, msg: &Message, sdp: &[u8]) -> Option<Message> {
+fn with_body(cx: &Ctx<'_>, msg: &Message, sdp: &[u8]) -> Option<Box<Message>> {
     let mut ed = Editor::new(msg);
     let edited = ed.set_body(sdp).map(|()| ed.finish()).edit(Edit::Sdp);
     let parsed = edited.and_then(|b| {
@@ -355,15 +355,21 @@ fn with_body(cx: &Ctx<'_>, msg: &Message, sdp: &[u8]) -> Option<Message> {
     parsed
         .map_err(|e| cx.forward_failed(crate::sipview::call_id(msg), e))
         .ok()
+        .map(Box::new)
 }
 
 /// A held response, its SDP settled, takes the path it would have taken at once.
-fn forward_held(cx: &mut Ctx<'_>, t: &mut ProxyTxn, idx: usize, msg: Message) -> Option<BranchEnd> {
+fn forward_held(
+    cx: &mut Ctx<'_>,
+    t: &mut ProxyTxn,
+    idx: usize,
+    msg: Box<Message>,
+) -> Option<BranchEnd> {
     let status = msg.status().unwrap_or(500);
     let invite = matches!(t.branches.get(idx)?.client, ClientSide::Invite(_));
     if !invite {
         return Some(BranchEnd {
-            best: Best::Received(Box::new(msg)),
+            best: Best::Received(msg),
             failure: Failure::Status(status),
             reason: FailoverReason::Response,
         });
@@ -385,7 +391,7 @@ pub(super) fn answer_failed(
     cx: &mut Ctx<'_>,
     t: &mut ProxyTxn,
     idx: usize,
-    msg: Message,
+    msg: Box<Message>,
 ) -> Option<BranchEnd> {
     let status = msg.status().unwrap_or(500);
     let bypass = cx.state.cfg.media.bypass_on_failure;
