@@ -301,7 +301,7 @@ fn edit_case() -> impl Strategy<Value = EditCase> {
             proptest::collection::vec(other_header(), 0..6),
             proptest::collection::vec(via_value(), 1..3),
             prop::option::of(1u8..=255),
-            proptest::collection::vec("<sip:[a-z]{1,6}.example.com;lr>", 0..3),
+            proptest::collection::vec(r"<sip:[a-z]{1,6}\.example\.com;lr>", 0..3),
             any::<bool>(),
             body(),
         ),
