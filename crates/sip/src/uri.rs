@@ -265,38 +265,8 @@ fn classify_host(s: &[u8]) -> Option<HostKind> {
 /// arithmetic instead of its per-byte classes and label checks.
 #[inline]
 fn is_ipv4_quad(s: &[u8]) -> bool {
-    if s.len() < 7 || s.len() > 15 {
-        return false;
-    }
-    let mut i = 0;
-    for label in 0..4 {
-        let mut value = 0u16;
-        let start = i;
-        while let Some(&b) = s.get(i) {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            value = value * 10 + u16::from(d);
-            i += 1;
-            if i - start > 3 {
-                return false;
-            }
-        }
-        if i == start || value > 255 {
-            return false;
-        }
-        let end_ok = if label == 3 {
-            i == s.len()
-        } else {
-            s.get(i) == Some(&b'.')
-        };
-        if !end_ok {
-            return false;
-        }
-        i += 1;
-    }
-    true
+    // The length test rejects most names before any digit is read.
+    (7..=15).contains(&s.len()) && ipv4_prefix_len(s) == Some(s.len())
 }
 
 /// Length of the dotted quad `s` starts with (four labels of 1 to 3 digits, each at most
