@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use trunkstore_sip::headers::CSeq;
 use trunkstore_sip::message::{HeaderName, Message};
-use trunkstore_sip::nameaddr::{header_params, NameAddr};
+use trunkstore_sip::nameaddr::{tag_param, NameAddr};
 use trunkstore_sip::scan::{eq_ignore_case, split_list};
 use trunkstore_sip::uri::{Host, Scheme, Uri};
 use trunkstore_sip::via::{self, Via};
@@ -69,35 +69,7 @@ impl<'a> DialogIds<'a> {
 }
 
 pub(crate) fn tag_of(v: Option<&[u8]>) -> Option<&[u8]> {
-    let v = v?;
-    match plain_tag(v) {
-        Some(tag) => Some(tag),
-        None => header_params(v)?.value(b"tag"),
-    }
-}
-
-/// The tag of a From or To value of the shape nearly every one has, `[name ]<uri>;tag=x`
-/// (an unquoted display name or none, the tag the only parameter, a plain token), found
-/// with two byte searches; `None` for anything else, which goes to the general parameter
-/// parser (what it would return for these shapes: the proptest below). Every request and
-/// response has its tags read (dialog matching, the callee-tag hash), ~600 instructions
-/// each through the general parser.
-fn plain_tag(v: &[u8]) -> Option<&[u8]> {
-    let lt = v.iter().position(|&b| b == b'<')?;
-    // A quote before the bracket: a quoted display name, whose text may hold '<'.
-    if v[..lt].contains(&b'"') {
-        return None;
-    }
-    let gt = lt + 1 + v[lt + 1..].iter().position(|&b| b == b'>')?;
-    let tag = v[gt + 1..].strip_prefix(b";tag=")?;
-    let plain = !tag.is_empty() && tag.iter().all(|&b| is_plain_tag_byte(b));
-    plain.then_some(tag)
-}
-
-/// Token characters (RFC 3261 §25.1) but for the rarer marks: a tag of these bytes is
-/// one token, and so a whole parameter value.
-fn is_plain_tag_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'!' | b'%' | b'*' | b'~')
+    tag_param(v?)
 }
 
 pub(crate) fn from_tag(msg: &Message) -> Option<&[u8]> {
@@ -267,74 +239,5 @@ mod tests {
         assert!(us("sip:10.0.0.1"));
         assert!(us("sip:10.0.0.1:5061;transport=tls"));
         assert!(!us("sips:10.0.0.2"));
-    }
-
-    #[test]
-    fn plain_tags_take_the_short_path() {
-        let cases: [(&[u8], &[u8]); 4] = [
-            (b"<sip:1000@pbx.example.com>;tag=abc-1", b"abc-1"),
-            (
-                b"sipp <sip:sipp@127.0.0.1:5070>;tag=1234SIPpTag001",
-                b"1234SIPpTag001",
-            ),
-            (b"Ext 10 <sip:10@pbx;user=phone>;tag=a.b_c+d", b"a.b_c+d"),
-            (b"<tel:+15551234567>;tag=9", b"9"),
-        ];
-        for (v, tag) in cases {
-            assert_eq!(plain_tag(v), Some(tag), "{}", String::from_utf8_lossy(v));
-            assert_eq!(tag_of(Some(v)), Some(tag));
-        }
-        // Anything else is the general parser's.
-        for v in [
-            &b"\"A <b>\" <sip:a@b>;tag=x"[..],
-            b"<sip:a@b>;TAG=x",
-            b"<sip:a@b>;tag=x;foo",
-            b"<sip:a@b>;tag=\"x\"",
-            b"<sip:a@b>;tag=",
-            b"<sip:a@b> ;tag=x",
-            b"sip:a@b;tag=x",
-        ] {
-            assert_eq!(plain_tag(v), None, "{}", String::from_utf8_lossy(v));
-        }
-        assert_eq!(tag_of(Some(b"sip:a@b;tag=x")), Some(&b"x"[..]));
-        assert_eq!(tag_of(Some(b"<sip:a@b>;foo;tag=y")), Some(&b"y"[..]));
-    }
-
-    const FRAGMENTS: [&str; 27] = [
-        "a", "Z", "9", "-", ".", "~", "%", "*", "<", ">", "\"", ";", "=", " ", "\\", "@", ":", ",",
-        "sip:", "tag", ";tag=", "TAG", "\r\n ", "\t", "/", "?", "&",
-    ];
-
-    proptest::proptest! {
-        /// Wherever the short path answers, the general parameter parser gives the same
-        /// tag.
-        #[test]
-        fn plain_tag_agrees_with_the_parameter_parser(parts in proptest::collection::vec(
-            proptest::sample::select(FRAGMENTS.to_vec()),
-            0..14,
-        )) {
-            let v = parts.concat();
-            let v = v.as_bytes();
-            if let Some(tag) = plain_tag(v) {
-                let general = header_params(v).and_then(|p| p.value(b"tag"));
-                proptest::prop_assert_eq!(Some(tag), general, "{:?}", String::from_utf8_lossy(v));
-            }
-        }
-
-        /// The same over values built in the short path's shape, `name <uri>;tag=x`,
-        /// from the same pieces (so that most take it).
-        #[test]
-        fn plain_tag_agrees_on_its_own_shape(
-            name in proptest::collection::vec(proptest::sample::select(FRAGMENTS.to_vec()), 0..4),
-            uri in proptest::collection::vec(proptest::sample::select(FRAGMENTS.to_vec()), 0..6),
-            tag in proptest::collection::vec(proptest::sample::select(FRAGMENTS.to_vec()), 0..4),
-        ) {
-            let v = format!("{}<{}>;tag={}", name.concat(), uri.concat(), tag.concat());
-            let v = v.as_bytes();
-            if let Some(tag) = plain_tag(v) {
-                let general = header_params(v).and_then(|p| p.value(b"tag"));
-                proptest::prop_assert_eq!(Some(tag), general, "{:?}", String::from_utf8_lossy(v));
-            }
-        }
     }
 }
