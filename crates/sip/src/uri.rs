@@ -783,21 +783,30 @@ fn hostport_params(
 /// at the same place) and the host no `:` or `[` (so host and port split there too).
 #[inline]
 fn plain_hostport_params(after: &[u8]) -> Option<(HostPort<'_>, Params<'_>)> {
-    let (host, host_len) = Host::parse_leading(after)?;
+    let (hp, end) = plain_hostport(after)?;
+    let params = Params::parse(&after[end..], ParamSyntax::Uri).ok()?;
+    Some((hp, params))
+}
+
+/// The unbracketed `host[:port]` at the start of `s` when the end or a `;` follows it
+/// (what URIs and Vias have before their parameters), and where it ends; `None` for
+/// anything else.
+#[inline]
+pub(crate) fn plain_hostport(s: &[u8]) -> Option<(HostPort<'_>, usize)> {
+    let (host, host_len) = Host::parse_leading(s)?;
     let mut end = host_len;
-    let port = match after.get(end) {
+    let port = match s.get(end) {
         Some(b':') => {
-            let (port, n) = leading_port(&after[end + 1..])?;
+            let (port, n) = leading_port(&s[end + 1..])?;
             end += 1 + n;
             Some(port)
         }
         _ => None,
     };
-    if !matches!(after.get(end), None | Some(b';')) {
+    if !matches!(s.get(end), None | Some(b';')) {
         return None;
     }
-    let params = Params::parse(&after[end..], ParamSyntax::Uri).ok()?;
-    Some((HostPort { host, port }, params))
+    Some((HostPort { host, port }, end))
 }
 
 /// End of `hostport` (start of `;params`), skipping over a bracketed IPv6 reference.

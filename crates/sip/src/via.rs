@@ -16,7 +16,7 @@ use crate::params::{Param, ParamSyntax, Params};
 use crate::scan::{
     class, eq_ignore_case, is_lws, read_token, run_len, skip_lws, split_list, trim_lws, ListIter,
 };
-use crate::uri::{leading_port, parse_port, Host, HostPort};
+use crate::uri::{parse_port, plain_hostport, Host, HostPort};
 
 /// The RFC 3261 branch prefix.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -284,25 +284,12 @@ fn plain_head(s: &[u8]) -> Option<Head<'_>> {
         return None;
     }
     let host_start = 8 + t_len + 1;
-    let after = &s[host_start..];
-    let (host, host_len) = Host::parse_leading(after)?;
-    let mut end = host_len;
-    let port = match after.get(end) {
-        Some(b':') => {
-            let (port, n) = leading_port(&after[end + 1..])?;
-            end += 1 + n;
-            Some(port)
-        }
-        _ => None,
-    };
-    if !matches!(after.get(end), None | Some(b';')) {
-        return None;
-    }
+    let (sent_by, end) = plain_hostport(&s[host_start..])?;
     Some(Head {
         protocol: &s[..3],
         version: &s[4..7],
         transport: &rest[..t_len],
-        sent_by: HostPort { host, port },
+        sent_by,
         params_at: host_start + end,
     })
 }
