@@ -822,10 +822,7 @@ fn hostport_end(s: &[u8]) -> usize {
 fn split_userinfo(ui: &[u8]) -> Result<(&[u8], Option<&[u8]>), Error> {
     // ':' is not a user character, so the user part is the run of user characters; the
     // escapes are only looked at when there is a '%'.
-    let user_len = ui
-        .iter()
-        .position(|&b| !is(b, class::USER))
-        .unwrap_or(ui.len());
+    let user_len = run_len(ui, class::USER);
     let user = &ui[..user_len];
     let password = match ui.get(user_len) {
         None => None,
