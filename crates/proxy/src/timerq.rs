@@ -16,6 +16,7 @@
 //! blocks are recycled as the front empties, so under a steady load a lane neither
 //! allocates nor copies.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
@@ -139,41 +140,28 @@ impl Fifo {
     }
 }
 
-/// Leaves of the [`TimerQueue::winners`] tree: one per lane and one for the heap (at
-/// `LANES`), padded to a power of two with leaves that stay [`EMPTY`].
-const LEAVES: usize = (LANES + 1).next_power_of_two();
-
 pub(crate) struct TimerQueue {
     lanes: [Fifo; LANES],
-    /// A tournament tree of the heads: position `LEAVES + i` holds leaf `i`'s head (lane
-    /// `i`'s front as its [`order`], the heap top's at `LANES`; [`EMPTY`] for none), node
-    /// `n` in `1..LEAVES` the smallest order under it (children `2n` and `2n + 1`), and
-    /// `winners[n]` which leaf that is. The earliest timer is the root; a changed head
-    /// replays only its path (log2 `LEAVES` compares, one with the sibling per level)
-    /// where a scan of every head took one compare each, for every timer popped (stale
-    /// ones too) and once more to find none due.
-    tree: [u128; 2 * LEAVES],
-    winners: [u8; LEAVES],
+    /// Each lane's front as its order ([`order`]), [`EMPTY`] for an empty lane: finding
+    /// the earliest timer scans this flat array instead of every lane's blocks (that
+    /// scan was most of `pop_due`, which runs for every stale timer too).
+    heads: [u128; LANES],
     spill: BinaryHeap<Reverse<Slot>>,
     epoch: Instant,
     seq: u32,
+    /// The earliest timer's order and place (a lane, or `LANES` for the heap), while
+    /// known: a push keeps it (comparing), a pop forgets it. `pop_due` asks for it once
+    /// per timer due and once more to find none is, `next_deadline` after every batch:
+    /// without it each asked for a scan of every lane.
+    earliest: Cell<Option<(u128, usize)>>,
     /// The last `now` asked of `pop_due`, as an offset: it is asked once per timer due
     /// with the same `now`, and the conversion from an `Instant` is not free.
     last_now: Option<(Instant, u64)>,
 }
 
-/// A head in [`TimerQueue::tree`] when there is none: above every real order
+/// A lane's head in [`TimerQueue::heads`] when it has none: above every real order
 /// (those fit in 96 bits).
 const EMPTY: u128 = u128::MAX;
-
-/// The first leaf under tree node `node` (node 0 is unused).
-fn leftmost_leaf(node: usize) -> u8 {
-    let mut pos = node.max(1);
-    while pos < LEAVES {
-        pos *= 2;
-    }
-    (pos - LEAVES) as u8
-}
 
 /// Deadline, then scheduling order, as one number (the order of `(at, seq)`).
 #[inline]
@@ -186,12 +174,11 @@ impl TimerQueue {
         let now = Instant::now();
         TimerQueue {
             lanes: std::array::from_fn(|_| Fifo::default()),
-            tree: [EMPTY; 2 * LEAVES],
-            // Every head is EMPTY: any leaf under a node may stand for it.
-            winners: std::array::from_fn(leftmost_leaf),
+            heads: [EMPTY; LANES],
             spill: BinaryHeap::new(),
             epoch: now.checked_sub(EPOCH_BEFORE).unwrap_or(now),
             seq: 0,
+            earliest: Cell::new(None),
             last_now: None,
         }
     }
@@ -213,17 +200,20 @@ impl TimerQueue {
             server,
         };
         let lane = &mut self.lanes[kind as usize];
-        if lane.back().is_none_or(|last| last.at <= slot.at) {
-            let was_empty = lane.len() == 0;
-            lane.push_back(slot);
-            if was_empty {
-                self.set_head(kind as usize, order(&slot));
+        let place = if lane.back().is_none_or(|last| last.at <= slot.at) {
+            if lane.len() == 0 {
+                self.heads[kind as usize] = order(&slot);
             }
+            lane.push_back(slot);
+            kind as usize
         } else {
-            let top = self.tree[LEAVES + LANES];
             self.spill.push(Reverse(slot));
-            if order(&slot) < top {
-                self.set_head(LANES, order(&slot));
+            LANES
+        };
+        // Ties keep the known earliest: it was scheduled first.
+        if let Some((best, _)) = self.earliest.get() {
+            if order(&slot) < best {
+                self.earliest.set(Some((order(&slot), place)));
             }
         }
     }
@@ -244,20 +234,15 @@ impl TimerQueue {
         if at > self.now_offset(now) {
             return None;
         }
+        self.earliest.set(None);
         let slot = match source {
             Source::Lane(i) => {
                 let lane = &mut self.lanes[i];
                 let slot = lane.pop_front()?;
-                let next = lane.front().map_or(EMPTY, order);
-                self.set_head(i, next);
+                self.heads[i] = lane.front().map_or(EMPTY, order);
                 slot
             }
-            Source::Spill => {
-                let slot = self.spill.pop().map(|Reverse(s)| s)?;
-                let next = self.spill.peek().map_or(EMPTY, |Reverse(top)| order(top));
-                self.set_head(LANES, next);
-                slot
-            }
+            Source::Spill => self.spill.pop().map(|Reverse(s)| s)?,
         };
         let key = TxKey(u128::from(slot.key[0]) | (u128::from(slot.key[1]) << 64));
         Some(Entry {
@@ -295,57 +280,37 @@ impl TimerQueue {
 
     /// The deadline of the smallest of the lane fronts and the heap top, by deadline then
     /// scheduling order, and where it is.
-    #[inline]
     fn earliest(&self) -> Option<(u64, Source)> {
-        let best = self.tree[1];
+        let (best, lane) = match self.earliest.get() {
+            Some(known) => known,
+            None => {
+                let found = self.scan();
+                self.earliest.set(Some(found));
+                found
+            }
+        };
         if best == EMPTY {
             return None;
         }
-        let leaf = usize::from(self.winners[1]);
-        let source = if leaf < LANES {
-            Source::Lane(leaf)
+        let source = if lane < LANES {
+            Source::Lane(lane)
         } else {
             Source::Spill
         };
         Some(((best >> 32) as u64, source))
     }
 
-    /// Leaf `leaf`'s head is now `head`: replays the matches on its path to the root,
-    /// carrying the winner up against each sibling. Real orders never tie (the
-    /// sequence number); EMPTY ones may, and any EMPTY leaf stands for none.
-    #[inline]
-    fn set_head(&mut self, leaf: usize, head: u128) {
-        let mut pos = LEAVES + leaf;
-        self.tree[pos] = head;
-        let (mut best, mut from) = (head, leaf as u8);
-        while pos > 1 {
-            let sibling = pos ^ 1;
-            let other = self.tree[sibling];
-            if other < best {
-                best = other;
-                from = if sibling >= LEAVES {
-                    (sibling - LEAVES) as u8
-                } else {
-                    self.winners[sibling]
-                };
-            }
-            pos /= 2;
-            self.tree[pos] = best;
-            self.winners[pos] = from;
-        }
-    }
-
     /// The smallest order of the lane heads and the heap top, and where it is (`LANES`
-    /// for the heap), by a scan: what the tree must agree with (tests).
-    #[cfg(test)]
+    /// for the heap); [`EMPTY`] when there is no timer.
     fn scan(&self) -> (u128, usize) {
         let mut best = self.spill.peek().map_or(EMPTY, |Reverse(top)| order(top));
+        // `LANES` for the heap: a plain index keeps this loop to a compare and two
+        // conditional moves per lane.
         let mut lane = LANES;
-        for (i, &head) in self.tree[LEAVES..LEAVES + LANES].iter().enumerate() {
-            if head < best {
-                best = head;
-                lane = i;
-            }
+        for (i, &head) in self.heads.iter().enumerate() {
+            let earlier = head < best;
+            best = if earlier { head } else { best };
+            lane = if earlier { i } else { lane };
         }
         (best, lane)
     }
@@ -538,50 +503,7 @@ mod tests {
                 .min()
                 .map(|&(at, ..)| t0 + Duration::from_millis(at));
             assert_eq!(q.next_deadline(), next);
-            assert_tree_agrees_with_scan(&q);
         }
-    }
-
-    /// The tournament tree's root names the head a scan of every head finds.
-    fn assert_tree_agrees_with_scan(q: &TimerQueue) {
-        let (best, lane) = q.scan();
-        let leaf = usize::from(q.winners[1]);
-        assert_eq!(q.tree[1], best);
-        assert_eq!(q.tree[LEAVES + leaf], best);
-        if best != EMPTY {
-            assert_eq!(leaf, lane);
-        }
-    }
-
-    use TimerKind::*;
-    const KINDS: [TimerKind; LANES] = [A, B, D, E, F, G, H, I, J, K, L, M, Deadline, Delay];
-
-    /// Every lane and the heap filled and emptied in a mixed order: the tree's winner
-    /// is the scan's after every push and pop.
-    #[test]
-    fn the_winner_tree_follows_every_lane_and_the_heap() {
-        let t0 = Instant::now();
-        let mut q = TimerQueue::new();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for n in 0..4_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let kind = KINDS[(x >> 11) as usize % KINDS.len()];
-            let at = t0 + Duration::from_micros(x % 5_000);
-            q.push(TimerTarget::Server(TxKey(n.into())), kind, at);
-            assert_tree_agrees_with_scan(&q);
-            if x.is_multiple_of(3) {
-                q.pop_due(t0 + Duration::from_micros(x % 7_000));
-                assert_tree_agrees_with_scan(&q);
-            }
-        }
-        let end = t0 + Duration::from_secs(1);
-        while q.pop_due(end).is_some() {
-            assert_tree_agrees_with_scan(&q);
-        }
-        assert_eq!(q.len(), 0);
-        assert_tree_agrees_with_scan(&q);
     }
 
     #[test]
