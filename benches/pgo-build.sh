@@ -11,8 +11,8 @@
 #      inbound   carrier -> DID -> PBX over UDP, 20,000 calls at 1,000/s
 #      auth      digest-authenticated PBX -> carrier, 5,000 calls at 500/s
 #      register  digest REGISTER rounds from 10,000 PBXs, 5,000 rounds at 500/s
-#      tls       the inbound scenario over TLS on both legs (load-tls.sh, needs stunnel4;
-#                skipped with a warning without it), 3,000 calls at 300/s
+#      tls       the inbound scenario over TLS on both legs (load-tls.sh, needs stunnel
+#                and openssl; skipped with a warning without them), 3,000 calls at 300/s
 #      floor     the inbound scenario through the floor, 10,000 calls at 1,000/s
 # 3. Merges the profiles (llvm-profdata of the toolchain's own LLVM: the llvm-tools
 #    rustup component, added when missing) into target/pgo/trunkstore.profdata.
@@ -22,11 +22,12 @@
 # emptied (about half of the CPU per call is the kernel's send and receive path), so
 # where code sits and which branch is the fall-through count as much as instructions.
 # With the profile, LLVM lays hot paths out together and moves cold code away. Code no
-# scenario reaches (the admin API, media, cluster mode) is laid out as cold: still
+# scenario reaches (the admin API, media, cluster mode, DNS-named targets) is laid out as cold: still
 # correct, and on no call's path here.
 #
-# Needs: the tools tests/run.sh installs (sipp; stunnel4 for the TLS run) and rustup (for
-# llvm-profdata). Takes two release builds (a few minutes each) and about 2 minutes of
+# Needs: sipp (Debian's sip-tester, which tests/run.sh installs), stunnel and openssl for
+# the TLS run (Debian's stunnel4; without them that run is skipped) and rustup (for
+# llvm-profdata). Takes two release builds (a few minutes each) and about a minute of
 # training. A plain `cargo build --release` afterwards rebuilds without the profile.
 set -euo pipefail
 
@@ -89,10 +90,10 @@ train "$SIPP_DIR/load.sh" --scenario auth --auth loadpbx:load-s3cret --rate 500 
 train "$SIPP_DIR/load.sh" --scenario register --rate 500 --calls 5000 --proxy-port 5260 \
 	--uac-port 5270 --uas-port 5290 --name pgo-train -- \
 	"$BIN" serve --config "$SIPP_DIR/config-register/trunkstore.json"
-if command -v stunnel4 >/dev/null || command -v stunnel >/dev/null; then
+if command -v stunnel >/dev/null && command -v openssl >/dev/null; then
 	train "$SIPP_DIR/load-tls.sh" --rate 300 --calls 3000 trunkstore "$BIN"
 else
-	log "warning: no stunnel4, the TLS paths are not trained (laid out as cold)"
+	log "warning: no stunnel or openssl (apt-get install stunnel4 openssl): the TLS paths are not trained (laid out as cold)"
 fi
 train "$SIPP_DIR/load.sh" --rate 1000 --calls 10000 --name pgo-train -- \
 	"$GEN_DIR/release/floor"
