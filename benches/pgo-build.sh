@@ -22,8 +22,8 @@
 # emptied (about half of the CPU per call is the kernel's send and receive path), so
 # where code sits and which branch is the fall-through count as much as instructions.
 # With the profile, LLVM lays hot paths out together and moves cold code away. Code no
-# scenario reaches (the admin API, media, cluster mode, DNS-named targets) is laid out as cold: still
-# correct, and on no call's path here.
+# scenario reaches (the admin API, media, cluster mode, DNS-named targets) is laid out
+# as cold: still correct, and on no call's path here.
 #
 # Needs: sipp (Debian's sip-tester, which tests/run.sh installs), stunnel and openssl for
 # the TLS run (Debian's stunnel4; without them that run is skipped) and rustup (for
