@@ -15,7 +15,7 @@ use std::ops::Range;
 use crate::error::Error;
 use crate::params::{ParamSyntax, Params};
 use crate::scan::{
-    all_in, class, find_unquoted, is_lws, read_quoted, skip_lws, split_list, trim_lws,
+    all_in, class, find_unquoted, is_lws, is_token, read_quoted, skip_lws, split_list, trim_lws,
     unescape_quoted, ListIter,
 };
 use crate::uri::{AnyUri, Uri};
@@ -307,14 +307,8 @@ fn plain_tag(v: &[u8]) -> Option<&[u8]> {
     }
     let gt = lt + 1 + v[lt + 1..].iter().position(|&b| b == b'>')?;
     let tag = v[gt + 1..].strip_prefix(b";tag=")?;
-    let plain = !tag.is_empty() && tag.iter().all(|&b| is_plain_tag_byte(b));
-    plain.then_some(tag)
-}
-
-/// Token characters (RFC 3261 §25.1) but for the rarer marks: a tag of these bytes is
-/// one token, and so a whole parameter value.
-fn is_plain_tag_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'!' | b'%' | b'*' | b'~')
+    // One token, and so a whole parameter value.
+    is_token(tag).then_some(tag)
 }
 
 #[cfg(test)]
@@ -560,7 +554,7 @@ mod tests {
 
     #[test]
     fn plain_tags_take_the_short_path() {
-        let cases: [(&[u8], &[u8]); 4] = [
+        let cases: [(&[u8], &[u8]); 5] = [
             (b"<sip:1000@pbx.example.com>;tag=abc-1", b"abc-1"),
             (
                 b"sipp <sip:sipp@127.0.0.1:5070>;tag=1234SIPpTag001",
@@ -568,6 +562,7 @@ mod tests {
             ),
             (b"Ext 10 <sip:10@pbx;user=phone>;tag=a.b_c+d", b"a.b_c+d"),
             (b"<tel:+15551234567>;tag=9", b"9"),
+            (b"<sip:a@b>;tag=it's`~!", b"it's`~!"),
         ];
         for (v, tag) in cases {
             assert_eq!(plain_tag(v), Some(tag), "{}", String::from_utf8_lossy(v));
@@ -589,9 +584,9 @@ mod tests {
         assert_eq!(tag_param(b"<sip:a@b>;foo;tag=y"), Some(&b"y"[..]));
     }
 
-    const FRAGMENTS: [&str; 27] = [
-        "a", "Z", "9", "-", ".", "~", "%", "*", "<", ">", "\"", ";", "=", " ", "\\", "@", ":", ",",
-        "sip:", "tag", ";tag=", "TAG", "\r\n ", "\t", "/", "?", "&",
+    const FRAGMENTS: [&str; 29] = [
+        "a", "Z", "9", "-", ".", "~", "%", "*", "'", "`", "<", ">", "\"", ";", "=", " ", "\\", "@",
+        ":", ",", "sip:", "tag", ";tag=", "TAG", "\r\n ", "\t", "/", "?", "&",
     ];
 
     proptest::proptest! {
